@@ -1,0 +1,1 @@
+"""Backends that execute graphs: the numpy reference interpreter and the LLVM compiler."""

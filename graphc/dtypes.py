@@ -1,0 +1,103 @@
+"""The dtypes graphc supports (plain numpy dtypes) and shape/broadcast helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import DTypeError, ShapeError
+
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+bool_ = np.dtype("bool")
+
+SUPPORTED = (float32, float64, int32, int64, bool_)
+Shape = tuple  # tuple[int | None, ...]; None is a dim unknown until run time
+
+
+def as_dtype(value: Any) -> np.dtype:
+    """Normalise a dtype-like (np.dtype, numpy type, string, Python type) to a supported dtype."""
+    if value is float:
+        return float32
+    if value is int:
+        return int32
+    try:
+        dt = np.dtype(value)
+    except TypeError as exc:
+        raise DTypeError(f"not a dtype: {value!r}") from exc
+    if dt not in SUPPORTED:
+        raise DTypeError(f"unsupported dtype {dt}; graphc supports "
+                         + ", ".join(str(d) for d in SUPPORTED))
+    return dt
+
+
+def is_float(dt: np.dtype | None) -> bool:
+    return dt is not None and dt.kind == "f"
+
+
+def is_int(dt: np.dtype | None) -> bool:
+    return dt is not None and dt.kind in "iu"
+
+
+def result_dtype(*dtypes: np.dtype) -> np.dtype:
+    """numpy's promotion among graphc dtypes (Python scalars are given the other operand's dtype)."""
+    return as_dtype(np.result_type(*dtypes))
+
+
+def shape_str(shape: Shape | None) -> str:
+    if shape is None:
+        return "?"
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def is_static(shape: Shape) -> bool:
+    return all(d is not None for d in shape)
+
+
+def num_elements(shape: Shape) -> int | None:
+    n = 1
+    for d in shape:
+        if d is None:
+            return None
+        n *= d
+    return n
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """numpy broadcasting over shapes that may hold None (unknown) dims.
+
+    Raises ShapeError (without location; callers add it) when two known dims disagree.
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    out: list[int | None] = []
+    for axis in range(ndim):
+        dims = [s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError("shapes " + ", ".join(shape_str(s) for s in shapes) + " do not broadcast")
+        if known:
+            out.append(known.pop())
+        elif any(d is None for d in dims):
+            out.append(None)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """Turn axis=None|int|sequence into a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of range for rank {ndim}")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"repeated axis in {axis!r}")
+    return tuple(sorted(out))

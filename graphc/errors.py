@@ -1,0 +1,35 @@
+"""Error types, and the helper that names the user's source line in messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class GraphcError(Exception):
+    """Base class of every error graphc raises on purpose."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """Operand shapes that an op cannot accept."""
+
+
+class DTypeError(GraphcError, TypeError):
+    """Operand dtypes that an op cannot accept."""
+
+
+class FeedError(GraphcError, ValueError):
+    """A feed_dict that does not match the graph's placeholders."""
+
+
+def user_location() -> str:
+    """Return "file:line" of the innermost stack frame outside the graphc package."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not path.startswith(_PACKAGE_DIR + os.sep):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"

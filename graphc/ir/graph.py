@@ -1,0 +1,222 @@
+"""The IR: immutable, interned `Tensor` nodes and the `Graph` that interns them.
+
+A node is one op application with one result. Nodes are created only through
+`Graph.make`, which returns the existing node when an identical one (same op, same
+input nodes, same attributes) already exists: structurally equal means identical,
+so common subexpressions are shared as they are built and a rewrite can never
+mutate a subgraph someone else holds.
+
+The same class is the user's handle (operator overloads live in `graphc.ops.methods`),
+so autodiff rules, passes and user code all speak one vocabulary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import Shape, shape_str
+from ..errors import GraphcError, user_location
+
+
+class Const:
+    """A hashable, read-only wrapper of a numpy array used as an attribute value."""
+
+    __slots__ = ("array", "_key")
+
+    def __init__(self, array: np.ndarray):
+        arr = np.array(array, copy=True, order="C")
+        arr.setflags(write=False)
+        self.array = arr
+        self._key = (arr.dtype.str, arr.shape, arr.tobytes())
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Const) and self._key == other._key
+
+    def __repr__(self) -> str:
+        return np.array2string(self.array, separator=", ", threshold=8, precision=8)
+
+
+def freeze(value: Any) -> Any:
+    """Make an attribute value hashable: lists become tuples, arrays become Const."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return Const(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+class Tensor:
+    """One node of the graph: op name, input nodes, attributes, static shape and dtype."""
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "graph", "name", "loc", "uid", "__weakref__")
+    __array_ufunc__ = None  # make numpy defer to our reflected operators
+
+    op: str
+    inputs: tuple[Tensor, ...]
+    attrs: dict[str, Any]
+    shape: Shape
+    dtype: np.dtype | None
+    graph: Graph
+    name: str
+    loc: str
+    uid: int
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("graphc tensors are immutable")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def opdef(self):  # -> OpDef
+        from ..ops.registry import get_op
+        return get_op(self.op)
+
+    def __repr__(self) -> str:
+        dt = "op" if self.dtype is None else self.dtype.name
+        return f"<Tensor {self.name} {self.op} {dt}{shape_str(self.shape)}>"
+
+    def __bool__(self) -> bool:
+        raise GraphcError(f"the truth value of symbolic tensor {self.name} is not known while building "
+                          "the graph; use gc.where or comparisons inside the graph")
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if not self.shape or self.shape[0] is None:
+            raise GraphcError(f"cannot iterate over tensor {self.name} of shape {shape_str(self.shape)}")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __len__(self) -> int:
+        if not self.shape or self.shape[0] is None:
+            raise GraphcError(f"len() of tensor {self.name} of shape {shape_str(self.shape)} is not known")
+        return self.shape[0]
+
+
+_state = threading.local()
+_uids = itertools.count()
+
+
+class Graph:
+    """A container of interned nodes; the unit users build in (TF1's tf.Graph)."""
+
+    def __init__(self) -> None:
+        self._table: dict[tuple, Tensor] = {}
+        self._name_counts: dict[str, int] = {}
+        self._used_names: set[str] = set()
+        self._lock = threading.RLock()
+        self.nodes: list[Tensor] = []  # in creation order
+        self.variables: list[Tensor] = []
+        self._no_grad_depth = 0
+
+    def __repr__(self) -> str:
+        return f"<Graph with {len(self.nodes)} nodes>"
+
+    @contextlib.contextmanager
+    def as_default(self) -> Iterator[Graph]:
+        stack = _graph_stack()
+        stack.append(self)
+        try:
+            yield self
+        finally:
+            stack.pop()
+
+    def unique_name(self, base: str) -> str:
+        """A name not yet used in this graph: base, base_1, base_2, ..."""
+        with self._lock:
+            n = self._name_counts.get(base, 0)
+            name = base if n == 0 else f"{base}_{n}"
+            while name in self._used_names:
+                n += 1
+                name = f"{base}_{n}"
+            self._name_counts[base] = n + 1
+            self._used_names.add(name)
+            return name
+
+    def make(self, op: str, inputs: tuple[Tensor, ...] = (), attrs: dict[str, Any] | None = None,
+             name: str | None = None, loc: str | None = None) -> Tensor:
+        """Return the node op(inputs, attrs), creating and type-checking it if new."""
+        from ..ops.registry import canonical_attrs, get_op, infer_type
+
+        opdef = get_op(op)
+        for t in inputs:
+            if not isinstance(t, Tensor):
+                raise GraphcError(f"{op}: inputs must be graphc tensors, got {type(t).__name__}")
+            if t.graph is not self:
+                raise GraphcError(f"{op}: input {t.name} belongs to another graph")
+        if opdef.canon is not None:
+            loc = loc or user_location()
+            attrs = canonical_attrs(opdef, inputs, attrs or {}, loc)
+        attrs = {k: freeze(v) for k, v in sorted((attrs or {}).items())}
+        key = (op, inputs, tuple(attrs.items()))
+        try:
+            hash(key)
+        except TypeError as exc:
+            raise GraphcError(f"{op}: unhashable attribute in {attrs!r}") from exc
+        with self._lock:
+            node = self._table.get(key)
+            if node is not None:
+                return node
+            loc = loc or user_location()
+            shape, dtype = infer_type(opdef, inputs, attrs, loc)
+            node = object.__new__(Tensor)
+            for field, value in (("op", op), ("inputs", inputs), ("attrs", attrs), ("shape", tuple(shape)),
+                                 ("dtype", dtype), ("graph", self), ("loc", loc), ("uid", next(_uids)),
+                                 ("name", self.unique_name(name or op))):
+                object.__setattr__(node, field, value)
+            self._table[key] = node
+            self.nodes.append(node)
+            if op == "variable":
+                self.variables.append(node)
+        if self._no_grad_depth and opdef.differentiable:
+            return self.make("stop_gradient", (node,), loc=loc)
+        return node
+
+
+def _graph_stack() -> list[Graph]:
+    stack = getattr(_state, "stack", None)
+    if stack is None:
+        stack = _state.stack = []
+    return stack
+
+
+_default_graph = Graph()
+
+
+def get_default_graph() -> Graph:
+    """The innermost graph of `with g.as_default()`, else the global default graph."""
+    stack = _graph_stack()
+    return stack[-1] if stack else _default_graph
+
+
+def reset_default_graph() -> None:
+    """Replace the global default graph with a new, empty one."""
+    global _default_graph
+    if _graph_stack():
+        raise GraphcError("reset_default_graph() inside a `with graph.as_default()` block")
+    _default_graph = Graph()
+
+
+@contextlib.contextmanager
+def no_grad(graph: Graph | None = None) -> Iterator[None]:
+    """Ops built inside the block are constants to `gradients` and `jvp`."""
+    g = graph or get_default_graph()
+    g._no_grad_depth += 1
+    try:
+        yield
+    finally:
+        g._no_grad_depth -= 1

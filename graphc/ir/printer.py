@@ -1,0 +1,60 @@
+"""The deterministic text form of a graph: one SSA line per node, in topological order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import shape_str
+from .graph import Const, Tensor
+from .traverse import toposort
+
+_HIDDEN_ATTRS = {"uid"}
+_SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "bool"}
+
+
+def type_str(node: Tensor) -> str:
+    if node.dtype is None:
+        return "()"
+    return _SHORT[node.dtype.name] + shape_str(node.shape).replace(" ", "").replace(",)", ")")
+
+
+def _attr_str(value: Any) -> str:
+    if isinstance(value, Const):
+        arr = value.array
+        if arr.size <= 8:
+            return np.array2string(arr, separator=", ", precision=8, floatmode="maxprec_equal")
+        return f"<{_SHORT[arr.dtype.name]}{list(arr.shape)} array>"
+    if isinstance(value, np.dtype):
+        return value.name
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_attr_str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+def node_names(order: list[Tensor]) -> dict[Tensor, str]:
+    """Printer names: placeholders and variables keep their names, others are %0, %1, ..."""
+    names: dict[Tensor, str] = {}
+    for n in order:
+        names[n] = f"%{n.name}" if n.op in ("placeholder", "variable") else f"%{len(names)}"
+    return names
+
+
+def as_text(fetches: Tensor | Iterable[Tensor], *, show_names: bool = False) -> str:
+    """One line per node: ``%3 = add(%1, %2) {attrs} : f32(?,3)``; last line lists outputs."""
+    outputs = [fetches] if isinstance(fetches, Tensor) else list(fetches)
+    order = toposort(outputs)
+    names = node_names(order)
+    lines = []
+    for n in order:
+        attrs = {k: v for k, v in n.attrs.items() if k not in _HIDDEN_ATTRS}
+        if n.op in ("placeholder", "variable"):
+            attrs = {k: v for k, v in attrs.items() if k not in ("shape", "dtype", "initial")}
+        attr = (" {" + ", ".join(f"{k}={_attr_str(v)}" for k, v in attrs.items()) + "}") if attrs else ""
+        args = ", ".join(names[i] for i in n.inputs)
+        comment = f"  # {n.name}" if show_names and n.op not in ("placeholder", "variable") else ""
+        lines.append(f"{names[n]} = {n.op}({args}){attr} : {type_str(n)}{comment}")
+    lines.append("return " + ", ".join(names[o] for o in outputs))
+    return "\n".join(lines) + "\n"

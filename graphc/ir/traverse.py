@@ -1,0 +1,44 @@
+"""Deterministic graph walks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .graph import Tensor
+
+
+def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
+    """Every node the outputs depend on, inputs before users, in a fixed order.
+
+    Depth-first post-order visiting inputs left to right (iterative: deep chains are fine).
+    """
+    order: list[Tensor] = []
+    done: set[Tensor] = set()
+    for root in outputs:
+        if root in done:
+            continue
+        stack: list[tuple[Tensor, int]] = [(root, 0)]
+        on_stack = {root}
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                child = node.inputs[i]
+                if child not in done and child not in on_stack:
+                    stack.append((child, 0))
+                    on_stack.add(child)
+            else:
+                stack.pop()
+                on_stack.discard(node)
+                done.add(node)
+                order.append(node)
+    return order
+
+
+def consumers(order: list[Tensor]) -> dict[Tensor, list[Tensor]]:
+    """For each node in `order`, the nodes in `order` that read it (in order, repeats kept)."""
+    users: dict[Tensor, list[Tensor]] = {n: [] for n in order}
+    for n in order:
+        for i in n.inputs:
+            users[i].append(n)
+    return users

@@ -1,0 +1,1 @@
+"""Op declarations (registry.py) and the public functions that build them, by family."""

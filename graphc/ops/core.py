@@ -1,0 +1,130 @@
+"""Graph leaves (placeholder, constant, variable) and turning Python values into tensors."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import as_dtype, result_dtype
+from ..errors import DTypeError, GraphcError, ShapeError
+from ..ir.graph import Const, Graph, Tensor, get_default_graph
+from .registry import OpDef, register
+
+
+def _source_type(inputs: tuple, attrs: dict):
+    return attrs["shape"], attrs["dtype"]
+
+
+def _const_type(inputs: tuple, attrs: dict):
+    arr = attrs["value"].array
+    return arr.shape, arr.dtype
+
+
+register(OpDef("placeholder", "source", _source_type, doc="A value fed at run time."))
+register(OpDef("constant", "source", _const_type, ref=lambda *, value: value.array, doc="A fixed array."))
+register(OpDef("variable", "source", _source_type,
+               doc="A session-owned value, initialised from `initial` and changed by assign ops."))
+
+_leaf_ids = itertools.count()  # makes every placeholder and variable a distinct node
+
+
+def placeholder(dtype: Any, shape: Any = None, name: str | None = None) -> Tensor:
+    """A graph input fed through `feed_dict`; dims may be None (known at run time)."""
+    if shape is None:
+        raise ShapeError("placeholder needs a shape (use None for an unknown dim)")
+    shape = tuple(None if d is None else int(d) for d in ((shape,) if np.isscalar(shape) else shape))
+    if any(d is not None and d < 0 for d in shape):
+        raise ShapeError(f"placeholder shape {shape} has a negative dim")
+    g = get_default_graph()
+    return g.make("placeholder", (), {"shape": shape, "dtype": as_dtype(dtype), "uid": next(_leaf_ids)},
+                  name=name or "placeholder")
+
+
+def to_array(value: Any, dtype: Any = None) -> np.ndarray:
+    """Convert a Python value to an array with graphc's default dtypes (float32, int32)."""
+    if dtype is not None:
+        dt = as_dtype(dtype)
+        arr = np.asarray(value)
+        if arr.dtype != dt and not np.can_cast(arr.dtype, dt, casting="same_kind") and arr.size:
+            if not (arr.dtype.kind in "iub" and dt.kind in "iubf"):
+                raise DTypeError(f"cannot convert a {arr.dtype} value to {dt}")
+        return np.asarray(value, dtype=dt)
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value)
+        if arr.dtype == np.float16:
+            arr = arr.astype(np.float32)
+        as_dtype(arr.dtype)
+        return arr
+    arr = np.asarray(value)
+    if arr.dtype == np.float64:
+        return arr.astype(np.float32)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int32 if arr.size == 0 or np.abs(arr).max() < 2**31 else np.int64)
+    as_dtype(arr.dtype)
+    return arr
+
+
+def constant(value: Any, dtype: Any = None, name: str | None = None, graph: Graph | None = None) -> Tensor:
+    """A constant tensor. Python floats default to float32 and ints to int32, like TensorFlow."""
+    if isinstance(value, Tensor):
+        raise GraphcError("constant() takes a value, not a tensor")
+    arr = to_array(value, dtype)
+    g = graph or get_default_graph()
+    return g.make("constant", (), {"value": Const(arr)}, name=name or "const")
+
+
+def Variable(initial_value: Any, dtype: Any = None, name: str | None = None,  # noqa: N802 (TF's name)
+             trainable: bool = True) -> Tensor:
+    """A value owned by each Session, initialised from `initial_value` when the session starts."""
+    if isinstance(initial_value, Tensor):
+        raise GraphcError("Variable initial values must be arrays (evaluate the tensor first)")
+    if callable(initial_value):
+        initial_value = initial_value()
+    arr = to_array(initial_value, dtype)
+    g = get_default_graph()
+    return g.make("variable", (), {"shape": arr.shape, "dtype": arr.dtype, "initial": Const(arr),
+                                   "trainable": bool(trainable), "uid": next(_leaf_ids)},
+                  name=name or "Variable")
+
+
+def graph_of(*values: Any) -> Graph:
+    """The graph of the first tensor among values, else the default graph."""
+    for v in values:
+        if isinstance(v, Tensor):
+            return v.graph
+    return get_default_graph()
+
+
+def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tensor:
+    """Pass tensors through; turn anything else into a constant (of `dtype` if given)."""
+    if isinstance(value, Tensor):
+        return value
+    return constant(value, dtype=dtype, graph=graph)
+
+
+def _weak(value: Any) -> Any:
+    """The operand numpy's promotion should see: Python scalars stay weakly typed."""
+    if isinstance(value, Tensor):
+        return value.dtype
+    if isinstance(value, (bool, int, float)):
+        return value
+    return to_array(value).dtype
+
+
+def promote(*values: Any) -> tuple[Tensor, ...]:
+    """Convert operands to tensors of their common dtype, numpy-style (NEP 50)."""
+    g = graph_of(*values)
+    try:
+        dt = result_dtype(*(_weak(v) for v in values))
+    except TypeError as exc:
+        raise DTypeError(f"operands {values!r} have no common dtype") from exc
+    return tuple(_cast_to(as_tensor(v, dtype=dt if not isinstance(v, Tensor) else None, graph=g), dt)
+                 for v in values)
+
+
+def _cast_to(t: Tensor, dt: np.dtype) -> Tensor:
+    if t.dtype == dt:
+        return t
+    return t.graph.make("cast", (t,), {"dtype": dt})

@@ -1,0 +1,128 @@
+"""Op declarations: one `OpDef` per primitive op, in one registry.
+
+An OpDef holds everything graphc knows about an op: its type rule, its numpy
+reference implementation, its VJP and JVP rules (which build graph nodes), and how
+it lowers to loops (`kind` plus `scalar`, `gather` or `reduce`).
+
+Rule signatures (fixed; autodiff and the backends rely on them):
+
+* ``infer(inputs, attrs) -> (shape, dtype)``; raise ShapeError/DTypeError with a short
+  reason, `infer_type` adds the op name, operand types and the user's source line.
+* ``ref(*arrays, **attrs) -> np.ndarray`` computes the op with numpy.
+* ``vjp(g, out, *inputs, **attrs) -> tuple`` of one cotangent per input (None = zero).
+  A cotangent may have the broadcast output's shape; autodiff sums it back.
+* ``jvp(tangents, out, *inputs, **attrs) -> Tensor | None`` where ``tangents`` has one
+  entry per input (None = zero tangent).
+* ``scalar(s, *values, **attrs)`` (kind "elementwise") evaluates one element with a
+  `graphc.ops.scalar.Emitter` ``s``; inputs are read at their broadcast index.
+* ``gather(s, idx, load, node)`` (kind "index") evaluates one output element at
+  integer index values ``idx`` (one per output dim) via ``load(i, index_tuple)``,
+  which reads input ``i``. Indices passed to ``load`` must be in bounds.
+* ``reduce`` (kind "reduce") names the combiner: sum, prod, max, min, argmax, argmin;
+  the node's ``axes`` and ``keepdims`` attributes give the reduced axes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import SUPPORTED, Shape, shape_str
+from ..errors import DTypeError, GraphcError, ShapeError
+
+KINDS = ("source", "elementwise", "reduce", "index", "matmul", "state", "control")
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything about one primitive op (see the module docstring for rule signatures)."""
+
+    name: str
+    kind: str
+    infer: Callable[[tuple, dict], tuple[Shape, np.dtype | None]]
+    ref: Callable[..., Any] | None = None
+    vjp: Callable[..., tuple] | None = None
+    jvp: Callable[..., Any] | None = None
+    scalar: Callable[..., Any] | None = None
+    gather: Callable[..., Any] | None = None
+    reduce: str | None = None
+    canon: Callable[[tuple, dict], dict] | None = None  # normalises user attrs (e.g. axis)
+    shape_only: tuple[int, ...] = ()  # inputs read only for their shape, never their data
+    doc: str = ""
+
+    @property
+    def differentiable(self) -> bool:
+        return self.vjp is not None
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    """Add an op declaration; names are unique."""
+    if opdef.name in _REGISTRY:
+        raise GraphcError(f"op {opdef.name!r} is declared twice")
+    if opdef.kind not in KINDS:
+        raise GraphcError(f"op {opdef.name!r}: unknown kind {opdef.kind!r}")
+    if opdef.kind == "elementwise" and opdef.scalar is None:
+        raise GraphcError(f"elementwise op {opdef.name!r} needs a scalar form")
+    if opdef.kind == "index" and opdef.gather is None:
+        raise GraphcError(f"index op {opdef.name!r} needs a gather form")
+    if opdef.kind == "reduce" and opdef.reduce is None:
+        raise GraphcError(f"reduce op {opdef.name!r} needs a combiner")
+    _REGISTRY[opdef.name] = opdef
+    return opdef
+
+
+def get_op(name: str) -> OpDef:
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise GraphcError(f"unknown op {name!r}") from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    """Every registered op, by name (sorted)."""
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def _load_all() -> None:
+    if not _REGISTRY:
+        from . import catalog  # noqa: F401  (registers every op family)
+
+
+def describe_operands(inputs: tuple) -> str:
+    return ", ".join(f"{t.name}: {t.dtype}{shape_str(t.shape)}" for t in inputs)
+
+
+@contextlib.contextmanager
+def located_errors(opdef: OpDef, inputs: tuple, loc: str) -> Iterator[None]:
+    """Re-raise ShapeError/DTypeError naming the op, its operands and the user's line."""
+    try:
+        yield
+    except (ShapeError, DTypeError) as exc:
+        detail = f" with operands {describe_operands(inputs)}" if inputs else ""
+        raise type(exc)(f"{opdef.name}{detail}: {exc}\n  at {loc}") from None
+
+
+def canonical_attrs(opdef: OpDef, inputs: tuple, attrs: dict, loc: str) -> dict:
+    """The op's attributes in canonical form (so equal ops intern to one node)."""
+    if opdef.canon is None:
+        return attrs
+    with located_errors(opdef, inputs, loc):
+        return opdef.canon(inputs, dict(attrs))
+
+
+def infer_type(opdef: OpDef, inputs: tuple, attrs: dict, loc: str) -> tuple[Shape, np.dtype | None]:
+    """Run the op's type rule; errors name the op, its operands and the user's line."""
+    with located_errors(opdef, inputs, loc):
+        shape, dtype = opdef.infer(inputs, attrs)
+    if dtype is not None and dtype not in SUPPORTED:
+        raise DTypeError(f"{opdef.name}: result dtype {dtype} is not supported\n  at {loc}")
+    return tuple(shape), dtype

@@ -1,0 +1,1 @@
+"""Running graphs: sessions, feeds and fetches."""

@@ -1,0 +1,46 @@
+"""Checking and converting a feed_dict before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import shape_str
+from ..errors import FeedError
+from ..ir.graph import Graph, Tensor
+
+
+def check_feeds(feed_dict: Mapping[Any, Any] | None, graph: Graph | None,
+                needed: Iterable[Tensor]) -> dict[Tensor, np.ndarray]:
+    """Validate feeds: known placeholders, every needed one fed, shapes and dtypes compatible.
+
+    Returns C-contiguous arrays of exactly the placeholders' dtypes.
+    """
+    feeds: dict[Tensor, np.ndarray] = {}
+    for key, value in (feed_dict or {}).items():
+        if not isinstance(key, Tensor) or key.op != "placeholder":
+            raise FeedError(f"feed key {key!r} is not a placeholder")
+        if graph is not None and key.graph is not graph:
+            raise FeedError(f"placeholder {key.name} belongs to another graph than the session's")
+        feeds[key] = convert_feed(key, value)
+    missing = [n.name for n in needed if n.op == "placeholder" and n not in feeds]
+    if missing:
+        raise FeedError("the fetches need placeholder(s) that were not fed: " + ", ".join(missing))
+    return feeds
+
+
+def convert_feed(ph: Tensor, value: Any) -> np.ndarray:
+    """One feed value as a C-contiguous array of ph's dtype, or FeedError."""
+    expected = f"{ph.dtype}{shape_str(ph.shape)}"
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise FeedError(f"placeholder {ph.name}: cannot convert the fed value to an array ({exc})") from None
+    if arr.dtype == object or not np.can_cast(arr.dtype, ph.dtype, casting="same_kind"):
+        raise FeedError(f"placeholder {ph.name}: expected {expected}, got {arr.dtype}{shape_str(arr.shape)} "
+                        f"({arr.dtype} does not cast to {ph.dtype} under same_kind rules)")
+    if arr.ndim != len(ph.shape) or any(d is not None and d != a for d, a in zip(ph.shape, arr.shape)):
+        raise FeedError(f"placeholder {ph.name}: expected {expected}, got {arr.dtype}{shape_str(arr.shape)}")
+    return np.ascontiguousarray(arr, dtype=ph.dtype)
