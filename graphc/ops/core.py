@@ -12,6 +12,8 @@ from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.graph import Const, Graph, Tensor, get_default_graph
 from .registry import OpDef, register
 
+__all__ = ["Variable", "constant", "placeholder"]
+
 
 def _source_type(inputs: tuple, attrs: dict):
     return attrs["shape"], attrs["dtype"]

@@ -13,6 +13,8 @@ from ..ir.graph import Tensor
 from .core import graph_of, promote
 from .registry import OpDef, register
 
+__all__ = ["add", "multiply", "exp", "cast", "less"]
+
 
 def _same_dtype_broadcast(inputs: tuple, attrs: dict):
     dtypes = {t.dtype for t in inputs}

@@ -13,6 +13,8 @@ from .core import promote
 from .registry import OpDef, register
 from .shape import expand_dims, matrix_transpose, reshape
 
+__all__ = ["matmul", "dot"]
+
 
 def _matmul_type(inputs: tuple, attrs: dict):
     a, b = inputs

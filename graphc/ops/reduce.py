@@ -12,6 +12,8 @@ from .core import promote
 from .registry import OpDef, register
 from .shape import broadcast_like, expand_reduced
 
+__all__ = ["sum"]
+
 
 def reduced_shape(shape: tuple, axes: tuple[int, ...], keepdims: bool) -> tuple:
     """The shape left after reducing `axes`."""

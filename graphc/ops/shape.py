@@ -12,6 +12,8 @@ from ..ir.graph import Tensor
 from .core import promote
 from .registry import OpDef, register
 
+__all__ = ["broadcast_to", "expand_dims", "reshape", "transpose"]
+
 
 def linear_index(s: Any, idx: tuple, shape: tuple) -> Any:
     """Row-major linear offset of `idx` in `shape`, as an int64 scalar value."""

@@ -11,6 +11,8 @@ from .core import as_tensor, graph_of
 from .registry import OpDef, register
 from .shape import broadcast_to
 
+__all__ = ["assign", "assign_add", "assign_sub", "group", "identity", "stop_gradient"]
+
 
 def _assign_type(inputs: tuple, attrs: dict):
     var, value = inputs
