@@ -9,6 +9,7 @@ from .dtypes import bool_, float32, float64, int32, int64
 from .errors import DTypeError, FeedError, GraphcError, ShapeError
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph
 from .ir.printer import as_text
+from .ir.serialize import load, save
 from .ops import catalog as _catalog  # noqa: F401  (registers every op)
 from .ops.core import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403

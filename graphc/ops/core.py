@@ -32,6 +32,11 @@ register(OpDef("variable", "source", _source_type,
 _leaf_ids = itertools.count()  # makes every placeholder and variable a distinct node
 
 
+def next_leaf_id() -> int:
+    """A fresh identity for a placeholder or variable."""
+    return next(_leaf_ids)
+
+
 def placeholder(dtype: Any, shape: Any = None, name: str | None = None) -> Tensor:
     """A graph input fed through `feed_dict`; dims may be None (known at run time)."""
     if shape is None:
@@ -40,7 +45,7 @@ def placeholder(dtype: Any, shape: Any = None, name: str | None = None) -> Tenso
     if any(d is not None and d < 0 for d in shape):
         raise ShapeError(f"placeholder shape {shape} has a negative dim")
     g = get_default_graph()
-    return g.make("placeholder", (), {"shape": shape, "dtype": as_dtype(dtype), "uid": next(_leaf_ids)},
+    return g.make("placeholder", (), {"shape": shape, "dtype": as_dtype(dtype), "uid": next_leaf_id()},
                   name=name or "placeholder")
 
 
@@ -87,7 +92,7 @@ def Variable(initial_value: Any, dtype: Any = None, name: str | None = None,  # 
     arr = to_array(initial_value, dtype)
     g = get_default_graph()
     return g.make("variable", (), {"shape": arr.shape, "dtype": arr.dtype, "initial": Const(arr),
-                                   "trainable": bool(trainable), "uid": next(_leaf_ids)},
+                                   "trainable": bool(trainable), "uid": next_leaf_id()},
                   name=name or "Variable")
 
 
