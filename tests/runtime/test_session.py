@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+@pytest.fixture
+def xy():
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    return x, gc.sum(x * 2.0, axis=1)
+
+
+def test_unknown_feed_key(xy):
+    x, y = xy
+    other = gc.constant(1.0)
+    with gc.Session() as sess, pytest.raises(gc.FeedError, match="not a placeholder"):
+        sess.run(y, {x: np.ones((1, 3)), other: 1.0})
+
+
+def test_missing_placeholder_is_named(xy):
+    x, y = xy
+    with gc.Session() as sess, pytest.raises(gc.FeedError, match="not fed: x"):
+        sess.run(y)
+
+
+def test_wrong_shape_names_expected_and_got(xy):
+    x, y = xy
+    with gc.Session() as sess, pytest.raises(gc.FeedError) as info:
+        sess.run(y, {x: np.ones((2, 4), np.float32)})
+    msg = str(info.value)
+    assert "x" in msg and "(?, 3)" in msg and "(2, 4)" in msg
+
+
+def test_wrong_rank(xy):
+    x, y = xy
+    with gc.Session() as sess, pytest.raises(gc.FeedError):
+        sess.run(y, {x: np.ones(3, np.float32)})
+
+
+def test_dtype_that_cannot_cast_same_kind():
+    i = gc.placeholder(gc.int32, (2,), name="i")
+    with gc.Session() as sess, pytest.raises(gc.FeedError, match="float64"):
+        sess.run(i + 1, {i: np.array([1.5, 2.5])})
+    with gc.Session() as sess, pytest.raises(gc.FeedError):
+        sess.run(i + 1, {i: np.array(["a", "b"], dtype=object)})
+
+
+def test_lists_scalars_and_noncontiguous_feeds_are_accepted(xy):
+    x, y = xy
+    s = gc.placeholder(gc.float64, (), name="s")
+    big = np.arange(18, dtype=np.float64).reshape(3, 6)[:, ::2]
+    assert not big.flags.c_contiguous
+    with gc.Session() as sess:
+        np.testing.assert_allclose(sess.run(y, {x: [[1, 2, 3]]}), [12.0])
+        np.testing.assert_allclose(sess.run(y, {x: big}), big.sum(axis=1) * 2, rtol=1e-6)
+        assert sess.run(s * 2, {s: 3}) == 6.0
+
+
+def test_fetch_structures_and_ops_give_none(xy):
+    x, y = xy
+    v = gc.Variable(0.0, name="v")
+    op = gc.group(gc.assign(v, 1.0))
+    with gc.Session() as sess:
+        out = sess.run({"a": [y, (y, op)], "b": {"c": y}}, {x: np.ones((1, 3))})
+    assert out["a"][1][1] is None
+    np.testing.assert_array_equal(out["b"]["c"], [6.0])
+    with pytest.raises(gc.GraphcError):
+        gc.Session().run([y, "not a tensor"])
+
+
+def test_results_are_fresh_arrays(xy):
+    x, _ = xy
+    c = gc.constant([1.0, 2.0])
+    with gc.Session() as sess:
+        a = sess.run(c)
+        a[0] = 100.0
+        np.testing.assert_array_equal(sess.run(c), [1.0, 2.0])
+
+
+def test_variable_reads_see_start_of_run_and_updates_apply_together():
+    a = gc.Variable(1.0, name="a")
+    b = gc.Variable(10.0, name="b")
+    swap = gc.group(gc.assign(a, b), gc.assign(b, a))
+    with gc.Session() as sess:
+        read_during = sess.run([a + 0.0, swap, b + 0.0])
+        assert read_during[0] == 1.0 and read_during[2] == 10.0
+        assert sess.run([a, b]) == [10.0, 1.0]
+        sess.run(gc.assign_add(a, 5.0))
+        assert sess.run(a) == 15.0
+        sess.run(gc.assign_sub(b, 3.0))
+        assert sess.run(b) == -2.0
+
+
+def test_two_assignments_to_one_variable_in_one_run():
+    v = gc.Variable(0.0, name="v")
+    with gc.Session() as sess, pytest.raises(gc.GraphcError, match="assigned twice"):
+        sess.run([gc.assign(v, 1.0), gc.assign(v, 2.0)])
+
+
+def test_sessions_own_their_variables():
+    v = gc.Variable(np.zeros(2, np.float32), name="v")
+    inc = gc.assign_add(v, 1.0)
+    with gc.Session() as s1, gc.Session() as s2:
+        s1.run(inc)
+        s1.run(inc)
+        np.testing.assert_array_equal(s1.run(v), [2, 2])
+        np.testing.assert_array_equal(s2.run(v), [0, 0])
+
+
+def test_only_what_the_fetches_need_is_computed():
+    x = gc.placeholder(gc.float32, (2,), name="x")
+    unused = gc.placeholder(gc.float32, (2,), name="unused")
+    v = gc.Variable(0.0, name="v")
+    gc.assign(v, 5.0)  # built but not fetched: must not run
+    _ = unused * 2.0
+    with gc.Session() as sess:
+        np.testing.assert_array_equal(sess.run(x + 1.0, {x: [1, 2]}), [2, 3])
+        assert sess.run(v) == 0.0
+
+
+def test_assign_checks_shape_and_dtype():
+    v = gc.Variable(np.zeros((2, 2), np.float32), name="v")
+    with pytest.raises(gc.ShapeError):
+        gc.assign(v, gc.placeholder(gc.float32, (3,)))
+    with pytest.raises(gc.GraphcError):
+        gc.assign(gc.constant(1.0), 2.0)
+
+
+def test_closed_session_refuses_to_run(xy):
+    x, y = xy
+    sess = gc.Session()
+    sess.close()
+    with pytest.raises(gc.GraphcError, match="closed"):
+        sess.run(y, {x: np.ones((1, 3))})
