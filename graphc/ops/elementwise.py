@@ -97,7 +97,7 @@ def _linear(*lins: Callable) -> dict:
         for lin, t in zip(lins, tangents):
             if t is not None:
                 total = _sum_tangents(total, lin(t, out, *inputs, **attrs))
-        return None if total is None or total.shape == out.shape else broadcast_like(total, out)
+        return total if total is None or total.shape == out.shape else broadcast_like(total, out)
 
     return {"vjp": vjp, "jvp": jvp}
 
