@@ -1,0 +1,1 @@
+"""Graph-to-graph passes, their registry and the instrumented pipeline driver."""

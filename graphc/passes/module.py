@@ -1,0 +1,63 @@
+"""`Module`: the unit graph-level passes transform — the DAG reachable from some outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ..ir.graph import Tensor
+from ..ir.printer import as_text
+from ..ir.traverse import toposort
+
+
+@dataclass(frozen=True)
+class Module:
+    """Outputs (fetches, then assignments) of one program; everything else is derived.
+
+    Nodes unreachable from the outputs are not part of the module, so dead code
+    disappears as soon as a pass stops referring to it. `adjoint` holds the nodes
+    autodiff built (the backward part), carried through rewrites.
+    """
+
+    outputs: tuple[Tensor, ...]
+    adjoint: frozenset[Tensor] = field(default=frozenset())
+
+    @cached_property
+    def nodes(self) -> list[Tensor]:
+        return toposort(self.outputs)
+
+    def as_text(self) -> str:
+        return as_text(self.outputs)
+
+    def remap(self, mapping: dict[Tensor, Tensor]) -> Module:
+        """The module whose outputs are mapped through `mapping`; adjoint tags follow."""
+        outputs = tuple(mapping.get(o, o) for o in self.outputs)
+        adjoint = frozenset(mapping.get(n, n) for n in self.adjoint)
+        return Module(outputs, adjoint)
+
+
+def rebuild(module: Module, rewrite: Callable[[Tensor], Tensor | None]) -> tuple[Module, int]:
+    """Rebuild every node inputs-first, offering each to `rewrite` (None = keep).
+
+    Returns the new module and how many nodes were replaced. A replacement must have the
+    node's shape and dtype; a rewrite is repeated on its own result (capped) so one
+    walk applies chains of rules.
+    """
+    mapping: dict[Tensor, Tensor] = {}
+    changes = 0
+    for node in module.nodes:
+        new_inputs = tuple(mapping[i] for i in node.inputs)
+        current = node
+        if new_inputs != node.inputs:
+            current = node.graph.make(node.op, new_inputs, node.attrs, name=node.name, loc=node.loc)
+        for _ in range(16):
+            replacement = rewrite(current)
+            if replacement is None or replacement is current:
+                break
+            if replacement.shape != current.shape or replacement.dtype != current.dtype:
+                raise AssertionError(f"rewrite of {current!r} changed its type to {replacement!r}")
+            current = replacement
+            changes += 1
+        mapping[node] = current
+    return module.remap(mapping), changes

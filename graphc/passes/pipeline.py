@@ -1,0 +1,20 @@
+"""The pass pipelines: one explicit ordered list per optimisation level."""
+
+from __future__ import annotations
+
+from . import cse, dce, fold, simplify, stabilize  # noqa: F401  (register the passes)
+
+PIPELINES: dict[int, list[str]] = {
+    0: [],
+    1: ["simplify", "fold", "cse", "dce"],
+    2: ["stabilize", "simplify", "fold", "cse", "simplify", "dce"],
+}
+
+
+def pipeline_for(opt_level: int) -> list[str]:
+    """The pass names run at `opt_level` (0, 1 or 2)."""
+    from ..errors import GraphcError
+
+    if opt_level not in PIPELINES:
+        raise GraphcError(f"opt_level must be one of {sorted(PIPELINES)}, got {opt_level!r}")
+    return list(PIPELINES[opt_level])

@@ -1,0 +1,113 @@
+"""Declarative rewrite rules: patterns over nodes, a matcher, and a rule-set pass driver.
+
+A pattern is `P(op, *args, when=...)`, a variable `V(name)` (the same name must bind
+the same node — interning makes that an identity test), or `S(value)`, a constant
+whose every element equals `value`. Operands of commutative ops match in either order.
+A `Rule` pairs a pattern with a builder from bindings to the replacement node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..ir.graph import Tensor
+from .module import Module, rebuild
+
+COMMUTATIVE = frozenset({"add", "multiply", "maximum", "minimum", "equal", "not_equal", "logical_and",
+                         "logical_or"})
+
+
+@dataclass(frozen=True)
+class V:
+    """A pattern variable."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class S:
+    """A constant whose elements all equal `value`."""
+
+    value: float
+
+
+class P:
+    """An op pattern; `when(node)` may restrict attributes or types."""
+
+    def __init__(self, op: str, *args: Any, when: Callable[[Tensor], bool] | None = None):
+        self.op, self.args, self.when = op, args, when
+
+    def __repr__(self) -> str:
+        return f"{self.op}({', '.join(map(repr, self.args))})"
+
+
+def _match(pat: Any, node: Tensor, env: dict[str, Tensor]) -> bool:
+    if isinstance(pat, V):
+        bound = env.get(pat.name)
+        if bound is None:
+            env[pat.name] = node
+            return True
+        return bound is node
+    if isinstance(pat, S):
+        return node.op == "constant" and node.attrs["value"].array.size > 0 and \
+            bool(np.all(node.attrs["value"].array == pat.value))
+    if node.op != pat.op or len(node.inputs) != len(pat.args):
+        return False
+    if pat.when is not None and not pat.when(node):
+        return False
+    orders = [node.inputs]
+    if pat.op in COMMUTATIVE and len(node.inputs) == 2:
+        orders.append(node.inputs[::-1])
+    for inputs in orders:
+        trial = dict(env)
+        if all(_match(p, i, trial) for p, i in zip(pat.args, inputs)):
+            env.clear()
+            env.update(trial)
+            return True
+    return False
+
+
+def match(pat: P, node: Tensor) -> dict[str, Tensor] | None:
+    """Bindings (plus "_" for the matched node) if `pat` matches `node`, else None."""
+    env: dict[str, Tensor] = {}
+    if not _match(pat, node, env):
+        return None
+    env["_"] = node
+    return env
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`pattern -> build(bindings)`; build may return None to decline."""
+
+    name: str
+    pattern: P
+    build: Callable[[dict[str, Tensor]], Tensor | None]
+    doc: str = ""
+
+
+def apply_rules(rules: list[Rule], node: Tensor) -> Tensor | None:
+    """The first rule's replacement whose result keeps the node's type, else None."""
+    for rule in rules:
+        env = match(rule.pattern, node)
+        if env is None:
+            continue
+        out = rule.build(env)
+        if out is not None and out is not node and out.shape == node.shape and out.dtype == node.dtype:
+            return out
+    return None
+
+
+def run_rules(module: Module, rules: list[Rule], max_rounds: int = 8) -> tuple[Module, int]:
+    """Apply rules over the whole module until nothing changes (at most max_rounds walks)."""
+    total = 0
+    for _ in range(max_rounds):
+        module, changes = rebuild(module, lambda n: apply_rules(rules, n))
+        total += changes
+        if not changes:
+            break
+    return module, total

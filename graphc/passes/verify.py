@@ -1,0 +1,47 @@
+"""The IR verifier run after each pass: types re-infer, graphs don't mix, assignments are unique."""
+
+from __future__ import annotations
+
+from ..errors import GraphcError
+from ..ir.graph import Tensor
+from ..ir.printer import node_names, type_str
+from ..ops.registry import infer_type
+from .module import Module
+
+
+class VerifyError(GraphcError):
+    """A pass produced an ill-formed module (a compiler bug, not a user error)."""
+
+
+def verify(module: Module, after: str = "?") -> None:
+    """Raise VerifyError, showing the offending node and its neighbours, if the module is ill-formed."""
+    order = module.nodes
+    graph = order[0].graph if order else None
+    assigned: dict[Tensor, Tensor] = {}
+    for node in order:
+        problem = None
+        if node.graph is not graph:
+            problem = "belongs to another graph than the rest of the module"
+        else:
+            try:
+                shape, dtype = infer_type(node.opdef, node.inputs, node.attrs, node.loc)
+                if shape != node.shape or dtype != node.dtype:
+                    problem = f"stored type {type_str(node)} but its inputs give {dtype}{shape}"
+            except GraphcError as exc:
+                problem = f"type rule fails: {exc}"
+        if node.op == "assign":
+            var = node.inputs[0]
+            if var in assigned:
+                problem = f"second assignment to variable {var.name}"
+            assigned[var] = node
+        if problem:
+            raise VerifyError(f"after pass {after}: {_describe(order, node)}: {problem}")
+
+
+def _describe(order: list[Tensor], node: Tensor) -> str:
+    names = node_names(order)
+    users = [u for u in order if node in u.inputs]
+    lines = [f"{names[node]} = {node.op}({', '.join(names[i] for i in node.inputs)}) : {type_str(node)}"]
+    lines += [f"  input  {names[i]} = {i.op} : {type_str(i)}" for i in node.inputs]
+    lines += [f"  user   {names[u]} = {u.op} : {type_str(u)}" for u in users[:4]]
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""Each rewrite rule on a small graph: its text before/after, and values preserved."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backend.interpreter import evaluate
+from graphc.passes.manager import Instrumentation, all_passes, run_passes
+from graphc.passes.module import Module
+from graphc.passes.pipeline import PIPELINES
+from graphc.passes.verify import VerifyError, verify
+
+SPECIAL = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e30, -1e-30, 7.0], np.float32)
+
+
+def _x():
+    return gc.placeholder(gc.float32, (10,), name="x")
+
+
+# (name, builder, pass, ops that must be gone afterwards, ops that must appear)
+CASES = [
+    ("add-zero", lambda x: x + 0.0, "simplify", {"add"}, set()),
+    ("sub-zero", lambda x: x - 0.0, "simplify", {"subtract"}, set()),
+    ("mul-one", lambda x: 1.0 * x, "simplify", {"multiply"}, set()),
+    ("div-one", lambda x: x / 1.0, "simplify", {"divide"}, set()),
+    ("pow-one", lambda x: x ** 1.0, "simplify", {"power"}, set()),
+    ("pow-two", lambda x: x.graph.make("power", (x, gc.constant(2.0))), "simplify", {"power"}, {"square"}),
+    ("mul-minus-one", lambda x: x * -1.0, "simplify", {"multiply"}, {"negative"}),
+    ("neg-neg", lambda x: gc.negative(-x), "simplify", {"negative"}, set()),
+    ("add-neg", lambda x: x + (-gc.exp(x)), "simplify", {"add", "negative"}, {"subtract"}),
+    ("sub-neg", lambda x: x - (-gc.exp(x)), "simplify", {"subtract", "negative"}, {"add"}),
+    ("identity", lambda x: gc.identity(x) * 3.0, "simplify", {"identity"}, set()),
+    ("stop-gradient", lambda x: gc.stop_gradient(x) * 3.0, "simplify", {"stop_gradient"}, set()),
+    ("reshape-reshape", lambda x: gc.reshape(gc.reshape(x, (2, 5)), (5, 2)), "simplify", set(), set()),
+    ("transpose-transpose", lambda x: gc.transpose(gc.transpose(gc.reshape(x, (2, 5)))), "simplify",
+     {"transpose"}, set()),
+    ("log1p", lambda x: gc.log(1.0 + x), "stabilize", {"log", "add"}, {"log1p"}),
+    ("expm1", lambda x: gc.exp(x) - 1.0, "stabilize", {"exp", "subtract"}, {"expm1"}),
+    ("logsumexp", lambda x: gc.log(gc.sum(gc.exp(x))), "stabilize", set(), {"max"}),
+    ("log-softmax", lambda x: gc.log(gc.nn.softmax(x)), "stabilize", {"divide"}, set()),
+    ("fold", lambda x: x + gc.constant(2.0) * gc.constant(3.0), "fold", {"multiply"}, set()),
+    ("cse", lambda x: (x + gc.exp(x)) * (gc.exp(x) + x), "cse", set(), set()),
+    ("dce", lambda x: gc.group(x * 2.0, gc.assign(gc.Variable(np.zeros(10, np.float32)), x)), "dce",
+     {"multiply"}, set()),
+]
+
+
+def _values(outputs, x, feed):
+    return [v for v in evaluate(outputs, {x: feed}) if v is not None]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_rule_applies_and_preserves_values(case):
+    name, build, pass_name, gone, appear = case
+    x = _x()
+    module = Module((build(x),))
+    out, records = run_passes(module, [pass_name])
+    ops_after = {n.op for n in out.nodes}
+    assert records[-1].changes > 0, f"{pass_name} did not fire on {name}:\n{module.as_text()}"
+    assert not (gone & ops_after), out.as_text()
+    assert appear <= ops_after, out.as_text()
+    feed = SPECIAL if pass_name not in ("stabilize",) else np.linspace(-3, 3, 10).astype(np.float32)
+    for want, got in zip(_values(module.outputs, x, feed), _values(out.outputs, x, feed)):
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6, equal_nan=True)
+
+
+def test_stabilize_makes_overflowing_forms_finite():
+    x = _x()
+    big = np.array([1e4, -1e4, 0, 1, 2, 3, 4, 5, 6, 88.0], np.float32)
+    out, _ = run_passes(Module((gc.log(gc.sum(gc.exp(x))), gc.log(gc.nn.softmax(x)))), ["stabilize"])
+    lse, logsm = evaluate(out.outputs, {x: big})
+    ref_lse = np.logaddexp.reduce(big.astype(np.float64))
+    np.testing.assert_allclose(lse, ref_lse, rtol=1e-6)
+    np.testing.assert_allclose(logsm, big - ref_lse, rtol=1e-6, atol=1e-3)
+    assert np.isfinite(logsm).all()
+
+
+def test_no_rule_loops_on_its_own_output():
+    x = _x()
+    module = Module((gc.logsumexp(x), gc.nn.log_softmax(x)))
+    out, records = run_passes(module, ["stabilize", "simplify", "stabilize"])
+    assert records[-1].changes == 0
+    assert len(out.nodes) <= len(module.nodes)
+
+
+@pytest.mark.parametrize("level", sorted(PIPELINES))
+def test_pipelines_preserve_results_on_an_mlp(level):
+    rng = np.random.default_rng(0)
+    x = gc.placeholder(gc.float64, (None, 4), name="x")
+    w1 = gc.Variable(rng.standard_normal((4, 8)), name="w1")
+    w2 = gc.Variable(rng.standard_normal((8, 3)), name="w2")
+    labels = gc.placeholder(gc.int32, (None,), name="labels")
+    logits = gc.tanh(x @ w1 * 1.0 + 0.0) @ w2
+    loss = gc.nn.softmax_cross_entropy(logits, labels)
+    outputs = (loss, gc.log(gc.nn.softmax(logits)), gc.negative(-logits))
+    feed = {x: rng.standard_normal((5, 4)), labels: np.array([0, 1, 2, 1, 0], np.int32)}
+    out, records = run_passes(Module(outputs), PIPELINES[level])
+    for want, got in zip(evaluate(outputs, feed), evaluate(out.outputs, feed)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert [r.name for r in records] == ["input"] + PIPELINES[level]
+
+
+def test_instrumentation_prints_and_dumps(tmp_path):
+    x = _x()
+    printed = []
+    inst = Instrumentation(print_after={"simplify"}, dump_dir=str(tmp_path), printer=printed.append)
+    run_passes(Module((gc.negative(-x) * 1.0,)), ["stabilize", "simplify"], instrument=inst)
+    assert len(printed) == 1 and printed[0].startswith("# after simplify")
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["000_input.txt", "001_stabilize.txt", "002_simplify.txt"]
+    assert (tmp_path / "002_simplify.txt").read_text() == "%x = placeholder() : f32(10)\nreturn %x\n"
+
+
+def test_every_pass_has_a_description():
+    for p in all_passes().values():
+        assert p.description and p.name
+
+
+def test_verifier_names_the_bad_node():
+    x = _x()
+    good = gc.exp(x)
+    bad = object.__new__(type(good))
+    for field in type(good).__slots__[:-1]:
+        object.__setattr__(bad, field, getattr(good, field))
+    object.__setattr__(bad, "shape", (3,))
+    with pytest.raises(VerifyError, match="exp"):
+        verify(Module((bad,)), after="test")
