@@ -5,6 +5,7 @@ run it with `Session.run`. The public names of each op family are listed in that
 module's ``__all__`` and re-exported here.
 """
 
+from . import train
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import DTypeError, FeedError, GraphcError, ShapeError
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph
@@ -18,5 +19,6 @@ from .ops.reduce import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
 from .runtime.session import Session
+from .train import global_variables, global_variables_initializer, init, trainable_variables
 
 __version__ = "0.1.0"
