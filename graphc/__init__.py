@@ -18,6 +18,7 @@ from .ops.linalg import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
+from .autodiff import *  # noqa: F403
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
 
