@@ -29,13 +29,9 @@ class ReferenceProgram:
             else:
                 args = [env[i] for i in node.inputs]
                 with np.errstate(all="ignore"):
-                    value = node.opdef.ref(*args, **_call_attrs(node))
+                    value = node.opdef.ref(*args, **node.params)
                 env[node] = None if node.dtype is None else _as_type(value, node)
         return [env[o] for o in self.outputs]
-
-
-def _call_attrs(node: Tensor) -> dict:
-    return {k: v for k, v in node.attrs.items() if k != "uid"}
 
 
 def _as_type(value: np.ndarray, node: Tensor) -> np.ndarray:

@@ -84,6 +84,11 @@ class Tensor:
         return len(self.shape)
 
     @property
+    def params(self) -> dict[str, Any]:
+        """The attributes an op's rules receive: all but identities and compiler annotations ("_...")."""
+        return {k: v for k, v in self.attrs.items() if k != "uid" and not k.startswith("_")}
+
+    @property
     def opdef(self):  # -> OpDef
         from ..ops.registry import get_op
         return get_op(self.op)
@@ -121,7 +126,9 @@ class Graph:
         self._lock = threading.RLock()
         self.nodes: list[Tensor] = []  # in creation order
         self.variables: list[Tensor] = []
+        self.adjoint: set[Tensor] = set()  # nodes built by autodiff (the backward part)
         self._no_grad_depth = 0
+        self._adjoint_depth = 0
 
     def __repr__(self) -> str:
         return f"<Graph with {len(self.nodes)} nodes>"
@@ -182,9 +189,21 @@ class Graph:
             self.nodes.append(node)
             if op == "variable":
                 self.variables.append(node)
+            if self._adjoint_depth:
+                self.adjoint.add(node)
         if self._no_grad_depth and opdef.differentiable:
             return self.make("stop_gradient", (node,), loc=loc)
         return node
+
+
+@contextlib.contextmanager
+def adjoint_scope(graph: Graph) -> Iterator[None]:
+    """Nodes first created inside the block are recorded in ``graph.adjoint``."""
+    graph._adjoint_depth += 1
+    try:
+        yield
+    finally:
+        graph._adjoint_depth -= 1
 
 
 def _graph_stack() -> list[Graph]:

@@ -23,9 +23,8 @@ def _fold(node: Tensor) -> Tensor | None:
     if size > max(biggest, _MAX_GROWTH):
         return None
     args = [i.attrs["value"].array for i in node.inputs]
-    params = {k: v for k, v in node.attrs.items() if k != "uid"}
     with np.errstate(all="ignore"):
-        value = np.asarray(node.opdef.ref(*args, **params)).astype(node.dtype)
+        value = np.asarray(node.opdef.ref(*args, **node.params)).astype(node.dtype)
     return constant(value, graph=node.graph)
 
 
