@@ -275,7 +275,7 @@ def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     if any(t.shape[a] == 0 for a in axes):
         return ew.log(sum(ew.exp(t), axes, keepdims))
     m = stop_gradient(max(t, axes, keepdims=True))
-    m = ew.where(ew.isfinite(m), m, 0)
+    m = ew.where(ew.less(ew.abs(m), np.inf), m, 0)
     lse = ew.log(sum(ew.exp(t - m), axes, keepdims))
     return lse + (m if keepdims else reshape_like(m, lse))
 
