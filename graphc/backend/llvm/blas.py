@@ -1,0 +1,184 @@
+"""GEMM through an optimized BLAS, called by function pointer from generated code.
+
+The BLAS is the OpenBLAS that scipy bundles: ``scipy.linalg.cython_blas`` publishes
+Fortran-convention ``sgemm``/``dgemm`` (every argument by pointer, 32-bit ints,
+column-major) as PyCapsules. Generated code declares them under private names
+(`SGEMM`, `DGEMM`) and the JIT resolves those names to the capsule addresses that
+`gemm_symbols` returns (``llvm.add_symbol`` for MCJIT, ``import_symbol`` for LLJIT).
+
+Threads: numpy and scipy each bundle an OpenBLAS with its own spinning thread pool. When
+both pools run multi-threaded and calls alternate between them, each pool's spinning
+workers starve the other's: on the 2-core reference machine a numpy matmul followed by a
+scipy sgemm (256x512x512 each, about 0.7 ms alone) took 15-20 ms per pair, against 1-2 ms
+with either pool at one thread. The same would happen between scipy's pool and graphc's
+own kernel pool (`graphc.backend.llvm.parallel`). So `gemm_symbols` caps scipy's OpenBLAS
+at one thread (threadpoolctl) and graphc's pool is the one pool that parallelizes our
+work: a large GEMM is split by rows into chunks, each a single-threaded BLAS call. numpy's
+own pool is left alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import numpy as np
+from llvmlite import ir
+
+__all__ = ["DGEMM", "SGEMM", "declare_gemm", "emit_gemm", "gemm_symbols", "limit_scipy_blas_threads"]
+
+SGEMM = "graphc_sgemm"
+DGEMM = "graphc_dgemm"
+
+_I8 = ir.IntType(8)
+_I32 = ir.IntType(32)
+_I32_MAX = 2**31 - 1
+_SYMBOLS = {np.dtype(np.float32): (SGEMM, "sgemm", ir.FloatType()),
+            np.dtype(np.float64): (DGEMM, "dgemm", ir.DoubleType())}
+
+
+def _capsule_address(capsule: object) -> int:
+    """The pointer stored in a PyCapsule (looked up under the capsule's own name)."""
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    address = get_pointer(capsule, get_name(capsule))
+    if not address:
+        raise RuntimeError("empty BLAS capsule")
+    return address
+
+
+@functools.cache
+def gemm_symbols() -> dict[str, int]:
+    """Symbol name -> address of the sgemm/dgemm that `emit_gemm` calls.
+
+    Register each pair with the JIT before finalizing a module that calls them. The
+    first call also caps scipy's OpenBLAS at one thread (see the module docstring).
+    """
+    from scipy.linalg import cython_blas
+
+    limit_scipy_blas_threads()
+    capi = cython_blas.__pyx_capi__
+    return {name: _capsule_address(capi[blas_name]) for name, blas_name, _ in _SYMBOLS.values()}
+
+
+def limit_scipy_blas_threads(threads: int = 1) -> list[str]:
+    """Cap scipy's bundled BLAS (not numpy's) at `threads`; returns the paths capped.
+
+    A BLAS library shared by numpy and scipy (one pool only, as in conda builds) is left
+    alone, as is any library outside scipy's installation.
+    """
+    import scipy
+    from threadpoolctl import ThreadpoolController
+
+    base = os.path.dirname(os.path.realpath(scipy.__file__))
+    roots = (base + os.sep, base + ".libs" + os.sep)
+    capped = []
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        path = os.path.realpath(lib.filepath)
+        if path.startswith(roots):
+            lib.set_num_threads(threads)
+            capped.append(path)
+    return capped
+
+
+def declare_gemm(module: ir.Module, dtype: object) -> ir.Function:
+    """Declare (once per module) the Fortran-convention GEMM for float32 or float64.
+
+    ``void gemm(char* ta, char* tb, i32* m, i32* n, i32* k, T* alpha, T* a, i32* lda,
+    T* b, i32* ldb, T* beta, T* c, i32* ldc)``, column-major.
+    """
+    name, _, elem = _lookup(dtype)
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    i8p, i32p, tp = _I8.as_pointer(), _I32.as_pointer(), elem.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, i8p, i32p, i32p, i32p, tp, tp, i32p, tp, i32p, tp, tp, i32p])
+    return ir.Function(module, fnty, name)
+
+
+def emit_gemm(builder: ir.IRBuilder, dtype: object, trans_a: bool, trans_b: bool,
+              m: int | ir.Value, n: int | ir.Value, k: int | ir.Value,
+              a_ptr: ir.Value, lda: int | ir.Value, b_ptr: ir.Value, ldb: int | ir.Value,
+              c_ptr: ir.Value, ldc: int | ir.Value,
+              alpha: float | ir.Value = 1.0, beta: float | ir.Value = 0.0) -> None:
+    """Emit ``C = alpha * op(A) @ op(B) + beta * C`` on row-major buffers.
+
+    C is m x n with row stride `ldc`; op(A) is m x k and op(B) is k x n, where op transposes
+    when `trans_a`/`trans_b` is set, so the stored A is m x k (or k x m) with row stride
+    `lda`, likewise B. Sizes and strides are Python ints or integer IR values; they must fit
+    in 32 bits (scipy's BLAS is LP64). With beta == 0, C is write-only. Zero sizes are
+    allowed: k == 0 gives C = beta * C, m == 0 or n == 0 does nothing.
+
+    Row-major C is column-major C^T = op(B)^T @ op(A)^T, so the call swaps the operands:
+    ``gemm(tb, ta, n, m, k, alpha, B, ldb, A, lda, beta, C, ldc)``.
+    """
+    fn = declare_gemm(builder.module, dtype)
+    _, _, elem = _lookup(dtype)
+    values = [ir.Constant(_I8, ord("T" if trans_b else "N")), ir.Constant(_I8, ord("T" if trans_a else "N"))]
+    values += [_as_i32(builder, v) for v in (n, m, k)]
+    # Fortran requires every leading dimension >= 1, even when a size is 0.
+    values += [_at_least_one(builder, _as_i32(builder, v)) for v in (ldb, lda, ldc)]
+    values += [_as_float(builder, elem, alpha), _as_float(builder, elem, beta)]
+    slots = _entry_allocas(builder, [v.type for v in values])
+    for value, slot in zip(values, slots):
+        builder.store(value, slot)
+    ta, tb, n_p, m_p, k_p, ldb_p, lda_p, ldc_p, alpha_p, beta_p = slots
+    tp = elem.as_pointer()
+    b_arg, a_arg, c_arg = (_as_pointer(builder, p, tp) for p in (b_ptr, a_ptr, c_ptr))
+    builder.call(fn, [ta, tb, n_p, m_p, k_p, alpha_p, b_arg, ldb_p, a_arg, lda_p, beta_p, c_arg, ldc_p])
+
+
+def _entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]:
+    """Stack slots at the top of the entry block, so a call inside a loop reuses them.
+
+    Like llvmlite's ``goto_block``, this leaves the builder at the end of its current block.
+    """
+    block = builder.block
+    builder.position_at_start(builder.function.entry_basic_block)
+    slots = [builder.alloca(ty) for ty in types]
+    builder.position_at_end(block)
+    return slots
+
+
+def _lookup(dtype: object) -> tuple[str, str, ir.Type]:
+    try:
+        return _SYMBOLS[np.dtype(dtype)]
+    except (KeyError, TypeError):
+        raise TypeError(f"BLAS GEMM supports float32 and float64, not {dtype}") from None
+
+
+def _as_i32(builder: ir.IRBuilder, value: int | ir.Value) -> ir.Value:
+    if not isinstance(value, ir.Value):
+        if not 0 <= value <= _I32_MAX:
+            raise ValueError(f"GEMM size or stride {value} does not fit the BLAS's 32-bit ints")
+        return ir.Constant(_I32, value)
+    width = value.type.width
+    if width == 32:
+        return value
+    return builder.trunc(value, _I32) if width > 32 else builder.zext(value, _I32)
+
+
+def _at_least_one(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    if isinstance(value, ir.Constant):
+        return ir.Constant(_I32, max(1, value.constant))
+    one = ir.Constant(_I32, 1)
+    return builder.select(builder.icmp_signed("<", value, one), one, value)
+
+
+def _as_float(builder: ir.IRBuilder, elem: ir.Type, value: float | ir.Value) -> ir.Value:
+    if not isinstance(value, ir.Value):
+        return ir.Constant(elem, float(value))
+    if value.type == elem:
+        return value
+    if isinstance(elem, ir.DoubleType):
+        return builder.fpext(value, elem)
+    return builder.fptrunc(value, elem)
+
+
+def _as_pointer(builder: ir.IRBuilder, value: ir.Value, ty: ir.Type) -> ir.Value:
+    return value if value.type == ty else builder.bitcast(value, ty)
