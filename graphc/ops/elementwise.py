@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from ..dtypes import as_dtype, bool_, broadcast_shapes, int32, is_float
+from ..dtypes import as_dtype, bool_, broadcast_shapes, int32, is_float, is_int
 from ..errors import DTypeError
 from ..ir.graph import Tensor
 from .core import graph_of, promote
@@ -271,10 +271,11 @@ elementwise(
 
 def clip(x: Any, lo: Any, hi: Any) -> Tensor:
     """numpy.clip: minimum(maximum(x, lo), hi); a None bound is no bound."""
-    given = [v for v in (x, lo, hi) if v is not None]
-    dtype = promote(*given)[0].dtype
-    no_low, no_high = (-np.inf, np.inf) if is_float(dtype) else (np.iinfo(dtype).min, np.iinfo(dtype).max)
-    x, lo, hi = promote(x, no_low if lo is None else lo, no_high if hi is None else hi)
+    dtype = promote(*(v for v in (x, lo, hi) if v is not None))[0].dtype
+    if lo is None:
+        lo = -np.inf if is_float(dtype) else np.iinfo(dtype).min if is_int(dtype) else False
+    if hi is None:
+        hi = np.inf if is_float(dtype) else np.iinfo(dtype).max if is_int(dtype) else True
     return apply("clip", x, lo, hi)
 
 
@@ -341,7 +342,13 @@ tanh = _unary_float("tanh", np.tanh, lambda s, x: s.tanh(x), lambda v, out, x: v
                     "hyperbolic tangent")
 erf = _unary_float("erf", special.erf, lambda s, x: s.erf(x),
                    lambda v, out, x: v * (_TWO_OVER_SQRT_PI * exp(-square(x))), "error function")
-sigmoid = _unary_float("sigmoid", special.expit, _sigmoid_scalar, lambda v, out, x: v * (out * (1 - out)),
+
+
+def _sigmoid_ref(x: np.ndarray) -> np.ndarray:
+    return special.expit(x.astype(np.float64)).astype(x.dtype)  # float32 expit flushes sigmoid(-100) to 0
+
+
+sigmoid = _unary_float("sigmoid", _sigmoid_ref, _sigmoid_scalar, lambda v, out, x: v * (out * (1 - out)),
                        "logistic sigmoid 1 / (1 + e**-x), stable for large |x|")
 softplus = _unary_float("softplus", lambda x: np.logaddexp(x, 0), _softplus_scalar,
                         lambda v, out, x: v * sigmoid(x), "log(1 + e**x), stable for large |x|")
