@@ -43,4 +43,4 @@ def convert_feed(ph: Tensor, value: Any) -> np.ndarray:
                         f"({arr.dtype} does not cast to {ph.dtype} under same_kind rules)")
     if arr.ndim != len(ph.shape) or any(d is not None and d != a for d, a in zip(ph.shape, arr.shape)):
         raise FeedError(f"placeholder {ph.name}: expected {expected}, got {arr.dtype}{shape_str(arr.shape)}")
-    return np.ascontiguousarray(arr, dtype=ph.dtype)
+    return np.asarray(arr, dtype=ph.dtype, order="C")  # ascontiguousarray would make 0-d arrays 1-d
