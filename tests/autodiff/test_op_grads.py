@@ -1,0 +1,268 @@
+"""Every differentiable op of the registry: VJP and JVP against finite differences in float64.
+
+The cases below are a table keyed by op name. The parametrization comes from the registry
+itself, so an op that gains a VJP rule without a table entry fails here (it cannot skip
+the check). Each case's graph must contain the op it is filed under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.ir.traverse import toposort
+from graphc.ops import shape as shp
+from graphc.ops.registry import all_ops
+from graphc.testing import check_grads
+
+# --- input domains ---------------------------------------------------------------------------
+
+
+def _normal(rng, shape):
+    return rng.standard_normal(shape)
+
+
+def _positive(rng, shape):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def _away(rng, shape):  # |x| >= 0.3: away from the kinks of abs, relu, ...
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 2.0, shape)
+
+
+def _unit(rng, shape):
+    return rng.uniform(-0.9, 0.9, shape)
+
+
+DOMAINS = {"normal": _normal, "positive": _positive, "away": _away, "unit": _unit}
+
+
+@dataclass
+class Case:
+    """build(*placeholders) -> tensor, on inputs of `shapes` drawn from `domains` (or fixed `values`)."""
+
+    build: Callable
+    shapes: list = field(default_factory=list)
+    domains: tuple | str = "normal"
+    values: list | None = None
+    order: int = 1
+
+    def inputs(self, rng):
+        if self.values is not None:
+            return [np.array(v, dtype=np.float64) for v in self.values]
+        doms = (self.domains,) * len(self.shapes) if isinstance(self.domains, str) else self.domains
+        return [DOMAINS[d](rng, s) for d, s in zip(doms, self.shapes)]
+
+
+UNARY_SHAPES = [(3, 4), (), (2, 1, 3), (0, 3)]
+BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 1), (4,)), ((), (2, 3)), ((2, 1, 3), (4, 1))]
+
+
+def unary(fn, domain="normal", order=2):
+    return [Case(fn, [s], domain, order=order if k < 2 else 1) for k, s in enumerate(UNARY_SHAPES)]
+
+
+def binary(fn, domains=("normal", "normal"), order=2):
+    return [Case(fn, list(s), domains, order=order if k < 2 else 1) for k, s in enumerate(BINARY_SHAPES)]
+
+
+def c(value, like):
+    """A constant of like's dtype."""
+    return gc.constant(value, dtype=like.dtype)
+
+
+def make(op, *inputs, **attrs):
+    """The primitive itself (bypassing a public function that would simplify it away)."""
+    return inputs[0].graph.make(op, inputs, attrs)
+
+
+def _exp_with_custom_vjp(x):
+    @gc.custom_gradient
+    def f(t):
+        e = gc.exp(t)
+        return e, lambda dy: dy * e
+
+    return f(x)
+
+
+CASES: dict[str, list[Case]] = {
+    # elementwise arithmetic
+    "add": binary(lambda a, b: a + b),
+    "subtract": binary(lambda a, b: a - b),
+    "multiply": binary(lambda a, b: a * b),
+    "divide": binary(lambda a, b: a / b, ("normal", "away")),
+    "negative": unary(lambda x: -x),
+    "square": unary(gc.square),
+    "abs": unary(gc.abs, "away"),
+    "power": binary(gc.power, ("positive", "normal")) + [
+        Case(lambda x: gc.power(x, c(3.0, x)), [(2, 3)], "normal", order=2),
+        Case(lambda x: gc.power(c(2.0, x), x), [(4,)], "normal", order=2),
+    ],
+    "maximum": binary(gc.maximum),
+    "minimum": binary(gc.minimum),
+    "clip": [Case(gc.clip, [(3, 4), (3, 1), (4,)], values=None, domains=("normal", "normal", "normal")),
+             Case(lambda x: gc.clip(x, c(-0.5, x), c(0.5, x)), [(5, 2)], "normal"),
+             Case(lambda x, lo, hi: gc.clip(x, lo, hi), values=[[-2.0, 0.1, 3.0], [-1.0], [1.0]])],
+    "where": [Case(lambda a, b: gc.where(np.array([[True, False, True, False]] * 3), a, b), [(3, 4), (3, 1)]),
+              Case(lambda a, b: gc.where(a > 0, a * a, b), [(2, 3), ()])],
+    "identity": unary(gc.identity),
+    "cast": [Case(lambda x: make("cast", x, dtype=x.dtype), [(3, 2)], order=2),
+             Case(lambda x: gc.cast(gc.cast(x, gc.int32), x.dtype) + x, [(4,)])],
+    # float functions
+    "exp": unary(gc.exp),
+    "expm1": unary(gc.expm1),
+    "log": unary(gc.log, "positive"),
+    "log1p": unary(gc.log1p, "unit"),
+    "sqrt": unary(gc.sqrt, "positive"),
+    "rsqrt": unary(gc.rsqrt, "positive"),
+    "sin": unary(gc.sin),
+    "cos": unary(gc.cos),
+    "tanh": unary(gc.tanh),
+    "erf": unary(gc.erf),
+    "sigmoid": unary(gc.sigmoid),
+    "softplus": unary(gc.softplus),
+    "relu": unary(gc.relu, "away"),
+    "gelu": unary(gc.gelu) + unary(lambda x: gc.gelu(x, approximate=True)),
+    # reductions
+    "sum": [Case(lambda x: gc.sum(x), [(3, 4)], order=2), Case(lambda x: gc.sum(x, 1), [(2, 3, 4)]),
+            Case(lambda x: gc.sum(x, (0, -1), keepdims=True), [(2, 3, 4)]), Case(lambda x: gc.sum(x, 0), [(0, 3)])],
+    "prod": [Case(lambda x: gc.prod(x, -1), [(3, 4)], order=2),
+             Case(lambda x: gc.prod(x, 0, keepdims=True), [(3, 2)]),
+             Case(lambda x: gc.prod(x, 1), values=[[[1.5, 0.0, -2.0], [0.0, 3.0, 0.0], [0.5, 2.0, -1.0]]])],
+    "max": [Case(lambda x: gc.max(x), [(3, 4)]), Case(lambda x: gc.max(x, 1, keepdims=True), [(2, 3, 4)]),
+            Case(lambda x: gc.max(x, (0, 2)), [(2, 3, 4)])],
+    "min": [Case(lambda x: gc.min(x), [(3, 4)]), Case(lambda x: gc.min(x, -1), [(2, 3, 4)])],
+    # linear algebra
+    "matmul": [Case(gc.matmul, [(3, 4), (4, 2)], order=2), Case(gc.matmul, [(2, 3, 4), (4, 5)]),
+               Case(gc.matmul, [(1, 3, 4), (2, 4, 2)]), Case(gc.matmul, [(4,), (4, 3)]),
+               Case(gc.matmul, [(3, 4), (4,)]), Case(gc.matmul, [(4,), (4,)])],
+    # shape ops
+    "broadcast_to": [Case(lambda x: gc.broadcast_to(x, (2, 3, 4)), [(3, 1)]),
+                     Case(lambda x: gc.broadcast_to(x, (2, 3)), [()])],
+    "broadcast_like": [Case(lambda x, y: make("broadcast_like", x, y), [(3, 1), (2, 3, 4)])],
+    "reshape": [Case(lambda x: gc.reshape(x, (4, -1)), [(2, 3, 2)]), Case(lambda x: gc.reshape(x, ()), [(1, 1)])],
+    "reshape_like": [Case(lambda x, y: make("reshape_like", x, y), [(2, 6), (3, 4)])],
+    "expand_dims": [Case(lambda x: gc.expand_dims(x, (0, -1)), [(2, 3)])],
+    "squeeze": [Case(lambda x: gc.squeeze(x, 1), [(3, 1, 2)]), Case(lambda x: gc.squeeze(x), [(1, 2, 1)])],
+    "transpose": [Case(lambda x: gc.transpose(x, (2, 0, 1)), [(2, 3, 4)]), Case(lambda x: x.T, [(3, 2)])],
+    "slice": [Case(lambda x: x[1:, ::2], [(3, 5)]), Case(lambda x: x[::-1, 1], [(4, 3)]),
+              Case(lambda x: x[..., -2:], [(2, 2, 3)])],
+    "unslice": [Case(lambda g, x: shp.unslice(g, x, ((0, 4, 2), (1, 3, 1))), [(2, 2), (4, 3)])],
+    "concatenate": [Case(lambda a, b: gc.concatenate([a, b], axis=1), [(2, 3), (2, 1)]),
+                    Case(lambda a, b: gc.concatenate([a, b, a], axis=None), [(2, 2), (3,)])],
+    "concat_part": [Case(lambda w, a, b: shp.concat_part(w, [a, b], 1, 1), [(2, 5), (2, 3), (2, 2)])],
+    "pad": [Case(lambda x: gc.pad(x, ((1, 2), (0, 1))), [(2, 3)]),
+            Case(lambda x: gc.pad(x, 1, constant_values=2.0), [(3,)])],
+    "take": [Case(lambda x: gc.take(x, np.array([2, 0, 2]), axis=1), [(2, 3)]),
+             Case(lambda x: gc.take(x, np.array([[1, 1], [0, 2]]), axis=0), [(3, 2)])],
+    # autodiff's own op
+    "custom_vjp": [Case(_exp_with_custom_vjp, [(3,)], order=2)],
+}
+
+# Ops with no derivative, and why (JAX's conventions at non-differentiable points).
+NOT_DIFFERENTIABLE = {
+    "placeholder": "graph input", "constant": "graph input", "variable": "graph input",
+    "assign": "state update", "group": "no value", "stop_gradient": "treated as a constant by design",
+    "argmax": "integer result", "argmin": "integer result", "size_of": "integer result",
+    "one_hot": "integer indices in, constant out", "one_hot_like": "integer indices in, constant out",
+    "floor": "piecewise constant: zero gradient", "ceil": "piecewise constant: zero gradient",
+    "round": "piecewise constant: zero gradient", "sign": "piecewise constant: zero gradient",
+    "equal": "bool result", "not_equal": "bool result", "less": "bool result", "less_equal": "bool result",
+    "greater": "bool result", "greater_equal": "bool result",
+    "logical_and": "bool result", "logical_or": "bool result", "logical_not": "bool result",
+}
+
+OPS = all_ops()
+DIFFERENTIABLE = [name for name, op in OPS.items() if op.vjp is not None]
+
+
+def _ops_in(t: gc.Tensor) -> set[str]:
+    return {n.op for n in toposort([t])}
+
+
+def _checked(name: str, case: Case) -> Callable:
+    def build(*xs):
+        out = case.build(*xs)
+        assert name in _ops_in(out), f"the gradient-check case for {name!r} does not build a {name} node"
+        return out
+
+    build.__name__ = name
+    return build
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE)
+def test_op_vjp_and_jvp_match_finite_differences(name, backend):
+    assert name in CASES, f"op {name!r} has a VJP rule but no gradient-check case in CASES: add one"
+    assert OPS[name].jvp is not None, f"op {name!r} has a VJP rule but no JVP rule"
+    rng = np.random.default_rng(sum(map(ord, name)))
+    for k, case in enumerate(CASES[name]):
+        check_grads(_checked(name, case), case.inputs(rng), order=case.order, seed=k, backend=backend)
+
+
+@pytest.mark.parametrize("name", sorted(set(OPS) - set(DIFFERENTIABLE)))
+def test_op_without_vjp_is_meant_to_be_non_differentiable(name):
+    assert name in NOT_DIFFERENTIABLE, (f"op {name!r} has no VJP rule: give it one, or list it in "
+                                       "NOT_DIFFERENTIABLE with the reason")
+    assert OPS[name].jvp is None, f"op {name!r} has a JVP rule but no VJP rule"
+
+
+def test_table_has_no_stale_entries():
+    assert not set(CASES) - set(DIFFERENTIABLE), "CASES lists ops that are not differentiable"
+
+
+def _derivatives(name: str, case: Case, arrays: list, dtype) -> list[np.ndarray]:
+    g = gc.Graph()
+    with g.as_default():
+        xs = [gc.placeholder(dtype, a.shape) for a in arrays]
+        out = case.build(*xs)
+        rng = np.random.default_rng(1)
+        u = gc.constant(rng.standard_normal(out.shape), dtype=dtype)
+        ds = [gc.constant(rng.standard_normal(a.shape), dtype=dtype) for a in arrays]
+        grads = gc.gradients(out, xs, grad_ys=u, unconnected="zero")
+        (tangent,) = gc.jvp(out, xs, ds)
+        for t in [*grads, tangent]:
+            assert t.dtype == dtype, f"{name}: a {dtype.name} graph got a {t.dtype} derivative"
+        return gc.Session(g).run([*grads, tangent], dict(zip(xs, arrays)))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_op_derivatives_keep_float32(name):
+    """A float32 graph gets float32 derivatives that agree with the float64 ones."""
+    rng = np.random.default_rng(7)
+    for case in CASES[name]:
+        arrays = case.inputs(rng)
+        d32 = _derivatives(name, case, [a.astype(np.float32) for a in arrays], np.dtype(np.float32))
+        d64 = _derivatives(name, case, [a.astype(np.float32).astype(np.float64) for a in arrays], np.dtype(np.float64))
+        for a, b in zip(d32, d64):
+            scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+def _scaled(rule: Callable, factor: float, many: bool) -> Callable:
+    def wrong(*args, **attrs):
+        result = rule(*args, **attrs)
+        if many:
+            return tuple(None if r is None else r * factor for r in result)
+        return None if result is None else result * factor
+
+    return wrong
+
+
+@pytest.mark.parametrize("rule", ["vjp", "jvp"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_wrong_rule_is_caught(name, rule, monkeypatch):
+    """Scaling an op's rule by 1.5 must make its check fail (the check can fail)."""
+    from dataclasses import replace
+
+    from graphc.ops import registry
+
+    op = OPS[name]
+    monkeypatch.setitem(registry._REGISTRY, name, replace(op, **{rule: _scaled(getattr(op, rule), 1.5, rule == "vjp")}))
+    rng = np.random.default_rng(sum(map(ord, name)))
+    case = CASES[name][0]
+    with pytest.raises(AssertionError, match="differs from central finite differences"):
+        check_grads(_checked(name, case), case.inputs(rng), modes=(rule.replace("vjp", "rev").replace("jvp", "fwd"),))
