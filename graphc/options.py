@@ -1,0 +1,39 @@
+"""`CompileOptions`: what a Session or gc.function compiles with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import GraphcError
+
+CHECKPOINT_POLICIES = ("none", "sqrt", "mincut", "revolve")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Compilation settings (hashable: they are part of a compiled program's cache key).
+
+    opt_level: 0 (no graph passes), 1 (simplify, fold, CSE, DCE) or 2 (also stabilizing
+    rewrites and fusion). checkpoint: one of CHECKPOINT_POLICIES. memory_budget: bytes the
+    planned peak must fit (picks the least recomputation that fits). slots: checkpoint
+    slots for "revolve". threads: worker threads for large kernels (None: all cores).
+    """
+
+    opt_level: int = 2
+    checkpoint: str = "none"
+    memory_budget: int | None = None
+    slots: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.opt_level not in (0, 1, 2):
+            raise GraphcError(f"opt_level must be 0, 1 or 2, got {self.opt_level!r}")
+        if self.checkpoint not in CHECKPOINT_POLICIES:
+            raise GraphcError(f"checkpoint must be one of {', '.join(CHECKPOINT_POLICIES)}, "
+                              f"got {self.checkpoint!r}")
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise GraphcError(f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}")
+        if self.checkpoint == "revolve" and (self.slots is None or self.slots < 1):
+            raise GraphcError("checkpoint='revolve' needs slots >= 1 (CompileOptions(slots=...))")
+        if self.threads is not None and self.threads < 1:
+            raise GraphcError(f"threads must be >= 1, got {self.threads!r}")
