@@ -5,7 +5,6 @@ run it with `Session.run`. The public names of each op family are listed in that
 module's ``__all__`` and re-exported here.
 """
 
-from . import nn
 from . import train
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import DTypeError, FeedError, GraphcError, ShapeError
@@ -15,7 +14,6 @@ from .ir.serialize import load, save
 from .options import CompileOptions
 from .ops import catalog as _catalog  # noqa: F401  (registers every op)
 from .ops.core import *  # noqa: F403
-from .ops.create import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
