@@ -1,0 +1,132 @@
+"""On-disk cache of compiled object code, so a second process skips LLVM.
+
+An entry is the object file (``target_machine.emit_object``) of one module, stored under
+a key that hashes everything that determines the machine code (`cache_key`). Loading it
+back into a JIT takes milliseconds against tens of milliseconds per kernel to compile.
+
+Location: ``$GRAPHC_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/graphc``, else
+``~/.cache/graphc``. ``GRAPHC_CACHE=0`` (or ``false``/``off``/``no``) turns the cache off.
+The environment is read on every call. The directory is created private to the user
+(mode 0700): its files become executable code in the process.
+
+Each file is a header (magic, format version, key, payload length, SHA-256 of the
+payload) followed by the payload. `load` verifies all of it and returns None for a
+missing, truncated, corrupted or mismatched entry, so the caller recompiles; `store`
+writes a temporary file and renames it over the entry (atomic on POSIX), and never
+raises: a read-only or full disk only means no caching. Entries are never evicted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+__all__ = ["FORMAT_VERSION", "cache_dir", "cache_key", "enabled", "entry_path", "load", "store"]
+
+FORMAT_VERSION = 1
+_MAGIC = b"GRAPHCO\x00"
+_HEADER = struct.Struct("<8sI64sQ32s")  # magic, format version, key (hex), payload length, sha256
+_OFF = {"0", "false", "off", "no"}
+
+
+def enabled() -> bool:
+    """False when ``GRAPHC_CACHE`` turns the disk cache off."""
+    return os.environ.get("GRAPHC_CACHE", "1").strip().lower() not in _OFF
+
+
+def cache_dir() -> Path | None:
+    """The cache directory (not created here), or None when the cache is off."""
+    if not enabled():
+        return None
+    if os.environ.get("GRAPHC_CACHE_DIR"):
+        return Path(os.environ["GRAPHC_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "graphc"
+
+
+@functools.cache
+def _toolchain() -> str:
+    """llvmlite and LLVM versions, host CPU name and features: what the JIT compiles for."""
+    import llvmlite
+    from llvmlite import binding as llvm
+
+    cpu = llvm.get_host_cpu_name()
+    features = llvm.get_host_cpu_features().flatten()
+    version = ".".join(map(str, llvm.llvm_version_info))
+    return f"llvmlite={llvmlite.__version__}\nllvm={version}\ncpu={cpu}\nfeatures={features}"
+
+
+def cache_key(ir_text: str, target: str) -> str:
+    """Hex SHA-256 of the IR text, the caller's target description and the toolchain.
+
+    `target` is whatever else shapes the code, as the caller builds it (for example the
+    triple, optimization level and code model); llvmlite/LLVM versions, host CPU name and
+    features and `FORMAT_VERSION` are added here.
+    """
+    digest = hashlib.sha256()
+    for part in (f"graphc-object-cache-v{FORMAT_VERSION}", _toolchain(), target, ir_text):
+        data = part.encode()
+        digest.update(struct.pack("<Q", len(data)))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def entry_path(key: str) -> Path | None:
+    """Where the entry for `key` lives, or None when the cache is off."""
+    _check_key(key)
+    root = cache_dir()
+    return None if root is None else root / key[:2] / f"{key}.o"
+
+
+def load(key: str) -> bytes | None:
+    """The payload stored under `key`, or None if missing, damaged or not this key's."""
+    path = entry_path(key)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    if len(blob) < _HEADER.size:
+        return None
+    magic, version, stored_key, length, checksum = _HEADER.unpack_from(blob)
+    payload = blob[_HEADER.size:]
+    if (magic != _MAGIC or version != FORMAT_VERSION or stored_key != key.encode()
+            or length != len(payload) or hashlib.sha256(payload).digest() != checksum):
+        return None
+    return payload
+
+
+def store(key: str, data: bytes) -> bool:
+    """Save `data` under `key` atomically; returns whether it was written (never raises)."""
+    path = entry_path(key)
+    if path is None:
+        return False
+    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, key.encode(), len(data), hashlib.sha256(data).digest())
+    tmp = None
+    try:
+        path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}-", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+            f.write(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        return False
+
+
+def _check_key(key: str) -> None:
+    if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        raise ValueError(f"not a cache key (64 lowercase hex digits): {key!r}")

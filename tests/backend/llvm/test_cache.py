@@ -1,0 +1,229 @@
+"""The on-disk object cache: keys, verified entries, atomic writes, and a JIT round trip."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from llvmlite import binding as llvm
+
+from graphc.backend.llvm import cache
+
+_REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.delenv("GRAPHC_CACHE", raising=False)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "objects"))
+    return tmp_path / "objects"
+
+
+def _key(text: str = "define void @f() { ret void }") -> str:
+    return cache.cache_key(text, "x86_64-unknown-linux-gnu O3")
+
+
+def test_round_trip(cache_dir):
+    key, data = _key(), os.urandom(5000)
+    assert cache.load(key) is None
+    assert cache.store(key, data)
+    assert cache.load(key) == data
+    assert cache.entry_path(key).parent.parent == cache_dir
+    assert cache.store(key, b"")  # empty payloads are entries too
+    assert cache.load(key) == b""
+
+
+def test_key_covers_ir_target_and_toolchain(monkeypatch):
+    base = _key("a")
+    assert len(base) == 64 and base == _key("a")
+    assert base != _key("b")
+    assert base != cache.cache_key("a", "another target")
+    assert cache.cache_key("ab", "c") != cache.cache_key("a", "bc")  # parts are length-prefixed
+    monkeypatch.setattr(cache, "_toolchain", lambda: "llvmlite=0.0\nllvm=0\ncpu=other\nfeatures=")
+    assert _key("a") != base
+
+
+def test_default_locations(monkeypatch, tmp_path):
+    monkeypatch.delenv("GRAPHC_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "xdg" / "graphc"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "graphc"
+
+
+@pytest.mark.parametrize("value", ["0", "off", "FALSE", "no"])
+def test_disabled(monkeypatch, cache_dir, value):
+    key = _key()
+    monkeypatch.setenv("GRAPHC_CACHE", value)
+    assert cache.cache_dir() is None and not cache.enabled()
+    assert not cache.store(key, b"data")
+    assert cache.load(key) is None
+    assert not cache_dir.exists()
+    monkeypatch.setenv("GRAPHC_CACHE", "1")
+    assert cache.store(key, b"data") and cache.load(key) == b"data"
+
+
+def test_directory_is_private(cache_dir):
+    cache.store(_key(), b"x")
+    assert cache_dir.stat().st_mode & 0o777 == 0o700
+
+
+def _corrupt_payload(blob: bytes) -> bytes:
+    return blob[:-1] + bytes([blob[-1] ^ 1])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: b[:-1],                   # truncated payload
+    lambda b: b[:20],                   # truncated header
+    lambda b: b"",                      # empty file
+    _corrupt_payload,                   # flipped bit in the payload
+    lambda b: b"X" + b[1:],             # wrong magic
+    lambda b: b[:8] + b"\x63" + b[9:],  # other format version
+    lambda b: b + b"\x00",              # trailing garbage
+])
+def test_damaged_entries_are_ignored(damage):
+    key = _key()
+    cache.store(key, os.urandom(1000))
+    path = cache.entry_path(key)
+    path.write_bytes(damage(path.read_bytes()))
+    assert cache.load(key) is None
+
+
+def test_entry_under_another_key_is_ignored():
+    key_a, key_b = _key("a"), _key("b")
+    cache.store(key_a, b"payload of a")
+    path_b = cache.entry_path(key_b)
+    path_b.parent.mkdir(parents=True, exist_ok=True)
+    path_b.write_bytes(cache.entry_path(key_a).read_bytes())
+    assert cache.load(key_b) is None
+
+
+def test_rejects_malformed_keys():
+    with pytest.raises(ValueError, match="cache key"):
+        cache.load("../../etc/passwd")
+
+
+def test_unwritable_location_is_skipped(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(blocker / "sub"))  # parent is a file: mkdir fails even as root
+    assert not cache.store(_key(), b"data")
+    assert cache.load(_key()) is None
+
+
+def test_full_disk_is_skipped_and_leaves_no_temp_file(monkeypatch, cache_dir):
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache.os, "replace", full)
+    key = _key()
+    assert not cache.store(key, b"data")
+    assert cache.load(key) is None
+    assert list(cache_dir.rglob("*")) == [cache.entry_path(key).parent]
+
+
+def test_concurrent_writers_never_leave_a_torn_entry(cache_dir):
+    """Three processes rewrite one key with distinct large payloads while this one reads."""
+    key = _key("shared")
+    size, rounds = 300_000, 40
+    writer = textwrap.dedent(f"""
+        import sys
+        from graphc.backend.llvm import cache
+        tag = int(sys.argv[1])
+        for i in range({rounds}):
+            assert cache.store({key!r}, bytes([tag, i]) * ({size} // 2))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(_REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(tag)], env=env) for tag in range(3)]
+    existed, missing_after = False, 0
+    while any(p.poll() is None for p in procs):
+        data = cache.load(key)
+        if data is not None:
+            assert data == data[:2] * (size // 2)
+            existed = True
+        elif existed:
+            missing_after += 1  # a reader must always see a whole old or new entry
+    assert all(p.wait() == 0 for p in procs)
+    assert missing_after == 0
+    final = cache.load(key)
+    assert final is not None and final == final[:2] * (size // 2)
+    assert list(cache.entry_path(key).parent.glob("*.tmp")) == []
+
+
+def test_concurrent_threads(cache_dir):
+    key = _key("threads")
+    errors = []
+
+    def work(tag: int) -> None:
+        for i in range(30):
+            cache.store(key, bytes([tag, i]) * 5000)
+            data = cache.load(key)
+            if data is None or data != data[:2] * 5000:
+                errors.append(tag)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+_IR = """
+define i64 @triple_plus(i64 %x) {
+  %y = mul i64 %x, 3
+  %z = add i64 %y, 1
+  ret i64 %z
+}
+"""
+
+
+def _target_machine():
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(), opt=2, jit=True)
+
+
+def _object_code() -> tuple[str, bytes]:
+    tm = _target_machine()
+    mod = llvm.parse_assembly(_IR)
+    mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
+    return cache.cache_key(_IR, tm.triple), tm.emit_object(mod)
+
+
+_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
+
+
+def test_object_code_round_trip_into_mcjit():
+    key, obj = _object_code()
+    assert cache.store(key, obj)
+    loaded = cache.load(key)
+    assert loaded == obj
+    tm = _target_machine()
+    empty = llvm.parse_assembly("")
+    empty.triple, empty.data_layout = tm.triple, str(tm.target_data)
+    engine = llvm.create_mcjit_compiler(empty, tm)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(loaded))
+    engine.finalize_object()
+    fn = _FN(engine.get_function_address("triple_plus"))
+    assert [fn(v) for v in (0, 5, -7)] == [1, 16, -20]
+
+
+def test_object_code_round_trip_into_lljit():
+    key, obj = _object_code()
+    cache.store(key, obj)
+    lljit = llvm.create_lljit_compiler(_target_machine())
+    tracker = (llvm.JITLibraryBuilder().add_object_img(cache.load(key)).export_symbol("triple_plus")
+               .link(lljit, "graphc_cache_test"))
+    fn = _FN(tracker["triple_plus"])
+    assert fn(14) == 43
