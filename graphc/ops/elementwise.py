@@ -164,7 +164,9 @@ elementwise("abs", np.abs, lambda s, x: x if s.dtype_of(x) == bool_ else s.abs(x
 
 
 def _power_lin_base(v: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor | None:
-    return v * (b * power(a, b - 1)) if is_float(a.dtype) else None
+    if not is_float(a.dtype):
+        return None
+    return v * where(equal(b, 0), 0, b * power(a, b - 1))  # d/da a**0 = 0, also at a == 0
 
 
 def _power_lin_exponent(v: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor | None:
@@ -224,15 +226,12 @@ def abs(x: Any) -> Tensor:  # noqa: A001 (numpy's name)
 # --- max / min / clip / where --------------------------------------------------------------
 
 
-def _tie_share(mine: str, other: str) -> Callable:
-    """Linear map of maximum/minimum for one side: ties share the cotangent evenly."""
+def _tie_share(v: Tensor, out: Tensor, mine: Tensor, other: Tensor) -> Tensor:
+    """maximum/minimum's linear map for one side: ties share the cotangent evenly (as JAX)."""
+    return where(equal(mine, out), where(equal(other, out), 0.5 * v, v), 0)
 
-    def lin(v, out, a, b):
-        x, y = {"a": a, "b": b}[mine], {"a": a, "b": b}[other]
-        wins = equal(x, out)
-        return where(wins, where(equal(y, out), 0.5 * v, v), 0)
 
-    return lin
+_MAX_MIN_LINEAR = _linear(lambda v, out, a, b: _tie_share(v, out, a, b), lambda v, out, a, b: _tie_share(v, out, b, a))
 
 
 def _max_scalar(s, a, b):
@@ -243,9 +242,9 @@ def _min_scalar(s, a, b):
     return s.and_(a, b) if s.dtype_of(a) == bool_ else s.minimum(a, b)
 
 
-elementwise("maximum", np.maximum, _max_scalar, **_linear(_tie_share("a", "b"), _tie_share("b", "a")),
+elementwise("maximum", np.maximum, _max_scalar, **_MAX_MIN_LINEAR,
             doc="the larger of a and b (NaN propagates)")
-elementwise("minimum", np.minimum, _min_scalar, **_linear(_tie_share("a", "b"), _tie_share("b", "a")),
+elementwise("minimum", np.minimum, _min_scalar, **_MAX_MIN_LINEAR,
             doc="the smaller of a and b (NaN propagates)")
 
 

@@ -450,3 +450,50 @@ def test_public_functions_are_documented():
         fn = getattr(gc, name)
         assert fn.__doc__ and fn.__doc__.strip(), name
         assert fn.__name__ == name, name
+
+
+# --- derivative values at non-differentiable points (the smooth parts are checked in tests/autodiff) ----
+
+def _grads(y, xs, feeds=None):
+    return _run(gc.gradients(gc.sum(y), xs), feeds)
+
+
+def test_kinks_follow_jax_conventions():
+    x = gc.constant(np.array([-1.0, 0.0, 2.0]))
+    g_relu, = _grads(gc.relu(x), [x])
+    g_abs, = _grads(gc.abs(x), [x])
+    np.testing.assert_array_equal(g_relu, [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(g_abs, [-1.0, 0.0, 1.0])
+    a = gc.constant(np.array([1.0, 2.0, 3.0]))
+    b = gc.constant(np.array([1.0, 2.5, 2.0]))
+    ga, gb = _grads(gc.maximum(a, b), [a, b])
+    np.testing.assert_array_equal(ga, [0.5, 0.0, 1.0])
+    np.testing.assert_array_equal(gb, [0.5, 1.0, 0.0])
+    ga, gb = _grads(gc.minimum(a, b), [a, b])
+    np.testing.assert_array_equal(ga, [0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(gb, [0.5, 0.0, 1.0])
+    for fn in (gc.sign, gc.floor, gc.ceil, gc.round, lambda t: gc.cast(t > 0, gc.float64)):
+        assert gc.gradients(gc.sum(fn(x)), [x]) == [None]
+
+
+def test_power_gradients_at_zero_and_negative_bases():
+    a = gc.constant(np.array([0.0, 0.0, -2.0, 3.0]))
+    b = gc.constant(np.array([0.0, 2.0, 3.0, 2.0]))
+    ga, gb = _grads(gc.power(a, b), [a, b])
+    np.testing.assert_array_equal(ga, [0.0, 0.0, 12.0, 6.0])
+    np.testing.assert_allclose(gb, [0.0, 0.0, 0.0, 9.0 * np.log(3.0)], rtol=1e-15)
+
+
+def test_clip_and_where_gradients_route_to_the_chosen_operand():
+    x = gc.constant(np.array([-2.0, -1.0, 0.0, 1.0, 2.0]))
+    lo = gc.constant(-1.0, gc.float64)
+    hi = gc.constant(np.array([1.0, 1.0, 1.0, 1.0, -5.0]))
+    gx, glo, ghi = _grads(gc.clip(x, lo, hi), [x, lo, hi])
+    np.testing.assert_array_equal(gx, [0.0, 1.0, 1.0, 1.0, 0.0])  # bounds included; lo > hi: hi wins
+    assert glo == 1.0
+    np.testing.assert_array_equal(ghi, [0.0, 0.0, 0.0, 0.0, 1.0])
+    c = gc.constant(np.array([True, False, True, False, True]))
+    gc_, gx, gy = gc.gradients(gc.sum(gc.where(c, x, 3.0 * hi)), [c, x, hi])
+    assert gc_ is None
+    np.testing.assert_array_equal(_run(gx), [1.0, 0.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(_run(gy), [0.0, 3.0, 0.0, 3.0, 0.0])
