@@ -15,7 +15,7 @@ from typing import Any
 
 from ..dtypes import is_float, shape_str
 from ..errors import GraphcError, ShapeError
-from ..ir.graph import Tensor
+from ..ir.graph import Tensor, adjoint_scope, get_default_graph
 from ..ir.traverse import toposort
 from ..ops.core import as_tensor, constant
 from ..ops.reduce import sum as reduce_sum
@@ -139,30 +139,32 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, unconnected: str = "none") 
     if unconnected not in UNCONNECTED:
         raise GraphcError(f"gradients: unconnected must be one of {UNCONNECTED}, got {unconnected!r}")
     ys_list, xs_list = as_list(ys, "gradients: ys"), as_list(xs, "gradients: xs")
-    order = toposort(ys_list)
-    live = connected_from(order, set(xs_list))
-    pending: dict[Tensor, list[Tensor]] = {}
-    for y, seed in zip(ys_list, _seeds(ys_list, grad_ys)):
-        if seed is not None and y in live:
-            pending.setdefault(y, []).append(seed)
-    wanted = set(xs_list)
-    total: dict[Tensor, Tensor] = {}
-    for node in reversed(order):
-        parts = pending.pop(node, None)
-        if not parts:
-            continue
-        g = add_all(parts)
-        if node in wanted:
-            total[node] = g
-        if not any(i in live for i in node.inputs):
-            continue
-        cts = node.opdef.vjp(g, node, *node.inputs, **node.attrs)
-        if len(cts) != len(node.inputs):
-            raise GraphcError(f"the vjp rule of op {node.op!r} returned {len(cts)} cotangents "
-                              f"for {len(node.inputs)} inputs")
-        for inp, ct in zip(node.inputs, cts):
-            if ct is not None and inp in live:
-                pending.setdefault(inp, []).append(fit_derivative(ct, inp, node, "vjp"))
+    graph = ys_list[0].graph if ys_list else get_default_graph()
+    with adjoint_scope(graph):  # tag the backward part for checkpointing
+        order = toposort(ys_list)
+        live = connected_from(order, set(xs_list))
+        pending: dict[Tensor, list[Tensor]] = {}
+        for y, seed in zip(ys_list, _seeds(ys_list, grad_ys)):
+            if seed is not None and y in live:
+                pending.setdefault(y, []).append(seed)
+        wanted = set(xs_list)
+        total: dict[Tensor, Tensor] = {}
+        for node in reversed(order):
+            parts = pending.pop(node, None)
+            if not parts:
+                continue
+            g = add_all(parts)
+            if node in wanted:
+                total[node] = g
+            if not any(i in live for i in node.inputs):
+                continue
+            cts = node.opdef.vjp(g, node, *node.inputs, **node.attrs)
+            if len(cts) != len(node.inputs):
+                raise GraphcError(f"the vjp rule of op {node.op!r} returned {len(cts)} cotangents "
+                                  f"for {len(node.inputs)} inputs")
+            for inp, ct in zip(node.inputs, cts):
+                if ct is not None and inp in live:
+                    pending.setdefault(inp, []).append(fit_derivative(ct, inp, node, "vjp"))
     result: list[Tensor | None] = []
     for x in xs_list:
         g = total.get(x)
