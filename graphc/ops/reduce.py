@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, int64, is_float, normalize_axes, num_elements
+from ..dtypes import as_dtype, broadcast_shapes, int64, is_float, normalize_axes, num_elements
 from ..errors import ShapeError
 from ..ir.graph import Tensor
 from . import elementwise as ew
-from .core import promote
+from .core import as_tensor, promote
 from .registry import OpDef, register
 from .shape import broadcast_like, expand_reduced, reshape_like
 from .state import stop_gradient
@@ -90,9 +90,20 @@ def _float_only(rule):
 
 # --- sum ------------------------------------------------------------------------------------
 
+def _spread(g: Tensor, x: Tensor) -> Tensor:
+    """g (reduced axes kept as size 1) broadcast over x's shape.
+
+    A cotangent can know a dim that x leaves None (it met a static operand downstream);
+    then the result takes the broadcast of both shapes, via an exact multiply by ones.
+    """
+    if broadcast_shapes(g.shape, x.shape) == x.shape:
+        return broadcast_like(g, x)
+    return g * broadcast_like(as_tensor(1, dtype=g.dtype, graph=g.graph), x)
+
+
 register(OpDef(
     "sum", "reduce", _reduce_type, ref=_np_reduce(np.sum), reduce="sum", canon=canon_axis,
-    vjp=lambda g, out, x, *, axis, keepdims: (broadcast_like(_keep(g, axis, keepdims), x),),
+    vjp=lambda g, out, x, *, axis, keepdims: (_spread(_keep(g, axis, keepdims), x),),
     jvp=lambda t, out, x, *, axis, keepdims: sum(t[0], axis, keepdims),
     doc="sum over axes"))
 

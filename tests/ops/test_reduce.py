@@ -326,3 +326,10 @@ def test_prod_rule_matches_the_product_of_the_others():
 def test_arg_reductions_and_size_of_have_no_gradient():
     for name in ("argmax", "argmin", "size_of"):
         assert not get_op(name).differentiable
+
+
+def test_sum_gradient_when_the_cotangent_knows_a_none_dim():
+    x = gc.placeholder(gc.float64, (None, 3))
+    y = gc.sum(x, axis=1, keepdims=True) * gc.constant(np.array([[1.0], [2.0]]))  # static batch of 2
+    (g,) = gc.gradients(y, [x])
+    np.testing.assert_array_equal(_run(g, {x: np.ones((2, 3))}), [[1, 1, 1], [2, 2, 2]])
