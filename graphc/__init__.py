@@ -5,6 +5,7 @@ run it with `Session.run`. The public names of each op family are listed in that
 module's ``__all__`` and re-exported here.
 """
 
+from . import nn
 from . import train
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import DTypeError, FeedError, GraphcError, ShapeError
