@@ -1,0 +1,68 @@
+"""Every example runs at its small size (--quick) in a subprocess and prints sane results."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TIMEOUT = 120  # seconds per example; each takes a few seconds at --quick size
+
+
+def run(name: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--quick", *args], capture_output=True,
+                          text=True, timeout=TIMEOUT, env=env, cwd=ROOT)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def floats(pattern: str, text: str) -> list[float]:
+    return [float(v) for v in re.findall(pattern, text)]
+
+
+def test_every_example_is_tested():
+    tested = {"linear_regression.py", "mlp_digits.py", "jacobian_modes.py", "hessian.py",
+              "deep_chain_checkpoint.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_linear_regression_recovers_parameters():
+    out = run("linear_regression.py")
+    (w, b), = re.findall(r"learned\s+w = (\S+)\s+b = (\S+)", out)
+    assert abs(float(w) - 3.0) < 0.25 and abs(float(b) - 2.0) < 0.15, out
+
+
+def test_mlp_digits_learns_and_repeats_its_losses():
+    out = run("mlp_digits.py")
+    accuracy, = floats(r"test: loss \S+\s+accuracy (\S+)", out)
+    assert accuracy >= 0.85, out  # 2 epochs; the full 15-epoch run reaches >= 0.95
+    losses = floats(r"epoch\s+\d+/\d+\s+loss (\S+)", out)
+    assert len(losses) == 2 and losses[1] < losses[0]
+    assert "steps/s" in out and "compile: " in out
+    assert floats(r"epoch\s+\d+/\d+\s+loss (\S+)", run("mlp_digits.py")) == losses
+
+
+def test_jacobian_modes_agree_and_count_passes():
+    out = run("jacobian_modes.py")
+    assert len(floats(r"max \|J_fwd - J_rev\| = (\S+);", out)) == 2
+    passes = re.findall(r"^\s+(fwd|rev)\s+(\d+)", out, flags=re.M)
+    assert passes == [("fwd", "3"), ("rev", "24"), ("fwd", "24"), ("rev", "3")]
+
+
+def test_hessian_newton_converges():
+    out = run("hessian.py")
+    norms = floats(r"\|grad\| (\S+)", out)
+    assert norms[0] > 0.1 and min(norms) < 1e-10
+    assert floats(r"max \|w_explicit - w_cg\| = (\S+)", out)[0] < 1e-8
+    assert floats(r"max difference (\S+)", out)[0] < 1e-12
+
+
+def test_deep_chain_trains():
+    out = run("deep_chain_checkpoint.py", "--steps", "4")
+    row = next(line for line in out.splitlines() if line.startswith("none"))
+    losses = [float(v) for v in row.split()[5:]]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
