@@ -84,7 +84,7 @@ def _keep(g: Tensor, axis: tuple, keepdims: bool) -> Tensor:
 def _float_only(rule):
     """Integer operands have no gradient: the rule is skipped for them."""
     def wrapped(g, out, x, **attrs):
-        return rule(g, out, x, **attrs) if is_float(x.dtype) else None
+        return rule(g, out, x, **attrs) if is_float(x.dtype) else (None,)
     return wrapped
 
 
@@ -115,7 +115,9 @@ def _prod_partials(x: Tensor, axis: tuple) -> Tensor:
 
     With no zero in a slice it is prod/x_i; with exactly one zero it is the product of
     the other (non-zero) elements at the zero's position and 0 elsewhere; with two or
-    more zeros it is 0 everywhere.
+    more zeros it is 0 everywhere. These values are exact; second derivatives are exact
+    away from zeros, but at an exact zero the partials of the other elements are held
+    at 0 (so d2/dx_j dx_i there misses the product of the remaining elements).
     """
     is_zero = ew.equal(x, 0)
     zeros = sum(ew.cast(is_zero, x.dtype), axis, keepdims=True)
