@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from . import cse, dce, fold, simplify, stabilize  # noqa: F401  (register the passes)
+from . import checkpoint, cse, dce, fold, simplify, stabilize  # noqa: F401  (register the passes)
 
 PIPELINES: dict[int, list[str]] = {
-    0: [],
-    1: ["simplify", "fold", "cse", "dce"],
-    2: ["stabilize", "simplify", "fold", "cse", "simplify", "dce"],
+    0: ["checkpoint"],
+    1: ["simplify", "fold", "cse", "dce", "checkpoint"],
+    2: ["stabilize", "simplify", "fold", "cse", "simplify", "dce", "checkpoint"],
 }
 
 

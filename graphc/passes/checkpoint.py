@@ -1,0 +1,228 @@
+"""Checkpoint placement: which forward values the backward part keeps, which it recomputes.
+
+The joint forward+backward module is split by `Graph.adjoint` (nodes autodiff built):
+backward = those nodes and everything computed from them; forward = the rest. A
+*residual* is a forward value (not an input) that a backward node reads. A policy picks
+the residuals to keep; `recompute` gives backward consumers of every other residual a
+clone of it (tagged ``_remat``), built from kept values and inputs, so the original dies
+at the end of the forward part and the clone is computed right before its use.
+
+Policies: ``none`` keeps all; ``sqrt`` (Chen et al. 2016) keeps every k-th residual,
+k ≈ √n; ``mincut`` keeps the set of least total bytes from which the backward part can
+recompute everything else using only cheap (elementwise and index) ops — a networkx
+minimum cut, as in PyTorch's AOTAutograd partitioner; ``revolve`` (chains only)
+places Griewank–Walther binomial checkpoints for a number of slots; a memory budget
+takes the least recomputation whose planned peak fits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..errors import GraphcError
+from ..ir.graph import Tensor
+from .cost import SOURCE_OPS, flops, nbytes
+from .manager import register_pass
+from .module import Module
+
+RECOMPUTABLE_KINDS = frozenset({"elementwise", "index"})
+
+
+@dataclass(frozen=True)
+class Split:
+    """Forward nodes (in order), backward nodes, and the residuals between them."""
+
+    forward: list[Tensor]
+    backward: frozenset[Tensor]
+    residuals: list[Tensor]
+
+
+def split(module: Module) -> Split:
+    backward: set[Tensor] = set()
+    forward: list[Tensor] = []
+    for n in module.nodes:
+        if n in module.adjoint or any(i in backward for i in n.inputs):
+            backward.add(n)
+        else:
+            forward.append(n)
+    read_by_backward = {i for n in backward for i in n.inputs}
+    residuals = [n for n in forward if n.op not in SOURCE_OPS and n in read_by_backward]
+    return Split(forward, frozenset(backward), residuals)
+
+
+@dataclass
+class CheckpointReport:
+    """What a checkpoint policy saved and recomputed."""
+
+    policy: str
+    saved: list[tuple[str, tuple, int]] = field(default_factory=list)  # (name, shape, bytes)
+    recomputed: list[tuple[str, str, int]] = field(default_factory=list)  # (name, op, flops)
+    forward_flops: int = 0
+    backward_flops: int = 0
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(b for *_, b in self.saved)
+
+    @property
+    def recomputed_flops(self) -> int:
+        return sum(f for *_, f in self.recomputed)
+
+    def as_text(self) -> str:
+        lines = [f"checkpoint policy: {self.policy}",
+                 f"saved residuals: {len(self.saved)} ({self.saved_bytes} bytes)"]
+        lines += [f"  {name} {list(shape)} {b} B" for name, shape, b in self.saved]
+        lines.append(f"recomputed nodes: {len(self.recomputed)} ({self.recomputed_flops} FLOPs)")
+        lines += [f"  {name} {op} {f} FLOPs" for name, op, f in self.recomputed]
+        lines.append(f"forward FLOPs: {self.forward_flops}  backward FLOPs: {self.backward_flops}")
+        return "\n".join(lines)
+
+
+def recompute(module: Module, keep: Iterable[Tensor], tag: int = 1) -> Module:
+    """Give backward readers of residuals not in `keep` recomputed clones."""
+    parts = split(module)
+    keep = set(keep)
+    forward = set(parts.forward)
+    clones: dict[Tensor, Tensor] = {}
+
+    def clone(x: Tensor) -> Tensor:
+        if x in keep or x.op in SOURCE_OPS or x not in forward:
+            return x
+        if x not in clones:
+            inputs = tuple(clone(i) for i in x.inputs)
+            clones[x] = x.graph.make(x.op, inputs, {**x.attrs, "_remat": tag}, name=x.name, loc=x.loc)
+        return clones[x]
+
+    mapping: dict[Tensor, Tensor] = {}
+    for n in module.nodes:
+        if n in forward:
+            continue
+        inputs = tuple(clone(i) if i in forward else mapping[i] for i in n.inputs)
+        mapping[n] = n if inputs == n.inputs else n.graph.make(n.op, inputs, n.attrs, name=n.name, loc=n.loc)
+    out = module.remap(mapping)
+    return Module(out.outputs, out.adjoint | frozenset(mapping.values()) | frozenset(clones.values()))
+
+
+def original_of(clone: Tensor, memo: dict[Tensor, Tensor]) -> Tensor:
+    """The node a ``_remat`` clone recomputes (interning finds it by structure)."""
+    if "_remat" not in clone.attrs:
+        return clone
+    if clone not in memo:
+        attrs = {k: v for k, v in clone.attrs.items() if k != "_remat"}
+        inputs = tuple(original_of(i, memo) for i in clone.inputs)
+        memo[clone] = clone.graph.make(clone.op, inputs, attrs, loc=clone.loc)
+    return memo[clone]
+
+
+def report(module: Module, policy: str) -> CheckpointReport:
+    """Saved residuals, and clones whose original is still computed (true recomputation)."""
+    parts = split(module)
+    live = set(module.nodes)
+    memo: dict[Tensor, Tensor] = {}
+    rep = CheckpointReport(policy)
+    rep.saved = [(n.name, n.shape, nbytes(n)) for n in parts.residuals]
+    rep.recomputed = [(original_of(n, memo).name, n.op, flops(n)) for n in module.nodes
+                      if "_remat" in n.attrs and original_of(n, memo) in live]
+    rep.forward_flops = sum(flops(n) for n in parts.forward)
+    rep.backward_flops = sum(flops(n) for n in parts.backward) - rep.recomputed_flops
+    return rep
+
+
+def keep_sqrt(parts: Split) -> set[Tensor]:
+    """Chen et al.: segments of about √n residuals; keep each segment's last residual."""
+    return every_kth(parts, max(1, math.ceil(math.sqrt(len(parts.residuals)))))
+
+
+def every_kth(parts: Split, k: int) -> set[Tensor]:
+    """Keep residuals k-1, 2k-1, ... in forward order (k = 1 keeps all)."""
+    return {r for i, r in enumerate(parts.residuals) if (i + 1) % k == 0}
+
+
+def keep_mincut(parts: Split) -> set[Tensor]:
+    """The forward values of least bytes from which cheap ops recompute what backward reads."""
+    g = nx.DiGraph()
+    src, sink = "source", "sink"
+    forward = set(parts.forward)
+    for n in parts.forward:
+        g.add_edge(("in", n), ("out", n), capacity=0 if n.op in SOURCE_OPS else nbytes(n))
+        if n.op in SOURCE_OPS or n.opdef.kind not in RECOMPUTABLE_KINDS:
+            g.add_edge(src, ("in", n))  # an input, or too costly to recompute: computed in forward
+        for i in n.inputs:
+            g.add_edge(("out", i), ("in", n))
+    for b in parts.backward:
+        for i in b.inputs:
+            if i in forward:
+                g.add_edge(("out", i), sink)
+    if sink not in g or src not in g:
+        return set(parts.residuals)
+    _, (reachable, _) = nx.minimum_cut(g, src, sink)
+    return {n for n in parts.forward if n.op not in SOURCE_OPS
+            and ("in", n) in reachable and ("out", n) not in reachable}
+
+
+def _candidates(parts: Split) -> list[tuple[str, set[Tensor]]]:
+    n = len(parts.residuals)
+    cands = [("none", set(parts.residuals)), ("mincut", keep_mincut(parts))]
+    cands += [(f"every {k}", every_kth(parts, k)) for k in range(2, n + 1)]
+    return cands
+
+
+def fit_budget(module: Module, budget: int) -> tuple[Module, str]:
+    """The least-recomputation candidate whose planned peak fits `budget` bytes."""
+    from .memory import planned_peak
+
+    parts = split(module)
+    best: tuple[int, Module, str] | None = None
+    smallest: tuple[int, str] | None = None
+    for name, keep in _candidates(parts):
+        candidate = recompute(module, keep)
+        peak = planned_peak(candidate.outputs)
+        if smallest is None or peak < smallest[0]:
+            smallest = (peak, name)
+        if peak <= budget:
+            cost = report(candidate, name).recomputed_flops
+            if best is None or cost < best[0]:
+                best = (cost, candidate, name)
+    if best is None:
+        assert smallest is not None
+        raise GraphcError(f"memory budget of {budget} bytes cannot be met: the smallest planned peak found is "
+                          f"{smallest[0]} bytes (keeping {smallest[1]} residuals); raise the budget to at "
+                          f"least {smallest[0]}")
+    return best[1], best[2]
+
+
+def place_checkpoints(module: Module, policy: str = "none", memory_budget: int | None = None,
+                      slots: int | None = None) -> tuple[Module, CheckpointReport]:
+    """Apply a checkpoint policy (or fit a memory budget); return the module and its report."""
+    if memory_budget is not None:
+        out, chosen = fit_budget(module, memory_budget)
+        return out, report(out, f"budget {memory_budget} B -> {chosen}")
+    parts = split(module)
+    if policy == "none" or not parts.residuals:
+        return module, report(module, policy)
+    if policy == "sqrt":
+        keep = keep_sqrt(parts)
+    elif policy == "mincut":
+        keep = keep_mincut(parts)
+    elif policy == "revolve":
+        from .revolve import revolve
+        out = revolve(module, parts, slots or 1)
+        return out, report(out, f"revolve ({slots} slots)")
+    else:
+        raise GraphcError(f"unknown checkpoint policy {policy!r}")
+    out = recompute(module, keep)
+    return out, report(out, policy)
+
+
+@register_pass("checkpoint", "choose saved vs recomputed forward values (policy or memory budget)")
+def checkpoint(module: Module, options: object = None) -> tuple[Module, int]:
+    policy = getattr(options, "checkpoint", "none")
+    budget = getattr(options, "memory_budget", None)
+    if policy == "none" and budget is None:
+        return module, 0
+    out, rep = place_checkpoints(module, policy, budget, getattr(options, "slots", None))
+    return out, len(rep.recomputed)

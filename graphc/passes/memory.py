@@ -1,0 +1,73 @@
+"""Memory planning: buffer liveness over a schedule, and offsets in one arena with reuse."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..ir.graph import Tensor
+from .cost import SOURCE_OPS, nbytes
+
+ALIGNMENT = 64  # bytes; every buffer starts on a cache line (and an AVX boundary)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A buffer of `size` bytes live from step `start` through step `end` (inclusive)."""
+
+    key: object
+    size: int
+    start: int
+    end: int
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def plan(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
+    """Offsets for every interval such that buffers live at the same time never overlap.
+
+    Greedy by size (largest first), each at the lowest offset that fits beside the
+    already placed buffers whose lifetimes intersect its own. Returns (offsets, arena bytes).
+    """
+    placed: list[tuple[int, int, Interval]] = []  # (offset, aligned size, interval)
+    offsets: dict[object, int] = {}
+    for iv in sorted(intervals, key=lambda v: (-v.size, v.start, str(v.key))):
+        size = _aligned(max(iv.size, 1))
+        busy = sorted((off, off + sz) for off, sz, other in placed
+                      if other.start <= iv.end and iv.start <= other.end)
+        offset = 0
+        for lo, hi in busy:
+            if offset + size <= lo:
+                break
+            offset = max(offset, hi)
+        placed.append((offset, size, iv))
+        offsets[iv.key] = offset
+    peak = max((off + sz for off, sz, _ in placed), default=0)
+    return offsets, peak
+
+
+def liveness(order: Sequence[Tensor], outputs: Sequence[Tensor],
+             needs_buffer: Callable[[Tensor], bool] | None = None) -> list[Interval]:
+    """One interval per node that needs an arena buffer: from its step to its last reader's step.
+
+    By default every valued node needs one except sources (placeholders, variables and
+    constants live outside the arena) and outputs (computed straight into the arrays
+    returned to the caller).
+    """
+    output_set = set(outputs)
+    needs = needs_buffer or (lambda n: n.op not in SOURCE_OPS and n.dtype is not None and n not in output_set)
+    step = {n: k for k, n in enumerate(order)}
+    last = {n: step[n] for n in order}
+    for n in order:
+        for i in n.inputs:
+            last[i] = max(last[i], step[n])
+    return [Interval(n, nbytes(n), step[n], last[n]) for n in order if needs(n)]
+
+
+def planned_peak(outputs: Sequence[Tensor]) -> int:
+    """Arena bytes for running the scheduled `outputs` with one buffer per intermediate value."""
+    from .schedule import schedule
+
+    return plan(liveness(schedule(outputs), outputs))[1]

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backend.interpreter import evaluate
+from graphc.passes import checkpoint as ck
+from graphc.passes.manager import run_passes
+from graphc.passes.memory import Interval, plan, planned_peak
+from graphc.passes.module import Module
+
+
+def _chain(layers=16, width=8, batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    g = gc.get_default_graph()
+    x = gc.placeholder(gc.float64, (batch, width), name="x")
+    ws = [gc.Variable(rng.standard_normal((width, width)) * 0.3, name=f"W{i}") for i in range(layers)]
+    h = x
+    for w in ws:
+        h = gc.tanh(h @ w)
+    loss = gc.sum(h * h)
+    grads = gc.gradients(loss, ws)
+    module = Module(tuple([loss] + grads), frozenset(g.adjoint))
+    return module, {x: rng.standard_normal((batch, width))}
+
+
+@pytest.mark.parametrize("policy", ["none", "sqrt", "mincut"])
+def test_policies_preserve_values(policy):
+    module, feed = _chain()
+    out, rep = ck.place_checkpoints(module, policy)
+    for want, got in zip(evaluate(module.outputs, feed), evaluate(out.outputs, feed)):
+        np.testing.assert_array_equal(got, want)
+    assert rep.policy == policy
+
+
+def test_sqrt_saves_about_one_over_sqrt_n():
+    module, _ = _chain(layers=64)
+    _, none = ck.place_checkpoints(module, "none")
+    _, sqrt = ck.place_checkpoints(module, "sqrt")
+    print(f"\nsaved bytes: none {none.saved_bytes}, sqrt {sqrt.saved_bytes}; "
+          f"sqrt recomputes {len(sqrt.recomputed)} nodes, {sqrt.recomputed_flops} FLOPs")
+    assert len(none.saved) == 64
+    assert sqrt.saved_bytes * 4 <= none.saved_bytes
+    assert len(sqrt.saved) == 8
+    assert sqrt.recomputed_flops > 0 and none.recomputed_flops == 0
+
+
+def test_sqrt_lowers_the_planned_peak():
+    module, _ = _chain(layers=64, width=32)
+    none, _ = ck.place_checkpoints(module, "none")
+    sqrt, _ = ck.place_checkpoints(module, "sqrt")
+    peak_none = planned_peak(none.outputs)
+    peak_sqrt = planned_peak(sqrt.outputs)
+    print(f"\nplanned peak: none {peak_none} B, sqrt {peak_sqrt} B")
+    assert peak_sqrt < peak_none / 2
+
+
+def test_mincut_never_saves_more_than_none_and_recomputes_only_cheap_ops():
+    rng = np.random.default_rng(1)
+    g = gc.get_default_graph()
+    x = gc.placeholder(gc.float64, (6, 5), name="x")
+    w = gc.Variable(rng.standard_normal((5, 5)), name="w")
+    a = x @ w
+    h = gc.gelu(a) * gc.sigmoid(a) + gc.tanh(a)  # many cheap intermediates of one GEMM output
+    loss = gc.sum(h @ w)
+    module = Module((loss, *gc.gradients(loss, [w, x])), frozenset(g.adjoint))
+    out, rep = ck.place_checkpoints(module, "mincut")
+    _, none = ck.place_checkpoints(module, "none")
+    assert rep.saved_bytes < none.saved_bytes
+    assert all(op not in ("matmul", "sum") for _, op, _ in rep.recomputed)
+    feed = {x: rng.standard_normal((6, 5))}
+    for want, got in zip(evaluate(module.outputs, feed), evaluate(out.outputs, feed)):
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_memory_budget_is_respected_or_refused_clearly():
+    module, feed = _chain(layers=16, width=16)
+    none_peak = planned_peak(module.outputs)
+    budget = int(none_peak * 0.6)
+    out, rep = ck.place_checkpoints(module, memory_budget=budget)
+    assert planned_peak(out.outputs) <= budget
+    assert "budget" in rep.policy
+    for want, got in zip(evaluate(module.outputs, feed), evaluate(out.outputs, feed)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(gc.GraphcError, match="cannot be met.*at least"):
+        ck.place_checkpoints(module, memory_budget=64)
+
+
+def test_checkpoint_pass_reads_compile_options():
+    module, feed = _chain()
+    out, records = run_passes(module, ["checkpoint"], gc.CompileOptions(checkpoint="sqrt"))
+    assert records[-1].changes > 0
+    assert any("_remat" in n.attrs for n in out.nodes)
+    assert "_remat" in out.as_text()
+
+
+def test_report_text_lists_saved_and_recomputed():
+    module, _ = _chain(layers=4)
+    _, rep = ck.place_checkpoints(module, "sqrt")
+    text = rep.as_text()
+    assert "saved residuals: 2" in text and "recomputed nodes:" in text and "FLOPs" in text
+
+
+def test_arena_plan_never_overlaps_live_buffers():
+    rng = np.random.default_rng(0)
+    ivs = []
+    for k in range(200):
+        start = int(rng.integers(0, 100))
+        ivs.append(Interval(k, int(rng.integers(1, 5000)), start, start + int(rng.integers(0, 20))))
+    offsets, peak = plan(ivs)
+    for a in ivs:
+        assert offsets[a.key] % 64 == 0 and offsets[a.key] + a.size <= peak
+        for b in ivs:
+            if a.key < b.key and a.start <= b.end and b.start <= a.end:
+                assert offsets[a.key] + a.size <= offsets[b.key] or offsets[b.key] + b.size <= offsets[a.key]
+    live_max = max(sum(iv.size for iv in ivs if iv.start <= t <= iv.end) for t in range(120))
+    assert live_max <= peak < 2 * live_max + 64 * 200
