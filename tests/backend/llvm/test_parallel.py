@@ -1,0 +1,196 @@
+"""The kernel thread pool: JIT-compiled chunk functions split over 1, 2 and 4 threads."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+import pytest
+from llvmlite import binding as llvm
+
+from graphc.backend.llvm import parallel
+from graphc.backend.llvm.parallel import ThreadPool
+
+# fill: out[i] = 0.5 * i + (i % 7)   mark: out[i] = begin of the chunk that wrote i
+# entry: calls the pool's parallel_for on fill, as generated code would.
+_IR = r"""
+define void @fill(ptr noalias %args, i64 %b, i64 %e) {
+entry:
+  %out = load ptr, ptr %args
+  %empty = icmp sge i64 %b, %e
+  br i1 %empty, label %done, label %loop
+loop:
+  %i = phi i64 [%b, %entry], [%next, %loop]
+  %f = sitofp i64 %i to double
+  %half = fmul double %f, 0.5
+  %r = srem i64 %i, 7
+  %rf = sitofp i64 %r to double
+  %v = fadd double %half, %rf
+  %p = getelementptr double, ptr %out, i64 %i
+  store double %v, ptr %p
+  %next = add i64 %i, 1
+  %more = icmp slt i64 %next, %e
+  br i1 %more, label %loop, label %done
+done:
+  ret void
+}
+
+define void @mark(ptr noalias %args, i64 %b, i64 %e) {
+entry:
+  %out = load ptr, ptr %args
+  %empty = icmp sge i64 %b, %e
+  br i1 %empty, label %done, label %loop
+loop:
+  %i = phi i64 [%b, %entry], [%next, %loop]
+  %p = getelementptr i64, ptr %out, i64 %i
+  store i64 %b, ptr %p
+  %next = add i64 %i, 1
+  %more = icmp slt i64 %next, %e
+  br i1 %more, label %loop, label %done
+done:
+  ret void
+}
+
+define void @entry(ptr %parallel_for, ptr %fn, ptr %args, i64 %n, i64 %min_chunk) {
+  call void %parallel_for(ptr %fn, ptr %args, i64 %n, i64 %min_chunk)
+  ret void
+}
+"""
+
+N = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                      features=llvm.get_host_cpu_features().flatten(), opt=2, jit=True)
+    mod = llvm.parse_assembly(_IR)
+    mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine.finalize_object()
+    addresses = {name: engine.get_function_address(name) for name in ("fill", "mark", "entry")}
+    yield addresses
+    del engine
+
+
+def _args(out: np.ndarray) -> tuple[ctypes.Array, int]:
+    table = (ctypes.c_void_p * 1)(out.ctypes.data)
+    return table, ctypes.addressof(table)
+
+
+def _expected(n: int) -> np.ndarray:
+    i = np.arange(n)
+    return 0.5 * i + (i % 7)
+
+
+@pytest.fixture(params=[1, 2, 4])
+def pool(request):
+    with ThreadPool(request.param) as p:
+        yield p
+
+
+def test_same_result_for_any_thread_count(kernels, pool):
+    out = np.full(N, np.nan)
+    keep, args = _args(out)
+    pool.run(kernels["fill"], args, N, min_chunk=1000)
+    np.testing.assert_array_equal(out, _expected(N))
+
+
+def test_chunks_are_contiguous_and_balanced(kernels, pool):
+    marks = np.full(N, -1, np.int64)
+    keep, args = _args(marks)
+    pool.run(kernels["mark"], args, N, min_chunk=1000)
+    begins = np.unique(marks)
+    assert len(begins) == pool.threads and begins[0] == 0
+    bounds = np.append(begins, N)
+    sizes = np.diff(bounds)
+    assert sizes.max() - sizes.min() <= 1
+    for b, e in zip(bounds[:-1], bounds[1:]):
+        assert np.all(marks[b:e] == b)
+
+
+@pytest.mark.parametrize("n,min_chunk,chunks", [(0, 1, 0), (1, 1, 1), (3, 1, 2), (1999, 1000, 1), (2000, 1000, 2),
+                                                (10**6, 10**6, 1)])
+def test_small_ranges_stay_inline(kernels, n, min_chunk, chunks):
+    marks = np.full(max(n, 1), -1, np.int64)
+    keep, args = _args(marks)
+    with ThreadPool(2) as pool:
+        pool.run(kernels["mark"], args, n, min_chunk)
+    assert len(np.unique(marks[:n])) == chunks
+    if n == 0:
+        assert marks[0] == -1
+
+
+def test_concurrent_callers(kernels):
+    """Four Python threads share one pool; each gets its own, correct result."""
+    pool = ThreadPool(2)
+    outs = [np.full(N, np.nan) for _ in range(4)]
+    errors = []
+
+    def work(out: np.ndarray) -> None:
+        try:
+            keep, args = _args(out)
+            for _ in range(3):
+                out[:] = np.nan
+                pool.run(kernels["fill"], args, N, min_chunk=1000)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(out,)) for out in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pool.close()
+    assert errors == []
+    expected = _expected(N)
+    for out in outs:
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_parallel_for_from_generated_code(kernels):
+    entry = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                             ctypes.c_int64)(kernels["entry"])
+    with ThreadPool(2) as pool:
+        marks = np.full(N, -1, np.int64)
+        keep, args = _args(marks)
+        entry(pool.parallel_for_address, kernels["mark"], args, N, 1000)
+        assert len(np.unique(marks)) == 2
+        out = np.full(N, np.nan)
+        keep, args = _args(out)
+        entry(pool.parallel_for_address, kernels["fill"], args, N, 1000)
+        np.testing.assert_array_equal(out, _expected(N))
+
+
+def test_closed_pool_runs_inline(kernels):
+    pool = ThreadPool(2)
+    pool.close()
+    marks = np.full(1000, -1, np.int64)
+    keep, args = _args(marks)
+    pool.run(kernels["mark"], args, 1000, 1)
+    assert np.all(marks == 0)
+
+
+def test_thread_counts(monkeypatch):
+    monkeypatch.setenv("GRAPHC_THREADS", "3")
+    assert parallel.default_threads() == 3
+    assert ThreadPool().threads == 3
+    assert parallel.get_pool() is parallel.get_pool(3)
+    assert parallel.get_pool(1).threads == 1
+    monkeypatch.setenv("GRAPHC_THREADS", "0")
+    with pytest.raises(ValueError, match="GRAPHC_THREADS"):
+        parallel.default_threads()
+    monkeypatch.delenv("GRAPHC_THREADS")
+    assert parallel.default_threads() >= 1
+    with pytest.raises(ValueError, match="at least one thread"):
+        ThreadPool(0)
+
+
+def test_min_chunk_for():
+    assert parallel.min_chunk_for(1.0) == parallel.MIN_PARALLEL_NS
+    assert parallel.min_chunk_for(parallel.MIN_PARALLEL_NS * 10) == 1
+    assert parallel.min_chunk_for(0) >= 1
