@@ -7,6 +7,7 @@ module's ``__all__`` and re-exported here.
 
 from . import nn
 from . import train
+from .autodiff import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import DTypeError, FeedError, GraphcError, ShapeError
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph
@@ -20,7 +21,6 @@ from .ops.linalg import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
-from .autodiff import *  # noqa: F403
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
 
