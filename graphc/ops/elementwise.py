@@ -135,7 +135,7 @@ def _const(s: Any, value: float, like: Any) -> Any:
 
 
 def _ordered(s: Any, a: Any) -> Any:
-    """Bools as 0/1 integers, so ordering comparisons and max/min mean what numpy means."""
+    """Bools as 0/1 integers, so ordering comparisons mean what numpy means (False < True)."""
     return s.cast(a, int32) if s.dtype_of(a) == bool_ else a
 
 
@@ -305,9 +305,9 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _GELU_CUBIC = 0.044715
 
 
-def _unary_float(name: str, ref: Callable, scalar: Callable, lin: Callable | None, doc: str) -> Callable:
-    """Register a float-only unary op with linear map `lin` (None: zero derivative); return its function."""
-    elementwise(name, ref, scalar, float_only=True, doc=doc, **(_linear(lin) if lin else {}))
+def _unary_float(name: str, ref: Callable, scalar: Callable, lin: Callable, doc: str) -> Callable:
+    """Register a float-only unary op with derivative map `lin`; return its public function."""
+    elementwise(name, ref, scalar, float_only=True, doc=doc, **_linear(lin))
 
     def fn(x: Any) -> Tensor:
         return apply(name, _float(x))
