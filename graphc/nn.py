@@ -97,7 +97,8 @@ def _label_mask(labels: Any, logits: Tensor, axis: int) -> Tensor:
                          f"logits {shape_str(logits.shape)} without the class axis {axis} ({shape_str(batch)})")
     depth = logits.shape[axis]
     if depth is None:
-        return shp.one_hot_like(idx, logits, axis, dtype=bool_, axis=axis)
+        raise ShapeError(f"softmax_cross_entropy: integer labels need a known number of classes, logits are "
+                         f"{shape_str(logits.shape)} with class axis {axis} (use probability labels instead)")
     return shp.one_hot(idx, depth, dtype=bool_, axis=axis)
 
 

@@ -133,8 +133,10 @@ def test_cross_entropy_with_unknown_class_dim():
     a = _logits((3, 4))
     lab = np.array([3, 1, 0])
     x = gc.placeholder(gc.float64, (None, None))
-    got = _run(nn.softmax_cross_entropy(x, lab, reduction="none"), {x: a})
+    got = _run(nn.softmax_cross_entropy(x, np.eye(4)[lab], reduction="none"), {x: a})
     np.testing.assert_allclose(got, _xent_ref(a, lab))
+    with pytest.raises(gc.ShapeError, match="known number of classes"):
+        nn.softmax_cross_entropy(x, lab)
 
 
 def test_masked_logits_give_finite_losses():
