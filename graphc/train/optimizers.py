@@ -12,6 +12,7 @@ The update formulas are PyTorch's (``torch.optim``), written out in each class d
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ GradsAndVars = list[tuple[Tensor | None, Tensor]]
 Hyper = float | Tensor  # a Python number or a scalar tensor (e.g. a placeholder for a schedule)
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: a subclass names its slots and builds one variable's update."""
 
     slot_names: tuple[str, ...] = ()
@@ -119,8 +120,9 @@ class Optimizer:
             self._slots[var] = slots
         return slots
 
+    @abstractmethod
     def _update(self, var: Tensor, g: Tensor, slots: dict[str, Tensor], t: Tensor) -> tuple[Tensor, dict]:
-        raise NotImplementedError
+        """(new value of var, {slot name: new slot value}) given gradient g at 1-based step t."""
 
 
 def _check_hyper(name: str, value: Any, *, positive: bool = False, below_one: bool = False) -> None:
