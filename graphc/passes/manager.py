@@ -60,6 +60,7 @@ class PassRecord:
     nodes: int
     changes: int
     text: str = ""
+    stats: dict[str, int] = field(default_factory=dict)  # from Instrumentation.measure
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Instrumentation:
     dump_dir: str | None = None
     verify: bool = True
     printer: Callable[[str], None] = print
+    measure: Callable[[Module], dict[str, int]] | None = None  # e.g. kernels and peak bytes
 
 
 def run_passes(module: Module, names: list[str], options: Any = None,
@@ -78,7 +80,10 @@ def run_passes(module: Module, names: list[str], options: Any = None,
     from .verify import verify
 
     inst = instrument or Instrumentation()
-    records = [PassRecord("input", 0.0, len(module.nodes), 0, module.as_text())]
+    def stats(m: Module) -> dict[str, int]:
+        return inst.measure(m) if inst.measure else {}
+
+    records = [PassRecord("input", 0.0, len(module.nodes), 0, module.as_text(), stats(module))]
     if inst.dump_dir:
         os.makedirs(inst.dump_dir, exist_ok=True)
         _dump(inst.dump_dir, 0, "input", records[0].text)
@@ -90,7 +95,7 @@ def run_passes(module: Module, names: list[str], options: Any = None,
         if inst.verify:
             verify(module, after=name)
         text = module.as_text()
-        records.append(PassRecord(name, elapsed, len(module.nodes), changes, text))
+        records.append(PassRecord(name, elapsed, len(module.nodes), changes, text, stats(module)))
         if inst.print_after == "all" or name in inst.print_after:
             inst.printer(f"# after {name}\n{text}")
         if inst.dump_dir:
