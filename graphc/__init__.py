@@ -16,6 +16,7 @@ from .ir.serialize import load, save
 from .options import CompileOptions
 from .ops import catalog as _catalog  # noqa: F401  (registers every op)
 from .ops.core import *  # noqa: F403
+from .ops.create import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
