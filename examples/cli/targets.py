@@ -1,7 +1,7 @@
 """Small graphs for the `graphc` command line (see `graphc --help`).
 
-    graphc passes examples/cli_targets.py:mlp
-    graphc memory examples/cli_targets.py:chain
+    graphc passes examples/cli/targets.py:mlp
+    graphc memory examples/cli/targets.py:chain
 """
 
 import numpy as np
