@@ -14,14 +14,16 @@ from ..ir.traverse import toposort
 from .feeds import check_feeds
 from .fetches import flatten, unflatten
 
-BACKENDS = ("reference",)
+BACKENDS = ("llvm", "reference")
 
 
 class Session:
     """Runs fetches of one graph, TensorFlow 1 style; usable as a context manager.
 
-    Variables live here: every read in a run sees the value at the start of the run and
-    all assignments of the run apply together at its end.
+    Variables live here, as numpy buffers that runs update in place: every read in a run
+    sees the value at the start of the run and all assignments of the run apply together
+    at its end. `backend` is "llvm" (compiled; the default) or "reference" (numpy).
+    Compiled programs are cached per (fetches, feed shapes and dtypes, options).
     """
 
     def __init__(self, graph: Graph | None = None, backend: str = "reference", options: Any = None,
@@ -33,8 +35,11 @@ class Session:
         self.options = options
         self.threads = threads
         self._values: dict[Tensor, np.ndarray] = {}
+        self._plans: dict[tuple[Tensor, ...], _Plan] = {}
         self._programs: dict[tuple, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dicts above
+        self._compile_lock = threading.Lock()
+        self._state = _ReadWriteLock()  # runs that assign variables exclude all other runs
         self._closed = False
         for var in self.graph.variables:
             self._values[var] = var.attrs["initial"].array.copy()
@@ -49,6 +54,7 @@ class Session:
         """Release compiled programs and variable storage."""
         self._closed = True
         self._programs.clear()
+        self._plans.clear()
         self._values.clear()
 
     def run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
@@ -56,23 +62,50 @@ class Session:
         if self._closed:
             raise GraphcError("this session is closed")
         outputs, spec = flatten(fetches)
-        for t in outputs:
-            if t.graph is not self.graph:
-                raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
         key = tuple(outputs)
-        plan = self._programs.get(key)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._programs[key] = _Plan(outputs)
+            for t in outputs:
+                if t.graph is not self.graph:
+                    raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
+            plan = _Plan(outputs)
+            with self._lock:
+                self._plans[key] = plan
         feeds = check_feeds(feed_dict, self.graph, plan.placeholders)
+        program = self._program(plan, key, feeds)
+        if plan.assigns:
+            with self._state.write():
+                values = program.run(feeds, self._variables(plan))
+        elif plan.variables:
+            with self._state.read():
+                values = program.run(feeds, self._variables(plan))
+        else:
+            values = program.run(feeds, {})
+        return unflatten(spec, values)
+
+    def _program(self, plan: _Plan, key: tuple, feeds: dict[Tensor, np.ndarray]) -> Any:
+        if self.backend == "reference":
+            sig: tuple = key
+        else:
+            sig = (key, tuple((feeds[p].shape, feeds[p].dtype.char) for p in plan.placeholders), self.options)
+        program = self._programs.get(sig)
+        if program is None:
+            with self._compile_lock:
+                program = self._programs.get(sig)
+                if program is None:
+                    program = self._programs[sig] = self._compile(plan, feeds)
+        return program
+
+    def _compile(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
+        if self.backend == "reference":
+            return _ReferenceRun(plan)
+        from ..backend.llvm.program import LLVMProgram
+
+        return LLVMProgram(plan.outputs, plan.assigns, {p: feeds[p].shape for p in plan.placeholders})
+
+    def _variables(self, plan: _Plan) -> dict[Tensor, np.ndarray]:
         with self._lock:
-            variables = {v: self._variable(v) for v in plan.variables}
-        values = plan.program.run(feeds, variables)
-        results = values[:len(outputs)]
-        updates = dict(zip(plan.assigned, values[len(outputs):]))
-        with self._lock:
-            for var, value in updates.items():
-                self._values[var] = np.array(value, dtype=var.dtype, copy=True)
-        return unflatten(spec, [None if v is None else np.array(v, copy=True) for v in results])
+            return {v: self._variable(v) for v in plan.variables}
 
     def _variable(self, var: Tensor) -> np.ndarray:
         value = self._values.get(var)
@@ -82,7 +115,7 @@ class Session:
 
     def variable_value(self, var: Tensor) -> np.ndarray:
         """A copy of a variable's current value in this session."""
-        with self._lock:
+        with self._state.read(), self._lock:
             return self._variable(var).copy()
 
 
@@ -90,9 +123,8 @@ class _Plan:
     """What one fetch list needs: its placeholders, variables and assignments."""
 
     def __init__(self, outputs: list[Tensor]):
-        from ..backend.interpreter import ReferenceProgram
-
         order = toposort(outputs)
+        self.outputs = outputs
         self.placeholders = [n for n in order if n.op == "placeholder"]
         self.variables = [n for n in order if n.op == "variable"]
         assigns = [n for n in order if n.op == "assign"]
@@ -102,5 +134,67 @@ class _Plan:
             if var in seen:
                 raise GraphcError(f"variable {var.name} is assigned twice in one run ({seen[var].name} and {a.name})")
             seen[var] = a
-        self.assigned = list(seen)
-        self.program = ReferenceProgram(list(outputs) + assigns)
+        self.assigns = assigns
+
+
+class _ReferenceRun:
+    """The numpy interpreter behind the same interface as a compiled program."""
+
+    def __init__(self, plan: _Plan):
+        from ..backend.interpreter import ReferenceProgram
+
+        self.n = len(plan.outputs)
+        self.assigned = [a.inputs[0] for a in plan.assigns]
+        self.program = ReferenceProgram(list(plan.outputs) + plan.assigns)
+
+    def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray]) -> list:
+        values = self.program.run(feeds, variables)
+        new = [np.array(v, dtype=var.dtype, copy=True) for var, v in zip(self.assigned, values[self.n:])]
+        for var, value in zip(self.assigned, new):
+            np.copyto(variables[var], value)
+        return [None if v is None else np.array(v, copy=True) for v in values[:self.n]]
+
+
+class _ReadWriteLock:
+    """Many readers or one writer (runs that assign variables are the writers)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    def read(self) -> _Held:
+        return _Held(self, False)
+
+    def write(self) -> _Held:
+        return _Held(self, True)
+
+    def acquire(self, write: bool) -> None:
+        with self._cond:
+            if write:
+                while self._writer or self._readers:
+                    self._cond.wait()
+                self._writer = True
+            else:
+                while self._writer:
+                    self._cond.wait()
+                self._readers += 1
+
+    def release(self, write: bool) -> None:
+        with self._cond:
+            if write:
+                self._writer = False
+            else:
+                self._readers -= 1
+            self._cond.notify_all()
+
+
+class _Held:
+    def __init__(self, lock: _ReadWriteLock, write: bool):
+        self.lock, self.write = lock, write
+
+    def __enter__(self) -> None:
+        self.lock.acquire(self.write)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.release(self.write)

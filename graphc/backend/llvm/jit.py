@@ -1,0 +1,110 @@
+"""Compiling LLVM IR for the host CPU and loading it with MCJIT.
+
+The module is parsed, optimized at O3 with the new pass builder for the host's CPU name
+and features, and turned into an object file; the object (from the disk cache when an
+entry for the same IR, toolchain and CPU exists) is loaded into its own MCJIT engine,
+which stays alive as long as the `Compiled` that holds it. llvmlite serializes LLVM
+calls behind one global lock, so threads do not compile in parallel.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+
+from llvmlite import binding as llvm
+
+from . import cache
+
+SPEED_LEVEL = 3
+_lock = threading.Lock()
+
+
+@functools.cache
+def target_machine() -> llvm.TargetMachine:
+    """The host target machine used to optimize and emit code (kept for the process)."""
+    return new_target_machine()
+
+
+def new_target_machine() -> llvm.TargetMachine:
+    """A host target machine (CPU name and features, O3, JIT code model).
+
+    An MCJIT engine takes ownership of the target machine it is created with, so each
+    engine gets a fresh one.
+    """
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(), opt=3, jit=True)
+
+
+def _target_description() -> str:
+    tm = target_machine()
+    return f"triple={tm.triple}\nopt=O{SPEED_LEVEL}\ncodemodel=jitdefault"
+
+
+def optimize(ir_text: str) -> llvm.ModuleRef:
+    """Parse, verify and optimize IR for the host (O3, loop and SLP vectorization)."""
+    tm = target_machine()
+    mod = llvm.parse_assembly(ir_text)
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    mod.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+@dataclass(eq=False)
+class Compiled:
+    """Machine code for one module, loaded and alive; `address` is the entry function's."""
+
+    ir_text: str
+    engine: llvm.ExecutionEngine
+    address: int
+    from_cache: bool
+    _objects: list = field(default_factory=list)
+    _optimized: str | None = None
+
+    def optimized_ir(self) -> str:
+        if self._optimized is None:
+            with _lock:
+                self._optimized = str(optimize(self.ir_text))
+        return self._optimized
+
+    def assembly(self) -> str:
+        with _lock:
+            mod = optimize(self.ir_text)
+            return target_machine().emit_assembly(mod)
+
+
+def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
+    """Compile (or load from the disk cache) and link `ir_text`; `symbols` resolve externals."""
+    key = cache.cache_key(ir_text, _target_description())
+    obj = cache.load(key)
+    optimized = None
+    with _lock:
+        tm = target_machine()
+        if obj is None:
+            mod = optimize(ir_text)
+            optimized = str(mod)
+            obj = tm.emit_object(mod)
+            cache.store(key, obj)
+            from_cache = False
+        else:
+            from_cache = True
+        for name, address in symbols.items():
+            llvm.add_symbol(name, address)
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
+        objref = llvm.ObjectFileRef.from_data(obj)
+        engine.add_object_file(objref)
+        engine.finalize_object()
+        address = engine.get_function_address(entry)
+    if not address:
+        raise RuntimeError(f"compiled module has no function {entry!r}")
+    return Compiled(ir_text, engine, address, from_cache, [objref], optimized)

@@ -1,0 +1,77 @@
+"""A small helper around one LLVM function: stack slots in the entry block and counted loops.
+
+Loop counters and accumulators live in allocas; LLVM's SROA turns them into SSA values,
+so the loops reach the vectorizer in canonical form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from llvmlite import ir
+
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+
+
+class FunctionBuilder:
+    """An `ir.Function` under construction: `b` is the builder, `slot` makes stack variables."""
+
+    def __init__(self, module: ir.Module, name: str, params: list[ir.Type], *, internal: bool = True):
+        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), params), name)
+        if internal:
+            self.fn.linkage = "internal"
+        self.fn.attributes.add("nounwind")
+        entry = self.fn.append_basic_block("entry")
+        self._slots = ir.IRBuilder(entry)
+        body = self.fn.append_basic_block("body")
+        self._slots.branch(body)
+        self._slots.position_at_start(entry)
+        self.b = ir.IRBuilder(body)
+
+    @property
+    def args(self) -> tuple[ir.Argument, ...]:
+        return self.fn.args
+
+    def slot(self, ty: ir.Type, init: ir.Value | None = None) -> ir.Value:
+        """A stack variable (allocated in the entry block); `init` is stored at the current point."""
+        ptr = self._slots.alloca(ty)
+        if init is not None:
+            self.b.store(init, ptr)
+        return ptr
+
+    @contextlib.contextmanager
+    def loop(self, start: ir.Value | int, stop: ir.Value | int, name: str = "i") -> Iterator[ir.Value]:
+        """``for i in range(start, stop)``; yields the i64 counter inside the body."""
+        b = self.b
+        start = start if isinstance(start, ir.Value) else ir.Constant(I64, start)
+        stop = stop if isinstance(stop, ir.Value) else ir.Constant(I64, stop)
+        counter = self.slot(I64, start)
+        head = self.fn.append_basic_block(f"{name}.head")
+        body = self.fn.append_basic_block(f"{name}.body")
+        done = self.fn.append_basic_block(f"{name}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.load(counter, name=name)
+        b.cbranch(b.icmp_signed("<", i, stop), body, done)
+        b.position_at_end(body)
+        yield i
+        b.store(b.add(i, ir.Constant(I64, 1), flags=("nsw",)), counter)
+        b.branch(head)
+        b.position_at_end(done)
+
+    @contextlib.contextmanager
+    def when(self, cond: ir.Value) -> Iterator[None]:
+        """Emit the body only where `cond` (i1) holds."""
+        b = self.b
+        then = self.fn.append_basic_block("then")
+        after = self.fn.append_basic_block("after")
+        b.cbranch(cond, then, after)
+        b.position_at_end(then)
+        yield
+        b.branch(after)
+        b.position_at_end(after)
+
+    def finish(self) -> None:
+        self.b.ret_void()

@@ -1,0 +1,399 @@
+"""Program planning: a bound graph becomes ordered steps over buffers.
+
+Every value the program touches lives in a `Buffer`: a feed, a session variable, a
+constant held by Python, a fresh output array, or a slot of the arena (one block per
+program, allocated once and reused). Nodes are read through `View`s (offset and strides
+in elements), so index ops that only re-address memory (reshape, transpose, broadcast,
+strided slices) cost nothing. Scalar constants are immediates baked into the code.
+
+Steps:
+
+* `Kernel`: a loop nest over the root's index space that evaluates a group of nodes
+  (the root plus the single-use elementwise producers inlined into it). A kernel with
+  no members copies the root's view into a dense buffer.
+* `Gemm`: a (batched) matrix product through BLAS; operands that are transposed views
+  are passed as BLAS transposes.
+* At the end, one copy kernel per assignment moves the new value into the variable,
+  so every read in the run sees the value from the start of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...dtypes import float32, float64, shape_str
+from ...errors import GraphcError
+from ...ir.graph import Tensor
+from ...ir.printer import type_str
+from ...ir.traverse import toposort
+from .views import Immediate, Loaded, probe_gather
+
+ARENA_ALIGN = 64
+
+
+def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a dense row-major array of `shape`."""
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+def numel(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+@dataclass(eq=False)
+class Buffer:
+    """Memory the program reads or writes; `slot` is the table index or the arena byte offset."""
+
+    kind: str  # feed | variable | const | output | arena
+    slot: int
+    dtype: np.dtype
+    size: int
+    name: str
+
+    def __repr__(self) -> str:
+        where = f"arena+{self.slot}" if self.kind == "arena" else f"{self.kind}[{self.slot}]"
+        return f"{where} {type_str_of(self.dtype, (self.size,))}"
+
+
+@dataclass(frozen=True)
+class View:
+    """A node's elements in a buffer: element (i0, i1, ...) is at offset + sum(i_k * strides[k])."""
+
+    buffer: Buffer
+    offset: int
+    strides: tuple[int, ...]
+
+    @staticmethod
+    def dense(buffer: Buffer, shape: Sequence[int]) -> View:
+        return View(buffer, 0, row_major_strides(shape))
+
+    def is_dense(self, shape: Sequence[int]) -> bool:
+        live = [(s, d) for s, d in zip(self.strides, shape) if d != 1]
+        return self.offset == 0 and all(s == t for (s, d), t in zip(live, row_major_strides([d for _, d in live])))
+
+    def __str__(self) -> str:
+        extra = "" if self.offset == 0 else f"+{self.offset}"
+        return f"{self.buffer.name}{extra}[strides {','.join(map(str, self.strides))}]"
+
+
+@dataclass(eq=False)
+class Kernel:
+    """A loop nest computing `root` (from `members`, in topological order) into `out`."""
+
+    name: str
+    root: Tensor
+    members: tuple[Tensor, ...]
+    out: View
+    reads: dict[Tensor, View]
+    immediates: dict[Tensor, Immediate]
+    mode: str = "map"  # map | reduce-inner | reduce-outer
+    scratch: Buffer | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.root.shape
+
+
+@dataclass(eq=False)
+class Gemm:
+    """out = a @ b (batched, batch dims broadcast) through BLAS."""
+
+    name: str
+    node: Tensor
+    a: View
+    b: View
+    out: View
+
+
+Step = Kernel | Gemm
+
+
+@dataclass(eq=False)
+class Plan:
+    """Everything a backend needs to emit one program."""
+
+    feeds: list[Tensor]
+    variables: list[Tensor]
+    outputs: list[Tensor]
+    consts: list[np.ndarray]
+    arena_bytes: int
+    steps: list[Step]
+    buffers: list[Buffer] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Every table buffer matches the array the run will pass for its slot."""
+        slots = {"feed": self.feeds, "variable": self.variables, "output": self.outputs}
+        for buf in self.buffers:
+            if buf.kind in slots:
+                node = slots[buf.kind][buf.slot]
+                expected = (node.dtype, numel(node.shape))
+            elif buf.kind == "const":
+                expected = (self.consts[buf.slot].dtype, self.consts[buf.slot].size)
+            else:
+                continue
+            if (buf.dtype, buf.size) != expected:
+                raise GraphcError(f"internal: buffer {buf.name} does not match its {buf.kind} slot {buf.slot}")
+
+    def as_text(self) -> str:
+        """A readable listing of buffers and steps."""
+        lines = ["buffers:"]
+        lines += [f"  {b.name}: {b!r}" for b in self.buffers]
+        lines.append(f"arena: {self.arena_bytes} bytes")
+        lines.append("steps:")
+        for step in self.steps:
+            lines += ["  " + line for line in describe_step(step)]
+        return "\n".join(lines) + "\n"
+
+
+def type_str_of(dtype: np.dtype, shape: Sequence[int]) -> str:
+    short = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "bool"}
+    return short[np.dtype(dtype).name] + shape_str(tuple(shape)).replace(" ", "").replace(",)", ")")
+
+
+def describe_step(step: Step) -> list[str]:
+    if isinstance(step, Gemm):
+        n = step.node
+        return [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]
+    k = step
+    head = f"{k.name} = {k.mode} {type_str(k.root)} -> {k.out}"
+    if k.scratch is not None:
+        head += f" (scratch {k.scratch.name})"
+    lines = [head]
+    for node, view in k.reads.items():
+        lines.append(f"    read {node.name}: {type_str(node)} from {view}")
+    for node, imm in k.immediates.items():
+        lines.append(f"    immediate {node.name} = {imm.value!r}")
+    if not k.members:
+        lines.append(f"    copy {k.root.name}")
+    for m in k.members:
+        args = ", ".join(i.name for i in m.inputs)
+        lines.append(f"    {m.name} = {m.op}({args}) : {type_str(m)}")
+    return lines
+
+
+class _Planner:
+    def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor]):
+        self.fetches = list(fetches)
+        self.assigns = list(assigns)
+        roots = self.fetches + self.assigns
+        needed = _needed(roots)
+        self.order = [n for n in toposort(roots) if n in needed]
+        self.users: dict[Tensor, list[Tensor]] = {n: [] for n in self.order}
+        for n in self.order:
+            for pos, i in enumerate(n.inputs):
+                if pos not in n.opdef.shape_only and n.op != "group":
+                    self.users[i].append(n)
+        self.outputs = list(dict.fromkeys(f for f in self.fetches if f.dtype is not None))
+        self.buffers: list[Buffer] = []
+        self.counts = {"feed": 0, "variable": 0, "const": 0, "output": 0}
+        self.arena = 0
+        self.consts: list[np.ndarray] = []
+        self.view: dict[Tensor, View] = {}
+        self.imm: dict[Tensor, Immediate] = {}
+        self.steps: list[Step] = []
+        self.feeds: list[Tensor] = []
+        self.variables: list[Tensor] = []
+        self.written: set[Tensor] = set()  # outputs computed straight into their arrays
+
+    # --- buffers -----------------------------------------------------------------------------
+    def buffer(self, kind: str, dtype: np.dtype, size: int, name: str, slot: int | None = None) -> Buffer:
+        if kind == "arena":
+            slot = self.arena
+            self.arena += -(-max(size, 1) * np.dtype(dtype).itemsize // ARENA_ALIGN) * ARENA_ALIGN
+        elif slot is None:
+            slot = self.counts[kind]
+            self.counts[kind] += 1
+        buf = Buffer(kind, slot, np.dtype(dtype), size, f"b{len(self.buffers)}")
+        self.buffers.append(buf)
+        return buf
+
+    def out_buffer(self, node: Tensor) -> View:
+        """A dense buffer for a computed node: its output array when fetched, else arena."""
+        kind = "output" if node in self.outputs else "arena"
+        slot = self.outputs.index(node) if kind == "output" else None
+        view = View.dense(self.buffer(kind, node.dtype, numel(node.shape), node.name, slot), node.shape)
+        if kind == "output":
+            self.written.add(node)
+        return view
+
+    # --- classification ----------------------------------------------------------------------
+    def groups(self, probes: dict[Tensor, Loaded | Immediate | None]) -> dict[Tensor, Tensor]:
+        """Map each computed node to the root of the kernel that computes it."""
+        group: dict[Tensor, Tensor] = {}
+        for n in reversed(self.order):
+            if not _computed(n, probes):
+                continue
+            group[n] = n
+            users = set(self.users[n])
+            if n.opdef.kind != "elementwise" or n in self.outputs or len(users) != 1:
+                continue
+            (c,) = users
+            if c in group and _inlinable_into(n, c):
+                group[n] = group[c]
+        return group
+
+    def plan(self) -> Plan:
+        probes = {n: probe_gather(n) for n in self.order if n.opdef.kind == "index"}
+        group = self.groups(probes)
+        members: dict[Tensor, list[Tensor]] = {}
+        for n in self.order:
+            if n in group:
+                members.setdefault(group[n], []).append(n)
+        for n in self.order:
+            kind = n.opdef.kind
+            if n.op == "placeholder":
+                self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
+                self.feeds.append(n)
+            elif n.op == "variable":
+                self.view[n] = View.dense(self.buffer("variable", n.dtype, numel(n.shape), n.name), n.shape)
+                self.variables.append(n)
+            elif n.op == "constant":
+                arr = n.attrs["value"].array
+                if arr.size == 1:
+                    self.imm[n] = Immediate(arr.reshape(()).item(), arr.dtype)
+                else:
+                    self.consts.append(np.ascontiguousarray(arr))
+                    self.view[n] = View.dense(self.buffer("const", arr.dtype, arr.size, n.name), n.shape)
+            elif kind == "index" and n not in group:
+                self.index_view(n, probes[n])
+            elif kind == "matmul":
+                self.gemm(n)
+            elif n in group and group[n] is n:
+                self.kernel(n, members[n])
+        for o in self.outputs:
+            if o not in self.written:
+                self.copy(o, self.out_buffer(o))
+        for a in self.assigns:
+            var = a.inputs[0]
+            self.copy(a, View.dense(self.view[var].buffer, var.shape))
+        plan = Plan(self.feeds, self.variables, self.outputs, self.consts, self.arena, self.steps, self.buffers)
+        plan.check()
+        return plan
+
+    def index_view(self, n: Tensor, probe: Loaded | Immediate) -> None:
+        if isinstance(probe, Immediate):
+            self.imm[n] = probe
+            return
+        src = n.inputs[probe.i]
+        if src in self.imm:
+            self.imm[n] = self.imm[src]
+            return
+        base = self.view[src]
+        offset = base.offset + sum(ix.const * s for ix, s in zip(probe.index, base.strides))
+        strides = tuple(sum(ix.coef(k) * s for ix, s in zip(probe.index, base.strides)) for k in range(n.ndim))
+        self.view[n] = View(base.buffer, offset, strides)
+
+    def kernel(self, root: Tensor, members: list[Tensor]) -> None:
+        reads, imms = {}, {}
+        inside = set(members)
+        for m in members:
+            for pos, i in enumerate(m.inputs):
+                if i in inside or pos in m.opdef.shape_only:
+                    continue
+                if i in self.imm:
+                    imms[i] = self.imm[i]
+                else:
+                    reads[i] = self.view[i]
+        mode, scratch = "map", None
+        if root.opdef.kind == "reduce":
+            mode = reduce_mode(root)
+            if mode == "reduce-outer":
+                scratch = self.reduce_scratch(root)
+        out = self.out_buffer(root)
+        self.steps.append(Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, mode, scratch))
+        self.view[root] = out
+
+    def reduce_scratch(self, root: Tensor) -> Buffer | None:
+        comb, x = root.opdef.reduce, root.inputs[0]
+        if comb in ("sum", "prod") and x.dtype == float32:
+            return self.buffer("arena", float64, numel(root.shape), root.name + ".acc")
+        if comb in ("argmax", "argmin"):
+            return self.buffer("arena", x.dtype, numel(root.shape), root.name + ".best")
+        return None
+
+    def copy(self, node: Tensor, out: View) -> None:
+        reads = {} if node in self.imm else {node: self.view[node]}
+        imms = {node: self.imm[node]} if node in self.imm else {}
+        self.steps.append(Kernel(f"k{len(self.steps)}", node, (), out, reads, imms))
+        if out.buffer.kind in ("output", "arena"):
+            self.view[node] = out
+
+    def dense_operand(self, node: Tensor) -> View:
+        view = self.view.get(node)
+        if view is None or blas_layout(view, node.shape) is None:
+            out = View.dense(self.buffer("arena", node.dtype, numel(node.shape), node.name), node.shape)
+            self.copy(node, out)
+            view = out
+        return view
+
+    def gemm(self, n: Tensor) -> None:
+        a, b = (self.dense_operand(i) for i in n.inputs)
+        out = self.out_buffer(n)
+        self.steps.append(Gemm(f"g{len(self.steps)}", n, a, b, out))
+        self.view[n] = out
+
+
+def blas_layout(view: View, shape: Sequence[int]) -> tuple[bool, int] | None:
+    """(transposed, leading dim) when the last two dims of `view` suit BLAS, else None."""
+    rows, cols = shape[-2], shape[-1]
+    rs, cs = view.strides[-2], view.strides[-1]
+    if (cs == 1 or cols == 1) and (rs >= max(1, cols) or rows == 1):
+        return False, max(rs if rows > 1 else cols, 1)
+    if (rs == 1 or rows == 1) and (cs >= max(1, rows) or cols == 1):
+        return True, max(cs if cols > 1 else rows, 1)
+    return None
+
+
+def reduce_mode(node: Tensor) -> str:
+    """reduce-inner when the innermost non-trivial input dim is reduced, else reduce-outer."""
+    x = node.inputs[0]
+    live = [k for k, d in enumerate(x.shape) if d != 1]
+    if not live or live[-1] in node.attrs["axis"]:
+        return "reduce-inner"
+    return "reduce-outer"
+
+
+def _needed(roots: Sequence[Tensor]) -> set[Tensor]:
+    """Nodes whose data the roots read (inputs read only for their shape are skipped)."""
+    seen: set[Tensor] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(i for pos, i in enumerate(n.inputs) if pos not in n.opdef.shape_only)
+    return seen
+
+
+def _computed(n: Tensor, probes: dict) -> bool:
+    kind = n.opdef.kind
+    if kind == "index":
+        return probes[n] is None
+    return kind in ("elementwise", "reduce", "state")
+
+
+def _inlinable_into(n: Tensor, c: Tensor) -> bool:
+    """An elementwise node can be computed inside its only consumer without repeating work."""
+    kind = c.opdef.kind
+    if kind == "reduce":
+        return True
+    if kind == "state":
+        return c.inputs[1] is n
+    return kind == "elementwise" and n.shape == c.shape
+
+
+def make_plan(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = ()) -> Plan:
+    """Plan a program computing `fetches` (bound, static shapes) and applying `assigns`."""
+    for n in list(fetches) + list(assigns):
+        if n.dtype is not None and any(d is None for d in n.shape):
+            raise GraphcError(f"{n.name} has unbound shape {shape_str(n.shape)}")
+    return _Planner(fetches, assigns).plan()
+

@@ -1,0 +1,114 @@
+"""A compiled program: bound graph, plan, machine code, and the run-time calling sequence.
+
+A run fills a pointer table (feeds, variables, fresh outputs; constants and the arena
+are filled once per table) and makes one native call through cffi, which releases the
+GIL. Each table comes with its own arena; tables wait in a pool, so concurrent runs on
+one program never share an arena.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from cffi import FFI
+
+from ...errors import GraphcError
+from ...ir.bind import bind_shapes
+from ...ir.graph import Tensor
+from ...ir.printer import as_text
+from . import blas
+from .codegen import ENTRY, build_module, table_bases
+from .jit import compile_ir
+from .plan import ARENA_ALIGN, Gemm, make_plan
+
+_ffi = FFI()
+STAGES = ("graph", "kernels", "llvm", "llvm-opt", "asm")
+
+
+class LLVMProgram:
+    """Fetches plus assignments of one graph, compiled for one set of feed shapes."""
+
+    def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor],
+                 feed_shapes: Mapping[Tensor, tuple[int, ...]]):
+        fetches, assigns = list(fetches), list(assigns)
+        bound, mapping = bind_shapes(fetches + assigns, feed_shapes)
+        self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
+        self.plan = make_plan(self.fetches, self.assigns)
+        self.ir_text = str(build_module(self.plan))
+        uses_blas = any(isinstance(s, Gemm) for s in self.plan.steps)
+        self.compiled = compile_ir(self.ir_text, ENTRY, blas.gemm_symbols() if uses_blas else {})
+        self._fn = _ffi.cast("void(*)(void**)", self.compiled.address)
+        original = {new: old for old, new in mapping.items() if old.op in ("placeholder", "variable")}
+        bases = table_bases(self.plan)
+        self.feed_slots = [(original[p], bases["feed"] + i) for i, p in enumerate(self.plan.feeds)]
+        self.var_slots = [(original[v], bases["variable"] + i) for i, v in enumerate(self.plan.variables)]
+        self.out_slots = [(o.shape, o.dtype, bases["output"] + i) for i, o in enumerate(self.plan.outputs)]
+        position = {o: i for i, o in enumerate(self.plan.outputs)}
+        self.fetch_index = [position.get(f) for f in self.fetches]
+        self._const_base = bases["const"]
+        self._arena_slot = bases["arena"]
+        self._size = bases["arena"] + 1
+        self._pool: list[tuple] = []
+
+    def _table(self) -> tuple:
+        """A new pointer table with its own arena (constants and arena filled in)."""
+        table = _ffi.new("void*[]", self._size)
+        keep = [np.empty(self.plan.arena_bytes + ARENA_ALIGN, np.uint8)]
+        arena = _ffi.from_buffer(keep[0])
+        table[self._arena_slot] = arena + (-int(_ffi.cast("uintptr_t", arena)) % ARENA_ALIGN)
+        keep.append(arena)
+        for i, c in enumerate(self.plan.consts):
+            buf = _ffi.from_buffer(c)
+            table[self._const_base + i] = buf
+            keep.append(buf)
+        return table, keep
+
+    def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray]) -> list:
+        """Values of the fetches (None for ops); variables are updated in place."""
+        pool = self._pool
+        item = pool.pop() if pool else self._table()
+        table = item[0]
+        frombuf = _ffi.from_buffer
+        hold = []
+        for ph, slot in self.feed_slots:
+            buf = frombuf(feeds[ph])
+            table[slot] = buf
+            hold.append(buf)
+        for var, slot in self.var_slots:
+            buf = frombuf(variables[var])
+            table[slot] = buf
+            hold.append(buf)
+        outs = []
+        for shape, dtype, slot in self.out_slots:
+            arr = np.empty(shape, dtype)
+            buf = frombuf(arr)
+            table[slot] = buf
+            hold.append(buf)
+            outs.append(arr)
+        self._fn(table)
+        pool.append(item)
+        results, seen = [], set()
+        for i in self.fetch_index:
+            if i is None:
+                results.append(None)
+            elif i in seen:
+                results.append(outs[i].copy())
+            else:
+                seen.add(i)
+                results.append(outs[i])
+        return results
+
+    def as_text(self, stage: str = "kernels") -> str:
+        """The program at one stage: graph, kernels, llvm (generated IR), llvm-opt, asm."""
+        if stage == "graph":
+            return as_text(self.fetches + self.assigns)
+        if stage == "kernels":
+            return self.plan.as_text()
+        if stage == "llvm":
+            return self.ir_text
+        if stage == "llvm-opt":
+            return self.compiled.optimized_ir()
+        if stage == "asm":
+            return self.compiled.assembly()
+        raise GraphcError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
