@@ -284,7 +284,7 @@ def _canon_entry(entry: Any, n: int | None, axis: int) -> Any:
     if step == 0:
         raise ShapeError("slice step cannot be zero")
     if n is None:
-        return (start, stop, step)
+        return (None, None, 1) if (start, stop, step) == (0, None, 1) else (start, stop, step)
     first, step, count = _resolve(entry, n)
     if count == 0:
         return (0, 0, 1)
@@ -313,7 +313,11 @@ def _slice_gather(s, idx, load, node):
     src = []
     for i, e, n in zip(idx, node.attrs["spec"], node.inputs[0].shape):
         first, step, _ = _resolve(e, n)
-        src.append(_i(s, first) if isinstance(e, int) else s.add(_i(s, first), s.mul(i, _i(s, step))))
+        if isinstance(e, int):
+            src.append(_i(s, first))
+        else:
+            stepped = i if step == 1 else s.mul(i, _i(s, step))
+            src.append(stepped if first == 0 else s.add(_i(s, first), stepped))
     return load(0, tuple(src))
 
 
@@ -379,18 +383,23 @@ register(OpDef(
     doc="adjoint of slice: g placed at the sliced positions of zeros shaped like x"))
 
 
+def _takes_all(spec: tuple, x: Tensor) -> bool:
+    """Whether every entry of spec takes its whole axis of x (the slice is the identity)."""
+    try:
+        spec = _canon_spec((x,), {"spec": tuple(spec)})["spec"]
+    except ShapeError:
+        return False  # a bad spec: Graph.make reports it with the op and the user's line
+    return all(_is_full(e, n) for e, n in zip(spec, x.shape))
+
+
 def strided_slice(x: Tensor, spec: tuple) -> Tensor:
     """The slice primitive (x unchanged when every entry takes a whole axis)."""
-    if all(_is_full(e, n) for e, n in zip(spec, x.shape)):
-        return x
-    return x.graph.make("slice", (x,), {"spec": tuple(spec)})
+    return x if _takes_all(spec, x) else x.graph.make("slice", (x,), {"spec": tuple(spec)})
 
 
 def unslice(g: Tensor, x: Tensor, spec: tuple) -> Tensor:
     """Zeros shaped like x with g at the positions `strided_slice(x, spec)` reads."""
-    if all(_is_full(e, n) for e, n in zip(spec, x.shape)):
-        return g
-    return g.graph.make("unslice", (g, x), {"spec": tuple(spec)})
+    return g if _takes_all(spec, x) else g.graph.make("unslice", (g, x), {"spec": tuple(spec)})
 
 
 # --- x[key] -------------------------------------------------------------------------------------
@@ -457,11 +466,11 @@ def getitem(x: Any, key: Any) -> Tensor:
 # --- squeeze --------------------------------------------------------------------------------------
 
 def _canon_squeeze(inputs: tuple, attrs: dict) -> dict:
-    shape = inputs[0].shape
-    axis = attrs["axis"]
-    # axis=None squeezes the dims known to be 1 (a dim unknown now is kept, as in TensorFlow)
-    attrs["axis"] = tuple(k for k, d in enumerate(shape) if d == 1) if axis is None else normalize_axes(
-        axis, len(shape))
+    shape, axis = inputs[0].shape, attrs["axis"]
+    if axis is None:  # the dims known to be 1 (a dim unknown now is kept, as in TensorFlow)
+        attrs["axis"] = tuple(k for k, d in enumerate(shape) if d == 1)
+    else:
+        attrs["axis"] = normalize_axes(axis, len(shape))
     return attrs
 
 
@@ -490,8 +499,9 @@ register(OpDef(
 def squeeze(x: Any, axis: Any = None) -> Tensor:
     """numpy.squeeze; with axis=None only dims known to be 1 when building are removed."""
     (t,) = promote(x)
-    out = t.graph.make("squeeze", (t,), {"axis": axis})
-    return t if out.shape == t.shape else out
+    if (axis is None and 1 not in t.shape) or axis == ():
+        return t
+    return t.graph.make("squeeze", (t,), {"axis": axis})
 
 
 # --- concatenate / stack / split ------------------------------------------------------------
@@ -635,14 +645,13 @@ def stack(tensors: Any, axis: int = 0) -> Tensor:
         raise _fail(GraphcError, "stack needs a non-empty list of tensors")
     ts = promote(*tensors)
     try:
+        if len({t.ndim for t in ts}) > 1:
+            raise ShapeError("ranks differ")
         for k in range(ts[0].ndim):
-            _merge_dims([t.shape[k] if t.ndim == ts[0].ndim else -1 for t in ts], "shapes")
+            _merge_dims([t.shape[k] for t in ts], "shapes")
     except ShapeError:
         raise _fail(ShapeError, "stack: all inputs must have the same shape, got "
                     + ", ".join(shape_str(t.shape) for t in ts)) from None
-    if len({t.ndim for t in ts}) > 1:
-        raise _fail(ShapeError, "stack: all inputs must have the same shape, got "
-                    + ", ".join(shape_str(t.shape) for t in ts))
     try:
         axis = normalize_axes(axis, ts[0].ndim + 1)[0]
     except ShapeError as exc:
