@@ -128,6 +128,29 @@ def _seeds(ys: list[Tensor], grad_ys: Any) -> list[Tensor | None]:
     return out
 
 
+def _backpropagate(order: list[Tensor], live: set[Tensor], pending: dict[Tensor, list[Tensor]],
+                   wanted: set[Tensor]) -> dict[Tensor, Tensor]:
+    """Walk `order` backwards calling VJP rules; return the total cotangent of each wanted node."""
+    total: dict[Tensor, Tensor] = {}
+    for node in reversed(order):
+        parts = pending.pop(node, None)
+        if not parts:
+            continue
+        g = add_all(parts)
+        if node in wanted:
+            total[node] = g
+        if not any(i in live for i in node.inputs):
+            continue
+        cts = node.opdef.vjp(g, node, *node.inputs, **node.attrs)
+        if len(cts) != len(node.inputs):
+            raise GraphcError(f"the vjp rule of op {node.op!r} returned {len(cts)} cotangents "
+                              f"for {len(node.inputs)} inputs")
+        for inp, ct in zip(node.inputs, cts):
+            if ct is not None and inp in live:
+                pending.setdefault(inp, []).append(fit_derivative(ct, inp, node, "vjp"))
+    return total
+
+
 def gradients(ys: Any, xs: Any, grad_ys: Any = None, unconnected: str = "none") -> list[Tensor | None]:
     """d(sum of ys)/d(xs) as new graph nodes, as `tf.gradients`.
 
@@ -147,24 +170,7 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, unconnected: str = "none") 
         for y, seed in zip(ys_list, _seeds(ys_list, grad_ys)):
             if seed is not None and y in live:
                 pending.setdefault(y, []).append(seed)
-        wanted = set(xs_list)
-        total: dict[Tensor, Tensor] = {}
-        for node in reversed(order):
-            parts = pending.pop(node, None)
-            if not parts:
-                continue
-            g = add_all(parts)
-            if node in wanted:
-                total[node] = g
-            if not any(i in live for i in node.inputs):
-                continue
-            cts = node.opdef.vjp(g, node, *node.inputs, **node.attrs)
-            if len(cts) != len(node.inputs):
-                raise GraphcError(f"the vjp rule of op {node.op!r} returned {len(cts)} cotangents "
-                                  f"for {len(node.inputs)} inputs")
-            for inp, ct in zip(node.inputs, cts):
-                if ct is not None and inp in live:
-                    pending.setdefault(inp, []).append(fit_derivative(ct, inp, node, "vjp"))
+        total = _backpropagate(order, live, pending, set(xs_list))
     result: list[Tensor | None] = []
     for x in xs_list:
         g = total.get(x)
