@@ -23,7 +23,8 @@ class Session:
     Variables live here, as numpy buffers that runs update in place: every read in a run
     sees the value at the start of the run and all assignments of the run apply together
     at its end. `backend` is "llvm" (compiled; the default) or "reference" (numpy).
-    Compiled programs are cached per (fetches, feed shapes and dtypes, options).
+    Compiled programs are cached per (fetches, feed shapes): a plan per fetch list, a
+    program per feed-shape signature within it (options are fixed per session).
     """
 
     def __init__(self, graph: Graph | None = None, backend: str = "reference", options: Any = None,
@@ -36,7 +37,6 @@ class Session:
         self.threads = threads
         self._values: dict[Tensor, np.ndarray] = {}
         self._plans: dict[tuple[Tensor, ...], _Plan] = {}
-        self._programs: dict[tuple, Any] = {}
         self._lock = threading.Lock()  # guards the dicts above
         self._compile_lock = threading.Lock()
         self._state = _ReadWriteLock()  # runs that assign variables exclude all other runs
@@ -53,7 +53,6 @@ class Session:
     def close(self) -> None:
         """Release compiled programs and variable storage."""
         self._closed = True
-        self._programs.clear()
         self._plans.clear()
         self._values.clear()
 
@@ -61,7 +60,10 @@ class Session:
         """Evaluate fetches (a tensor, an op, or nested lists/tuples/dicts of them)."""
         if self._closed:
             raise GraphcError("this session is closed")
-        outputs, spec = flatten(fetches)
+        if type(fetches) is Tensor:
+            outputs, spec = [fetches], 0
+        else:
+            outputs, spec = flatten(fetches)
         key = tuple(outputs)
         plan = self._plans.get(key)
         if plan is None:
@@ -70,30 +72,32 @@ class Session:
                     raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
             plan = _Plan(outputs)
             with self._lock:
+                for v in plan.variables:
+                    self._variable(v)
                 self._plans[key] = plan
-        feeds = check_feeds(feed_dict, self.graph, plan.placeholders)
-        program = self._program(plan, key, feeds)
+        feeds = plan.fast_feeds(feed_dict)
+        if feeds is None:
+            feeds = check_feeds(feed_dict, self.graph, plan.placeholders)
+        program = self._program(plan, feeds)
         if plan.assigns:
             with self._state.write():
-                values = program.run(feeds, self._variables(plan))
+                values = program.run(feeds, self._values)
         elif plan.variables:
             with self._state.read():
-                values = program.run(feeds, self._variables(plan))
+                values = program.run(feeds, self._values)
         else:
             values = program.run(feeds, {})
-        return unflatten(spec, values)
+        return values[0] if spec == 0 else unflatten(spec, values)
 
-    def _program(self, plan: _Plan, key: tuple, feeds: dict[Tensor, np.ndarray]) -> Any:
-        if self.backend == "reference":
-            sig: tuple = key
-        else:
-            sig = (key, tuple((feeds[p].shape, feeds[p].dtype.char) for p in plan.placeholders), self.options)
-        program = self._programs.get(sig)
+    def _program(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
+        """The compiled program of a plan for these feed shapes (compiled on first use)."""
+        sig = () if self.backend == "reference" else tuple([feeds[p].shape for p in plan.placeholders])
+        program = plan.programs.get(sig)
         if program is None:
             with self._compile_lock:
-                program = self._programs.get(sig)
+                program = plan.programs.get(sig)
                 if program is None:
-                    program = self._programs[sig] = self._compile(plan, feeds)
+                    program = plan.programs[sig] = self._compile(plan, feeds)
         return program
 
     def _compile(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
@@ -102,10 +106,6 @@ class Session:
         from ..backend.llvm.program import LLVMProgram
 
         return LLVMProgram(plan.outputs, plan.assigns, {p: feeds[p].shape for p in plan.placeholders})
-
-    def _variables(self, plan: _Plan) -> dict[Tensor, np.ndarray]:
-        with self._lock:
-            return {v: self._variable(v) for v in plan.variables}
 
     def _variable(self, var: Tensor) -> np.ndarray:
         value = self._values.get(var)
@@ -135,6 +135,25 @@ class _Plan:
                 raise GraphcError(f"variable {var.name} is assigned twice in one run ({seen[var].name} and {a.name})")
             seen[var] = a
         self.assigns = assigns
+        self.programs: dict[tuple, Any] = {}  # feed shapes -> compiled program
+        self._declared = [(p, p.dtype, p.shape) for p in self.placeholders]
+
+    def fast_feeds(self, feed_dict: Mapping[Any, Any] | None) -> dict[Tensor, np.ndarray] | None:
+        """The feeds as they are when each is already a C-contiguous array of the exact dtype
+        and a compatible shape for exactly the needed placeholders; None means "check fully"."""
+        if not feed_dict or len(feed_dict) != len(self._declared):
+            return {} if not feed_dict and not self._declared else None
+        feeds = {}
+        for ph, dtype, shape in self._declared:
+            v = feed_dict.get(ph)
+            if (type(v) is not np.ndarray or v.dtype != dtype or not v.flags.c_contiguous
+                    or len(v.shape) != len(shape)):
+                return None
+            for d, a in zip(shape, v.shape):
+                if d is not None and d != a:
+                    return None
+            feeds[ph] = v
+        return feeds
 
 
 class _ReferenceRun:
@@ -159,9 +178,10 @@ class _ReadWriteLock:
     """Many readers or one writer (runs that assign variables are the writers)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
+        self._waiting = 0
 
     def read(self) -> _Held:
         return _Held(self, False)
@@ -171,13 +191,13 @@ class _ReadWriteLock:
 
     def acquire(self, write: bool) -> None:
         with self._cond:
+            self._waiting += 1
+            while self._writer or (write and self._readers):
+                self._cond.wait()
+            self._waiting -= 1
             if write:
-                while self._writer or self._readers:
-                    self._cond.wait()
                 self._writer = True
             else:
-                while self._writer:
-                    self._cond.wait()
                 self._readers += 1
 
     def release(self, write: bool) -> None:
@@ -186,10 +206,13 @@ class _ReadWriteLock:
                 self._writer = False
             else:
                 self._readers -= 1
-            self._cond.notify_all()
+            if self._waiting and not self._readers:
+                self._cond.notify_all()
 
 
 class _Held:
+    __slots__ = ("lock", "write")
+
     def __init__(self, lock: _ReadWriteLock, write: bool):
         self.lock, self.write = lock, write
 

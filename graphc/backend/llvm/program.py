@@ -46,13 +46,15 @@ class LLVMProgram:
         self.out_slots = [(o.shape, o.dtype, bases["output"] + i) for i, o in enumerate(self.plan.outputs)]
         position = {o: i for i, o in enumerate(self.plan.outputs)}
         self.fetch_index = [position.get(f) for f in self.fetches]
+        used = [i for i in self.fetch_index if i is not None]
+        self._unique = len(used) == len(set(used))
         self._const_base = bases["const"]
         self._arena_slot = bases["arena"]
         self._size = bases["arena"] + 1
-        self._pool: list[tuple] = []
+        self._pool: list[list] = []
 
-    def _table(self) -> tuple:
-        """A new pointer table with its own arena (constants and arena filled in)."""
+    def _table(self) -> list:
+        """A new pointer table with its own arena: [table, held objects, cached variable arrays]."""
         table = _ffi.new("void*[]", self._size)
         keep = [np.empty(self.plan.arena_bytes + ARENA_ALIGN, np.uint8)]
         arena = _ffi.from_buffer(keep[0])
@@ -62,23 +64,29 @@ class LLVMProgram:
             buf = _ffi.from_buffer(c)
             table[self._const_base + i] = buf
             keep.append(buf)
-        return table, keep
+        return [table, keep, [None] * len(self.var_slots), [None] * len(self.var_slots)]
 
     def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray]) -> list:
-        """Values of the fetches (None for ops); variables are updated in place."""
+        """Values of the fetches (None for ops); variables are updated in place.
+
+        Feeds must be C-contiguous arrays of the bound shapes and dtypes (the session
+        checks them); variable arrays must stay alive and unmoved while the run lasts.
+        """
         pool = self._pool
         item = pool.pop() if pool else self._table()
-        table = item[0]
+        table, _, var_arrays, var_bufs = item
         frombuf = _ffi.from_buffer
         hold = []
         for ph, slot in self.feed_slots:
             buf = frombuf(feeds[ph])
             table[slot] = buf
             hold.append(buf)
-        for var, slot in self.var_slots:
-            buf = frombuf(variables[var])
-            table[slot] = buf
-            hold.append(buf)
+        for k, (var, slot) in enumerate(self.var_slots):
+            arr = variables[var]
+            if arr is not var_arrays[k]:  # pointers of session-owned arrays are kept per table
+                var_bufs[k] = buf = frombuf(arr, require_writable=True)
+                var_arrays[k] = arr
+                table[slot] = buf
         outs = []
         for shape, dtype, slot in self.out_slots:
             arr = np.empty(shape, dtype)
@@ -86,8 +94,12 @@ class LLVMProgram:
             table[slot] = buf
             hold.append(buf)
             outs.append(arr)
-        self._fn(table)
-        pool.append(item)
+        try:
+            self._fn(table)
+        finally:
+            pool.append(item)
+        if self._unique:
+            return [outs[i] if i is not None else None for i in self.fetch_index]
         results, seen = [], set()
         for i in self.fetch_index:
             if i is None:
