@@ -60,14 +60,27 @@ class Case:
 
 UNARY_SHAPES = [(3, 4), (), (2, 1, 3), (0, 3)]
 BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 1), (4,)), ((), (2, 3)), ((2, 1, 3), (4, 1))]
+_shape_rng = np.random.default_rng(2024)  # fixed seed: random shapes, the same on every run
+
+
+def random_broadcast_shapes(count: int) -> list[tuple]:
+    """`count` random shapes that broadcast together: some dims 1, some leading dims dropped."""
+    full = tuple(int(d) for d in _shape_rng.integers(2, 5, _shape_rng.integers(1, 4)))
+    shapes = []
+    for _ in range(count):
+        dims = tuple(1 if _shape_rng.random() < 0.35 else d for d in full)
+        shapes.append(dims[_shape_rng.integers(0, len(dims) + 1):])
+    return shapes
 
 
 def unary(fn, domain="normal", order=2):
-    return [Case(fn, [s], domain, order=order if k < 2 else 1) for k, s in enumerate(UNARY_SHAPES)]
+    shapes = [*UNARY_SHAPES, random_broadcast_shapes(1)[0]]
+    return [Case(fn, [s], domain, order=order if k < 2 else 1) for k, s in enumerate(shapes)]
 
 
 def binary(fn, domains=("normal", "normal"), order=2):
-    return [Case(fn, list(s), domains, order=order if k < 2 else 1) for k, s in enumerate(BINARY_SHAPES)]
+    shapes = [*BINARY_SHAPES, random_broadcast_shapes(2)]
+    return [Case(fn, list(s), domains, order=order if k < 2 else 1) for k, s in enumerate(shapes)]
 
 
 def c(value, like):
