@@ -236,3 +236,17 @@ def test_bad_arguments():
         gc.gradients([x, x], x, grad_ys=[np.ones(3)])
     with pytest.raises(gc.ShapeError, match="grad_ys"):
         gc.gradients(x, x, grad_ys=np.ones(4))
+
+
+def test_gradient_graph_saves_loads_and_differentiates_again(tmp_path):
+    x = gc.placeholder(gc.float64, (3,), name="x")
+    (g,) = gc.gradients(gc.sum(gc.sin(x) * x), x)
+    path = tmp_path / "grad.json"
+    gc.save({"x": x, "g": g}, path)
+    loaded = gc.load(path, graph=gc.Graph())
+    x2, g2 = loaded["x"], loaded["g"]
+    (gg,) = gc.gradients(gc.sum(g2), x2)  # the loaded gradient is ordinary nodes
+    xv = np.array([0.1, -0.7, 2.0])
+    gv, ggv = gc.Session(x2.graph).run([g2, gg], {x2: xv})
+    np.testing.assert_allclose(gv, np.cos(xv) * xv + np.sin(xv), rtol=1e-15)
+    np.testing.assert_allclose(ggv, -np.sin(xv) * xv + 2 * np.cos(xv), rtol=1e-15)
