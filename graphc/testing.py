@@ -36,7 +36,7 @@ class _Problem:
         if out.dtype != float64:
             raise TypeError(f"check_grads: {label} returned a {out.dtype} tensor; finite differences need float64")
         self.out = out
-        self.ref = Session(self.graph)
+        self.ref = Session(self.graph, backend="reference")
         self.sess = self.ref if backend == "reference" else Session(self.graph, backend=backend)
 
     def value(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
