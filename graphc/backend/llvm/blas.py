@@ -13,26 +13,36 @@ scipy sgemm (256x512x512 each, about 0.7 ms alone) took 15-20 ms per pair, again
 with either pool at one thread. The same would happen between scipy's pool and graphc's
 own kernel pool (`graphc.backend.llvm.parallel`). So `gemm_symbols` caps scipy's OpenBLAS
 at one thread (threadpoolctl) and graphc's pool is the one pool that parallelizes our
-work: a large GEMM is split by rows into chunks, each a single-threaded BLAS call. numpy's
-own pool is left alone.
+work: `emit_gemm_parallel` splits a large product into blocks of rows or columns of C,
+one single-threaded BLAS call each, over that pool. numpy's own pool is left alone.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
 
 import numpy as np
 from llvmlite import ir
 
-__all__ = ["DGEMM", "SGEMM", "declare_gemm", "emit_gemm", "gemm_symbols", "limit_scipy_blas_threads"]
+__all__ = ["DGEMM", "GEMM_GFLOPS", "SGEMM", "declare_gemm", "emit_gemm", "emit_gemm_parallel", "gemm_symbols",
+           "limit_scipy_blas_threads"]
 
 SGEMM = "graphc_sgemm"
 DGEMM = "graphc_dgemm"
 
+# Single-thread GEMM speed assumed when deciding whether a product is worth splitting:
+# 512^3 sgemm measured 65-100 GFLOP/s on one core of the reference machine (dgemm half that).
+GEMM_GFLOPS = 60.0
+
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_I8P = _I8.as_pointer()
+_CHUNK_TYPE = ir.FunctionType(ir.VoidType(), [_I8P.as_pointer(), _I64, _I64])
+_PARALLEL_FOR_TYPE = ir.FunctionType(ir.VoidType(), [_I8P, _I8P.as_pointer(), _I64, _I64])
 _I32_MAX = 2**31 - 1
 _SYMBOLS = {np.dtype(np.float32): (SGEMM, "sgemm", ir.FloatType()),
             np.dtype(np.float64): (DGEMM, "dgemm", ir.DoubleType())}
@@ -128,9 +138,72 @@ def emit_gemm(builder: ir.IRBuilder, dtype: object, trans_a: bool, trans_b: bool
     for value, slot in zip(values, slots):
         builder.store(value, slot)
     ta, tb, n_p, m_p, k_p, ldb_p, lda_p, ldc_p, alpha_p, beta_p = slots
-    tp = elem.as_pointer()
-    b_arg, a_arg, c_arg = (_as_pointer(builder, p, tp) for p in (b_ptr, a_ptr, c_ptr))
+    # llvmlite's bitcast is a no-op for opaque pointers, which match any pointer parameter.
+    b_arg, a_arg, c_arg = (builder.bitcast(p, elem.as_pointer()) for p in (b_ptr, a_ptr, c_ptr))
     builder.call(fn, [ta, tb, n_p, m_p, k_p, alpha_p, b_arg, ldb_p, a_arg, lda_p, beta_p, c_arg, ldc_p])
+
+
+def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: object, trans_a: bool, trans_b: bool,
+                       m: int, n: int, k: int, a_ptr: ir.Value, lda: int, b_ptr: ir.Value, ldb: int,
+                       c_ptr: ir.Value, ldc: int, alpha: float = 1.0, beta: float = 0.0) -> None:
+    """`emit_gemm` for compile-time sizes, split across a thread pool when that pays.
+
+    `parallel_for` is a pointer to ``void parallel_for(void* f, void** args, int64 n,
+    int64 min_chunk)`` (`graphc.backend.llvm.parallel.ThreadPool.parallel_for_address`).
+    The product is split along its larger side, rows of C or columns of C, into chunks of
+    at least the `parallel.min_chunk_for` of their cost (estimated at `GEMM_GFLOPS`);
+    each chunk is one single-threaded BLAS call on a block of C. Products too small to
+    split into two such chunks are emitted as one inline `emit_gemm`.
+    """
+    from .parallel import min_chunk_for
+
+    by_rows = m >= n
+    items, other = (m, n) if by_rows else (n, m)
+    min_chunk = min_chunk_for(2.0 * other * k / GEMM_GFLOPS)
+    if k == 0 or items < 2 * min_chunk:
+        emit_gemm(builder, dtype, trans_a, trans_b, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr, ldc, alpha, beta)
+        return
+    chunk = _gemm_chunk_function(builder.module, dtype, trans_a, trans_b, by_rows, m, n, k, lda, ldb, ldc,
+                                 alpha, beta)
+    slots = ir.ArrayType(_I8P, 3)
+    (table,) = _entry_allocas(builder, [slots])
+    zero = ir.Constant(_I32, 0)
+    for i, p in enumerate((a_ptr, b_ptr, c_ptr)):
+        builder.store(builder.bitcast(p, _I8P), builder.gep(table, [zero, ir.Constant(_I32, i)]))
+    builder.call(_function_pointer(builder, parallel_for, _PARALLEL_FOR_TYPE),
+                 [builder.bitcast(chunk, _I8P), builder.gep(table, [zero, zero]),
+                  ir.Constant(_I64, items), ir.Constant(_I64, min_chunk)])
+
+
+def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_b: bool, by_rows: bool,
+                         m: int, n: int, k: int, lda: int, ldb: int, ldc: int, alpha: float,
+                         beta: float) -> ir.Function:
+    """``void chunk(void** [A, B, C], i64 begin, i64 end)``: rows (or columns) [begin, end) of C."""
+    spec = repr((np.dtype(dtype).name, trans_a, trans_b, by_rows, m, n, k, lda, ldb, ldc, float(alpha), float(beta)))
+    name = "graphc_gemm_chunk_" + hashlib.sha1(spec.encode()).hexdigest()[:16]
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    fn = ir.Function(module, _CHUNK_TYPE, name)
+    fn.linkage = "internal"
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    args, begin, end = fn.args
+    _, _, elem = _lookup(dtype)
+    a, b, c = (builder.load(builder.gep(args, [ir.Constant(_I64, i)], source_etype=_I8P), typ=_I8P)
+               for i in range(3))
+    count = builder.sub(end, begin)
+
+    def shifted(base: ir.Value, step: int) -> ir.Value:
+        return builder.gep(base, [builder.mul(begin, ir.Constant(_I64, step))], source_etype=elem)
+
+    if by_rows:  # rows of C are rows of op(A): a row of A, or a column of a transposed A
+        emit_gemm(builder, dtype, trans_a, trans_b, count, n, k, shifted(a, 1 if trans_a else lda), lda,
+                  b, ldb, shifted(c, ldc), ldc, alpha, beta)
+    else:  # columns of C are columns of op(B)
+        emit_gemm(builder, dtype, trans_a, trans_b, m, count, k, a, lda,
+                  shifted(b, ldb if trans_b else 1), ldb, shifted(c, 1), ldc, alpha, beta)
+    builder.ret_void()
+    return fn
 
 
 def _entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]:
@@ -180,5 +253,9 @@ def _as_float(builder: ir.IRBuilder, elem: ir.Type, value: float | ir.Value) -> 
     return builder.fptrunc(value, elem)
 
 
-def _as_pointer(builder: ir.IRBuilder, value: ir.Value, ty: ir.Type) -> ir.Value:
-    return value if value.type == ty else builder.bitcast(value, ty)
+def _function_pointer(builder: ir.IRBuilder, value: ir.Value, fnty: ir.FunctionType) -> ir.Value:
+    """`value` as a pointer llvmlite can call with type `fnty` (an opaque ``ptr`` cannot be)."""
+    ty = value.type
+    if isinstance(ty, ir.PointerType) and not ty.is_opaque and ty.pointee == fnty:
+        return value
+    return builder.inttoptr(builder.ptrtoint(value, _I64), fnty.as_pointer())

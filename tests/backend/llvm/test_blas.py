@@ -188,3 +188,46 @@ def test_symbols_are_addresses_and_scipy_pool_is_capped():
     for info in threadpool_info():
         if info["filepath"] in capped:
             assert info["num_threads"] == 1
+
+
+def _parallel_gemm(dtype, trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta) -> _Compiled:
+    """gemm(parallel_for, a, b, c) with compile-time sizes and opaque pointer arguments."""
+    module = ir.Module("gemm_parallel")
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.PointerType()] * 4), "gemm")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    pf, a, b, c = fn.args
+    blas.emit_gemm_parallel(builder, pf, dtype, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, alpha, beta)
+    builder.ret_void()
+    return _Compiled(module, "gemm", None, [ctypes.c_void_p] * 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m,n,k,split", [(1031, 5, 1800, True), (3, 3001, 1000, True), (32, 32, 32, False)])
+def test_parallel_gemm_matches_numpy(dtype, trans_a, trans_b, m, n, k, split):
+    from graphc.backend.llvm.parallel import PARALLEL_FOR_FN, ThreadPool
+
+    rng = np.random.default_rng(m + n + k)
+    a_shape = (k, m) if trans_a else (m, k)
+    b_shape = (n, k) if trans_b else (k, n)
+    a_buf, a = _operand(rng, *a_shape, a_shape[1] + 2, dtype)
+    b_buf, b = _operand(rng, *b_shape, b_shape[1] + 1, dtype)
+    c0 = rng.standard_normal((m, n + 3)).astype(dtype)
+    c_buf = c0.copy()
+    calls = []
+    with ThreadPool(3) as pool:
+        def recording_parallel_for(fn, args, count, min_chunk):
+            calls.append((count, min_chunk))
+            pool.run(fn, args, count, min_chunk)
+
+        callback = PARALLEL_FOR_FN(recording_parallel_for)
+        gemm = _parallel_gemm(dtype, trans_a, trans_b, m, n, k, a_buf.shape[1], b_buf.shape[1], c_buf.shape[1],
+                              0.5, 1.0)
+        gemm.fn(ctypes.cast(callback, ctypes.c_void_p).value, _ptr(a_buf), _ptr(b_buf), _ptr(c_buf))
+    expected = 0.5 * (a.T if trans_a else a) @ (b.T if trans_b else b) + c0[:, :n]
+    np.testing.assert_allclose(c_buf[:, :n], expected, **_tol(dtype))
+    np.testing.assert_array_equal(c_buf[:, n:], c0[:, n:])
+    if split:
+        assert len(calls) == 1 and calls[0][0] == max(m, n) and 2 * calls[0][1] <= max(m, n)
+    else:
+        assert calls == []
