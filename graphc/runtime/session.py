@@ -27,7 +27,7 @@ class Session:
     program per feed-shape signature within it (options are fixed per session).
     """
 
-    def __init__(self, graph: Graph | None = None, backend: str = "reference", options: Any = None,
+    def __init__(self, graph: Graph | None = None, backend: str = "llvm", options: Any = None,
                  threads: int | None = None):
         if backend not in BACKENDS:
             raise GraphcError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -168,10 +168,11 @@ class _ReferenceRun:
 
     def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray]) -> list:
         values = self.program.run(feeds, variables)
+        results = [None if v is None else np.array(v, copy=True) for v in values[:self.n]]
         new = [np.array(v, dtype=var.dtype, copy=True) for var, v in zip(self.assigned, values[self.n:])]
         for var, value in zip(self.assigned, new):
             np.copyto(variables[var], value)
-        return [None if v is None else np.array(v, copy=True) for v in values[:self.n]]
+        return results
 
 
 class _ReadWriteLock:

@@ -201,6 +201,7 @@ class _Planner:
         self.feeds: list[Tensor] = []
         self.variables: list[Tensor] = []
         self.written: set[Tensor] = set()  # outputs computed straight into their arrays
+        self.var_buffer: dict[Tensor, Buffer] = {}
 
     # --- buffers -----------------------------------------------------------------------------
     def buffer(self, kind: str, dtype: np.dtype, size: int, name: str, slot: int | None = None) -> Buffer:
@@ -252,7 +253,8 @@ class _Planner:
                 self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
                 self.feeds.append(n)
             elif n.op == "variable":
-                self.view[n] = View.dense(self.buffer("variable", n.dtype, numel(n.shape), n.name), n.shape)
+                self.var_buffer[n] = self.buffer("variable", n.dtype, numel(n.shape), n.name)
+                self.view[n] = View.dense(self.var_buffer[n], n.shape)
                 self.variables.append(n)
             elif n.op == "constant":
                 arr = n.attrs["value"].array
@@ -272,7 +274,7 @@ class _Planner:
                 self.copy(o, self.out_buffer(o))
         for a in self.assigns:
             var = a.inputs[0]
-            self.copy(a, View.dense(self.view[var].buffer, var.shape))
+            self.copy(a, View.dense(self.var_buffer[var], var.shape))
         plan = Plan(self.feeds, self.variables, self.outputs, self.consts, self.arena, self.steps, self.buffers)
         plan.check()
         return plan

@@ -1,0 +1,118 @@
+"""Compiled programs: inspection, caching per signature, fresh outputs, concurrency."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backend.llvm.program import LLVMProgram
+
+
+def _programs(sess: gc.Session) -> list[LLVMProgram]:
+    return [p for plan in sess._plans.values() for p in plan.programs.values()]
+
+
+def test_stages_as_text():
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    loss = gc.sum(gc.tanh(x) * gc.sigmoid(x) + 0.5 * x * x)
+    with gc.Session(backend="llvm") as sess:
+        sess.run(loss, {x: np.ones(100, np.float32)})
+        (prog,) = _programs(sess)
+    graph = prog.as_text("graph")
+    assert "placeholder() : f32(100)" in graph and "sum(" in graph
+    kernels = prog.as_text("kernels")
+    assert "reduce-inner f32()" in kernels and "tanh" in kernels and "sigmoid" in kernels
+    assert kernels.count(" = reduce-inner") == 1  # the elementwise chain is inlined into the sum
+    assert "define void @\"graphc_entry\"" in prog.as_text("llvm")
+    assert "<8 x float>" in prog.as_text("llvm-opt") or "<16 x float>" in prog.as_text("llvm-opt")
+    asm = prog.as_text("asm")
+    assert re.search(r"\bv\w+ps\s.*%[yz]mm", asm), "the W1 kernel should use packed AVX registers"
+    with pytest.raises(gc.GraphcError, match="unknown stage"):
+        prog.as_text("bitcode")
+
+
+def test_views_cost_no_kernels_and_transposes_reach_blas():
+    a = gc.placeholder(gc.float64, (4, 3), name="a")
+    b = gc.placeholder(gc.float64, (5, 3), name="b")
+    out = gc.reshape(a @ b.T, (-1,))
+    with gc.Session(backend="llvm") as sess:
+        av, bv = np.arange(12.0).reshape(4, 3), np.arange(15.0).reshape(5, 3)
+        np.testing.assert_allclose(sess.run(out, {a: av, b: bv}), (av @ bv.T).ravel())
+        (prog,) = _programs(sess)
+    kernels = prog.as_text("kernels")
+    assert kernels.count(" = gemm") == 1
+    assert " = map" in kernels  # the reshape of the product is a copy into the output array
+    assert "transpose" not in kernels.split("steps:")[1].split("= map")[0]
+
+
+def test_programs_are_cached_per_feed_shapes():
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    y = gc.sum(x * 2.0, axis=0)
+    with gc.Session(backend="llvm") as sess:
+        for rows in (1, 4, 1, 4, 2):
+            np.testing.assert_allclose(sess.run(y, {x: np.ones((rows, 3), np.float32)}), [2.0 * rows] * 3)
+        assert len(_programs(sess)) == 3
+
+
+def test_results_stay_unchanged_by_later_runs():
+    x = gc.placeholder(gc.float64, (3,), name="x")
+    v = gc.Variable(np.zeros(3), name="v")
+    y = x * 2.0
+    step = gc.assign_add(v, x)
+    with gc.Session(backend="llvm") as sess:
+        first = sess.run(y, {x: np.ones(3)})
+        v1 = sess.run(step, {x: np.ones(3)})
+        second = sess.run(y, {x: np.full(3, 5.0)})
+        sess.run(step, {x: np.ones(3)})
+        np.testing.assert_array_equal(first, [2, 2, 2])
+        np.testing.assert_array_equal(second, [10, 10, 10])
+        np.testing.assert_array_equal(v1, [1, 1, 1])
+        np.testing.assert_array_equal(sess.run(v), [2, 2, 2])
+
+
+def test_concurrent_runs_match_serial_runs():
+    rng = np.random.default_rng(0)
+    x = gc.placeholder(gc.float32, (None, 64), name="x")
+    w = gc.Variable(rng.standard_normal((64, 32)).astype(np.float32), name="w")
+    h = gc.tanh(x @ w)
+    fetches = [gc.sum(h * h, axis=1), gc.argmax(h, axis=1), gc.nn.softmax(h, axis=-1)]
+    batches = [rng.standard_normal((rng.integers(1, 300), 64)).astype(np.float32) for _ in range(16)]
+    with gc.Session(backend="llvm") as sess:
+        serial = [sess.run(fetches, {x: b}) for b in batches]
+        results: dict[int, list] = {}
+        errors: list[BaseException] = []
+
+        def worker(t: int) -> None:
+            try:
+                for rep in range(6):
+                    i = (t + 3 * rep) % len(batches)
+                    results[(t, rep)] = (i, sess.run(fetches, {x: batches[i]}))
+            except BaseException as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(results) == 48
+    for i, got in results.values():
+        for g, s in zip(got, serial[i]):
+            np.testing.assert_array_equal(g, s)
+
+
+def test_concurrent_assignments_are_not_lost():
+    v = gc.Variable(np.zeros(4), name="v")
+    inc = gc.assign_add(v, 1.0)
+    with gc.Session(backend="llvm") as sess:
+        threads = [threading.Thread(target=lambda: [sess.run(inc) for _ in range(50)]) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        np.testing.assert_array_equal(sess.run(v), np.full(4, 400.0))
