@@ -22,7 +22,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import importlib.machinery
+import importlib.util
 import os
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -69,11 +72,43 @@ def gemm_symbols() -> dict[str, int]:
     Register each pair with the JIT before finalizing a module that calls them. The
     first call also caps scipy's OpenBLAS at one thread (see the module docstring).
     """
+    limit_scipy_blas_threads()
+    capi = _cython_blas().__pyx_capi__
+    return {name: _capsule_address(capi[blas_name]) for name, blas_name, _ in _SYMBOLS.values()}
+
+
+def _cython_blas() -> object:
+    """``scipy.linalg.cython_blas`` without running ``scipy.linalg/__init__``.
+
+    The package import costs about 0.2 s (most of a warm start, see bench_w5.py); the
+    extension alone loads in about 2 ms. The module is registered under its usual name, so
+    later imports of it get the same module (though a later ``import scipy.linalg`` does not
+    set the ``cython_blas`` attribute on the package). Falls back to the normal import.
+    """
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return sys.modules[name]
+    if "scipy.linalg" in sys.modules:  # already paid for: import normally
+        from scipy.linalg import cython_blas
+
+        return cython_blas
+    import scipy
+
+    try:
+        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "cython_blas" + suffix)
+            if os.path.exists(path):
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                sys.modules.setdefault(name, module)
+                return sys.modules[name]
+    except ImportError:
+        pass
     from scipy.linalg import cython_blas
 
-    limit_scipy_blas_threads()
-    capi = cython_blas.__pyx_capi__
-    return {name: _capsule_address(capi[blas_name]) for name, blas_name, _ in _SYMBOLS.values()}
+    return cython_blas
 
 
 def limit_scipy_blas_threads(threads: int = 1) -> list[str]:

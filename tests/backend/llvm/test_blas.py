@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +236,24 @@ def test_parallel_gemm_matches_numpy(dtype, trans_a, trans_b, m, n, k, split):
         assert len(calls) == 1 and calls[0][0] == max(m, n) and 2 * calls[0][1] <= max(m, n)
     else:
         assert calls == []
+
+
+def test_symbols_match_scipy_in_a_fresh_process():
+    """The fast loader of cython_blas gives the same functions as scipy's own import."""
+    code = textwrap.dedent("""
+        import sys
+        from graphc.backend.llvm import blas
+        preloaded = "scipy.linalg" in sys.modules
+        symbols = blas.gemm_symbols()
+        assert preloaded or "scipy.linalg" not in sys.modules, "loaded the whole scipy.linalg package"
+        from scipy.linalg import cython_blas
+        capi = cython_blas.__pyx_capi__
+        assert symbols[blas.SGEMM] == blas._capsule_address(capi["sgemm"])
+        assert symbols[blas.DGEMM] == blas._capsule_address(capi["dgemm"])
+        import scipy.linalg.cython_blas as again
+        assert again is cython_blas
+    """)
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(root)),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
