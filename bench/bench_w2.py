@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from _timing import attempt, compare, describe, graphc_status, measure, optional, parse_args, table
+from threadpoolctl import threadpool_limits
 
 SIZES = (784, 512, 512, 10)
 BATCHES = (256, 32)
@@ -150,6 +151,8 @@ def main() -> None:
         ref = (ref_loss, ref_params)
         params = init_params()
         results = {"numpy": measure(lambda: numpy_step(params, x, y), args.repeat, args.target)}
+        with threadpool_limits(1, user_api="blas"):
+            results["numpy, BLAS 1 thread"] = measure(lambda: numpy_step(params, x, y), args.repeat, args.target)
         results[f"graphc ({backend})"] = attempt(lambda: graphc_timing(gc, x, y, ref, args)) if gc else backend
         results["jax.jit"] = attempt(lambda: jax_timing(jax, x, y, ref, args)) if jax else "not installed"
         results["torch eager"] = attempt(lambda: torch_timing(torch, x, y, ref, args)) if torch else "not installed"

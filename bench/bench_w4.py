@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from _timing import attempt, compare, describe, graphc_status, measure, optional, parse_args, table
+from threadpoolctl import threadpool_limits
 
 LAYERS, WIDTH, BATCH = 64, 256, 64
 
@@ -115,6 +116,8 @@ def main() -> None:
     loss, grads = numpy_step(ws, x)
     check("numpy", float(loss), grads, ref)
     results = {"numpy": measure(lambda: numpy_step(ws, x), args.repeat, args.target)}
+    with threadpool_limits(1, user_api="blas"):
+        results["numpy, BLAS 1 thread"] = measure(lambda: numpy_step(ws, x), args.repeat, args.target)
     results[f"graphc ({backend})"] = attempt(lambda: graphc_timing(gc, ws, x, ref, args)) if gc else backend
     results["jax.jit"] = attempt(lambda: jax_timing(jax, ws, x, ref, args)) if jax else "not installed"
     results["torch eager"] = attempt(lambda: torch_timing(torch, ws, x, ref, args)) if torch else "not installed"
