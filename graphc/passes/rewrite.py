@@ -36,10 +36,10 @@ class S:
 
 
 class P:
-    """An op pattern; `when(node)` may restrict attributes or types."""
+    """An op pattern; `when(node)` may restrict attributes or types; `variadic` allows more inputs."""
 
-    def __init__(self, op: str, *args: Any, when: Callable[[Tensor], bool] | None = None):
-        self.op, self.args, self.when = op, args, when
+    def __init__(self, op: str, *args: Any, when: Callable[[Tensor], bool] | None = None, variadic: bool = False):
+        self.op, self.args, self.when, self.variadic = op, args, when, variadic
 
     def __repr__(self) -> str:
         return f"{self.op}({', '.join(map(repr, self.args))})"
@@ -55,7 +55,9 @@ def _match(pat: Any, node: Tensor, env: dict[str, Tensor]) -> bool:
     if isinstance(pat, S):
         return node.op == "constant" and node.attrs["value"].array.size > 0 and \
             bool(np.all(node.attrs["value"].array == pat.value))
-    if node.op != pat.op or len(node.inputs) != len(pat.args):
+    if node.op != pat.op or len(node.inputs) < len(pat.args):
+        return False
+    if len(node.inputs) != len(pat.args) and not pat.variadic:
         return False
     if pat.when is not None and not pat.when(node):
         return False
@@ -64,7 +66,7 @@ def _match(pat: Any, node: Tensor, env: dict[str, Tensor]) -> bool:
         orders.append(node.inputs[::-1])
     for inputs in orders:
         trial = dict(env)
-        if all(_match(p, i, trial) for p, i in zip(pat.args, inputs)):
+        if all(_match(p, i, trial) for p, i in zip(pat.args, inputs[:len(pat.args)])):
             env.clear()
             env.update(trial)
             return True

@@ -42,6 +42,8 @@ RULES = [
     Rule("identity", P("identity", x), lambda e: e["x"], "identity(x) -> x"),
     Rule("stop-gradient", P("stop_gradient", x), lambda e: e["x"],
          "stop_gradient(x) -> x (gradients are already built when a program compiles)"),
+    Rule("custom-gradient", P("custom_vjp", x, variadic=True), lambda e: e["x"],
+         "custom_vjp(y, xs...) -> y (its gradient function is used while building gradients only)"),
     Rule("reshape-reshape", P("reshape", P("reshape", x)),
          lambda e: sh.reshape(e["x"], e["_"].shape), "reshape(reshape(x)) -> reshape(x)"),
     Rule("transpose-transpose", P("transpose", P("transpose", x)), _compose_perm,

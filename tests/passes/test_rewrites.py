@@ -13,6 +13,11 @@ from graphc.passes.verify import VerifyError, verify
 SPECIAL = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e30, -1e-30, 7.0], np.float32)
 
 
+@gc.custom_gradient
+def _clipped_identity(x):
+    return gc.identity(x), lambda g: gc.clip(g, -1.0, 1.0)
+
+
 def _x():
     return gc.placeholder(gc.float32, (10,), name="x")
 
@@ -31,6 +36,7 @@ CASES = [
     ("sub-neg", lambda x: x - (-gc.exp(x)), "simplify", {"subtract", "negative"}, {"add"}),
     ("identity", lambda x: gc.identity(x) * 3.0, "simplify", {"identity"}, set()),
     ("stop-gradient", lambda x: gc.stop_gradient(x) * 3.0, "simplify", {"stop_gradient"}, set()),
+    ("custom-gradient", lambda x: _clipped_identity(x) * 2.0, "simplify", {"custom_vjp"}, set()),
     ("reshape-reshape", lambda x: gc.reshape(gc.reshape(x, (2, 5)), (5, 2)), "simplify", set(), set()),
     ("transpose-transpose", lambda x: gc.transpose(gc.transpose(gc.reshape(x, (2, 5)))), "simplify",
      {"transpose"}, set()),
