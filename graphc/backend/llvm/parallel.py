@@ -1,14 +1,17 @@
 """A persistent thread pool that runs native chunk functions over an index range.
 
 A chunk function has the C signature ``void f(void** args, int64_t begin, int64_t end)``
-and processes items ``[begin, end)``. `ThreadPool.run` splits ``[0, n)`` into contiguous
-chunks, one per thread, runs one on the calling thread and the others on the pool's
-workers, and returns when all are done. Workers call through ctypes, which releases the
-GIL for the duration of the native call, so chunks run truly in parallel.
+and processes items ``[begin, end)``. `ThreadPool.run` cuts ``[0, n)`` into contiguous
+pieces of at least `min_chunk` items (at most `PIECES_PER_THREAD` per thread), wakes the
+workers, and the calling thread and the workers claim pieces until none is left; it returns
+when all have run. Claiming pieces rather than assigning one per thread keeps a worker that
+is slow to wake (another process holds its core) from holding up the run: the caller takes
+its share. Workers call through ctypes, which releases the GIL for the native call, so
+pieces run truly in parallel.
 
-Waking a worker costs tens of microseconds, so a range is split only when each chunk gets
-at least `min_chunk` items; below that `run` calls ``f(args, 0, n)`` inline. Choose
-`min_chunk` with `min_chunk_for` from an estimate of the nanoseconds per item.
+Waking a worker costs tens of microseconds, so a range is split only into pieces of at
+least `min_chunk` items; when that gives fewer than two, `run` calls ``f(args, 0, n)``
+inline. Choose `min_chunk` with `min_chunk_for` from an estimate of nanoseconds per item.
 
 Generated code can also call a pool directly: `ThreadPool.parallel_for_address` is a C
 function ``void parallel_for(void* f, void** args, int64_t n, int64_t min_chunk)`` with the
@@ -27,12 +30,15 @@ import functools
 import os
 import threading
 
-__all__ = ["MIN_PARALLEL_NS", "ThreadPool", "default_threads", "get_pool", "min_chunk_for"]
+__all__ = ["MIN_PARALLEL_NS", "PIECES_PER_THREAD", "ThreadPool", "default_threads", "get_pool", "min_chunk_for"]
 
 # Below this much work per chunk, splitting costs more than it gains: waking a worker
 # and joining it takes about 30-60 us on the 2-core reference machine (see
 # docs/benchmarks.md); 150 us per chunk keeps that overhead under ~30%.
 MIN_PARALLEL_NS = 150_000
+# A range is cut into up to this many pieces per thread, claimed dynamically, so a thread
+# that another process delays costs its share only while it actually runs a piece.
+PIECES_PER_THREAD = 4
 
 CHUNK_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 PARALLEL_FOR_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -62,40 +68,65 @@ def _chunk_function(address: int) -> ctypes._CFuncPtr:
     return CHUNK_FN(address)
 
 
-class _Worker:
-    """One daemon thread that runs handed-over chunks; two locks act as semaphores."""
+class _Job:
+    """One `run`: the range cut into pieces, which threads claim one at a time."""
 
-    def __init__(self) -> None:
-        self._start = threading.Lock()
-        self._done = threading.Lock()
-        self._start.acquire()
-        self._done.acquire()
-        self._task: tuple | None = None
+    def __init__(self, fn: ctypes._CFuncPtr, args: int, bounds: list[int]):
+        self.fn, self.args, self.bounds = fn, args, bounds
+        self._lock = threading.Lock()
+        self._next = 0
+        self._unfinished = len(bounds) - 1
+        self._finished = threading.Lock()
+        self._finished.acquire()
+
+    def work(self) -> None:
+        """Claim and run pieces until none is left."""
+        last = len(self.bounds) - 1
+        while True:
+            with self._lock:
+                i = self._next
+                if i >= last:
+                    return
+                self._next = i + 1
+            try:
+                self.fn(self.args, self.bounds[i], self.bounds[i + 1])
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
+                    if self._unfinished == 0:
+                        self._finished.release()
+
+    def wait(self) -> None:
+        """Until every piece has run (not until every thread has woken)."""
+        self._finished.acquire()
+
+
+class _Worker:
+    """A daemon thread that joins the pool's current job whenever it is woken."""
+
+    def __init__(self, pool: ThreadPool):
+        self._pool = pool
+        self._wake = threading.Lock()  # a binary semaphore: held = nothing to do
+        self._wake.acquire()
         self._thread = threading.Thread(target=self._loop, name="graphc-worker", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while True:
-            self._start.acquire()
-            task = self._task
-            if task is None:
+            self._wake.acquire()
+            if self._pool._stopping:
                 return
-            fn, args, begin, end = task
-            try:
-                fn(args, begin, end)
-            finally:
-                self._done.release()
+            job = self._pool._job
+            if job is not None:
+                job.work()
 
-    def submit(self, fn: ctypes._CFuncPtr, args: int, begin: int, end: int) -> None:
-        self._task = (fn, args, begin, end)
-        self._start.release()
-
-    def wait(self) -> None:
-        self._done.acquire()
+    def wake(self) -> None:
+        """Only the pool's owner calls this; an unconsumed wake-up is not repeated."""
+        if self._wake.locked():
+            self._wake.release()
 
     def stop(self) -> None:
-        self._task = None
-        self._start.release()
+        self.wake()
         self._thread.join()
 
 
@@ -108,8 +139,9 @@ class ThreadPool:
             raise ValueError(f"a thread pool needs at least one thread, not {threads}")
         self._owner = threading.Lock()
         self._workers: list[_Worker] = []
+        self._job: _Job | None = None
+        self._stopping = False
         self._pid = os.getpid()
-        self._closed = False
         self._parallel_for = PARALLEL_FOR_FN(self._native_parallel_for)
 
     def run(self, fn_address: int, args_pointer: int, n: int, min_chunk: int = 1) -> None:
@@ -117,21 +149,18 @@ class ThreadPool:
         if n <= 0:
             return
         fn = _chunk_function(fn_address)
-        chunks = min(self.threads, n // max(1, min_chunk))
-        if chunks < 2 or self._closed or not self._owner.acquire(blocking=False):
+        pieces = min(self.threads * PIECES_PER_THREAD, n // max(1, min_chunk))
+        if self.threads < 2 or pieces < 2 or self._stopping or not self._owner.acquire(blocking=False):
             fn(args_pointer, 0, n)
             return
         try:
-            workers = self._ready_workers()[:chunks - 1]
-            bounds = [n * i // chunks for i in range(chunks + 1)]
-            for i, worker in enumerate(workers, start=1):
-                worker.submit(fn, args_pointer, bounds[i], bounds[i + 1])
-            try:
-                fn(args_pointer, bounds[0], bounds[1])
-            finally:
-                for worker in workers:
-                    worker.wait()
+            job = self._job = _Job(fn, args_pointer, [n * i // pieces for i in range(pieces + 1)])
+            for worker in self._ready_workers()[:pieces - 1]:
+                worker.wake()
+            job.work()
+            job.wait()
         finally:
+            self._job = None
             self._owner.release()
 
     @property
@@ -146,13 +175,13 @@ class ThreadPool:
         if self._pid != os.getpid():  # forked: the parent's worker threads do not exist here
             self._workers, self._pid = [], os.getpid()
         while len(self._workers) < self.threads - 1:
-            self._workers.append(_Worker())
+            self._workers.append(_Worker(self))
         return self._workers
 
     def close(self) -> None:
         """Stop the workers; later `run` calls execute inline."""
         with self._owner:
-            self._closed = True
+            self._stopping = True
             if self._pid == os.getpid():
                 for worker in self._workers:
                     worker.stop()

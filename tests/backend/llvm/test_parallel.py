@@ -105,7 +105,8 @@ def test_chunks_are_contiguous_and_balanced(kernels, pool):
     keep, args = _args(marks)
     pool.run(kernels["mark"], args, N, min_chunk=1000)
     begins = np.unique(marks)
-    assert len(begins) == pool.threads and begins[0] == 0
+    expected = 1 if pool.threads == 1 else pool.threads * parallel.PIECES_PER_THREAD
+    assert len(begins) == expected and begins[0] == 0
     bounds = np.append(begins, N)
     sizes = np.diff(bounds)
     assert sizes.max() - sizes.min() <= 1
@@ -113,9 +114,10 @@ def test_chunks_are_contiguous_and_balanced(kernels, pool):
         assert np.all(marks[b:e] == b)
 
 
-@pytest.mark.parametrize("n,min_chunk,chunks", [(0, 1, 0), (1, 1, 1), (3, 1, 2), (1999, 1000, 1), (2000, 1000, 2),
-                                                (10**6, 10**6, 1)])
-def test_small_ranges_stay_inline(kernels, n, min_chunk, chunks):
+@pytest.mark.parametrize("n,min_chunk,chunks", [(0, 1, 0), (1, 1, 1), (3, 1, 3), (100, 1, 8), (1999, 1000, 1),
+                                                (2000, 1000, 2), (10**6, 10**6, 1)])
+def test_piece_count(kernels, n, min_chunk, chunks):
+    """Pieces of at least min_chunk items, at most PIECES_PER_THREAD per thread, else inline."""
     marks = np.full(max(n, 1), -1, np.int64)
     keep, args = _args(marks)
     with ThreadPool(2) as pool:
@@ -159,11 +161,22 @@ def test_parallel_for_from_generated_code(kernels):
         marks = np.full(N, -1, np.int64)
         keep, args = _args(marks)
         entry(pool.parallel_for_address, kernels["mark"], args, N, 1000)
-        assert len(np.unique(marks)) == 2
+        assert len(np.unique(marks)) == 2 * parallel.PIECES_PER_THREAD
         out = np.full(N, np.nan)
         keep, args = _args(out)
         entry(pool.parallel_for_address, kernels["fill"], args, N, 1000)
         np.testing.assert_array_equal(out, _expected(N))
+
+
+def test_caller_finishes_alone_when_workers_never_wake(kernels, monkeypatch):
+    """A worker kept off its core (simulated: never woken) must not hold up the run."""
+    monkeypatch.setattr(parallel._Worker, "wake", lambda self: None)
+    with ThreadPool(4) as pool:
+        out = np.full(N, np.nan)
+        keep, args = _args(out)
+        pool.run(kernels["fill"], args, N, min_chunk=1000)
+        np.testing.assert_array_equal(out, _expected(N))
+        monkeypatch.undo()
 
 
 def test_closed_pool_runs_inline(kernels):
