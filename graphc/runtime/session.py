@@ -23,6 +23,8 @@ class Session:
     Variables live here, as numpy buffers that runs update in place: every read in a run
     sees the value at the start of the run and all assignments of the run apply together
     at its end. `backend` is "llvm" (compiled; the default) or "reference" (numpy).
+    `threads` caps the LLVM backend's thread pool (default: ``GRAPHC_THREADS`` or the
+    CPU count); large kernels split their rows across it, small ones stay serial.
     Compiled programs are cached per (fetches, feed shapes): a plan per fetch list, a
     program per feed-shape signature within it (options are fixed per session).
     """
@@ -105,7 +107,7 @@ class Session:
             return _ReferenceRun(plan)
         from ..backend.llvm.program import LLVMProgram
 
-        return LLVMProgram(plan.outputs, plan.assigns, {p: feeds[p].shape for p in plan.placeholders})
+        return LLVMProgram(plan.outputs, plan.assigns, {p: feeds[p].shape for p in plan.placeholders}, self.threads)
 
     def _variable(self, var: Tensor) -> np.ndarray:
         value = self._values.get(var)

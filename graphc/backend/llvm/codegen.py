@@ -13,16 +13,23 @@ from llvmlite import ir
 
 from . import blas
 from .emitter import I8, mem_type
-from .kernels import KernelCodegen, kernel_buffers, kernel_rows
+from .kernels import Call, KernelCodegen
 from .loops import I64, PTR, FunctionBuilder
+from .parallel import min_chunk_for
 from .plan import Buffer, Gemm, Kernel, Plan, blas_layout, numel
 
 ENTRY = "graphc_entry"
+I32 = ir.IntType(32)
+_PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 TABLE_KINDS = ("feed", "variable", "output", "const")
 
 
 def table_bases(plan: Plan) -> dict[str, int]:
-    """Index of the first pointer of each buffer kind in the entry's table (arena last)."""
+    """Index of the first pointer of each kind in the entry's table.
+
+    The arena comes after the constants, then the thread pool's ``parallel_for``
+    (NULL: run every step on the calling thread).
+    """
     counts = {"feed": len(plan.feeds), "variable": len(plan.variables), "output": len(plan.outputs),
               "const": len(plan.consts)}
     bases, at = {}, 0
@@ -30,43 +37,78 @@ def table_bases(plan: Plan) -> dict[str, int]:
         bases[kind] = at
         at += counts[kind]
     bases["arena"] = at
+    bases["parallel_for"] = at + 1
+    bases["size"] = at + 2
     return bases
 
 
 def build_module(plan: Plan) -> ir.Module:
     """The program's LLVM module (not yet optimized)."""
     module = ir.Module(name="graphc_program")
-    calls: list[tuple[ir.Function, list[Buffer], tuple[int, ...]]] = []
-    for step in plan.steps:
-        if isinstance(step, Kernel):
-            if numel(step.shape) == 0:
-                continue
-            fn = KernelCodegen(module, step).emit()
-            calls.append((fn, kernel_buffers(step), (0, kernel_rows(step))))
-        else:
-            made = gemm_function(module, step)
-            if made is not None:
-                calls.append((made[0], made[1], ()))
     entry = FunctionBuilder(module, ENTRY, [PTR], internal=False)
     b = entry.b
     table = entry.args[0]
     bases = table_bases(plan)
     pointers: dict[Buffer, ir.Value] = {}
 
+    def table_entry(i: int) -> ir.Value:
+        return b.load(b.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR)
+
     def pointer(buf: Buffer) -> ir.Value:
         if buf not in pointers:
             if buf.kind == "arena":
-                arena = b.load(b.gep(table, [ir.Constant(I64, bases["arena"])], source_etype=PTR), typ=PTR)
-                pointers[buf] = b.gep(arena, [ir.Constant(I64, buf.slot)], inbounds=True, source_etype=I8)
+                pointers[buf] = b.gep(table_entry(bases["arena"]), [ir.Constant(I64, buf.slot)], inbounds=True,
+                                      source_etype=I8)
             else:
-                slot = b.gep(table, [ir.Constant(I64, bases[buf.kind] + buf.slot)], source_etype=PTR)
-                pointers[buf] = b.load(slot, typ=PTR)
+                pointers[buf] = table_entry(bases[buf.kind] + buf.slot)
         return pointers[buf]
 
-    for fn, bufs, extra in calls:
-        b.call(fn, [pointer(x) for x in bufs] + [ir.Constant(I64, v) for v in extra])
+    parallel_for = table_entry(bases["parallel_for"])
+    threaded = b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
+    for step in plan.steps:
+        if isinstance(step, Kernel):
+            if numel(step.shape) == 0:
+                continue
+            for call in KernelCodegen(module, step).emit():
+                args = [pointer(x) for x in call.buffers]
+                if call.parallel:
+                    _parallel_call(entry, call, args, threaded, parallel_for)
+                else:
+                    b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
+        else:
+            made = gemm_function(module, step)
+            if made is not None:
+                b.call(made[0], [pointer(x) for x in made[1]] + [parallel_for])
     entry.finish()
     return module
+
+
+def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], threaded: ir.Value,
+                   parallel_for: ir.Value) -> None:
+    """Run `call` through the pool's parallel_for when the table provides one, else inline."""
+    b = entry.b
+    chunk = _chunk_function(call)
+    table = entry.slot(ir.ArrayType(PTR, len(args)))
+    for i, a in enumerate(args):
+        b.store(a, b.gep(table, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
+    with b.if_else(threaded) as (then, otherwise):
+        with then:
+            fn = b.inttoptr(b.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
+            b.call(fn, [chunk, table, ir.Constant(I64, call.rows),
+                        ir.Constant(I64, min_chunk_for(call.ns_per_row))])
+        with otherwise:
+            b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
+
+
+def _chunk_function(call: Call) -> ir.Function:
+    """``void chunk(void** buffers, i64 begin, i64 end)`` calling the kernel on rows [begin, end)."""
+    f = FunctionBuilder(call.fn.module, call.fn.name + "_chunk", [PTR, I64, I64])
+    b = f.b
+    table, begin, end = f.args
+    args = [b.load(b.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(len(call.buffers))]
+    b.call(call.fn, args + [begin, end])
+    f.finish()
+    return f.fn
 
 
 def gemm_function(module: ir.Module, g: Gemm) -> tuple[ir.Function, list[Buffer]] | None:
@@ -78,9 +120,10 @@ def gemm_function(module: ir.Module, g: Gemm) -> tuple[ir.Function, list[Buffer]
     if m * n == 0 or numel(node.shape) == 0:
         return None
     bufs = list(dict.fromkeys([g.a.buffer, g.b.buffer, g.out.buffer]))
-    f = FunctionBuilder(module, g.name, [PTR] * len(bufs))
+    f = FunctionBuilder(module, g.name, [PTR] * (len(bufs) + 1))
     f.fn.attributes.add("noinline")
     ptr = dict(zip(bufs, f.args))
+    parallel_for = f.args[len(bufs)]
     bld = f.b
     out_ety = mem_type(node.dtype)
     if k == 0:
@@ -105,8 +148,12 @@ def gemm_function(module: ir.Module, g: Gemm) -> tuple[ir.Function, list[Buffer]
         for i, s in zip(idx, _strides(batch)):
             c_off = bld.add(c_off, bld.mul(i, ir.Constant(I64, s * m * n)))
         c_ptr = bld.gep(ptr[g.out.buffer], [c_off], inbounds=True, source_etype=out_ety)
-        blas.emit_gemm(bld, node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda,
-                       at(g.b, b_in.shape, idx), ldb, c_ptr, n)
+        args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n)
+        with bld.if_else(bld.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))) as (then, otherwise):
+            with then:
+                blas.emit_gemm_parallel(bld, parallel_for, *args)
+            with otherwise:
+                blas.emit_gemm(bld, *args)
 
     _nest(f, list(batch), body)
     f.finish()

@@ -20,6 +20,7 @@ Reductions:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,41 @@ from ...ops.shape import broadcast_index
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, dtype_of_type, mem_type, reg_type
 from .loops import PTR, FunctionBuilder
+from .parallel import MIN_PARALLEL_NS
 from .plan import Buffer, Kernel, View, numel, row_major_strides
 
 BLOCK = 1024
 REASSOC = ("reassoc", "contract")
+HEAVY_OPS = frozenset({"exp", "expm1", "log", "log1p", "tanh", "erf", "sin", "cos", "power", "sigmoid",
+                       "softplus", "gelu"})
+
+
+@dataclass(eq=False)
+class Call:
+    """One call the entry makes: `fn(buffers..., begin, end)` over `rows` rows.
+
+    `ns_per_row` estimates the cost of a row when rows are independent (the call may be
+    split across threads); None means the call must run as a whole.
+    """
+
+    fn: ir.Function
+    buffers: list[Buffer]
+    rows: int
+    ns_per_row: float | None
+
+    @property
+    def parallel(self) -> bool:
+        """Worth offering to the thread pool: at least two chunks of `MIN_PARALLEL_NS`."""
+        return self.ns_per_row is not None and self.rows >= 2 and self.rows * self.ns_per_row >= 2 * MIN_PARALLEL_NS
+
+
+def element_ns(k: Kernel) -> float:
+    """A rough cost per element of the kernel's loop body, in nanoseconds (vectorized code)."""
+    ns = 0.1 * (len(k.reads) + 1)
+    for m in k.members:
+        kind = m.opdef.kind
+        ns += 1.5 if m.op in HEAVY_OPS else 1.0 if kind in ("index", "reduce") and m is not k.root else 0.15
+    return ns
 
 
 def kernel_buffers(k: Kernel) -> list[Buffer]:
@@ -76,17 +108,24 @@ class KernelCodegen:
     def fn(self) -> ir.Function:
         return self.f.fn
 
-    def emit(self) -> ir.Function:
+    def emit(self) -> list[Call]:
+        """Emit the kernel's function(s); returns the calls the entry makes, in order."""
         k = self.k
-        if numel(k.shape) > 0:
-            if k.mode == "map":
-                self.emit_map()
-            elif k.mode == "reduce-inner":
-                self.emit_reduce_inner()
-            else:
-                self.emit_reduce_outer()
+        rows = kernel_rows(k)
+        per_row = element_ns(k) * numel(k.root.inputs[0].shape if k.mode != "map" else k.shape) / max(rows, 1)
+        if k.split:
+            self.emit_reduce_split()
+            self.f.finish()
+            combine = self.emit_split_combine()
+            return [Call(self.fn, self.bufs, k.split, per_row * rows / k.split), Call(combine, self.bufs, 1, None)]
+        if k.mode == "map":
+            self.emit_map()
+        elif k.mode == "reduce-inner":
+            self.emit_reduce_inner()
+        else:
+            self.emit_reduce_outer()
         self.f.finish()
-        return self.fn
+        return [Call(self.fn, self.bufs, rows, None if k.mode == "reduce-outer" else per_row)]
 
     # --- memory -------------------------------------------------------------------------
     def address(self, view: View, idx: tuple, shape: tuple) -> ir.Value:
@@ -264,6 +303,64 @@ class KernelCodegen:
             self.nest([(a, x.shape[a]) for a in kept], per_output, outer_range=True)
         else:
             self.guarded(lambda: per_output({}))
+
+    def emit_reduce_split(self) -> None:
+        """Rows are the parts of one long reduced dim; each part's result goes to scratch."""
+        k, f = self.k, self.f
+        x = k.root.inputs[0]
+        (r,) = [a for a, d in enumerate(x.shape) if d != 1]
+        n, parts = x.shape[r], k.split
+        acc = Accumulator(self, k.root.opdef.reduce, x.dtype)
+        self.ranges[r] = n
+        with f.loop(self.begin, self.end, "part") as c:
+            start = f.b.sdiv(f.b.mul(c, ir.Constant(I64, n)), ir.Constant(I64, parts))
+            stop = f.b.sdiv(f.b.mul(f.b.add(c, ir.Constant(I64, 1)), ir.Constant(I64, n)), ir.Constant(I64, parts))
+            acc.init()
+
+            def elements(lo: ir.Value, hi: ir.Value) -> None:
+                with f.loop(lo, hi, "j") as j:
+                    self.loopvars[r] = j
+                    ix = tuple(Affine.var(r) if a == r else Affine(0) for a in range(x.ndim))
+                    acc.add(self.value(x, ix), None)
+                    self.memo.clear()
+
+            if acc.block is None:
+                elements(start, stop)
+            else:
+                nblocks = f.b.sdiv(f.b.add(f.b.sub(stop, start), ir.Constant(I64, BLOCK - 1)), ir.Constant(I64, BLOCK))
+                with f.loop(0, nblocks, "blk") as blk:
+                    lo = f.b.add(start, f.b.mul(blk, ir.Constant(I64, BLOCK)))
+                    hi = f.b.add(lo, ir.Constant(I64, BLOCK))
+                    hi = f.b.select(f.b.icmp_signed("<", hi, stop), hi, stop)
+                    acc.start_block()
+                    elements(lo, hi)
+                    acc.end_block()
+            self.store(View(k.scratch, 0, (1,)), (c,), (parts,), f.b.load(acc.slot))
+
+    def emit_split_combine(self) -> ir.Function:
+        """Combine the parts of a split reduction (in part order) into the output."""
+        k = self.k
+        comb = k.root.opdef.reduce
+        g = FunctionBuilder(self.fn.module, k.name + "_combine", [PTR] * len(self.bufs) + [I64, I64])
+        g.fn.attributes.add("noinline")
+        ptr = dict(zip(self.bufs, g.args))
+        em = LLVMEmitter(g.b, {}, {})
+        dtype = k.scratch.dtype
+
+        def part(i: ir.Value) -> ir.Value:
+            v = g.b.load(g.b.gep(ptr[k.scratch], [i], inbounds=True, source_etype=mem_type(dtype)), typ=mem_type(dtype))
+            return g.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0)) if dtype == bool_ else v
+
+        total = g.slot(reg_type(dtype), part(ir.Constant(I64, 0)))
+        with g.loop(1, k.split, "part") as c:
+            g.b.store(em.value(Accumulator.combine(em, comb, g.b.load(total), part(c))), total)
+        result = em.value(em.cast(g.b.load(total), k.out.buffer.dtype))
+        if k.out.buffer.dtype == bool_:
+            result = g.b.zext(result, mem_type(bool_))
+        g.b.store(result, g.b.gep(ptr[k.out.buffer], [ir.Constant(I64, k.out.offset)], source_etype=mem_type(
+            k.out.buffer.dtype)))
+        g.finish()
+        return g.fn
 
     def emit_reduce_outer(self) -> None:
         k, f = self.k, self.f

@@ -32,6 +32,8 @@ from ...ir.traverse import toposort
 from .views import Immediate, Loaded, probe_gather
 
 ARENA_ALIGN = 64
+SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
+SPLIT_MIN = 1 << 16
 
 
 def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
@@ -95,6 +97,7 @@ class Kernel:
     immediates: dict[Tensor, Immediate]
     mode: str = "map"  # map | reduce-inner | reduce-outer
     scratch: Buffer | None = None
+    split: int = 0  # reduce-inner over one long dim: partial results per chunk, then combined
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -165,6 +168,8 @@ def describe_step(step: Step) -> list[str]:
     head = f"{k.name} = {k.mode} {type_str(k.root)} -> {k.out}"
     if k.scratch is not None:
         head += f" (scratch {k.scratch.name})"
+    if k.split:
+        head += f" in {k.split} parts"
     lines = [head]
     for node, view in k.reads.items():
         lines.append(f"    read {node.name}: {type_str(node)} from {view}")
@@ -303,13 +308,17 @@ class _Planner:
                     imms[i] = self.imm[i]
                 else:
                     reads[i] = self.view[i]
-        mode, scratch = "map", None
+        mode, scratch, split = "map", None, 0
         if root.opdef.kind == "reduce":
             mode = reduce_mode(root)
             if mode == "reduce-outer":
                 scratch = self.reduce_scratch(root)
+            elif splittable(root):
+                split = SPLIT
+                scratch = self.buffer("arena", partial_dtype(root), SPLIT, root.name + ".partial")
         out = self.out_buffer(root)
-        self.steps.append(Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, mode, scratch))
+        self.steps.append(Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, mode, scratch,
+                                 split))
         self.view[root] = out
 
     def reduce_scratch(self, root: Tensor) -> Buffer | None:
@@ -362,6 +371,22 @@ def reduce_mode(node: Tensor) -> str:
     return "reduce-outer"
 
 
+def splittable(node: Tensor) -> bool:
+    """A long reduction of effectively one dim to one value: worth computing in parallel parts."""
+    x = node.inputs[0]
+    live = [k for k, d in enumerate(x.shape) if d != 1]
+    return (node.opdef.reduce in ("sum", "prod", "max", "min") and len(live) == 1
+            and live[0] in node.attrs["axis"] and x.shape[live[0]] >= SPLIT_MIN)
+
+
+def partial_dtype(node: Tensor) -> np.dtype:
+    """The dtype partial results of a split reduction are kept in."""
+    x = node.inputs[0]
+    if node.opdef.reduce in ("sum", "prod"):
+        return float64 if x.dtype.kind == "f" else np.dtype(np.int64)
+    return x.dtype
+
+
 def _needed(roots: Sequence[Tensor]) -> set[Tensor]:
     """Nodes whose data the roots read (inputs read only for their shape are skipped)."""
     seen: set[Tensor] = set()
@@ -390,6 +415,14 @@ def _inlinable_into(n: Tensor, c: Tensor) -> bool:
     if kind == "state":
         return c.inputs[1] is n
     return kind == "elementwise" and n.shape == c.shape
+
+
+def plan_stats(module) -> dict[str, int]:
+    """Kernel count and arena bytes of the plan for a module (outputs: fetches, then assignments)."""
+    outputs = list(module.outputs)
+    plan = make_plan([o for o in outputs if o.op != "assign"], [o for o in outputs if o.op == "assign"])
+    kernels = sum(1 for s in plan.steps if isinstance(s, Gemm) or numel(s.shape) > 0)
+    return {"kernels": kernels, "peak_bytes": plan.arena_bytes}
 
 
 def make_plan(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = ()) -> Plan:

@@ -20,6 +20,7 @@ from ...ir.printer import as_text
 from . import blas
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
+from .parallel import default_threads, get_pool
 from .plan import ARENA_ALIGN, Gemm, make_plan
 
 _ffi = FFI()
@@ -30,7 +31,7 @@ class LLVMProgram:
     """Fetches plus assignments of one graph, compiled for one set of feed shapes."""
 
     def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor],
-                 feed_shapes: Mapping[Tensor, tuple[int, ...]]):
+                 feed_shapes: Mapping[Tensor, tuple[int, ...]], threads: int | None = None):
         fetches, assigns = list(fetches), list(assigns)
         bound, mapping = bind_shapes(fetches + assigns, feed_shapes)
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
@@ -50,7 +51,10 @@ class LLVMProgram:
         self._unique = len(used) == len(set(used))
         self._const_base = bases["const"]
         self._arena_slot = bases["arena"]
-        self._size = bases["arena"] + 1
+        self._parallel_slot = bases["parallel_for"]
+        self._size = bases["size"]
+        self.threads = default_threads() if threads is None else int(threads)
+        self._pool_ref = get_pool(self.threads) if self.threads > 1 else None
         self._pool: list[list] = []
 
     def _table(self) -> list:
@@ -64,6 +68,8 @@ class LLVMProgram:
             buf = _ffi.from_buffer(c)
             table[self._const_base + i] = buf
             keep.append(buf)
+        if self._pool_ref is not None:
+            table[self._parallel_slot] = _ffi.cast("void*", self._pool_ref.parallel_for_address)
         return [table, keep, [None] * len(self.var_slots), [None] * len(self.var_slots)]
 
     def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray]) -> list:

@@ -116,3 +116,25 @@ def test_concurrent_assignments_are_not_lost():
         for t in threads:
             t.join()
         np.testing.assert_array_equal(sess.run(v), np.full(4, 400.0))
+
+
+def test_thread_count_does_not_change_results():
+    rng = np.random.default_rng(1)
+    n = 300_007
+    x = gc.placeholder(gc.float32, (n,), name="x")
+    d = gc.placeholder(gc.float64, (n,), name="d")
+    i = gc.placeholder(gc.int32, (n,), name="i")
+    m = gc.placeholder(gc.float64, (300, 400), name="m")
+    fetches = [gc.sum(x), gc.max(x), gc.min(d), gc.prod(1.0 + d * 1e-6), gc.sum(i), gc.max(i > 0),
+               gc.min(gc.reshape(i, (1, n, 1)) < 3), gc.tanh(x) * 2.0, gc.sum(gc.exp(gc.reshape(d, (1, -1))), 1),
+               m @ gc.transpose(m), gc.sum(m * m, axis=1)]
+    feeds = {x: rng.standard_normal(n).astype(np.float32), d: rng.standard_normal(n),
+             i: rng.integers(-5, 6, n).astype(np.int32), m: rng.standard_normal((300, 400))}
+    want = gc.Session(backend="reference").run(fetches, feeds)
+    one = gc.Session(threads=1).run(fetches, feeds)
+    two = gc.Session(threads=2).run(fetches, feeds)
+    for k, (a, b, w) in enumerate(zip(one, two, want)):
+        if k != 9:  # BLAS may round a product split across threads differently in the last bit
+            np.testing.assert_array_equal(a, b, err_msg=str(k))
+        tol = 2e-5 if w.dtype == np.float32 else 1e-9
+        np.testing.assert_allclose(a, w, rtol=tol, atol=tol, err_msg=str(k))
