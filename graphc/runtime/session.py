@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from ..errors import GraphcError
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
+from ..options import CompileOptions
 from .feeds import check_feeds
 from .fetches import flatten, unflatten
 
@@ -29,14 +31,17 @@ class Session:
     program per feed-shape signature within it (options are fixed per session).
     """
 
-    def __init__(self, graph: Graph | None = None, backend: str = "llvm", options: Any = None,
+    def __init__(self, graph: Graph | None = None, backend: str = "llvm", options: CompileOptions | None = None,
                  threads: int | None = None):
         if backend not in BACKENDS:
             raise GraphcError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.graph = graph or get_default_graph()
         self.backend = backend
-        self.options = options
-        self.threads = threads
+        options = options if options is not None else CompileOptions()
+        if not isinstance(options, CompileOptions):
+            raise GraphcError(f"options must be a gc.CompileOptions, not {type(options).__name__}")
+        self.options = options if threads is None else dataclasses.replace(options, threads=threads)
+        self.threads = self.options.threads
         self._values: dict[Tensor, np.ndarray] = {}
         self._plans: dict[tuple[Tensor, ...], _Plan] = {}
         self._lock = threading.Lock()  # guards the dicts above
@@ -107,7 +112,7 @@ class Session:
             return _ReferenceRun(plan)
         from ..backend.llvm.program import LLVMProgram
 
-        return LLVMProgram(plan.outputs, plan.assigns, {p: feeds[p].shape for p in plan.placeholders}, self.threads)
+        return LLVMProgram(plan.outputs, plan.assigns, {p: feeds[p].shape for p in plan.placeholders}, self.options)
 
     def _variable(self, var: Tensor) -> np.ndarray:
         value = self._values.get(var)

@@ -9,6 +9,7 @@ one program never share an arena.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from cffi import FFI
@@ -17,6 +18,7 @@ from ...errors import GraphcError
 from ...ir.bind import bind_shapes
 from ...ir.graph import Tensor
 from ...ir.printer import as_text
+from ...options import CompileOptions
 from . import blas
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
@@ -31,7 +33,9 @@ class LLVMProgram:
     """Fetches plus assignments of one graph, compiled for one set of feed shapes."""
 
     def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor],
-                 feed_shapes: Mapping[Tensor, tuple[int, ...]], threads: int | None = None):
+                 feed_shapes: Mapping[Tensor, tuple[int, ...]], options: CompileOptions | None = None,
+                 instrument: Any = None):
+        self.options = options or CompileOptions()
         fetches, assigns = list(fetches), list(assigns)
         bound, mapping = bind_shapes(fetches + assigns, feed_shapes)
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
@@ -53,7 +57,7 @@ class LLVMProgram:
         self._arena_slot = bases["arena"]
         self._parallel_slot = bases["parallel_for"]
         self._size = bases["size"]
-        self.threads = default_threads() if threads is None else int(threads)
+        self.threads = default_threads() if self.options.threads is None else self.options.threads
         self._pool_ref = get_pool(self.threads) if self.threads > 1 else None
         self._pool: list[list] = []
 
