@@ -36,8 +36,9 @@ __all__ = ["DGEMM", "GEMM_GFLOPS", "SGEMM", "declare_gemm", "emit_gemm", "emit_g
 SGEMM = "graphc_sgemm"
 DGEMM = "graphc_dgemm"
 
-# Single-thread GEMM speed assumed when deciding whether a product is worth splitting:
-# 512^3 sgemm measured 65-100 GFLOP/s on one core of the reference machine (dgemm half that).
+# Single-thread GEMM speed assumed when deciding whether a product is worth splitting.
+# Measured on one core of the reference machine: 65-100 GFLOP/s for sgemm with OpenBLAS's
+# Haswell kernels, 130-170 with its SkylakeX (AVX-512) kernels; dgemm about half.
 GEMM_GFLOPS = 60.0
 
 _I8 = ir.IntType(8)
@@ -72,8 +73,8 @@ def gemm_symbols() -> dict[str, int]:
     Register each pair with the JIT before finalizing a module that calls them. The
     first call also caps scipy's OpenBLAS at one thread (see the module docstring).
     """
+    capi = _cython_blas().__pyx_capi__  # loads scipy's BLAS if nothing had yet
     limit_scipy_blas_threads()
-    capi = _cython_blas().__pyx_capi__
     return {name: _capsule_address(capi[blas_name]) for name, blas_name, _ in _SYMBOLS.values()}
 
 
