@@ -86,14 +86,15 @@ class Session:
         if feeds is None:
             feeds = check_feeds(feed_dict, self.graph, plan.placeholders)
         program = self._program(plan, feeds)
-        if plan.assigns:
-            with self._state.write():
-                values = program.run(feeds, self._values)
-        elif plan.variables:
-            with self._state.read():
-                values = program.run(feeds, self._values)
-        else:
+        if not plan.variables:
             values = program.run(feeds, {})
+        else:
+            state, write = self._state, bool(plan.assigns)
+            state.acquire(write)
+            try:
+                values = program.run(feeds, self._values)
+            finally:
+                state.release(write)
         return values[0] if spec == 0 else unflatten(spec, values)
 
     def _program(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:

@@ -74,7 +74,8 @@ class LLVMProgram:
             keep.append(buf)
         if self._pool_ref is not None:
             table[self._parallel_slot] = _ffi.cast("void*", self._pool_ref.parallel_for_address)
-        return [table, keep, [None] * len(self.var_slots), [None] * len(self.var_slots)]
+        nv, nf = len(self.var_slots), len(self.feed_slots)
+        return [table, keep, [None] * nv, [None] * nv, [None] * nf, [None] * nf]
 
     def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray]) -> list:
         """Values of the fetches (None for ops); variables are updated in place.
@@ -84,13 +85,15 @@ class LLVMProgram:
         """
         pool = self._pool
         item = pool.pop() if pool else self._table()
-        table, _, var_arrays, var_bufs = item
+        table, _, var_arrays, var_bufs, feed_arrays, feed_bufs = item
         frombuf = _ffi.from_buffer
+        for k, (ph, slot) in enumerate(self.feed_slots):
+            arr = feeds[ph]
+            if arr is not feed_arrays[k]:  # the last feed of each slot stays referenced, so `is` is safe
+                feed_bufs[k] = buf = frombuf(arr)
+                feed_arrays[k] = arr
+                table[slot] = buf
         hold = []
-        for ph, slot in self.feed_slots:
-            buf = frombuf(feeds[ph])
-            table[slot] = buf
-            hold.append(buf)
         for k, (var, slot) in enumerate(self.var_slots):
             arr = variables[var]
             if arr is not var_arrays[k]:  # pointers of session-owned arrays are kept per table
