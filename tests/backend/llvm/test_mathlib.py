@@ -149,14 +149,14 @@ def ulp_errors(got: np.ndarray, ref: np.ndarray, dtype: type) -> np.ndarray:
     return err
 
 
-def _check(got: np.ndarray, ref: np.ndarray, dtype: type, *inputs: np.ndarray) -> float:
+def _check(got: np.ndarray, ref: np.ndarray, dtype: type, *inputs: np.ndarray) -> None:
+    """Assert got is within MAX_ULP of ref; the message lists the worst inputs."""
     err = ulp_errors(got, ref, dtype)
     worst = np.argsort(err)[::-1][:5]
     detail = ", ".join(
         f"f({', '.join(repr(a[i].item()) for a in inputs)}) = {got[i].item()!r} "
         f"(exact {ref[i]!r}, {err[i]:.2f} ulp)" for i in worst)
     assert err.max() <= MAX_ULP[dtype], detail
-    return float(err.max())
 
 
 # --- inputs ------------------------------------------------------------------------------
