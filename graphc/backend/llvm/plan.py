@@ -279,10 +279,37 @@ class _Planner:
                 self.copy(o, self.out_buffer(o))
         for a in self.assigns:
             var = a.inputs[0]
-            self.copy(a, View.dense(self.var_buffer[var], var.shape))
+            if not self.assign_in_place(a):
+                self.copy(a, View.dense(self.var_buffer[var], var.shape))
         plan = Plan(self.feeds, self.variables, self.outputs, self.consts, self.arena, self.steps, self.buffers)
         plan.check()
         return plan
+
+    def assign_in_place(self, a: Tensor) -> bool:
+        """Let the kernel computing assignment `a` write the variable directly, when safe.
+
+        Safe when nothing after that kernel reads the variable (reads see start-of-run
+        values) or the kernel's own result, and the kernel reads the variable only at the
+        element it writes (elementwise members, the variable itself, not a view of it).
+        """
+        var_buf = self.var_buffer[a.inputs[0]]
+        found = [i for i, s in enumerate(self.steps) if isinstance(s, Kernel) and s.members and s.root is a]
+        if not found or a in self.outputs:
+            return False
+        k = self.steps[found[0]]
+        if any(m.opdef.kind not in ("elementwise", "state") for m in k.members):
+            return False
+        for node, view in k.reads.items():
+            if view.buffer is var_buf and (node is not a.inputs[0] or node.shape != a.shape):
+                return False
+        for later in self.steps[found[0] + 1:]:
+            touched = [later.a.buffer, later.b.buffer] if isinstance(later, Gemm) else \
+                [v.buffer for v in later.reads.values()]
+            if var_buf in touched or k.out.buffer in touched:
+                return False
+        k.out = View.dense(var_buf, a.shape)
+        self.view[a] = k.out
+        return True
 
     def index_view(self, n: Tensor, probe: Loaded | Immediate) -> None:
         if isinstance(probe, Immediate):

@@ -2,8 +2,8 @@
 
 A run fills a pointer table (feeds, variables, fresh outputs; constants and the arena
 are filled once per table) and makes one native call through cffi, which releases the
-GIL. Each table comes with its own arena; tables wait in a pool, so concurrent runs on
-one program never share an arena.
+GIL. Each table comes with its own arena; tables wait in a small pool, so concurrent runs
+on one program never share an arena (a run that finds the pool empty makes a new table).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .plan import ARENA_ALIGN, Gemm, make_plan
 
 _ffi = FFI()
 STAGES = ("graph", "kernels", "llvm", "llvm-opt", "asm")
+POOL_SIZE = 4  # idle pointer tables (each with its arena) kept per program
 
 
 class LLVMProgram:
@@ -110,7 +111,8 @@ class LLVMProgram:
         try:
             self._fn(table)
         finally:
-            pool.append(item)
+            if len(pool) < POOL_SIZE:
+                pool.append(item)
         if self._unique:
             return [outs[i] if i is not None else None for i in self.fetch_index]
         results, seen = [], set()

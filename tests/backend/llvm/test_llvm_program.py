@@ -138,3 +138,31 @@ def test_thread_count_does_not_change_results():
             np.testing.assert_array_equal(a, b, err_msg=str(k))
         tol = 2e-5 if w.dtype == np.float32 else 1e-9
         np.testing.assert_allclose(a, w, rtol=tol, atol=tol, err_msg=str(k))
+
+
+def test_assignments_written_in_place_keep_run_semantics():
+    m = gc.Variable(np.arange(9.0).reshape(3, 3), name="m")
+    v = gc.Variable(np.arange(4.0), name="v")
+    u = gc.Variable(np.ones(4), name="u")
+    with gc.Session(backend="llvm") as sess:
+        sess.run(gc.assign(m, gc.transpose(m) * 1.0))  # reads m at other elements than it writes
+        np.testing.assert_array_equal(sess.run(m), np.arange(9.0).reshape(3, 3).T)
+        old, _, total = sess.run([v * 1.0, gc.group(gc.assign(v, v * 2.0), gc.assign(u, u + v)), gc.sum(v)])
+        np.testing.assert_array_equal(old, [0, 1, 2, 3])
+        assert total == 6.0
+        np.testing.assert_array_equal(sess.run(v), [0, 2, 4, 6])
+        np.testing.assert_array_equal(sess.run(u), [1, 2, 3, 4])
+
+
+def test_an_update_nobody_reads_afterwards_is_written_straight_into_the_variable():
+    x = gc.placeholder(gc.float32, (4,), name="x")
+    w = gc.Variable(np.ones(4, np.float32), name="w")
+    step = gc.assign_sub(w, 0.5 * x)
+    with gc.Session(backend="llvm") as sess:
+        sess.run(step, {x: np.ones(4, np.float32)})
+        sess.run(gc.group(step), {x: np.ones(4, np.float32)})
+        np.testing.assert_array_equal(sess.run(w), [0, 0, 0, 0])
+        kernels = [p.as_text("kernels") for p in _programs(sess)]
+    assert "copy assign" in kernels[0]  # the fetched new value goes to its output array first
+    var = re.search(r"(b\d+): variable\[0\]", kernels[1]).group(1)
+    assert "copy assign" not in kernels[1] and f"-> {var}[strides 1]" in kernels[1]
