@@ -13,7 +13,7 @@ from llvmlite import ir
 
 from . import blas
 from .emitter import I8, mem_type
-from .kernels import Call, KernelCodegen
+from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
 from .plan import Buffer, Gemm, Kernel, Plan, blas_layout, numel
@@ -65,20 +65,26 @@ def build_module(plan: Plan) -> ir.Module:
 
     parallel_for = table_entry(bases["parallel_for"])
     threaded = b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
+    emitted: dict[tuple, list] = {}  # steps of equal structure share their functions
     for step in plan.steps:
         if isinstance(step, Kernel):
             if numel(step.shape) == 0:
                 continue
-            for call in KernelCodegen(module, step).emit():
-                args = [pointer(x) for x in call.buffers]
+            key = kernel_key(step)
+            if key not in emitted:
+                emitted[key] = KernelCodegen(module, step).emit()
+            for call in emitted[key]:
+                args = [pointer(x) for x in kernel_buffers(step)]
                 if call.parallel:
                     _parallel_call(entry, call, args, threaded, parallel_for)
                 else:
                     b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
         else:
-            made = gemm_function(module, step)
-            if made is not None:
-                b.call(made[0], [pointer(x) for x in made[1]] + [parallel_for])
+            key = gemm_key(step)
+            if key not in emitted:
+                emitted[key] = [gemm_function(module, step)]
+            if emitted[key][0] is not None:
+                b.call(emitted[key][0], [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
     entry.finish()
     return module
 
@@ -102,6 +108,9 @@ def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], thr
 
 def _chunk_function(call: Call) -> ir.Function:
     """``void chunk(void** buffers, i64 begin, i64 end)`` calling the kernel on rows [begin, end)."""
+    existing = call.fn.module.globals.get(call.fn.name + "_chunk")
+    if existing is not None:
+        return existing
     f = FunctionBuilder(call.fn.module, call.fn.name + "_chunk", [PTR, I64, I64])
     b = f.b
     table, begin, end = f.args
@@ -111,7 +120,19 @@ def _chunk_function(call: Call) -> ir.Function:
     return f.fn
 
 
-def gemm_function(module: ir.Module, g: Gemm) -> tuple[ir.Function, list[Buffer]] | None:
+def gemm_buffers(g: Gemm) -> list[Buffer]:
+    """The distinct buffers of a GEMM step, in parameter order."""
+    return list(dict.fromkeys([g.a.buffer, g.b.buffer, g.out.buffer]))
+
+
+def gemm_key(g: Gemm) -> tuple:
+    """Everything a GEMM step's function depends on (not which buffers it gets)."""
+    index = {buf: i for i, buf in enumerate(gemm_buffers(g))}
+    views = tuple((index[v.buffer], v.offset, v.strides) for v in (g.a, g.b, g.out))
+    return ("gemm", g.node.dtype.str, g.node.inputs[0].shape, g.node.inputs[1].shape, g.node.shape, views)
+
+
+def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
     """A function computing one (batched) matrix product, or None when the result is empty."""
     node = g.node
     a, b_in = node.inputs
@@ -119,7 +140,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> tuple[ir.Function, list[Buffer]
     k = a.shape[-1]
     if m * n == 0 or numel(node.shape) == 0:
         return None
-    bufs = list(dict.fromkeys([g.a.buffer, g.b.buffer, g.out.buffer]))
+    bufs = gemm_buffers(g)
     f = FunctionBuilder(module, g.name, [PTR] * (len(bufs) + 1))
     f.fn.attributes.add("noinline")
     ptr = dict(zip(bufs, f.args))
@@ -130,7 +151,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> tuple[ir.Function, list[Buffer]
         with f.loop(0, numel(node.shape), "z") as i:
             bld.store(ir.Constant(out_ety, 0.0), bld.gep(ptr[g.out.buffer], [i], inbounds=True, source_etype=out_ety))
         f.finish()
-        return f.fn, bufs
+        return f.fn
     ta, lda = blas_layout(g.a, a.shape)
     tb, ldb = blas_layout(g.b, b_in.shape)
     batch = node.shape[:-2]
@@ -157,7 +178,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> tuple[ir.Function, list[Buffer]
 
     _nest(f, list(batch), body)
     f.finish()
-    return f.fn, bufs
+    return f.fn
 
 
 def _strides(shape: tuple[int, ...]) -> list[int]:

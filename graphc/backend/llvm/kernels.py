@@ -77,6 +77,36 @@ def kernel_buffers(k: Kernel) -> list[Buffer]:
     return list(dict.fromkeys(bufs))
 
 
+def kernel_key(k: Kernel) -> tuple:
+    """Everything a kernel's code depends on, but not which buffers it gets.
+
+    Kernels with equal keys share one function (a deep network repeats the same layer
+    kernels many times): members by op, attributes, types and local input references;
+    reads by shape, dtype, parameter position, offset and strides; immediates by value.
+    """
+    index = {buf: i for i, buf in enumerate(kernel_buffers(k))}
+    local: dict[Tensor, int] = {}
+
+    def ref(n: Tensor) -> tuple:
+        if n in local:
+            return ("m", local[n])
+        if n in k.immediates:
+            imm = k.immediates[n]
+            return ("i", repr(imm.value), imm.dtype.str)
+        v = k.reads[n]
+        return ("r", n.shape, n.dtype.str, index[v.buffer], v.offset, v.strides)
+
+    members = []
+    for pos, m in enumerate(k.members):
+        args = tuple(("s", x.shape, x.dtype.str) if i in m.opdef.shape_only else ref(x) for i, x in enumerate(m.inputs))
+        attrs = tuple((a, v) for a, v in sorted(m.attrs.items()) if a != "uid")
+        members.append((m.op, attrs, m.shape, m.dtype.str, args))
+        local[m] = pos
+    out = (index[k.out.buffer], k.out.offset, k.out.strides, k.out.buffer.dtype.str)
+    scratch = None if k.scratch is None else (index[k.scratch], k.scratch.dtype.str, k.scratch.size)
+    return ("kernel", k.mode, k.split, k.root.shape, tuple(members), ref(k.root), out, scratch)
+
+
 def kernel_rows(k: Kernel) -> int:
     """The trip count of the kernel's outermost (row) loop."""
     if k.mode == "map":

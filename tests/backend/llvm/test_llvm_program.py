@@ -166,3 +166,26 @@ def test_an_update_nobody_reads_afterwards_is_written_straight_into_the_variable
     assert "copy assign" in kernels[0]  # the fetched new value goes to its output array first
     var = re.search(r"(b\d+): variable\[0\]", kernels[1]).group(1)
     assert "copy assign" not in kernels[1] and f"-> {var}[strides 1]" in kernels[1]
+
+
+def test_repeated_layers_share_their_functions():
+    rng = np.random.default_rng(2)
+    x = gc.placeholder(gc.float32, (8, 16), name="x")
+    ws = [gc.Variable(rng.standard_normal((16, 16)).astype(np.float32) * 0.3) for _ in range(12)]
+    h = x
+    for w in ws:
+        h = gc.tanh(h @ w)
+    loss = gc.sum(h)
+    fetches = [loss, gc.gradients(loss, ws)]
+    feeds = {x: rng.standard_normal((8, 16)).astype(np.float32)}
+    with gc.Session(backend="llvm") as sess:
+        got = sess.run(fetches, feeds)
+        (prog,) = _programs(sess)
+    want = gc.Session(backend="reference").run(fetches, feeds)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    for g, w in zip(got[1], want[1]):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+    kernels = prog.as_text("kernels")
+    steps = len(re.findall(r"\n  [kg]\d+ = ", kernels))
+    functions = prog.as_text("llvm").count("define ")
+    assert steps > 40 and functions < 12
