@@ -2,7 +2,8 @@
 
 Every value the program touches lives in a `Buffer`: a feed, a session variable, a
 constant held by Python, a fresh output array, or a slot of the arena (one block per
-program, allocated once and reused). Nodes are read through `View`s (offset and strides
+program, allocated once and reused; buffers whose lifetimes do not overlap share bytes,
+placed by `graphc.passes.memory.plan`). Nodes are read through `View`s (offset and strides
 in elements), so index ops that only re-address memory (reshape, transpose, broadcast,
 strided slices) cost nothing. Scalar constants are immediates baked into the code.
 
@@ -29,9 +30,11 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import type_str
 from ...ir.traverse import toposort
+from ...passes.memory import ALIGNMENT, Interval
+from ...passes.memory import plan as place_intervals
 from .views import Immediate, Loaded, probe_gather
 
-ARENA_ALIGN = 64
+ARENA_ALIGN = ALIGNMENT
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
 SPLIT_MIN = 1 << 16
 
@@ -281,9 +284,26 @@ class _Planner:
             var = a.inputs[0]
             if not self.assign_in_place(a):
                 self.copy(a, View.dense(self.var_buffer[var], var.shape))
+        self.place_arena()
         plan = Plan(self.feeds, self.variables, self.outputs, self.consts, self.arena, self.steps, self.buffers)
         plan.check()
         return plan
+
+    def place_arena(self) -> None:
+        """Give arena buffers offsets by liveness: buffers never live at the same step may share bytes."""
+        first: dict[Buffer, int] = {}
+        last: dict[Buffer, int] = {}
+        for i, step in enumerate(self.steps):
+            touched = [step.a.buffer, step.b.buffer, step.out.buffer] if isinstance(step, Gemm) else \
+                [step.out.buffer, *(v.buffer for v in step.reads.values()), step.scratch]
+            for buf in touched:
+                if buf is not None and buf.kind == "arena":
+                    first.setdefault(buf, i)
+                    last[buf] = i
+        intervals = [Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first]
+        offsets, self.arena = place_intervals(intervals)
+        for buf, offset in offsets.items():
+            buf.slot = offset
 
     def assign_in_place(self, a: Tensor) -> bool:
         """Let the kernel computing assignment `a` write the variable directly, when safe.

@@ -189,3 +189,17 @@ def test_repeated_layers_share_their_functions():
     steps = len(re.findall(r"\n  [kg]\d+ = ", kernels))
     functions = prog.as_text("llvm").count("define ")
     assert steps > 40 and functions < 12
+
+
+def test_arena_bytes_are_reused_by_buffers_with_disjoint_lifetimes():
+    x = gc.placeholder(gc.float64, (1000,), name="x")
+    h = x
+    for _ in range(10):
+        h = gc.sum(h * h, keepdims=True) * h  # h has two readers: each step gets its own buffers
+    with gc.Session(backend="llvm") as sess:
+        xv = np.linspace(0.1, 0.2, 1000)
+        got = sess.run(h, {x: xv})
+        (prog,) = _programs(sess)
+    np.testing.assert_allclose(got, gc.Session(backend="reference").run(h, {x: xv}), rtol=1e-9)
+    arena = [b for b in prog.plan.buffers if b.kind == "arena"]
+    assert len(arena) >= 10 and prog.plan.arena_bytes < sum(b.size * 8 for b in arena) / 3
