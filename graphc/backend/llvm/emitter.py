@@ -3,7 +3,8 @@
 Values are LLVM values of the dtype's register type (bool is i1), or `Affine` forms for
 int64 index arithmetic, which fold at compile time and turn into instructions only when
 an operation needs a real value. Semantics follow numpy: NaN-propagating minimum and
-maximum, Python-style floor division and modulo, saturating float -> int casts.
+maximum, Python-style integer floor division and modulo (index math; x // 0 == 0),
+saturating float -> int casts.
 Floating instructions carry only the 'contract' fast-math flag (FMA formation).
 """
 
@@ -169,20 +170,24 @@ class LLVMEmitter:
         folded = self._affine_divmod(a, b)
         if folded is not None:
             return folded[0]
-        a, b, dt = self._pair(a, b)
-        return self._float_divmod(a, b)[0] if dt.kind == "f" else self._int_divmod(a, b)[0]
+        return self._int_divmod(*self._ints(a, b))[0]
 
     def mod(self, a: Any, b: Any) -> Any:
         folded = self._affine_divmod(a, b)
         if folded is not None:
             return folded[1]
-        a, b, dt = self._pair(a, b)
-        return self._float_divmod(a, b)[1] if dt.kind == "f" else self._int_divmod(a, b)[1]
+        return self._int_divmod(*self._ints(a, b))[1]
 
     def _affine_divmod(self, a: Any, b: Any) -> tuple[Affine, Affine] | None:
         if isinstance(a, Affine) and isinstance(b, Affine) and b.is_const and b.const > 0:
             return a.divmod(b.const, self.ranges)
         return None
+
+    def _ints(self, a: Any, b: Any) -> tuple[ir.Value, ir.Value]:
+        a, b, dt = self._pair(a, b)
+        if dt.kind not in "iu":
+            raise GraphcError(f"llvm emitter: floordiv/mod are index arithmetic on integers, not {dt}")
+        return a, b
 
     def _int_divmod(self, a: ir.Value, b: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Python semantics; x // 0 and x % 0 are 0 (numpy), MIN // -1 wraps."""
@@ -198,23 +203,6 @@ class LLVMEmitter:
         r = bld.select(fix, bld.add(r, safe), r)
         is_zero = bld.icmp_signed("==", b, zero)
         return bld.select(is_zero, zero, q), bld.select(is_zero, zero, r)
-
-    def _float_divmod(self, a: ir.Value, b: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """numpy's npy_divmod: floor division and a remainder with the divisor's sign."""
-        bld, ty = self.b, a.type
-        zero, one, half = (ir.Constant(ty, v) for v in (0.0, 1.0, 0.5))
-        m = bld.frem(a, b)
-        div = bld.fdiv(bld.fsub(a, m), b)
-        adjust = bld.and_(bld.fcmp_ordered("!=", m, zero),
-                          bld.xor(bld.fcmp_ordered("<", b, zero), bld.fcmp_ordered("<", m, zero)))
-        m = bld.select(adjust, bld.fadd(m, b), m)
-        div = bld.select(adjust, bld.fsub(div, one), div)
-        m = bld.select(bld.fcmp_ordered("==", m, zero), self._intr("copysign", zero, b), m)
-        floor = self._intr("floor", div)
-        floor = bld.select(bld.fcmp_ordered(">", bld.fsub(div, floor), half), bld.fadd(floor, one), floor)
-        q = bld.select(bld.fcmp_ordered("==", div, zero), self._intr("copysign", zero, bld.fdiv(a, b)), floor)
-        q = bld.select(bld.fcmp_ordered("==", b, zero), bld.fdiv(a, b), q)
-        return q, m
 
     def neg(self, a: Any) -> Any:
         if isinstance(a, Affine):
@@ -290,7 +278,7 @@ class LLVMEmitter:
         if dt.kind == "f":
             return self._math("pow", a, b)
         if dt == bool_:
-            return self.b.or_(a, self.b.not_(b))
+            raise GraphcError("llvm emitter: power of bool values")
         return self._int_pow(a, b)
 
     def _int_pow(self, a: ir.Value, e: ir.Value) -> ir.Value:
