@@ -15,7 +15,19 @@ UNARY = {
 }
 BINARY = {"add": gc.add, "sub": gc.subtract, "mul": gc.multiply, "max": gc.maximum, "min": gc.minimum,
           "where": lambda a, b: gc.where(a > b, a, b * 0.5)}
-REDUCE = {"sum": gc.sum, "max": gc.max, "min": gc.min, "mean": gc.mean}
+REDUCE = {"sum": gc.sum, "max": gc.max, "min": gc.min, "mean": gc.mean,
+          "prod": lambda t, axis, keepdims: gc.prod(gc.tanh(t) * 0.5 + 1.0, axis=axis, keepdims=keepdims),
+          "argmax": lambda t, axis, keepdims: gc.cast(gc.argmax(t, axis=axis if axis is None else axis % t.ndim,
+                                                                keepdims=keepdims), t.dtype)}
+INDEX = {
+    "reverse": lambda t: t[..., ::-1],
+    "stride": lambda t: t[::2],
+    "flatten": lambda t: gc.reshape(t, (-1,)) * 1.5,
+    "flatten-T": lambda t: gc.reshape(gc.transpose(t), (-1,)),
+    "concat": lambda t: gc.concatenate([t, t * 2.0], axis=0),
+    "pad": lambda t: gc.pad(t, [(1, 0)] + [(0, 1)] * (t.ndim - 1)),
+    "expand": lambda t: gc.expand_dims(t, 0) + t,
+}
 
 
 @st.composite
@@ -28,7 +40,7 @@ def programs(draw):
         keep = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
         lead = draw(st.integers(0, ndim - 1))
         shapes.append(tuple(d if k else 1 for d, k in zip(full, keep))[lead:])
-    steps = draw(st.lists(st.tuples(st.sampled_from(["unary", "binary", "reduce", "matmul", "transpose"]),
+    steps = draw(st.lists(st.tuples(st.sampled_from(["unary", "binary", "reduce", "matmul", "transpose", "index"]),
                                     st.integers(0, 10**6)), min_size=1, max_size=8))
     return shapes, steps
 
@@ -55,6 +67,8 @@ def build(shapes, steps, dtype):
             pool.append(gc.tanh(a @ w) if a.ndim >= 2 else a @ w)
         elif kind == "transpose" and a.ndim >= 2:
             pool.append(gc.transpose(a))
+        elif kind == "index" and a.ndim:
+            pool.append(INDEX[sorted(INDEX)[r.integers(len(INDEX))]](a))
     return xs, pool[len(xs):] or [xs[0] * 2.0]
 
 
