@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import threading
 
 __all__ = ["MIN_PARALLEL_NS", "PIECES_PER_THREAD", "ThreadPool", "default_threads", "get_pool", "min_chunk_for"]
 
-# Below this much work per chunk, splitting costs more than it gains: waking a worker
-# and joining it takes about 30-60 us on the 2-core reference machine (see
-# docs/benchmarks.md); 150 us per chunk keeps that overhead under ~30%.
+# The least work per piece worth handing out. On the 2-core reference machine (quiet),
+# splitting a trivial range costs about 15-20 us, and a vectorized kernel gained 1.1x at
+# 60 us of work, 1.3x at 0.18 ms, 1.55x at 0.6 ms and 1.8x at 6 ms (bench_threads.py,
+# docs/benchmarks.md). 150 us per piece means ranges of 0.3 ms and more get split.
 MIN_PARALLEL_NS = 150_000
 # A range is cut into up to this many pieces per thread, claimed dynamically, so a thread
 # that another process delays costs its share only while it actually runs a piece.
@@ -60,7 +62,7 @@ def default_threads() -> int:
 
 def min_chunk_for(ns_per_item: float) -> int:
     """The smallest chunk worth handing to another thread, for a kernel's cost per item."""
-    return max(1, int(MIN_PARALLEL_NS / max(ns_per_item, 1e-3)))
+    return max(1, math.ceil(MIN_PARALLEL_NS / max(ns_per_item, 1e-3)))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -208,7 +208,7 @@ def _parallel_gemm(dtype, trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
-@pytest.mark.parametrize("m,n,k,split", [(1031, 5, 1800, True), (3, 3001, 1000, True), (32, 32, 32, False)])
+@pytest.mark.parametrize("m,n,k,split", [(1031, 5, 1800, "rows"), (3, 3001, 1000, "columns"), (32, 32, 32, None)])
 def test_parallel_gemm_matches_numpy(dtype, trans_a, trans_b, m, n, k, split):
     from graphc.backend.llvm.parallel import PARALLEL_FOR_FN, ThreadPool
 
@@ -233,7 +233,8 @@ def test_parallel_gemm_matches_numpy(dtype, trans_a, trans_b, m, n, k, split):
     np.testing.assert_allclose(c_buf[:, :n], expected, **_tol(dtype))
     np.testing.assert_array_equal(c_buf[:, n:], c0[:, n:])
     if split:
-        assert len(calls) == 1 and calls[0][0] == max(m, n) and 2 * calls[0][1] <= max(m, n)
+        items = m if split == "rows" else n
+        assert len(calls) == 1 and calls[0][0] == items and 2 * calls[0][1] <= items
     else:
         assert calls == []
 
