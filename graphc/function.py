@@ -1,0 +1,344 @@
+"""`gc.function`: a compiled callable over positional numpy arrays (as PyTensor's `function`).
+
+    f = gc.function([x, labels], [loss, *grads], updates=[(w, w - 0.1 * gw)])
+    loss_value, *grad_values = f(x_batch, label_batch)
+
+Variables live in a `Session`: the one passed as ``session=`` (shared with its `run` calls
+and with every other function built on it), else a new private one (``f.session``; pass
+it to other functions to share their variables). A call reads the variables' values at
+its start; `updates` are applied together at its end, like assignments in `Session.run`.
+Calls that touch variables hold the session's variable lock (readers share it, a call
+with updates holds it alone), so calls from several threads are safe.
+
+Programs are compiled per input-shape signature (placeholders with None dims take any
+size there) and kept for the function's lifetime.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FeedError, GraphcError
+from .ir.graph import Tensor
+from .ir.traverse import toposort
+from .options import CompileOptions
+from .runtime.feeds import convert_feed
+
+MISS = object()
+
+__all__ = ["Function", "function"]
+
+
+def function(inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor],
+             updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] | None = None,
+             options: CompileOptions | None = None, session: Any = None) -> Function:
+    """A callable computing `outputs` from numpy arrays given positionally for `inputs`.
+
+    `inputs` are placeholders (one or a list); `outputs` one tensor (the call returns one
+    array) or a list (it returns a list). `updates` are (variable, new value) pairs applied
+    after the call. `session` supplies the variable values (default: a private session).
+    """
+    return Function(inputs, outputs, updates, options, session)
+
+
+class Function:
+    """A compiled function; see `function`. Set ``trust_input = True`` to skip input checks.
+
+    With `trust_input`, arguments go to the compiled code as they are: each must be a
+    C-contiguous numpy array of exactly its input's dtype and of the shapes of the previous
+    call. Anything else reads out of bounds or gives wrong results: use it only when the
+    caller guarantees its arrays.
+    """
+
+    def __init__(self, inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor],
+                 updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] | None = None,
+                 options: CompileOptions | None = None, session: Any = None):
+        self.inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        self._single = isinstance(outputs, Tensor)
+        self.outputs = [outputs] if self._single else list(outputs)
+        self.options = options or CompileOptions()
+        for t in self.inputs:
+            if not isinstance(t, Tensor) or t.op != "placeholder":
+                raise GraphcError(f"function inputs must be placeholders, not {t!r}")
+        if len(set(self.inputs)) != len(self.inputs):
+            raise GraphcError("function inputs repeat a placeholder")
+        if not self.outputs and not updates:
+            raise GraphcError("function has no outputs and no updates")
+        for t in self.outputs:
+            if not isinstance(t, Tensor) or t.dtype is None:
+                raise GraphcError(f"function outputs must be tensors with values, not {t!r} "
+                                  "(give side effects as updates)")
+        self.updates = _update_nodes(updates)
+        nodes = self.outputs + self.updates
+        graphs = {t.graph for t in self.inputs + nodes}
+        if len(graphs) != 1:
+            raise GraphcError("function inputs, outputs and updates must belong to one graph")
+        (self.graph,) = graphs
+        order = toposort(nodes)
+        self.assigns = [n for n in order if n.op == "assign"]
+        _check_single_assignments(self.assigns)
+        given = set(self.inputs)
+        missing = [n.name for n in order if n.op == "placeholder" and n not in given]
+        if missing:
+            raise GraphcError("the outputs need placeholder(s) that are not inputs: " + ", ".join(missing))
+        self.variables = [n for n in order if n.op == "variable"]
+        self._used = set(order)
+        if session is None:
+            from .runtime.session import Session
+
+            session = Session(self.graph)
+        elif session.graph is not self.graph:
+            raise GraphcError("the session runs another graph than the function's")
+        self.session = session
+        self._n = len(self.inputs)
+        self._runners: dict[tuple, _Runner] = {}
+        self._trust = False
+        self._select(None)
+        self._compile_lock = threading.Lock()
+
+    # --- calling ------------------------------------------------------------------------
+    @property
+    def trust_input(self) -> bool:
+        """Skip the argument checks (unsafe: see the class docstring)."""
+        return self._trust
+
+    @trust_input.setter
+    def trust_input(self, value: bool) -> None:
+        self._trust = bool(value)
+        self._select(self._last)
+
+    def _select(self, runner: _Runner | None) -> None:
+        self._last = runner
+        self._fast = None if runner is None else runner.trusted if self._trust else runner.checked
+
+    def __call__(self, *args: Any) -> Any:
+        fast = self._fast
+        if fast is not None:
+            out = fast(*args)
+            if out is not MISS:
+                return out
+        return self._call_checked(args)
+
+    def _call_checked(self, args: tuple) -> Any:
+        """Convert and check every argument as `Session.run` does, then call."""
+        if len(args) != self._n:
+            raise TypeError(f"function takes {self._n} input array(s), got {len(args)}")
+        arrays = tuple(_exact(convert_feed(ph, a), np.dtype(ph.dtype)) for ph, a in zip(self.inputs, args))
+        runner = self._runner(tuple(a.shape for a in arrays))
+        out = runner.checked(*arrays)
+        if out is MISS:
+            raise GraphcError("internal: checked arguments were rejected by the compiled call")
+        return out
+
+    def _runner(self, shapes: tuple[tuple[int, ...], ...]) -> _Runner:
+        """The compiled program for these input shapes (compiled on first use)."""
+        runner = self._runners.get(shapes)
+        if runner is None:
+            with self._compile_lock:
+                runner = self._runners.get(shapes)
+                if runner is None:
+                    runner = self._runners[shapes] = _Runner(self, shapes)
+        self._select(runner)
+        return runner
+
+    def program(self, shapes: Sequence[Sequence[int]] | None = None) -> Any:
+        """The compiled program for `shapes` (one per input; default: the last call's, or the
+        static shapes)."""
+        if shapes is None:
+            if self._last is not None:
+                return self._last.program
+            if any(d is None for ph in self.inputs for d in ph.shape):
+                raise GraphcError("inputs have unknown dims: call the function first or give shapes")
+            shapes = [ph.shape for ph in self.inputs]
+        shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+        if len(shapes) != len(self.inputs):
+            raise GraphcError(f"expected {len(self.inputs)} shape(s), one per input, got {len(shapes)}")
+        for ph, shape in zip(self.inputs, shapes):
+            convert_feed(ph, np.empty(shape, ph.dtype))  # the same shape checks as a call
+        return self._runner(shapes).program
+
+    def as_text(self, stage: str = "kernels", shapes: Sequence[Sequence[int]] | None = None) -> str:
+        """The compiled program at one stage: graph, kernels, llvm, llvm-opt or asm."""
+        return self.program(shapes).as_text(stage)
+
+    def export(self, directory: str | Path, name: str, signatures: Sequence[Sequence[Sequence[int]]] | None = None,
+               cpu: str = "x86-64-v3", output_names: Sequence[str] | None = None) -> Path:
+        """Write lib<name>.so, <name>.h, <name>.json and <name>.state.bin to `directory`.
+
+        `signatures`: input shapes to compile, each a list with one shape per input
+        (default: every signature called so far, or the static shapes). See docs/export.md.
+        """
+        from .export import export_function
+
+        return export_function(self, directory, name, signatures, cpu, output_names)
+
+    def signatures(self) -> list[tuple[tuple[int, ...], ...]]:
+        """The input-shape signatures compiled so far."""
+        return list(self._runners)
+
+
+def _update_nodes(updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] | None) -> list[Tensor]:
+    from .ops.state import assign
+
+    pairs = list(updates.items()) if isinstance(updates, Mapping) else list(updates or ())
+    nodes = []
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise GraphcError(f"an update is a (variable, new value) pair, not {pair!r}")
+        nodes.append(assign(*pair))
+    return nodes
+
+
+def _check_single_assignments(assigns: list[Tensor]) -> None:
+    seen: dict[Tensor, Tensor] = {}
+    for a in assigns:
+        var = a.inputs[0]
+        if var in seen:
+            raise GraphcError(f"variable {var.name} is updated twice in one call ({seen[var].name} and {a.name})")
+        seen[var] = a
+
+
+def compile_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
+                    shapes: Mapping[Tensor, tuple[int, ...]], options: CompileOptions) -> Any:
+    """An LLVM program for `fetches` and `assigns` at these placeholder shapes."""
+    from .backend.llvm.program import LLVMProgram
+
+    return LLVMProgram(list(fetches), list(assigns), shapes, options)
+
+
+def _exact(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`a` carrying the canonical dtype object itself (the compiled call compares identity)."""
+    return a if a.dtype is dtype else a.view(dtype)
+
+
+class _Runner:
+    """One compiled program and its two generated callers, `checked` and `trusted`.
+
+    A call allocates fresh outputs and makes one native call (`arraycall`) that checks the
+    arrays (`checked` only), builds the program's pointer table with its own arena, so
+    concurrent calls never share one, and runs the program.
+    """
+
+    def __init__(self, fn: Function, shapes: tuple[tuple[int, ...], ...]):
+        from .backend.llvm import arraycall
+        from .backend.llvm.codegen import table_bases
+        from .backend.llvm.parallel import get_pool
+        from .backend.llvm.program import _ffi as ffi
+
+        feed_shapes = {ph: s for ph, s in zip(fn.inputs, shapes) if ph in fn._used}
+        fetches = list(dict.fromkeys(fn.outputs))
+        self.program = program = compile_program(fetches, fn.assigns, feed_shapes, fn.options)
+        plan, bases = program.plan, table_bases(program.plan)
+        slot_of = dict(program.feed_slots)
+        args = [(slot_of.get(ph, -1), np.dtype(ph.dtype), s) for ph, s in zip(fn.inputs, shapes)]
+        args += [(slot, np.dtype(var.dtype), var.shape) for var, slot in program.var_slots]
+        args += [(slot, np.dtype(dtype), shape) for shape, dtype, slot in program.out_slots]
+        outputs = [(shape, np.dtype(dtype)) for shape, dtype, _ in program.out_slots]
+        index = [program.fetch_index[fetches.index(t)] for t in fn.outputs]
+        order = None if index == list(range(len(index))) else index
+        keys = [var for var, _ in program.var_slots]
+        variables = None
+        if keys:
+            session = fn.session
+            with session._lock:  # make sure the session holds every variable's array
+                for var in keys:
+                    session._variable(var)
+            variables = (session._values, keys, session._state, bool(fn.assigns))
+        template = [0] * bases["size"]
+        for i, c in enumerate(plan.consts):
+            template[bases["const"] + i] = c.ctypes.data
+        if program.threads > 1:
+            template[bases["parallel_for"]] = get_pool(program.threads).parallel_for_address
+        arena = None
+        if plan.arena_bytes > arraycall.STACK_ARENA:
+            pool: list = []
+            arena = (pool.pop, pool.append, lambda: _arena(ffi, plan.arena_bytes))
+        self._keep = plan.consts
+        if arraycall.struct_layout() is None:
+            caller = _BufferCaller(ffi, program, fn, args, outputs, order, template, bases, arena, variables)
+            self.checked, self.trusted = caller.checked, caller.trusted
+            return
+        spec = ffi.new("int64_t[]", arraycall.spec_words(len(fn.inputs), template, bases["arena"], plan.arena_bytes,
+                                                          args))
+        self._keep = (plan.consts, spec)
+        common = (ffi, program.compiled.address, spec, len(fn.inputs), outputs, order, fn._single)
+        self.checked = arraycall.build_caller(*common, True, MISS, arena, variables)
+        self.trusted = arraycall.build_caller(*common, False, MISS, arena, variables)
+
+
+def _arena(ffi: Any, nbytes: int) -> tuple:
+    """(array, its first 64-byte aligned address as a cdata pointer) with room for `nbytes`."""
+    from .backend.llvm.plan import ARENA_ALIGN
+
+    array = np.empty(nbytes + ARENA_ALIGN, np.uint8)
+    pointer = ffi.from_buffer(array)
+    return array, pointer + (-int(ffi.cast("uintptr_t", pointer)) % ARENA_ALIGN)
+
+
+class _BufferCaller:
+    """The same calls through ``ffi.from_buffer`` where numpy's struct layout is unknown."""
+
+    def __init__(self, ffi: Any, program: Any, fn: Function, args: list, outputs: list, order: list | None,
+                 template: list[int], bases: dict[str, int], arena: tuple | None, variables: tuple | None):
+        self.ffi, self.fn, self.args, self.outputs, self.order = ffi, fn, args, outputs, order
+        self.template, self.arena_slot = template, bases["arena"]
+        self.entry = ffi.cast("void(*)(void**)", program.compiled.address)
+        self.arena_bytes = program.plan.arena_bytes
+        self.variables = variables
+
+    def checked(self, *arrays: np.ndarray) -> Any:
+        return self._call(arrays, True)
+
+    def trusted(self, *arrays: np.ndarray) -> Any:
+        return self._call(arrays, False)
+
+    def _call(self, arrays: tuple, check: bool) -> Any:
+        if len(arrays) != self.fn._n:
+            return MISS
+        if check:
+            for a, (_, dtype, shape) in zip(arrays, self.args):
+                if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape or not a.flags.c_contiguous:
+                    return MISS
+        ffi = self.ffi
+        table = ffi.new("void*[]", [ffi.cast("void*", w) for w in self.template])
+        outs = [np.empty(shape, dtype) for shape, dtype in self.outputs]
+        arena = _arena(ffi, self.arena_bytes)
+        table[self.arena_slot] = arena[1]
+        if self.variables:
+            values, keys, lock, write = self.variables
+            lock.acquire(write)
+            try:
+                self._run(table, list(arrays) + [values[k] for k in keys] + outs)
+            finally:
+                lock.release(write)
+        else:
+            self._run(table, list(arrays) + outs)
+        picks = self.order if self.order is not None else list(range(len(outs)))
+        result = [outs[i].copy() if i in picks[:k] else outs[i] for k, i in enumerate(picks)]
+        return result[0] if self.fn._single else result
+
+    def _run(self, table: Any, arrays: list[np.ndarray]) -> None:
+        hold = [self.ffi.from_buffer(a) for a in arrays]
+        for (slot, _, _), buf in zip(self.args, hold):
+            if slot >= 0:
+                table[slot] = buf
+        self.entry(table)
+
+
+def check_arguments(specs: Sequence[Any], args: tuple) -> tuple[np.ndarray, ...]:
+    """Arrays for `args` under the input rules of `Session.run` (specs: name, dtype, shape)."""
+    if len(args) != len(specs):
+        raise TypeError(f"function takes {len(specs)} input array(s), got {len(args)}")
+    return tuple(convert_feed(spec, a) for spec, a in zip(specs, args))
+
+
+def no_match(shapes: Sequence[tuple[int, ...]], known: Sequence[Sequence[tuple[int, ...]]]) -> FeedError:
+    """The error for input shapes that no compiled signature has."""
+    listed = "; ".join(", ".join(str(tuple(s)) for s in sig) for sig in known)
+    return FeedError(f"input shapes {', '.join(str(tuple(s)) for s in shapes)} match no exported signature "
+                     f"(exported: {listed})")
