@@ -41,7 +41,7 @@ def test_mlp_digits_learns_and_repeats_its_losses():
     assert accuracy >= 0.85, out  # 2 epochs; the full 15-epoch run reaches >= 0.95
     losses = floats(r"epoch\s+\d+/\d+\s+loss (\S+)", out)
     assert len(losses) == 2 and losses[1] < losses[0]
-    assert "steps/s" in out and "compile: " in out
+    assert "steps/s" in out and "compile: train-step program" in out
     assert floats(r"epoch\s+\d+/\d+\s+loss (\S+)", run("mlp_digits.py")) == losses
 
 
