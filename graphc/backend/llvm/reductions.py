@@ -1,0 +1,295 @@
+"""Reduction loop nests, mixed into `KernelCodegen`.
+
+* reduce-inner (the innermost live input dim is reduced): loops over the kept dims, an
+  accumulator in registers, the reduced dims inside. Floating sums add blocks of `BLOCK`
+  elements in the input type ('reassoc' lets them vectorize) and the block sums in
+  float64, which keeps a float32 sum of 1e7 elements near 1e-8 relative error.
+* split: a reduce-inner over one long dim to one value, computed as `Kernel.split`
+  fixed parts (rows that threads may share) and combined in order by a second function.
+* reduce-outer: loops over the input in memory order, accumulating into a buffer of
+  the output's size (float64 scratch for float32 sums/products, a value scratch for
+  argmax/argmin), so the innermost loop runs over contiguous kept elements.
+
+max/min propagate NaN; argmax/argmin keep the first extreme or the first NaN (numpy).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+
+from ...dtypes import bool_, float64, int64
+from ...ir.graph import Tensor
+from .affine import Affine
+from .emitter import I64, LLVMEmitter, dtype_of_type, mem_type, reg_type
+from .loops import PTR, FunctionBuilder
+from .plan import View, numel, row_major_strides
+
+BLOCK = 1024
+REASSOC = ("reassoc", "contract")
+
+
+class ReductionsMixin:
+    """Reduction emitters; the host class provides the kernel, builder, emitter and loops."""
+
+    def reduce_parts(self) -> tuple[Tensor, tuple[int, ...], list[int], list[int]]:
+        root = self.k.root
+        x = root.inputs[0]
+        axes = root.attrs["axis"]
+        kept = [a for a in range(x.ndim) if a not in axes]
+        return x, axes, kept, list(axes)
+
+    def out_index(self, idx: dict[int, Affine], kept: list[int], axes: tuple[int, ...]) -> tuple:
+        """The output index for an input index (keepdims puts 0 at reduced dims)."""
+        if self.k.root.attrs.get("keepdims"):
+            return tuple(Affine(0) if a in axes else idx[a] for a in range(self.k.root.inputs[0].ndim))
+        return tuple(idx[a] for a in kept)
+
+    def reduced_linear(self, idx: dict[int, Affine], x: Tensor, axes: tuple[int, ...]) -> Any:
+        """Row-major position of the reduced coordinates (argmax/argmin results)."""
+        strides = row_major_strides([x.shape[a] for a in axes])
+        acc: Any = Affine(0)
+        for a, s in zip(axes, strides):
+            acc = self.em.add(acc, self.em.mul(idx[a], Affine(s)))
+        return acc
+
+    def emit_reduce_inner(self) -> None:
+        k, f = self.k, self.f
+        x, axes, kept, red = self.reduce_parts()
+        comb = k.root.opdef.reduce
+        acc = Accumulator(self, comb, x.dtype)
+        live_red = [a for a in red if x.shape[a] != 1]
+        blocked = comb == "sum" and x.dtype.kind == "f" and live_red and x.shape[live_red[-1]] > 1
+        block_vid = x.ndim
+
+        def element(idx: dict[int, Affine]) -> None:
+            ix = tuple(idx[a] for a in range(x.ndim))
+            acc.add(self.value(x, ix), self.reduced_linear(idx, x, axes))
+            self.memo.clear()
+
+        def inner(idx: dict[int, Affine]) -> None:
+            rest = [(a, x.shape[a]) for a in red if a != (live_red[-1] if blocked else None)]
+            if not blocked:
+                self.nest(rest, lambda i2: element({**idx, **i2}), outer_range=False)
+                return
+            last = live_red[-1]
+            n = x.shape[last]
+
+            def blocks(i2: dict[int, Affine]) -> None:
+                nblocks = math.ceil(n / BLOCK)
+                if nblocks == 1:
+                    acc.start_block()
+                    self.nest([(last, n)], lambda i3: element({**idx, **i2, **i3}), outer_range=False)
+                    acc.end_block()
+                    return
+                self.ranges[block_vid] = nblocks
+                with f.loop(0, nblocks, "blk") as blk:
+                    self.loopvars[block_vid] = blk
+                    start = f.b.mul(blk, ir.Constant(I64, BLOCK), flags=("nsw",))
+                    stop = f.b.add(start, ir.Constant(I64, BLOCK), flags=("nsw",))
+                    stop = f.b.select(f.b.icmp_signed("<", stop, ir.Constant(I64, n)), stop, ir.Constant(I64, n))
+                    acc.start_block()
+                    self.ranges[last] = n
+                    with f.loop(start, stop, "j") as j:
+                        self.loopvars[last] = j
+                        element({**idx, **i2, last: Affine.var(last)})
+                    acc.end_block()
+            self.nest(rest, blocks, outer_range=False)
+
+        def per_output(idx: dict[int, Affine]) -> None:
+            acc.init()
+            inner(idx)
+            self.store(k.out, self.out_index(idx, kept, axes), k.shape, acc.result(k.root.dtype))
+
+        if kept:
+            self.nest([(a, x.shape[a]) for a in kept], per_output, outer_range=True)
+        else:
+            self.guarded(lambda: per_output({}))
+
+    def emit_reduce_split(self) -> None:
+        """Rows are the parts of one long reduced dim; each part's result goes to scratch."""
+        k, f = self.k, self.f
+        x = k.root.inputs[0]
+        (r,) = [a for a, d in enumerate(x.shape) if d != 1]
+        n, parts = x.shape[r], k.split
+        acc = Accumulator(self, k.root.opdef.reduce, x.dtype)
+        self.ranges[r] = n
+        with f.loop(self.begin, self.end, "part") as c:
+            start = f.b.sdiv(f.b.mul(c, ir.Constant(I64, n)), ir.Constant(I64, parts))
+            stop = f.b.sdiv(f.b.mul(f.b.add(c, ir.Constant(I64, 1)), ir.Constant(I64, n)), ir.Constant(I64, parts))
+            acc.init()
+
+            def elements(lo: ir.Value, hi: ir.Value) -> None:
+                with f.loop(lo, hi, "j") as j:
+                    self.loopvars[r] = j
+                    ix = tuple(Affine.var(r) if a == r else Affine(0) for a in range(x.ndim))
+                    acc.add(self.value(x, ix), None)
+                    self.memo.clear()
+
+            if acc.block is None:
+                elements(start, stop)
+            else:
+                nblocks = f.b.sdiv(f.b.add(f.b.sub(stop, start), ir.Constant(I64, BLOCK - 1)), ir.Constant(I64, BLOCK))
+                with f.loop(0, nblocks, "blk") as blk:
+                    lo = f.b.add(start, f.b.mul(blk, ir.Constant(I64, BLOCK)))
+                    hi = f.b.add(lo, ir.Constant(I64, BLOCK))
+                    hi = f.b.select(f.b.icmp_signed("<", hi, stop), hi, stop)
+                    acc.start_block()
+                    elements(lo, hi)
+                    acc.end_block()
+            self.store(View(k.scratch, 0, (1,)), (c,), (parts,), f.b.load(acc.slot))
+
+    def emit_split_combine(self) -> ir.Function:
+        """Combine the parts of a split reduction (in part order) into the output."""
+        k = self.k
+        comb = k.root.opdef.reduce
+        g = FunctionBuilder(self.fn.module, k.name + "_combine", [PTR] * len(self.bufs) + [I64, I64])
+        g.fn.attributes.add("noinline")
+        ptr = dict(zip(self.bufs, g.args))
+        em = LLVMEmitter(g.b, {}, {})
+        dtype = k.scratch.dtype
+
+        def part(i: ir.Value) -> ir.Value:
+            v = g.b.load(g.b.gep(ptr[k.scratch], [i], inbounds=True, source_etype=mem_type(dtype)), typ=mem_type(dtype))
+            return g.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0)) if dtype == bool_ else v
+
+        total = g.slot(reg_type(dtype), part(ir.Constant(I64, 0)))
+        with g.loop(1, k.split, "part") as c:
+            g.b.store(em.value(Accumulator.combine(em, comb, g.b.load(total), part(c))), total)
+        result = em.value(em.cast(g.b.load(total), k.out.buffer.dtype))
+        if k.out.buffer.dtype == bool_:
+            result = g.b.zext(result, mem_type(bool_))
+        g.b.store(result, g.b.gep(ptr[k.out.buffer], [ir.Constant(I64, k.out.offset)], source_etype=mem_type(
+            k.out.buffer.dtype)))
+        g.finish()
+        return g.fn
+
+    def emit_reduce_outer(self) -> None:
+        k, f = self.k, self.f
+        x, axes, kept, _ = self.reduce_parts()
+        comb = k.root.opdef.reduce
+        n_out = numel(k.shape)
+        flat_out = View(k.out.buffer, 0, (1,))
+        acc_view = View(k.scratch, 0, (1,)) if k.scratch is not None else flat_out
+        acc_dtype = k.scratch.dtype if k.scratch is not None else k.out.buffer.dtype
+        if comb in ("argmax", "argmin"):
+            acc_dtype = x.dtype
+        init = Accumulator.initial(comb, acc_dtype)
+        with f.loop(0, n_out, "o") as o:
+            self.store(acc_view, (o,), (n_out,), self.em.const(init, acc_dtype))
+            if comb in ("argmax", "argmin"):
+                self.store(flat_out, (o,), (n_out,), self.em.const(0, int64))
+        out_strides = row_major_strides(k.shape)
+
+        def element(idx: dict[int, Affine]) -> None:
+            ix = tuple(idx[a] for a in range(x.ndim))
+            v = self.value(x, ix)
+            o = Affine(0)
+            for pos, s in zip(self.out_index(idx, kept, axes), out_strides):
+                o = o.add(pos.scale(s))
+            best = self.load(acc_view, (o,), (n_out,))
+            if comb in ("argmax", "argmin"):
+                take = Accumulator.better(self.em, comb, v, best)
+                self.store(acc_view, (o,), (n_out,), self.em.select(take, v, best))
+                old = self.load(flat_out, (o,), (n_out,))
+                self.store(flat_out, (o,), (n_out,), self.em.select(take, self.em.value(
+                    self.reduced_linear(idx, x, axes)), old))
+            else:
+                self.store(acc_view, (o,), (n_out,), Accumulator.combine(self.em, comb, best,
+                                                                         self.em.cast(v, acc_dtype)))
+            self.memo.clear()
+
+        self.nest([(a, x.shape[a]) for a in range(x.ndim)], element, outer_range=False)
+        if k.scratch is not None and comb in ("sum", "prod"):
+            with f.loop(0, n_out, "o") as o:
+                self.store(flat_out, (o,), (n_out,), self.load(acc_view, (o,), (n_out,)))
+
+
+class Accumulator:
+    """A reduction accumulator held in stack slots (promoted to registers by LLVM)."""
+
+    def __init__(self, cg: ReductionsMixin, comb: str, in_dtype: np.dtype):
+        self.cg, self.comb, self.in_dtype = cg, comb, in_dtype
+        f = cg.f
+        self.is_float = in_dtype.kind == "f"
+        if comb in ("sum", "prod"):
+            self.dtype = float64 if self.is_float else int64
+        else:
+            self.dtype = in_dtype
+        self.slot = f.slot(reg_type(self.dtype))
+        self.block = f.slot(reg_type(in_dtype)) if comb == "sum" and self.is_float else None
+        self.index = f.slot(I64) if comb in ("argmax", "argmin") else None
+        self.in_block = False
+
+    @staticmethod
+    def initial(comb: str, dtype: np.dtype) -> Any:
+        if comb == "sum":
+            return 0
+        if comb == "prod":
+            return 1
+        if dtype.kind == "f":
+            return -np.inf if comb in ("max", "argmax") else np.inf
+        if dtype == bool_:
+            return comb in ("min", "argmin")
+        info = np.iinfo(dtype)
+        return int(info.min if comb in ("max", "argmax") else info.max)
+
+    @staticmethod
+    def combine(em: LLVMEmitter, comb: str, acc: Any, v: Any) -> Any:
+        if comb == "max":
+            return em.maximum(acc, v)
+        if comb == "min":
+            return em.minimum(acc, v)
+        acc, v = em.value(acc), em.value(v)
+        if dtype_of_type(acc.type).kind == "f":
+            op = em.b.fadd if comb == "sum" else em.b.fmul
+            return op(acc, v, flags=REASSOC)
+        return em.b.add(acc, v) if comb == "sum" else em.b.mul(acc, v)
+
+    @staticmethod
+    def better(em: LLVMEmitter, comb: str, v: Any, best: Any) -> ir.Value:
+        """Does v replace best? Strictly better, or the first NaN (numpy's argmax/argmin)."""
+        better = em.cmp("gt" if comb == "argmax" else "lt", v, best)
+        if dtype_of_type(em.value(v).type).kind == "f":
+            first_nan = em.and_(em.cmp("ne", v, v), em.cmp("eq", best, best))
+            better = em.or_(better, first_nan)
+        return better
+
+    def init(self) -> None:
+        em, b = self.cg.em, self.cg.f.b
+        b.store(em.value(em.const(self.initial(self.comb, self.dtype), self.dtype)), self.slot)
+        if self.index is not None:
+            b.store(ir.Constant(I64, 0), self.index)
+
+    def start_block(self) -> None:
+        self.in_block = True
+        self.cg.f.b.store(ir.Constant(reg_type(self.in_dtype), 0.0), self.block)
+
+    def end_block(self) -> None:
+        self.in_block = False
+        b = self.cg.f.b
+        total = self.cg.em.cast(b.load(self.block), float64)
+        b.store(b.fadd(b.load(self.slot), total, flags=REASSOC), self.slot)
+
+    def add(self, v: Any, ridx: Any) -> None:
+        em, b = self.cg.em, self.cg.f.b
+        if self.in_block:
+            b.store(b.fadd(b.load(self.block), em.value(v), flags=REASSOC), self.block)
+            return
+        if self.index is not None:
+            best = b.load(self.slot)
+            take = self.better(em, self.comb, v, best)
+            b.store(em.select(take, em.value(v), best), self.slot)
+            b.store(b.select(take, em.value(ridx), b.load(self.index)), self.index)
+            return
+        b.store(em.value(self.combine(em, self.comb, b.load(self.slot), em.cast(v, self.dtype))), self.slot)
+
+    def result(self, dtype: np.dtype) -> Any:
+        b = self.cg.f.b
+        if self.index is not None:
+            return b.load(self.index)
+        return self.cg.em.cast(b.load(self.slot), dtype)
+
