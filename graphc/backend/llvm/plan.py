@@ -10,8 +10,8 @@ strided slices) cost nothing. Scalar constants are immediates baked into the cod
 Steps:
 
 * `Kernel`: a loop nest over the root's index space that evaluates a group of nodes
-  (the root plus the single-use elementwise producers inlined into it). A kernel with
-  no members copies the root's view into a dense buffer.
+  (the root plus the single-use elementwise and index producers inlined into it). A
+  kernel with no members copies the root's view into a dense buffer.
 * `Gemm`: a (batched) matrix product through BLAS; operands that are transposed views
   are passed as BLAS transposes.
 * At the end, one copy kernel per assignment moves the new value into the variable,
@@ -241,7 +241,7 @@ class _Planner:
                 continue
             group[n] = n
             users = set(self.users[n])
-            if n.opdef.kind != "elementwise" or n in self.outputs or len(users) != 1:
+            if n.opdef.kind not in ("elementwise", "index") or n in self.outputs or len(users) != 1:
                 continue
             (c,) = users
             if c in group and _inlinable_into(n, c):
@@ -455,7 +455,11 @@ def _computed(n: Tensor, probes: dict) -> bool:
 
 
 def _inlinable_into(n: Tensor, c: Tensor) -> bool:
-    """An elementwise node can be computed inside its only consumer without repeating work."""
+    """An elementwise or (non-view) index node computed inside its only consumer, once per element.
+
+    Consumers are elementwise ops of the same shape (no broadcast re-reads), reductions
+    and assignments; never index ops, whose gathers may read an element many times.
+    """
     kind = c.opdef.kind
     if kind == "reduce":
         return True
