@@ -1,4 +1,7 @@
-"""A compiled program: bound graph, plan, machine code, and the run-time calling sequence.
+"""A compiled program: optimised graph, plan, machine code, and the run-time calling sequence.
+
+The fetches and assignments are bound to the fed shapes and optimised by the pass
+pipeline of the options' opt level (graphc.compiler.optimize) before planning.
 
 A run fills a pointer table (feeds, variables, fresh outputs; constants and the arena
 are filled once per table) and makes one native call through cffi, which releases the
@@ -14,8 +17,8 @@ from typing import Any
 import numpy as np
 from _cffi_backend import FFI  # cffi's C-level FFI: no C parser needed (saves ~50 ms of import)
 
+from ...compiler import optimize
 from ...errors import GraphcError
-from ...ir.bind import bind_shapes
 from ...ir.graph import Tensor
 from ...ir.printer import as_text
 from ...options import CompileOptions
@@ -38,7 +41,8 @@ class LLVMProgram:
                  instrument: Any = None):
         self.options = options or CompileOptions()
         fetches, assigns = list(fetches), list(assigns)
-        bound, mapping = bind_shapes(fetches + assigns, feed_shapes)
+        self.optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument)
+        bound, mapping = list(self.optimized.module.outputs), self.optimized.mapping
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
         self.plan = make_plan(self.fetches, self.assigns)
         self.ir_text = str(build_module(self.plan))

@@ -1,0 +1,62 @@
+"""The compile pipeline up to the backend: bind shapes, then run the graph passes.
+
+`optimize` is what `Session` (LLVM backend), `gc.function` and the `graphc` CLI share:
+fetches and assignments of a user graph, plus the fed shapes, become a `Module` with
+static shapes, which the pass pipeline of the chosen optimisation level rewrites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .ir.bind import bind_shapes
+from .ir.graph import Tensor
+from .options import CompileOptions
+from .passes.checkpoint import CheckpointReport, report
+from .passes.manager import Instrumentation, PassRecord, run_passes
+from .passes.module import Module
+from .passes.pipeline import pipeline_for
+
+
+@dataclass
+class Optimized:
+    """A bound, optimised module and how it got there."""
+
+    module: Module
+    records: list[PassRecord]
+    mapping: dict[Tensor, Tensor]  # user graph node -> bound node (inputs and variables)
+
+    def checkpoint_report(self, policy: str) -> CheckpointReport:
+        return report(self.module, policy)
+
+
+def bind(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, ...]]) -> tuple[Module, dict]:
+    """The outputs rebuilt with static shapes, as a Module that keeps autodiff's tags."""
+    bound, mapping = bind_shapes(list(outputs), feed_shapes)
+    adjoint = set()
+    for old, new in mapping.items():
+        if old in old.graph.adjoint:
+            adjoint.add(new)
+    return Module(tuple(bound), frozenset(adjoint)), mapping
+
+
+def optimize(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, ...]],
+             options: CompileOptions | None = None, instrument: Instrumentation | None = None,
+             passes: Sequence[str] | None = None) -> Optimized:
+    """Bind shapes and run the pipeline of ``options.opt_level`` (or the given pass names)."""
+    options = options or CompileOptions()
+    module, mapping = bind(outputs, feed_shapes)
+    names = list(passes) if passes is not None else pipeline_for(options.opt_level)
+    module, records = run_passes(module, names, options, instrument)
+    return Optimized(module, records, mapping)
+
+
+def plan_stats(module: Module) -> dict[str, int]:
+    """Steps (kernels and GEMM calls) and arena bytes of the LLVM plan for a module."""
+    from .backend.llvm.plan import make_plan
+
+    fetches = [o for o in module.outputs if o.op != "assign"]
+    assigns = [o for o in module.outputs if o.op == "assign"]
+    plan = make_plan(fetches, assigns)
+    return {"kernels": len(plan.steps), "peak_bytes": plan.arena_bytes}
