@@ -29,9 +29,9 @@ from ...dtypes import float32, float64, shape_str
 from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import type_str
-from ...ir.traverse import toposort
 from ...passes.memory import ALIGNMENT, Interval
 from ...passes.memory import plan as place_intervals
+from ...passes.schedule import schedule
 from .views import Immediate, Loaded, probe_gather
 
 ARENA_ALIGN = ALIGNMENT
@@ -192,7 +192,7 @@ class _Planner:
         self.assigns = list(assigns)
         roots = self.fetches + self.assigns
         needed = _needed(roots)
-        self.order = [n for n in toposort(roots) if n in needed]
+        self.order = [n for n in schedule(roots) if n in needed]  # memory-aware order
         self.users: dict[Tensor, list[Tensor]] = {n: [] for n in self.order}
         for n in self.order:
             for pos, i in enumerate(n.inputs):
