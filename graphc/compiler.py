@@ -48,8 +48,22 @@ def optimize(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, 
     options = options or CompileOptions()
     module, mapping = bind(outputs, feed_shapes)
     names = list(passes) if passes is not None else pipeline_for(options.opt_level)
-    module, records = run_passes(module, names, options, instrument)
+    module, records = run_passes(module, names, PassContext(options), instrument)
     return Optimized(module, records, mapping)
+
+
+class PassContext:
+    """What passes read: the compile options, plus the backend's measure of a module's arena."""
+
+    def __init__(self, options: CompileOptions):
+        self.options = options
+
+    def __getattr__(self, name: str):
+        return getattr(self.options, name)
+
+    @staticmethod
+    def peak_bytes(module: Module) -> int:
+        return plan_stats(module)["peak_bytes"]
 
 
 def plan_stats(module: Module) -> dict[str, int]:

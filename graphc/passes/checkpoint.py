@@ -18,7 +18,7 @@ takes the least recomputation whose planned peak fits.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -30,6 +30,15 @@ from .manager import register_pass
 from .module import Module
 
 RECOMPUTABLE_KINDS = frozenset({"elementwise", "index"})
+
+
+PeakFn = Callable[[Module], int]
+
+
+def _graph_peak(module: Module) -> int:
+    from .memory import planned_peak
+
+    return planned_peak(module.outputs)
 
 
 @dataclass(frozen=True)
@@ -171,16 +180,19 @@ def _candidates(parts: Split) -> list[tuple[str, set[Tensor]]]:
     return cands
 
 
-def fit_budget(module: Module, budget: int) -> tuple[Module, str]:
-    """The least-recomputation candidate whose planned peak fits `budget` bytes."""
-    from .memory import planned_peak
+def fit_budget(module: Module, budget: int, peak_bytes: PeakFn | None = None) -> tuple[Module, str]:
+    """The least-recomputation candidate whose planned peak fits `budget` bytes.
 
+    `peak_bytes(module)` measures a candidate; by default the graph-level plan (one buffer
+    per intermediate), which a backend replaces with the arena of the program it would build.
+    """
+    peak_bytes = peak_bytes or _graph_peak
     parts = split(module)
     best: tuple[int, Module, str] | None = None
     smallest: tuple[int, str] | None = None
     for name, keep in _candidates(parts):
         candidate = recompute(module, keep)
-        peak = planned_peak(candidate.outputs)
+        peak = peak_bytes(candidate)
         if smallest is None or peak < smallest[0]:
             smallest = (peak, name)
         if peak <= budget:
@@ -196,10 +208,11 @@ def fit_budget(module: Module, budget: int) -> tuple[Module, str]:
 
 
 def place_checkpoints(module: Module, policy: str = "none", memory_budget: int | None = None,
-                      slots: int | None = None) -> tuple[Module, CheckpointReport]:
+                      slots: int | None = None, peak_bytes: PeakFn | None = None,
+                      ) -> tuple[Module, CheckpointReport]:
     """Apply a checkpoint policy (or fit a memory budget); return the module and its report."""
     if memory_budget is not None:
-        out, chosen = fit_budget(module, memory_budget)
+        out, chosen = fit_budget(module, memory_budget, peak_bytes)
         return out, report(out, f"budget {memory_budget} B -> {chosen}")
     parts = split(module)
     if policy == "none" or not parts.residuals:
@@ -224,5 +237,6 @@ def checkpoint(module: Module, options: object = None) -> tuple[Module, int]:
     budget = getattr(options, "memory_budget", None)
     if policy == "none" and budget is None:
         return module, 0
-    out, rep = place_checkpoints(module, policy, budget, getattr(options, "slots", None))
+    out, rep = place_checkpoints(module, policy, budget, getattr(options, "slots", None),
+                                 getattr(options, "peak_bytes", None))
     return out, len(rep.recomputed)

@@ -71,17 +71,7 @@ class Session:
             outputs, spec = [fetches], 0
         else:
             outputs, spec = flatten(fetches)
-        key = tuple(outputs)
-        plan = self._plans.get(key)
-        if plan is None:
-            for t in outputs:
-                if t.graph is not self.graph:
-                    raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
-            plan = _Plan(outputs)
-            with self._lock:
-                for v in plan.variables:
-                    self._variable(v)
-                self._plans[key] = plan
+        plan = self._plan_for(outputs)
         feeds = plan.fast_feeds(feed_dict)
         if feeds is None:
             feeds = check_feeds(feed_dict, self.graph, plan.placeholders)
@@ -96,6 +86,30 @@ class Session:
             finally:
                 state.release(write)
         return values[0] if spec == 0 else unflatten(spec, values)
+
+    def compile(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
+        """The compiled program `run(fetches, feed_dict)` would use (compiling it if needed).
+
+        Its `as_text(stage)` shows the graph, kernels, LLVM IR or assembly, and `report()`
+        the checkpoint decisions, FLOPs and planned peak bytes.
+        """
+        outputs, _ = flatten(fetches)
+        plan = self._plan_for(outputs)
+        return self._program(plan, check_feeds(feed_dict, self.graph, plan.placeholders))
+
+    def _plan_for(self, outputs: list[Tensor]) -> _Plan:
+        key = tuple(outputs)
+        plan = self._plans.get(key)
+        if plan is None:
+            for t in outputs:
+                if t.graph is not self.graph:
+                    raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
+            plan = _Plan(outputs)
+            with self._lock:
+                for v in plan.variables:
+                    self._variable(v)
+                self._plans[key] = plan
+        return plan
 
     def _program(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
         """The compiled program of a plan for these feed shapes (compiled on first use)."""

@@ -87,7 +87,7 @@ def kernel_key(k: Kernel) -> tuple:
     members = []
     for pos, m in enumerate(k.members):
         args = tuple(("s", x.shape, x.dtype.str) if i in m.opdef.shape_only else ref(x) for i, x in enumerate(m.inputs))
-        attrs = tuple((a, v) for a, v in sorted(m.attrs.items()) if a != "uid")
+        attrs = tuple(sorted(m.params.items()))
         members.append((m.op, attrs, m.shape, m.dtype.str, args))
         local[m] = pos
     out = (index[k.out.buffer], k.out.offset, k.out.strides, k.out.buffer.dtype.str)
@@ -198,8 +198,7 @@ class KernelCodegen(ReductionsMixin):
             kind = node.opdef.kind
             if kind == "elementwise":
                 args = [self.value(i, broadcast_index(em, idx, i.shape)) for i in node.inputs]
-                attrs = {a: x for a, x in node.attrs.items() if a != "uid"}
-                v = node.opdef.scalar(em, *args, **attrs)
+                v = node.opdef.scalar(em, *args, **node.params)
             elif kind == "state":
                 v = self.value(node.inputs[1], idx)
             else:
