@@ -133,7 +133,11 @@ class _Worker:
 
 
 class ThreadPool:
-    """`threads` - 1 persistent workers plus the calling thread."""
+    """`threads` - 1 persistent workers plus the calling thread.
+
+    Workers start on the first split and live until `close`; sessions share one pool per
+    thread count through `get_pool` rather than creating their own.
+    """
 
     def __init__(self, threads: int | None = None):
         self.threads = default_threads() if threads is None else int(threads)
