@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import shape_str
-from .graph import Const, Tensor
+from .graph import Const, Graph, Tensor
 from .traverse import toposort
 
 _HIDDEN_ATTRS = {"uid"}
@@ -42,8 +42,14 @@ def node_names(order: list[Tensor]) -> dict[Tensor, str]:
     return names
 
 
-def as_text(fetches: Tensor | Iterable[Tensor], *, show_names: bool = False) -> str:
-    """One line per node: ``%3 = add(%1, %2) {attrs} : f32(?,3)``; last line lists outputs."""
+def as_text(fetches: Tensor | Iterable[Tensor] | Graph, *, show_names: bool = False) -> str:
+    """One line per node: ``%3 = add(%1, %2) {attrs} : f32(?,3)``; last line lists outputs.
+
+    A whole Graph prints every node; its outputs are the nodes nothing else reads.
+    """
+    if isinstance(fetches, Graph):
+        used = {i for n in fetches.nodes for i in n.inputs}
+        fetches = [n for n in fetches.nodes if n not in used]
     outputs = [fetches] if isinstance(fetches, Tensor) else list(fetches)
     order = toposort(outputs)
     names = node_names(order)

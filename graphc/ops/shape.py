@@ -13,8 +13,8 @@ from ..ir.graph import Tensor
 from .core import as_tensor, promote, to_array
 from .registry import OpDef, register
 
-__all__ = ["broadcast_to", "concatenate", "expand_dims", "one_hot", "pad", "reshape", "split", "squeeze", "stack",
-           "take", "transpose"]
+__all__ = ["broadcast_to", "concatenate", "expand_dims", "gather", "one_hot", "pad", "reshape", "split", "squeeze",
+           "stack", "take", "transpose"]
 
 
 def linear_index(s: Any, idx: tuple, shape: tuple) -> Any:
@@ -736,6 +736,11 @@ register(OpDef(
     ref=_take_ref, gather=_take_gather, vjp=_take_vjp,
     jvp=lambda t, out, x, ind, *, axis: None if t[0] is None else take(t[0], ind, axis),
     doc="x gathered along `axis` at integer indices (compiled code clamps out-of-range indices)"))
+
+
+def gather(x: Any, indices: Any, axis: int = 0) -> Tensor:
+    """tf.gather: slices of x along `axis` (default 0) at `indices`; `take` with TF's default axis."""
+    return take(x, indices, axis)
 
 
 def take(x: Any, indices: Any, axis: int | None = None) -> Tensor:

@@ -49,3 +49,18 @@ def test_text_is_deterministic_across_graphs(name):
     first = gc.as_text(CASES[name]())
     with gc.Graph().as_default():
         assert gc.as_text(CASES[name]()) == first
+
+
+def test_whole_graph_prints_every_node():
+    x = gc.placeholder(gc.float32, (3,), name="x")
+    gc.exp(x)
+    gc.sum(x * 2.0)
+    text = gc.as_text(gc.get_default_graph())
+    assert "exp(%x)" in text and "sum(" in text
+    assert text.splitlines()[-1].startswith("return %")
+
+
+def test_gather_is_take_along_axis_zero():
+    x = gc.constant(np.arange(12.0).reshape(4, 3))
+    with gc.Session(backend="reference") as sess:
+        np.testing.assert_array_equal(sess.run(gc.gather(x, [2, 0])), np.arange(12.0).reshape(4, 3)[[2, 0]])
