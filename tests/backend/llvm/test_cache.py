@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,54 @@ def test_object_code_round_trip_into_lljit():
                .link(lljit, "graphc_cache_test"))
     fn = _FN(tracker["triple_plus"])
     assert fn(14) == 43
+
+
+def _entry_with_age(key: str, size: int, age: float) -> None:
+    cache.store(key, b"x" * size)
+    stamp = time.time() - age
+    os.utime(cache.entry_path(key), (stamp, stamp))
+
+
+def test_trim_deletes_least_recently_used_first():
+    keys = [_key(f"entry {i}") for i in range(6)]
+    for i, key in enumerate(keys):  # keys[0] is the oldest
+        _entry_with_age(key, 10_000, age=600 - 100 * i)
+    assert cache.load(keys[0]) is not None  # a hit makes it the most recently used
+    entry = cache.entry_path(keys[0]).stat().st_size
+    freed = cache.trim(limit=3 * entry)
+    alive = [k for k in keys if cache.entry_path(k).exists()]
+    assert alive == [keys[0], keys[4], keys[5]]
+    assert freed == 3 * entry
+
+
+def test_trim_removes_stale_temporary_files():
+    key = _key()
+    cache.store(key, b"data")
+    folder = cache.entry_path(key).parent
+    stale, fresh = folder / ".stale.tmp", folder / ".fresh.tmp"
+    stale.write_bytes(b"partial")
+    fresh.write_bytes(b"being written")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    cache.trim()
+    assert not stale.exists() and fresh.exists() and cache.load(key) == b"data"
+
+
+def test_store_keeps_the_cache_under_its_limit(monkeypatch, cache_dir):
+    monkeypatch.setattr(cache, "TRIM_EVERY", 1)
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "0.02")  # 20971 bytes
+    keys = [_key(f"big {i}") for i in range(5)]
+    for key in keys:
+        assert cache.store(key, b"y" * 8000)
+    sizes = [p.stat().st_size for p in cache_dir.rglob("*.o")]
+    assert sum(sizes) <= cache.max_bytes() and len(sizes) == 2
+    assert cache.load(keys[-1]) is not None
+
+
+def test_max_bytes(monkeypatch):
+    monkeypatch.delenv("GRAPHC_CACHE_MAX_MB", raising=False)
+    assert cache.max_bytes() == 2**30
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "1.5")
+    assert cache.max_bytes() == int(1.5 * 2**20)
+    monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "lots")
+    assert cache.max_bytes() == 2**30
