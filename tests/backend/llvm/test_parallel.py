@@ -52,6 +52,42 @@ done:
   ret void
 }
 
+declare i64 @pthread_self()
+
+; who: out[i] = id of the thread running the piece; the piece at 0 then waits (bounded)
+; until another piece has finished, so a pool that ran every piece on one thread shows it.
+define void @who(ptr noalias %args, i64 %b, i64 %e) {
+entry:
+  %out = load ptr, ptr %args
+  %flag_slot = getelementptr ptr, ptr %args, i64 1
+  %flag = load ptr, ptr %flag_slot
+  %tid = call i64 @pthread_self()
+  br label %fill
+fill:
+  %i = phi i64 [%b, %entry], [%next, %fill]
+  %p = getelementptr i64, ptr %out, i64 %i
+  store i64 %tid, ptr %p
+  %next = add i64 %i, 1
+  %more = icmp slt i64 %next, %e
+  br i1 %more, label %fill, label %filled
+filled:
+  %first = icmp eq i64 %b, 0
+  br i1 %first, label %spin, label %signal
+spin:
+  %k = phi i64 [0, %filled], [%k1, %spin]
+  %seen = load atomic i64, ptr %flag monotonic, align 8
+  %k1 = add i64 %k, 1
+  %waiting = icmp eq i64 %seen, 0
+  %patient = icmp slt i64 %k1, 2000000000
+  %again = and i1 %waiting, %patient
+  br i1 %again, label %spin, label %done
+signal:
+  store atomic i64 1, ptr %flag monotonic, align 8
+  br label %done
+done:
+  ret void
+}
+
 define void @entry(ptr %parallel_for, ptr %fn, ptr %args, i64 %n, i64 %min_chunk) {
   call void %parallel_for(ptr %fn, ptr %args, i64 %n, i64 %min_chunk)
   ret void
@@ -72,7 +108,7 @@ def kernels():
     mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
     engine = llvm.create_mcjit_compiler(mod, tm)
     engine.finalize_object()
-    addresses = {name: engine.get_function_address(name) for name in ("fill", "mark", "entry")}
+    addresses = {name: engine.get_function_address(name) for name in ("fill", "mark", "who", "entry")}
     yield addresses
     del engine
 
@@ -98,6 +134,16 @@ def test_same_result_for_any_thread_count(kernels, pool):
     keep, args = _args(out)
     pool.run(kernels["fill"], args, N, min_chunk=1000)
     np.testing.assert_array_equal(out, _expected(N))
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_pieces_run_on_several_threads(kernels, threads):
+    n = 64
+    ids, flag = np.zeros(n, np.int64), np.zeros(1, np.int64)
+    table = (ctypes.c_void_p * 2)(ids.ctypes.data, flag.ctypes.data)
+    with ThreadPool(threads) as pool:
+        pool.run(kernels["who"], ctypes.addressof(table), n, 1)
+    assert flag[0] == 1 and len(np.unique(ids)) >= 2
 
 
 def test_chunks_are_contiguous_and_balanced(kernels, pool):
