@@ -59,10 +59,7 @@ def element_ns(k: Kernel) -> float:
 
 def kernel_buffers(k: Kernel) -> list[Buffer]:
     """The distinct buffers a kernel touches, in parameter order."""
-    bufs = [k.out.buffer] + [v.buffer for v in k.reads.values()]
-    if k.scratch is not None:
-        bufs.append(k.scratch)
-    return list(dict.fromkeys(bufs))
+    return list(dict.fromkeys(k.buffers()))
 
 
 def kernel_key(k: Kernel) -> tuple:
@@ -90,9 +87,12 @@ def kernel_key(k: Kernel) -> tuple:
         attrs = tuple(sorted(m.params.items()))
         members.append((m.op, attrs, m.shape, m.dtype.str, args))
         local[m] = pos
-    out = (index[k.out.buffer], k.out.offset, k.out.strides, k.out.buffer.dtype.str)
-    scratch = None if k.scratch is None else (index[k.scratch], k.scratch.dtype.str, k.scratch.size)
-    return ("kernel", k.mode, k.split, k.root.shape, tuple(members), ref(k.root), out, scratch)
+    def place(view: View, scratch: Buffer | None) -> tuple:
+        kept = None if scratch is None else (index[scratch], scratch.dtype.str, scratch.size)
+        return index[view.buffer], view.offset, view.strides, view.buffer.dtype.str, kept
+
+    more = tuple((ref(e.node), place(e.out, e.scratch)) for e in k.more)
+    return ("kernel", k.mode, k.split, k.root.shape, tuple(members), ref(k.root), place(k.out, k.scratch), more)
 
 
 def kernel_rows(k: Kernel) -> int:
@@ -239,6 +239,8 @@ class KernelCodegen(ReductionsMixin):
         def body(idx: dict[int, Affine]) -> None:
             ix = tuple(idx[d] for d in range(len(shape)))
             self.store(k.out, ix, shape, self.value(k.root, ix))
+            for extra in k.more:
+                self.store(extra.out, ix, shape, self.value(extra.node, ix))
             self.memo.clear()
 
         if not shape:

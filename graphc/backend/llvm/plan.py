@@ -89,8 +89,19 @@ class View:
 
 
 @dataclass(eq=False)
+class Extra:
+    """A further result of a kernel: a map over the kernel's iteration space, or a reduction
+    like the kernel's root (same input shape, axes and keepdims); `scratch` for split parts."""
+
+    node: Tensor
+    out: View
+    scratch: Buffer | None = None
+
+
+@dataclass(eq=False)
 class Kernel:
-    """A loop nest computing `root` (from `members`, in topological order) into `out`."""
+    """A loop nest computing `root` and the `more` results (from `members`, in topological
+    order) into `out` and the extras' buffers."""
 
     name: str
     root: Tensor
@@ -101,10 +112,22 @@ class Kernel:
     mode: str = "map"  # map | reduce-inner | reduce-outer
     scratch: Buffer | None = None
     split: int = 0  # reduce-inner over one long dim: partial results per chunk, then combined
+    more: tuple[Extra, ...] = ()
 
     @property
     def shape(self) -> tuple[int, ...]:
         return self.root.shape
+
+    def buffers(self) -> list[Buffer]:
+        """Every buffer the kernel touches (outputs, reads, scratch), possibly repeated."""
+        bufs = [self.out.buffer, *(v.buffer for v in self.reads.values())]
+        if self.scratch is not None:
+            bufs.append(self.scratch)
+        for extra in self.more:
+            bufs.append(extra.out.buffer)
+            if extra.scratch is not None:
+                bufs.append(extra.scratch)
+        return bufs
 
 
 @dataclass(eq=False)
@@ -174,6 +197,8 @@ def describe_step(step: Step) -> list[str]:
     if k.split:
         head += f" in {k.split} parts"
     lines = [head]
+    for extra in k.more:
+        lines.append(f"    also {extra.node.name}: {type_str(extra.node)} -> {extra.out}")
     for node, view in k.reads.items():
         lines.append(f"    read {node.name}: {type_str(node)} from {view}")
     for node, imm in k.immediates.items():
@@ -193,6 +218,7 @@ class _Planner:
         roots = self.fetches + self.assigns
         needed = _needed(roots)
         self.order = [n for n in schedule(roots) if n in needed]  # memory-aware order
+        self._index = {n: i for i, n in enumerate(self.order)}
         self.users: dict[Tensor, list[Tensor]] = {n: [] for n in self.order}
         for n in self.order:
             for pos, i in enumerate(n.inputs):
@@ -246,7 +272,118 @@ class _Planner:
             (c,) = users
             if c in group and _inlinable_into(n, c):
                 group[n] = group[c]
+        self.merge_siblings(group)
         return group
+
+    def merge_siblings(self, group: dict[Tensor, Tensor]) -> None:
+        """Fuse the kernels that share an elementwise producer over one iteration space.
+
+        An elementwise node read by several kernels (``tanh(x)`` in a loss and in its
+        gradient) joins each of them into its own kernel when the union is computable in one
+        loop nest (maps of one shape S plus reductions of S over the same axes, no member
+        reading a reduction of the union) and the kernel graph stays acyclic. Each node is
+        still computed once; a member read by a kernel that could not join is stored too.
+        """
+        parent: dict[Tensor, Tensor] = {}
+
+        def find(r: Tensor) -> Tensor:
+            while parent.get(r, r) is not r:
+                r = parent[r]
+            return r
+
+        sets: dict[Tensor, list[Tensor]] = {}
+        for n in self.order:
+            if n in group:
+                sets.setdefault(group[n], []).append(n)
+        for n in self.order:
+            users = set(self.users[n])
+            if n not in group or n.opdef.kind != "elementwise" or len(users) < 2:
+                continue
+            users = {u for u in users if u in group}
+            for u in sorted(users, key=self._index.get):  # each consumer's kernel that can join, joins
+                reps = list(dict.fromkeys([find(group[n]), find(group[u])]))
+                if len(reps) < 2:
+                    continue
+                unit_of = lambda m: find(group[m]) if m in group else m  # noqa: E731
+                if self.fusable(sets[reps[0]] + sets[reps[1]]) and not self.joins_a_cycle(reps, sets, unit_of):
+                    parent[reps[1]] = reps[0]
+                    sets[reps[0]] = sets[reps[0]] + sets.pop(reps[1])
+        for n in group:
+            group[n] = find(group[n])
+
+    def joins_a_cycle(self, reps: list[Tensor], sets: dict[Tensor, list[Tensor]], unit_of) -> bool:
+        """Would merging the kernels `reps` make the kernel graph cyclic (a path from one of
+        them through other kernels or nodes back into another)? Other kernels count as
+        whole units: reaching any member makes every member's consumers reachable."""
+        targets = set(reps)
+        frontier = [unit_of(u) for r in reps for m in sets[r] for u in self.users[m]]
+        frontier = [u for u in frontier if u not in targets]
+        seen: set[Tensor] = set()
+        while frontier:
+            unit = frontier.pop()
+            if unit in seen:
+                continue
+            seen.add(unit)
+            for m in sets.get(unit, [unit]):
+                for u in self.users[m]:
+                    owner = unit_of(u)
+                    if owner in targets:
+                        return True
+                    frontier.append(owner)
+        return False
+
+    def fusable(self, union: list[Tensor]) -> bool:
+        """Can one loop nest compute these nodes (see `merge_siblings`)?"""
+        inside = set(union)
+        reduces = [m for m in union if m.opdef.kind == "reduce"]
+        if any(m.opdef.kind not in ("elementwise", "reduce") for m in union):
+            return False
+        space = reduces[0].inputs[0].shape if reduces else union[0].shape
+        if any(m.shape != space for m in union if m.opdef.kind == "elementwise"):
+            return False
+        for r in reduces:
+            if (r.inputs[0].shape != space or r.attrs["axis"] != reduces[0].attrs["axis"]
+                    or r.attrs.get("keepdims") != reduces[0].attrs.get("keepdims") or reduce_mode(r) != "reduce-inner"
+                    or any(u in inside for u in self.users[r])):
+                return False
+        return True
+
+    def schedule(self, group: dict[Tensor, Tensor]) -> list[list[Tensor]]:
+        """Units (a kernel's members, or one other node) in an order where inputs come first.
+
+        Units are taken in order of their last node in the topological order, each after
+        the units it reads (merges never join kernels into a cycle, see `joins_a_cycle`).
+        """
+        units: dict[Tensor, list[Tensor]] = {}
+        for n in self.order:
+            units.setdefault(group.get(n, n), []).append(n)
+
+        def deps(key: Tensor) -> list[Tensor]:
+            found = (group.get(i, i) for m in units[key] for pos, i in enumerate(m.inputs)
+                     if pos not in m.opdef.shape_only and i in self._index)
+            return [d for d in dict.fromkeys(found) if d is not key]
+
+        state: dict[Tensor, int] = {}  # 1: on the current path, 2: scheduled
+        out: list[list[Tensor]] = []
+        for key in sorted(units, key=lambda k: self._index[units[k][-1]]):
+            if state.get(key):
+                continue
+            state[key] = 1
+            stack = [(key, iter(deps(key)))]
+            while stack:
+                k, pending = stack[-1]
+                for d in pending:
+                    if state.get(d) == 1:
+                        raise GraphcError("internal: the kernel groups depend on each other in a cycle")
+                    if not state.get(d):
+                        state[d] = 1
+                        stack.append((d, iter(deps(d))))
+                        break
+                else:
+                    stack.pop()
+                    state[k] = 2
+                    out.append(units[k])
+        return out
 
     def plan(self) -> Plan:
         probes = {n: probe_gather(n) for n in self.order if n.opdef.kind == "index"}
@@ -255,9 +392,12 @@ class _Planner:
         for n in self.order:
             if n in group:
                 members.setdefault(group[n], []).append(n)
-        for n in self.order:
+        for unit in self.schedule(group):
+            n = unit[0]
             kind = n.opdef.kind
-            if n.op == "placeholder":
+            if n in group:
+                self.kernel(members[group[n]])
+            elif n.op == "placeholder":
                 self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
                 self.feeds.append(n)
             elif n.op == "variable":
@@ -271,12 +411,10 @@ class _Planner:
                 else:
                     self.consts.append(np.ascontiguousarray(arr))
                     self.view[n] = View.dense(self.buffer("const", arr.dtype, arr.size, n.name), n.shape)
-            elif kind == "index" and n not in group:
+            elif kind == "index":
                 self.index_view(n, probes[n])
             elif kind == "matmul":
                 self.gemm(n)
-            elif n in group and group[n] is n:
-                self.kernel(n, members[n])
         for o in self.outputs:
             if o not in self.written:
                 self.copy(o, self.out_buffer(o))
@@ -294,10 +432,9 @@ class _Planner:
         first: dict[Buffer, int] = {}
         last: dict[Buffer, int] = {}
         for i, step in enumerate(self.steps):
-            touched = [step.a.buffer, step.b.buffer, step.out.buffer] if isinstance(step, Gemm) else \
-                [step.out.buffer, *(v.buffer for v in step.reads.values()), step.scratch]
+            touched = [step.a.buffer, step.b.buffer, step.out.buffer] if isinstance(step, Gemm) else step.buffers()
             for buf in touched:
-                if buf is not None and buf.kind == "arena":
+                if buf.kind == "arena":
                     first.setdefault(buf, i)
                     last[buf] = i
         intervals = [Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first]
@@ -344,9 +481,14 @@ class _Planner:
         strides = tuple(sum(ix.coef(k) * s for ix, s in zip(probe.index, base.strides)) for k in range(n.ndim))
         self.view[n] = View(base.buffer, offset, strides)
 
-    def kernel(self, root: Tensor, members: list[Tensor]) -> None:
-        reads, imms = {}, {}
+    def kernel(self, members: list[Tensor]) -> None:
+        """One kernel for a group: its roots are the members used outside it or fetched."""
         inside = set(members)
+        roots = [m for m in members if m in self.outputs or any(u not in inside for u in self.users[m])
+                 or m.op == "assign"] or [members[-1]]
+        reduces = [r for r in roots if r.opdef.kind == "reduce"]
+        root = reduces[0] if reduces else roots[-1]
+        reads, imms = {}, {}
         for m in members:
             for pos, i in enumerate(m.inputs):
                 if i in inside or pos in m.opdef.shape_only:
@@ -355,18 +497,28 @@ class _Planner:
                     imms[i] = self.imm[i]
                 else:
                     reads[i] = self.view[i]
-        mode, scratch, split = "map", None, 0
-        if root.opdef.kind == "reduce":
+        mode, split = "map", 0
+        if reduces:
             mode = reduce_mode(root)
-            if mode == "reduce-outer":
-                scratch = self.reduce_scratch(root)
-            elif splittable(root):
+            if mode == "reduce-inner" and splittable(root):
                 split = SPLIT
-                scratch = self.buffer("arena", partial_dtype(root), SPLIT, root.name + ".partial")
+        scratch = self.root_scratch(root, mode, split)
+        more = tuple(Extra(r, self.out_buffer(r), self.root_scratch(r, mode, split)) for r in roots if r is not root)
         out = self.out_buffer(root)
         self.steps.append(Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, mode, scratch,
-                                 split))
+                                 split, more))
         self.view[root] = out
+        for extra in more:
+            self.view[extra.node] = extra.out
+
+    def root_scratch(self, root: Tensor, mode: str, split: int) -> Buffer | None:
+        if root.opdef.kind != "reduce":
+            return None
+        if mode == "reduce-outer":
+            return self.reduce_scratch(root)
+        if split:
+            return self.buffer("arena", partial_dtype(root), split, root.name + ".partial")
+        return None
 
     def reduce_scratch(self, root: Tensor) -> Buffer | None:
         comb, x = root.opdef.reduce, root.inputs[0]

@@ -56,18 +56,32 @@ class ReductionsMixin:
             acc = self.em.add(acc, self.em.mul(idx[a], Affine(s)))
         return acc
 
+    def reduce_roots(self) -> list[tuple[Tensor, View, Any]]:
+        """(node, out, scratch) of the kernel's reductions: its root and reducing extras."""
+        k = self.k
+        more = [(e.node, e.out, e.scratch) for e in k.more if e.node.opdef.kind == "reduce"]
+        return [(k.root, k.out, k.scratch), *more]
+
+    def store_maps(self, ix: tuple) -> None:
+        """Store the kernel's map results (extras over the iteration space) at index `ix`."""
+        for extra in self.k.more:
+            if extra.node.opdef.kind != "reduce":
+                self.store(extra.out, ix, extra.node.shape, self.value(extra.node, ix))
+
     def emit_reduce_inner(self) -> None:
-        k, f = self.k, self.f
+        f = self.f
         x, axes, kept, red = self.reduce_parts()
-        comb = k.root.opdef.reduce
-        acc = Accumulator(self, comb, x.dtype)
+        roots = self.reduce_roots()
+        accs = [Accumulator(self, r.opdef.reduce, r.inputs[0].dtype) for r, _, _ in roots]
         live_red = [a for a in red if x.shape[a] != 1]
-        blocked = comb == "sum" and x.dtype.kind == "f" and live_red and x.shape[live_red[-1]] > 1
+        blocked = any(a.block is not None for a in accs) and live_red and x.shape[live_red[-1]] > 1
         block_vid = x.ndim
 
         def element(idx: dict[int, Affine]) -> None:
             ix = tuple(idx[a] for a in range(x.ndim))
-            acc.add(self.value(x, ix), self.reduced_linear(idx, x, axes))
+            for (r, _, _), acc in zip(roots, accs):
+                acc.add(self.value(r.inputs[0], ix), self.reduced_linear(idx, x, axes))
+            self.store_maps(ix)
             self.memo.clear()
 
         def inner(idx: dict[int, Affine]) -> None:
@@ -81,9 +95,11 @@ class ReductionsMixin:
             def blocks(i2: dict[int, Affine]) -> None:
                 nblocks = math.ceil(n / BLOCK)
                 if nblocks == 1:
-                    acc.start_block()
+                    for acc in accs:
+                        acc.start_block()
                     self.nest([(last, n)], lambda i3: element({**idx, **i2, **i3}), outer_range=False)
-                    acc.end_block()
+                    for acc in accs:
+                        acc.end_block()
                     return
                 self.ranges[block_vid] = nblocks
                 with f.loop(0, nblocks, "blk") as blk:
@@ -91,18 +107,22 @@ class ReductionsMixin:
                     start = f.b.mul(blk, ir.Constant(I64, BLOCK), flags=("nsw",))
                     stop = f.b.add(start, ir.Constant(I64, BLOCK), flags=("nsw",))
                     stop = f.b.select(f.b.icmp_signed("<", stop, ir.Constant(I64, n)), stop, ir.Constant(I64, n))
-                    acc.start_block()
+                    for acc in accs:
+                        acc.start_block()
                     self.ranges[last] = n
                     with f.loop(start, stop, "j") as j:
                         self.loopvars[last] = j
                         element({**idx, **i2, last: Affine.var(last)})
-                    acc.end_block()
+                    for acc in accs:
+                        acc.end_block()
             self.nest(rest, blocks, outer_range=False)
 
         def per_output(idx: dict[int, Affine]) -> None:
-            acc.init()
+            for acc in accs:
+                acc.init()
             inner(idx)
-            self.store(k.out, self.out_index(idx, kept, axes), k.shape, acc.result(k.root.dtype))
+            for (r, out, _), acc in zip(roots, accs):
+                self.store(out, self.out_index(idx, kept, axes), r.shape, acc.result(r.dtype))
 
         if kept:
             self.nest([(a, x.shape[a]) for a in kept], per_output, outer_range=True)
@@ -110,26 +130,30 @@ class ReductionsMixin:
             self.guarded(lambda: per_output({}))
 
     def emit_reduce_split(self) -> None:
-        """Rows are the parts of one long reduced dim; each part's result goes to scratch."""
+        """Rows are the parts of one long reduced dim; each part's results go to scratch."""
         k, f = self.k, self.f
         x = k.root.inputs[0]
         (r,) = [a for a, d in enumerate(x.shape) if d != 1]
         n, parts = x.shape[r], k.split
-        acc = Accumulator(self, k.root.opdef.reduce, x.dtype)
+        roots = self.reduce_roots()
+        accs = [Accumulator(self, node.opdef.reduce, node.inputs[0].dtype) for node, _, _ in roots]
         self.ranges[r] = n
         with f.loop(self.begin, self.end, "part") as c:
             start = f.b.sdiv(f.b.mul(c, ir.Constant(I64, n)), ir.Constant(I64, parts))
             stop = f.b.sdiv(f.b.mul(f.b.add(c, ir.Constant(I64, 1)), ir.Constant(I64, n)), ir.Constant(I64, parts))
-            acc.init()
+            for acc in accs:
+                acc.init()
 
             def elements(lo: ir.Value, hi: ir.Value) -> None:
                 with f.loop(lo, hi, "j") as j:
                     self.loopvars[r] = j
                     ix = tuple(Affine.var(r) if a == r else Affine(0) for a in range(x.ndim))
-                    acc.add(self.value(x, ix), None)
+                    for (node, _, _), acc in zip(roots, accs):
+                        acc.add(self.value(node.inputs[0], ix), None)
+                    self.store_maps(ix)
                     self.memo.clear()
 
-            if acc.block is None:
+            if all(acc.block is None for acc in accs):
                 elements(start, stop)
             else:
                 nblocks = f.b.sdiv(f.b.add(f.b.sub(stop, start), ir.Constant(I64, BLOCK - 1)), ir.Constant(I64, BLOCK))
@@ -137,33 +161,38 @@ class ReductionsMixin:
                     lo = f.b.add(start, f.b.mul(blk, ir.Constant(I64, BLOCK)))
                     hi = f.b.add(lo, ir.Constant(I64, BLOCK))
                     hi = f.b.select(f.b.icmp_signed("<", hi, stop), hi, stop)
-                    acc.start_block()
+                    for acc in accs:
+                        acc.start_block()
                     elements(lo, hi)
-                    acc.end_block()
-            self.store(View(k.scratch, 0, (1,)), (c,), (parts,), f.b.load(acc.slot))
+                    for acc in accs:
+                        acc.end_block()
+            for (_, _, scratch), acc in zip(roots, accs):
+                self.store(View(scratch, 0, (1,)), (c,), (parts,), f.b.load(acc.slot))
 
     def emit_split_combine(self) -> ir.Function:
-        """Combine the parts of a split reduction (in part order) into the output."""
+        """Combine the parts of a split reduction (in part order) into the outputs."""
         k = self.k
-        comb = k.root.opdef.reduce
         g = FunctionBuilder(self.fn.module, k.name + "_combine", [PTR] * len(self.bufs) + [I64, I64])
         g.fn.attributes.add("noinline")
         ptr = dict(zip(self.bufs, g.args))
         em = LLVMEmitter(g.b, {}, {})
-        dtype = k.scratch.dtype
+        for node, out, scratch in self.reduce_roots():
+            dtype = scratch.dtype
 
-        def part(i: ir.Value) -> ir.Value:
-            v = g.b.load(g.b.gep(ptr[k.scratch], [i], inbounds=True, source_etype=mem_type(dtype)), typ=mem_type(dtype))
-            return g.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0)) if dtype == bool_ else v
+            def part(i: ir.Value, scratch=scratch, dtype=dtype) -> ir.Value:
+                ety = mem_type(dtype)
+                v = g.b.load(g.b.gep(ptr[scratch], [i], inbounds=True, source_etype=ety), typ=ety)
+                return g.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0)) if dtype == bool_ else v
 
-        total = g.slot(reg_type(dtype), part(ir.Constant(I64, 0)))
-        with g.loop(1, k.split, "part") as c:
-            g.b.store(em.value(Accumulator.combine(em, comb, g.b.load(total), part(c))), total)
-        result = em.value(em.cast(g.b.load(total), k.out.buffer.dtype))
-        if k.out.buffer.dtype == bool_:
-            result = g.b.zext(result, mem_type(bool_))
-        g.b.store(result, g.b.gep(ptr[k.out.buffer], [ir.Constant(I64, k.out.offset)], source_etype=mem_type(
-            k.out.buffer.dtype)))
+            total = g.slot(reg_type(dtype), part(ir.Constant(I64, 0)))
+            with g.loop(1, k.split, "part") as c:
+                g.b.store(em.value(Accumulator.combine(em, node.opdef.reduce, g.b.load(total), part(c))), total)
+            out_dtype = out.buffer.dtype
+            result = em.value(em.cast(g.b.load(total), out_dtype))
+            if out_dtype == bool_:
+                result = g.b.zext(result, mem_type(bool_))
+            target = g.b.gep(ptr[out.buffer], [ir.Constant(I64, out.offset)], source_etype=mem_type(out_dtype))
+            g.b.store(result, target)
         g.finish()
         return g.fn
 
@@ -265,10 +294,14 @@ class Accumulator:
             b.store(ir.Constant(I64, 0), self.index)
 
     def start_block(self) -> None:
+        if self.block is None:
+            return
         self.in_block = True
         self.cg.f.b.store(ir.Constant(reg_type(self.in_dtype), 0.0), self.block)
 
     def end_block(self) -> None:
+        if self.block is None:
+            return
         self.in_block = False
         b = self.cg.f.b
         total = self.cg.em.cast(b.load(self.block), float64)

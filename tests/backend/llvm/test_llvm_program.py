@@ -203,3 +203,49 @@ def test_arena_bytes_are_reused_by_buffers_with_disjoint_lifetimes():
     np.testing.assert_allclose(got, gc.Session(backend="reference").run(h, {x: xv}), rtol=1e-9)
     arena = [b for b in prog.plan.buffers if b.kind == "arena"]
     assert len(arena) >= 10 and prog.plan.arena_bytes < sum(b.size * 8 for b in arena) / 3
+
+
+def _kernel_lines(prog) -> list[str]:
+    return re.findall(r"\n  ([kg]\d+ = .*)", prog.as_text("kernels"))
+
+
+@pytest.mark.parametrize("n", [1000, 200_003])
+def test_w1_value_and_gradient_are_one_loop(n):
+    x = gc.placeholder(gc.float32, (n,), name="x")
+    loss = gc.sum(gc.tanh(x) * gc.sigmoid(x) + 0.5 * x * x)
+    (grad,) = gc.gradients(loss, [x])
+    xv = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    with gc.Session(backend="llvm") as sess:
+        got = sess.run([loss, grad], {x: xv})
+        (prog,) = _programs(sess)
+    want = gc.Session(backend="reference").run([loss, grad], {x: xv})
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+    assert len(_kernel_lines(prog)) == 1 and "also" in prog.as_text("kernels")
+
+
+def test_kernels_sharing_a_producer_fuse_into_one_with_several_results():
+    rng = np.random.default_rng(3)
+    x = gc.placeholder(gc.float64, (5, 70), name="x")
+    t = gc.tanh(x)
+    fetches = [t * 2.0, t + 1.0, gc.sum(t, axis=1), gc.max(t * t, axis=1), gc.sum(gc.exp(t), axis=0)]
+    xv = rng.standard_normal((5, 70))
+    with gc.Session(backend="llvm") as sess:
+        got = sess.run(fetches, {x: xv})
+        (prog,) = _programs(sess)
+    want = gc.Session(backend="reference").run(fetches, {x: xv})
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    kernels = _kernel_lines(prog)
+    # the row reductions share a loop with both maps; the column sum (other axes) is separate
+    assert len(kernels) == 2, kernels
+
+
+def test_a_reduction_read_by_its_own_siblings_is_not_fused():
+    x = gc.placeholder(gc.float32, (4, 9), name="x")
+    e = gc.exp(x - gc.max(x, axis=1, keepdims=True))
+    soft = e / gc.sum(e, axis=1, keepdims=True)
+    xv = np.random.default_rng(4).standard_normal((4, 9)).astype(np.float32)
+    with gc.Session(backend="llvm") as sess:
+        got = sess.run(soft, {x: xv})
+    np.testing.assert_allclose(got, gc.Session(backend="reference").run(soft, {x: xv}), rtol=1e-6)
