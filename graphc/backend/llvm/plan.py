@@ -34,7 +34,7 @@ from ...passes.memory import plan as place_intervals
 from ...passes.schedule import schedule
 from .views import Immediate, Loaded, probe_gather
 
-ARENA_ALIGN = ALIGNMENT
+ARENA_ALIGN = ALIGNMENT  # arena slots (placed by graphc.passes.memory.plan) start on cache lines
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
 SPLIT_MIN = 1 << 16
 
@@ -239,9 +239,9 @@ class _Planner:
 
     # --- buffers -----------------------------------------------------------------------------
     def buffer(self, kind: str, dtype: np.dtype, size: int, name: str, slot: int | None = None) -> Buffer:
+        """A new buffer; arena offsets are assigned at the end by `place_arena`."""
         if kind == "arena":
-            slot = self.arena
-            self.arena += -(-max(size, 1) * np.dtype(dtype).itemsize // ARENA_ALIGN) * ARENA_ALIGN
+            slot = 0
         elif slot is None:
             slot = self.counts[kind]
             self.counts[kind] += 1
