@@ -201,7 +201,8 @@ class _ReadWriteLock:
     """Many readers or one writer (runs that assign variables are the writers)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()  # taken directly on the uncontended paths (cheaper than the Condition)
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._waiting = 0
@@ -213,6 +214,13 @@ class _ReadWriteLock:
         return _Held(self, True)
 
     def acquire(self, write: bool) -> None:
+        with self._mutex:
+            if not self._writer and not (write and self._readers):
+                if write:
+                    self._writer = True
+                else:
+                    self._readers += 1
+                return
         with self._cond:
             self._waiting += 1
             while self._writer or (write and self._readers):
@@ -224,7 +232,7 @@ class _ReadWriteLock:
                 self._readers += 1
 
     def release(self, write: bool) -> None:
-        with self._cond:
+        with self._mutex:
             if write:
                 self._writer = False
             else:
