@@ -37,6 +37,7 @@ from .views import Immediate, Loaded, probe_gather
 ARENA_ALIGN = ALIGNMENT  # arena slots (placed by graphc.passes.memory.plan) start on cache lines
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
 SPLIT_MIN = 1 << 16
+MERGE_SEARCH = 64  # units a fusion's cycle check may visit before it gives up (and does not fuse)
 
 
 def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
@@ -287,9 +288,12 @@ class _Planner:
         parent: dict[Tensor, Tensor] = {}
 
         def find(r: Tensor) -> Tensor:
-            while parent.get(r, r) is not r:
-                r = parent[r]
-            return r
+            root = r
+            while parent.get(root, root) is not root:
+                root = parent[root]
+            while r is not root:  # path compression
+                parent[r], r = root, parent[r]
+            return root
 
         sets: dict[Tensor, list[Tensor]] = {}
         for n in self.order:
@@ -314,7 +318,8 @@ class _Planner:
     def joins_a_cycle(self, reps: list[Tensor], sets: dict[Tensor, list[Tensor]], unit_of) -> bool:
         """Would merging the kernels `reps` make the kernel graph cyclic (a path from one of
         them through other kernels or nodes back into another)? Other kernels count as
-        whole units: reaching any member makes every member's consumers reachable."""
+        whole units: reaching any member makes every member's consumers reachable. A search
+        that grows past `MERGE_SEARCH` units answers yes (no merge), bounding compile time."""
         targets = set(reps)
         frontier = [unit_of(u) for r in reps for m in sets[r] for u in self.users[m]]
         frontier = [u for u in frontier if u not in targets]
@@ -323,6 +328,8 @@ class _Planner:
             unit = frontier.pop()
             if unit in seen:
                 continue
+            if len(seen) >= MERGE_SEARCH:
+                return True
             seen.add(unit)
             for m in sets.get(unit, [unit]):
                 for u in self.users[m]:
