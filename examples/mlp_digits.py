@@ -20,7 +20,10 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 import graphc as gc
+from graphc.cli import format_table, program_outputs
+from graphc.compiler import optimize, plan_stats
 from graphc.ir.traverse import toposort
+from graphc.passes.manager import Instrumentation
 
 
 def load(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -31,32 +34,24 @@ def load(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
 
 
-def compile_summary(fetches: list[gc.Tensor], feed_shapes: dict[gc.Tensor, tuple[int, ...]],
-                    backend: str) -> list[str]:
+def compile_summary(sess: gc.Session, fetches: list[gc.Tensor], feed: dict) -> list[str]:
     """What the compiler reports about the train-step program; only measured values.
 
-    Builds the program the LLVM backend makes for one training step and counts its steps
-    from its ``as_text("kernels")`` listing.
+    The pass table is the one ``graphc passes`` prints (the pipeline re-run with
+    instrumentation, for the session's options); the program lines come from the
+    program the training loop ran.
     """
-    from graphc.backend.llvm.program import LLVMProgram
-
-    loss = fetches[0]
-    lines = [f"graph nodes: forward {len(toposort([loss]))}, forward+backward+update {len(toposort(fetches))}"]
-    # PASS TABLE: the per-pass table (time, nodes, kernels, peak bytes) belongs here once the
-    # pass pipeline (issue 5) runs inside the compiled program and reports its records.
-    if backend != "llvm":
+    lines = [f"graph nodes: forward {len(toposort(fetches[:1]))}, forward+backward+update {len(toposort(fetches))}"]
+    if sess.backend != "llvm":
         return lines
-    assigns = [n for n in toposort(fetches) if n.op == "assign"]
-    start = time.perf_counter()
-    program = LLVMProgram(fetches, assigns, feed_shapes)
-    seconds = time.perf_counter() - start
-    text = program.as_text("kernels")
-    modes = Counter(m.group(1) for m in re.finditer(r"^  \S+ = (\S+) ", text, flags=re.M))
-    arena = re.search(r"^arena: (\d+) bytes", text, flags=re.M)
-    steps = ", ".join(f"{n} {mode}" for mode, n in sorted(modes.items()))
-    lines.append(f"train-step program (batch {next(iter(feed_shapes.values()))[0]}): "
-                 f"{sum(modes.values())} steps ({steps}), arena {arena.group(1) if arena else '?'} bytes, "
-                 f"built in {seconds:.2f} s")
+    shapes = {p: feed[p].shape for p in feed}
+    records = optimize(program_outputs(fetches), shapes, sess.options, Instrumentation(measure=plan_stats)).records
+    lines.append(f"pass table (train step, batch {len(next(iter(feed.values())))}):")
+    lines += ["  " + row for row in format_table(records).splitlines()]
+    program = sess.compile(fetches, feed)
+    modes = Counter(m.group(1) for m in re.finditer(r"^  \S+ = (\S+) ", program.as_text("kernels"), flags=re.M))
+    lines.append("program steps: " + ", ".join(f"{n} {mode}" for mode, n in sorted(modes.items())))
+    lines += [ln for ln in program.report().splitlines() if ln and not ln.startswith(" ")]
     return lines
 
 
@@ -113,8 +108,8 @@ def main(argv: list[str] | None = None) -> float:
         print(f"speed: {steps} steps in {train_time:.2f} s = {steps / train_time:.0f} steps/s "
               f"(first step incl. compile {first_step * 1e3:.1f} ms, later steps {rest * 1e3:.2f} ms each)")
         print(f"compile: backend {sess.backend}")
-        for line in compile_summary([loss, correct, train_op], {x: (args.batch_size, 64), labels: (args.batch_size,)},
-                                    sess.backend):
+        batch = {x: X_train[:args.batch_size], labels: y_train[:args.batch_size]}
+        for line in compile_summary(sess, [loss, correct, train_op], batch):
             print("compile: " + line)
     return accuracy
 
