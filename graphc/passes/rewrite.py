@@ -2,7 +2,7 @@
 
 A pattern is `P(op, *args, when=...)`, a variable `V(name)` (the same name must bind
 the same node — interning makes that an identity test), or `S(value)`, a constant
-whose every element equals `value`. Operands of commutative ops match in either order.
+(possibly broadcast) whose every element equals `value`. Operands of commutative ops match in either order.
 A `Rule` pairs a pattern with a builder from bindings to the replacement node.
 """
 
@@ -53,6 +53,8 @@ def _match(pat: Any, node: Tensor, env: dict[str, Tensor]) -> bool:
             return True
         return bound is node
     if isinstance(pat, S):
+        while node.op in ("broadcast_to", "broadcast_like"):  # a broadcast constant is still that constant
+            node = node.inputs[0]
         return node.op == "constant" and node.attrs["value"].array.size > 0 and \
             bool(np.all(node.attrs["value"].array == pat.value))
     if node.op != pat.op or len(node.inputs) < len(pat.args):
