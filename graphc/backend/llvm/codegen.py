@@ -16,7 +16,7 @@ from .emitter import I8, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
-from .plan import Buffer, Gemm, Kernel, Plan, blas_layout, numel
+from .steps import Buffer, Gemm, Kernel, Plan, blas_layout, numel
 
 ENTRY = "graphc_entry"
 I32 = ir.IntType(32)

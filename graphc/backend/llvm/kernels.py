@@ -22,8 +22,8 @@ from .affine import Affine
 from .emitter import I64, LLVMEmitter, mem_type
 from .loops import PTR, FunctionBuilder
 from .parallel import MIN_PARALLEL_NS
-from .plan import Buffer, Kernel, View, numel
 from .reductions import ReductionsMixin
+from .steps import Buffer, Kernel, View, numel
 
 HEAVY_OPS = frozenset({"exp", "expm1", "log", "log1p", "tanh", "erf", "sin", "cos", "power", "sigmoid",
                        "softplus", "gelu"})

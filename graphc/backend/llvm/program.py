@@ -26,7 +26,8 @@ from . import blas
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
-from .plan import ARENA_ALIGN, Gemm, make_plan
+from .plan import ARENA_ALIGN, make_plan
+from .steps import Gemm
 
 _ffi = FFI()
 STAGES = ("graph", "kernels", "llvm", "llvm-opt", "asm")

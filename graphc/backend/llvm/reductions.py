@@ -26,7 +26,7 @@ from ...ir.graph import Tensor
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, dtype_of_type, mem_type, reg_type
 from .loops import PTR, FunctionBuilder
-from .plan import View, numel, row_major_strides
+from .steps import View, numel, row_major_strides
 
 BLOCK = 1024
 REASSOC = ("reassoc", "contract")

@@ -1,0 +1,197 @@
+"""What a program plan is made of: buffers, views, kernels, GEMM calls (see `plan`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...dtypes import shape_str
+from ...errors import GraphcError
+from ...ir.graph import Tensor
+from ...ir.printer import type_str
+from .views import Immediate
+
+
+def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a dense row-major array of `shape`."""
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+def numel(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+@dataclass(eq=False)
+class Buffer:
+    """Memory the program reads or writes; `slot` is the table index or the arena byte offset."""
+
+    kind: str  # feed | variable | const | output | arena
+    slot: int
+    dtype: np.dtype
+    size: int
+    name: str
+
+    def __repr__(self) -> str:
+        where = f"arena+{self.slot}" if self.kind == "arena" else f"{self.kind}[{self.slot}]"
+        return f"{where} {type_str_of(self.dtype, (self.size,))}"
+
+
+@dataclass(frozen=True)
+class View:
+    """A node's elements in a buffer: element (i0, i1, ...) is at offset + sum(i_k * strides[k])."""
+
+    buffer: Buffer
+    offset: int
+    strides: tuple[int, ...]
+
+    @staticmethod
+    def dense(buffer: Buffer, shape: Sequence[int]) -> View:
+        return View(buffer, 0, row_major_strides(shape))
+
+    def is_dense(self, shape: Sequence[int]) -> bool:
+        live = [(s, d) for s, d in zip(self.strides, shape) if d != 1]
+        return self.offset == 0 and all(s == t for (s, d), t in zip(live, row_major_strides([d for _, d in live])))
+
+    def __str__(self) -> str:
+        extra = "" if self.offset == 0 else f"+{self.offset}"
+        return f"{self.buffer.name}{extra}[strides {','.join(map(str, self.strides))}]"
+
+
+@dataclass(eq=False)
+class Extra:
+    """A further result of a kernel: a map over the kernel's iteration space, or a reduction
+    like the kernel's root (same input shape, axes and keepdims); `scratch` for split parts."""
+
+    node: Tensor
+    out: View
+    scratch: Buffer | None = None
+
+
+@dataclass(eq=False)
+class Kernel:
+    """A loop nest computing `root` and the `more` results (from `members`, in topological
+    order) into `out` and the extras' buffers."""
+
+    name: str
+    root: Tensor
+    members: tuple[Tensor, ...]
+    out: View
+    reads: dict[Tensor, View]
+    immediates: dict[Tensor, Immediate]
+    mode: str = "map"  # map | reduce-inner | reduce-outer
+    scratch: Buffer | None = None
+    split: int = 0  # reduce-inner over one long dim: partial results per chunk, then combined
+    more: tuple[Extra, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.root.shape
+
+    def buffers(self) -> list[Buffer]:
+        """Every buffer the kernel touches (outputs, reads, scratch), possibly repeated."""
+        bufs = [self.out.buffer, *(v.buffer for v in self.reads.values())]
+        if self.scratch is not None:
+            bufs.append(self.scratch)
+        for extra in self.more:
+            bufs.append(extra.out.buffer)
+            if extra.scratch is not None:
+                bufs.append(extra.scratch)
+        return bufs
+
+
+@dataclass(eq=False)
+class Gemm:
+    """out = a @ b (batched, batch dims broadcast) through BLAS."""
+
+    name: str
+    node: Tensor
+    a: View
+    b: View
+    out: View
+
+
+Step = Kernel | Gemm
+
+
+@dataclass(eq=False)
+class Plan:
+    """Everything a backend needs to emit one program."""
+
+    feeds: list[Tensor]
+    variables: list[Tensor]
+    outputs: list[Tensor]
+    consts: list[np.ndarray]
+    arena_bytes: int
+    steps: list[Step]
+    buffers: list[Buffer] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Every table buffer matches the array the run will pass for its slot."""
+        slots = {"feed": self.feeds, "variable": self.variables, "output": self.outputs}
+        for buf in self.buffers:
+            if buf.kind in slots:
+                node = slots[buf.kind][buf.slot]
+                expected = (node.dtype, numel(node.shape))
+            elif buf.kind == "const":
+                expected = (self.consts[buf.slot].dtype, self.consts[buf.slot].size)
+            else:
+                continue
+            if (buf.dtype, buf.size) != expected:
+                raise GraphcError(f"internal: buffer {buf.name} does not match its {buf.kind} slot {buf.slot}")
+
+    def as_text(self) -> str:
+        """A readable listing of buffers and steps."""
+        lines = ["buffers:"]
+        lines += [f"  {b.name}: {b!r}" for b in self.buffers]
+        lines.append(f"arena: {self.arena_bytes} bytes")
+        lines.append("steps:")
+        for step in self.steps:
+            lines += ["  " + line for line in describe_step(step)]
+        return "\n".join(lines) + "\n"
+
+
+def type_str_of(dtype: np.dtype, shape: Sequence[int]) -> str:
+    short = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "bool"}
+    return short[np.dtype(dtype).name] + shape_str(tuple(shape)).replace(" ", "").replace(",)", ")")
+
+
+def describe_step(step: Step) -> list[str]:
+    if isinstance(step, Gemm):
+        n = step.node
+        return [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]
+    k = step
+    head = f"{k.name} = {k.mode} {type_str(k.root)} -> {k.out}"
+    if k.scratch is not None:
+        head += f" (scratch {k.scratch.name})"
+    if k.split:
+        head += f" in {k.split} parts"
+    lines = [head]
+    for extra in k.more:
+        lines.append(f"    also {extra.node.name}: {type_str(extra.node)} -> {extra.out}")
+    for node, view in k.reads.items():
+        lines.append(f"    read {node.name}: {type_str(node)} from {view}")
+    for node, imm in k.immediates.items():
+        lines.append(f"    immediate {node.name} = {imm.value!r}")
+    if not k.members:
+        lines.append(f"    copy {k.root.name}")
+    for m in k.members:
+        args = ", ".join(i.name for i in m.inputs)
+        lines.append(f"    {m.name} = {m.op}({args}) : {type_str(m)}")
+    return lines
+
+
+def blas_layout(view: View, shape: Sequence[int]) -> tuple[bool, int] | None:
+    """(transposed, leading dim) when the last two dims of `view` suit BLAS, else None."""
+    rows, cols = shape[-2], shape[-1]
+    rs, cs = view.strides[-2], view.strides[-1]
+    if (cs == 1 or cols == 1) and (rs >= max(1, cols) or rows == 1):
+        return False, max(rs if rows > 1 else cols, 1)
+    if (rs == 1 or rows == 1) and (cs >= max(1, rows) or cols == 1):
+        return True, max(cs if cols > 1 else rows, 1)
+    return None
