@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from ..dtypes import as_dtype, bool_, broadcast_shapes, int32, is_float, is_int
 from ..errors import DTypeError
@@ -339,12 +338,19 @@ sin = _unary_float("sin", np.sin, lambda s, x: s.sin(x), lambda v, out, x: v * c
 cos = _unary_float("cos", np.cos, lambda s, x: s.cos(x), lambda v, out, x: v * -sin(x), "cosine")
 tanh = _unary_float("tanh", np.tanh, lambda s, x: s.tanh(x), lambda v, out, x: v * (1 - square(out)),
                     "hyperbolic tangent")
-erf = _unary_float("erf", special.erf, lambda s, x: s.erf(x),
+def _special():
+    """scipy.special, imported on first use (it costs ~0.15 s of `import graphc` otherwise)."""
+    from scipy import special
+
+    return special
+
+
+erf = _unary_float("erf", lambda x: _special().erf(x), lambda s, x: s.erf(x),
                    lambda v, out, x: v * (_TWO_OVER_SQRT_PI * exp(-square(x))), "error function")
 
 
 def _sigmoid_ref(x: np.ndarray) -> np.ndarray:
-    return special.expit(x.astype(np.float64)).astype(x.dtype)  # float32 expit flushes sigmoid(-100) to 0
+    return _special().expit(x.astype(np.float64)).astype(x.dtype)  # float32 expit flushes sigmoid(-100) to 0
 
 
 sigmoid = _unary_float("sigmoid", _sigmoid_ref, _sigmoid_scalar, lambda v, out, x: v * (out * sigmoid(-x)),
@@ -359,7 +365,7 @@ softplus = _unary_float("softplus", lambda x: np.logaddexp(x, 0), _softplus_scal
 def _gelu_ref(x: np.ndarray, *, approximate: bool) -> np.ndarray:
     if approximate:
         return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3)))
-    return x * special.ndtr(x)
+    return x * _special().ndtr(x)
 
 
 def _gelu_scalar(s, x, *, approximate: bool):

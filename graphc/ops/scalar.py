@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import special as _special
 
 PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
 
@@ -127,8 +126,10 @@ class NumpyEmitter:
         return np.tanh(a)
 
     def erf(self, a):
+        from scipy import special
+
         a = np.asarray(a)
-        return _special.erf(a).astype(a.dtype)
+        return special.erf(a).astype(a.dtype)
 
     def sin(self, a):
         return np.sin(a)

@@ -21,8 +21,6 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from ..errors import GraphcError
 from ..ir.graph import Tensor
 from .cost import SOURCE_OPS, flops, nbytes
@@ -99,8 +97,8 @@ def recompute(module: Module, keep: Iterable[Tensor], tag: int = 1) -> Module:
     clones: dict[Tensor, Tensor] = {}
 
     def clone(x: Tensor) -> Tensor:
-        if x in keep or x.op in SOURCE_OPS or x not in forward:
-            return x
+        if x in keep or x.op in SOURCE_OPS or x.op == "assign" or x not in forward:
+            return x  # (a cloned assign would assign its variable twice)
         if x not in clones:
             inputs = tuple(clone(i) for i in x.inputs)
             clones[x] = x.graph.make(x.op, inputs, {**x.attrs, "_remat": tag}, name=x.name, loc=x.loc)
@@ -153,6 +151,8 @@ def every_kth(parts: Split, k: int) -> set[Tensor]:
 
 def keep_mincut(parts: Split) -> set[Tensor]:
     """The forward values of least bytes from which cheap ops recompute what backward reads."""
+    import networkx as nx
+
     g = nx.DiGraph()
     src, sink = "source", "sink"
     forward = set(parts.forward)

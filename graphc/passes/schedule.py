@@ -5,6 +5,9 @@ scheduled, and each by a depth-first walk of its inputs. So a value is computed 
 before its first use (recomputed checkpoints land just before the backward step that
 reads them), and in a backward chain the gradient of the last layer completes before
 the walk descends to earlier layers, freeing each activation as soon as it is read.
+
+Cost: one pass to find which outputs need each node (bitsets), then each node is
+visited once when scheduled and updates the pending counts of the outputs needing it.
 """
 
 from __future__ import annotations
@@ -17,15 +20,53 @@ from ..ir.traverse import toposort
 
 def schedule(outputs: Sequence[Tensor]) -> list[Tensor]:
     """A topological order of everything `outputs` need (deterministic)."""
-    ancestors = {o: set(toposort([o])) for o in outputs}
+    roots = list(dict.fromkeys(outputs))
+    order = toposort(roots)
+    needed_by: dict[Tensor, int] = {n: 0 for n in order}  # bit k: roots[k] needs the node
+    for k, r in enumerate(roots):
+        needed_by[r] |= 1 << k
+    for n in reversed(order):
+        for i in n.inputs:
+            needed_by[i] |= needed_by[n]
+    remaining = [0] * len(roots)
+    for mask in needed_by.values():
+        while mask:
+            low = mask & -mask
+            remaining[low.bit_length() - 1] += 1
+            mask ^= low
     done: set[Tensor] = set()
-    order: list[Tensor] = []
-    pending = list(dict.fromkeys(outputs))
+    result: list[Tensor] = []
+    pending = list(range(len(roots)))
     while pending:
-        best = min(pending, key=lambda o: (len(ancestors[o] - done), pending.index(o)))
+        best = min(pending, key=lambda k: (remaining[k], k))
         pending.remove(best)
-        for node in toposort([best]):
-            if node not in done:
-                done.add(node)
-                order.append(node)
-    return order
+        for node in _walk(roots[best], done):
+            done.add(node)
+            result.append(node)
+            mask = needed_by[node]
+            while mask:
+                low = mask & -mask
+                remaining[low.bit_length() - 1] -= 1
+                mask ^= low
+    return result
+
+
+def _walk(root: Tensor, done: set[Tensor]) -> list[Tensor]:
+    """Post-order of root's ancestors not in `done`, inputs left to right (iterative)."""
+    if root in done:
+        return []
+    out: list[Tensor] = []
+    seen = {root}
+    stack: list[tuple[Tensor, int]] = [(root, 0)]
+    while stack:
+        node, i = stack[-1]
+        if i < len(node.inputs):
+            stack[-1] = (node, i + 1)
+            child = node.inputs[i]
+            if child not in done and child not in seen:
+                seen.add(child)
+                stack.append((child, 0))
+        else:
+            stack.pop()
+            out.append(node)
+    return out
