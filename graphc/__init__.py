@@ -10,6 +10,7 @@ from . import train
 from .autodiff import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import DTypeError, FeedError, GraphcError, ShapeError
+from .export import ExportedFunction, load_exported
 from .function import Function, function
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph
 from .ir.printer import as_text

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FeedError, GraphcError
+from .errors import GraphcError
 from .ir.graph import Tensor
 from .ir.traverse import toposort
 from .options import CompileOptions
@@ -328,17 +328,3 @@ class _BufferCaller:
             if slot >= 0:
                 table[slot] = buf
         self.entry(table)
-
-
-def check_arguments(specs: Sequence[Any], args: tuple) -> tuple[np.ndarray, ...]:
-    """Arrays for `args` under the input rules of `Session.run` (specs: name, dtype, shape)."""
-    if len(args) != len(specs):
-        raise TypeError(f"function takes {len(specs)} input array(s), got {len(args)}")
-    return tuple(convert_feed(spec, a) for spec, a in zip(specs, args))
-
-
-def no_match(shapes: Sequence[tuple[int, ...]], known: Sequence[Sequence[tuple[int, ...]]]) -> FeedError:
-    """The error for input shapes that no compiled signature has."""
-    listed = "; ".join(", ".join(str(tuple(s)) for s in sig) for sig in known)
-    return FeedError(f"input shapes {', '.join(str(tuple(s)) for s in shapes)} match no exported signature "
-                     f"(exported: {listed})")

@@ -1,0 +1,88 @@
+"""Ahead-of-time compilation: a program's LLVM IR to an object file, objects to a shared library.
+
+The IR is the same the JIT compiles; here it is optimized and emitted for a named CPU
+(default ``x86-64-v3``: AVX2, FMA, BMI2, the x86-64 microarchitecture level of Haswell and
+Zen 1 and later) as position-independent code, with the entry renamed and hidden so
+several programs, and several exported libraries, coexist in one process. ``cc`` links
+the objects with the generated C wrapper; a version script exports only the names the
+header declares.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from llvmlite import binding as llvm
+
+from ...errors import GraphcError
+from .codegen import ENTRY
+from .jit import SPEED_LEVEL, _lock
+
+__all__ = ["DEFAULT_CPU", "emit_object", "link_library", "resolve_cpu"]
+
+DEFAULT_CPU = "x86-64-v3"
+
+
+def resolve_cpu(cpu: str) -> tuple[str, str]:
+    """(LLVM CPU name, feature string) for "host" or a CPU name such as "x86-64-v3"."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    if cpu == "host":
+        return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    if cpu.startswith("x86-64") and platform.machine().lower() not in ("x86_64", "amd64"):
+        raise GraphcError(f"cpu {cpu!r} is an x86-64 level but this machine is {platform.machine()}; "
+                          "use cpu='host'")
+    return cpu, ""
+
+
+def _target_machine(cpu: str, features: str) -> llvm.TargetMachine:
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default")
+
+
+def emit_object(ir_text: str, entry: str, cpu: str, features: str) -> bytes:
+    """Object code of one program for `cpu`, its entry function renamed to `entry` (hidden)."""
+    with _lock:
+        tm = _target_machine(cpu, features)
+        mod = llvm.parse_assembly(ir_text)
+        mod.triple = tm.triple
+        mod.data_layout = str(tm.target_data)
+        fn = mod.get_function(ENTRY)
+        fn.name = entry
+        fn.visibility = "hidden"
+        mod.verify()
+        pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        return tm.emit_object(mod)
+
+
+def compiler() -> str:
+    """The C compiler: ``$CC`` if set, else ``cc``."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc.split()[0]) is None:
+        raise GraphcError(f"exporting a library needs a C compiler to link it: {cc!r} is not on PATH (set CC)")
+    return cc
+
+
+def link_library(out: Path, c_source: Path, objects: Sequence[Path], cpu: str, exported: Sequence[str]) -> None:
+    """Compile `c_source` for `cpu` and link it with `objects` into the shared library `out`."""
+    script = out.with_suffix(".map")
+    script.write_text("{\n  global:\n" + "".join(f"    {n};\n" for n in exported) + "  local: *;\n};\n")
+    march = "-march=native" if cpu == "host" else f"-march={cpu}"
+    cmd = [*compiler().split(), "-shared", "-fPIC", "-O3", march, "-std=c11", "-Wall", "-Wno-psabi",
+           "-o", str(out), str(c_source), *map(str, objects),
+           f"-Wl,--version-script={script}", "-lm"]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        script.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise GraphcError(f"linking {out.name} failed ({' '.join(cmd)}):\n{result.stderr.strip()}")

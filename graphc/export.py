@@ -1,0 +1,425 @@
+"""Ahead-of-time export of a `gc.function` and loading an export back (see docs/export.md).
+
+``fn.export(directory, name)`` writes to `directory`:
+
+* ``lib<name>.so``: the function's programs compiled for a portable CPU (``x86-64-v3`` by
+  default), one per shape signature, behind one C function ``<name>``;
+* ``<name>.h``: its C declaration with the calling convention, error codes, workspace
+  size and BLAS slots documented;
+* ``<name>.json``: the manifest: inputs, state (the function's variables), outputs,
+  dtypes, shapes (None for symbolic dims), the compiled signatures, graphc version,
+  target CPU and an ABI hash that the library also returns (``<name>_abi()``);
+* ``<name>.state.bin``: the variables' values at export time, raw, at the manifest's offsets.
+
+`load_exported` needs only numpy and ctypes (no llvmlite, no C compiler).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FeedError, GraphcError
+from .runtime.feeds import convert_feed
+
+__all__ = ["ExportedFunction", "load_exported"]
+
+FORMAT = "graphc-export"
+FORMAT_VERSION = 1
+STATE_ALIGN = 64
+_ROLES = ("inputs", "state", "outputs")
+
+
+def export_function(fn: Any, directory: str | Path, name: str,
+                    signatures: Sequence[Sequence[Sequence[int]]] | None = None, cpu: str = "x86-64-v3",
+                    output_names: Sequence[str] | None = None) -> Path:
+    """Export `fn` (a `graphc.Function`); returns the library's path. See `Function.export`."""
+    import graphc
+
+    from .backend.llvm import aot, capi
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
+        raise GraphcError(f"export name {name!r} must be a C identifier (letters, digits, underscores)")
+    if output_names is not None and len(output_names) != len(fn.outputs):
+        raise GraphcError(f"output_names has {len(output_names)} names for {len(fn.outputs)} outputs")
+    signatures = _signatures(fn, signatures)
+    programs = [fn.program(sig) for sig in signatures]
+    cpu_name, features = aot.resolve_cpu(cpu)
+    assigned = {a.inputs[0] for a in fn.assigns}
+    variables = [v for v in fn.variables if any(v in dict(p.var_slots) for p in programs)]
+    taken: set[str] = set()
+    args = [capi.Arg(ph.name, capi.c_identifier(ph.name, taken), "input", np.dtype(ph.dtype).name, ph.shape, False)
+            for ph in fn.inputs]
+    args += [capi.Arg(v.name, capi.c_identifier(v.name, taken), "state", np.dtype(v.dtype).name, v.shape,
+                      v in assigned) for v in variables]
+    names = list(output_names) if output_names is not None else [t.name for t in fn.outputs]
+    args += [capi.Arg(n, capi.c_identifier(n, taken), "output", np.dtype(t.dtype).name, t.shape, True)
+             for n, t in zip(names, fn.outputs)]
+    variants = [_variant(fn, sig, p, variables, f"{name}_program_{i}")
+                for i, (sig, p) in enumerate(zip(signatures, programs))]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state_file = f"{name}.state.bin"
+    layout, blob = _state(fn, variables, args)
+    manifest = _manifest(name, args, variants, layout, cpu_name, features, graphc.__version__, fn)
+    info = {"version": graphc.__version__, "cpu": cpu_name, "state_file": state_file}
+    state_args = [(a, off, nbytes) for a, (off, nbytes) in zip([a for a in args if a.role == "state"], layout)]
+    with tempfile.TemporaryDirectory(prefix=f"graphc-export-{name}-") as tmp:
+        build = Path(tmp)
+        (build / f"{name}.h").write_text(capi.header(name, args, variants, info, state_args))
+        (build / f"{name}.c").write_text(capi.source(name, args, variants, manifest["abi_hash"]))
+        objects = []
+        for i, (p, v) in enumerate(zip(programs, variants)):
+            objects.append(build / f"program_{i}.o")
+            objects[-1].write_bytes(aot.emit_object(p.ir_text, v.entry, cpu_name, features))
+        library = build / f"lib{name}.so"
+        exported = [name, f"{name}_workspace_size", f"{name}_strerror", f"{name}_abi", f"{name}_set_sgemm",
+                    f"{name}_set_dgemm"]
+        aot.link_library(library, build / f"{name}.c", objects, "host" if cpu == "host" else cpu_name, exported)
+        (build / state_file).write_bytes(blob)
+        (build / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        for file in (f"lib{name}.so", f"{name}.h", state_file, f"{name}.json"):
+            os.replace(build / file, directory / file)
+    return directory / f"lib{name}.so"
+
+
+def _signatures(fn: Any, signatures: Sequence[Sequence[Sequence[int]]] | None) -> list[tuple]:
+    if signatures is None:
+        found = fn.signatures()
+        if found:
+            return sorted(found)
+        if any(d is None for ph in fn.inputs for d in ph.shape):
+            raise GraphcError("inputs have unknown dims: give signatures=[[shape per input], ...] or call the "
+                              "function first (its called signatures are exported)")
+        return [tuple(tuple(ph.shape) for ph in fn.inputs)]
+    out = []
+    for sig in signatures:
+        if len(sig) != len(fn.inputs):
+            raise GraphcError(f"a signature has one shape per input ({len(fn.inputs)}), got {len(sig)}")
+        out.append(tuple(tuple(int(d) for d in s) for s in sig))
+    if not out:
+        raise GraphcError("signatures is empty")
+    return list(dict.fromkeys(out))
+
+
+def _variant(fn: Any, shapes: tuple, program: Any, variables: list, entry: str) -> Any:
+    """How the C wrapper fills one program's table from the export's arguments."""
+    from .backend.llvm.capi import Variant
+    from .backend.llvm.codegen import table_bases
+
+    bases = table_bases(program.plan)
+    feeds, states = dict(program.feed_slots), dict(program.var_slots)
+    slots = [feeds.get(ph, -1) for ph in fn.inputs] + [states.get(v, -1) for v in variables]
+    all_shapes = list(shapes) + [tuple(v.shape) for v in variables]
+    copy_from = [-1] * len(slots)
+    first: dict[int, int] = {}
+    fetches = list(dict.fromkeys(fn.outputs))
+    for t in fn.outputs:
+        index = program.fetch_index[fetches.index(t)]
+        shape, _, slot = program.out_slots[index]
+        all_shapes.append(tuple(shape))
+        if index in first:
+            slots.append(-1)
+            copy_from.append(first[index])
+        else:
+            first[index] = len(slots)
+            slots.append(slot)
+            copy_from.append(-1)
+    return Variant(entry, tuple(all_shapes), tuple(slots), tuple(copy_from), tuple(program.plan.consts),
+                   bases["const"], bases["arena"], program.plan.arena_bytes, bases["size"])
+
+
+def _state(fn: Any, variables: list, args: list) -> tuple[list[tuple[int, int]], bytes]:
+    """(offset, bytes) of each variable in the state file, and the file's contents."""
+    layout, chunks, at = [], [], 0
+    for var in variables:
+        data = np.ascontiguousarray(fn.session.variable_value(var)).tobytes()
+        pad = -at % STATE_ALIGN
+        chunks.append(b"\0" * pad + data)
+        at += pad
+        layout.append((at, len(data)))
+        at += len(data)
+    return layout, b"".join(chunks)
+
+
+def _arg_entry(a: Any) -> dict[str, Any]:
+    return {"name": a.name, "c_name": a.c_name, "dtype": a.dtype, "shape": list(a.shape)}
+
+
+def _manifest(name: str, args: list, variants: list, layout: list, cpu: str, features: str, version: str,
+              fn: Any) -> dict[str, Any]:
+    from .backend.llvm.capi import workspace_size
+
+    roles = {"inputs": [], "state": [], "outputs": []}
+    for a in args:
+        entry = _arg_entry(a)
+        if a.role == "state":
+            entry["updated"] = a.written
+        roles["inputs" if a.role == "input" else "state" if a.role == "state" else "outputs"].append(entry)
+    counts = [len(roles[r]) for r in _ROLES]
+    signatures = []
+    for v in variants:
+        shapes = [list(s) for s in v.shapes]
+        signatures.append({"inputs": shapes[:counts[0]], "state": shapes[counts[0]:counts[0] + counts[1]],
+                           "outputs": shapes[counts[0] + counts[1]:]})
+    abi = {"function": name, **roles, "signatures": signatures, "workspace_bytes": workspace_size(variants)}
+    for entry, (offset, nbytes) in zip(roles["state"], layout):
+        entry["offset"], entry["nbytes"] = offset, nbytes
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "graphc_version": version,
+            "target": {"cpu": cpu, "features": features},
+            "files": {"library": f"lib{name}.so", "header": f"{name}.h", "state": f"{name}.state.bin"},
+            "single_output": fn._single, **abi, "abi_hash": abi_hash(abi)}
+
+
+def abi_hash(abi: dict[str, Any]) -> str:
+    """SHA-256 of the ABI fields of a manifest (function, arguments, signatures, workspace)."""
+    keep = {"function": abi["function"], "signatures": abi["signatures"], "workspace_bytes": abi["workspace_bytes"]}
+    for role in _ROLES:
+        keep[role] = [{k: e[k] for k in ("name", "c_name", "dtype", "shape", "updated") if k in e} for e in abi[role]]
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def export_target(target: str, name: str, directory: str, inputs: str | None = None, outputs: str | None = None,
+                  grad_wrt: str | None = None, cpu: str = "x86-64-v3") -> Path:
+    """`graphc export`: export the fetches of a CLI target (see `graphc.cli.load_target`).
+
+    `inputs`/`outputs`/`grad_wrt` are comma-separated node names: the placeholders taken as
+    inputs (default: every placeholder the outputs need), the outputs (default: the
+    target's fetches; a number picks the target's fetch at that position), and tensors to
+    append gradients of the first output for (named ``grad_<name>``). The target's bound
+    shapes are the one exported signature.
+    """
+    from .cli import UsageError, load_target
+    from .function import Function
+    from .ir.traverse import toposort
+
+    fetches, shapes = load_target(target)
+    known = {n.name: n for n in toposort(fetches)}
+
+    def lookup(names: str, what: str) -> list:
+        found = []
+        for n in filter(None, (x.strip() for x in names.split(","))):
+            if what == "--outputs" and n.isdigit():
+                if int(n) >= len(fetches):
+                    raise UsageError(f"--outputs: the target has {len(fetches)} fetches, no fetch {n}")
+                found.append(fetches[int(n)])
+            elif n in known:
+                found.append(known[n])
+            else:
+                raise UsageError(f"{what}: the target has no node named {n!r}")
+        return found
+
+    outs = lookup(outputs, "--outputs") if outputs else [f for f in fetches if f.dtype is not None]
+    names = [t.name for t in outs]
+    if grad_wrt:
+        wrt = lookup(grad_wrt, "--grad-wrt")
+        if not outs or outs[0].shape != () or outs[0].dtype.kind != "f":
+            raise UsageError("--grad-wrt differentiates the first output, which must be a float scalar")
+        from .autodiff import gradients
+
+        for x, g in zip(wrt, gradients(outs[0], wrt)):
+            if g is None:
+                raise UsageError(f"--grad-wrt: {outs[0].name} does not depend on {x.name} differentiably")
+            outs.append(g)
+            names.append(f"grad_{x.name}")
+    needed = [n for n in toposort(outs) if n.op == "placeholder"]
+    placeholders = lookup(inputs, "--inputs") if inputs else needed
+    for ph in placeholders:
+        if ph.op != "placeholder":
+            raise UsageError(f"--inputs: {ph.name} is a {ph.op}, not a placeholder")
+    fn = Function(placeholders, outs)
+    signature = [shapes.get(ph, ph.shape) for ph in placeholders]
+    library = fn.export(directory, name, signatures=[signature], cpu=cpu, output_names=names)
+    print(f"wrote {library} ({name}.h, {name}.json, {name}.state.bin): inputs "
+          f"{', '.join(ph.name for ph in placeholders) or '-'}; outputs {', '.join(names)}")
+    return library
+
+
+# --- loading -------------------------------------------------------------------------------
+class _Spec:
+    """What the feed checks of `Session.run` need to know about an input."""
+
+    __slots__ = ("dtype", "name", "shape")
+
+    def __init__(self, entry: dict[str, Any]):
+        self.name, self.dtype = entry["name"], np.dtype(entry["dtype"])
+        self.shape = tuple(entry["shape"])
+
+
+def load_exported(directory: str | Path, name: str, blas: str | None = "auto") -> ExportedFunction:
+    """The function exported as `name` into `directory`, callable like `gc.function`'s.
+
+    Needs numpy and ctypes only. `blas`: "auto" gives the library scipy's sgemm/dgemm when
+    scipy is importable (else its built-in GEMM runs); None keeps the built-in GEMM. The
+    BLAS slots belong to the loaded library, so they are shared by every load of it.
+    """
+    return ExportedFunction(Path(directory), name, blas)
+
+
+class ExportedFunction:
+    """An exported library loaded with ctypes. Calls take the inputs positionally.
+
+    `state` maps each state array's name to its array (loaded from the state file; updated
+    in place by calls that update it). ``trust_input = True`` skips the Python-side
+    conversions: arrays must then be C-contiguous of the exact dtypes (the library still
+    checks dims and pointers).
+    """
+
+    trust_input: bool = False
+
+    def __init__(self, directory: Path, name: str, blas: str | None = "auto"):
+        manifest = _read_manifest(directory, name)
+        self.name, self.manifest = name, manifest
+        self.library = ctypes.CDLL(str(directory / manifest["files"]["library"]))
+        lib_abi = _symbol(self.library, f"{name}_abi", ctypes.c_char_p, []).__call__()
+        if lib_abi is None or lib_abi.decode() != manifest["abi_hash"]:
+            raise GraphcError(f"{directory / manifest['files']['library']} was not built with the manifest "
+                              f"{name}.json (ABI hash {lib_abi!r} != {manifest['abi_hash']!r}); re-export both")
+        self._strerror = _symbol(self.library, f"{name}_strerror", ctypes.c_char_p, [ctypes.c_int])
+        self.inputs = [_Spec(e) for e in manifest["inputs"]]
+        self.state_specs = [_Spec(e) for e in manifest["state"]]
+        self.outputs = [_Spec(e) for e in manifest["outputs"]]
+        argtypes: list[Any] = []
+        for spec in self.inputs + self.state_specs + self.outputs:
+            argtypes += [ctypes.c_void_p] + [ctypes.c_int64] * len(spec.shape)
+        self._fn = _symbol(self.library, name, ctypes.c_int, argtypes + [ctypes.c_void_p, ctypes.c_size_t])
+        self.state = _load_state(directory / manifest["files"]["state"], manifest["state"])
+        self._by_inputs = {tuple(tuple(s) for s in sig["inputs"]): sig for sig in manifest["signatures"]}
+        self._single = manifest["single_output"]
+        self._lock = threading.Lock() if any(e["updated"] for e in manifest["state"]) else None
+        self._workspace_bytes = manifest["workspace_bytes"]
+        self._workspaces: list[np.ndarray] = []
+        if blas == "auto":
+            self.set_blas(*_scipy_gemm())
+        elif blas is not None:
+            raise GraphcError(f"blas must be 'auto' or None, not {blas!r}")
+
+    def set_blas(self, sgemm: int | None, dgemm: int | None) -> None:
+        """Point the library's BLAS slots at Fortran-convention sgemm/dgemm (None: built-in)."""
+        for letter, address in (("s", sgemm), ("d", dgemm)):
+            _symbol(self.library, f"{self.name}_set_{letter}gemm", None, [ctypes.c_void_p])(address)
+
+    def strerror(self, code: int) -> str:
+        return self._strerror(code).decode()
+
+    def __call__(self, *args: Any) -> Any:
+        if self.trust_input:
+            if len(args) != len(self.inputs):
+                raise TypeError(f"{self.name} takes {len(self.inputs)} input array(s), got {len(args)}")
+            arrays = args
+        else:
+            arrays = check_arguments(self.name, self.inputs, args)
+        sig = self._by_inputs.get(tuple(a.shape for a in arrays))
+        if sig is None:
+            raise no_match(self.name, [a.shape for a in arrays], list(self._by_inputs))
+        outs = [np.empty(shape, spec.dtype) for spec, shape in zip(self.outputs, sig["outputs"])]
+        state = [self.state[s.name] for s in self.state_specs]
+        cargs: list[Any] = []
+        for a in list(arrays) + state + outs:
+            cargs.append(a.__array_interface__["data"][0])
+            cargs += a.shape
+        try:
+            workspace = self._workspaces.pop()
+        except IndexError:
+            workspace = np.empty(self._workspace_bytes, np.uint8)
+        try:
+            cargs += [workspace.__array_interface__["data"][0] if workspace.size else None, workspace.size]
+            if self._lock is None:
+                rc = self._fn(*cargs)
+            else:
+                with self._lock:
+                    rc = self._fn(*cargs)
+        finally:
+            self._workspaces.append(workspace)
+        if rc:
+            raise GraphcError(f"{self.name} returned {rc}: {self.strerror(rc)}")
+        return outs[0] if self._single else outs
+
+
+def check_arguments(name: str, specs: Sequence[_Spec], args: tuple) -> tuple[np.ndarray, ...]:
+    """Arrays for `args` under the input rules of `Session.run`."""
+    if len(args) != len(specs):
+        raise TypeError(f"{name} takes {len(specs)} input array(s), got {len(args)}")
+    return tuple(convert_feed(spec, a) for spec, a in zip(specs, args))
+
+
+def no_match(name: str, shapes: Sequence[tuple[int, ...]], known: Sequence[Sequence[Sequence[int]]]) -> FeedError:
+    """The error for input shapes that no exported signature has."""
+    listed = "; ".join(", ".join(str(tuple(s)) for s in sig) for sig in known)
+    return FeedError(f"{name}: input shapes {', '.join(str(tuple(s)) for s in shapes)} match no exported "
+                     f"signature (exported: {listed})")
+
+
+def _read_manifest(directory: Path, name: str) -> dict[str, Any]:
+    path = directory / f"{name}.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except OSError as exc:
+        raise GraphcError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise GraphcError(f"the manifest {path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise GraphcError(f"{path} is not a graphc export manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise GraphcError(f"{path} has format version {manifest.get('format_version')!r}; this graphc reads "
+                          f"version {FORMAT_VERSION}")
+    if manifest.get("name") != name:
+        raise GraphcError(f"{path} describes the export {manifest.get('name')!r}, not {name!r}")
+    try:
+        expected = abi_hash(manifest)
+    except (KeyError, TypeError) as exc:
+        raise GraphcError(f"the manifest {path} lacks a field: {exc}") from None
+    if expected != manifest.get("abi_hash"):
+        raise GraphcError(f"the manifest {path} was modified after export (its ABI fields no longer match "
+                          "its abi_hash)")
+    return manifest
+
+
+def _symbol(library: ctypes.CDLL, symbol: str, restype: Any, argtypes: list) -> Any:
+    try:
+        fn = getattr(library, symbol)
+    except AttributeError:
+        raise GraphcError(f"{library._name} has no function {symbol}") from None
+    fn.restype, fn.argtypes = restype, argtypes
+    return fn
+
+
+def _load_state(path: Path, entries: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    if not entries:
+        return {}
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise GraphcError(f"cannot read the state file {path}: {exc.strerror or exc}") from None
+    state = {}
+    for e in entries:
+        dtype, shape = np.dtype(e["dtype"]), tuple(e["shape"])
+        count = int(np.prod(shape, dtype=np.int64))
+        if e["offset"] + e["nbytes"] > len(blob) or e["nbytes"] != dtype.itemsize * count:
+            raise GraphcError(f"the state file {path} does not hold {e['name']} as the manifest describes")
+        state[e["name"]] = np.frombuffer(blob, dtype, count, e["offset"]).reshape(shape).copy()
+    return state
+
+
+def _scipy_gemm() -> tuple[int | None, int | None]:
+    """Addresses of scipy's Fortran-convention sgemm and dgemm, or (None, None) without scipy."""
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return None, None
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    capi = cython_blas.__pyx_capi__
+    return tuple(get_pointer(capi[n], get_name(capi[n])) for n in ("sgemm", "dgemm"))

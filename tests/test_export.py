@@ -1,0 +1,320 @@
+"""Ahead-of-time export: the library against in-process results, the C ABI's error codes,
+manifest checks, loading without llvmlite, threads, the CLI, and the C example."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None,
+                                reason="exporting needs a C compiler")
+
+
+def _mlp(batch_dim=None, updates=False, dtype=np.float32):
+    """Loss and gradients of a small MLP (and, with `updates`, an SGD step on its weights)."""
+    rng = np.random.default_rng(0)
+    x = gc.placeholder(dtype, (batch_dim, 12), name="x")
+    labels = gc.placeholder(gc.int32, (batch_dim,), name="labels")
+    w1 = gc.Variable((rng.standard_normal((12, 16)) * 0.3).astype(dtype), name="w1")
+    b1 = gc.Variable(np.zeros(16, dtype), name="b1")
+    w2 = gc.Variable((rng.standard_normal((16, 5)) * 0.3).astype(dtype), name="w2")
+    params = [w1, b1, w2]
+    loss = gc.nn.softmax_cross_entropy(gc.relu(x @ w1 + b1) @ w2, labels)
+    grads = gc.gradients(loss, params)
+    ups = [(p, p - 0.1 * g) for p, g in zip(params, grads)] if updates else None
+    return gc.function([x, labels], [loss, *grads], updates=ups)
+
+
+def _batch(n, dtype=np.float32, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 12)).astype(dtype), (np.arange(n) % 5).astype(np.int32)
+
+
+def _close(got, want, rtol=1e-6):
+    """Within `rtol` of the largest magnitude of `want` (float32 results of other summation orders)."""
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * float(np.max(np.abs(w), initial=0.0)))
+
+
+@pytest.fixture(scope="module")
+def mlp_export(tmp_path_factory):
+    """(directory, in-process function) of an MLP exported for batches of 8 and 3."""
+    with gc.Graph().as_default():
+        fn = _mlp()
+        directory = tmp_path_factory.mktemp("mlp")
+        library = fn.export(directory, "mlp", signatures=[[(8, 12), (8,)], [(3, 12), (3,)]],
+                            output_names=["loss", "grad_w1", "grad_b1", "grad_w2"])
+        assert library == directory / "libmlp.so"
+        yield directory, fn
+
+
+def test_exported_results_match_in_process(mlp_export):
+    directory, fn = mlp_export
+    for blas in ("auto", None):
+        loaded = gc.load_exported(directory, "mlp", blas=blas)
+        for n in (8, 3):
+            _close(loaded(*_batch(n)), fn(*_batch(n)))
+    with pytest.raises(gc.FeedError, match="match no exported signature"):
+        loaded(*_batch(5))
+    with pytest.raises(gc.FeedError, match="placeholder labels"):
+        loaded(_batch(8)[0], np.zeros(8, np.float32))
+
+
+def test_files_and_manifest(mlp_export):
+    directory, _ = mlp_export
+    manifest = json.loads((directory / "mlp.json").read_text())
+    assert manifest["inputs"][0] == {"name": "x", "c_name": "x", "dtype": "float32", "shape": [None, 12]}
+    assert [s["name"] for s in manifest["state"]] == ["w1", "b1", "w2"]
+    assert [o["name"] for o in manifest["outputs"]] == ["loss", "grad_w1", "grad_b1", "grad_w2"]
+    assert manifest["signatures"][0]["inputs"] == [[8, 12], [8]]  # in the order given
+    assert manifest["signatures"][0]["outputs"][0] == []
+    assert manifest["target"]["cpu"] == "x86-64-v3" and manifest["graphc_version"] == gc.__version__
+    header = (directory / "mlp.h").read_text()
+    assert "int mlp(\n    const float* x, int64_t x_dim0, int64_t x_dim1," in header
+    assert "void mlp_set_sgemm(mlp_sgemm_t sgemm);" in header and "size_t mlp_workspace_size(void);" in header
+    assert "#define MLP_ERR_DIMS 2" in header
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(directory / "libmlp.so")], capture_output=True,
+                              text=True).stdout if shutil.which("nm") else ""
+    if exported:
+        names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
+        assert names == {"mlp", "mlp_abi", "mlp_strerror", "mlp_workspace_size", "mlp_set_sgemm", "mlp_set_dgemm"}
+
+
+class _Direct:
+    """Calls of the exported C function through ctypes with hand-made arguments."""
+
+    def __init__(self, directory: Path):
+        self.lib = ctypes.CDLL(str(directory / "libmlp.so"))
+        self.lib.mlp.restype = ctypes.c_int
+        self.lib.mlp_strerror.restype = ctypes.c_char_p
+        self.lib.mlp_workspace_size.restype = ctypes.c_size_t
+        self.shapes = [(8, 12), (8,), (12, 16), (16,), (16, 5), (), (12, 16), (16,), (16, 5)]
+        dtypes = [np.float32, np.int32] + [np.float32] * 7
+        self.arrays = [np.ones(s, d) for s, d in zip(self.shapes, dtypes)]
+
+    def call(self, pointers=None, shapes=None, workspace=None, workspace_bytes=0):
+        pointers = pointers or [a.ctypes.data for a in self.arrays]
+        args = []
+        for p, s in zip(pointers, shapes or self.shapes):
+            args.append(ctypes.c_void_p(p))
+            args += [ctypes.c_int64(d) for d in s]
+        return self.lib.mlp(*args, ctypes.c_void_p(workspace), ctypes.c_size_t(workspace_bytes))
+
+
+def test_c_calls_report_bad_arguments_with_codes(mlp_export):
+    directory, _ = mlp_export
+    c = _Direct(directory)
+    assert c.call() == 0
+    assert c.lib.mlp_strerror(0) == b"success"
+    before = [a.copy() for a in c.arrays[5:]]
+    for a in c.arrays[5:]:
+        a.fill(-7)
+    shapes = list(c.shapes)
+    shapes[0] = (9, 12)  # more rows than compiled: must not read past the buffer
+    assert c.call(shapes=shapes) == 2
+    shapes = list(c.shapes)
+    shapes[2] = (16, 12)  # a state array's dims
+    assert c.call(shapes=shapes) == 2
+    assert all((a == -7).all() for a in c.arrays[5:])  # nothing written on error
+    for k in (0, 1, 3, 5, 8):  # inputs, state and outputs may not be NULL
+        pointers = [a.ctypes.data for a in c.arrays]
+        pointers[k] = 0
+        assert c.call(pointers) == 1, k
+    pointers = [a.ctypes.data for a in c.arrays]
+    pointers[6] = pointers[0]  # an output over an input
+    assert c.call(pointers) == 5
+    needed = c.lib.mlp_workspace_size()
+    assert needed > 0
+    workspace = np.zeros(needed, np.uint8)
+    assert c.call(workspace=workspace.ctypes.data, workspace_bytes=needed - 1) == 3
+    assert c.call(workspace=workspace.ctypes.data, workspace_bytes=needed) == 0
+    np.testing.assert_array_equal(c.arrays[5], before[0])
+    assert b"dims" in c.lib.mlp_strerror(2) and c.lib.mlp_strerror(99) == b"unknown return code"
+
+
+def test_concurrent_calls_from_two_threads(mlp_export):
+    directory, fn = mlp_export
+    loaded = gc.load_exported(directory, "mlp")
+    batches = [_batch(8, seed=s) for s in (10, 11)]
+    wants = [fn(*b) for b in batches]
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(200):
+                _close(loaded(*batches[k]), wants[k])
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_manifest_mismatches_are_clear_errors(mlp_export, tmp_path):
+    directory, _ = mlp_export
+    other = tmp_path / "other"
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, (8, 12), name="x")
+        gc.function([x], gc.sum(x**2)).export(other, "mlp")
+    bad = tmp_path / "bad"
+    shutil.copytree(directory, bad)
+    shutil.copy(other / "mlp.json", bad / "mlp.json")  # a consistent manifest of another export
+    with pytest.raises(gc.GraphcError, match="was not built with the manifest"):
+        gc.load_exported(bad, "mlp")
+    manifest = json.loads((directory / "mlp.json").read_text())
+    manifest["signatures"][0]["inputs"][0] = [4, 12]  # edited by hand
+    (bad / "mlp.json").write_text(json.dumps(manifest))
+    with pytest.raises(gc.GraphcError, match="modified after export"):
+        gc.load_exported(bad, "mlp")
+    (bad / "mlp.json").write_text("{not json")
+    with pytest.raises(gc.GraphcError, match="not valid JSON"):
+        gc.load_exported(bad, "mlp")
+    with pytest.raises(gc.GraphcError, match="cannot read the manifest"):
+        gc.load_exported(tmp_path / "missing", "mlp")
+    with pytest.raises(gc.GraphcError, match="describes the export 'mlp'"):
+        shutil.copy(directory / "mlp.json", bad / "other.json")
+        gc.load_exported(bad, "other")
+
+
+BLOCK_LLVMLITE = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "llvmlite" or name.startswith("llvmlite."):
+            raise ImportError("llvmlite is blocked in this process")
+        return None
+sys.meta_path.insert(0, _Block())
+try:
+    import llvmlite  # noqa
+except ImportError:
+    pass
+else:
+    raise SystemExit("the blocker does not work")
+import numpy as np
+import graphc as gc
+f = gc.load_exported(sys.argv[1], "mlp")
+x, labels = np.load(sys.argv[2]), np.load(sys.argv[3])
+np.savez(sys.argv[4], *f(x, labels))
+assert "llvmlite" not in sys.modules
+"""
+
+
+def test_load_exported_without_llvmlite(mlp_export, tmp_path):
+    directory, fn = mlp_export
+    x, labels = _batch(8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "labels.npy", labels)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", BLOCK_LLVMLITE, str(directory), str(tmp_path / "x.npy"),
+                             str(tmp_path / "labels.npy"), str(tmp_path / "out.npz")], capture_output=True,
+                            text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "out.npz") as out:
+        _close([out[f"arr_{i}"] for i in range(4)], fn(x, labels))
+
+
+def test_state_updates_and_float64(tmp_path):
+    fn = _mlp(batch_dim=6, updates=True, dtype=np.float64)
+    fn.export(tmp_path, "step")
+    loaded = gc.load_exported(tmp_path, "step")
+    assert all(np.array_equal(loaded.state[v.name], fn.session.variable_value(v)) for v in fn.variables)
+    for seed in range(3):
+        _close(loaded(*_batch(6, np.float64, seed)), fn(*_batch(6, np.float64, seed)), rtol=1e-12)
+    for v in fn.variables:
+        np.testing.assert_allclose(loaded.state[v.name], fn.session.variable_value(v), rtol=1e-12)
+    header = (tmp_path / "step.h").read_text()
+    assert "double* w1, int64_t w1_dim0" in header and "state, updated 'w1'" in header
+
+
+def test_repeated_outputs_zero_sizes_and_null_pointers(tmp_path):
+    x = gc.placeholder(gc.float32, (None, 2), name="x")
+    y = x * 2.0
+    fn = gc.function([x], [y, gc.sum(x), y])
+    fn.export(tmp_path, "twice", signatures=[[(3, 2)], [(0, 2)]])
+    loaded = gc.load_exported(tmp_path, "twice")
+    a, total, b = loaded(np.arange(6, dtype=np.float32).reshape(3, 2))
+    np.testing.assert_array_equal(a, np.arange(6).reshape(3, 2) * 2)
+    np.testing.assert_array_equal(b, a)
+    assert total == 15 and not np.shares_memory(a, b)
+    empty = loaded(np.zeros((0, 2), np.float32))
+    assert [e.shape for e in empty] == [(0, 2), (), (0, 2)] and empty[1] == 0
+    lib = ctypes.CDLL(str(tmp_path / "libtwice.so"))
+    out = np.zeros((), np.float32)
+    i64 = ctypes.c_int64
+    null = ctypes.c_void_p(0)
+    # zero-element arrays may be NULL; the scalar output may not
+    for total, code in ((ctypes.c_void_p(out.ctypes.data), 0), (null, 1)):
+        assert lib.twice(null, i64(0), i64(2), null, i64(0), i64(2), total, null, i64(0), i64(2), null,
+                         ctypes.c_size_t(0)) == code
+
+
+def test_export_argument_errors(tmp_path):
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    fn = gc.function([x], x + 1.0)
+    with pytest.raises(gc.GraphcError, match="unknown dims"):
+        fn.export(tmp_path, "f")
+    with pytest.raises(gc.GraphcError, match="C identifier"):
+        fn.export(tmp_path, "my-lib", signatures=[[(2,)]])
+    with pytest.raises(gc.GraphcError, match="one shape per input"):
+        fn.export(tmp_path, "f", signatures=[[(2,), (3,)]])
+    with pytest.raises(gc.GraphcError, match="output_names"):
+        fn.export(tmp_path, "f", signatures=[[(2,)]], output_names=["a", "b"])
+    with pytest.raises(gc.FeedError):
+        fn.export(tmp_path, "f", signatures=[[(2, 2)]])
+
+
+def test_cli_export(tmp_path, capsys):
+    cli = pytest.importorskip("graphc.cli")
+    if not hasattr(cli, "cmd_export"):
+        pytest.skip("this graphc.cli has no export command")
+    cli_main = cli.main
+    target = f"{ROOT / 'examples' / 'cli' / 'targets.py'}:mlp"
+    code = cli_main(["export", target, "--name", "mlpcli", "-o", str(tmp_path), "--inputs", "x,labels",
+                     "--outputs", "0", "--grad-wrt", "w1,w2"])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "mlpcli.json").read_text())
+    assert [o["name"] for o in manifest["outputs"]][1:] == ["grad_w1", "grad_w2"]
+    assert manifest["signatures"][0]["inputs"] == [[16, 64], [16]]
+    loaded = gc.load_exported(tmp_path, "mlpcli")
+    rng = np.random.default_rng(0)
+    loss, g1, g2 = loaded(rng.standard_normal((16, 64)).astype(np.float32), np.arange(16, dtype=np.int32) % 10)
+    assert np.isfinite(loss) and g1.shape == (64, 32) and g2.shape == (32, 10)
+    assert cli_main(["export", target, "--name", "bad", "-o", str(tmp_path), "--grad-wrt", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+def test_c_example_builds_runs_and_matches_in_process(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    example = ROOT / "examples" / "export_c"
+    env = {**os.environ, "PYTHON": sys.executable}
+    built = subprocess.run(["make", "-s", "-C", str(example), f"OUT={tmp_path}", "run"], capture_output=True,
+                           text=True, env=env)
+    assert built.returncode == 0, built.stderr + built.stdout
+    reference = subprocess.run([sys.executable, str(example / "export_mlp.py"), "-o", str(tmp_path / "ref"),
+                                "--reference"], capture_output=True, text=True, env=env)
+    assert reference.returncode == 0, reference.stderr
+    c_losses = [float(v) for v in re.findall(r"step \d+: loss ([\d.]+)", built.stdout)]
+    py_losses = [float(v) for v in re.findall(r"step \d+: loss ([\d.]+)", reference.stdout)]
+    assert len(c_losses) == len(py_losses) == 8
+    np.testing.assert_allclose(c_losses, py_losses, rtol=1e-5)
+    assert c_losses[-1] < 0.5 * c_losses[0]
+    assert "code 2" in built.stdout
