@@ -347,10 +347,11 @@ class ExportedFunction:
 
 
 def check_arguments(name: str, specs: Sequence[_Spec], args: tuple) -> tuple[np.ndarray, ...]:
-    """Arrays for `args` under the input rules of `Session.run`."""
+    """Arrays for `args` under the input rules of `Session.run` (exact arrays pass as they are)."""
     if len(args) != len(specs):
         raise TypeError(f"{name} takes {len(specs)} input array(s), got {len(args)}")
-    return tuple(convert_feed(spec, a) for spec, a in zip(specs, args))
+    return tuple(a if type(a) is np.ndarray and a.dtype == spec.dtype and a.flags.c_contiguous
+                 and len(a.shape) == len(spec.shape) else convert_feed(spec, a) for spec, a in zip(specs, args))
 
 
 def no_match(name: str, shapes: Sequence[tuple[int, ...]], known: Sequence[Sequence[Sequence[int]]]) -> FeedError:
