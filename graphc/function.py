@@ -117,12 +117,17 @@ class Function:
         self._fast = None if runner is None else runner.trusted if self._trust else runner.checked
 
     def __call__(self, *args: Any) -> Any:
-        fast = self._fast
-        if fast is not None:
-            out = fast(*args)
-            if out is not MISS:
-                return out
-        return self._call_checked(args)
+        try:
+            fast = self._fast
+            if fast is not None:
+                out = fast(*args)
+                if out is not MISS:
+                    return out
+            return self._call_checked(args)
+        except KeyError:  # a variable missing from the session's values
+            if self.session._closed:
+                raise GraphcError("the function's session is closed") from None
+            raise
 
     def _call_checked(self, args: tuple) -> Any:
         """Convert and check every argument as `Session.run` does, then call."""
@@ -234,21 +239,21 @@ class _Runner:
         fetches = list(dict.fromkeys(fn.outputs))
         self.program = program = compile_program(fetches, fn.assigns, feed_shapes, fn.options)
         plan, bases = program.plan, table_bases(program.plan)
-        slot_of = dict(program.feed_slots)
-        args = [(slot_of.get(ph, -1), np.dtype(ph.dtype), s) for ph, s in zip(fn.inputs, shapes)]
-        args += [(slot, np.dtype(var.dtype), var.shape) for var, slot in program.var_slots]
-        args += [(slot, np.dtype(dtype), shape) for shape, dtype, slot in program.out_slots]
-        outputs = [(shape, np.dtype(dtype)) for shape, dtype, _ in program.out_slots]
-        index = [program.fetch_index[fetches.index(t)] for t in fn.outputs]
-        order = None if index == list(range(len(index))) else index
         keys = [var for var, _ in program.var_slots]
         variables = None
         if keys:
             session = fn.session
             with session._lock:  # make sure the session holds every variable's array
-                for var in keys:
-                    session._variable(var)
+                held = [session._variable(var) for var in keys]
             variables = (session._values, keys, session._state, bool(fn.assigns))
+        slot_of = dict(program.feed_slots)
+        args = [(slot_of.get(ph, -1), np.dtype(ph.dtype), s) for ph, s in zip(fn.inputs, shapes)]
+        # a session's arrays are never replaced: check them against their own dtype objects
+        args += [(slot, a.dtype, var.shape) for (var, slot), a in zip(program.var_slots, held if keys else ())]
+        args += [(slot, np.dtype(dtype), shape) for shape, dtype, slot in program.out_slots]
+        outputs = [(shape, np.dtype(dtype)) for shape, dtype, _ in program.out_slots]
+        index = [program.fetch_index[fetches.index(t)] for t in fn.outputs]
+        order = None if index == list(range(len(index))) else index
         template = [0] * bases["size"]
         for i, c in enumerate(plan.consts):
             template[bases["const"] + i] = c.ctypes.data
@@ -258,14 +263,13 @@ class _Runner:
         if plan.arena_bytes > arraycall.STACK_ARENA:
             pool: list = []
             arena = (pool.pop, pool.append, lambda: _arena(ffi, plan.arena_bytes))
-        self._keep = plan.consts
         if arraycall.struct_layout() is None:
-            caller = _BufferCaller(ffi, program, fn, args, outputs, order, template, bases, arena, variables)
+            caller = _BufferCaller(ffi, program, fn, args, outputs, order, template, bases, variables)
             self.checked, self.trusted = caller.checked, caller.trusted
             return
         spec = ffi.new("int64_t[]", arraycall.spec_words(len(fn.inputs), template, bases["arena"], plan.arena_bytes,
                                                           args))
-        self._keep = (plan.consts, spec)
+        self._keep = spec  # the constants it points at are kept by the program's plan
         common = (ffi, program.compiled.address, spec, len(fn.inputs), outputs, order, fn._single)
         self.checked = arraycall.build_caller(*common, True, MISS, arena, variables)
         self.trusted = arraycall.build_caller(*common, False, MISS, arena, variables)
@@ -284,7 +288,7 @@ class _BufferCaller:
     """The same calls through ``ffi.from_buffer`` where numpy's struct layout is unknown."""
 
     def __init__(self, ffi: Any, program: Any, fn: Function, args: list, outputs: list, order: list | None,
-                 template: list[int], bases: dict[str, int], arena: tuple | None, variables: tuple | None):
+                 template: list[int], bases: dict[str, int], variables: tuple | None):
         self.ffi, self.fn, self.args, self.outputs, self.order = ffi, fn, args, outputs, order
         self.template, self.arena_slot = template, bases["arena"]
         self.entry = ffi.cast("void(*)(void**)", program.compiled.address)

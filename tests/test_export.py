@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None,
@@ -282,10 +283,6 @@ def test_export_argument_errors(tmp_path):
 
 
 def test_cli_export(tmp_path, capsys):
-    cli = pytest.importorskip("graphc.cli")
-    if not hasattr(cli, "cmd_export"):
-        pytest.skip("this graphc.cli has no export command")
-    cli_main = cli.main
     target = f"{ROOT / 'examples' / 'cli' / 'targets.py'}:mlp"
     code = cli_main(["export", target, "--name", "mlpcli", "-o", str(tmp_path), "--inputs", "x,labels",
                      "--outputs", "0", "--grad-wrt", "w1,w2"])

@@ -69,8 +69,11 @@ def test_equal_but_distinct_dtype_objects_are_accepted():
     f = gc.function([x], x + 1.0)
     f(np.zeros(2, np.float32))
     other = np.dtype(np.float32).newbyteorder("=")
+    assert other is not np.dtype(np.float32)
     arr = np.array([1.0, 2.0], np.float32).view(other)
     np.testing.assert_array_equal(f(arr), [2.0, 3.0])
+    v = gc.Variable(np.ones(2, np.float32).view(other), name="v")  # the session keeps this dtype object
+    np.testing.assert_array_equal(gc.function([x], x * v)(arr), [1.0, 2.0])
 
 
 def test_trust_input_skips_checks_and_can_be_turned_off():
@@ -116,6 +119,8 @@ def test_functions_share_variables_through_a_session():
     with gc.Session() as sess:
         own = gc.function([], v * 1.0, session=sess)
         np.testing.assert_array_equal(own(), [0, 0, 0])  # another session: its own values
+    with pytest.raises(gc.GraphcError, match="session is closed"):
+        own()
 
 
 def test_sgd_steps_match_a_session():
@@ -202,6 +207,18 @@ def test_as_text_stages():
     assert "define" in f.as_text("llvm")
     with pytest.raises(gc.GraphcError, match="unknown stage"):
         f.as_text("bytecode")
+
+
+def test_inputs_variables_and_any_dtype_as_outputs():
+    x = gc.placeholder(gc.float32, (3,), name="x")
+    v = gc.Variable(np.array([1, 2, 3], np.int64), name="v")
+    f = gc.function([x], [x, v, x > 1.0, gc.cast(x, gc.int32)])
+    xv = np.array([0.5, 1.5, 2.5], np.float32)
+    got = f(xv)
+    assert not np.shares_memory(got[0], xv)
+    for g, want in zip(got, [xv, np.array([1, 2, 3]), xv > 1.0, xv.astype(np.int32)]):
+        assert g.dtype == want.dtype
+        np.testing.assert_array_equal(g, want)
 
 
 def test_unused_inputs_are_checked_but_not_needed():

@@ -87,7 +87,9 @@ def spec_words(inputs: int, template: Sequence[int], arena_slot: int, arena_byte
     """The spec of a program: its table template and arena, and its arguments as (slot,
     dtype, shape), the first `inputs` of them taken from the inputs tuple.
 
-    Needs `struct_layout()`. A dtype must be the canonical object (``np.dtype(...)``).
+    Needs `struct_layout()`. The check compares dtype objects by identity: give the object
+    the arrays carry (``np.dtype(...)`` for arrays numpy makes; an equal but distinct dtype
+    object does not match).
     """
     layout = struct_layout()
     if layout is None:
