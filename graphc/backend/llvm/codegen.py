@@ -2,7 +2,8 @@
 
 The entry ``void graphc_entry(void** table)`` reads its buffers from a pointer table laid
 out as [feeds..., variables..., outputs..., constants..., arena] and calls the steps in
-order. GEMM steps loop over the broadcast batch dims and call BLAS per matrix.
+order. GEMM steps loop over the broadcast batch dims and call BLAS per matrix, then run
+their epilogue kernel, if any, over the product in place.
 """
 
 from __future__ import annotations
@@ -66,25 +67,31 @@ def build_module(plan: Plan) -> ir.Module:
     parallel_for = table_entry(bases["parallel_for"])
     threaded = b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
     emitted: dict[tuple, list] = {}  # steps of equal structure share their functions
+
+    def kernel(step: Kernel) -> None:
+        if numel(step.shape) == 0:
+            return
+        key = kernel_key(step)
+        if key not in emitted:
+            emitted[key] = KernelCodegen(module, step).emit()
+        for call in emitted[key]:
+            args = [pointer(x) for x in kernel_buffers(step)]
+            if call.parallel:
+                _parallel_call(entry, call, args, threaded, parallel_for)
+            else:
+                b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
+
     for step in plan.steps:
         if isinstance(step, Kernel):
-            if numel(step.shape) == 0:
-                continue
-            key = kernel_key(step)
-            if key not in emitted:
-                emitted[key] = KernelCodegen(module, step).emit()
-            for call in emitted[key]:
-                args = [pointer(x) for x in kernel_buffers(step)]
-                if call.parallel:
-                    _parallel_call(entry, call, args, threaded, parallel_for)
-                else:
-                    b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
-        else:
-            key = gemm_key(step)
-            if key not in emitted:
-                emitted[key] = [gemm_function(module, step)]
-            if emitted[key][0] is not None:
-                b.call(emitted[key][0], [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
+            kernel(step)
+            continue
+        key = gemm_key(step)
+        if key not in emitted:
+            emitted[key] = [gemm_function(module, step)]
+        if emitted[key][0] is not None:
+            b.call(emitted[key][0], [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
+        if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
+            kernel(step.epilogue)
     entry.finish()
     return module
 

@@ -32,7 +32,37 @@ class GroupingMixin:
             if c in group and _inlinable_into(n, c):
                 group[n] = group[c]
         self.merge_siblings(group)
+        self.attach_epilogues(group)
         return group
+
+    def attach_epilogues(self, group: dict[Tensor, Tensor]) -> None:
+        """Make each GEMM whose only readers form one elementwise kernel over exactly the
+        product's index space (every member of the product's shape, a result of its dtype)
+        a member of that kernel's group: the planner then emits the kernel as the GEMM's
+        epilogue, in place over the product, so the product needs no buffer of its own.
+        Other inputs of the kernel (a bias) are read through their views as before. At
+        most one GEMM per kernel.
+        """
+        sets: dict[Tensor, list[Tensor]] = {}
+        for n in self.order:
+            if n in group:
+                sets.setdefault(group[n], []).append(n)
+        taken: set[Tensor] = set()  # groups that already have a GEMM
+        for n in self.order:
+            if n.opdef.kind != "matmul" or n in self.outputs or not self.users[n]:
+                continue
+            owners = {group.get(u) for u in self.users[n]}
+            if len(owners) != 1 or None in owners or owners <= taken:
+                continue
+            (root,) = owners
+            members = sets[root]
+            inside = set(members)
+            results = [m for m in members if m in self.outputs or m.op == "assign"
+                       or any(u not in inside for u in self.users[m])]
+            if (any(r.dtype == n.dtype for r in results)
+                    and all(m.opdef.kind == "elementwise" and m.shape == n.shape for m in members)):
+                group[n] = root
+                taken.add(root)
 
     def merge_siblings(self, group: dict[Tensor, Tensor]) -> None:
         """Fuse the kernels that share an elementwise producer over one iteration space.

@@ -238,9 +238,10 @@ class KernelCodegen(ReductionsMixin):
 
         def body(idx: dict[int, Affine]) -> None:
             ix = tuple(idx[d] for d in range(len(shape)))
-            self.store(k.out, ix, shape, self.value(k.root, ix))
-            for extra in k.more:
-                self.store(extra.out, ix, shape, self.value(extra.node, ix))
+            # every result is computed before any store: a GEMM epilogue overwrites its input
+            values = [self.value(k.root, ix), *(self.value(extra.node, ix) for extra in k.more)]
+            for view, v in zip([k.out, *(extra.out for extra in k.more)], values):
+                self.store(view, ix, shape, v)
             self.memo.clear()
 
         if not shape:

@@ -99,7 +99,7 @@ class _Planner(GroupingMixin):
             n = unit[0]
             kind = n.opdef.kind
             if n in group:
-                self.kernel(members[group[n]])
+                self.kernel(members[group[n]])  # a GEMM with an epilogue when it has a matmul member
             elif n.op == "placeholder":
                 self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
                 self.feeds.append(n)
@@ -135,8 +135,7 @@ class _Planner(GroupingMixin):
         first: dict[Buffer, int] = {}
         last: dict[Buffer, int] = {}
         for i, step in enumerate(self.steps):
-            touched = [step.a.buffer, step.b.buffer, step.out.buffer] if isinstance(step, Gemm) else step.buffers()
-            for buf in touched:
+            for buf in step.buffers():
                 if buf.kind == "arena":
                     first.setdefault(buf, i)
                     last[buf] = i
@@ -163,8 +162,7 @@ class _Planner(GroupingMixin):
             if view.buffer is var_buf and (node is not a.inputs[0] or node.shape != a.shape):
                 return False
         for later in self.steps[found[0] + 1:]:
-            touched = [later.a.buffer, later.b.buffer] if isinstance(later, Gemm) else \
-                [v.buffer for v in later.reads.values()]
+            touched = [v.buffer for v in step_reads(later)]
             if var_buf in touched or k.out.buffer in touched:
                 return False
         k.out = View.dense(var_buf, a.shape)
@@ -185,16 +183,24 @@ class _Planner(GroupingMixin):
         self.view[n] = View(base.buffer, offset, strides)
 
     def kernel(self, members: list[Tensor]) -> None:
-        """One kernel for a group: its roots are the members used outside it or fetched."""
+        """One kernel for a group: its roots are the members used outside it or fetched.
+
+        A group with a GEMM member (`attach_epilogues`) is that GEMM: its product goes to the
+        buffer of the kernel's result, and the kernel, its epilogue, runs in place over it.
+        """
+        gemms = [m for m in members if m.opdef.kind == "matmul"]
+        members = [m for m in members if m.opdef.kind != "matmul"]
         inside = set(members)
         roots = [m for m in members if m in self.outputs or any(u not in inside for u in self.users[m])
                  or m.op == "assign"] or [members[-1]]
         reduces = [r for r in roots if r.opdef.kind == "reduce"]
         root = reduces[0] if reduces else roots[-1]
+        if gemms:  # the result that overwrites the product has the product's dtype
+            root = [r for r in roots if r.dtype == gemms[0].dtype][-1]
         reads, imms = {}, {}
         for m in members:
             for pos, i in enumerate(m.inputs):
-                if i in inside or pos in m.opdef.shape_only:
+                if i in inside or pos in m.opdef.shape_only or i in gemms:
                     continue
                 if i in self.imm:
                     imms[i] = self.imm[i]
@@ -207,9 +213,17 @@ class _Planner(GroupingMixin):
                 split = SPLIT
         scratch = self.root_scratch(root, mode, split)
         more = tuple(Extra(r, self.out_buffer(r), self.root_scratch(r, mode, split)) for r in roots if r is not root)
-        out = self.out_buffer(root)
-        self.steps.append(Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, mode, scratch,
-                                 split, more))
+        if gemms:
+            (g,) = gemms
+            a, b = (self.dense_operand(i) for i in g.inputs)
+            out = self.out_buffer(root)
+            reads[g] = self.view[g] = out
+            k = Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, more=more)
+            self.steps.append(Gemm(f"g{len(self.steps)}", g, a, b, out, k))
+        else:
+            out = self.out_buffer(root)
+            self.steps.append(Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, mode, scratch,
+                                     split, more))
         self.view[root] = out
         for extra in more:
             self.view[extra.node] = extra.out
@@ -253,6 +267,14 @@ class _Planner(GroupingMixin):
         self.view[n] = out
 
 
+def step_reads(step: Step) -> list[View]:
+    """The views a step reads (a GEMM's operands and what its epilogue reads besides the product)."""
+    if isinstance(step, Kernel):
+        return list(step.reads.values())
+    extra = [v for n, v in step.epilogue.reads.items() if n is not step.node] if step.epilogue else []
+    return [step.a, step.b, *extra]
+
+
 def splittable(node: Tensor) -> bool:
     """A long reduction of effectively one dim to one value: worth computing in parallel parts."""
     x = node.inputs[0]
@@ -280,14 +302,6 @@ def _needed(roots: Sequence[Tensor]) -> set[Tensor]:
         seen.add(n)
         stack.extend(i for pos, i in enumerate(n.inputs) if pos not in n.opdef.shape_only)
     return seen
-
-
-def plan_stats(module) -> dict[str, int]:
-    """Kernel count and arena bytes of the plan for a module (outputs: fetches, then assignments)."""
-    outputs = list(module.outputs)
-    plan = make_plan([o for o in outputs if o.op != "assign"], [o for o in outputs if o.op == "assign"])
-    kernels = sum(1 for s in plan.steps if isinstance(s, Gemm) or numel(s.shape) > 0)
-    return {"kernels": kernels, "peak_bytes": plan.arena_bytes}
 
 
 def make_plan(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = ()) -> Plan:

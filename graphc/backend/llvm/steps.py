@@ -107,13 +107,21 @@ class Kernel:
 
 @dataclass(eq=False)
 class Gemm:
-    """out = a @ b (batched, batch dims broadcast) through BLAS."""
+    """out = a @ b (batched, batch dims broadcast) through BLAS, then the `epilogue`, if any:
+    a map kernel over the product's index space that reads the product from `out` and
+    writes its result over it, element by element (a bias add, an activation, ...)."""
 
     name: str
     node: Tensor
     a: View
     b: View
     out: View
+    epilogue: Kernel | None = None
+
+    def buffers(self) -> list[Buffer]:
+        """Every buffer the step touches (operands, output, the epilogue's), possibly repeated."""
+        bufs = [self.a.buffer, self.b.buffer, self.out.buffer]
+        return bufs + (self.epilogue.buffers() if self.epilogue is not None else [])
 
 
 Step = Kernel | Gemm
@@ -164,7 +172,11 @@ def type_str_of(dtype: np.dtype, shape: Sequence[int]) -> str:
 def describe_step(step: Step) -> list[str]:
     if isinstance(step, Gemm):
         n = step.node
-        return [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]
+        lines = [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]
+        if step.epilogue is not None:
+            lines += ["    epilogue " + line.strip() for line in describe_step(step.epilogue)[:1]]
+            lines += ["    " + line for line in describe_step(step.epilogue)[1:]]
+        return lines
     k = step
     head = f"{k.name} = {k.mode} {type_str(k.root)} -> {k.out}"
     if k.scratch is not None:

@@ -188,7 +188,7 @@ def test_repeated_layers_share_their_functions():
     kernels = prog.as_text("kernels")
     steps = len(re.findall(r"\n  [kg]\d+ = ", kernels))
     functions = prog.as_text("llvm").count("define ")
-    assert steps > 40 and functions < 12
+    assert steps > 30 and functions < 12  # 12 forward GEMMs carry their tanh as an epilogue
 
 
 def test_arena_bytes_are_reused_by_buffers_with_disjoint_lifetimes():
