@@ -260,8 +260,9 @@ def load_exported(directory: str | Path, name: str, blas: str | None = "auto") -
     """The function exported as `name` into `directory`, callable like `gc.function`'s.
 
     Needs numpy and ctypes only. `blas`: "auto" gives the library scipy's sgemm/dgemm when
-    scipy is importable (else its built-in GEMM runs); None keeps the built-in GEMM. The
-    BLAS slots belong to the loaded library, so they are shared by every load of it.
+    scipy is importable (else its built-in GEMM runs); None selects the built-in GEMM. The
+    BLAS slots belong to the library, which a process loads once per path: every load of
+    it shares them, and the last load's choice holds.
     """
     return ExportedFunction(Path(directory), name, blas)
 
@@ -299,10 +300,9 @@ class ExportedFunction:
         self._lock = threading.Lock() if any(e["updated"] for e in manifest["state"]) else None
         self._workspace_bytes = manifest["workspace_bytes"]
         self._workspaces: list[np.ndarray] = []
-        if blas == "auto":
-            self.set_blas(*_scipy_gemm())
-        elif blas is not None:
+        if blas not in ("auto", None):
             raise GraphcError(f"blas must be 'auto' or None, not {blas!r}")
+        self.set_blas(*(_scipy_gemm() if blas == "auto" else (None, None)))
 
     def set_blas(self, sgemm: int | None, dgemm: int | None) -> None:
         """Point the library's BLAS slots at Fortran-convention sgemm/dgemm (None: built-in)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import mmap
 import os
 import re
 import shutil
@@ -145,6 +146,73 @@ def test_c_calls_report_bad_arguments_with_codes(mlp_export):
     assert c.call(workspace=workspace.ctypes.data, workspace_bytes=needed) == 0
     np.testing.assert_array_equal(c.arrays[5], before[0])
     assert b"dims" in c.lib.mlp_strerror(2) and c.lib.mlp_strerror(99) == b"unknown return code"
+
+
+def _guarded(values: np.ndarray, keep: list) -> np.ndarray:
+    """A copy of `values` whose last byte is followed by a PROT_NONE page (reads past it crash)."""
+    page = mmap.PAGESIZE
+    pages = max(1, -(-values.nbytes // page))
+    mm = mmap.mmap(-1, (pages + 1) * page)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(ctypes.addressof(ctypes.c_char.from_buffer(mm)) + pages * page, page, 0) == 0
+    keep.append(mm)
+    arr = np.frombuffer(mm, values.dtype, values.size, pages * page - values.nbytes).reshape(values.shape)
+    arr[...] = values
+    return arr
+
+
+@pytest.mark.parametrize("blas", ["auto", None])
+def test_arrays_against_guard_pages(mlp_export, blas):
+    directory, fn = mlp_export
+    loaded = gc.load_exported(directory, "mlp", blas=blas)  # sets the library's BLAS slots
+    c = _Direct(directory)
+    keep: list = []
+    x, labels = _batch(8)
+    state = [fn.session.variable_value(v) for v in fn.variables]
+    c.arrays = [_guarded(a, keep) for a in [x, labels, *state]] + [_guarded(np.zeros(s, np.float32), keep)
+                                                                   for s in c.shapes[5:]]
+    assert c.call() == 0
+    _close(c.arrays[5:], fn(x, labels))
+    shapes = list(c.shapes)
+    shapes[0] = (9, 12)
+    assert c.call(shapes=shapes) == 2
+    del loaded
+
+
+def test_built_in_gemm_across_block_edges_and_transposes(tmp_path):
+    m, k, n = 100, 300, 13  # past the 96-row, 256-deep blocks; not multiples of the 16x6 / 8x6 tiles
+    a = gc.placeholder(gc.float32, (m, k), name="a")
+    b = gc.placeholder(gc.float32, (k, n), name="b")
+    c = gc.placeholder(gc.float32, (m, 20), name="c")
+    d = gc.placeholder(gc.float64, (7, k), name="d")
+    fn = gc.function([a, b, c, d], [a @ b, a.T @ c, b @ b.T, d @ gc.cast(b, gc.float64), gc.sum(a @ b)])
+    fn.export(tmp_path, "mm")
+    rng = np.random.default_rng(5)
+    args = [rng.standard_normal(s).astype(t) for s, t in
+            (((m, k), np.float32), ((k, n), np.float32), ((m, 20), np.float32), ((7, k), np.float64))]
+    av, bv, cv, dv = (x.astype(np.float64) for x in args)
+    wants = [av @ bv, av.T @ cv, bv @ bv.T, dv @ bv, (av @ bv).sum()]
+    loaded = gc.load_exported(tmp_path, "mm", blas=None)
+    for got, want in zip(loaded(*args), wants):
+        np.testing.assert_allclose(got, want, rtol=1e-4 if got.dtype == np.float32 else 1e-12,
+                                   atol=1e-4 * np.abs(want).max())
+    calls = []
+    i32p, f32p = ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_float)
+
+    def host_sgemm(ta, tb, m_, n_, k_, alpha, a_, lda, b_, ldb, beta, c_, ldc):  # fills C with 7
+        calls.append((m_[0], n_[0], k_[0]))
+        for j in range(n_[0]):
+            ctypes.memmove(c_ + 4 * j * ldc[0], np.full(m_[0], 7, np.float32).ctypes.data, 4 * m_[0])
+
+    sgemm_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, i32p, i32p, i32p, f32p, ctypes.c_void_p,
+                                  i32p, ctypes.c_void_p, i32p, f32p, ctypes.c_void_p, i32p)
+    host = sgemm_type(host_sgemm)
+    loaded.set_blas(ctypes.cast(host, ctypes.c_void_p).value, None)
+    product = loaded(*args)[0]
+    assert calls and (product == 7).all()  # the host's sgemm ran, through the slot
+    loaded.set_blas(None, None)
+    np.testing.assert_allclose(loaded(*args)[0], wants[0], rtol=1e-4, atol=1e-4 * np.abs(wants[0]).max())
 
 
 def test_concurrent_calls_from_two_threads(mlp_export):
