@@ -37,3 +37,29 @@ def test_mlp_loss_falls_by_factor(backend):
         last = float(sess.run(loss, feed))
     print(f"loss {first:.4f} -> {last:.4f} ({first / last:.1f}x)")
     assert np.isfinite(last) and last <= first / FACTOR
+
+
+@pytest.mark.parametrize("options, optimizer", [
+    (dict(checkpoint="sqrt"), "adam"), (dict(checkpoint="mincut"), "adam"),
+    (dict(checkpoint="revolve", slots=2), "sgd")])  # revolve needs a pure chain; Adam's step math is not one
+def test_checkpointed_training_repeats_the_losses(options, optimizer):
+    """Recomputing forward values must not change a training run, optimizer state included."""
+    rng = np.random.Generator(np.random.PCG64(0))
+    X = rng.standard_normal((16, 8)).astype(np.float32)
+    T = np.tanh(rng.standard_normal((16, 8))).astype(np.float32)
+
+    def train(compile_options):
+        with gc.Graph().as_default():
+            x = gc.placeholder(gc.float32, (16, 8))
+            h = x
+            for i in range(6):
+                h = gc.nn.dense(h, 8, activation=gc.tanh, seed=i)
+            loss = gc.mean((h - T) ** 2)
+            opt = gc.train.Adam(0.01) if optimizer == "adam" else gc.train.SGD(0.5)
+            step = opt.minimize(loss)
+            with gc.Session(options=compile_options) as sess:
+                return [float(sess.run([loss, step], {x: X})[0]) for _ in range(4)]
+
+    baseline = train(gc.CompileOptions(checkpoint="none"))
+    assert train(gc.CompileOptions(**options)) == baseline
+    assert baseline[-1] < baseline[0]
