@@ -49,9 +49,9 @@ def functions(gc, grad: bool) -> dict:
         trusted(X, W, B)
         trusted.trust_input = True
         out["  + trust_input"] = (trusted, (X, W, B))
-        directory = tempfile.mkdtemp(prefix="bench-function-")
-        pure.export(directory, "w3")
-        out["  exported, ctypes"] = (gc.load_exported(directory, "w3"), (X, W, B))
+        with tempfile.TemporaryDirectory(prefix="bench-function-") as directory:
+            pure.export(directory, "w3")  # the loaded library stays mapped after the files go
+            out["  exported, ctypes"] = (gc.load_exported(directory, "w3"), (X, W, B))
     with gc.Graph().as_default():
         x = gc.placeholder(gc.float32, (4,), name="x")
         w, b = gc.Variable(W, name="w"), gc.Variable(B, name="b")
