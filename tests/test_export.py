@@ -215,6 +215,30 @@ def test_built_in_gemm_across_block_edges_and_transposes(tmp_path):
     np.testing.assert_allclose(loaded(*args)[0], wants[0], rtol=1e-4, atol=1e-4 * np.abs(wants[0]).max())
 
 
+def test_many_ops_export_like_in_process(tmp_path):
+    x = gc.placeholder(gc.float32, (6, 5), name="x")
+    y = gc.placeholder(gc.float64, (5,), name="y")
+    i = gc.placeholder(gc.int32, (6,), name="i")
+    pos = gc.abs(x) + 0.5
+    outputs = [gc.exp(x), gc.log(pos), gc.tanh(x) * gc.sigmoid(x), gc.erf(x), gc.sin(x) + gc.cos(x),
+               gc.power(pos, 1.7), gc.floor(x * 3.0) + gc.round(x * 2.0), gc.sqrt(pos), gc.maximum(x, 0.1),
+               gc.gelu(x), gc.softplus(x), gc.where(x > 0, x, -x), gc.log1p(pos) - gc.expm1(x),
+               gc.logsumexp(x, axis=1), gc.argmax(x, axis=0), gc.var(x, axis=0), gc.max(x),
+               gc.nn.softmax(x), gc.concatenate([x, x[:, ::-1]], axis=1), gc.pad(x, ((1, 0), (0, 2))),
+               gc.one_hot(i, 4), gc.take(x, gc.minimum(i, 5), axis=0), gc.transpose(x) @ x, gc.exp(y) * 2.0 + gc.sum(y),
+               gc.cast(i, gc.int64) * 3 - 1, gc.logical_and(x > 0, x < 1)]
+    fn = gc.function([x, y, i], outputs)
+    fn.export(tmp_path, "ops")
+    rng = np.random.default_rng(4)
+    args = (rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal(5), np.arange(6, dtype=np.int32) * 5)
+    for got, want in zip(gc.load_exported(tmp_path, "ops")(*args), fn(*args)):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        if want.dtype.kind == "f":
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * float(np.abs(want).max()))
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
 def test_concurrent_calls_from_two_threads(mlp_export):
     directory, fn = mlp_export
     loaded = gc.load_exported(directory, "mlp")
