@@ -70,11 +70,11 @@ def export_function(fn: Any, directory: str | Path, name: str,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state_file = f"{name}.state.bin"
-    layout, blob = _state(fn, variables, args)
+    layout, blob = _state(fn, variables)
     manifest = _manifest(name, args, variants, layout, cpu_name, features, graphc.__version__, fn)
     info = {"version": graphc.__version__, "cpu": cpu_name, "state_file": state_file}
     state_args = [(a, off, nbytes) for a, (off, nbytes) in zip([a for a in args if a.role == "state"], layout)]
-    with tempfile.TemporaryDirectory(prefix=f"graphc-export-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=directory) as tmp:  # then renamed in place
         build = Path(tmp)
         (build / f"{name}.h").write_text(capi.header(name, args, variants, info, state_args))
         (build / f"{name}.c").write_text(capi.source(name, args, variants, manifest["abi_hash"]))
@@ -139,7 +139,7 @@ def _variant(fn: Any, shapes: tuple, program: Any, variables: list, entry: str) 
                    bases["const"], bases["arena"], program.plan.arena_bytes, bases["size"])
 
 
-def _state(fn: Any, variables: list, args: list) -> tuple[list[tuple[int, int]], bytes]:
+def _state(fn: Any, variables: list) -> tuple[list[tuple[int, int]], bytes]:
     """(offset, bytes) of each variable in the state file, and the file's contents."""
     layout, chunks, at = [], [], 0
     for var in variables:
