@@ -40,8 +40,10 @@ int main(int argc, char** argv) {
     static float gw1[FEATURES * HIDDEN], gb1[HIDDEN], gw2[HIDDEN * CLASSES], gb2[CLASSES];
     static float x[BATCH * FEATURES];
     static int32_t labels[BATCH];
-    if (read_state(dir, w1, MLP_STATE_OFFSET_w1, MLP_STATE_BYTES_w1) || read_state(dir, b1, MLP_STATE_OFFSET_b1, MLP_STATE_BYTES_b1)
-        || read_state(dir, w2, MLP_STATE_OFFSET_w2, MLP_STATE_BYTES_w2) || read_state(dir, b2, MLP_STATE_OFFSET_b2, MLP_STATE_BYTES_b2)) {
+    if (read_state(dir, w1, MLP_STATE_OFFSET_w1, MLP_STATE_BYTES_w1)
+        || read_state(dir, b1, MLP_STATE_OFFSET_b1, MLP_STATE_BYTES_b1)
+        || read_state(dir, w2, MLP_STATE_OFFSET_w2, MLP_STATE_BYTES_w2)
+        || read_state(dir, b2, MLP_STATE_OFFSET_b2, MLP_STATE_BYTES_b2)) {
         fprintf(stderr, "cannot read %s/%s\n", dir, MLP_STATE_FILE);
         return 1;
     }
