@@ -1,4 +1,4 @@
-"""Export the loss and gradients of a 64-32-10 ReLU MLP as a C library (see README.md).
+"""Export the loss and gradients of a 64-32-10 ReLU MLP as a C library (see docs/export.md).
 
     python export_mlp.py -o build              # writes build/libmlp.so, mlp.h, mlp.json, mlp.state.bin
     python export_mlp.py -o build --reference  # also prints the losses of the same SGD run in-process
