@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> float:
         steps, first_step, train_time = 0, None, 0.0
         for epoch in range(1, epochs + 1):
             loss_sum, right, seen = 0.0, 0, 0
-            bar = tqdm(data, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False, file=sys.stderr, disable=None)
+            # a bar per epoch on a terminal (it keeps the epoch's loss and accuracy), plain lines otherwise
+            bar = tqdm(data, desc=f"epoch {epoch:2d}/{epochs}", file=sys.stderr, disable=None,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps{postfix}")
+            plain = bool(bar.disable)  # (close() sets disable)
             start = time.perf_counter()
             for xb, yb in bar:
                 t0 = time.perf_counter()
@@ -96,10 +99,11 @@ def main(argv: list[str] | None = None) -> float:
                 loss_sum += float(batch_loss) * len(xb)
                 right += int(batch_right)
                 seen += len(xb)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{right / seen:.3f}", refresh=False)
+                bar.set_postfix(loss=f"{loss_sum / seen:.6f}", accuracy=f"{right / seen:.4f}", refresh=False)
             bar.close()
             train_time += time.perf_counter() - start
-            print(f"epoch {epoch:2d}/{epochs}  loss {loss_sum / seen:.6f}  train accuracy {right / seen:.4f}")
+            if plain:
+                print(f"epoch {epoch:2d}/{epochs}  loss {loss_sum / seen:.6f}  train accuracy {right / seen:.4f}")
 
         test_loss, test_right = sess.run([loss, correct], {x: X_test, labels: y_test})
         accuracy = int(test_right) / len(X_test)
