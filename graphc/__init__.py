@@ -5,8 +5,7 @@ run it with `Session.run`. The public names of each op family are listed in that
 module's ``__all__`` and re-exported here.
 """
 
-from . import nn
-from . import train
+from . import nn, train
 from .autodiff import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import DTypeError, FeedError, GraphcError, ShapeError
@@ -15,7 +14,6 @@ from .function import Function, function
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph
 from .ir.printer import as_text
 from .ir.serialize import load, save
-from .options import CompileOptions
 from .ops import catalog as _catalog  # noqa: F401  (registers every op)
 from .ops.core import *  # noqa: F403
 from .ops.create import *  # noqa: F403
@@ -24,6 +22,7 @@ from .ops.linalg import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
+from .options import CompileOptions
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
 
