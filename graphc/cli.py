@@ -112,11 +112,11 @@ def _instrument(args: argparse.Namespace, **extra: Any) -> Instrumentation:
     return Instrumentation(print_after=after, dump_dir=args.dump_dir, **extra)
 
 
-def _optimize(args: argparse.Namespace, passes: Sequence[str] | None = None, **extra: Any):
+def _optimize(args: argparse.Namespace, passes: Sequence[str] | None = None, plan: bool = False, **extra: Any):
     from .compiler import optimize
 
     fetches, shapes = load_target(args.target)
-    return optimize(program_outputs(fetches), shapes, _options(args), _instrument(args, **extra), passes)
+    return optimize(program_outputs(fetches), shapes, _options(args), _instrument(args, **extra), passes, plan)
 
 
 def format_table(records: Sequence[PassRecord]) -> str:
@@ -133,7 +133,7 @@ def format_table(records: Sequence[PassRecord]) -> str:
 
 
 def cmd_passes(args: argparse.Namespace) -> None:
-    result = _optimize(args, measure=measure)
+    result = _optimize(args, plan=True, measure=measure)  # graph passes, then the backend's late passes
     print(format_table(result.records))
 
 

@@ -24,8 +24,9 @@ class Optimized:
     """A bound, optimised module and how it got there."""
 
     module: Module
-    records: list[PassRecord]
+    records: list[PassRecord]  # graph passes, then the backend's late passes when planned
     mapping: dict[Tensor, Tensor]  # user graph node -> bound node (inputs and variables)
+    plan: object = None  # the LLVM plan (graphc.backend.llvm.steps.Plan) when `optimize(plan=True)`
 
     def checkpoint_report(self, policy: str) -> CheckpointReport:
         return report(self.module, policy)
@@ -43,13 +44,24 @@ def bind(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, ...]
 
 def optimize(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, ...]],
              options: CompileOptions | None = None, instrument: Instrumentation | None = None,
-             passes: Sequence[str] | None = None) -> Optimized:
-    """Bind shapes and run the pipeline of ``options.opt_level`` (or the given pass names)."""
+             passes: Sequence[str] | None = None, plan: bool = False) -> Optimized:
+    """Bind shapes and run the pipeline of ``options.opt_level`` (or the given pass names).
+
+    With `plan`, the LLVM backend's late passes (fusion, schedule, steps, memory) run
+    too, under the same instrumentation, and their records follow the graph passes'.
+    """
     options = options or CompileOptions()
     module, mapping = bind(outputs, feed_shapes)
     names = list(passes) if passes is not None else pipeline_for(options.opt_level)
     module, records = run_passes(module, names, PassContext(options), instrument)
-    return Optimized(module, records, mapping)
+    result = Optimized(module, records, mapping)
+    if plan:
+        from .backend.llvm.plan import make_plan
+
+        fetches, assigns = split_outputs(module)
+        result.plan = make_plan(fetches, assigns, instrument, first=len(records))
+        result.records = records + result.plan.records
+    return result
 
 
 class PassContext:
@@ -70,7 +82,10 @@ def plan_stats(module: Module) -> dict[str, int]:
     """Steps (kernels and GEMM calls) and arena bytes of the LLVM plan for a module."""
     from .backend.llvm.plan import make_plan
 
-    fetches = [o for o in module.outputs if o.op != "assign"]
-    assigns = [o for o in module.outputs if o.op == "assign"]
-    plan = make_plan(fetches, assigns)
+    plan = make_plan(*split_outputs(module))
     return {"kernels": len(plan.steps), "peak_bytes": plan.arena_bytes}
+
+
+def split_outputs(module: Module) -> tuple[list[Tensor], list[Tensor]]:
+    """A module's fetches and its assignments."""
+    return ([o for o in module.outputs if o.op != "assign"], [o for o in module.outputs if o.op == "assign"])

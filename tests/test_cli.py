@@ -25,10 +25,15 @@ def test_passes_table_has_a_row_per_pass():
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["pass", "ms", "nodes", "kernels", "peak", "bytes", "changes"]
     names = [line.split()[0] for line in lines[2:]]
-    assert names == ["input", "stabilize", "simplify", "fold", "cse", "simplify", "dce", "checkpoint"]
-    for line in lines[2:]:
+    assert names == ["input", "stabilize", "simplify", "fold", "cse", "simplify", "dce", "checkpoint",
+                     "fusion", "schedule", "steps", "memory"]  # then the backend's late passes
+    for line in lines[2:10]:
         kernels, peak = line.split()[3:5]
         assert int(kernels) > 0 and int(peak) >= 0
+    rows = {line.split()[0]: line.split() for line in lines[9:]}
+    assert rows["fusion"][4] == rows["schedule"][4] == "-"  # no buffers yet
+    assert rows["memory"][3:5] == lines[9].split()[3:5]  # the plan the checkpoint row measured
+    assert int(rows["steps"][4]) >= int(rows["memory"][4])  # arena sharing only saves bytes
 
 
 def test_print_after_and_dump_dir(tmp_path, capsys):
@@ -36,6 +41,8 @@ def test_print_after_and_dump_dir(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "# after simplify" in out and "return" in out
     assert (tmp_path / "000_input.txt").exists() and (tmp_path / "007_checkpoint.txt").exists()
+    assert (tmp_path / "008_fusion.txt").read_text().startswith("kernels:")
+    assert "steps:" in (tmp_path / "011_memory.txt").read_text()
 
 
 def test_show_text_dot_and_after(capsys):

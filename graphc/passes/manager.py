@@ -1,4 +1,4 @@
-"""The pass registry, the pipelines per optimisation level, and the instrumented driver."""
+"""The pass registries (graph passes, late backend passes) and the instrumented drivers."""
 
 from __future__ import annotations
 
@@ -49,6 +49,64 @@ def all_passes() -> dict[str, Pass]:
 
 def _load_all() -> None:
     from . import pipeline  # noqa: F401  (imports every pass module)
+
+
+@dataclass(frozen=True)
+class LatePass:
+    """A named stage of the backend: a function from a program in progress to the next.
+
+    The program object is the backend's (e.g. the LLVM planner's); it provides
+    ``as_text()`` (the stage's listing) and ``stats()`` (kernels, peak bytes so far).
+    """
+
+    name: str
+    description: str
+    run: Callable[[Any, Any], tuple[Any, int]]
+
+
+_LATE_PASSES: dict[str, LatePass] = {}
+
+
+def register_late_pass(name: str, description: str):
+    """Decorator: register a late pass `fn(program, options) -> (program, changes)` under `name`."""
+    def wrap(fn: Callable[[Any, Any], tuple[Any, int]]):
+        if name in _LATE_PASSES or name in _PASSES:
+            raise GraphcError(f"pass {name!r} registered twice")
+        _LATE_PASSES[name] = LatePass(name, description, fn)
+        return fn
+    return wrap
+
+
+def all_late_passes() -> dict[str, LatePass]:
+    from ..backend.llvm import plan  # noqa: F401  (registers the LLVM planner's stages)
+
+    return dict(_LATE_PASSES)
+
+
+def run_late_passes(program: Any, names: list[str], options: Any = None,
+                    instrument: Instrumentation | None = None, first: int = 1) -> tuple[Any, list[PassRecord]]:
+    """Run the named late passes in order, timed and measured with `program.stats()`.
+
+    Printing and dumping follow `instrument` (dump files are numbered from `first`, after
+    the graph passes); `nodes` is the node count of the program's graph.
+    """
+    inst = instrument or Instrumentation()
+    late = all_late_passes()
+    records = []
+    for k, name in enumerate(names, start=first):
+        if name not in late:
+            raise GraphcError(f"unknown late pass {name!r}; known: {', '.join(sorted(late))}")
+        start = time.perf_counter()
+        program, changes = late[name].run(program, options)
+        elapsed = time.perf_counter() - start
+        text = program.as_text()
+        records.append(PassRecord(name, elapsed, program.node_count(), changes, text, program.stats()))
+        if inst.print_after == "all" or name in inst.print_after:
+            inst.printer(f"# after {name}\n{text}")
+        if inst.dump_dir:
+            os.makedirs(inst.dump_dir, exist_ok=True)
+            _dump(inst.dump_dir, k, name, text)
+    return program, records
 
 
 @dataclass

@@ -11,6 +11,10 @@ PIPELINES: dict[int, list[str]] = {
 }
 
 
+# The backend's late passes, program to program (registered by graphc/backend/llvm/plan.py).
+LATE_PIPELINE: list[str] = ["fusion", "schedule", "steps", "memory"]
+
+
 def pipeline_for(opt_level: int) -> list[str]:
     """The pass names run at `opt_level` (0, 1 or 2)."""
     from ..errors import GraphcError

@@ -3,7 +3,8 @@
 A group is the set of nodes one kernel evaluates. First, an elementwise or (non-view)
 index node joins its only consumer when that consumer reads it once per element. Then
 kernels that share an elementwise producer merge when one loop nest can compute the
-union and the graph of kernels stays acyclic. `schedule` orders the resulting units.
+union and the graph of kernels stays acyclic, and GEMMs take their elementwise
+consumers as epilogues. `order_units` orders the resulting units.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class GroupingMixin:
                 return False
         return True
 
-    def schedule(self, group: dict[Tensor, Tensor]) -> list[list[Tensor]]:
+    def order_units(self, group: dict[Tensor, Tensor]) -> list[list[Tensor]]:
         """Units (a kernel's members, or one other node) in an order where inputs come first.
 
         Units are taken in order of their last node in the topological order, each after

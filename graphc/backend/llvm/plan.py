@@ -28,8 +28,10 @@ import numpy as np
 from ...dtypes import float32, float64, shape_str
 from ...errors import GraphcError
 from ...ir.graph import Tensor
+from ...passes.manager import Instrumentation, register_late_pass, run_late_passes
 from ...passes.memory import ALIGNMENT, Interval
 from ...passes.memory import plan as place_intervals
+from ...passes.pipeline import LATE_PIPELINE
 from ...passes.schedule import schedule
 from .grouping import GroupingMixin, reduce_mode
 from .steps import Buffer, Extra, Gemm, Kernel, Plan, Step, View, blas_layout, numel
@@ -65,6 +67,11 @@ class _Planner(GroupingMixin):
         self.variables: list[Tensor] = []
         self.written: set[Tensor] = set()  # outputs computed straight into their arrays
         self.var_buffer: dict[Tensor, Buffer] = {}
+        self.probes: dict[Tensor, Loaded | Immediate | None] = {}  # set by the stages, in order:
+        self.group: dict[Tensor, Tensor] = {}  # fusion: computed node -> its kernel's key
+        self.members: dict[Tensor, list[Tensor]] = {}  # fusion: kernel key -> its nodes in order
+        self.units: list[list[Tensor]] | None = None  # schedule
+        self.result: Plan | None = None  # memory
 
     # --- buffers -----------------------------------------------------------------------------
     def buffer(self, kind: str, dtype: np.dtype, size: int, name: str, slot: int | None = None) -> Buffer:
@@ -87,19 +94,29 @@ class _Planner(GroupingMixin):
             self.written.add(node)
         return view
 
-    # --- classification ----------------------------------------------------------------------
-    def plan(self) -> Plan:
-        probes = {n: probe_gather(n) for n in self.order if n.opdef.kind == "index"}
-        group = self.groups(probes)
-        members: dict[Tensor, list[Tensor]] = {}
+    # --- the stages (late passes, registered below) ---------------------------------------
+    def fuse(self) -> int:
+        """Group the computed nodes into kernels; returns how many nodes joined another's kernel."""
+        self.probes = {n: probe_gather(n) for n in self.order if n.opdef.kind == "index"}
+        self.group = self.groups(self.probes)
+        self.members = {}
         for n in self.order:
-            if n in group:
-                members.setdefault(group[n], []).append(n)
-        for unit in self.schedule(group):
+            if n in self.group:
+                self.members.setdefault(self.group[n], []).append(n)
+        return len(self.group) - len(self.members)
+
+    def order_steps(self) -> int:
+        """Order the units (kernels, GEMMs, views, sources) by their dependencies."""
+        self.units = self.order_units(self.group)
+        return len(self.units)
+
+    def lower(self) -> int:
+        """Buffers, views and steps for the ordered units, then output copies and assignments."""
+        for unit in self.units:
             n = unit[0]
             kind = n.opdef.kind
-            if n in group:
-                self.kernel(members[group[n]])  # a GEMM with an epilogue when it has a matmul member
+            if n in self.group:
+                self.kernel(self.members[self.group[n]])  # a GEMM with an epilogue when it has a matmul member
             elif n.op == "placeholder":
                 self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
                 self.feeds.append(n)
@@ -115,7 +132,7 @@ class _Planner(GroupingMixin):
                     self.consts.append(np.ascontiguousarray(arr))
                     self.view[n] = View.dense(self.buffer("const", arr.dtype, arr.size, n.name), n.shape)
             elif kind == "index":
-                self.index_view(n, probes[n])
+                self.index_view(n, self.probes[n])
             elif kind == "matmul":
                 self.gemm(n)
         for o in self.outputs:
@@ -125,12 +142,54 @@ class _Planner(GroupingMixin):
             var = a.inputs[0]
             if not self.assign_in_place(a):
                 self.copy(a, View.dense(self.var_buffer[var], var.shape))
-        self.place_arena()
-        plan = Plan(self.feeds, self.variables, self.outputs, self.consts, self.arena, self.steps, self.buffers)
-        plan.check()
-        return plan
+        return len(self.steps)
 
-    def place_arena(self) -> None:
+    def finish(self) -> int:
+        """Place the arena and check the finished plan; returns the arena buffers placed."""
+        placed = self.place_arena()
+        self.result = Plan(self.feeds, self.variables, self.outputs, self.consts, self.arena, self.steps,
+                           self.buffers)
+        self.result.check()
+        return placed
+
+    # --- what the instrumentation sees -------------------------------------------------------
+    def node_count(self) -> int:
+        return len(self.order)
+
+    def stats(self) -> dict[str, int]:
+        """Kernels (steps, or compute units before steps exist) and arena bytes so far.
+
+        Before the arena is placed, peak bytes is the sum of the arena buffers (no sharing).
+        """
+        if self.result is not None:
+            return {"kernels": len(self.steps), "peak_bytes": self.arena}
+        if self.steps:
+            arena = sum(-(-b.size * b.dtype.itemsize // ARENA_ALIGN) * ARENA_ALIGN for b in self.buffers
+                        if b.kind == "arena")
+            return {"kernels": len(self.steps), "peak_bytes": arena}
+        computing = [n for n in self.members if any(m.opdef.kind == "matmul" for m in self.members[n])
+                     or numel(n.shape) > 0]
+        gemms = [n for n in self.order if n.opdef.kind == "matmul" and n not in self.group]
+        return {"kernels": len(computing) + len(gemms)}
+
+    def as_text(self) -> str:
+        """The program so far: the kernel groups, then the unit order, then the steps."""
+        if self.steps or self.result is not None:
+            plan = self.result or Plan(self.feeds, self.variables, self.outputs, self.consts, 0, self.steps,
+                                       self.buffers)
+            return plan.as_text()
+        lines = []
+        if self.units is not None:
+            lines.append("units:")
+            for unit in self.units:
+                lines.append("  " + ", ".join(f"{n.name}={n.op}" for n in unit))
+            return "\n".join(lines) + "\n"
+        lines.append("kernels:")
+        for root, members in self.members.items():
+            lines.append(f"  {root.name}: " + ", ".join(f"{n.name}={n.op}" for n in members))
+        return "\n".join(lines) + "\n"
+
+    def place_arena(self) -> int:
         """Give arena buffers offsets by liveness: buffers never live at the same step may share bytes."""
         first: dict[Buffer, int] = {}
         last: dict[Buffer, int] = {}
@@ -143,6 +202,7 @@ class _Planner(GroupingMixin):
         offsets, self.arena = place_intervals(intervals)
         for buf, offset in offsets.items():
             buf.slot = offset
+        return len(offsets)
 
     def assign_in_place(self, a: Tensor) -> bool:
         """Let the kernel computing assignment `a` write the variable directly, when safe.
@@ -304,10 +364,40 @@ def _needed(roots: Sequence[Tensor]) -> set[Tensor]:
     return seen
 
 
-def make_plan(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = ()) -> Plan:
-    """Plan a program computing `fetches` (bound, static shapes) and applying `assigns`."""
+@register_late_pass("fusion", "kernel grouping: inline single-use producers, fuse siblings, attach GEMM epilogues")
+def fusion(p: _Planner, options=None) -> tuple[_Planner, int]:
+    return p, p.fuse()
+
+
+@register_late_pass("schedule", "order kernels, GEMMs and views by dependencies, in memory-aware node order")
+def schedule_units(p: _Planner, options=None) -> tuple[_Planner, int]:
+    return p, p.order_steps()
+
+
+@register_late_pass("steps", "buffers, views and steps for the units; output copies; in-place assignments")
+def steps(p: _Planner, options=None) -> tuple[_Planner, int]:
+    return p, p.lower()
+
+
+@register_late_pass("memory", "arena placement by liveness over the steps (buffers with disjoint lifetimes share)")
+def memory(p: _Planner, options=None) -> tuple[_Planner, int]:
+    return p, p.finish()
+
+
+def make_plan(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = (), instrument: Instrumentation | None = None,
+              first: int = 1) -> Plan:
+    """Plan a program computing `fetches` (bound, static shapes) and applying `assigns`.
+
+    The late passes of `LATE_PIPELINE` run in order on the plan in progress; their
+    records (time, kernels, bytes) are kept in `Plan.records`. `instrument` prints and
+    dumps them like graph passes (dump files numbered from `first`).
+    """
     for n in list(fetches) + list(assigns):
         if n.dtype is not None and any(d is None for d in n.shape):
             raise GraphcError(f"{n.name} has unbound shape {shape_str(n.shape)}")
-    return _Planner(fetches, assigns).plan()
+    planner, records = run_late_passes(_Planner(fetches, assigns), LATE_PIPELINE, None, instrument, first)
+    if planner.result is None:
+        raise GraphcError("internal: the late pipeline did not finish the plan")
+    planner.result.records = records
+    return planner.result
 

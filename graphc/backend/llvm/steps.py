@@ -138,6 +138,7 @@ class Plan:
     arena_bytes: int
     steps: list[Step]
     buffers: list[Buffer] = field(default_factory=list)
+    records: list = field(default_factory=list)  # the late passes that built it (PassRecord)
 
     def check(self) -> None:
         """Every table buffer matches the array the run will pass for its slot."""
