@@ -49,13 +49,25 @@ class Split:
 
 
 def split(module: Module) -> Split:
+    """Forward and backward parts of a module.
+
+    Backward: the nodes autodiff built, everything computed from them, assignments, and
+    values that only backward nodes read (an optimizer's ``beta1 * m``): those can be
+    computed when needed, so they are not residuals kept across the two parts.
+    """
     backward: set[Tensor] = set()
-    forward: list[Tensor] = []
+    users: dict[Tensor, list[Tensor]] = {n: [] for n in module.nodes}
     for n in module.nodes:
-        if n in module.adjoint or any(i in backward for i in n.inputs):
+        for i in n.inputs:
+            users[i].append(n)
+        if n in module.adjoint or n.op == "assign" or any(i in backward for i in n.inputs):
+            backward.add(n)  # (assignments are the update at the end of a step)
+    outputs = set(module.outputs)
+    for n in reversed(module.nodes):
+        if n not in backward and n.op not in SOURCE_OPS and n not in outputs and users[n] \
+                and all(u in backward for u in users[n]):
             backward.add(n)
-        else:
-            forward.append(n)
+    forward = [n for n in module.nodes if n not in backward]
     read_by_backward = {i for n in backward for i in n.inputs}
     residuals = [n for n in forward if n.op not in SOURCE_OPS and n in read_by_backward]
     return Split(forward, frozenset(backward), residuals)

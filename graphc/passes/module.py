@@ -31,10 +31,19 @@ class Module:
         return as_text(self.outputs)
 
     def remap(self, mapping: dict[Tensor, Tensor]) -> Module:
-        """The module whose outputs are mapped through `mapping`; adjoint tags follow."""
+        """The module whose outputs are mapped through `mapping`.
+
+        Adjoint tags follow a node to its replacement, unless the replacement is a node the
+        module already had untagged (``g * 1 -> g`` must not make a forward value backward).
+        """
         outputs = tuple(mapping.get(o, o) for o in self.outputs)
-        adjoint = frozenset(mapping.get(n, n) for n in self.adjoint)
-        return Module(outputs, adjoint)
+        before = set(self.nodes)
+        adjoint = set()
+        for n in self.adjoint:
+            m = mapping.get(n, n)
+            if m not in before or m in self.adjoint:
+                adjoint.add(m)
+        return Module(outputs, frozenset(adjoint))
 
 
 def rebuild(module: Module, rewrite: Callable[[Tensor], Tensor | None]) -> tuple[Module, int]:

@@ -150,3 +150,36 @@ def test_revolve_refuses_a_non_chain():
     module = Module((loss, *gc.gradients(loss, [x])), frozenset(g.adjoint))
     with pytest.raises(gc.GraphcError, match="chain"):
         ck.place_checkpoints(module, "revolve", slots=1)
+
+
+def test_optimizer_state_arithmetic_is_not_a_residual_and_revolve_works_with_adam():
+    rng = np.random.default_rng(0)
+    g = gc.get_default_graph()
+    x = gc.placeholder(gc.float64, (4, 8), name="x")
+    ws = [gc.Variable(rng.standard_normal((8, 8)) * 0.3, name=f"W{i}") for i in range(6)]
+    h = x
+    for w in ws:
+        h = gc.tanh(h @ w)
+    loss = gc.sum(h * h)
+    train = gc.train.Adam(1e-2).minimize(loss)
+    from graphc.ir.traverse import toposort
+    outputs = (loss, *[n for n in toposort([train]) if n.op == "assign"])
+    module = Module(outputs, frozenset(g.adjoint))
+    parts = ck.split(module)
+    assert all(r.op == "tanh" for r in parts.residuals), [r.op for r in parts.residuals]
+    out, rep = ck.place_checkpoints(module, "revolve", slots=2)
+    feed = {x: rng.standard_normal((4, 8))}
+    for want, got in zip(evaluate(module.outputs, feed), evaluate(out.outputs, feed)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_simplification_does_not_turn_forward_values_into_backward_ones():
+    # the seed's g * 1 -> g rewrite maps an adjoint node onto the forward activation;
+    # the activation must stay forward (else every policy would see no residuals)
+    from graphc.compiler import optimize
+
+    module, feed = _chain(layers=5)
+    x = next(iter(feed))
+    optimized = optimize(list(module.outputs), {x: feed[x].shape}).module
+    parts = ck.split(optimized)
+    assert len(parts.residuals) == 5 and all(r.op == "tanh" for r in parts.residuals)
