@@ -7,13 +7,15 @@ from collections.abc import Iterable
 from .graph import Tensor
 
 
-def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
+def toposort(outputs: Iterable[Tensor], done: set[Tensor] | None = None) -> list[Tensor]:
     """Every node the outputs depend on, inputs before users, in a fixed order.
 
     Depth-first post-order visiting inputs left to right (iterative: deep chains are fine).
+    Nodes in `done` (taken as computed, with all their ancestors) are neither visited
+    nor returned; the set is extended with the nodes returned.
     """
     order: list[Tensor] = []
-    done: set[Tensor] = set()
+    done = set() if done is None else done
     for root in outputs:
         if root in done:
             continue

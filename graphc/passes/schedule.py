@@ -40,8 +40,7 @@ def schedule(outputs: Sequence[Tensor]) -> list[Tensor]:
     while pending:
         best = min(pending, key=lambda k: (remaining[k], k))
         pending.remove(best)
-        for node in _walk(roots[best], done):
-            done.add(node)
+        for node in toposort([roots[best]], done):
             result.append(node)
             mask = needed_by[node]
             while mask:
@@ -49,24 +48,3 @@ def schedule(outputs: Sequence[Tensor]) -> list[Tensor]:
                 remaining[low.bit_length() - 1] -= 1
                 mask ^= low
     return result
-
-
-def _walk(root: Tensor, done: set[Tensor]) -> list[Tensor]:
-    """Post-order of root's ancestors not in `done`, inputs left to right (iterative)."""
-    if root in done:
-        return []
-    out: list[Tensor] = []
-    seen = {root}
-    stack: list[tuple[Tensor, int]] = [(root, 0)]
-    while stack:
-        node, i = stack[-1]
-        if i < len(node.inputs):
-            stack[-1] = (node, i + 1)
-            child = node.inputs[i]
-            if child not in done and child not in seen:
-                seen.add(child)
-                stack.append((child, 0))
-        else:
-            stack.pop()
-            out.append(node)
-    return out
