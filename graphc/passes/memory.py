@@ -28,12 +28,19 @@ def _aligned(n: int) -> int:
 def plan(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
     """Offsets for every interval such that buffers live at the same time never overlap.
 
-    Greedy by size (largest first), each at the lowest offset that fits beside the
-    already placed buffers whose lifetimes intersect its own. Returns (offsets, arena bytes).
+    Greedy, each at the lowest offset that fits beside the already placed buffers whose
+    lifetimes intersect its own, largest first: by size, and by size x lifetime; the
+    smaller arena wins (neither order is always better). Returns (offsets, arena bytes).
     """
+    by_size = _first_fit(sorted(intervals, key=lambda v: (-v.size, v.start, str(v.key))))
+    by_area = _first_fit(sorted(intervals, key=lambda v: (-v.size * (v.end - v.start + 1), v.start, str(v.key))))
+    return by_area if by_area[1] < by_size[1] else by_size
+
+
+def _first_fit(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
     placed: list[tuple[int, int, Interval]] = []  # (offset, aligned size, interval)
     offsets: dict[object, int] = {}
-    for iv in sorted(intervals, key=lambda v: (-v.size, v.start, str(v.key))):
+    for iv in intervals:
         size = _aligned(max(iv.size, 1))
         busy = sorted((off, off + sz) for off, sz, other in placed
                       if other.start <= iv.end and iv.start <= other.end)

@@ -75,3 +75,16 @@ def test_optimize_with_plan_reports_graph_then_late_passes():
     names = [r.name for r in result.records]
     assert names[-4:] == LATE_PIPELINE and names[0] == "input"
     assert result.plan is not None and len(result.plan.steps) == 1  # the GEMM with its epilogue
+
+
+def test_arena_placement_keeps_the_better_of_two_greedy_orders():
+    from graphc.passes.memory import Interval, plan
+
+    spans = [(256, 1, 2), (128, 3, 4), (192, 5, 6), (192, 0, 5), (128, 3, 6)]
+    intervals = [Interval(k, size, a, b) for k, (size, a, b) in enumerate(spans)]
+    offsets, peak = plan(intervals)
+    assert peak == 512  # largest-first by size alone needs 576; the maximum live is 512
+    for u in intervals:
+        for v in intervals:
+            if u.key < v.key and u.start <= v.end and v.start <= u.end:
+                assert offsets[u.key] + u.size <= offsets[v.key] or offsets[v.key] + v.size <= offsets[u.key]
