@@ -1,5 +1,8 @@
 """Each rewrite rule on a small graph: its text before/after, and values preserved."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from graphc.passes.module import Module
 from graphc.passes.pipeline import PIPELINES
 from graphc.passes.verify import VerifyError, verify
 
+GOLDEN = Path(__file__).parent / "golden"
 SPECIAL = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e30, -1e-30, 7.0], np.float32)
 
 
@@ -53,6 +57,18 @@ CASES = [
 
 def _values(outputs, x, feed):
     return [v for v in evaluate(outputs, {x: feed}) if v is not None]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_rewrite_golden_text(case):
+    """The IR after each rewrite, against tests/passes/golden/ (GRAPHC_UPDATE_GOLDEN=1 rewrites them)."""
+    name, build, pass_name, *_ = case
+    out, _ = run_passes(Module((build(_x()),)), [pass_name])
+    text = out.as_text()
+    path = GOLDEN / f"{name}.txt"
+    if os.environ.get("GRAPHC_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
