@@ -50,9 +50,10 @@ def check(name: str, loss: float, grads, ref) -> None:
         raise AssertionError(f"{name} disagrees with the float64 reference (loss {loss} vs {ref[0]})")
 
 
-def graphc_model(gc, ws):
-    """The W4 network in a fresh graph: step(x) -> (loss, [grad W_i])."""
-    with gc.Graph().as_default():
+def build_network(gc, ws):
+    """The W4 network in a fresh graph: (graph, placeholder x, [loss, [grad W_i]])."""
+    graph = gc.Graph()
+    with graph.as_default():
         xp = gc.placeholder(gc.float32, (BATCH, WIDTH), name="x")
         vs = [gc.Variable(w, name=f"w{i}") for i, w in enumerate(ws)]
         h = xp
@@ -60,7 +61,13 @@ def graphc_model(gc, ws):
             h = gc.tanh(h @ v)
         loss = gc.sum(h)
         fetches = [loss, gc.gradients(loss, vs)]
-        sess = gc.Session()
+    return graph, xp, fetches
+
+
+def graphc_model(gc, ws):
+    """step(x) -> (loss, [grad W_i]) through a default Session."""
+    graph, xp, fetches = build_network(gc, ws)
+    sess = gc.Session(graph)
     return lambda x: sess.run(fetches, {xp: x})
 
 

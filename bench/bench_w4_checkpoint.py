@@ -9,22 +9,15 @@ from __future__ import annotations
 import statistics
 
 from _timing import describe, fmt_time, graphc_status, measure, parse_args, table
-from bench_w4 import BATCH, WIDTH, check, inputs, reference, weights
+from bench_w4 import build_network, check, inputs, reference, weights
 
 POLICIES = [("none", {}), ("sqrt", {}), ("mincut", {}), ("revolve", {"slots": 8}), ("revolve", {"slots": 3})]
 
 
 def compiled_step(gc, ws, options):
     """(program, step) for the W4 network compiled with `options`."""
-    with gc.Graph().as_default():
-        xp = gc.placeholder(gc.float32, (BATCH, WIDTH), name="x")
-        vs = [gc.Variable(w, name=f"w{i}") for i, w in enumerate(ws)]
-        h = xp
-        for v in vs:
-            h = gc.tanh(h @ v)
-        loss = gc.sum(h)
-        fetches = [loss, gc.gradients(loss, vs)]
-        sess = gc.Session(options=options)
+    graph, xp, fetches = build_network(gc, ws)
+    sess = gc.Session(graph, options=options)
     x = inputs()
     program = sess.compile(fetches, {xp: x})
     return program, lambda: sess.run(fetches, {xp: x})
