@@ -142,6 +142,15 @@ def graphc_status() -> tuple[Any, str]:
     return gc, backend
 
 
+def start(doc: str) -> tuple[argparse.Namespace, Any, str, Any, Any]:
+    """Parse the script's arguments, print the machine, and import what it compares:
+    returns (args, graphc or None, graphc's backend or why it is missing, jax, torch)."""
+    args = parse_args(doc.splitlines()[0])
+    gc, backend = graphc_status()
+    print(describe(backend))
+    return args, gc, backend, optional("jax"), optional("torch")
+
+
 def fmt_time(seconds: float) -> str:
     if seconds < 1e-3:
         return f"{seconds * 1e6:.1f} us"

@@ -6,7 +6,7 @@ Target (issue 4): graphc at least 10x faster than numpy eager at 1e7.
 from __future__ import annotations
 
 import numpy as np
-from _timing import attempt, compare, describe, graphc_status, measure, optional, parse_args, table
+from _timing import attempt, compare, measure, start, table
 
 SIZES = (1_000_000, 10_000_000)
 
@@ -70,10 +70,7 @@ def torch_timing(torch, x: np.ndarray, ref, args) -> object:
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    gc, backend = graphc_status()
-    print(describe(backend))
-    jax, torch = optional("jax"), optional("torch")
+    args, gc, backend, jax, torch = start(__doc__)
     rng = np.random.default_rng(0)
     for n in SIZES:
         x = rng.standard_normal(n, dtype=np.float32) * 2

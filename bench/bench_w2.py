@@ -7,7 +7,7 @@ than numpy eager at batch 256.
 from __future__ import annotations
 
 import numpy as np
-from _timing import attempt, compare, describe, graphc_status, measure, optional, parse_args, table
+from _timing import attempt, compare, measure, start, table
 from threadpoolctl import threadpool_limits
 
 SIZES = (784, 512, 512, 10)
@@ -140,10 +140,7 @@ def torch_timing(torch, x, y, ref, args):
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    gc, backend = graphc_status()
-    print(describe(backend))
-    jax, torch = optional("jax"), optional("torch")
+    args, gc, backend, jax, torch = start(__doc__)
     for size in BATCHES:
         x, y = batch(size)
         ref_params = init_params()

@@ -8,7 +8,7 @@ time for the same tiny expression.
 from __future__ import annotations
 
 import numpy as np
-from _timing import attempt, compare, describe, graphc_status, measure, optional, parse_args, table
+from _timing import attempt, compare, measure, start, table
 
 X = np.array([1.0, -2.0, 3.0, 0.5], np.float32)
 W = np.array([0.5, 0.25, -1.0, 2.0], np.float32)
@@ -77,10 +77,7 @@ def torch_timing(torch, grad: bool, args):
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    gc, backend = graphc_status()
-    print(describe(backend))
-    jax, torch = optional("jax"), optional("torch")
+    args, gc, backend, jax, torch = start(__doc__)
     for grad in (False, True):
         fn = numpy_value_grad if grad else numpy_value
         results = {"numpy": measure(lambda: fn(X), args.repeat, args.target)}

@@ -6,7 +6,7 @@ The weights are variables; each run returns the loss and the 64 weight gradients
 from __future__ import annotations
 
 import numpy as np
-from _timing import attempt, compare, describe, graphc_status, measure, optional, parse_args, table
+from _timing import attempt, compare, measure, start, table
 from threadpoolctl import threadpool_limits
 
 LAYERS, WIDTH, BATCH = 64, 256, 64
@@ -114,10 +114,7 @@ def torch_timing(torch, ws, x, ref, args):
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    gc, backend = graphc_status()
-    print(describe(backend))
-    jax, torch = optional("jax"), optional("torch")
+    args, gc, backend, jax, torch = start(__doc__)
     ws, x = weights(), inputs()
     ref = reference(ws, x)
     loss, grads = numpy_step(ws, x)
