@@ -21,7 +21,7 @@ from llvmlite import binding as llvm
 
 from ...errors import GraphcError
 from .codegen import ENTRY
-from .jit import SPEED_LEVEL, _lock
+from .jit import _lock, optimize_module
 
 __all__ = ["DEFAULT_CPU", "emit_object", "link_library", "resolve_cpu"]
 
@@ -55,13 +55,7 @@ def emit_object(ir_text: str, entry: str, cpu: str, features: str) -> bytes:
         fn = mod.get_function(ENTRY)
         fn.name = entry
         fn.visibility = "hidden"
-        mod.verify()
-        pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
-        pto.loop_vectorization = True
-        pto.slp_vectorization = True
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(mod, pb)
-        return tm.emit_object(mod)
+        return tm.emit_object(optimize_module(mod, tm))
 
 
 def compiler() -> str:

@@ -51,6 +51,11 @@ def optimize(ir_text: str) -> llvm.ModuleRef:
     mod = llvm.parse_assembly(ir_text)
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
+    return optimize_module(mod, tm)
+
+
+def optimize_module(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> llvm.ModuleRef:
+    """Verify `mod` (triple and layout already set for `tm`) and run the O3 pipeline on it."""
     mod.verify()
     pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
     pto.loop_vectorization = True
