@@ -24,6 +24,10 @@ class FeedError(GraphcError, ValueError):
     """A feed_dict that does not match the graph's placeholders."""
 
 
+class CheckpointError(GraphcError):
+    """A checkpoint file that is unreadable, corrupted, or does not match the variables."""
+
+
 def user_location() -> str:
     """Return "file:line" of the innermost stack frame outside the graphc package."""
     frame = sys._getframe(1)

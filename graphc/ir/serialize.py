@@ -73,15 +73,26 @@ def _decode_attr(value: Any) -> Any:
     raise GraphcError(f"bad attribute encoding {value!r}")
 
 
-def to_json(fetches: Any) -> dict:
-    """The JSON-ready dict for fetches (a tensor or nested lists/tuples/dicts of tensors)."""
+def to_json(fetches: Any, session: Any = None) -> dict:
+    """The JSON-ready dict for fetches (a tensor or nested lists/tuples/dicts of tensors).
+
+    With a `session`, each variable's saved initial value is its current value in that session.
+    """
     from ..runtime.fetches import flatten
 
     outputs, spec = flatten(fetches)
     order = toposort(outputs)
     index = {n: i for i, n in enumerate(order)}
-    nodes = [{"op": n.op, "name": n.name, "inputs": [index[i] for i in n.inputs],
-              "attrs": {k: _encode_attr(v) for k, v in n.attrs.items() if k != _FRESH_IDENTITY}}
+
+    def attrs(n: Tensor) -> dict:
+        values = dict(n.attrs)
+        if session is not None and n.op == "variable":
+            if n.graph is not session.graph:
+                raise GraphcError(f"save: variable {n.name} belongs to another graph than the session's")
+            values["initial"] = Const(session.variable_value(n))
+        return {k: _encode_attr(v) for k, v in values.items() if k != _FRESH_IDENTITY}
+
+    nodes = [{"op": n.op, "name": n.name, "inputs": [index[i] for i in n.inputs], "attrs": attrs(n)}
              for n in order]
 
     def encode_spec(s: Any) -> Any:
@@ -142,9 +153,13 @@ def from_json(doc: Any, graph: Graph | None = None) -> Any:
     return decode_spec(doc["fetches"])
 
 
-def save(fetches: Any, path: str | os.PathLike) -> None:
-    """Write the graph needed by `fetches` to a JSON file."""
-    doc = to_json(fetches)
+def save(fetches: Any, path: str | os.PathLike, session: Any = None) -> None:
+    """Write the graph needed by `fetches` to a JSON file.
+
+    Variables keep their initial values, or with ``session=sess`` their current values in it
+    (so a loaded trained model predicts as the trained one).
+    """
+    doc = to_json(fetches, session)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(doc, f, separators=(",", ":"))
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphcError
+from ..dtypes import shape_str
+from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
 from ..options import CompileOptions
@@ -137,8 +138,32 @@ class Session:
 
     def variable_value(self, var: Tensor) -> np.ndarray:
         """A copy of a variable's current value in this session."""
+        self._check_variable(var)
         with self._state.read(), self._lock:
             return self._variable(var).copy()
+
+    def set_variable_value(self, var: Tensor, value: Any) -> None:
+        """Set a variable of this session's graph to `value` (its exact shape; an array of its dtype,
+        or a Python number/list that casts to it within its kind). Waits for running steps."""
+        self._check_variable(var)
+        arr = np.asarray(value)
+        if isinstance(value, (np.ndarray, np.generic)) and arr.dtype != var.dtype:
+            raise DTypeError(f"set_variable_value: {var.name} is {var.dtype}, the value is {arr.dtype}")
+        if not np.can_cast(arr.dtype, var.dtype, "same_kind"):
+            raise DTypeError(f"set_variable_value: cannot cast {arr.dtype} to {var.name}'s {var.dtype}")
+        if arr.shape != var.shape:
+            raise ShapeError(f"set_variable_value: {var.name} has shape {shape_str(var.shape)}, "
+                             f"the value {shape_str(arr.shape)}")
+        with self._state.write(), self._lock:
+            np.copyto(self._variable(var), arr, casting="same_kind")
+
+    def _check_variable(self, var: Any) -> None:
+        if self._closed:
+            raise GraphcError("this session is closed")
+        if not isinstance(var, Tensor) or var.op != "variable":
+            raise GraphcError(f"{var!r} is not a Variable")
+        if var.graph is not self.graph:
+            raise GraphcError(f"variable {var.name} belongs to another graph than the session's")
 
 
 class _Plan:
