@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,10 @@ Shape = tuple  # tuple[int | None, ...]; None is a dim unknown until run time
 
 
 def as_dtype(value: Any) -> np.dtype:
-    """Normalise a dtype-like (np.dtype, numpy type, string, Python type) to a supported dtype."""
+    """Normalise a dtype-like (np.dtype, numpy type, string, Python type) to a supported dtype.
+
+    The byte order is dropped: '>f4' names float32 (arrays are converted to native order).
+    """
     if value is float:
         return float32
     if value is int:
@@ -28,6 +33,8 @@ def as_dtype(value: Any) -> np.dtype:
         dt = np.dtype(value)
     except TypeError as exc:
         raise DTypeError(f"not a dtype: {value!r}") from exc
+    if dt.byteorder in "<>":  # non-native byte order (native is "=")
+        dt = dt.newbyteorder("=")
     if dt not in SUPPORTED:
         raise DTypeError(f"unsupported dtype {dt}; graphc supports "
                          + ", ".join(str(d) for d in SUPPORTED))
@@ -51,6 +58,42 @@ def shape_str(shape: Shape | None) -> str:
     if shape is None:
         return "?"
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+INDEX_MAX = 2**63 - 1  # generated code indexes and offsets with int64
+
+
+def as_dim(d: Any, what: str = "shape") -> int:
+    """One dim as a Python int; ShapeError for floats, bools and other non-integers (numpy's rule)."""
+    if isinstance(d, (bool, np.bool_)):
+        raise ShapeError(f"{what}: dim {d!r} is a bool, not an integer")
+    try:
+        return operator.index(d)
+    except TypeError:
+        raise ShapeError(f"{what}: dim {d!r} is not an integer") from None
+
+
+def as_shape(shape: Any, what: str = "shape", unknown: bool = False) -> Shape:
+    """A shape-like (int or sequence of ints; None dims if `unknown`) as a tuple of Python ints."""
+    if np.isscalar(shape) or (isinstance(shape, np.ndarray) and shape.ndim == 0):
+        dims = (shape,)
+    else:
+        try:
+            dims = tuple(shape)
+        except TypeError:
+            raise ShapeError(f"{what}: {shape!r} is not a shape") from None
+    if not unknown and any(d is None for d in dims):
+        raise ShapeError(f"{what} {dims} has an unknown dim")
+    return tuple(None if d is None else as_dim(d, what) for d in dims)
+
+
+def check_size(shape: Shape, dtype: np.dtype | None) -> None:
+    """ShapeError when the known dims' element count or byte size does not fit the index type."""
+    count = math.prod(d for d in shape if d is not None)
+    nbytes = count * (dtype.itemsize if dtype is not None else 1)
+    if nbytes > INDEX_MAX or count > INDEX_MAX:
+        raise ShapeError(f"shape {shape_str(shape)} has {count} elements ({nbytes} bytes), more than the "
+                         f"index type holds (2**63 - 1)")
 
 
 def is_static(shape: Shape) -> bool:

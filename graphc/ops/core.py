@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, result_dtype
+from ..dtypes import as_dtype, as_shape, result_dtype
 from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.graph import Const, Graph, Tensor, get_default_graph
 from .registry import OpDef, register
@@ -41,7 +41,7 @@ def placeholder(dtype: Any, shape: Any = None, name: str | None = None) -> Tenso
     """A graph input fed through `feed_dict`; dims may be None (known at run time)."""
     if shape is None:
         raise ShapeError("placeholder needs a shape (use None for an unknown dim)")
-    shape = tuple(None if d is None else int(d) for d in ((shape,) if np.isscalar(shape) else shape))
+    shape = as_shape(shape, "placeholder shape", unknown=True)
     if any(d is not None and d < 0 for d in shape):
         raise ShapeError(f"placeholder shape {shape} has a negative dim")
     g = get_default_graph()
@@ -60,6 +60,8 @@ def to_array(value: Any, dtype: Any = None) -> np.ndarray:
         return np.asarray(value, dtype=dt)
     if isinstance(value, (np.ndarray, np.generic)):
         arr = np.asarray(value)
+        if arr.dtype.byteorder in "<>":  # big-endian (non-native) data: convert to native order
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         if arr.dtype == np.float16:
             arr = arr.astype(np.float32)
         as_dtype(arr.dtype)

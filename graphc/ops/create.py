@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype
+from ..dtypes import as_dtype, as_shape
 from ..errors import GraphcError, ShapeError
 from ..ir.graph import Tensor
 from .core import constant, graph_of, to_array
@@ -19,7 +19,7 @@ def _static_shape(shape: Any) -> tuple[int, ...]:
     dims = (shape,) if np.isscalar(shape) else tuple(shape)
     if any(d is None for d in dims):
         raise ShapeError(f"shape {dims} has an unknown dim; use zeros_like/ones_like for run-time shapes")
-    out = tuple(int(d) for d in dims)
+    out = as_shape(dims)
     if any(d < 0 for d in out):
         raise ShapeError(f"shape {out} has a negative dim")
     return out

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import SUPPORTED, Shape, shape_str
+from ..dtypes import SUPPORTED, Shape, check_size, shape_str
 from ..errors import DTypeError, GraphcError, ShapeError
 
 KINDS = ("source", "elementwise", "reduce", "index", "matmul", "state", "control")
@@ -123,6 +123,7 @@ def infer_type(opdef: OpDef, inputs: tuple, attrs: dict, loc: str) -> tuple[Shap
     """Run the op's type rule; errors name the op, its operands and the user's line."""
     with located_errors(opdef, inputs, loc):
         shape, dtype = opdef.infer(inputs, attrs)
+        check_size(shape, dtype)
     if dtype is not None and dtype not in SUPPORTED:
         raise DTypeError(f"{opdef.name}: result dtype {dtype} is not supported\n  at {loc}")
     return tuple(shape), dtype

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, broadcast_shapes, int64, is_int, is_static, normalize_axes, num_elements, shape_str
+from ..dtypes import (
+    as_dtype,
+    as_shape,
+    broadcast_shapes,
+    int64,
+    is_int,
+    is_static,
+    normalize_axes,
+    num_elements,
+    shape_str,
+)
 from ..errors import DTypeError, GraphcError, ShapeError, user_location
 from ..ir.graph import Tensor
 from .core import as_tensor, promote, to_array
@@ -77,7 +88,7 @@ register(OpDef(
 def broadcast_to(x: Any, shape: Any) -> Tensor:
     """x broadcast to `shape` (numpy.broadcast_to)."""
     (t,) = promote(x)
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(d) for d in shape)
+    shape = as_shape(shape, "broadcast_to shape")
     return t if t.shape == shape else t.graph.make("broadcast_to", (t,), {"shape": shape})
 
 
@@ -97,7 +108,7 @@ def _reshape_type(inputs: tuple, attrs: dict):
     if sum(d == -1 for d in shape) > 1 or any(d < -1 for d in shape):
         raise ShapeError(f"bad target shape {shape}: dims must be >= 0 with at most one -1")
     n = num_elements(x.shape)
-    known = int(np.prod([d for d in shape if d != -1]))
+    known = math.prod(d for d in shape if d != -1)  # Python ints: numpy's int64 product wraps
     if -1 in shape:
         if n is None:
             return tuple(None if d == -1 else d for d in shape), x.dtype
@@ -137,16 +148,28 @@ register(OpDef(
 def reshape(x: Any, shape: Any) -> Tensor:
     """numpy.reshape; one dim may be -1."""
     (t,) = promote(x)
-    shape = (int(shape),) if np.isscalar(shape) else tuple(int(d) for d in shape)
+    shape = as_shape(shape, "reshape shape")
     return t if t.shape == shape else t.graph.make("reshape", (t,), {"shape": shape})
 
 
+def _as_minus_one(shape: tuple) -> tuple | None:
+    """shape as a reshape target with -1 for its unknown dim; None if -1 cannot express it.
+
+    That is when several dims are unknown, or one is and the known dims hold 0 elements.
+    """
+    unknown = sum(d is None for d in shape)
+    if unknown > 1 or (unknown and not math.prod(d for d in shape if d is not None)):
+        return None
+    return tuple(-1 if d is None else d for d in shape)
+
+
 def reshape_like(x: Tensor, like: Tensor) -> Tensor:
-    """x reshaped to like's shape; a static reshape when at most one dim is unknown."""
+    """x reshaped to like's shape; a static reshape when -1 can stand for its unknown dim."""
     if x.shape == like.shape and is_static(x.shape):
         return x
-    if sum(d is None for d in like.shape) <= 1:
-        return reshape(x, tuple(-1 if d is None else d for d in like.shape))
+    target = _as_minus_one(like.shape)
+    if target is not None:
+        return reshape(x, target)
     return x.graph.make("reshape_like", (x, like))
 
 

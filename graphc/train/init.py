@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, is_float
+from ..dtypes import as_dtype, as_shape, is_float
 
 __all__ = ["constant", "fans", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "normal", "ones",
            "uniform", "zeros"]
@@ -27,10 +27,10 @@ ShapeLike = int | tuple[int, ...] | list[int]
 
 
 def _shape(shape: ShapeLike) -> tuple[int, ...]:
-    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if any(int(d) < 0 for d in dims):
+    dims = as_shape(shape, "initializer shape")
+    if any(d < 0 for d in dims):
         raise ValueError(f"initializer shape {dims} has a negative dim")
-    return tuple(int(d) for d in dims)
+    return dims
 
 
 def _rng(seed: int | None) -> np.random.Generator:
