@@ -11,7 +11,7 @@ from ..errors import DTypeError, ShapeError
 from ..ir.graph import Tensor
 from .core import promote
 from .registry import OpDef, register
-from .shape import expand_dims, matrix_transpose, reshape
+from .shape import expand_dims, matrix_transpose, squeeze
 
 __all__ = ["matmul", "dot"]
 
@@ -52,13 +52,8 @@ def matmul(a: Any, b: Any) -> Tensor:
     a2 = expand_dims(a, 0) if a.ndim == 1 else a
     b2 = expand_dims(b, -1) if b.ndim == 1 else b
     out = a.graph.make("matmul", (a2, b2))
-    if a.ndim == 1 and b.ndim == 1:
-        return reshape(out, ())
-    if a.ndim == 1:
-        return reshape(out, tuple(-1 if d is None else d for d in out.shape[:-2] + out.shape[-1:]))
-    if b.ndim == 1:
-        return reshape(out, tuple(-1 if d is None else d for d in out.shape[:-1]))
-    return out
+    added = (-2,) * (a.ndim == 1) + (-1,) * (b.ndim == 1)  # remove the axes added above
+    return squeeze(out, added) if added else out
 
 
 def dot(a: Any, b: Any) -> Tensor:

@@ -61,7 +61,11 @@ def _broadcast_to_type(inputs: tuple, attrs: dict):
 
 
 def _broadcast_like_type(inputs: tuple, attrs: dict):
-    return _broadcast_to_type(inputs[:1], {"shape": inputs[1].shape})
+    x, like = inputs
+    out = broadcast_shapes(x.shape, like.shape) if x.ndim <= like.ndim else None
+    if out is None or any(d is not None and d != o for d, o in zip(like.shape, out)):
+        raise ShapeError(f"cannot broadcast {shape_str(x.shape)} to {shape_str(like.shape)}")
+    return out, x.dtype  # a known dim of x fills an unknown dim of like (checked once bound)
 
 
 def _broadcast_gather(s, idx, load, node):
@@ -125,7 +129,13 @@ def _reshape_gather(s, idx, load, node):
 
 
 def _reshape_like_type(inputs: tuple, attrs: dict):
-    return _reshape_type(inputs[:1], {"shape": tuple(-1 if d is None else d for d in inputs[1].shape)})
+    x, like = inputs
+    if _as_minus_one(like.shape) is not None:
+        return _reshape_type(inputs[:1], {"shape": _as_minus_one(like.shape)})
+    n, known = num_elements(x.shape), math.prod(d for d in like.shape if d is not None)
+    if n is not None and (n % known if known else n):  # unknown dims: checked again once bound
+        raise ShapeError(f"cannot reshape {n} elements into {shape_str(like.shape)}")
+    return like.shape, x.dtype
 
 
 register(OpDef(
@@ -193,7 +203,7 @@ register(OpDef(
     "expand_dims", "index", _expand_dims_type, canon=_canon_expand_axes,
     ref=lambda x, *, axis: np.expand_dims(x, axis).copy(),
     gather=lambda s, idx, load, node: load(0, tuple(i for k, i in enumerate(idx) if k not in node.attrs["axis"])),
-    vjp=lambda g, out, x, *, axis: (reshape_like(g, x),),
+    vjp=lambda g, out, x, *, axis: (squeeze(g, axis),),
     jvp=lambda t, out, x, *, axis: expand_dims(t[0], axis),
     doc="x with new size-1 axes inserted at `axis` (positions in the result)"))
 
@@ -514,7 +524,7 @@ register(OpDef(
     "squeeze", "index", _squeeze_type, canon=_canon_squeeze,
     ref=lambda x, *, axis: np.squeeze(x, axis).copy(),
     gather=_squeeze_gather,
-    vjp=lambda g, out, x, *, axis: (reshape_like(g, x),),
+    vjp=lambda g, out, x, *, axis: (expand_dims(g, axis),),
     jvp=lambda t, out, x, *, axis: squeeze(t[0], axis),
     doc="x without the size-1 axes `axis`"))
 

@@ -1,0 +1,94 @@
+"""Issue 12 items 14-18: gradients and ops over dims unknown until run time."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.ops.shape import reshape_like
+
+BACKENDS = ["llvm", "reference"]
+
+
+def _run(backend, fetches, feeds):
+    with gc.Session(backend=backend) as sess:
+        return sess.run(fetches, feeds)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_with_two_none_dims_reshaped_back(backend):
+    x = gc.placeholder(gc.float64, (None, None, 3))
+    y = (gc.reshape(x, (-1,)) ** 2).sum()
+    (gx,) = gc.gradients(y, [x])
+    assert gx.shape == (None, None, 3)
+    v = np.arange(24.0).reshape(2, 4, 3)
+    np.testing.assert_allclose(_run(backend, gx, {x: v}), 2 * v)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_through_squeeze_and_expand_dims_with_none_dims(backend):
+    x = gc.placeholder(gc.float64, (None, 1, None))
+    y = (gc.expand_dims(gc.squeeze(x, 1), 0) * 3).sum()
+    (gx,) = gc.gradients(y, [x])
+    np.testing.assert_allclose(_run(backend, gx, {x: np.ones((2, 1, 5))}), np.full((2, 1, 5), 3.0))
+
+
+def test_reshape_like_with_none_dims_checks_counts_once_bound():
+    x = gc.placeholder(gc.float32, (None,))
+    like = gc.placeholder(gc.float32, (None, None, 3))
+    r = reshape_like(x, like)
+    assert r.shape == (None, None, 3)
+    with gc.Session() as sess, pytest.raises(gc.ShapeError, match="cannot reshape 7 elements"):
+        sess.run(r, {x: np.ones(7, np.float32), like: np.ones((1, 2, 3), np.float32)})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matmul_batched_none_dims_with_vector(backend):
+    a = gc.placeholder(gc.float64, (None, None, 3))
+    v = gc.constant(np.array([1.0, 2.0, 3.0]))
+    y = a @ v
+    assert y.shape == (None, None)
+    w = gc.placeholder(gc.float64, (None, 3, None))
+    z = v @ w
+    assert z.shape == (None, None)
+    (ga,) = gc.gradients(y.sum(), [a])
+    av, wv = np.arange(24.0).reshape(2, 4, 3), np.arange(30.0).reshape(2, 3, 5)
+    got_y, got_z, got_g = _run(backend, [y, z, ga], {a: av, w: wv})
+    np.testing.assert_allclose(got_y, av @ v.attrs["value"].array)
+    np.testing.assert_allclose(got_z, v.attrs["value"].array @ wv)
+    np.testing.assert_allclose(got_g, np.broadcast_to([1.0, 2.0, 3.0], av.shape))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("build", [
+    lambda p: gc.reshape(p, (-1,)), lambda p: p.mean(axis=1), lambda p: gc.nn.softmax(p, axis=0),
+    lambda p: p.T @ gc.constant(np.ones((3, 2))), lambda p: gc.concatenate([p, p], axis=1),
+], ids=["reshape", "mean", "softmax", "matmul", "concatenate"])
+def test_gradient_through_none_by_zero_tensor(backend, build):
+    x = gc.placeholder(gc.float64, (None, 0))
+    (gx,) = gc.gradients(build(x).sum(), [x])
+    assert _run(backend, gx, {x: np.ones((3, 0))}).shape == (3, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name, build", [
+    ("max", lambda p: p.max()), ("logsumexp", lambda p: gc.logsumexp(p)),
+    ("softmax", lambda p: gc.nn.softmax(p)), ("log_softmax", lambda p: gc.nn.log_softmax(p)),
+])
+def test_reduction_over_empty_run_time_axis_names_the_users_op(backend, name, build):
+    x = gc.placeholder(gc.float32, (None,))
+    y = build(x)
+    with pytest.raises(gc.ShapeError, match=rf"^{name}\b.*empty axis(.|\n)*test_unknown_dim_grads.py"):
+        _run(backend, y, {x: np.ones(0, np.float32)})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concrete_grad_ys_seed_for_none_dims(backend):
+    x = gc.placeholder(gc.float64, (None, 3))
+    y = x * 2
+    seed = np.arange(6.0).reshape(2, 3)
+    (gx,) = gc.gradients(y, [x], grad_ys=[seed])
+    np.testing.assert_allclose(_run(backend, gx, {x: np.ones((2, 3))}), 2 * seed)
+    (gb,) = gc.gradients(y, [x], grad_ys=[np.array([1.0, 2.0, 3.0])])  # broadcasts over the None dim
+    np.testing.assert_allclose(_run(backend, gb, {x: np.ones((4, 3))}), np.tile([2.0, 4.0, 6.0], (4, 1)))
+    with pytest.raises(gc.ShapeError, match="do not broadcast|cannot broadcast"):
+        _run(backend, gx, {x: np.ones((5, 3))})  # the (2, 3) seed does not fit a (5, 3) y
