@@ -17,7 +17,7 @@ import numpy as np
 
 from .dtypes import bool_, is_float, is_int, normalize_axes, shape_str
 from .errors import ShapeError
-from .ir.graph import Tensor
+from .ir.graph import Tensor, composite
 from .layers import dense  # creates variables, so it lives in graphc/layers.py
 from .ops import elementwise as ew
 from .ops import shape as shp
@@ -53,6 +53,7 @@ def _shifted(x: Tensor, axes: tuple[int, ...]) -> Tensor:
     return x - stop_gradient(reduce_max(x, axes, keepdims=True))
 
 
+@composite
 def softmax(x: Any, axis: Any = -1) -> Tensor:
     """exp(x) / sum(exp(x)) over `axis`, stable for large |x|."""
     (t,) = _floating(x)
@@ -61,6 +62,7 @@ def softmax(x: Any, axis: Any = -1) -> Tensor:
     return e / sum(e, axes, keepdims=True)
 
 
+@composite
 def log_softmax(x: Any, axis: Any = -1) -> Tensor:
     """x - logsumexp(x) over `axis`, stable for large |x|."""
     (t,) = _floating(x)
@@ -102,6 +104,7 @@ def _label_mask(labels: Any, logits: Tensor, axis: int) -> Tensor:
     return shp.one_hot(idx, depth, dtype=bool_, axis=axis)
 
 
+@composite
 def softmax_cross_entropy(logits: Any, labels: Any, axis: int = -1, reduction: str = "mean") -> Tensor:
     """Cross-entropy between softmax(logits) and `labels` along the class `axis`.
 
@@ -124,6 +127,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: int = -1, reduction: s
     return _reduce_loss(per, reduction)
 
 
+@composite
 def sigmoid_cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> Tensor:
     """Binary cross-entropy of sigmoid(logits) against targets z in [0, 1], elementwise.
 
@@ -136,6 +140,7 @@ def sigmoid_cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> 
     return _reduce_loss(per, reduction)
 
 
+@composite
 def mse(pred: Any, target: Any, reduction: str = "mean") -> Tensor:
     """Squared error (pred - target)**2, averaged over all elements by default."""
     _check_reduction("mse", reduction)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from ..dtypes import is_static, shape_str
 from ..errors import GraphcError
-from .graph import Graph, Tensor
+from .graph import Graph, Tensor, composite_scope
 from .traverse import toposort
 
 
@@ -27,7 +27,8 @@ def bind_shapes(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[in
                 raise GraphcError(f"placeholder {node.name} has no bound shape")
             attrs["shape"] = tuple(int(d) for d in feed_shapes[node])
         inputs = tuple(mapping[i] for i in node.inputs)
-        made = new.make(node.op, inputs, attrs, name=node.name, loc=node.loc)
+        with composite_scope(node.graph.composite.get(node)):  # errors name the function the user called
+            made = new.make(node.op, inputs, attrs, name=node.name, loc=node.loc)
         if made.dtype is not None and not is_static(made.shape):
             raise GraphcError(f"{node.op} {node.name} still has shape {shape_str(made.shape)} after binding")
         mapping[node] = made

@@ -13,9 +13,10 @@ so autodiff rules, passes and user code all speak one vocabulary.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,7 @@ class Graph:
         self.adjoint: set[Tensor] = set()  # nodes built by autodiff (the backward part)
         self._no_grad_depth = 0
         self._adjoint_depth = 0
+        self.composite: dict[Tensor, str] = {}  # node -> the composite function that built it
 
     def __repr__(self) -> str:
         return f"<Graph with {len(self.nodes)} nodes>"
@@ -191,6 +193,8 @@ class Graph:
                 self.variables.append(node)
             if self._adjoint_depth:
                 self.adjoint.add(node)
+            if _composites():
+                self.composite[node] = _composites()[0]
         if self._no_grad_depth and opdef.differentiable:
             return self.make("stop_gradient", (node,), loc=loc)
         return node
@@ -204,6 +208,42 @@ def adjoint_scope(graph: Graph) -> Iterator[None]:
         yield
     finally:
         graph._adjoint_depth -= 1
+
+
+def _composites() -> list[str]:
+    stack = getattr(_state, "composites", None)
+    if stack is None:
+        stack = _state.composites = []
+    return stack
+
+
+def current_composite() -> str | None:
+    """The outermost composite function (e.g. "logsumexp") being built, if any."""
+    stack = _composites()
+    return stack[0] if stack else None
+
+
+@contextlib.contextmanager
+def composite_scope(name: str | None) -> Iterator[None]:
+    """Nodes built inside are recorded as parts of the composite `name`; errors name it."""
+    if not name:
+        yield
+        return
+    stack = _composites()
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def composite(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a public function built from primitives, so its errors name it."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with composite_scope(fn.__name__):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _graph_stack() -> list[Graph]:

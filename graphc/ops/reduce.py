@@ -15,7 +15,7 @@ import numpy as np
 
 from ..dtypes import as_dtype, broadcast_shapes, int64, is_float, normalize_axes, num_elements
 from ..errors import ShapeError
-from ..ir.graph import Tensor
+from ..ir.graph import Tensor, composite
 from . import elementwise as ew
 from .core import as_tensor, promote
 from .registry import OpDef, register
@@ -253,6 +253,7 @@ def _count_of(t: Tensor, axes: tuple[int, ...]) -> Any:
     return size_of(t, axes, t.dtype) if n is None else n
 
 
+@composite
 def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     """Arithmetic mean over `axis` (ints and bools averaged in float64); empty slices give NaN."""
     t = _floating(x)
@@ -260,6 +261,7 @@ def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     return sum(t, axes, keepdims) / _count_of(t, axes)
 
 
+@composite
 def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Variance mean(|x - mean(x)|**2) over `axis`, divided by N - ddof (numpy.var)."""
     t = _floating(x)
@@ -271,11 +273,13 @@ def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tens
     return sum(d * d, axes, keepdims) / n
 
 
+@composite
 def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Standard deviation, sqrt(var(x, axis, keepdims, ddof))."""
     return ew.sqrt(var(x, axis, keepdims, ddof))
 
 
+@composite
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x))) over `axis`, computed stably (scipy.special.logsumexp).
 

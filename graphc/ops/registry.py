@@ -33,6 +33,7 @@ import numpy as np
 
 from ..dtypes import SUPPORTED, Shape, check_size, shape_str
 from ..errors import DTypeError, GraphcError, ShapeError
+from ..ir.graph import current_composite
 
 KINDS = ("source", "elementwise", "reduce", "index", "matmul", "state", "control")
 
@@ -108,7 +109,9 @@ def located_errors(opdef: OpDef, inputs: tuple, loc: str) -> Iterator[None]:
         yield
     except (ShapeError, DTypeError) as exc:
         detail = f" with operands {describe_operands(inputs)}" if inputs else ""
-        raise type(exc)(f"{opdef.name}{detail}: {exc}\n  at {loc}") from None
+        outer = current_composite()
+        name = opdef.name if outer is None or outer == opdef.name else f"{outer}: its {opdef.name}"
+        raise type(exc)(f"{name}{detail}: {exc}\n  at {loc}") from None
 
 
 def canonical_attrs(opdef: OpDef, inputs: tuple, attrs: dict, loc: str) -> dict:

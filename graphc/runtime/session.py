@@ -11,6 +11,7 @@ import numpy as np
 
 from ..dtypes import shape_str
 from ..errors import DTypeError, GraphcError, ShapeError
+from ..ir.bind import bind_shapes
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
 from ..options import CompileOptions
@@ -114,7 +115,7 @@ class Session:
 
     def _program(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
         """The compiled program of a plan for these feed shapes (compiled on first use)."""
-        sig = () if self.backend == "reference" else tuple([feeds[p].shape for p in plan.placeholders])
+        sig = tuple([feeds[p].shape for p in plan.placeholders])
         program = plan.programs.get(sig)
         if program is None:
             with self._compile_lock:
@@ -125,6 +126,7 @@ class Session:
 
     def _compile(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
         if self.backend == "reference":
+            bind_shapes(plan.outputs + plan.assigns, {p: feeds[p].shape for p in plan.placeholders})  # type checks
             return _ReferenceRun(plan)
         from ..backend.llvm.program import LLVMProgram
 
