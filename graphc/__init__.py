@@ -23,6 +23,7 @@ from .ops.reduce import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
 from .options import CompileOptions
+from .profiler import Profile, RunMetadata, RunOptions, profile
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
 

@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   graphc show examples/cli/targets.py:mlp --after simplify --format dot
   graphc llvm examples/cli/targets.py:mlp --asm
   graphc memory examples/cli/targets.py:chain
+  graphc profile examples/cli/targets.py:chain --runs 20 --trace chain.json
   graphc export examples/cli/targets.py:mlp --name mlp -o build --inputs x,labels --outputs 0 --grad-wrt w1,b1,w2
   graphc passes model.json --print-after-all --dump-dir /tmp/stages
 """
@@ -37,8 +38,10 @@ class UsageError(GraphcError):
     """A mistake in the command line or the target (printed as one line)."""
 
 
-def load_target(spec: str) -> tuple[list[Tensor], dict[Tensor, tuple[int, ...]]]:
-    """The fetches (flattened) and bound feed shapes that TARGET describes."""
+def load_target(spec: str, extra_shapes: dict[str, tuple[int, ...]] | None = None,
+                ) -> tuple[list[Tensor], dict[Tensor, tuple[int, ...]]]:
+    """The fetches (flattened) and bound feed shapes that TARGET describes (`extra_shapes`,
+    by placeholder name, override the target's)."""
     from .ir.serialize import load
     from .runtime.fetches import flatten
 
@@ -68,7 +71,7 @@ def load_target(spec: str) -> tuple[list[Tensor], dict[Tensor, tuple[int, ...]]]
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
         result, shapes = result
     fetches, _ = flatten(result)
-    return fetches, _bind_shapes(fetches, shapes)
+    return fetches, _bind_shapes(fetches, {**shapes, **(extra_shapes or {})})
 
 
 def _bind_shapes(fetches: list[Tensor], shapes: dict) -> dict[Tensor, tuple[int, ...]]:
@@ -225,6 +228,20 @@ def cmd_memory(args: argparse.Namespace) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    from .profiler.command import parse_shapes, profile_program
+
+    fetches, shapes = load_target(args.target, parse_shapes(args.shape))
+    options = CompileOptions(opt_level=args.opt_level, checkpoint=args.checkpoint, memory_budget=args.budget,
+                             slots=args.slots, threads=args.threads)
+    prof = profile_program(program_outputs(fetches), shapes, args.runs, options, args.backend)
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
+    print(prof.table(sort=args.sort, rows=args.rows, peak=None if args.peak else False), end="")
+    if args.trace:
+        print(f"trace: {args.trace} (open it in Perfetto or chrome://tracing)")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from .export import export_target
 
@@ -266,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     common(p)
     p.set_defaults(fn=cmd_memory)
+    p = sub.add_parser("profile", help="run with random feeds and print where the time goes (docs/profiling.md)",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(p)
+    p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="bind a placeholder's shape (x=32,784)")
+    p.add_argument("--runs", type=int, default=10, help="traced runs after one warm-up run (default 10)")
+    p.add_argument("--trace", metavar="FILE.json", help="also write a Chrome trace (Perfetto, chrome://tracing)")
+    p.add_argument("--backend", choices=("llvm", "reference"), default="llvm")
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    p.add_argument("--sort", choices=("time", "calls", "flops", "bytes", "step"), default="time")
+    p.add_argument("--rows", type=int, default=30, help="at most this many step rows")
+    p.add_argument("--no-peak", dest="peak", action="store_false",
+                   help="leave out the roofline columns (no peak measurement)")
+    p.set_defaults(fn=cmd_profile)
     p = sub.add_parser("export", help="compile to lib<NAME>.so + <NAME>.h + <NAME>.json (see docs/export.md)",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", help="path/file.py:function or a saved graph file")

@@ -27,6 +27,9 @@ from .errors import GraphcError
 from .ir.graph import Tensor
 from .ir.traverse import toposort
 from .options import CompileOptions
+from .profiler import recording
+from .profiler.records import RunOptions
+from .profiler.report import RunMetadata
 from .runtime.feeds import convert_feed
 
 MISS = object()
@@ -117,6 +120,8 @@ class Function:
         self._fast = None if runner is None else runner.trusted if self._trust else runner.checked
 
     def __call__(self, *args: Any) -> Any:
+        if recording.active:  # inside `with gc.profile()`: the call is traced
+            return self._call_traced(args, None)
         try:
             fast = self._fast
             if fast is not None:
@@ -139,6 +144,27 @@ class Function:
         if out is MISS:
             raise GraphcError("internal: checked arguments were rejected by the compiled call")
         return out
+
+    def profile(self, *args: Any) -> tuple[Any, RunMetadata]:
+        """Call the function once with a trace: ``(outputs, gc.RunMetadata)`` (docs/profiling.md)."""
+        meta = RunMetadata()
+        return self._call_traced(args, meta), meta
+
+    def _call_traced(self, args: tuple, meta: RunMetadata | None) -> Any:
+        if len(args) != self._n:
+            raise TypeError(f"function takes {self._n} input array(s), got {len(args)}")
+        arrays = tuple(_exact(convert_feed(ph, a), np.dtype(ph.dtype)) for ph, a in zip(self.inputs, args))
+        program = self._runner(tuple(a.shape for a in arrays)).program
+        to = recording.targets(None if meta is None else RunOptions(trace=True), meta)
+        feeds = dict(zip(self.inputs, arrays))
+        session = self.session
+        if session._closed:
+            raise GraphcError("the function's session is closed")
+        with session._state.write() if self.assigns else session._state.read():
+            values = recording.traced_run(program, feeds, session._values, to)
+        fetches = list(dict.fromkeys(self.outputs))
+        result = [values[fetches.index(t)] for t in self.outputs]
+        return result[0] if self._single else result
 
     def _runner(self, shapes: tuple[tuple[int, ...], ...]) -> _Runner:
         """The compiled program for these input shapes (compiled on first use)."""

@@ -1,5 +1,6 @@
 """The graphc command line, run as a user would (python -m graphc.cli) on the example targets."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,25 @@ def test_cli_values_match_a_session():
         with gc.Session() as sess:
             values = sess.run(fetches, feed)
     assert all(np.isfinite(v).all() for v in values)
+
+
+def test_profile_prints_the_table_and_writes_a_trace(tmp_path, capsys):
+    trace = tmp_path / "chain.json"
+    argv = ["profile", f"{TARGETS}:mlp", "--shape", "x=64,64", "--shape", "labels=64", "--runs", "2", "--no-peak"]
+    assert main(argv + ["--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 run(s) on llvm") and "by kind" in out and "by step" in out
+    assert "targets.py:" in out  # steps name the target's source lines
+    assert json.loads(trace.read_text())["traceEvents"]
+    assert main(argv + ["--backend", "reference", "--sort", "step", "--rows", "3"]) == 0
+    assert "more step(s)" in capsys.readouterr().out
+
+
+def test_profile_bad_arguments(tmp_path, capsys):
+    target = f"{TARGETS}:mlp"
+    assert main(["profile", target, "--trace", str(tmp_path / "missing" / "t.json"), "--no-peak"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["profile", target, "--shape", "x"]) == 1
+    assert "expected NAME=DIMS" in capsys.readouterr().err
+    assert main(["profile", target, "--runs", "0"]) == 1
+    assert "--runs must be at least 1" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,8 +19,12 @@ class ReferenceProgram:
         self.order = toposort(self.outputs)
 
     def run(self, feeds: Mapping[Tensor, np.ndarray],
-            variables: Mapping[Tensor, np.ndarray]) -> list[np.ndarray | None]:
-        """Values of the outputs. Placeholders come from feeds, variables from `variables`."""
+            variables: Mapping[Tensor, np.ndarray], clock: list | None = None) -> list[np.ndarray | None]:
+        """Values of the outputs. Placeholders come from feeds, variables from `variables`.
+
+        `clock` (the profiler's) receives ``(node, start_ns, end_ns, inputs, value)`` for each
+        node evaluated.
+        """
         env: dict[Tensor, np.ndarray | None] = {}
         for node in self.order:
             if node.op == "placeholder":
@@ -27,10 +32,13 @@ class ReferenceProgram:
             elif node.op == "variable":
                 env[node] = variables[node]
             else:
+                start = time.monotonic_ns() if clock is not None else 0
                 args = [env[i] for i in node.inputs]
                 with np.errstate(all="ignore"):
                     value = node.opdef.ref(*args, **node.params)
                 env[node] = None if node.dtype is None else _as_type(value, node)
+                if clock is not None:
+                    clock.append((node, start, time.monotonic_ns(), args, env[node]))
         return [env[o] for o in self.outputs]
 
 

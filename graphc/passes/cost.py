@@ -18,12 +18,15 @@ def nbytes(node: Tensor) -> int:
 
 def flops(node: Tensor) -> int:
     """Rough floating-point operation count: 2mnk per GEMM, one per element read otherwise."""
-    kind = node.opdef.kind
+    return flops_of(node.opdef.kind, node.shape, node.inputs[0].shape if node.inputs else ())
+
+
+def flops_of(kind: str, shape: tuple[int, ...], first_input: tuple[int, ...]) -> int:
+    """`flops` of an op of `kind` from its result's shape and its first input's shape."""
     if kind == "matmul":
-        a, _ = node.inputs
-        return 2 * int(np.prod(node.shape, dtype=np.int64)) * int(a.shape[-1])
+        return 2 * int(np.prod(shape, dtype=np.int64)) * int(first_input[-1])
     if kind == "reduce":
-        return int(np.prod(node.inputs[0].shape, dtype=np.int64))
+        return int(np.prod(first_input, dtype=np.int64))
     if kind == "elementwise":
-        return int(np.prod(node.shape, dtype=np.int64))
+        return int(np.prod(shape, dtype=np.int64))
     return 0

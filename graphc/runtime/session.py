@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from ..ir.bind import bind_shapes
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
 from ..options import CompileOptions
+from ..profiler import recording
 from .feeds import check_feeds
 from .fetches import flatten, unflatten
 
@@ -65,10 +67,19 @@ class Session:
         self._plans.clear()
         self._values.clear()
 
-    def run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
-        """Evaluate fetches (a tensor, an op, or nested lists/tuples/dicts of them)."""
+    def run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None, options: Any = None,
+            run_metadata: Any = None) -> Any:
+        """Evaluate fetches (a tensor, an op, or nested lists/tuples/dicts of them).
+
+        ``options=gc.RunOptions(trace=True)`` with ``run_metadata=gc.RunMetadata()`` traces
+        the run into the metadata, as in TensorFlow 1; so does any open ``gc.profile()``
+        block (docs/profiling.md).
+        """
         if self._closed:
             raise GraphcError("this session is closed")
+        trace = None
+        if options is not None or run_metadata is not None or recording.active:
+            trace = recording.targets(options, run_metadata) or None
         if type(fetches) is Tensor:
             outputs, spec = [fetches], 0
         else:
@@ -78,13 +89,14 @@ class Session:
         if feeds is None:
             feeds = check_feeds(feed_dict, self.graph, plan.placeholders)
         program = self._program(plan, feeds)
+        run = program.run if trace is None else functools.partial(recording.traced_run, program, to=trace)
         if not plan.variables:
-            values = program.run(feeds, {})
+            values = run(feeds, {})
         else:
             state, write = self._state, bool(plan.assigns)
             state.acquire(write)
             try:
-                values = program.run(feeds, self._values)
+                values = run(feeds, self._values)
             finally:
                 state.release(write)
         return values[0] if spec == 0 else unflatten(spec, values)
@@ -215,8 +227,9 @@ class _ReferenceRun:
         self.assigned = [a.inputs[0] for a in plan.assigns]
         self.program = ReferenceProgram(list(plan.outputs) + plan.assigns)
 
-    def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray]) -> list:
-        values = self.program.run(feeds, variables)
+    def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray],
+            clock: list | None = None) -> list:
+        values = self.program.run(feeds, variables, clock)
         results = [None if v is None else np.array(v, copy=True) for v in values[:self.n]]
         new = [np.array(v, dtype=var.dtype, copy=True) for var, v in zip(self.assigned, values[self.n:])]
         for var, value in zip(self.assigned, new):

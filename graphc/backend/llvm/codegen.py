@@ -9,6 +9,7 @@ their epilogue kernel, if any, over the product in place.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from llvmlite import ir
 
@@ -43,8 +44,13 @@ def table_bases(plan: Plan) -> dict[str, int]:
     return bases
 
 
-def build_module(plan: Plan) -> ir.Module:
-    """The program's LLVM module (not yet optimized)."""
+def build_module(plan: Plan, probe: Any = None) -> ir.Module:
+    """The program's LLVM module (not yet optimized).
+
+    `probe` (the profiler's `graphc.backend.llvm.trace.Probe`) makes the traced variant:
+    its `wrap` yields the steps and emits a timestamp around each one. Without it nothing
+    of the profiler is emitted.
+    """
     module = ir.Module(name="graphc_program")
     entry = FunctionBuilder(module, ENTRY, [PTR], internal=False)
     b = entry.b
@@ -81,7 +87,7 @@ def build_module(plan: Plan) -> ir.Module:
             else:
                 b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
 
-    for step in plan.steps:
+    for step in plan.steps if probe is None else probe.wrap(entry, table, plan.steps):
         if isinstance(step, Kernel):
             kernel(step)
             continue

@@ -1,0 +1,258 @@
+"""The traced variant of a compiled program (the profiler's LLVM side).
+
+`TracedProgram` compiles the same plan a second time with a `Probe`: the entry reads the
+monotonic clock (``clock_gettime``, the clock of Python's ``time.monotonic_ns``) before
+and after every step, and every parallel region runs each of its pieces through a
+generated wrapper that reads the clock around the piece and records it with the thread
+that ran it (``pthread_self``, which is Python's ``threading.get_ident``). The untraced
+program is never touched: its module is built without a probe.
+
+The trace buffer, an int64 array that the run passes in one extra table slot:
+
+    [0] pieces recorded so far (atomic)   [1] capacity in pieces   [2] step now running
+    [3] entry start (ns)                  [5] the pool's real parallel_for
+    [HEADER + 2*i], [HEADER + 2*i + 1]    start and end of step i (calling thread)
+    [pieces + 4*j ...]                    piece j: step, thread, start, end
+
+A piece past the capacity is counted but not stored (the generated code never writes
+outside the buffer); the next run gets a larger buffer. The wrapper finds the buffer
+through a module global set by the entry, so traced runs of one program take turns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+
+from ...ir.graph import Tensor
+from ...passes.cost import flops, nbytes
+from ...profiler.records import NodeInfo, StepFacts
+from . import blas
+from .codegen import ENTRY, build_module, table_bases
+from .emitter import I32
+from .jit import compile_ir
+from .loops import I64, PTR, FunctionBuilder
+from .parallel import PIECES_PER_THREAD
+from .program import LLVMProgram, _ffi
+from .steps import Gemm, Kernel, Step, View, numel
+
+COUNT, CAPACITY, CURRENT, START, PARALLEL_FOR = 0, 1, 2, 3, 5
+HEADER = 8
+TRAMPOLINE = "graphc_trace_parallel_for"
+CLOCK = "graphc_trace_clock"
+THREAD = "graphc_trace_thread"
+TIMING_SYMBOLS = (CLOCK, THREAD)
+_CHUNK = ir.FunctionType(ir.VoidType(), [PTR, I64, I64])
+_PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
+
+
+def timing_symbols() -> dict[str, int]:
+    """Addresses of the libc functions the traced code calls."""
+    libc = ctypes.CDLL(None)
+    return {CLOCK: ctypes.cast(libc.clock_gettime, ctypes.c_void_p).value,
+            THREAD: ctypes.cast(libc.pthread_self, ctypes.c_void_p).value}
+
+
+class Probe:
+    """Emits the timing code of the traced variant into a module being built."""
+
+    def __init__(self, steps: int, slot: int):
+        self.steps, self.slot = steps, slot
+        self.pieces = HEADER + 2 * steps  # where the piece records start
+
+    def wrap(self, entry: FunctionBuilder, table: ir.Value, steps: Sequence[Step]) -> Iterator[Step]:
+        """Yield the steps; the code emitted for each is bracketed by clock reads."""
+        module, b = entry.fn.module, entry.b
+        self._define(module)
+        state = b.load(b.gep(table, [ir.Constant(I64, self.slot)], source_etype=PTR), typ=PTR)
+        b.store(state, self._state)
+        b.store(b.call(self._now, []), self._word(b, state, START))
+        for i, step in enumerate(steps):
+            b.store(ir.Constant(I64, i), self._word(b, state, CURRENT))
+            b.store(b.call(self._now, []), self._word(b, state, HEADER + 2 * i))
+            yield step
+            b.store(b.call(self._now, []), self._word(b, state, HEADER + 2 * i + 1))
+
+    @staticmethod
+    def _word(b: ir.IRBuilder, state: ir.Value, index: int | ir.Value) -> ir.Value:
+        index = index if isinstance(index, ir.Value) else ir.Constant(I64, index)
+        return b.gep(state, [index], source_etype=I64)
+
+    def _define(self, module: ir.Module) -> None:
+        self._state = ir.GlobalVariable(module, PTR, "graphc_trace_state")
+        self._state.linkage = "internal"
+        self._state.initializer = ir.Constant(PTR, None)
+        self._now = self._define_now(module)
+        chunk = self._define_chunk(module)
+        f = FunctionBuilder(module, TRAMPOLINE, [PTR, PTR, I64, I64], internal=False)
+        b = f.b
+        fn, args, n, min_chunk = f.args
+        state = b.load(self._state, typ=PTR)
+        ctx = f.slot(ir.ArrayType(PTR, 3))
+        for i, v in enumerate((fn, args, state)):
+            b.store(v, b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
+        real = b.inttoptr(b.load(self._word(b, state, PARALLEL_FOR), typ=I64), _PARALLEL_FOR.as_pointer())
+        b.call(real, [chunk, ctx, n, min_chunk])
+        f.finish()
+
+    @staticmethod
+    def _define_now(module: ir.Module) -> ir.Function:
+        clock = ir.Function(module, ir.FunctionType(I32, [I32, PTR]), CLOCK)
+        now = ir.Function(module, ir.FunctionType(I64, []), "graphc_trace_now")
+        now.linkage = "internal"
+        b = ir.IRBuilder(now.append_basic_block("entry"))
+        ts = b.alloca(ir.ArrayType(I64, 2))
+        b.call(clock, [ir.Constant(I32, time.CLOCK_MONOTONIC), ts])
+        zero = ir.Constant(I32, 0)
+        sec = b.load(b.gep(ts, [zero, zero]), typ=I64)
+        nsec = b.load(b.gep(ts, [zero, ir.Constant(I32, 1)]), typ=I64)
+        b.ret(b.add(b.mul(sec, ir.Constant(I64, 1_000_000_000)), nsec))
+        return now
+
+    def _define_chunk(self, module: ir.Module) -> ir.Function:
+        """``void chunk(void** [f, args, state], i64 begin, i64 end)``: f's piece, timed and recorded."""
+        thread = ir.Function(module, ir.FunctionType(I64, []), THREAD)
+        f = FunctionBuilder(module, "graphc_trace_chunk", [PTR, I64, I64])
+        b = f.b
+        ctx, begin, end = f.args
+        fn, args, state = (b.load(b.gep(ctx, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(3))
+        t0 = b.call(self._now, [])
+        b.call(b.inttoptr(b.ptrtoint(fn, I64), _CHUNK.as_pointer()), [args, begin, end])
+        t1 = b.call(self._now, [])
+        j = b.atomic_rmw("add", self._word(b, state, COUNT), ir.Constant(I64, 1), "monotonic")
+        with f.when(b.icmp_signed("<", j, b.load(self._word(b, state, CAPACITY), typ=I64))):
+            at = b.add(ir.Constant(I64, self.pieces), b.mul(j, ir.Constant(I64, 4)))
+            values = (b.load(self._word(b, state, CURRENT), typ=I64), b.call(thread, []), t0, t1)
+            for k, v in enumerate(values):
+                b.store(v, self._word(b, state, b.add(at, ir.Constant(I64, k))))
+        f.finish()
+        return f.fn
+
+
+@dataclass
+class RawTrace:
+    """One traced run as the generated code recorded it (monotonic ns)."""
+
+    start: int
+    steps: list[tuple[int, int]]  # (start, end) per step, on the calling thread
+    pieces: list[tuple[int, int, int, int]]  # (step, thread, start, end)
+    dropped: int
+    thread: int  # the calling thread
+
+
+class TracedProgram(LLVMProgram):
+    """The traced variant of an `LLVMProgram`: same plan and slots, its own machine code.
+
+    Built from a compiled program (its optimised graph and plan are reused, not rebuilt);
+    `run_traced` runs it and returns the outputs with the `RawTrace`.
+    """
+
+    def __init__(self, program: LLVMProgram):  # noqa: D107 (shares the program's state)
+        self.__dict__.update(program.__dict__)
+        slot = table_bases(self.plan)["size"]
+        self.ir_text = str(build_module(self.plan, Probe(len(self.plan.steps), slot)))
+        symbols = timing_symbols()
+        if any(isinstance(s, Gemm) for s in self.plan.steps):
+            symbols.update(blas.gemm_symbols())
+        self.compiled = compile_ir(self.ir_text, ENTRY, symbols)
+        self._fn = _ffi.cast("void(*)(void**)", self.compiled.address)
+        self._trampoline = self.compiled.engine.get_function_address(TRAMPOLINE)
+        self._trace_slot = slot
+        self._size = slot + 1
+        self._pool = []
+        self._turn = threading.Lock()
+        self._buffer = self._new_buffer(PIECES_PER_THREAD * self.threads * max(16, len(self.plan.steps)))
+
+    def _new_buffer(self, capacity: int) -> np.ndarray:
+        buf = np.zeros(HEADER + 2 * len(self.plan.steps) + 4 * capacity, np.int64)
+        buf[CAPACITY] = capacity
+        if self._pool_ref is not None:
+            buf[PARALLEL_FOR] = self._pool_ref.parallel_for_address
+        return buf
+
+    def _table(self) -> list:
+        item = super()._table()
+        table, keep = item[0], item[1]
+        pointer = _ffi.from_buffer(self._buffer)
+        keep.append(pointer)
+        table[self._trace_slot] = pointer
+        if self._pool_ref is not None:
+            table[self._parallel_slot] = _ffi.cast("void*", self._trampoline)
+        return item
+
+    def run_traced(self, feeds: Any, variables: Any) -> tuple[list, RawTrace]:
+        """The outputs of one run and what it recorded."""
+        with self._turn:
+            buf = self._buffer
+            buf[COUNT] = 0
+            outputs = self.run(feeds, variables)
+            steps = len(self.plan.steps)
+            times = buf[HEADER:HEADER + 2 * steps].reshape(steps, 2)
+            count, capacity = int(buf[COUNT]), int(buf[CAPACITY])
+            kept = min(count, capacity)
+            pieces = buf[HEADER + 2 * steps:HEADER + 2 * steps + 4 * kept].reshape(kept, 4)
+            raw = RawTrace(int(buf[START]), [(int(a), int(b)) for a, b in times],
+                           [tuple(int(x) for x in p) for p in pieces], count - kept, threading.get_ident())
+            if count > capacity:  # the next run records every piece
+                self._buffer = self._new_buffer(2 * count)
+                self._pool = []
+        return outputs, raw
+
+
+def step_facts(program: LLVMProgram) -> list[StepFacts]:
+    """Kind, nodes, FLOPs and bytes of each step of `program` (the profiler's per-step facts).
+
+    Nodes are named as the user's graph names them: a pass that rebuilds a node in the
+    same graph gets a fresh name (``matmul_2`` becomes ``matmul_2_1``), so a name is traced
+    back through such suffixes to the user's node of the same op.
+    """
+    user = {(new.name, new.op): old.name for old, new in program.optimized.mapping.items()}
+
+    def name(n: Tensor) -> str:
+        base = n.name
+        while (base, n.op) not in user:
+            head, _, tail = base.rpartition("_")
+            if not head or not tail.isdigit():
+                return n.name
+            base = head
+        return user[base, n.op]
+
+    return [_facts(step, name) for step in program.plan.steps]
+
+
+def _facts(step: Step, name: Callable[[Tensor], str]) -> StepFacts:
+    if isinstance(step, Gemm):
+        a, b = step.node.inputs
+        members = (step.node,) + (step.epilogue.members if step.epilogue is not None else ())
+        moved = _view_bytes(step.a, a) + _view_bytes(step.b, b) + nbytes(step.node)
+        if step.epilogue is not None:
+            moved += _kernel_bytes(step.epilogue)
+        return StepFacts(step.name, "gemm", _infos(members, name), sum(flops(m) for m in members), moved)
+    members = step.members or (step.root,)
+    if not step.members or all(m.opdef.kind == "index" for m in step.members):
+        kind = "copy"
+    else:
+        kind = "reduce" if step.mode.startswith("reduce") else "map"
+    return StepFacts(step.name, kind, _infos(members, name), sum(flops(m) for m in step.members), _kernel_bytes(step))
+
+
+def _kernel_bytes(k: Kernel) -> int:
+    written = nbytes(k.root) + sum(nbytes(e.node) for e in k.more)
+    return written + sum(_view_bytes(view, node) for node, view in k.reads.items())
+
+
+def _view_bytes(view: View, node: Tensor) -> int:
+    """Distinct bytes of `node` read through `view` (a broadcast dim, stride 0, is read once)."""
+    elements = numel([d for d, s in zip(node.shape, view.strides) if s != 0])
+    return min(elements, view.buffer.size) * node.dtype.itemsize
+
+
+def _infos(nodes: Sequence[Tensor], name: Callable[[Tensor], str]) -> tuple[NodeInfo, ...]:
+    return tuple(NodeInfo(name(n), n.op, n.loc) for n in nodes)
