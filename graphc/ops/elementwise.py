@@ -19,6 +19,7 @@ from ..ir.graph import Tensor
 from .core import graph_of, promote
 from .registry import OpDef, register
 from .shape import broadcast_like
+from .state import stop_gradient
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "square", "abs", "sign",
@@ -165,14 +166,21 @@ elementwise("abs", np.abs, lambda s, x: x if s.dtype_of(x) == bool_ else s.abs(x
 def _power_lin_base(v: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor | None:
     if not is_float(a.dtype):
         return None
-    return v * where(equal(b, 0), 0, b * power(a, b - 1))  # d/da a**0 = 0, also at a == 0
+    # d/da a**b = b * a**(b - 1), exactly 0 where a == b == 0; the inner where keeps the
+    # untaken branch finite, so derivatives of this rule are not NaN. Where a <= 0, b is
+    # held constant, as the exponent rule (0 there) says: mixed partials stay symmetric.
+    zero_pow = logical_and(equal(a, 0), equal(b, 0))
+    b = where(a > 0, b, stop_gradient(b))
+    return v * where(zero_pow, 0, b * power(a, where(zero_pow, 1, b - 1)))
 
 
 def _power_lin_exponent(v: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor | None:
     if not is_float(a.dtype):
         return None
+    # d/db a**b = log(a) * a**b where a > 0, else 0; computed on a safe base (1) elsewhere.
     positive = a > 0
-    return where(positive, v * (log(where(positive, a, 1)) * out), 0)  # 0 where d/db a**b is undefined
+    safe = where(positive, a, 1)
+    return where(positive, v * (log(safe) * power(safe, b)), 0)
 
 
 elementwise("power", np.power, lambda s, a, b: s.pow(a, b), infer=_numeric_broadcast,

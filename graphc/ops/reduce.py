@@ -113,17 +113,20 @@ register(OpDef(
 def _prod_partials(x: Tensor, axis: tuple) -> Tensor:
     """d prod(x) / d x_i, the product of the other elements, without dividing by zero.
 
-    With no zero in a slice it is prod/x_i; with exactly one zero it is the product of
-    the other (non-zero) elements at the zero's position and 0 elsewhere; with two or
-    more zeros it is 0 everywhere. These values are exact; second derivatives are exact
-    away from zeros, but at an exact zero the partials of the other elements are held
-    at 0 (so d2/dx_j dx_i there misses the product of the remaining elements).
+    With p the product of the nonzero elements and z the product of the zeros (1 when
+    there are none): a nonzero x_i gets z * p / x_i; a zero gets p times the product of
+    the other zeros, which is 1 with one zero, the other zero with two, 0 with more. The
+    values are exact, and so are their first derivatives (the Hessian of prod, symmetric,
+    also at zeros); third derivatives at two or more exact zeros are not.
     """
     is_zero = ew.equal(x, 0)
     zeros = sum(ew.cast(is_zero, x.dtype), axis, keepdims=True)
     safe = ew.where(is_zero, 1, x)
     p = prod(safe, axis, keepdims=True)
-    return ew.where(is_zero, ew.where(ew.equal(zeros, 1), p, 0), ew.where(ew.equal(zeros, 0), p / safe, 0))
+    z = prod(ew.where(is_zero, x, 1), axis, keepdims=True)
+    other_zero = sum(ew.where(is_zero, x, 0), axis, keepdims=True) - x  # the other zero, when there are two
+    at_zero = ew.where(ew.equal(zeros, 1), 1, ew.where(ew.equal(zeros, 2), other_zero, 0))
+    return ew.where(is_zero, p * at_zero, z * (p / safe))
 
 
 register(OpDef(
@@ -275,8 +278,14 @@ def var(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tens
 
 @composite
 def std(x: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Standard deviation, sqrt(var(x, axis, keepdims, ddof))."""
-    return ew.sqrt(var(x, axis, keepdims, ddof))
+    """Standard deviation, sqrt(var(x, axis, keepdims, ddof)).
+
+    At zero spread its gradient is 0 (PyTorch's and autograd's choice; JAX gives NaN):
+    std is a norm of x - mean(x), and 0 is its smallest subgradient there, as abs'(0) = 0.
+    """
+    v = var(x, axis, keepdims, ddof)
+    flat = ew.equal(v, 0)
+    return ew.where(flat, 0, ew.sqrt(ew.where(flat, 1, v)))  # the inner where keeps sqrt'(0) = inf out
 
 
 @composite

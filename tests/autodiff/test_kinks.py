@@ -1,44 +1,65 @@
-"""Derivatives at non-differentiable points follow JAX's conventions (as docs/autodiff.md lists)."""
+"""Derivatives at kinks, ties and domain edges: the convention table of docs/autodiff.md.
+
+The table's rows are kinks.KINKS; each point is checked in reverse and forward mode on
+every backend, and the doc's table must name exactly the rows of KINKS plus the ops that
+have no gradient.
+"""
+
+import re
+from pathlib import Path
 
 import numpy as np
+import pytest
+from kinks import KINKS
 
 import graphc as gc
 
-
-def _grad(fn, xv, run):
-    x = gc.placeholder(gc.float64, np.shape(xv))
-    (g,) = gc.gradients(gc.sum(fn(x)), x, unconnected="zero")
-    (t,) = gc.jvp(gc.sum(fn(x)), x, [np.ones(np.shape(xv))])
-    gv, tv = run([g, t], {x: xv})
-    np.testing.assert_allclose(np.sum(gv), tv, rtol=1e-15)  # both modes use the same convention
-    return gv
+DOC = Path(__file__).resolve().parents[2] / "docs" / "autodiff.md"
+NO_GRADIENT = {"floor", "ceil", "round", "sign", "argmax", "argmin", "size_of", "one_hot", "cast", "take",
+               "stop_gradient", "no_grad"}
 
 
-def test_relu_and_abs_at_zero(run):
-    np.testing.assert_array_equal(_grad(gc.relu, [-1.0, 0.0, 2.0], run), [0.0, 0.0, 1.0])
-    np.testing.assert_array_equal(_grad(gc.abs, [-1.0, 0.0, 2.0], run), [-1.0, 0.0, 1.0])
+def _doc_rows() -> set[str]:
+    text = DOC.read_text()
+    section = text[text.index("## Rules at non-differentiable points"):]
+    section = section[:section.index("\n## ", 1)]
+    names = set()
+    for line in section.splitlines():
+        cells = line.split("|")
+        if line.startswith("|") and len(cells) > 2:
+            names.update(re.findall(r"`([a-z_0-9.]+)", cells[1]))
+    return names
 
 
-def test_ties_share_the_cotangent_evenly(run):
-    np.testing.assert_array_equal(_grad(lambda x: gc.max(x), [1.0, 3.0, 3.0, 3.0], run), [0, 1 / 3, 1 / 3, 1 / 3])
-    np.testing.assert_array_equal(_grad(lambda x: gc.min(x, axis=1), [[2.0, 2.0], [1.0, 5.0]], run),
-                                  [[0.5, 0.5], [1.0, 0.0]])
-    a = gc.placeholder(gc.float64, (3,))
-    b = gc.placeholder(gc.float64, (3,))
-    ga, gb = gc.gradients(gc.sum(gc.maximum(a, b)), [a, b])
-    va, vb = run([ga, gb], {a: [1.0, 2.0, 3.0], b: [1.0, 5.0, 0.0]})
-    np.testing.assert_array_equal(va, [0.5, 0.0, 1.0])
-    np.testing.assert_array_equal(vb, [0.5, 1.0, 0.0])
+def test_doc_table_and_kinks_name_the_same_rows():
+    rows = _doc_rows()
+    assert set(KINKS) <= rows, f"docs/autodiff.md's table lacks rows for {sorted(set(KINKS) - rows)}"
+    assert rows - set(KINKS) <= NO_GRADIENT, f"rows without test points in kinks.KINKS: {sorted(rows - set(KINKS) - NO_GRADIENT)}"
+
+
+@pytest.mark.parametrize("name", sorted(KINKS))
+def test_convention_table(name, run):
+    for kink in KINKS[name]:
+        arrays = kink.arrays()
+        xs = [gc.placeholder(gc.float64, a.shape) for a in arrays]
+        y = gc.sum(kink.build(*xs))
+        grads = gc.gradients(y, xs, unconnected="zero")
+        ones = [np.ones(a.shape) for a in arrays]
+        tangents = [gc.jvp(y, xs, [o if j == i else None for j, o in enumerate(ones)])[0] for i in range(len(xs))]
+        got = run([*grads, *tangents], dict(zip(xs, arrays)))
+        for i, want in enumerate(kink.grads):
+            np.testing.assert_allclose(got[i], want, rtol=1e-15, err_msg=f"{name} at {kink.where}: d/d input {i}")
+            np.testing.assert_allclose(got[len(xs) + i], np.sum(want), rtol=1e-15,
+                                       err_msg=f"{name} at {kink.where}: forward mode, input {i}")
 
 
 def test_piecewise_constant_ops_have_zero_gradient(run):
+    x = gc.placeholder(gc.float64, (4,))
     for fn in (gc.floor, gc.ceil, gc.round, gc.sign):
-        np.testing.assert_array_equal(_grad(fn, [-1.5, 0.0, 0.5, 2.0], run), np.zeros(4))
-    x = gc.placeholder(gc.float64, (3,))
+        (g,) = gc.gradients(gc.sum(fn(x)), x, unconnected="zero")
+        (t,) = gc.jvp(gc.sum(fn(x)), x, [np.ones(4)])
+        gv, tv = run([g, t], {x: [-1.5, 0.0, 0.5, 2.0]})
+        np.testing.assert_array_equal(gv, np.zeros(4))
+        assert tv == 0
     assert gc.gradients(gc.argmax(x), x) == [None]
     assert gc.gradients(gc.cast(x > 0, gc.float64), x) == [None]
-
-
-def test_clip_passes_the_cotangent_at_its_bounds(run):
-    np.testing.assert_array_equal(_grad(lambda x: gc.clip(x, -1.0, 1.0), [-2.0, -1.0, 0.0, 1.0, 2.0], run),
-                                  [0.0, 1.0, 1.0, 1.0, 0.0])

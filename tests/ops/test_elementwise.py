@@ -458,7 +458,7 @@ def _grads(y, xs, feeds=None):
     return _run(gc.gradients(gc.sum(y), xs), feeds)
 
 
-def test_kinks_follow_jax_conventions():
+def test_kinks_follow_the_convention_table():
     x = gc.constant(np.array([-1.0, 0.0, 2.0]))
     g_relu, = _grads(gc.relu(x), [x])
     g_abs, = _grads(gc.abs(x), [x])
