@@ -335,7 +335,8 @@ def test_sum_gradient_when_the_cotangent_knows_a_none_dim():
     np.testing.assert_array_equal(_run(g, {x: np.ones((2, 3))}), [[1, 1, 1], [2, 2, 2]])
 
 
-@pytest.mark.parametrize("row", [[2.0, 0.0, 5.0, 3.0], [0.0, 0.0, 7.0, 2.0], [0.0, 1.5, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0]])
+@pytest.mark.parametrize("row", [[2.0, 0.0, 5.0, 3.0], [0.0, 0.0, 7.0, 2.0], [0.0, 1.5, 0.0, 0.0],
+                                 [1.0, 2.0, 3.0, 4.0]])
 def test_prod_hessian_is_exact_at_zeros(row):
     """d2 prod / dx_i dx_j is the product of the elements other than i and j (0 on the diagonal)."""
     x = gc.placeholder(gc.float64, (4,))
