@@ -26,5 +26,4 @@ from .options import CompileOptions
 from .profiler import Profile, RunMetadata, RunOptions, profile
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
-
-__version__ = "0.1.0"
+from .version import __version__

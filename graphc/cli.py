@@ -14,9 +14,10 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .errors import GraphcError
+from .errors import GraphcError, UsageError
 from .ir.graph import Graph, Tensor
 from .ir.traverse import toposort
 from .options import CompileOptions
@@ -32,10 +33,6 @@ EXAMPLES = """examples:
   graphc export examples/cli/targets.py:mlp --name mlp -o build --inputs x,labels --outputs 0 --grad-wrt w1,b1,w2
   graphc passes model.json --print-after-all --dump-dir /tmp/stages
 """
-
-
-class UsageError(GraphcError):
-    """A mistake in the command line or the target (printed as one line)."""
 
 
 def load_target(spec: str, extra_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -242,9 +239,61 @@ def cmd_profile(args: argparse.Namespace) -> None:
         print(f"trace: {args.trace} (open it in Perfetto or chrome://tracing)")
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export_target
+def export_target(target: str, name: str, directory: str, inputs: str | None = None, outputs: str | None = None,
+                  grad_wrt: str | None = None, cpu: str = "x86-64-v3") -> Path:
+    """`graphc export`: export the fetches of a CLI target (see `load_target`).
 
+    `inputs`/`outputs`/`grad_wrt` are comma-separated node names: the placeholders taken as
+    inputs (default: every placeholder the outputs need), the outputs (default: the
+    target's fetches; a number picks the target's fetch at that position), and tensors to
+    append gradients of the first output for (named ``grad_<name>``). The target's bound
+    shapes are the one exported signature.
+    """
+    from .function import Function
+
+    fetches, shapes = load_target(target)
+    known = {n.name: n for n in toposort(fetches)}
+
+    def lookup(names: str, what: str) -> list:
+        found = []
+        for n in filter(None, (x.strip() for x in names.split(","))):
+            if what == "--outputs" and n.isdigit():
+                if int(n) >= len(fetches):
+                    raise UsageError(f"--outputs: the target has {len(fetches)} fetches, no fetch {n}")
+                found.append(fetches[int(n)])
+            elif n in known:
+                found.append(known[n])
+            else:
+                raise UsageError(f"{what}: the target has no node named {n!r}")
+        return found
+
+    outs = lookup(outputs, "--outputs") if outputs else [f for f in fetches if f.dtype is not None]
+    names = [t.name for t in outs]
+    if grad_wrt:
+        wrt = lookup(grad_wrt, "--grad-wrt")
+        if not outs or outs[0].shape != () or outs[0].dtype.kind != "f":
+            raise UsageError("--grad-wrt differentiates the first output, which must be a float scalar")
+        from .autodiff import gradients
+
+        for x, g in zip(wrt, gradients(outs[0], wrt)):
+            if g is None:
+                raise UsageError(f"--grad-wrt: {outs[0].name} does not depend on {x.name} differentiably")
+            outs.append(g)
+            names.append(f"grad_{x.name}")
+    needed = [n for n in toposort(outs) if n.op == "placeholder"]
+    placeholders = lookup(inputs, "--inputs") if inputs else needed
+    for ph in placeholders:
+        if ph.op != "placeholder":
+            raise UsageError(f"--inputs: {ph.name} is a {ph.op}, not a placeholder")
+    fn = Function(placeholders, outs)
+    signature = [shapes.get(ph, ph.shape) for ph in placeholders]
+    library = fn.export(directory, name, signatures=[signature], cpu=cpu, output_names=names)
+    print(f"wrote {library} ({name}.h, {name}.json, {name}.state.bin): inputs "
+          f"{', '.join(ph.name for ph in placeholders) or '-'}; outputs {', '.join(names)}")
+    return library
+
+
+def cmd_export(args: argparse.Namespace) -> None:
     export_target(args.target, args.name, args.out, args.inputs, args.outputs, args.grad_wrt, args.cpu)
 
 

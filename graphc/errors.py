@@ -28,6 +28,10 @@ class CheckpointError(GraphcError):
     """A checkpoint file that is unreadable, corrupted, or does not match the variables."""
 
 
+class UsageError(GraphcError):
+    """A mistake in a `graphc` command line or its target (printed as one line)."""
+
+
 def user_location() -> str:
     """Return "file:line" of the innermost stack frame outside the graphc package."""
     frame = sys._getframe(1)

@@ -31,6 +31,7 @@ import numpy as np
 
 from .errors import FeedError, GraphcError
 from .runtime.feeds import convert_feed
+from .version import __version__
 
 __all__ = ["ExportedFunction", "load_exported"]
 
@@ -44,8 +45,6 @@ def export_function(fn: Any, directory: str | Path, name: str,
                     signatures: Sequence[Sequence[Sequence[int]]] | None = None, cpu: str = "x86-64-v3",
                     output_names: Sequence[str] | None = None) -> Path:
     """Export `fn` (a `graphc.Function`); returns the library's path. See `Function.export`."""
-    import graphc
-
     from .backend.llvm import aot, capi
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
@@ -71,8 +70,8 @@ def export_function(fn: Any, directory: str | Path, name: str,
     directory.mkdir(parents=True, exist_ok=True)
     state_file = f"{name}.state.bin"
     layout, blob = _state(fn, variables)
-    manifest = _manifest(name, args, variants, layout, cpu_name, features, graphc.__version__, fn)
-    info = {"version": graphc.__version__, "cpu": cpu_name, "state_file": state_file}
+    manifest = _manifest(name, args, variants, layout, cpu_name, features, __version__, fn)
+    info = {"version": __version__, "cpu": cpu_name, "state_file": state_file}
     state_args = [(a, off, nbytes) for a, (off, nbytes) in zip([a for a in args if a.role == "state"], layout)]
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=directory) as tmp:  # then renamed in place
         build = Path(tmp)
@@ -187,62 +186,6 @@ def abi_hash(abi: dict[str, Any]) -> str:
     for role in _ROLES:
         keep[role] = [{k: e[k] for k in ("name", "c_name", "dtype", "shape", "updated") if k in e} for e in abi[role]]
     return hashlib.sha256(json.dumps(keep, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def export_target(target: str, name: str, directory: str, inputs: str | None = None, outputs: str | None = None,
-                  grad_wrt: str | None = None, cpu: str = "x86-64-v3") -> Path:
-    """`graphc export`: export the fetches of a CLI target (see `graphc.cli.load_target`).
-
-    `inputs`/`outputs`/`grad_wrt` are comma-separated node names: the placeholders taken as
-    inputs (default: every placeholder the outputs need), the outputs (default: the
-    target's fetches; a number picks the target's fetch at that position), and tensors to
-    append gradients of the first output for (named ``grad_<name>``). The target's bound
-    shapes are the one exported signature.
-    """
-    from .cli import UsageError, load_target
-    from .function import Function
-    from .ir.traverse import toposort
-
-    fetches, shapes = load_target(target)
-    known = {n.name: n for n in toposort(fetches)}
-
-    def lookup(names: str, what: str) -> list:
-        found = []
-        for n in filter(None, (x.strip() for x in names.split(","))):
-            if what == "--outputs" and n.isdigit():
-                if int(n) >= len(fetches):
-                    raise UsageError(f"--outputs: the target has {len(fetches)} fetches, no fetch {n}")
-                found.append(fetches[int(n)])
-            elif n in known:
-                found.append(known[n])
-            else:
-                raise UsageError(f"{what}: the target has no node named {n!r}")
-        return found
-
-    outs = lookup(outputs, "--outputs") if outputs else [f for f in fetches if f.dtype is not None]
-    names = [t.name for t in outs]
-    if grad_wrt:
-        wrt = lookup(grad_wrt, "--grad-wrt")
-        if not outs or outs[0].shape != () or outs[0].dtype.kind != "f":
-            raise UsageError("--grad-wrt differentiates the first output, which must be a float scalar")
-        from .autodiff import gradients
-
-        for x, g in zip(wrt, gradients(outs[0], wrt)):
-            if g is None:
-                raise UsageError(f"--grad-wrt: {outs[0].name} does not depend on {x.name} differentiably")
-            outs.append(g)
-            names.append(f"grad_{x.name}")
-    needed = [n for n in toposort(outs) if n.op == "placeholder"]
-    placeholders = lookup(inputs, "--inputs") if inputs else needed
-    for ph in placeholders:
-        if ph.op != "placeholder":
-            raise UsageError(f"--inputs: {ph.name} is a {ph.op}, not a placeholder")
-    fn = Function(placeholders, outs)
-    signature = [shapes.get(ph, ph.shape) for ph in placeholders]
-    library = fn.export(directory, name, signatures=[signature], cpu=cpu, output_names=names)
-    print(f"wrote {library} ({name}.h, {name}.json, {name}.state.bin): inputs "
-          f"{', '.join(ph.name for ph in placeholders) or '-'}; outputs {', '.join(names)}")
-    return library
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import numpy as np
 
 from .dtypes import bool_, is_float, is_int, normalize_axes, shape_str
 from .errors import ShapeError
-from .ir.graph import Tensor, composite
+from .ir.composite import composite
+from .ir.graph import Tensor
 from .layers import dense  # creates variables, so it lives in graphc/layers.py
 from .ops import elementwise as ew
 from .ops import shape as shp

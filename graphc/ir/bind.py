@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 
 from ..dtypes import is_static, shape_str
 from ..errors import GraphcError
-from .graph import Graph, Tensor, composite_scope
+from .composite import composite_scope
+from .graph import Graph, Tensor
 from .traverse import toposort
 
 

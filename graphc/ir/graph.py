@@ -13,16 +13,17 @@ so autodiff rules, passes and user code all speak one vocabulary.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ..dtypes import Shape, shape_str
 from ..errors import GraphcError, user_location
+from ..ops.registry import OpDef, canonical_attrs, get_op, infer_type
+from .composite import composite_stack
 
 
 class Const:
@@ -90,8 +91,7 @@ class Tensor:
         return {k: v for k, v in self.attrs.items() if k != "uid" and not k.startswith("_")}
 
     @property
-    def opdef(self):  # -> OpDef
-        from ..ops.registry import get_op
+    def opdef(self) -> OpDef:
         return get_op(self.op)
 
     def __repr__(self) -> str:
@@ -159,8 +159,6 @@ class Graph:
     def make(self, op: str, inputs: tuple[Tensor, ...] = (), attrs: dict[str, Any] | None = None,
              name: str | None = None, loc: str | None = None) -> Tensor:
         """Return the node op(inputs, attrs), creating and type-checking it if new."""
-        from ..ops.registry import canonical_attrs, get_op, infer_type
-
         opdef = get_op(op)
         for t in inputs:
             if not isinstance(t, Tensor):
@@ -193,8 +191,8 @@ class Graph:
                 self.variables.append(node)
             if self._adjoint_depth:
                 self.adjoint.add(node)
-            if _composites():
-                self.composite[node] = _composites()[0]
+            if composite_stack():
+                self.composite[node] = composite_stack()[0]
         if self._no_grad_depth and opdef.differentiable:
             return self.make("stop_gradient", (node,), loc=loc)
         return node
@@ -208,42 +206,6 @@ def adjoint_scope(graph: Graph) -> Iterator[None]:
         yield
     finally:
         graph._adjoint_depth -= 1
-
-
-def _composites() -> list[str]:
-    stack = getattr(_state, "composites", None)
-    if stack is None:
-        stack = _state.composites = []
-    return stack
-
-
-def current_composite() -> str | None:
-    """The outermost composite function (e.g. "logsumexp") being built, if any."""
-    stack = _composites()
-    return stack[0] if stack else None
-
-
-@contextlib.contextmanager
-def composite_scope(name: str | None) -> Iterator[None]:
-    """Nodes built inside are recorded as parts of the composite `name`; errors name it."""
-    if not name:
-        yield
-        return
-    stack = _composites()
-    stack.append(name)
-    try:
-        yield
-    finally:
-        stack.pop()
-
-
-def composite(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a public function built from primitives, so its errors name it."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with composite_scope(fn.__name__):
-            return fn(*args, **kwargs)
-    return wrapper
 
 
 def _graph_stack() -> list[Graph]:

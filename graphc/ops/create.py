@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, as_shape
+from ..dtypes import as_shape
 from ..errors import GraphcError, ShapeError
 from ..ir.graph import Tensor
-from .core import constant, graph_of, to_array
-from .shape import broadcast_like, broadcast_to
+from .core import constant, to_array
+from .shape import broadcast_to, filled_like
 
 __all__ = ["fill", "ones", "ones_like", "zeros", "zeros_like"]
 
@@ -48,18 +48,11 @@ def ones(shape: Any, dtype: Any = np.float32) -> Tensor:
     return fill(shape, 1, dtype)
 
 
-def _like(x: Tensor, value: int, dtype: Any) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise GraphcError(f"expected a graphc tensor, got {type(x).__name__}")
-    dt = x.dtype if dtype is None else as_dtype(dtype)
-    return broadcast_like(constant(value, dt, graph=graph_of(x)), x)
-
-
 def zeros_like(x: Tensor, dtype: Any = None) -> Tensor:
     """Zeros shaped like x (dims unknown until run time included), of x's dtype unless given."""
-    return _like(x, 0, dtype)
+    return filled_like(x, 0, dtype)
 
 
 def ones_like(x: Tensor, dtype: Any = None) -> Tensor:
     """Ones shaped like x (dims unknown until run time included), of x's dtype unless given."""
-    return _like(x, 1, dtype)
+    return filled_like(x, 1, dtype)

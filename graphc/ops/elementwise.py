@@ -17,7 +17,7 @@ from ..dtypes import as_dtype, bool_, broadcast_shapes, int32, is_float, is_int
 from ..errors import DTypeError
 from ..ir.graph import Tensor
 from .core import graph_of, promote
-from .registry import OpDef, register
+from .registry import OpDef, OpKind, register
 from .shape import broadcast_like
 from .state import stop_gradient
 
@@ -80,10 +80,13 @@ def _where_type(inputs: tuple, attrs: dict):
 
 def elementwise(name: str, ref: Callable, scalar: Callable, *, float_only: bool = False,
                 vjp: Callable | None = None, jvp: Callable | None = None,
-                infer: Callable | None = None, doc: str = "") -> OpDef:
-    """Register an elementwise op; by default operands share a dtype and broadcast."""
-    return register(OpDef(name, "elementwise", infer or (_float_broadcast if float_only else _same_dtype_broadcast),
-                          ref=ref, vjp=vjp, jvp=jvp, scalar=scalar, doc=doc))
+                infer: Callable | None = None, doc: str = "", **facts: Any) -> OpDef:
+    """Register an elementwise op; by default operands share a dtype and broadcast.
+
+    `facts` are OpDef's (commutative, heavy, carries).
+    """
+    infer = infer or (_float_broadcast if float_only else _same_dtype_broadcast)
+    return register(OpDef(name, OpKind.ELEMENTWISE, infer, ref=ref, vjp=vjp, jvp=jvp, scalar=scalar, doc=doc, **facts))
 
 
 def _linear(*lins: Callable) -> dict:
@@ -147,11 +150,11 @@ def _bool_or(op: str, bool_op: str) -> Callable:
     return lambda s, a, b: getattr(s, bool_op if s.dtype_of(a) == bool_ else op)(a, b)
 
 
-elementwise("add", np.add, _bool_or("add", "or_"),
+elementwise("add", np.add, _bool_or("add", "or_"), commutative=True,
             **_linear(lambda v, out, a, b: v, lambda v, out, a, b: v), doc="a + b")
 elementwise("subtract", np.subtract, lambda s, a, b: s.sub(a, b), infer=_numeric_broadcast,
             **_linear(lambda v, out, a, b: v, lambda v, out, a, b: -v), doc="a - b")
-elementwise("multiply", np.multiply, _bool_or("mul", "and_"),
+elementwise("multiply", np.multiply, _bool_or("mul", "and_"), commutative=True,
             **_linear(lambda v, out, a, b: v * b, lambda v, out, a, b: v * a), doc="a * b")
 elementwise("divide", np.true_divide, lambda s, a, b: s.div(a, b), float_only=True,
             **_linear(lambda v, out, a, b: v / b, lambda v, out, a, b: -(v * out) / b), doc="a / b (true division)")
@@ -183,7 +186,7 @@ def _power_lin_exponent(v: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor 
     return where(positive, v * (log(safe) * power(safe, b)), 0)
 
 
-elementwise("power", np.power, lambda s, a, b: s.pow(a, b), infer=_numeric_broadcast,
+elementwise("power", np.power, lambda s, a, b: s.pow(a, b), infer=_numeric_broadcast, heavy=True,
             **_linear(_power_lin_base, _power_lin_exponent), doc="a ** b")
 
 
@@ -249,9 +252,9 @@ def _min_scalar(s, a, b):
     return s.and_(a, b) if s.dtype_of(a) == bool_ else s.minimum(a, b)
 
 
-elementwise("maximum", np.maximum, _max_scalar, **_MAX_MIN_LINEAR,
+elementwise("maximum", np.maximum, _max_scalar, **_MAX_MIN_LINEAR, commutative=True,
             doc="the larger of a and b (NaN propagates)")
-elementwise("minimum", np.minimum, _min_scalar, **_MAX_MIN_LINEAR,
+elementwise("minimum", np.minimum, _min_scalar, **_MAX_MIN_LINEAR, commutative=True,
             doc="the smaller of a and b (NaN propagates)")
 
 
@@ -293,6 +296,7 @@ def _where_jvp(tangents, out, cond, a, b):
 
 
 elementwise("where", lambda c, a, b: np.where(c, a, b), lambda s, c, a, b: s.select(c, a, b), infer=_where_type,
+            carries=1,
             vjp=lambda g, out, c, a, b: (None, where(c, g, 0), where(c, 0, g)), jvp=_where_jvp,
             doc="a where cond is true, else b")
 
@@ -312,9 +316,9 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _GELU_CUBIC = 0.044715
 
 
-def _unary_float(name: str, ref: Callable, scalar: Callable, lin: Callable, doc: str) -> Callable:
+def _unary_float(name: str, ref: Callable, scalar: Callable, lin: Callable, doc: str, heavy: bool = False) -> Callable:
     """Register a float-only unary op with derivative map `lin`; return its public function."""
-    elementwise(name, ref, scalar, float_only=True, doc=doc, **_linear(lin))
+    elementwise(name, ref, scalar, float_only=True, doc=doc, heavy=heavy, **_linear(lin))
 
     def fn(x: Any) -> Tensor:
         return apply(name, _float(x))
@@ -335,17 +339,19 @@ def _softplus_scalar(s, x):
     return s.add(s.maximum(x, _const(s, 0, x)), s.log1p(s.exp(s.neg(s.abs(x)))))
 
 
-exp = _unary_float("exp", np.exp, lambda s, x: s.exp(x), lambda v, out, x: v * out, "e**x")
-expm1 = _unary_float("expm1", np.expm1, lambda s, x: s.expm1(x), lambda v, out, x: v * (out + 1), "e**x - 1")
-log = _unary_float("log", np.log, lambda s, x: s.log(x), lambda v, out, x: v / x, "natural log")
-log1p = _unary_float("log1p", np.log1p, lambda s, x: s.log1p(x), lambda v, out, x: v / (x + 1), "log(1 + x)")
+exp = _unary_float("exp", np.exp, lambda s, x: s.exp(x), lambda v, out, x: v * out, "e**x", heavy=True)
+expm1 = _unary_float("expm1", np.expm1, lambda s, x: s.expm1(x), lambda v, out, x: v * (out + 1), "e**x - 1",
+                     heavy=True)
+log = _unary_float("log", np.log, lambda s, x: s.log(x), lambda v, out, x: v / x, "natural log", heavy=True)
+log1p = _unary_float("log1p", np.log1p, lambda s, x: s.log1p(x), lambda v, out, x: v / (x + 1), "log(1 + x)",
+                     heavy=True)
 sqrt = _unary_float("sqrt", np.sqrt, lambda s, x: s.sqrt(x), lambda v, out, x: v * (0.5 / out), "square root")
 rsqrt = _unary_float("rsqrt", lambda x: 1 / np.sqrt(x), lambda s, x: s.div(_const(s, 1, x), s.sqrt(x)),
                      lambda v, out, x: v * (-0.5 * out / x), "1 / sqrt(x)")
-sin = _unary_float("sin", np.sin, lambda s, x: s.sin(x), lambda v, out, x: v * cos(x), "sine")
-cos = _unary_float("cos", np.cos, lambda s, x: s.cos(x), lambda v, out, x: v * -sin(x), "cosine")
+sin = _unary_float("sin", np.sin, lambda s, x: s.sin(x), lambda v, out, x: v * cos(x), "sine", heavy=True)
+cos = _unary_float("cos", np.cos, lambda s, x: s.cos(x), lambda v, out, x: v * -sin(x), "cosine", heavy=True)
 tanh = _unary_float("tanh", np.tanh, lambda s, x: s.tanh(x), lambda v, out, x: v * (1 - square(out)),
-                    "hyperbolic tangent")
+                    "hyperbolic tangent", heavy=True)
 def _special():
     """scipy.special, imported on first use (it costs ~0.15 s of `import graphc` otherwise)."""
     from scipy import special
@@ -354,7 +360,7 @@ def _special():
 
 
 erf = _unary_float("erf", lambda x: _special().erf(x), lambda s, x: s.erf(x),
-                   lambda v, out, x: v * (_TWO_OVER_SQRT_PI * exp(-square(x))), "error function")
+                   lambda v, out, x: v * (_TWO_OVER_SQRT_PI * exp(-square(x))), "error function", heavy=True)
 
 
 def _sigmoid_ref(x: np.ndarray) -> np.ndarray:
@@ -362,9 +368,9 @@ def _sigmoid_ref(x: np.ndarray) -> np.ndarray:
 
 
 sigmoid = _unary_float("sigmoid", _sigmoid_ref, _sigmoid_scalar, lambda v, out, x: v * (out * sigmoid(-x)),
-                       "logistic sigmoid 1 / (1 + e**-x), stable for large |x|")
+                       "logistic sigmoid 1 / (1 + e**-x), stable for large |x|", heavy=True)
 softplus = _unary_float("softplus", lambda x: np.logaddexp(x, 0), _softplus_scalar,
-                        lambda v, out, x: v * sigmoid(x), "log(1 + e**x), stable for large |x|")
+                        lambda v, out, x: v * sigmoid(x), "log(1 + e**x), stable for large |x|", heavy=True)
 
 
 # --- gelu -----------------------------------------------------------------------------------
@@ -396,7 +402,7 @@ def _gelu_lin(v: Tensor, out: Tensor, x: Tensor, *, approximate: bool) -> Tensor
     return v * (cdf + x * pdf)
 
 
-elementwise("gelu", _gelu_ref, _gelu_scalar, float_only=True, **_linear(_gelu_lin),
+elementwise("gelu", _gelu_ref, _gelu_scalar, float_only=True, **_linear(_gelu_lin), heavy=True,
             doc="x * Phi(x) (approximate=True: the tanh form)")
 
 
@@ -492,9 +498,9 @@ def cast(x: Any, dtype: Any) -> Tensor:
 # --- comparisons and logic -------------------------------------------------------------------
 
 
-def _comparison(name: str, pred: str, ref: Callable, doc: str) -> Callable:
+def _comparison(name: str, pred: str, ref: Callable, doc: str, commutative: bool = False) -> Callable:
     elementwise(name, ref, lambda s, a, b: s.cmp(pred, _ordered(s, a), _ordered(s, b)), infer=_compare_type,
-                doc=doc)
+                commutative=commutative, doc=doc)
 
     def fn(a: Any, b: Any) -> Tensor:
         return apply(name, a, b)
@@ -504,15 +510,17 @@ def _comparison(name: str, pred: str, ref: Callable, doc: str) -> Callable:
     return fn
 
 
-equal = _comparison("equal", "eq", np.equal, "a == b")
-not_equal = _comparison("not_equal", "ne", np.not_equal, "a != b")
+equal = _comparison("equal", "eq", np.equal, "a == b", commutative=True)
+not_equal = _comparison("not_equal", "ne", np.not_equal, "a != b", commutative=True)
 less = _comparison("less", "lt", np.less, "a < b")
 less_equal = _comparison("less_equal", "le", np.less_equal, "a <= b")
 greater = _comparison("greater", "gt", np.greater, "a > b")
 greater_equal = _comparison("greater_equal", "ge", np.greater_equal, "a >= b")
 
-elementwise("logical_and", np.logical_and, lambda s, a, b: s.and_(a, b), infer=_logical_type, doc="a and b")
-elementwise("logical_or", np.logical_or, lambda s, a, b: s.or_(a, b), infer=_logical_type, doc="a or b")
+elementwise("logical_and", np.logical_and, lambda s, a, b: s.and_(a, b), infer=_logical_type, commutative=True,
+            doc="a and b")
+elementwise("logical_or", np.logical_or, lambda s, a, b: s.or_(a, b), infer=_logical_type, commutative=True,
+            doc="a or b")
 elementwise("logical_not", np.logical_not, lambda s, x: s.not_(x), infer=_logical_type, doc="not x")
 
 

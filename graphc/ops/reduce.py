@@ -15,7 +15,8 @@ import numpy as np
 
 from ..dtypes import as_dtype, broadcast_shapes, int64, is_float, normalize_axes, num_elements
 from ..errors import ShapeError
-from ..ir.graph import Tensor, composite
+from ..ir.composite import composite
+from ..ir.graph import Tensor
 from . import elementwise as ew
 from .core import as_tensor, promote
 from .registry import OpDef, register

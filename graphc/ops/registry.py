@@ -2,7 +2,9 @@
 
 An OpDef holds everything graphc knows about an op: its type rule, its numpy
 reference implementation, its VJP and JVP rules (which build graph nodes), and how
-it lowers to loops (`kind` plus `scalar`, `gather` or `reduce`).
+it lowers to loops (`kind` plus `scalar`, `gather` or `reduce`), and the facts passes
+and backends ask about it (`commutative`, `effect`, `heavy`, `carries`): a new op
+declares everything about itself here, and no pass keeps a list of op names.
 
 Rule signatures (fixed; autodiff and the backends rely on them):
 
@@ -13,12 +15,12 @@ Rule signatures (fixed; autodiff and the backends rely on them):
   A cotangent may have the broadcast output's shape; autodiff sums it back.
 * ``jvp(tangents, out, *inputs, **attrs) -> Tensor | None`` where ``tangents`` has one
   entry per input (None = zero tangent).
-* ``scalar(s, *values, **attrs)`` (kind "elementwise") evaluates one element with a
+* ``scalar(s, *values, **attrs)`` (kind ELEMENTWISE) evaluates one element with a
   `graphc.ops.scalar.Emitter` ``s``; inputs are read at their broadcast index.
-* ``gather(s, idx, load, node)`` (kind "index") evaluates one output element at
+* ``gather(s, idx, load, node)`` (kind INDEX) evaluates one output element at
   integer index values ``idx`` (one per output dim) via ``load(i, index_tuple)``,
   which reads input ``i``. Indices passed to ``load`` must be in bounds.
-* ``reduce`` (kind "reduce") names the combiner: sum, prod, max, min, argmax, argmin;
+* ``reduce`` (kind REDUCE) names the combiner: sum, prod, max, min, argmax, argmin;
   the node's ``axes`` and ``keepdims`` attributes give the reduced axes.
 """
 
@@ -27,23 +29,47 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from ..dtypes import SUPPORTED, Shape, check_size, shape_str
 from ..errors import DTypeError, GraphcError, ShapeError
-from ..ir.graph import current_composite
+from ..ir.composite import current_composite
 
-KINDS = ("source", "elementwise", "reduce", "index", "matmul", "state", "control")
+
+class OpKind(str, Enum):
+    """How an op computes, which decides how passes and backends treat it.
+
+    A `str` enum: ``OpKind.ELEMENTWISE == "elementwise"``, and `OpDef` accepts the string.
+    """
+
+    SOURCE = "source"  # placeholder, constant, variable: no inputs, the value comes from outside
+    ELEMENTWISE = "elementwise"  # `scalar` form on broadcast operands
+    REDUCE = "reduce"  # `reduce` combiner over the node's axes
+    INDEX = "index"  # `gather` form: each output element reads inputs at computed indices
+    MATMUL = "matmul"  # a GEMM
+    STATE = "state"  # assign: a variable's new value
+    CONTROL = "control"  # group: no value, runs its inputs
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class OpDef:
-    """Everything about one primitive op (see the module docstring for rule signatures)."""
+    """Everything about one primitive op (see the module docstring for rule signatures).
+
+    Facts: `commutative` (binary, operands may swap: CSE orders them, patterns match
+    either order); `effect` (changes session state, so DCE keeps it inside a group);
+    `heavy` (its scalar form costs a libm-style call: the backend's cost model weighs it);
+    `carries` (the input whose values the result passes on unchanged, moved, broadcast or
+    selected: rewrites look through it).
+    """
 
     name: str
-    kind: str
+    kind: OpKind
     infer: Callable[[tuple, dict], tuple[Shape, np.dtype | None]]
     ref: Callable[..., Any] | None = None
     vjp: Callable[..., tuple] | None = None
@@ -53,7 +79,17 @@ class OpDef:
     reduce: str | None = None
     canon: Callable[[tuple, dict], dict] | None = None  # normalises user attrs (e.g. axis)
     shape_only: tuple[int, ...] = ()  # inputs read only for their shape, never their data
+    commutative: bool = False
+    effect: bool = False
+    heavy: bool = False
+    carries: int | None = None
     doc: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "kind", OpKind(self.kind))
+        except ValueError:
+            raise GraphcError(f"op {self.name!r}: unknown kind {self.kind!r}") from None
 
     @property
     def differentiable(self) -> bool:
@@ -67,20 +103,17 @@ def register(opdef: OpDef) -> OpDef:
     """Add an op declaration; names are unique."""
     if opdef.name in _REGISTRY:
         raise GraphcError(f"op {opdef.name!r} is declared twice")
-    if opdef.kind not in KINDS:
-        raise GraphcError(f"op {opdef.name!r}: unknown kind {opdef.kind!r}")
-    if opdef.kind == "elementwise" and opdef.scalar is None:
+    if opdef.kind is OpKind.ELEMENTWISE and opdef.scalar is None:
         raise GraphcError(f"elementwise op {opdef.name!r} needs a scalar form")
-    if opdef.kind == "index" and opdef.gather is None:
+    if opdef.kind is OpKind.INDEX and opdef.gather is None:
         raise GraphcError(f"index op {opdef.name!r} needs a gather form")
-    if opdef.kind == "reduce" and opdef.reduce is None:
+    if opdef.kind is OpKind.REDUCE and opdef.reduce is None:
         raise GraphcError(f"reduce op {opdef.name!r} needs a combiner")
     _REGISTRY[opdef.name] = opdef
     return opdef
 
 
 def get_op(name: str) -> OpDef:
-    _load_all()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -88,14 +121,8 @@ def get_op(name: str) -> OpDef:
 
 
 def all_ops() -> dict[str, OpDef]:
-    """Every registered op, by name (sorted)."""
-    _load_all()
+    """Every registered op, by name (sorted); `import graphc` registers them all (ops/catalog.py)."""
     return dict(sorted(_REGISTRY.items()))
-
-
-def _load_all() -> None:
-    if not _REGISTRY:
-        from . import catalog  # noqa: F401  (registers every op family)
 
 
 def describe_operands(inputs: tuple) -> str:

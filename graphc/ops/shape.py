@@ -21,7 +21,7 @@ from ..dtypes import (
 )
 from ..errors import DTypeError, GraphcError, ShapeError, user_location
 from ..ir.graph import Tensor
-from .core import as_tensor, promote, to_array
+from .core import as_tensor, constant, graph_of, promote, to_array
 from .registry import OpDef, register
 
 __all__ = ["broadcast_to", "concatenate", "expand_dims", "gather", "one_hot", "pad", "reshape", "split", "squeeze",
@@ -73,7 +73,7 @@ def _broadcast_gather(s, idx, load, node):
 
 
 register(OpDef(
-    "broadcast_to", "index", _broadcast_to_type,
+    "broadcast_to", "index", _broadcast_to_type, carries=0,
     ref=lambda x, *, shape: np.broadcast_to(x, shape).copy(),
     gather=_broadcast_gather,
     vjp=lambda g, out, x, *, shape: (g,),  # autodiff sums g back to x's shape
@@ -81,7 +81,7 @@ register(OpDef(
     doc="x repeated along size-1 and new leading axes to `shape`"))
 
 register(OpDef(
-    "broadcast_like", "index", _broadcast_like_type, shape_only=(1,),
+    "broadcast_like", "index", _broadcast_like_type, shape_only=(1,), carries=0,
     ref=lambda x, like: np.broadcast_to(x, like.shape).copy(),
     gather=_broadcast_gather,
     vjp=lambda g, out, x, like: (g, None),
@@ -103,6 +103,14 @@ def broadcast_like(x: Tensor, like: Tensor) -> Tensor:
     if is_static(like.shape):
         return broadcast_to(x, like.shape)
     return x.graph.make("broadcast_like", (x, like))
+
+
+def filled_like(x: Tensor, value: int, dtype: Any = None) -> Tensor:
+    """`value` shaped like x (dims unknown until run time included), of x's dtype unless given."""
+    if not isinstance(x, Tensor):
+        raise GraphcError(f"expected a graphc tensor, got {type(x).__name__}")
+    dt = x.dtype if dtype is None else as_dtype(dtype)
+    return broadcast_like(constant(value, dt, graph=graph_of(x)), x)
 
 
 # --- reshape --------------------------------------------------------------------------------
@@ -139,7 +147,7 @@ def _reshape_like_type(inputs: tuple, attrs: dict):
 
 
 register(OpDef(
-    "reshape", "index", _reshape_type,
+    "reshape", "index", _reshape_type, carries=0,
     ref=lambda x, *, shape: np.reshape(x, shape).copy(),
     gather=_reshape_gather,
     vjp=lambda g, out, x, *, shape: (reshape_like(g, x),),
@@ -147,7 +155,7 @@ register(OpDef(
     doc="x's elements in row-major order, in a new shape (one dim may be -1)"))
 
 register(OpDef(
-    "reshape_like", "index", _reshape_like_type, shape_only=(1,),
+    "reshape_like", "index", _reshape_like_type, shape_only=(1,), carries=0,
     ref=lambda x, like: np.reshape(x, like.shape).copy(),
     gather=_reshape_gather,
     vjp=lambda g, out, x, like: (reshape_like(g, x), None),
@@ -200,7 +208,7 @@ def _expand_dims_type(inputs: tuple, attrs: dict):
 
 
 register(OpDef(
-    "expand_dims", "index", _expand_dims_type, canon=_canon_expand_axes,
+    "expand_dims", "index", _expand_dims_type, canon=_canon_expand_axes, carries=0,
     ref=lambda x, *, axis: np.expand_dims(x, axis).copy(),
     gather=lambda s, idx, load, node: load(0, tuple(i for k, i in enumerate(idx) if k not in node.attrs["axis"])),
     vjp=lambda g, out, x, *, axis: (squeeze(g, axis),),
@@ -601,8 +609,7 @@ def _concat_vjp(g, out, *xs, axis):
 def _concat_jvp(tangents, out, *xs, axis):
     if all(t is None for t in tangents):
         return None
-    from .create import zeros_like
-    return concatenate([zeros_like(x, out.dtype) if t is None else t for t, x in zip(tangents, xs)], axis)
+    return concatenate([filled_like(x, 0, out.dtype) if t is None else t for t, x in zip(tangents, xs)], axis)
 
 
 register(OpDef(
@@ -641,8 +648,7 @@ def _split_like_ref(g: np.ndarray, like: np.ndarray, *, axis: int, head: bool) -
 
 
 def _split_like_vjp(g, out, whole, like, *, axis, head):
-    from .create import zeros_like
-    other = zeros_like(split_like(whole, like, axis, not head), g.dtype)
+    other = filled_like(split_like(whole, like, axis, not head), 0, g.dtype)
     return concatenate([g, other] if head else [other, g], axis), None
 
 

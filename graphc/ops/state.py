@@ -25,7 +25,7 @@ def _assign_type(inputs: tuple, attrs: dict):
     return var.shape, var.dtype
 
 
-register(OpDef("assign", "state", _assign_type, ref=lambda var, value: value,
+register(OpDef("assign", "state", _assign_type, ref=lambda var, value: value, effect=True,
                doc="the new value of a variable; the session stores it at the end of the run"))
 
 
@@ -49,7 +49,7 @@ def assign_sub(var: Tensor, delta: Any, name: str | None = None) -> Tensor:
     return assign(var, var - delta, name=name)
 
 
-register(OpDef("group", "control", lambda inputs, attrs: ((), None), ref=lambda *xs: None,
+register(OpDef("group", "control", lambda inputs, attrs: ((), None), ref=lambda *xs: None, effect=True,
                doc="runs its inputs; has no value"))
 
 
@@ -72,10 +72,10 @@ def _same_type(inputs: tuple, attrs: dict):
     return inputs[0].shape, inputs[0].dtype
 
 
-register(OpDef("identity", "elementwise", _same_type, ref=lambda x: x.copy(),
+register(OpDef("identity", "elementwise", _same_type, ref=lambda x: x.copy(), carries=0,
                scalar=lambda s, x: x,
                vjp=lambda g, out, x: (g,), jvp=lambda t, out, x: t[0], doc="x"))
-register(OpDef("stop_gradient", "elementwise", _same_type, ref=lambda x: x.copy(),
+register(OpDef("stop_gradient", "elementwise", _same_type, ref=lambda x: x.copy(), carries=0,
                scalar=lambda s, x: x, doc="x, seen as a constant by gradients and jvp"))
 
 

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 
 from ..errors import GraphcError
 from ..ir.graph import Tensor
-from .cost import SOURCE_OPS, flops, nbytes
+from ..ops.registry import OpKind
+from .cost import flops, is_source, nbytes
 from .manager import register_pass
 from .module import Module
 
-RECOMPUTABLE_KINDS = frozenset({"elementwise", "index"})
+RECOMPUTABLE_KINDS = frozenset({OpKind.ELEMENTWISE, OpKind.INDEX})
 
 
 PeakFn = Callable[[Module], int]
@@ -64,12 +65,12 @@ def split(module: Module) -> Split:
             backward.add(n)  # (assignments are the update at the end of a step)
     outputs = set(module.outputs)
     for n in reversed(module.nodes):
-        if n not in backward and n.op not in SOURCE_OPS and n not in outputs and users[n] \
+        if n not in backward and not is_source(n) and n not in outputs and users[n] \
                 and all(u in backward for u in users[n]):
             backward.add(n)
     forward = [n for n in module.nodes if n not in backward]
     read_by_backward = {i for n in backward for i in n.inputs}
-    residuals = [n for n in forward if n.op not in SOURCE_OPS and n in read_by_backward]
+    residuals = [n for n in forward if not is_source(n) and n in read_by_backward]
     return Split(forward, frozenset(backward), residuals)
 
 
@@ -109,7 +110,7 @@ def recompute(module: Module, keep: Iterable[Tensor], tag: int = 1) -> Module:
     clones: dict[Tensor, Tensor] = {}
 
     def clone(x: Tensor) -> Tensor:
-        if x in keep or x.op in SOURCE_OPS or x.op == "assign" or x not in forward:
+        if x in keep or is_source(x) or x.op == "assign" or x not in forward:
             return x  # (a cloned assign would assign its variable twice)
         if x not in clones:
             inputs = tuple(clone(i) for i in x.inputs)
@@ -169,8 +170,8 @@ def keep_mincut(parts: Split) -> set[Tensor]:
     src, sink = "source", "sink"
     forward = set(parts.forward)
     for n in parts.forward:
-        g.add_edge(("in", n), ("out", n), capacity=0 if n.op in SOURCE_OPS else nbytes(n))
-        if n.op in SOURCE_OPS or n.opdef.kind not in RECOMPUTABLE_KINDS:
+        g.add_edge(("in", n), ("out", n), capacity=0 if is_source(n) else nbytes(n))
+        if is_source(n) or n.opdef.kind not in RECOMPUTABLE_KINDS:
             g.add_edge(src, ("in", n))  # an input, or too costly to recompute: computed in forward
         for i in n.inputs:
             g.add_edge(("out", i), ("in", n))
@@ -181,7 +182,7 @@ def keep_mincut(parts: Split) -> set[Tensor]:
     if sink not in g or src not in g:
         return set(parts.residuals)
     _, (reachable, _) = nx.minimum_cut(g, src, sink)
-    return {n for n in parts.forward if n.op not in SOURCE_OPS
+    return {n for n in parts.forward if not is_source(n)
             and ("in", n) in reachable and ("out", n) not in reachable}
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Tensor
+from ..ops.registry import OpKind
 
-SOURCE_OPS = frozenset({"placeholder", "variable", "constant"})
+
+def is_source(node: Tensor) -> bool:
+    """A placeholder, constant or variable: its value comes from outside the program."""
+    return node.opdef.kind is OpKind.SOURCE
 
 
 def nbytes(node: Tensor) -> int:
@@ -21,12 +25,12 @@ def flops(node: Tensor) -> int:
     return flops_of(node.opdef.kind, node.shape, node.inputs[0].shape if node.inputs else ())
 
 
-def flops_of(kind: str, shape: tuple[int, ...], first_input: tuple[int, ...]) -> int:
+def flops_of(kind: OpKind, shape: tuple[int, ...], first_input: tuple[int, ...]) -> int:
     """`flops` of an op of `kind` from its result's shape and its first input's shape."""
-    if kind == "matmul":
+    if kind == OpKind.MATMUL:
         return 2 * int(np.prod(shape, dtype=np.int64)) * int(first_input[-1])
-    if kind == "reduce":
+    if kind == OpKind.REDUCE:
         return int(np.prod(first_input, dtype=np.int64))
-    if kind == "elementwise":
+    if kind == OpKind.ELEMENTWISE:
         return int(np.prod(shape, dtype=np.int64))
     return 0

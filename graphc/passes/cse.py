@@ -10,11 +10,10 @@ from __future__ import annotations
 from ..ir.graph import Tensor
 from .manager import register_pass
 from .module import Module, rebuild
-from .rewrite import COMMUTATIVE
 
 
 def _canonical_order(node: Tensor) -> Tensor | None:
-    if node.op not in COMMUTATIVE or len(node.inputs) != 2:
+    if not node.opdef.commutative or len(node.inputs) != 2:
         return None
     a, b = node.inputs
     if a.uid <= b.uid:

@@ -11,13 +11,11 @@ from ..ir.graph import Tensor
 from .manager import register_pass
 from .module import Module, rebuild
 
-_EFFECTS = ("assign", "group")
-
 
 def _prune_group(node: Tensor) -> Tensor | None:
     if node.op != "group":
         return None
-    kept = tuple(i for i in node.inputs if i.op in _EFFECTS)
+    kept = tuple(i for i in node.inputs if i.opdef.effect)
     if kept == node.inputs:
         return None
     return node.graph.make("group", kept, name=node.name, loc=node.loc)

@@ -6,10 +6,11 @@ import numpy as np
 
 from ..ir.graph import Tensor
 from ..ops.core import constant
+from ..ops.registry import OpKind
 from .manager import register_pass
 from .module import Module, rebuild
 
-_FOLDABLE_KINDS = ("elementwise", "reduce", "index", "matmul")
+_FOLDABLE_KINDS = (OpKind.ELEMENTWISE, OpKind.REDUCE, OpKind.INDEX, OpKind.MATMUL)
 _MAX_GROWTH = 64  # never fold a broadcast that makes a constant much larger than its inputs
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..ir.graph import Tensor
-from .cost import SOURCE_OPS, nbytes
+from .cost import is_source, nbytes
 
 ALIGNMENT = 64  # bytes; every buffer starts on a cache line (and an AVX boundary)
 
@@ -64,7 +64,7 @@ def liveness(order: Sequence[Tensor], outputs: Sequence[Tensor],
     returned to the caller).
     """
     output_set = set(outputs)
-    needs = needs_buffer or (lambda n: n.op not in SOURCE_OPS and n.dtype is not None and n not in output_set)
+    needs = needs_buffer or (lambda n: not is_source(n) and n.dtype is not None and n not in output_set)
     step = {n: k for k, n in enumerate(order)}
     last = {n: step[n] for n in order}
     for n in order:

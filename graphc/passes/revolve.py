@@ -22,7 +22,7 @@ from math import comb
 from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..ir.traverse import toposort
-from .cost import SOURCE_OPS
+from .cost import is_source
 from .module import Module
 
 
@@ -61,11 +61,11 @@ def chain_steps(residuals: list[Tensor], forward: set[Tensor]) -> list[list[Tens
     steps: list[list[Tensor]] = []
     seen: set[Tensor] = set()
     for j, r in enumerate(residuals):
-        step = [n for n in toposort([r]) if n in forward and n.op not in SOURCE_OPS and n not in seen]
+        step = [n for n in toposort([r]) if n in forward and not is_source(n) and n not in seen]
         allowed = set(step) | ({residuals[j - 1]} if j else set())
         for n in step:
             for i in n.inputs:
-                if i not in allowed and i.op not in SOURCE_OPS:
+                if i not in allowed and not is_source(i):
                     raise GraphcError(f"checkpoint='revolve' needs a chain: {n.name} ({n.op}) reads {i.name}, "
                                       f"which is neither the previous residual nor an input")
         seen.update(step)

@@ -17,9 +17,6 @@ import numpy as np
 from ..ir.graph import Tensor
 from .module import Module, rebuild
 
-COMMUTATIVE = frozenset({"add", "multiply", "maximum", "minimum", "equal", "not_equal", "logical_and",
-                         "logical_or"})
-
 
 @dataclass(frozen=True)
 class V:
@@ -64,7 +61,7 @@ def _match(pat: Any, node: Tensor, env: dict[str, Tensor]) -> bool:
     if pat.when is not None and not pat.when(node):
         return False
     orders = [node.inputs]
-    if pat.op in COMMUTATIVE and len(node.inputs) == 2:
+    if node.opdef.commutative and len(node.inputs) == 2:
         orders.append(node.inputs[::-1])
     for inputs in orders:
         trial = dict(env)

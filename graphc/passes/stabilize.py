@@ -16,17 +16,13 @@ from .rewrite import P, Rule, S, V, run_rules
 x, d = V("x"), V("d")
 
 
-_PASS_THROUGH = {"stop_gradient": 0, "where": 1, "broadcast_to": 0, "broadcast_like": 0, "reshape": 0,
-                 "reshape_like": 0, "expand_dims": 0, "identity": 0}
-
-
 def _is_shifted(x) -> bool:
     """True when x is already z - max(z) (the stable form), so rewriting it again would loop."""
     if x.op != "subtract":
         return False
     m = x.inputs[1]
-    while m.op in _PASS_THROUGH:
-        m = m.inputs[_PASS_THROUGH[m.op]]
+    while m.opdef.carries is not None:
+        m = m.inputs[m.opdef.carries]
     return m.op == "max"
 
 

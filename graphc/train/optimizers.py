@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 
-import graphc as gc
-
+from ..autodiff.clip import clip_by_global_norm
+from ..autodiff.reverse import gradients
 from ..errors import GraphcError
 from ..ir.graph import Graph, Tensor
+from ..ops.core import Variable
+from ..ops.elementwise import cast, sqrt
+from ..ops.state import assign, group
 from .variables import trainable_variables
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSProp"]
@@ -55,7 +58,7 @@ class Optimizer(ABC):
                 raise GraphcError(f"{self.name}: {v!r} is not a Variable")
         if len(set(var_list)) != len(var_list):
             raise GraphcError(f"{self.name}: var_list names a variable twice")
-        grads = gc.gradients(loss, var_list)
+        grads = gradients(loss, var_list)
         return list(zip(grads, var_list))
 
     def apply_gradients(self, grads_and_vars: GradsAndVars, name: str | None = None) -> Tensor:
@@ -79,10 +82,10 @@ class Optimizer(ABC):
         for g, v in pairs:
             slots = self._slots_for(v)
             new_value, new_slots = self._update(v, g, slots, t)
-            assigns.append(gc.assign(v, new_value))
-            assigns.extend(gc.assign(slots[k], new_slots[k]) for k in self.slot_names if k in new_slots)
-        assigns.append(gc.assign(step, t))
-        return gc.group(*assigns, name=name or self.name)
+            assigns.append(assign(v, new_value))
+            assigns.extend(assign(slots[k], new_slots[k]) for k in self.slot_names if k in new_slots)
+        assigns.append(assign(step, t))
+        return group(*assigns, name=name or self.name)
 
     def minimize(self, loss: Tensor, var_list: list[Tensor] | None = None, clip_norm: float | None = None,
                  name: str | None = None) -> Tensor:
@@ -90,7 +93,7 @@ class Optimizer(ABC):
         pairs = self.compute_gradients(loss, var_list)
         if clip_norm is not None:
             connected = [i for i, (g, _) in enumerate(pairs) if g is not None]
-            clipped, _ = gc.clip_by_global_norm([pairs[i][0] for i in connected], clip_norm)
+            clipped, _ = clip_by_global_norm([pairs[i][0] for i in connected], clip_norm)
             for i, g in zip(connected, clipped):
                 pairs[i] = (g, pairs[i][1])
         return self.apply_gradients(pairs, name=name)
@@ -100,7 +103,7 @@ class Optimizer(ABC):
         step = self._steps.get(graph)
         if step is None:
             with graph.as_default():
-                step = gc.Variable(np.int64(0), name=f"{self.name}/step", trainable=False)
+                step = Variable(np.int64(0), name=f"{self.name}/step", trainable=False)
             self._steps[graph] = step
         return step
 
@@ -115,7 +118,7 @@ class Optimizer(ABC):
         slots = self._slots.get(var)
         if slots is None:
             with var.graph.as_default():
-                slots = {s: gc.Variable(np.zeros(var.shape, var.dtype), name=f"{var.name}/{self.name}/{s}",
+                slots = {s: Variable(np.zeros(var.shape, var.dtype), name=f"{var.name}/{self.name}/{s}",
                                         trainable=False) for s in self.slot_names}
             self._slots[var] = slots
         return slots
@@ -139,7 +142,7 @@ def _check_hyper(name: str, value: Any, *, positive: bool = False, below_one: bo
 def _hyper(value: Hyper, dtype: np.dtype) -> Hyper:
     """A hyperparameter in the variable's dtype (Python numbers stay weak scalars)."""
     if isinstance(value, Tensor) and value.dtype != dtype:
-        return gc.cast(value, dtype)
+        return cast(value, dtype)
     return value
 
 
@@ -196,9 +199,9 @@ class Adam(Optimizer):
         v = b2 * slots["v"] + (1.0 - b2) * (g * g)
         # Bias corrections in float64, as PyTorch computes them in Python floats: in float32,
         # 1 - 0.999**t would carry a relative error of ~1e-5.
-        t64 = gc.cast(t, np.float64)
-        step_size = _hyper(self.lr, var.dtype) * gc.cast(1.0 / (1.0 - b1 ** t64), var.dtype)
-        denom = gc.sqrt(v) / gc.cast(gc.sqrt(1.0 - b2 ** t64), var.dtype) + self.eps
+        t64 = cast(t, np.float64)
+        step_size = _hyper(self.lr, var.dtype) * cast(1.0 / (1.0 - b1 ** t64), var.dtype)
+        denom = sqrt(v) / cast(sqrt(1.0 - b2 ** t64), var.dtype) + self.eps
         return self._decayed(var) - step_size * (m / denom), {"m": m, "v": v}
 
 
@@ -242,9 +245,9 @@ class RMSProp(Optimizer):
         new = {"s": rho * slots["s"] + (1.0 - rho) * (g * g)}
         if self.centered:
             new["a"] = rho * slots["a"] + (1.0 - rho) * g
-            denom = gc.sqrt(new["s"] - new["a"] * new["a"]) + self.eps
+            denom = sqrt(new["s"] - new["a"] * new["a"]) + self.eps
         else:
-            denom = gc.sqrt(new["s"]) + self.eps
+            denom = sqrt(new["s"]) + self.eps
         lr = _hyper(self.lr, var.dtype)
         if not self.momentum:
             return var - lr * (g / denom), new

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ...errors import GraphcError
 from ...ir.graph import Tensor
+from ...ops.registry import OpKind
+from .steps import KernelMode
 from .views import Immediate, Loaded
 
 MERGE_SEARCH = 64  # units a fusion's cycle check may visit before it gives up (and does not fuse)
@@ -27,7 +29,7 @@ class GroupingMixin:
                 continue
             group[n] = n
             users = set(self.users[n])
-            if n.opdef.kind not in ("elementwise", "index") or n in self.outputs or len(users) != 1:
+            if n.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.INDEX) or n in self.outputs or len(users) != 1:
                 continue
             (c,) = users
             if c in group and _inlinable_into(n, c):
@@ -50,7 +52,7 @@ class GroupingMixin:
                 sets.setdefault(group[n], []).append(n)
         taken: set[Tensor] = set()  # groups that already have a GEMM
         for n in self.order:
-            if n.opdef.kind != "matmul" or n in self.outputs or not self.users[n]:
+            if n.opdef.kind is not OpKind.MATMUL or n in self.outputs or not self.users[n]:
                 continue
             owners = {group.get(u) for u in self.users[n]}
             if len(owners) != 1 or None in owners or owners <= taken:
@@ -61,7 +63,7 @@ class GroupingMixin:
             results = [m for m in members if m in self.outputs or m.op == "assign"
                        or any(u not in inside for u in self.users[m])]
             if (any(r.dtype == n.dtype for r in results)
-                    and all(m.opdef.kind == "elementwise" and m.shape == n.shape for m in members)):
+                    and all(m.opdef.kind is OpKind.ELEMENTWISE and m.shape == n.shape for m in members)):
                 group[n] = root
                 taken.add(root)
 
@@ -90,7 +92,7 @@ class GroupingMixin:
                 sets.setdefault(group[n], []).append(n)
         for n in self.order:
             users = set(self.users[n])
-            if n not in group or n.opdef.kind != "elementwise" or len(users) < 2:
+            if n not in group or n.opdef.kind is not OpKind.ELEMENTWISE or len(users) < 2:
                 continue
             users = {u for u in users if u in group}
             for u in sorted(users, key=self._index.get):  # each consumer's kernel that can join, joins
@@ -131,15 +133,16 @@ class GroupingMixin:
     def fusable(self, union: list[Tensor]) -> bool:
         """Can one loop nest compute these nodes (see `merge_siblings`)?"""
         inside = set(union)
-        reduces = [m for m in union if m.opdef.kind == "reduce"]
-        if any(m.opdef.kind not in ("elementwise", "reduce") for m in union):
+        reduces = [m for m in union if m.opdef.kind is OpKind.REDUCE]
+        if any(m.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.REDUCE) for m in union):
             return False
         space = reduces[0].inputs[0].shape if reduces else union[0].shape
-        if any(m.shape != space for m in union if m.opdef.kind == "elementwise"):
+        if any(m.shape != space for m in union if m.opdef.kind is OpKind.ELEMENTWISE):
             return False
         for r in reduces:
             if (r.inputs[0].shape != space or r.attrs["axis"] != reduces[0].attrs["axis"]
-                    or r.attrs.get("keepdims") != reduces[0].attrs.get("keepdims") or reduce_mode(r) != "reduce-inner"
+                    or r.attrs.get("keepdims") != reduces[0].attrs.get("keepdims")
+                    or reduce_mode(r) is not KernelMode.REDUCE_INNER
                     or any(u in inside for u in self.users[r])):
                 return False
         return True
@@ -182,20 +185,20 @@ class GroupingMixin:
         return out
 
 
-def reduce_mode(node: Tensor) -> str:
+def reduce_mode(node: Tensor) -> KernelMode:
     """reduce-inner when the innermost non-trivial input dim is reduced, else reduce-outer."""
     x = node.inputs[0]
     live = [k for k, d in enumerate(x.shape) if d != 1]
     if not live or live[-1] in node.attrs["axis"]:
-        return "reduce-inner"
-    return "reduce-outer"
+        return KernelMode.REDUCE_INNER
+    return KernelMode.REDUCE_OUTER
 
 
 def _computed(n: Tensor, probes: dict) -> bool:
     kind = n.opdef.kind
-    if kind == "index":
+    if kind is OpKind.INDEX:
         return probes[n] is None
-    return kind in ("elementwise", "reduce", "state")
+    return kind in (OpKind.ELEMENTWISE, OpKind.REDUCE, OpKind.STATE)
 
 
 def _inlinable_into(n: Tensor, c: Tensor) -> bool:
@@ -205,8 +208,8 @@ def _inlinable_into(n: Tensor, c: Tensor) -> bool:
     and assignments; never index ops, whose gathers may read an element many times.
     """
     kind = c.opdef.kind
-    if kind == "reduce":
+    if kind is OpKind.REDUCE:
         return True
-    if kind == "state":
+    if kind is OpKind.STATE:
         return c.inputs[1] is n
-    return kind == "elementwise" and n.shape == c.shape
+    return kind is OpKind.ELEMENTWISE and n.shape == c.shape

@@ -17,16 +17,14 @@ from llvmlite import ir
 
 from ...dtypes import bool_
 from ...ir.graph import Tensor
+from ...ops.registry import OpKind
 from ...ops.shape import broadcast_index
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, mem_type
 from .loops import PTR, FunctionBuilder
 from .parallel import MIN_PARALLEL_NS
 from .reductions import ReductionsMixin
-from .steps import Buffer, Kernel, View, numel
-
-HEAVY_OPS = frozenset({"exp", "expm1", "log", "log1p", "tanh", "erf", "sin", "cos", "power", "sigmoid",
-                       "softplus", "gelu"})
+from .steps import Buffer, Kernel, KernelMode, View, numel
 
 
 @dataclass(eq=False)
@@ -53,7 +51,7 @@ def element_ns(k: Kernel) -> float:
     ns = 0.1 * (len(k.reads) + 1)
     for m in k.members:
         kind = m.opdef.kind
-        ns += 1.5 if m.op in HEAVY_OPS else 1.0 if kind in ("index", "reduce") and m is not k.root else 0.15
+        ns += 1.5 if m.opdef.heavy else 1.0 if kind in (OpKind.INDEX, OpKind.REDUCE) and m is not k.root else 0.15
     return ns
 
 
@@ -97,7 +95,7 @@ def kernel_key(k: Kernel) -> tuple:
 
 def kernel_rows(k: Kernel) -> int:
     """The trip count of the kernel's outermost (row) loop."""
-    if k.mode == "map":
+    if k.mode is KernelMode.MAP:
         return k.shape[0] if k.shape else 1
     kept = [d for a, d in enumerate(k.root.inputs[0].shape) if a not in k.root.attrs["axis"]]
     return kept[0] if kept else 1
@@ -130,20 +128,21 @@ class KernelCodegen(ReductionsMixin):
         """Emit the kernel's function(s); returns the calls the entry makes, in order."""
         k = self.k
         rows = kernel_rows(k)
-        per_row = element_ns(k) * numel(k.root.inputs[0].shape if k.mode != "map" else k.shape) / max(rows, 1)
+        space = k.shape if k.mode is KernelMode.MAP else k.root.inputs[0].shape
+        per_row = element_ns(k) * numel(space) / max(rows, 1)
         if k.split:
             self.emit_reduce_split()
             self.f.finish()
             combine = self.emit_split_combine()
             return [Call(self.fn, self.bufs, k.split, per_row * rows / k.split), Call(combine, self.bufs, 1, None)]
-        if k.mode == "map":
+        if k.mode is KernelMode.MAP:
             self.emit_map()
-        elif k.mode == "reduce-inner":
+        elif k.mode is KernelMode.REDUCE_INNER:
             self.emit_reduce_inner()
         else:
             self.emit_reduce_outer()
         self.f.finish()
-        return [Call(self.fn, self.bufs, rows, None if k.mode == "reduce-outer" else per_row)]
+        return [Call(self.fn, self.bufs, rows, None if k.mode is KernelMode.REDUCE_OUTER else per_row)]
 
     # --- memory -------------------------------------------------------------------------
     def address(self, view: View, idx: tuple, shape: tuple) -> ir.Value:
@@ -196,10 +195,10 @@ class KernelCodegen(ReductionsMixin):
                 v = self.load(k.reads[node], idx, node.shape)
         else:
             kind = node.opdef.kind
-            if kind == "elementwise":
+            if kind is OpKind.ELEMENTWISE:
                 args = [self.value(i, broadcast_index(em, idx, i.shape)) for i in node.inputs]
                 v = node.opdef.scalar(em, *args, **node.params)
-            elif kind == "state":
+            elif kind is OpKind.STATE:
                 v = self.value(node.inputs[1], idx)
             else:
                 v = node.opdef.gather(em, idx, lambda i, ix: self.value(node.inputs[i], tuple(ix)), node)

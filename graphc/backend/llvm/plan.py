@@ -28,13 +28,14 @@ import numpy as np
 from ...dtypes import float32, float64, shape_str
 from ...errors import GraphcError
 from ...ir.graph import Tensor
+from ...ops.registry import OpKind
 from ...passes.manager import Instrumentation, register_late_pass, run_late_passes
 from ...passes.memory import ALIGNMENT, Interval
 from ...passes.memory import plan as place_intervals
 from ...passes.pipeline import LATE_PIPELINE
 from ...passes.schedule import schedule
 from .grouping import GroupingMixin, reduce_mode
-from .steps import Buffer, Extra, Gemm, Kernel, Plan, Step, View, blas_layout, numel
+from .steps import Buffer, Extra, Gemm, Kernel, KernelMode, Plan, Step, View, blas_layout, numel
 from .views import Immediate, Loaded, probe_gather
 
 ARENA_ALIGN = ALIGNMENT  # arena slots (placed by graphc.passes.memory.plan) start on cache lines
@@ -97,7 +98,7 @@ class _Planner(GroupingMixin):
     # --- the stages (late passes, registered below) ---------------------------------------
     def fuse(self) -> int:
         """Group the computed nodes into kernels; returns how many nodes joined another's kernel."""
-        self.probes = {n: probe_gather(n) for n in self.order if n.opdef.kind == "index"}
+        self.probes = {n: probe_gather(n) for n in self.order if n.opdef.kind is OpKind.INDEX}
         self.group = self.groups(self.probes)
         self.members = {}
         for n in self.order:
@@ -131,9 +132,9 @@ class _Planner(GroupingMixin):
                 else:
                     self.consts.append(np.ascontiguousarray(arr))
                     self.view[n] = View.dense(self.buffer("const", arr.dtype, arr.size, n.name), n.shape)
-            elif kind == "index":
+            elif kind is OpKind.INDEX:
                 self.index_view(n, self.probes[n])
-            elif kind == "matmul":
+            elif kind is OpKind.MATMUL:
                 self.gemm(n)
         for o in self.outputs:
             if o not in self.written:
@@ -167,9 +168,9 @@ class _Planner(GroupingMixin):
             arena = sum(-(-b.size * b.dtype.itemsize // ARENA_ALIGN) * ARENA_ALIGN for b in self.buffers
                         if b.kind == "arena")
             return {"kernels": len(self.steps), "peak_bytes": arena}
-        computing = [n for n in self.members if any(m.opdef.kind == "matmul" for m in self.members[n])
+        computing = [n for n in self.members if any(m.opdef.kind is OpKind.MATMUL for m in self.members[n])
                      or numel(n.shape) > 0]
-        gemms = [n for n in self.order if n.opdef.kind == "matmul" and n not in self.group]
+        gemms = [n for n in self.order if n.opdef.kind is OpKind.MATMUL and n not in self.group]
         return {"kernels": len(computing) + len(gemms)}
 
     def as_text(self) -> str:
@@ -216,7 +217,7 @@ class _Planner(GroupingMixin):
         if not found or a in self.outputs:
             return False
         k = self.steps[found[0]]
-        if any(m.opdef.kind not in ("elementwise", "state") for m in k.members):
+        if any(m.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.STATE) for m in k.members):
             return False
         for node, view in k.reads.items():
             if view.buffer is var_buf and (node is not a.inputs[0] or node.shape != a.shape):
@@ -248,12 +249,12 @@ class _Planner(GroupingMixin):
         A group with a GEMM member (`attach_epilogues`) is that GEMM: its product goes to the
         buffer of the kernel's result, and the kernel, its epilogue, runs in place over it.
         """
-        gemms = [m for m in members if m.opdef.kind == "matmul"]
-        members = [m for m in members if m.opdef.kind != "matmul"]
+        gemms = [m for m in members if m.opdef.kind is OpKind.MATMUL]
+        members = [m for m in members if m.opdef.kind is not OpKind.MATMUL]
         inside = set(members)
         roots = [m for m in members if m in self.outputs or any(u not in inside for u in self.users[m])
                  or m.op == "assign"] or [members[-1]]
-        reduces = [r for r in roots if r.opdef.kind == "reduce"]
+        reduces = [r for r in roots if r.opdef.kind is OpKind.REDUCE]
         root = reduces[0] if reduces else roots[-1]
         if gemms:  # the result that overwrites the product has the product's dtype
             root = [r for r in roots if r.dtype == gemms[0].dtype][-1]
@@ -266,10 +267,10 @@ class _Planner(GroupingMixin):
                     imms[i] = self.imm[i]
                 else:
                     reads[i] = self.view[i]
-        mode, split = "map", 0
+        mode, split = KernelMode.MAP, 0
         if reduces:
             mode = reduce_mode(root)
-            if mode == "reduce-inner" and splittable(root):
+            if mode is KernelMode.REDUCE_INNER and splittable(root):
                 split = SPLIT
         scratch = self.root_scratch(root, mode, split)
         more = tuple(Extra(r, self.out_buffer(r), self.root_scratch(r, mode, split)) for r in roots if r is not root)
@@ -288,10 +289,10 @@ class _Planner(GroupingMixin):
         for extra in more:
             self.view[extra.node] = extra.out
 
-    def root_scratch(self, root: Tensor, mode: str, split: int) -> Buffer | None:
-        if root.opdef.kind != "reduce":
+    def root_scratch(self, root: Tensor, mode: KernelMode, split: int) -> Buffer | None:
+        if root.opdef.kind is not OpKind.REDUCE:
             return None
-        if mode == "reduce-outer":
+        if mode is KernelMode.REDUCE_OUTER:
             return self.reduce_scratch(root)
         if split:
             return self.buffer("arena", partial_dtype(root), split, root.name + ".partial")

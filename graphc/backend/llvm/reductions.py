@@ -23,6 +23,7 @@ from llvmlite import ir
 
 from ...dtypes import bool_, float64, int64
 from ...ir.graph import Tensor
+from ...ops.registry import OpKind
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, dtype_of_type, mem_type, reg_type
 from .loops import PTR, FunctionBuilder
@@ -59,13 +60,13 @@ class ReductionsMixin:
     def reduce_roots(self) -> list[tuple[Tensor, View, Any]]:
         """(node, out, scratch) of the kernel's reductions: its root and reducing extras."""
         k = self.k
-        more = [(e.node, e.out, e.scratch) for e in k.more if e.node.opdef.kind == "reduce"]
+        more = [(e.node, e.out, e.scratch) for e in k.more if e.node.opdef.kind is OpKind.REDUCE]
         return [(k.root, k.out, k.scratch), *more]
 
     def store_maps(self, ix: tuple) -> None:
         """Store the kernel's map results (extras over the iteration space) at index `ix`."""
         for extra in self.k.more:
-            if extra.node.opdef.kind != "reduce":
+            if extra.node.opdef.kind is not OpKind.REDUCE:
                 self.store(extra.out, ix, extra.node.shape, self.value(extra.node, ix))
 
     def emit_reduce_inner(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -25,6 +26,17 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
 
 def numel(shape: Sequence[int]) -> int:
     return int(np.prod(shape, dtype=np.int64))
+
+
+class KernelMode(str, Enum):
+    """How a kernel's loop nest runs (a `str` enum: ``KernelMode.MAP == "map"``)."""
+
+    MAP = "map"  # one output element per iteration
+    REDUCE_INNER = "reduce-inner"  # the innermost live input dim is reduced: a row-wise accumulation
+    REDUCE_OUTER = "reduce-outer"  # outer dims are reduced: accumulate whole rows into scratch
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(eq=False)
@@ -84,7 +96,7 @@ class Kernel:
     out: View
     reads: dict[Tensor, View]
     immediates: dict[Tensor, Immediate]
-    mode: str = "map"  # map | reduce-inner | reduce-outer
+    mode: KernelMode = KernelMode.MAP
     scratch: Buffer | None = None
     split: int = 0  # reduce-inner over one long dim: partial results per chunk, then combined
     more: tuple[Extra, ...] = ()

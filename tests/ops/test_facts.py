@@ -1,0 +1,68 @@
+"""The facts an OpDef declares about its op (kind, commutative, effect, heavy, carries) hold."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import GraphcError
+from graphc.ops.registry import OpDef, OpKind, all_ops, register
+
+OPS = all_ops()
+
+
+def _operands(op: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two random operands of a dtype the op accepts (bool for logical ops, else float64 with a NaN)."""
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.bool_):
+        a = gc.placeholder(dtype, (3, 4))
+        try:
+            a.graph.make(op, (a, a))
+        except GraphcError:
+            continue
+        if dtype == np.bool_:
+            return rng.random((3, 4)) < 0.5, rng.random((3, 4)) < 0.5
+        x, y = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+        y[0, 0], x[1, 1] = x[0, 0], np.nan  # a tie and a NaN
+        return x, y
+    raise AssertionError(f"{op}: no dtype fits")
+
+
+@pytest.mark.parametrize("op", sorted(n for n, o in OPS.items() if o.commutative))
+def test_commutative_ops_give_one_result_for_either_operand_order(op):
+    opdef = OPS[op]
+    assert opdef.kind is OpKind.ELEMENTWISE
+    a, b = _operands(op)
+    np.testing.assert_array_equal(opdef.ref(a, b), opdef.ref(b, a))
+
+
+def test_effects_are_the_state_and_control_ops():
+    assert {n for n, o in OPS.items() if o.effect} == {n for n, o in OPS.items()
+                                                        if o.kind in (OpKind.STATE, OpKind.CONTROL)}
+
+
+@pytest.mark.parametrize("op", sorted(n for n, o in OPS.items() if o.carries is not None))
+def test_carried_input_values_pass_on_unchanged(op):
+    """The result holds only values of the carried input (for where: where the condition holds)."""
+    x = gc.placeholder(gc.float64, (2, 3), name="x")
+    g, big, flat = x.graph, gc.placeholder(gc.float64, (4, 2, 3)), gc.placeholder(gc.float64, (6,))
+    out = {"where": lambda: gc.where(x > 0, x, 0.0), "broadcast_to": lambda: gc.broadcast_to(x, (4, 2, 3)),
+           "broadcast_like": lambda: g.make("broadcast_like", (x, big)), "reshape": lambda: gc.reshape(x, (3, 2)),
+           "reshape_like": lambda: g.make("reshape_like", (x, flat)), "expand_dims": lambda: gc.expand_dims(x, 0),
+           "identity": lambda: gc.identity(x), "stop_gradient": lambda: gc.stop_gradient(x)}[op]()
+    assert out.op == op and out.inputs[OPS[op].carries] is x
+    value = np.arange(1.0, 7.0).reshape(2, 3)
+    got = gc.Session(backend="reference").run(out, {x: value, big: np.zeros((4, 2, 3)), flat: np.zeros(6)})
+    assert set(np.unique(got)) <= set(value.ravel()) | {0.0}
+
+
+def test_heavy_ops_are_elementwise_float_functions():
+    heavy = {n for n, o in OPS.items() if o.heavy}
+    assert heavy and all(OPS[n].kind is OpKind.ELEMENTWISE for n in heavy)
+
+
+def test_kind_is_an_enum_and_an_unknown_kind_is_refused():
+    assert all(isinstance(o.kind, OpKind) for o in OPS.values())
+    assert OPS["add"].kind == "elementwise" and OPS["add"].kind is OpKind.ELEMENTWISE
+    with pytest.raises(GraphcError, match="unknown kind 'elementwize'"):
+        register(OpDef("not_an_op", "elementwize", lambda inputs, attrs: ((), None)))
+    assert "not_an_op" not in all_ops()
