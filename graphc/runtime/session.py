@@ -62,10 +62,20 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        """Release compiled programs and variable storage."""
-        self._closed = True
-        self._plans.clear()
-        self._values.clear()
+        """Release compiled programs and variable storage.
+
+        Waits for runs in flight that use variables; runs that start later (and
+        `variable_value`) raise GraphcError("this session is closed").
+        """
+        self._closed = True  # new runs refuse at once, so waiting for the lock cannot starve
+        with self._state.write():
+            with self._lock:
+                self._plans.clear()
+                self._values.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GraphcError("this session is closed")
 
     def run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None, options: Any = None,
             run_metadata: Any = None) -> Any:
@@ -75,8 +85,7 @@ class Session:
         the run into the metadata, as in TensorFlow 1; so does any open ``gc.profile()``
         block (docs/profiling.md).
         """
-        if self._closed:
-            raise GraphcError("this session is closed")
+        self._check_open()
         trace = None
         if options is not None or run_metadata is not None or recording.active:
             trace = recording.targets(options, run_metadata) or None
@@ -96,6 +105,7 @@ class Session:
             state, write = self._state, bool(plan.assigns)
             state.acquire(write)
             try:
+                self._check_open()  # closed while this run waited for the lock
                 values = run(feeds, self._values)
             finally:
                 state.release(write)
@@ -107,6 +117,7 @@ class Session:
         Its `as_text(stage)` shows the graph, kernels, LLVM IR or assembly, and `report()`
         the checkpoint decisions, FLOPs and planned peak bytes.
         """
+        self._check_open()
         outputs, _ = flatten(fetches)
         plan = self._plan_for(outputs)
         return self._program(plan, check_feeds(feed_dict, self.graph, plan.placeholders))
@@ -154,6 +165,7 @@ class Session:
         """A copy of a variable's current value in this session."""
         self._check_variable(var)
         with self._state.read(), self._lock:
+            self._check_open()
             return self._variable(var).copy()
 
     def set_variable_value(self, var: Tensor, value: Any) -> None:

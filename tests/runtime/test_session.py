@@ -132,3 +132,52 @@ def test_closed_session_refuses_to_run(xy):
     sess.close()
     with pytest.raises(gc.GraphcError, match="closed"):
         sess.run(y, {x: np.ones((1, 3))})
+
+
+def test_variable_value_after_close_raises():
+    v = gc.Variable(np.arange(3, dtype=np.float32), name="v")
+    sess = gc.Session()
+    sess.run(gc.assign(v, v + 1.0))
+    np.testing.assert_array_equal(sess.variable_value(v), [1, 2, 3])
+    sess.close()
+    with pytest.raises(gc.GraphcError, match="session is closed"):
+        sess.variable_value(v)
+    with pytest.raises(gc.GraphcError, match="session is closed"):
+        sess.compile(v)
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference"])
+def test_close_during_run_raises_session_closed_not_keyerror(backend):
+    """Runs racing Session.close() finish or raise GraphcError("... session is closed"), never KeyError."""
+    import threading
+    import time
+
+    v = gc.Variable(np.zeros((64,), np.float32), name="v")
+    x = gc.placeholder(gc.float32, (64,), name="x")
+    reads, step = gc.sum(v * x), gc.assign(v, v + x)
+    feed = {x: np.ones(64, np.float32)}
+    for _ in range(15):
+        sess = gc.Session(backend=backend)
+        sess.run([reads, step], feed)  # compiled before the race
+        errors: list[BaseException] = []
+
+        def runner(fetch, sess=sess, errors=errors):
+            while True:
+                try:
+                    sess.run(fetch, feed)
+                except gc.GraphcError as exc:
+                    if "session is closed" not in str(exc):
+                        errors.append(exc)
+                    return
+                except BaseException as exc:  # noqa: BLE001 (the defect was a raw KeyError)
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=runner, args=(f,)) for f in (reads, step, reads, step)]
+        for t in threads:
+            t.start()
+        time.sleep(0.002)
+        sess.close()
+        for t in threads:
+            t.join()
+        assert not errors, errors
