@@ -76,6 +76,14 @@ def test_exported_results_match_in_process(mlp_export):
         loaded(_batch(8)[0], np.zeros(8, np.float32))
 
 
+def test_int_feed_out_of_range_refused(mlp_export):
+    directory, _ = mlp_export
+    loaded = gc.load_exported(directory, "mlp")
+    labels = np.full(8, 3_000_000_000, np.int64)  # would wrap to -1294967296 as int32
+    with pytest.raises(gc.FeedError, match="placeholder labels: the fed value 3000000000 is out of range for int32"):
+        loaded(_batch(8)[0], labels)
+
+
 def test_files_and_manifest(mlp_export):
     directory, _ = mlp_export
     manifest = json.loads((directory / "mlp.json").read_text())

@@ -250,3 +250,13 @@ def test_construction_errors():
         z = gc.placeholder(gc.float32, (2,), name="z")
     with pytest.raises(gc.GraphcError, match="one graph"):
         gc.function([x, z], x)
+
+
+def test_int_feed_out_of_range_refused():
+    labels = gc.placeholder(gc.int32, (None,), name="labels")
+    f = gc.function([labels], labels * 2)
+    with pytest.raises(gc.FeedError, match="the fed value 3000000000 is out of range for int32"):
+        f([3_000_000_000])
+    with pytest.raises(gc.FeedError, match="out of range for int32"):
+        f(np.array([0, -2**40], np.int64))
+    np.testing.assert_array_equal(f(np.array([2**31 - 1], np.int64) // 2), [2**31 - 2])

@@ -43,4 +43,19 @@ def convert_feed(ph: Tensor, value: Any) -> np.ndarray:
                         f"({arr.dtype} does not cast to {ph.dtype} under same_kind rules)")
     if arr.ndim != len(ph.shape) or any(d is not None and d != a for d, a in zip(ph.shape, arr.shape)):
         raise FeedError(f"placeholder {ph.name}: expected {expected}, got {arr.dtype}{shape_str(arr.shape)}")
+    _check_int_range(ph, arr)
     return np.asarray(arr, dtype=ph.dtype, order="C")  # ascontiguousarray would make 0-d arrays 1-d
+
+
+def _check_int_range(ph: Tensor, arr: np.ndarray) -> None:
+    """Refuse integer values that ph's integer dtype cannot hold (numpy's casts would wrap them)."""
+    if ph.dtype.kind not in "iu" or arr.dtype.kind not in "iu" or not arr.size:
+        return
+    if np.can_cast(arr.dtype, ph.dtype, casting="safe"):
+        return
+    info = np.iinfo(ph.dtype)
+    low, high = int(arr.min()), int(arr.max())
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise FeedError(f"placeholder {ph.name}: the fed value {bad} is out of range for {ph.dtype} "
+                        f"[{info.min}, {info.max}]")

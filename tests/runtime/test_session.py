@@ -181,3 +181,16 @@ def test_close_during_run_raises_session_closed_not_keyerror(backend):
         for t in threads:
             t.join()
         assert not errors, errors
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference"])
+def test_int_feed_out_of_range_refused(backend):
+    """An int64 or Python-int feed that int32 cannot hold is a FeedError, not a wrapped value."""
+    labels = gc.placeholder(gc.int32, (None,), name="labels")
+    y = labels * 2
+    with gc.Session(backend=backend) as sess:
+        for bad in ([3_000_000_000], np.array([1, -2**31 - 1], np.int64), [2**63], np.array([2**32], np.uint64)):
+            with pytest.raises(gc.FeedError, match=r"labels: the fed value -?\d+ is out of range for int32"):
+                sess.run(y, {labels: bad})
+        edge = np.array([-2**31, 2**31 - 1], np.int64)  # in range: converted exactly
+        np.testing.assert_array_equal(sess.run(labels + 0, {labels: edge}), edge.astype(np.int32))
