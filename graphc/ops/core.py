@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, as_shape, result_dtype
-from ..errors import DTypeError, GraphcError, ShapeError
+from ..dtypes import as_dtype, as_shape, result_dtype, shape_str
+from ..errors import DTypeError, GraphcError, ShapeError, user_location
 from ..ir.graph import Const, Graph, Tensor, get_default_graph
 from .registry import OpDef, register
 
@@ -106,10 +106,29 @@ def graph_of(*values: Any) -> Graph:
     return get_default_graph()
 
 
+def holds_tensor(value: Any) -> bool:
+    """Whether value is a (nested) list or tuple with a tensor in it."""
+    return isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) or holds_tensor(v) for v in value)
+
+
+def pack(value: list | tuple) -> Tensor:
+    """numpy.array of a (nested) list holding tensors: its entries stacked along a new axis 0."""
+    parts = promote(*value)
+    shapes = {p.shape for p in parts}
+    if len(shapes) > 1:
+        raise ShapeError("a list of tensors must hold entries of one shape (numpy.array), got "
+                         + ", ".join(map(shape_str, (p.shape for p in parts))) + f"\n  at {user_location()}")
+    g = parts[0].graph
+    return g.make("concatenate", tuple(g.make("expand_dims", (p,), {"axis": 0}) for p in parts), {"axis": 0})
+
+
 def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tensor:
-    """Pass tensors through; turn anything else into a constant (of `dtype` if given)."""
+    """Pass tensors through; stack lists holding tensors (`pack`); make anything else a constant."""
     if isinstance(value, Tensor):
         return value
+    if holds_tensor(value):
+        t = pack(value)
+        return t if dtype is None else _cast_to(t, as_dtype(dtype))
     return constant(value, dtype=dtype, graph=graph)
 
 
@@ -124,6 +143,7 @@ def _weak(value: Any) -> Any:
 
 def promote(*values: Any) -> tuple[Tensor, ...]:
     """Convert operands to tensors of their common dtype, numpy-style (NEP 50)."""
+    values = tuple(pack(v) if holds_tensor(v) else v for v in values)
     g = graph_of(*values)
     try:
         dt = result_dtype(*(_weak(v) for v in values))

@@ -57,5 +57,16 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 def dot(a: Any, b: Any) -> Tensor:
-    """numpy.dot for operands of rank <= 2 (matmul otherwise)."""
-    return matmul(a, b)
+    """numpy.dot: a scalar operand multiplies; otherwise a sum product over the last axis of
+    a and the second-to-last axis of b (the only axis of a 1-D b), with shape
+    ``a.shape[:-1] + b.shape[:-2] + b.shape[-1:]``.
+    """
+    a, b = promote(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    if a.ndim == 1 or b.ndim <= 2:
+        return matmul(a, b)  # the same as numpy.dot for these ranks
+    # Each row of a against every matrix of b: batch dims a.shape[:-1] + b.shape[:-2].
+    rows = expand_dims(a, tuple(range(a.ndim - 1, a.ndim + b.ndim - 2)))
+    out = matmul(rows, b)
+    return squeeze(out, -2)

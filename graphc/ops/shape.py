@@ -460,22 +460,31 @@ def _is_array_index(key: Any) -> bool:
 def getitem(x: Any, key: Any) -> Tensor:
     """numpy basic indexing: ints (negative too), slices with any step, None, Ellipsis.
 
-    One integer tensor/array index among slices, None and Ellipsis is also accepted
-    (it is `take` along that axis); boolean masks and several array indices are not.
+    One integer tensor/array index among slices, ints, None and Ellipsis is also accepted
+    (it is `take` along that axis; as in numpy, its dims go first when ints and the array
+    are not adjacent, as in ``x[3, 2:, [1, 3]]``); boolean masks and several array
+    indices are not.
     """
     (t,) = promote(x)
     items = list(key) if isinstance(key, tuple) else [key]
     arrays = [k for k, v in enumerate(items) if _is_array_index(v)]
     if arrays:
-        if len(arrays) > 1 or any(isinstance(v, (int, np.integer)) for v in items):
-            raise _fail(GraphcError, "indexing with an array combined with other arrays or ints is not supported; "
-                                     "use gc.take")
+        if len(arrays) > 1:
+            raise _fail(GraphcError, "indexing with several arrays is not supported; use gc.take")
         index = items[arrays[0]]
         items[arrays[0]] = slice(None)
+        ints = [k for k, v in enumerate(items) if isinstance(v, (int, np.integer))]
         pos = sum(1 for v in items[:arrays[0]] if v is not Ellipsis and not isinstance(v, (int, np.integer)))
         if Ellipsis in items[:arrays[0]]:
             pos += t.ndim - sum(1 for v in items if v is not None and v is not Ellipsis)
-        return take(getitem(t, tuple(items)), index, axis=pos)
+        rest = getitem(t, tuple(items))
+        out = take(rest, index, axis=pos)
+        advanced = sorted([*ints, arrays[0]])
+        if advanced == list(range(advanced[0], advanced[-1] + 1)):
+            return out
+        r = out.ndim - rest.ndim + 1  # the index's dims, placed first by numpy's rule
+        dims = list(range(pos, pos + r))
+        return transpose(out, dims + [d for d in range(out.ndim) if d not in dims])
     if sum(v is Ellipsis for v in items) > 1:
         raise _fail(ShapeError, "an index can only have a single ellipsis ('...')")
     used = sum(1 for v in items if v is not None and v is not Ellipsis)
