@@ -26,7 +26,8 @@ def test_dot_matches_numpy(sa, sb, backend):
 def test_dot_with_python_scalar_and_unknown_dims():
     x = gc.placeholder(gc.float32, (None, 3))
     assert gc.dot(x, 2.0).dtype == gc.float32
-    np.testing.assert_array_equal(gc.Session().run(gc.dot(2.0, x), {x: np.ones((2, 3), np.float32)}), 2 * np.ones((2, 3)))
+    got = gc.Session().run(gc.dot(2.0, x), {x: np.ones((2, 3), np.float32)})
+    np.testing.assert_array_equal(got, 2 * np.ones((2, 3)))
     assert gc.dot(x, gc.placeholder(gc.float32, (2, 3, None))).shape == (None, 2, None)
 
 
