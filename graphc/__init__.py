@@ -15,11 +15,15 @@ from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_g
 from .ir.printer import as_text
 from .ir.serialize import load, save
 from .ops import catalog as _catalog  # noqa: F401  (registers every op)
+from .ops.contract import *  # noqa: F403
 from .ops.core import *  # noqa: F403
 from .ops.create import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
+from .ops.rearrange import *  # noqa: F403
 from .ops.reduce import *  # noqa: F403
+from .ops.scan import *  # noqa: F403
+from .ops.selection import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
 from .options import CompileOptions

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir.graph import Tensor
+from . import contract, linalg, rearrange, reduce, scan, selection, shape
 from . import elementwise as ew
-from . import linalg, reduce, shape
 
 
 def _swap(fn):
@@ -37,6 +37,16 @@ def _methods() -> dict[str, Any]:
         "reshape": lambda a, *shp: shape.reshape(a, shp[0] if len(shp) == 1 else shp),
         "astype": lambda a, dtype: ew.cast(a, dtype),
         "transpose": lambda a, *perm: shape.transpose(a, (perm[0] if len(perm) == 1 else perm) or None),
+        "ravel": lambda a: rearrange.ravel(a),
+        "flatten": lambda a: rearrange.ravel(a),
+        "squeeze": lambda a, axis=None: shape.squeeze(a, axis),
+        "swapaxes": lambda a, axis1, axis2: rearrange.swapaxes(a, axis1, axis2),
+        "repeat": lambda a, repeats, axis=None: rearrange.repeat(a, repeats, axis),
+        "diagonal": lambda a, offset=0, axis1=0, axis2=1: contract.diagonal(a, offset, axis1, axis2),
+        "trace": lambda a, offset=0, axis1=0, axis2=1, dtype=None: contract.trace(a, offset, axis1, axis2, dtype),
+        "cumsum": lambda a, axis=None, dtype=None: scan.cumsum(a, axis, dtype),
+        "cumprod": lambda a, axis=None, dtype=None: scan.cumprod(a, axis, dtype),
+        "argsort": lambda a, axis=-1, kind=None, order=None: selection.argsort(a, axis, kind, order),
     }
 
 

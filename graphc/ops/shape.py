@@ -25,7 +25,7 @@ from .core import as_tensor, constant, graph_of, promote, to_array
 from .registry import OpDef, register
 
 __all__ = ["broadcast_to", "concatenate", "expand_dims", "gather", "one_hot", "pad", "reshape", "split", "squeeze",
-           "stack", "take", "transpose"]
+           "stack", "take", "take_along_axis", "transpose"]
 
 
 def linear_index(s: Any, idx: tuple, shape: tuple) -> Any:
@@ -747,12 +747,16 @@ def _take_type(inputs: tuple, attrs: dict):
     return x.shape[:axis] + ind.shape + x.shape[axis + 1:], x.dtype
 
 
-def _take_ref(x: np.ndarray, ind: np.ndarray, *, axis: int) -> np.ndarray:
-    n = x.shape[axis]
+def _check_indices(op: str, ind: np.ndarray, n: int, axis: int) -> None:
+    """The reference backend's bounds check of gather indices (compiled code clamps instead)."""
     bad = ind[(ind < -n) | (ind >= n)]
     if bad.size:
-        raise GraphcError(f"take: index {bad.flat[0]} is out of range for axis {axis} with size {n} "
+        raise GraphcError(f"{op}: index {bad.flat[0]} is out of range for axis {axis} with size {n} "
                           "(compiled code clamps it instead)")
+
+
+def _take_ref(x: np.ndarray, ind: np.ndarray, *, axis: int) -> np.ndarray:
+    _check_indices("take", ind, x.shape[axis], axis)
     return np.take(x, ind, axis=axis)
 
 
@@ -802,6 +806,75 @@ def take(x: Any, indices: Any, axis: int | None = None) -> Tensor:
     if axis is None:
         t, axis = reshape(t, -1), 0
     return t.graph.make("take", (t, ind), {"axis": axis})
+
+
+# --- take_along_axis ----------------------------------------------------------------------------
+
+def _along_type(inputs: tuple, attrs: dict):
+    x, ind = inputs
+    axis = attrs["axis"]
+    if not is_int(ind.dtype):
+        raise DTypeError(f"indices must be integers, got {ind.dtype}")
+    if ind.ndim != x.ndim:
+        raise ShapeError(f"indices and x must have the same rank, got {ind.ndim} and {x.ndim}")
+    if x.shape[axis] == 0 and num_elements(ind.shape) not in (0, None):
+        raise ShapeError(f"cannot take from axis {axis} of size 0")
+    try:
+        rest = broadcast_shapes(tuple(1 if k == axis else d for k, d in enumerate(x.shape)),
+                                tuple(1 if k == axis else d for k, d in enumerate(ind.shape)))
+    except ShapeError:
+        raise ShapeError(f"shapes {shape_str(x.shape)} and {shape_str(ind.shape)} do not broadcast "
+                         f"outside axis {axis}") from None
+    return rest[:axis] + (ind.shape[axis],) + rest[axis + 1:], x.dtype
+
+
+def _along_ref(x: np.ndarray, ind: np.ndarray, *, axis: int) -> np.ndarray:
+    n = x.shape[axis]
+    _check_indices("take_along_axis", ind, n, axis)
+    shape = np.broadcast_shapes(x.shape[:axis] + (1,) + x.shape[axis + 1:],
+                                ind.shape[:axis] + (1,) + ind.shape[axis + 1:])
+    x = np.broadcast_to(x, shape[:axis] + (n,) + shape[axis + 1:])
+    ind = np.broadcast_to(ind, shape[:axis] + (ind.shape[axis],) + shape[axis + 1:])
+    return np.take_along_axis(x, ind, axis)
+
+
+def _along_gather(s, idx, load, node):
+    x, ind = node.inputs
+    axis = node.attrs["axis"]
+    n = x.shape[axis]
+    v = s.cast(load(1, broadcast_index(s, idx, ind.shape)), int64)
+    v = _clamp(s, s.select(s.cmp("lt", v, _i(s, 0)), s.add(v, _i(s, n)), v), n - 1)
+    src = broadcast_index(s, idx, x.shape)
+    return load(0, src[:axis] + (v,) + src[axis + 1:])
+
+
+def _along_vjp(g, out, x, ind, *, axis):
+    """g scattered back onto x's `axis` by a one-hot contraction: O(n m), n = x.shape[axis], m = ind.shape[axis]."""
+    oh = _take_one_hot(ind, x, axis, g.dtype, axis + 1)  # (..., m, n, ...)
+    return (expand_dims(g, axis + 1) * oh).sum(axis=axis), None
+
+
+register(OpDef(
+    "take_along_axis", "index", _along_type, canon=_canon_axis,
+    ref=_along_ref, gather=_along_gather, vjp=_along_vjp,
+    jvp=lambda t, out, x, ind, *, axis: None if t[0] is None else take_along_axis(t[0], ind, axis),
+    doc="x read along `axis` at integer indices of x's rank (numpy.take_along_axis; other dims broadcast; "
+        "compiled code clamps out-of-range indices)"))
+
+
+def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Tensor:
+    """numpy.take_along_axis: out[..., i, ...] = arr[..., indices[..., i, ...], ...] along `axis`.
+
+    axis=None reads the flattened arr with 1-D indices. Negative indices count from the end;
+    the numpy reference raises GraphcError on an out-of-range index, compiled code clamps it.
+    """
+    (t,) = promote(arr)
+    ind = indices if isinstance(indices, Tensor) else as_tensor(to_array(indices), graph=t.graph)
+    if axis is None:
+        if ind.ndim != 1:
+            raise _fail(ShapeError, f"take_along_axis with axis=None needs 1-D indices, got {shape_str(ind.shape)}")
+        t, axis = reshape(t, -1), 0
+    return t.graph.make("take_along_axis", (t, ind), {"axis": axis})
 
 
 # --- one_hot ----------------------------------------------------------------------------------
