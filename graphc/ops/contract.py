@@ -18,7 +18,7 @@ import numpy as np
 
 from ..dtypes import is_float, shape_str
 from ..errors import GraphcError, ShapeError
-from ..ir.graph import Tensor
+from ..ir.graph import Tensor, composite
 from .core import promote
 from .elementwise import multiply, where
 from .linalg import matmul
@@ -40,6 +40,7 @@ def _static(t: Tensor, what: str) -> tuple[int, ...]:
 
 # --- diagonals and triangles --------------------------------------------------------------------
 
+@composite
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     """numpy.diagonal: the diagonal of the (axis1, axis2) planes, as a new last axis."""
     (t,) = promote(a)
@@ -59,6 +60,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     return getitem(flat, (..., slice(first, first + (count - 1) * (m + 1) + 1, m + 1)))
 
 
+@composite
 def diag(v: Any, k: int = 0) -> Tensor:
     """numpy.diag: the k-th diagonal of a 2-D tensor, or a 2-D tensor with a 1-D v on its k-th diagonal."""
     (t,) = promote(v)
@@ -74,6 +76,7 @@ def diag(v: Any, k: int = 0) -> Tensor:
     return where(np.eye(size, k=k, dtype=bool), along, np.zeros((), t.dtype))
 
 
+@composite
 def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None) -> Tensor:
     """numpy.trace: the sum along diagonals (ints sum to int64, as in numpy)."""
     (t,) = promote(a)
@@ -91,11 +94,13 @@ def _triangle(m: Any, k: int, lower: bool, what: str) -> Tensor:
     return where(keep, t, zero) if lower else where(keep, zero, t)
 
 
+@composite
 def tril(m: Any, k: int = 0) -> Tensor:
     """numpy.tril: zeros above the k-th diagonal of the last two axes."""
     return _triangle(m, k, True, "tril")
 
 
+@composite
 def triu(m: Any, k: int = 0) -> Tensor:
     """numpy.triu: zeros below the k-th diagonal of the last two axes."""
     return _triangle(m, k, False, "triu")
@@ -103,12 +108,14 @@ def triu(m: Any, k: int = 0) -> Tensor:
 
 # --- products --------------------------------------------------------------------------------
 
+@composite
 def outer(a: Any, b: Any) -> Tensor:
     """numpy.outer: ravel(a)[:, None] * ravel(b)[None, :]."""
     a, b = promote(a, b)
     return multiply(expand_dims(ravel(a), 1), expand_dims(ravel(b), 0))
 
 
+@composite
 def kron(a: Any, b: Any) -> Tensor:
     """numpy.kron: the Kronecker product (shapes aligned on the right)."""
     a, b = promote(a, b)
@@ -122,6 +129,7 @@ def kron(a: Any, b: Any) -> Tensor:
     return reshape(multiply(wa, wb), tuple(x * y for x, y in zip(sa, sb)))
 
 
+@composite
 def tensordot(a: Any, b: Any, axes: Any = 2) -> Tensor:
     """numpy.tensordot: sum of products over axes[0] of a and axes[1] of b (an int N: a's last N, b's first N)."""
     a, b = promote(a, b)
@@ -153,6 +161,7 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Tensor:
     return _contract(_Term(a, tuple(la)), _Term(b, tuple(lb)), set(out)).arranged(out)
 
 
+@composite
 def inner(a: Any, b: Any) -> Tensor:
     """numpy.inner: sum over the last axes; a scalar operand multiplies."""
     a, b = promote(a, b)
@@ -334,6 +343,7 @@ def _prepared(subscripts: str, operands: tuple) -> tuple:
     return ts, labels, out, dims
 
 
+@composite
 def einsum_path(subscripts: str, *operands: Any, optimize: Any = "optimal") -> tuple[list, str]:
     """numpy.einsum_path: the pairwise contraction order einsum uses, and a short report of its cost."""
     ts, labels, out, dims = _prepared(subscripts, operands)
@@ -350,6 +360,7 @@ def einsum_path(subscripts: str, *operands: Any, optimize: Any = "optimal") -> t
     return ["einsum_path", *path], report
 
 
+@composite
 def einsum(subscripts: str, *operands: Any, optimize: Any = "optimal") -> Tensor:
     """numpy.einsum in its subscripts form: labels, '...', implicit or explicit output, repeated labels.
 

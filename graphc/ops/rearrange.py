@@ -15,7 +15,7 @@ import numpy as np
 
 from ..dtypes import shape_str
 from ..errors import GraphcError, ShapeError
-from ..ir.graph import Tensor
+from ..ir.graph import Tensor, composite
 from .core import as_tensor, constant, promote
 from .elementwise import add, cast, floor, multiply, subtract, where
 from .shape import _fail, broadcast_to, concatenate, expand_dims, getitem, reshape, reshape_like, split, take, transpose
@@ -55,12 +55,14 @@ def _take_axis(t: Tensor, axis: int, start: int | None, stop: int | None, step: 
 
 # --- views: ravel, moveaxis, swapaxes, flip, rot90 ----------------------------------------------
 
+@composite
 def ravel(a: Any) -> Tensor:
     """numpy.ravel: the elements in row-major order, as a 1-D tensor."""
     (t,) = promote(a)
     return reshape(t, -1)
 
 
+@composite
 def moveaxis(a: Any, source: Any, destination: Any) -> Tensor:
     """numpy.moveaxis: axes `source` moved to positions `destination`, the others keep their order."""
     (t,) = promote(a)
@@ -73,6 +75,7 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Tensor:
     return t if order == list(range(t.ndim)) else transpose(t, order)
 
 
+@composite
 def swapaxes(a: Any, axis1: int, axis2: int) -> Tensor:
     """numpy.swapaxes."""
     (t,) = promote(a)
@@ -82,6 +85,7 @@ def swapaxes(a: Any, axis1: int, axis2: int) -> Tensor:
     return t if i == j else transpose(t, perm)
 
 
+@composite
 def flip(m: Any, axis: Any = None) -> Tensor:
     """numpy.flip: the order of elements reversed along `axis` (None: every axis)."""
     (t,) = promote(m)
@@ -89,6 +93,7 @@ def flip(m: Any, axis: Any = None) -> Tensor:
     return getitem(t, tuple(slice(None, None, -1) if k in axes else slice(None) for k in range(t.ndim)))
 
 
+@composite
 def fliplr(m: Any) -> Tensor:
     """numpy.fliplr: reverse axis 1 (rank >= 2)."""
     (t,) = promote(m)
@@ -97,6 +102,7 @@ def fliplr(m: Any) -> Tensor:
     return flip(t, 1)
 
 
+@composite
 def flipud(m: Any) -> Tensor:
     """numpy.flipud: reverse axis 0 (rank >= 1)."""
     (t,) = promote(m)
@@ -105,6 +111,7 @@ def flipud(m: Any) -> Tensor:
     return flip(t, 0)
 
 
+@composite
 def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Tensor:
     """numpy.rot90: rotate by 90 degrees k times in the plane of `axes`, from the first towards the second."""
     (t,) = promote(m)
@@ -126,6 +133,7 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Tensor:
 
 # --- roll, repeat, tile -------------------------------------------------------------------------
 
+@composite
 def roll(a: Any, shift: Any, axis: Any = None) -> Tensor:
     """numpy.roll: elements shifted along `axis` (None: of the flattened tensor), wrapping around."""
     (t,) = promote(a)
@@ -147,6 +155,7 @@ def roll(a: Any, shift: Any, axis: Any = None) -> Tensor:
     return t
 
 
+@composite
 def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
     """numpy.repeat: each element repeated `repeats` times along `axis` (None: of the flattened tensor)."""
     (t,) = promote(a)
@@ -168,6 +177,7 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
     return take(t, np.repeat(np.arange(n), np.broadcast_to(reps, (n,))).astype(np.int64), axis)
 
 
+@composite
 def tile(A: Any, reps: Any) -> Tensor:  # noqa: N803 (numpy's name)
     """numpy.tile: A repeated `reps` times along each axis (shapes aligned on the right)."""
     (t,) = promote(A)
@@ -198,16 +208,19 @@ def _atleast(arys: tuple, ndim: int) -> Any:
     return out[0] if len(out) == 1 else tuple(out)
 
 
+@composite
 def atleast_1d(*arys: Any) -> Any:
     """numpy.atleast_1d: scalars become shape (1,); one tensor for one input, else a tuple."""
     return _atleast(arys, 1)
 
 
+@composite
 def atleast_2d(*arys: Any) -> Any:
     """numpy.atleast_2d: (N,) becomes (1, N), scalars (1, 1)."""
     return _atleast(arys, 2)
 
 
+@composite
 def atleast_3d(*arys: Any) -> Any:
     """numpy.atleast_3d: (N,) becomes (1, N, 1), (M, N) becomes (M, N, 1), scalars (1, 1, 1)."""
     return _atleast(arys, 3)
@@ -223,22 +236,26 @@ def _as_list(x: Any) -> list:
     return list(x) if isinstance(x, tuple) else [x]
 
 
+@composite
 def hstack(tup: Any) -> Tensor:
     """numpy.hstack: joined along axis 1 (axis 0 for 1-D inputs)."""
     arrs = _as_list(atleast_1d(*_seq(tup, "hstack")))
     return concatenate(arrs, 0 if arrs[0].ndim == 1 else 1)
 
 
+@composite
 def vstack(tup: Any) -> Tensor:
     """numpy.vstack: joined along axis 0 after atleast_2d."""
     return concatenate(_as_list(atleast_2d(*_seq(tup, "vstack"))), 0)
 
 
+@composite
 def dstack(tup: Any) -> Tensor:
     """numpy.dstack: joined along axis 2 after atleast_3d."""
     return concatenate(_as_list(atleast_3d(*_seq(tup, "dstack"))), 2)
 
 
+@composite
 def column_stack(tup: Any) -> Tensor:
     """numpy.column_stack: 1-D inputs become columns, then joined along axis 1."""
     arrs = []
@@ -250,6 +267,7 @@ def column_stack(tup: Any) -> Tensor:
 
 # --- the split family ---------------------------------------------------------------------------
 
+@composite
 def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Tensor]:
     """numpy.array_split: like split, but N sections need not divide the axis (the first ones get one more)."""
     (t,) = promote(ary)
@@ -272,17 +290,20 @@ def _split_rank(ary: Any, ndim: int, axis: int, what: str, ios: Any) -> list[Ten
     return split(t, ios, axis)
 
 
+@composite
 def hsplit(ary: Any, indices_or_sections: Any) -> list[Tensor]:
     """numpy.hsplit: split along axis 1 (axis 0 for 1-D tensors)."""
     (t,) = promote(ary)
     return _split_rank(t, 1, 1 if t.ndim > 1 else 0, "hsplit", indices_or_sections)
 
 
+@composite
 def vsplit(ary: Any, indices_or_sections: Any) -> list[Tensor]:
     """numpy.vsplit: split along axis 0 (rank >= 2)."""
     return _split_rank(ary, 2, 0, "vsplit", indices_or_sections)
 
 
+@composite
 def dsplit(ary: Any, indices_or_sections: Any) -> list[Tensor]:
     """numpy.dsplit: split along axis 2 (rank >= 3)."""
     return _split_rank(ary, 3, 2, "dsplit", indices_or_sections)
@@ -290,6 +311,7 @@ def dsplit(ary: Any, indices_or_sections: Any) -> list[Tensor]:
 
 # --- linspace ----------------------------------------------------------------------------------
 
+@composite
 def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, retstep: bool = False,
              dtype: Any = None, axis: int = 0) -> Any:
     """numpy.linspace: `num` evenly spaced values from start to stop (differentiable in start and stop).

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..dtypes import is_float, shape_str
 from ..errors import ShapeError
-from ..ir.graph import Tensor
+from ..ir.graph import Tensor, composite
 from .core import promote
 from .elementwise import cast, multiply, not_equal, subtract
 from .rearrange import _axes, _known, _take_axis, ravel
@@ -44,11 +44,13 @@ def _scan(a: Any, axis: int | None, dtype: Any, combine: Any, identity: int, wha
     return t
 
 
+@composite
 def cumsum(a: Any, axis: int | None = None, dtype: Any = None) -> Tensor:
     """numpy.cumsum: running sums along `axis` (None: of the flattened tensor); ints and bools give int64."""
     return _scan(a, axis, dtype, lambda x, y: x + y, 0, "cumsum")
 
 
+@composite
 def cumprod(a: Any, axis: int | None = None, dtype: Any = None) -> Tensor:
     """numpy.cumprod: running products along `axis` (None: of the flattened tensor); ints and bools give int64."""
     return _scan(a, axis, dtype, multiply, 1, "cumprod")
@@ -65,6 +67,7 @@ def _edge(value: Any, t: Tensor, axis: int) -> Tensor:
     return v
 
 
+@composite
 def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = _NO_VALUE, append: Any = _NO_VALUE) -> Tensor:
     """numpy.diff: the n-th discrete difference along `axis` (bools: not_equal, as numpy)."""
     (t,) = promote(a)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..dtypes import is_float
 from ..errors import DTypeError, GraphcError, ShapeError
-from ..ir.graph import Tensor
+from ..ir.graph import Tensor, composite
 from .core import promote
 from .elementwise import equal, less, logical_and, logical_not, logical_or, not_equal, where
 from .rearrange import _axes, _known, moveaxis, ravel
@@ -53,6 +53,7 @@ def _ranks(x: Tensor) -> Tensor:
     return reduce_sum(before, -1)
 
 
+@composite
 def argsort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, stable: Any = None) -> Tensor:
     """numpy.argsort: int64 indices that sort `a` along `axis` (None: flattened).
 
@@ -69,12 +70,14 @@ def argsort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, 
     return moveaxis(perm, -1, axis)
 
 
+@composite
 def sort(a: Any, axis: int | None = -1, kind: Any = None, order: Any = None, stable: Any = None) -> Tensor:
     """numpy.sort along `axis` (None: flattened), NaN last; the gradient follows the stable permutation."""
     t, axis = _sortable(a, axis, kind, order, stable, "sort")
     return take_along_axis(t, argsort(t, axis), axis)
 
 
+@composite
 def select(condlist: Any, choicelist: Any, default: Any = 0) -> Tensor:
     """numpy.select: per element, the choice of the first true condition, else `default`."""
     conds, choices = list(condlist), list(choicelist)

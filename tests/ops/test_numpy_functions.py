@@ -353,6 +353,8 @@ def test_argsort_puts_nan_last_and_keeps_ties_in_order():
     (lambda x: gc.cumsum(x, 2), "cumsum: axis 2 is out of bounds for a tensor of rank 2"),
     (lambda x: gc.diff(x, -1), "diff: order must be non-negative but got -1"),
     (lambda x: gc.diff(x[0, 0]), "diff requires input that is at least one dimensional"),
+    (lambda x: gc.diff(x, append=gc.placeholder(F64, (3, 4, 1))), "diff: its concatenate with operands"),
+    (lambda x: gc.hstack([x, x[0]]), "hstack: its concatenate with operands"),
     (lambda x: gc.sort(x, order="f"), "sort: `order`"),
     (lambda x: gc.select([x], [x]), "select: invalid entry 0 in condlist: should be boolean, got float64"),
     (lambda x: gc.select([x > 0], []), "select: list of cases must be same length"),
