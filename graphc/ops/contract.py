@@ -18,7 +18,8 @@ import numpy as np
 
 from ..dtypes import is_float, shape_str
 from ..errors import GraphcError, ShapeError
-from ..ir.graph import Tensor, composite
+from ..ir.composite import composite
+from ..ir.graph import Tensor
 from .core import promote
 from .elementwise import multiply, where
 from .linalg import matmul

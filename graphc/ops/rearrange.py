@@ -15,7 +15,8 @@ import numpy as np
 
 from ..dtypes import shape_str
 from ..errors import GraphcError, ShapeError
-from ..ir.graph import Tensor, composite
+from ..ir.composite import composite
+from ..ir.graph import Tensor
 from .core import as_tensor, constant, promote
 from .elementwise import add, cast, floor, multiply, subtract, where
 from .shape import _fail, broadcast_to, concatenate, expand_dims, getitem, reshape, reshape_like, split, take, transpose

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..dtypes import is_float, shape_str
 from ..errors import ShapeError
-from ..ir.graph import Tensor, composite
+from ..ir.composite import composite
+from ..ir.graph import Tensor
 from .core import promote
 from .elementwise import cast, multiply, not_equal, subtract
 from .rearrange import _axes, _known, _take_axis, ravel

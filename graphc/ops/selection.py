@@ -15,7 +15,8 @@ import numpy as np
 
 from ..dtypes import is_float
 from ..errors import DTypeError, GraphcError, ShapeError
-from ..ir.graph import Tensor, composite
+from ..ir.composite import composite
+from ..ir.graph import Tensor
 from .core import promote
 from .elementwise import equal, less, logical_and, logical_not, logical_or, not_equal, where
 from .rearrange import _axes, _known, moveaxis, ravel
