@@ -79,7 +79,7 @@ def graphc_model(gc):
         grads = gc.gradients(loss, params)
         update = gc.group(*[gc.assign_sub(p, LR * g) for p, g in zip(params, grads)])
         sess = gc.Session()
-    return sess, params, lambda x, y: sess.run([loss, update], {xp: x, yp: y})[0]
+    return sess, params, lambda x, y, **kw: sess.run([loss, update], {xp: x, yp: y}, **kw)[0]
 
 
 def graphc_timing(gc, x, y, ref, args):
@@ -88,7 +88,8 @@ def graphc_timing(gc, x, y, ref, args):
     return measure(lambda: step(x, y), args.repeat, args.target)
 
 
-def jax_timing(jax, x, y, ref, args):
+def jax_step(jax, x, y, ref):
+    """A callable running one jitted JAX training step (checked once against numpy)."""
     jnp = jax.numpy
 
     def loss_fn(params, xb, yb):
@@ -114,7 +115,11 @@ def jax_timing(jax, x, y, ref, args):
         loss, state[0] = step(state[0], xd, yd)
         loss.block_until_ready()
 
-    return measure(run, args.repeat, args.target)
+    return run
+
+
+def jax_timing(jax, x, y, ref, args):
+    return measure(jax_step(jax, x, y, ref), args.repeat, args.target)
 
 
 def torch_timing(torch, x, y, ref, args):

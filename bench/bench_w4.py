@@ -68,7 +68,7 @@ def graphc_model(gc, ws):
     """step(x) -> (loss, [grad W_i]) through a default Session."""
     graph, xp, fetches = build_network(gc, ws)
     sess = gc.Session(graph)
-    return lambda x: sess.run(fetches, {xp: x})
+    return lambda x, **kw: sess.run(fetches, {xp: x}, **kw)
 
 
 def graphc_timing(gc, ws, x, ref, args):
@@ -78,7 +78,8 @@ def graphc_timing(gc, ws, x, ref, args):
     return measure(lambda: step(x), args.repeat, args.target)
 
 
-def jax_timing(jax, ws, x, ref, args):
+def jax_step(jax, ws, x, ref):
+    """A callable running the jitted JAX value and gradients (checked once against the reference)."""
     jnp = jax.numpy
 
     def f(ws_, x_):
@@ -91,7 +92,11 @@ def jax_timing(jax, ws, x, ref, args):
     wd, xd = [jax.device_put(w) for w in ws], jax.device_put(x)
     value, grads = step(wd, xd)
     check("jax", float(value), [np.asarray(g) for g in grads], ref)
-    return measure(lambda: jax.block_until_ready(step(wd, xd)), args.repeat, args.target)
+    return lambda: jax.block_until_ready(step(wd, xd))
+
+
+def jax_timing(jax, ws, x, ref, args):
+    return measure(jax_step(jax, ws, x, ref), args.repeat, args.target)
 
 
 def torch_timing(torch, ws, x, ref, args):

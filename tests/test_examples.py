@@ -25,7 +25,7 @@ def floats(pattern: str, text: str) -> list[float]:
 
 def test_every_example_is_tested():
     tested = {"linear_regression.py", "mlp_digits.py", "jacobian_modes.py", "hessian.py",
-              "deep_chain_checkpoint.py"}
+              "deep_chain_checkpoint.py", "profile_mlp.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -71,3 +71,13 @@ def test_deep_chain_checkpoint_policies():
     losses = [float(v) for v in rows["none"][5:]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert "losses identical under every policy: yes" in out
+
+
+def test_profile_mlp_prints_the_table_and_writes_a_trace(tmp_path):
+    import json
+
+    trace = tmp_path / "trace.json"
+    out = run("profile_mlp.py", "--runs", "2", "--trace", str(trace))
+    assert out.startswith("2 run(s) on llvm") and "by step" in out and "profile_mlp.py:" in out
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert sum(e["ph"] == "X" and e["cat"] == "run" for e in events) == 2

@@ -10,6 +10,7 @@ times each node it evaluates. Untraced runs take none of these paths.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import threading
 import time
@@ -87,12 +88,16 @@ def _llvm_run(program: Any, feeds: Mapping, variables: Mapping) -> tuple[list, R
     start = time.monotonic_ns()
     outputs, raw = traced.run_traced(feeds, variables)
     end = time.monotonic_ns()
-    pieces: list[list[Piece]] = [[] for _ in facts]
-    for step, thread, t0, t1 in raw.pieces:
-        pieces[step].append(Piece(thread, t0, t1))
-    steps = [StepRecord(i, f, raw.thread, t0, t1, tuple(p))
-             for i, (f, (t0, t1), p) in enumerate(zip(facts, raw.steps, pieces))]
+    steps = functools.partial(_llvm_steps, facts, raw)
     return outputs, RunTrace("llvm", ident, start, end, steps, traced.threads, _thread_names(), raw.dropped)
+
+
+def _llvm_steps(facts: list[StepFacts], raw: Any) -> list[StepRecord]:
+    pieces: list[list[Piece]] = [[] for _ in facts]
+    for step, thread, t0, t1 in raw.pieces.tolist():
+        pieces[step].append(Piece(thread, t0, t1))
+    return [StepRecord(i, f, raw.thread, t0, t1, tuple(p))
+            for i, (f, (t0, t1), p) in enumerate(zip(facts, raw.steps.tolist(), pieces))]
 
 
 def _reference_run(program: Any, feeds: Mapping, variables: Mapping) -> tuple[list, RunTrace]:
@@ -117,7 +122,7 @@ def node_facts(node: Tensor, args: list, value: Any) -> StepFacts:
     result = () if value is None else np.shape(value)
     count = flops_of(node.opdef.kind, result, arrays[0].shape if arrays else ())
     moved = sum(a.nbytes for a in arrays) + (0 if value is None else np.asarray(value).nbytes)
-    return StepFacts(node.name, kind, (NodeInfo(node.name, node.op, node.loc),), count, moved)
+    return StepFacts(node.name, kind, (NodeInfo(node.name, node.op, node.loc, tuple(result)),), count, moved)
 
 
 def _thread_names() -> dict[int, str]:

@@ -6,6 +6,7 @@ so the records of the native code and the Python-side wall times compare directl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import GraphcError
@@ -15,11 +16,12 @@ STEP_KINDS = ("gemm", "map", "reduce", "copy", "host call")
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """A graph node a step computes: its name (the user's, when given), op and source line."""
+    """A graph node a step computes: its name (the user's, when given), op, source line, shape."""
 
     name: str
     op: str
     loc: str
+    shape: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,16 +73,26 @@ class StepRecord:
 
 @dataclass
 class RunTrace:
-    """One traced run: its steps, wall time (around the program's run, Python side included)."""
+    """One traced run: its steps, wall time (around the program's run, Python side included).
+
+    `steps` may be given as a function that makes them: the records of a compiled run are
+    built from its raw trace when first read, not while the program runs.
+    """
 
     backend: str
     program: int  # identifies the compiled program (steps of one program aggregate by index)
     start_ns: int
     end_ns: int
-    steps: list[StepRecord]
+    _steps: list[StepRecord] | Callable[[], list[StepRecord]]
     threads: int  # the pool size the program was compiled for
     thread_names: dict[int, str] = field(default_factory=dict)
     dropped: int = 0  # parallel pieces that did not fit the trace buffer
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        if callable(self._steps):
+            self._steps = self._steps()
+        return self._steps
 
     @property
     def wall_ns(self) -> int:

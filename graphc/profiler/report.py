@@ -221,7 +221,7 @@ def chrome_trace(runs: Sequence[RunTrace]) -> dict:
                              "dropped pieces": run.dropped}))
         for s in run.steps:
             args = {"step": s.step, "kind": s.kind, "flops": s.flops, "bytes": s.bytes, "threads": s.threads,
-                    "nodes": [f"{n.name} = {n.op} ({n.loc})" for n in s.nodes]}
+                    "nodes": [f"{n.name} = {n.op} {list(n.shape)} ({n.loc})" for n in s.nodes]}
             events.append(event(f"{s.name} {s.kind}", s.kind, s.thread, s.start_ns, s.end_ns, run, args))
             for p in s.pieces:
                 events.append(event(s.name, "piece", p.thread, p.start_ns, p.end_ns, run, {"step": s.step}))

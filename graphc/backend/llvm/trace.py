@@ -141,8 +141,8 @@ class RawTrace:
     """One traced run as the generated code recorded it (monotonic ns)."""
 
     start: int
-    steps: list[tuple[int, int]]  # (start, end) per step, on the calling thread
-    pieces: list[tuple[int, int, int, int]]  # (step, thread, start, end)
+    steps: np.ndarray  # (steps, 2): start and end of each step, on the calling thread
+    pieces: np.ndarray  # (pieces, 4): step, thread, start, end
     dropped: int
     thread: int  # the calling thread
 
@@ -194,12 +194,11 @@ class TracedProgram(LLVMProgram):
             buf[COUNT] = 0
             outputs = self.run(feeds, variables)
             steps = len(self.plan.steps)
-            times = buf[HEADER:HEADER + 2 * steps].reshape(steps, 2)
             count, capacity = int(buf[COUNT]), int(buf[CAPACITY])
             kept = min(count, capacity)
-            pieces = buf[HEADER + 2 * steps:HEADER + 2 * steps + 4 * kept].reshape(kept, 4)
-            raw = RawTrace(int(buf[START]), [(int(a), int(b)) for a, b in times],
-                           [tuple(int(x) for x in p) for p in pieces], count - kept, threading.get_ident())
+            pieces = buf[HEADER + 2 * steps:HEADER + 2 * steps + 4 * kept].reshape(kept, 4).copy()
+            raw = RawTrace(int(buf[START]), buf[HEADER:HEADER + 2 * steps].reshape(steps, 2).copy(), pieces,
+                           count - kept, threading.get_ident())
             if count > capacity:  # the next run records every piece
                 self._buffer = self._new_buffer(2 * count)
                 self._pool = []
@@ -255,4 +254,4 @@ def _view_bytes(view: View, node: Tensor) -> int:
 
 
 def _infos(nodes: Sequence[Tensor], name: Callable[[Tensor], str]) -> tuple[NodeInfo, ...]:
-    return tuple(NodeInfo(name(n), n.op, n.loc) for n in nodes)
+    return tuple(NodeInfo(name(n), n.op, n.loc, n.shape) for n in nodes)
