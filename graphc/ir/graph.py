@@ -22,6 +22,7 @@ import numpy as np
 
 from ..dtypes import Shape, shape_str
 from ..errors import GraphcError, user_location
+from ..ops.attrtypes import check_arity, check_attrs
 from ..ops.registry import OpDef, canonical_attrs, get_op, infer_type
 from .composite import composite_stack
 
@@ -165,6 +166,7 @@ class Graph:
                 raise GraphcError(f"{op}: inputs must be graphc tensors, got {type(t).__name__}")
             if t.graph is not self:
                 raise GraphcError(f"{op}: input {t.name} belongs to another graph")
+        check_arity(opdef, inputs, loc)
         if opdef.canon is not None:
             loc = loc or user_location()
             attrs = canonical_attrs(opdef, inputs, attrs or {}, loc)
@@ -179,6 +181,7 @@ class Graph:
             if node is not None:
                 return node
             loc = loc or user_location()
+            check_attrs(opdef, attrs, loc)
             shape, dtype = infer_type(opdef, inputs, attrs, loc)
             node = object.__new__(Tensor)
             for field, value in (("op", op), ("inputs", inputs), ("attrs", attrs), ("shape", tuple(shape)),

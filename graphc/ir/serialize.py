@@ -62,11 +62,14 @@ def _decode_attr(value: Any) -> Any:
         return as_dtype(body)
     if tag == "float" and body in ("nan", "inf", "-inf"):
         return float(body)
-    if tag == "array" and isinstance(body, dict):
+    if tag == "array" and isinstance(body, dict) and set(body) == {"dtype", "shape", "base64"}:
         dtype = as_dtype(body["dtype"])
-        shape = tuple(int(d) for d in body["shape"])
+        shape = body["shape"]
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise GraphcError(f"bad array shape {shape!r}")
+        shape = tuple(shape)
         raw = base64.b64decode(body["base64"], validate=True)
-        count = int(np.prod(shape))
+        count = math.prod(shape)  # Python ints: no wrap-around
         if len(raw) != count * dtype.itemsize:
             raise GraphcError(f"array data has {len(raw)} bytes, expected {count * dtype.itemsize}")
         return Const(np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape))
@@ -111,8 +114,6 @@ def to_json(fetches: Any, session: Any = None) -> dict:
 
 def from_json(doc: Any, graph: Graph | None = None) -> Any:
     """Rebuild the fetches saved by `to_json` in `graph` (a new Graph by default)."""
-    from ..ops.core import next_leaf_id
-    from ..ops.registry import get_op
 
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise GraphcError("not a graphc graph file")
@@ -120,20 +121,15 @@ def from_json(doc: Any, graph: Graph | None = None) -> Any:
         raise GraphcError(f"unsupported graphc graph file version {doc.get('version')!r}")
     g = graph or Graph()
     built: list[Tensor] = []
-    for i, entry in enumerate(doc["nodes"]):
-        op, inputs = entry["op"], entry["inputs"]
-        if not isinstance(op, str) or not isinstance(inputs, list):
-            raise GraphcError(f"node {i}: bad op or inputs")
-        get_op(op)
-        for j in inputs:
-            if not isinstance(j, int) or not 0 <= j < i:
-                raise GraphcError(f"node {i}: input index {j!r} does not name an earlier node")
-        attrs = {str(k): _decode_attr(v) for k, v in entry["attrs"].items()}
-        if op in ("placeholder", "variable"):
-            attrs[_FRESH_IDENTITY] = next_leaf_id()
-        name = entry.get("name")
-        built.append(g.make(op, tuple(built[j] for j in inputs), attrs,
-                            name=name if isinstance(name, str) else None, loc="<loaded graph>"))
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, list):
+        raise GraphcError("the graph file has no node list")
+    for i, entry in enumerate(nodes):
+        try:
+            built.append(_load_node(g, entry, built))
+        except Exception as exc:  # noqa: BLE001 (untrusted input: every failure is the file's fault)
+            what = entry.get("op") if isinstance(entry, dict) else None
+            raise GraphcError(f"node {i}{f' ({what})' if isinstance(what, str) else ''}: {exc}") from None
 
     def decode_spec(s: Any) -> Any:
         if isinstance(s, int) and not isinstance(s, bool):
@@ -142,15 +138,40 @@ def from_json(doc: Any, graph: Graph | None = None) -> Any:
             return built[s]
         if isinstance(s, dict) and len(s) == 1:
             (tag, body), = s.items()
-            if tag == "list":
+            if tag == "list" and isinstance(body, list):
                 return [decode_spec(x) for x in body]
-            if tag == "tuple":
+            if tag == "tuple" and isinstance(body, list):
                 return tuple(decode_spec(x) for x in body)
-            if tag == "dict":
-                return {str(k): decode_spec(v) for k, v in body}
+            if tag == "dict" and isinstance(body, list) and all(
+                    isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in body):
+                return {k: decode_spec(v) for k, v in body}
         raise GraphcError(f"bad fetch structure {s!r}")
 
     return decode_spec(doc["fetches"])
+
+
+def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
+    """One node of a file, checked as user code is (arity, attributes, types) by Graph.make."""
+    from ..ops.core import next_leaf_id
+    from ..ops.registry import get_op
+
+    if not isinstance(entry, dict) or not {"op", "inputs", "attrs"} <= set(entry) <= {"op", "name", "inputs", "attrs"}:
+        raise GraphcError("a node is an object with op, name, inputs and attrs")
+    op, inputs, attrs, name = entry["op"], entry["inputs"], entry["attrs"], entry.get("name")
+    if not isinstance(op, str) or not isinstance(inputs, list) or not isinstance(attrs, dict):
+        raise GraphcError("bad op, inputs or attrs")
+    if name is not None and not isinstance(name, str):
+        raise GraphcError(f"bad name {name!r}")
+    get_op(op)
+    for j in inputs:
+        if type(j) is not int or not 0 <= j < len(built):
+            raise GraphcError(f"input index {j!r} does not name an earlier node")
+    if _FRESH_IDENTITY in attrs:
+        raise GraphcError(f"attribute {_FRESH_IDENTITY!r} is not saved")
+    attrs = {k: _decode_attr(v) for k, v in attrs.items()}
+    if op in ("placeholder", "variable"):
+        attrs[_FRESH_IDENTITY] = next_leaf_id()
+    return g.make(op, tuple(built[j] for j in inputs), attrs, name=name, loc="<loaded graph>")
 
 
 def save(fetches: Any, path: str | os.PathLike, session: Any = None) -> None:

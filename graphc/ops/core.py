@@ -19,14 +19,25 @@ def _source_type(inputs: tuple, attrs: dict):
     return attrs["shape"], attrs["dtype"]
 
 
+def _variable_type(inputs: tuple, attrs: dict):
+    initial = attrs["initial"].array
+    if initial.shape != attrs["shape"] or initial.dtype != attrs["dtype"]:
+        raise ShapeError(f"the initial value is {initial.dtype}{shape_str(initial.shape)}, the variable is declared "
+                         f"{attrs['dtype']}{shape_str(attrs['shape'])}")
+    return attrs["shape"], attrs["dtype"]
+
+
 def _const_type(inputs: tuple, attrs: dict):
     arr = attrs["value"].array
     return arr.shape, arr.dtype
 
 
-register(OpDef("placeholder", "source", _source_type, doc="A value fed at run time."))
-register(OpDef("constant", "source", _const_type, ref=lambda *, value: value.array, doc="A fixed array."))
-register(OpDef("variable", "source", _source_type,
+register(OpDef("placeholder", "source", _source_type, attrs={"shape": "dims", "dtype": "dtype", "uid": "int"},
+               doc="A value fed at run time."))
+register(OpDef("constant", "source", _const_type, ref=lambda *, value: value.array, attrs={"value": "array"},
+               doc="A fixed array."))
+register(OpDef("variable", "source", _variable_type,
+               attrs={"shape": "shape", "dtype": "dtype", "initial": "array", "trainable": "bool", "uid": "int"},
                doc="A session-owned value, initialised from `initial` and changed by assign ops."))
 
 _leaf_ids = itertools.count()  # makes every placeholder and variable a distinct node

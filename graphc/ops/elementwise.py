@@ -403,6 +403,7 @@ def _gelu_lin(v: Tensor, out: Tensor, x: Tensor, *, approximate: bool) -> Tensor
 
 
 elementwise("gelu", _gelu_ref, _gelu_scalar, float_only=True, **_linear(_gelu_lin), heavy=True,
+            attrs={"approximate": "bool"},
             doc="x * Phi(x) (approximate=True: the tanh form)")
 
 
@@ -453,6 +454,7 @@ def _round_scalar(s, x, *, decimals: int):
 
 
 elementwise("round", lambda x, *, decimals: np.round(x, decimals), _round_scalar, float_only=True,
+            attrs={"decimals": "int"},
             doc="x rounded to `decimals` decimals, halves to even (numpy.round)")
 
 
@@ -480,7 +482,7 @@ def _cast_type(inputs: tuple, attrs: dict):
     return inputs[0].shape, attrs["dtype"]
 
 
-register(OpDef("cast", "elementwise", _cast_type,
+register(OpDef("cast", "elementwise", _cast_type, attrs={"dtype": "dtype"},
                ref=lambda x, *, dtype: x.astype(dtype),
                scalar=lambda s, x, *, dtype: s.cast(x, dtype),
                vjp=lambda g, out, x, *, dtype: (cast(g, x.dtype) if is_float(x.dtype) and is_float(dtype) else None,),

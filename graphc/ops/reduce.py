@@ -33,6 +33,9 @@ def reduced_shape(shape: tuple, axes: tuple[int, ...], keepdims: bool) -> tuple:
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+REDUCE_ATTRS = {"axis": "ints", "keepdims": "bool"}
+
+
 def canon_axis(inputs: tuple, attrs: dict) -> dict:
     """axis=None|int|tuple becomes a sorted tuple of non-negative axes; keepdims a bool."""
     attrs["axis"] = normalize_axes(attrs.get("axis"), inputs[0].ndim)
@@ -103,7 +106,7 @@ def _spread(g: Tensor, x: Tensor) -> Tensor:
 
 
 register(OpDef(
-    "sum", "reduce", _reduce_type, ref=_np_reduce(np.sum), reduce="sum", canon=canon_axis,
+    "sum", "reduce", _reduce_type, ref=_np_reduce(np.sum), reduce="sum", canon=canon_axis, attrs=REDUCE_ATTRS,
     vjp=lambda g, out, x, *, axis, keepdims: (_spread(_keep(g, axis, keepdims), x),),
     jvp=lambda t, out, x, *, axis, keepdims: sum(t[0], axis, keepdims),
     doc="sum over axes"))
@@ -131,7 +134,7 @@ def _prod_partials(x: Tensor, axis: tuple) -> Tensor:
 
 
 register(OpDef(
-    "prod", "reduce", _reduce_type, ref=_np_reduce(np.prod), reduce="prod", canon=canon_axis,
+    "prod", "reduce", _reduce_type, ref=_np_reduce(np.prod), reduce="prod", canon=canon_axis, attrs=REDUCE_ATTRS,
     vjp=_float_only(lambda g, out, x, *, axis, keepdims: (_keep(g, axis, keepdims) * _prod_partials(x, axis),)),
     jvp=lambda t, out, x, *, axis, keepdims: (
         None if t[0] is None or not is_float(x.dtype) else sum(t[0] * _prod_partials(x, axis), axis, keepdims)),
@@ -160,13 +163,13 @@ def _extremum_jvp(t: tuple, out: Tensor, x: Tensor, *, axis: tuple, keepdims: bo
 
 for _name, _np_fn in (("max", np.max), ("min", np.min)):
     register(OpDef(
-        _name, "reduce", _extremum_type, ref=_np_reduce(_np_fn), reduce=_name, canon=canon_axis,
+        _name, "reduce", _extremum_type, ref=_np_reduce(_np_fn), reduce=_name, canon=canon_axis, attrs=REDUCE_ATTRS,
         vjp=_float_only(_extremum_vjp), jvp=_extremum_jvp,
         doc=f"{_name}imum over axes; ties share the cotangent evenly"))
 
 for _name, _np_fn in (("argmax", np.argmax), ("argmin", np.argmin)):
     register(OpDef(
-        _name, "reduce", _arg_type, ref=_np_arg(_np_fn), reduce=_name, canon=canon_axis,
+        _name, "reduce", _arg_type, ref=_np_arg(_np_fn), reduce=_name, canon=canon_axis, attrs=REDUCE_ATTRS,
         doc=f"int64 index of the first {_name[3:]}imum along one axis, or in the flattened array "
             "(the reduced axes are one axis or all axes); no gradient"))
 
@@ -185,6 +188,7 @@ def _canon_size_of(inputs: tuple, attrs: dict) -> dict:
 
 register(OpDef(
     "size_of", "index", lambda inputs, attrs: ((), attrs["dtype"]), canon=_canon_size_of, shape_only=(0,),
+    attrs={"axis": "ints", "dtype": "dtype"},
     ref=lambda x, *, axis, dtype: np.asarray(_count(x.shape, axis), dtype=dtype),
     gather=lambda s, idx, load, node: s.const(_count(node.inputs[0].shape, node.attrs["axis"]), node.attrs["dtype"]),
     doc="the number of elements of x over `axis` (None: all), as a scalar of `dtype`; x's data is not read"))

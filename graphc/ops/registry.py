@@ -3,8 +3,10 @@
 An OpDef holds everything graphc knows about an op: its type rule, its numpy
 reference implementation, its VJP and JVP rules (which build graph nodes), and how
 it lowers to loops (`kind` plus `scalar`, `gather` or `reduce`), and the facts passes
-and backends ask about it (`commutative`, `effect`, `heavy`, `carries`): a new op
-declares everything about itself here, and no pass keeps a list of op names.
+and backends ask about it (`commutative`, `effect`, `heavy`, `carries`), and its
+attributes with their types (`attrs`, see `graphc.ops.attrtypes`; checked on every new
+node, so a loaded file passes the same checks as user code): a new op declares
+everything about itself here, and no pass keeps a list of op names.
 
 Rule signatures (fixed; autodiff and the backends rely on them):
 
@@ -27,8 +29,8 @@ Rule signatures (fixed; autodiff and the backends rely on them):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -37,6 +39,7 @@ import numpy as np
 from ..dtypes import SUPPORTED, Shape, check_size, shape_str
 from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.composite import current_composite
+from .attrtypes import Arity, check_declaration, derive_arity
 
 
 class OpKind(str, Enum):
@@ -83,6 +86,8 @@ class OpDef:
     effect: bool = False
     heavy: bool = False
     carries: int | None = None
+    attrs: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)  # name -> type
+    arity: Arity | None = None  # (min, max) inputs, max None = any; derived from scalar/ref if None
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -90,6 +95,9 @@ class OpDef:
             object.__setattr__(self, "kind", OpKind(self.kind))
         except ValueError:
             raise GraphcError(f"op {self.name!r}: unknown kind {self.kind!r}") from None
+        check_declaration(self.name, self.attrs)
+        if self.arity is None:
+            object.__setattr__(self, "arity", derive_arity(self.kind.value, self.scalar, self.ref))
 
     @property
     def differentiable(self) -> bool:

@@ -73,7 +73,7 @@ def _broadcast_gather(s, idx, load, node):
 
 
 register(OpDef(
-    "broadcast_to", "index", _broadcast_to_type, carries=0,
+    "broadcast_to", "index", _broadcast_to_type, carries=0, attrs={"shape": "shape"},
     ref=lambda x, *, shape: np.broadcast_to(x, shape).copy(),
     gather=_broadcast_gather,
     vjp=lambda g, out, x, *, shape: (g,),  # autodiff sums g back to x's shape
@@ -147,7 +147,7 @@ def _reshape_like_type(inputs: tuple, attrs: dict):
 
 
 register(OpDef(
-    "reshape", "index", _reshape_type, carries=0,
+    "reshape", "index", _reshape_type, carries=0, attrs={"shape": "ints"},
     ref=lambda x, *, shape: np.reshape(x, shape).copy(),
     gather=_reshape_gather,
     vjp=lambda g, out, x, *, shape: (reshape_like(g, x),),
@@ -208,7 +208,7 @@ def _expand_dims_type(inputs: tuple, attrs: dict):
 
 
 register(OpDef(
-    "expand_dims", "index", _expand_dims_type, canon=_canon_expand_axes, carries=0,
+    "expand_dims", "index", _expand_dims_type, canon=_canon_expand_axes, carries=0, attrs={"axis": "ints"},
     ref=lambda x, *, axis: np.expand_dims(x, axis).copy(),
     gather=lambda s, idx, load, node: load(0, tuple(i for k, i in enumerate(idx) if k not in node.attrs["axis"])),
     vjp=lambda g, out, x, *, axis: (squeeze(g, axis),),
@@ -253,7 +253,7 @@ def _transpose_gather(s, idx, load, node):
 
 
 register(OpDef(
-    "transpose", "index", _transpose_type, canon=_canon_perm,
+    "transpose", "index", _transpose_type, canon=_canon_perm, attrs={"perm": "ints"},
     ref=lambda x, *, perm: np.transpose(x, perm).copy(),
     gather=_transpose_gather,
     vjp=lambda g, out, x, *, perm: (transpose(g, tuple(np.argsort(perm))),),
@@ -408,7 +408,7 @@ def _unslice_ref(g: np.ndarray, x: np.ndarray, *, spec: tuple) -> np.ndarray:
 
 register(OpDef(
     "slice", "index", lambda inputs, attrs: (_sliced_shape(inputs[0].shape, attrs["spec"]), inputs[0].dtype),
-    canon=_canon_spec,
+    canon=_canon_spec, attrs={"spec": "index"},
     ref=lambda x, *, spec: x[_np_key(spec)].copy(),
     gather=_slice_gather,
     vjp=lambda g, out, x, *, spec: (unslice(g, x, spec),),
@@ -416,7 +416,7 @@ register(OpDef(
     doc="strided slice: per axis an index (kept as a size-1 axis) or a (start, stop, step) triple"))
 
 register(OpDef(
-    "unslice", "index", _unslice_type, canon=_canon_spec, shape_only=(1,),
+    "unslice", "index", _unslice_type, canon=_canon_spec, shape_only=(1,), attrs={"spec": "index"},
     ref=_unslice_ref,
     gather=_unslice_gather,
     vjp=lambda g, out, gin, x, *, spec: (strided_slice(g, spec), None),
@@ -538,7 +538,7 @@ def _squeeze_gather(s, idx, load, node):
 
 
 register(OpDef(
-    "squeeze", "index", _squeeze_type, canon=_canon_squeeze,
+    "squeeze", "index", _squeeze_type, canon=_canon_squeeze, attrs={"axis": "ints"},
     ref=lambda x, *, axis: np.squeeze(x, axis).copy(),
     gather=_squeeze_gather,
     vjp=lambda g, out, x, *, axis: (expand_dims(g, axis),),
@@ -622,7 +622,7 @@ def _concat_jvp(tangents, out, *xs, axis):
 
 
 register(OpDef(
-    "concatenate", "index", _concat_type, canon=_canon_concat,
+    "concatenate", "index", _concat_type, canon=_canon_concat, attrs={"axis": "int"},
     ref=lambda *xs, axis: np.concatenate(xs, axis),
     gather=_concat_gather, vjp=_concat_vjp, jvp=_concat_jvp,
     doc="inputs joined along an existing axis"))
@@ -663,6 +663,7 @@ def _split_like_vjp(g, out, whole, like, *, axis, head):
 
 register(OpDef(
     "split_like", "index", _split_like_type, canon=_canon_axis, shape_only=(1,),
+    attrs={"axis": "int", "head": "bool"},
     ref=_split_like_ref, gather=_split_like_gather, vjp=_split_like_vjp,
     jvp=lambda t, out, whole, like, *, axis, head: None if t[0] is None else split_like(t[0], like, axis, head),
     doc="the first like.shape[axis] entries of x along axis (head) or the rest (tail)"))
@@ -784,7 +785,7 @@ def _take_vjp(g, out, x, ind, *, axis):
 
 
 register(OpDef(
-    "take", "index", _take_type, canon=_canon_axis,
+    "take", "index", _take_type, canon=_canon_axis, attrs={"axis": "int"},
     ref=_take_ref, gather=_take_gather, vjp=_take_vjp,
     jvp=lambda t, out, x, ind, *, axis: None if t[0] is None else take(t[0], ind, axis),
     doc="x gathered along `axis` at integer indices (compiled code clamps out-of-range indices)"))
@@ -879,6 +880,9 @@ def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Tensor:
 
 # --- one_hot ----------------------------------------------------------------------------------
 
+ONE_HOT_ATTRS = {"axis": "int", "dtype": "dtype", "on_value": "number", "off_value": "number", "wrap": "bool"}
+
+
 def _canon_one_hot(inputs: tuple, attrs: dict) -> dict:
     ndim = inputs[0].ndim
     axis = int(attrs["axis"])
@@ -926,13 +930,14 @@ def _one_hot_ref(ind: np.ndarray, *like: np.ndarray, axis: int, on_value: Any, o
 
 
 register(OpDef(
-    "one_hot", "index", _one_hot_type, canon=_canon_one_hot,
+    "one_hot", "index", _one_hot_type, canon=_canon_one_hot, attrs=ONE_HOT_ATTRS | {"depth": "int"},
     ref=_one_hot_ref, gather=_one_hot_gather,
     doc="on_value where the new `axis` coordinate equals the index, off_value elsewhere (tf.one_hot); "
         "with wrap, negative indices count from the end"))
 
 register(OpDef(
     "one_hot_like", "index", _one_hot_type, canon=_canon_one_hot, shape_only=(1,),
+    attrs=ONE_HOT_ATTRS | {"depth_axis": "int"},
     ref=_one_hot_ref, gather=_one_hot_gather,
     doc="one_hot whose depth is like.shape[depth_axis] (known only at run time)"))
 
@@ -998,7 +1003,7 @@ def _pad_gather(s, idx, load, node):
 
 
 register(OpDef(
-    "pad", "index", _pad_type, canon=_canon_pad,
+    "pad", "index", _pad_type, canon=_canon_pad, attrs={"pad_width": "index", "constant_values": "numbers"},
     ref=lambda x, *, pad_width, constant_values: (
         np.pad(x, pad_width, constant_values=constant_values) if x.ndim else x.copy()),
     gather=_pad_gather,

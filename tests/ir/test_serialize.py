@@ -73,3 +73,70 @@ def test_format_is_plain_json(tmp_path):
     doc = json.loads((tmp_path / "g.json").read_text())
     assert doc["format"] == "graphc-graph" and doc["version"] == 1
     assert [n["op"] for n in doc["nodes"]][:2] == ["placeholder", "variable"]
+
+
+def _saved(tmp_path, fetches) -> tuple:
+    path = tmp_path / "g.json"
+    gc.save(fetches, path)
+    return path, json.loads(path.read_text())
+
+
+def _node(doc, op):
+    return next(n for n in doc["nodes"] if n["op"] == op)
+
+
+def _refused(path, doc, match):
+    path.write_text(json.dumps(doc))
+    with pytest.raises(gc.GraphcError, match=match):
+        gc.load(path)
+
+
+def test_crafted_variable_shape_is_refused_at_load(tmp_path):
+    """A variable whose shape/dtype disagree with its initial array (a heap overflow once) is refused."""
+    v = gc.Variable(np.ones(2, np.float32), name="v")
+    path, doc = _saved(tmp_path, (v * 2.0).sum())
+    _node(doc, "variable")["attrs"]["shape"] = {"tuple": [1000]}
+    _refused(path, doc, r"node 0 \(variable\): .*initial value is float32\(2,\), the variable is declared "
+                        r"float32\(1000,\)")
+    _node(doc, "variable")["attrs"]["shape"] = {"tuple": [2]}
+    _node(doc, "variable")["attrs"]["dtype"] = {"dtype": "float64"}
+    _refused(path, doc, "initial value is float32")
+
+
+def test_load_validates_attributes_and_arity(tmp_path):
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    y = gc.reshape(gc.exp(x).sum(axis=1, keepdims=True), (-1,))
+    path, original = _saved(tmp_path, y)
+    cases = [
+        ("sum", lambda a: a.pop("keepdims"), "missing attribute 'keepdims'"),
+        ("sum", lambda a: a.update(bogus=1), "unknown attribute 'bogus'"),
+        ("placeholder", lambda a: a.update(shape={"tuple": [2.5, 3]}), "attribute 'shape' must be a tuple of non-neg"),
+        ("reshape", lambda a: a.update(shape={"tuple": [1.5]}), "attribute 'shape' must be a tuple of ints"),
+        ("placeholder", lambda a: a.update(dtype="float32"), "attribute 'dtype' must be a supported dtype"),
+        ("placeholder", lambda a: a.update(shape={"tuple": [-2, 3]}), "attribute 'shape' must be a tuple of non-neg"),
+        ("placeholder", lambda a: a.update(uid=7), "'uid' is not saved"),
+    ]
+    for op, change, match in cases:
+        doc = json.loads(json.dumps(original))
+        change(_node(doc, op)["attrs"])
+        _refused(path, doc, match)
+    doc = json.loads(json.dumps(original))
+    _node(doc, "exp")["inputs"] = [0, 0]
+    _refused(path, doc, r"\(exp\): exp: takes 1 input\(s\), got 2")
+    doc = json.loads(json.dumps(original))
+    _node(doc, "exp")["inputs"] = []
+    _refused(path, doc, r"exp: takes 1 input\(s\), got 0")
+    for bad, match in (({"nodes": {}}, "no node list"), ({"nodes": [1]}, "node 0: a node is an object"),
+                       ({"fetches": {"dict": [[1, 0]]}}, "bad fetch structure"),
+                       ({"fetches": {"list": 3}}, "bad fetch structure")):
+        doc = json.loads(json.dumps(original))
+        doc.update(bad)
+        _refused(path, doc, match)
+
+
+def test_user_code_gets_the_same_attribute_checks():
+    x = gc.placeholder(gc.float32, (3,), name="x")
+    with pytest.raises(gc.GraphcError, match="unknown attribute 'nope'"):
+        x.graph.make("exp", (x,), {"nope": 1})
+    with pytest.raises(gc.GraphcError, match=r"takes 2 input\(s\), got 1"):
+        x.graph.make("add", (x,))
