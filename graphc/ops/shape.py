@@ -856,7 +856,7 @@ def _along_vjp(g, out, x, ind, *, axis):
 
 
 register(OpDef(
-    "take_along_axis", "index", _along_type, canon=_canon_axis,
+    "take_along_axis", "index", _along_type, canon=_canon_axis, attrs={"axis": "int"},
     ref=_along_ref, gather=_along_gather, vjp=_along_vjp,
     jvp=lambda t, out, x, ind, *, axis: None if t[0] is None else take_along_axis(t[0], ind, axis),
     doc="x read along `axis` at integer indices of x's rank (numpy.take_along_axis; other dims broadcast; "
