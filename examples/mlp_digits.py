@@ -20,8 +20,9 @@ from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 import graphc as gc
+from graphc.backend.llvm.backend import LLVM
 from graphc.cli import format_table, program_outputs
-from graphc.compiler import optimize, plan_stats
+from graphc.compiler import optimize
 from graphc.ir.traverse import toposort
 from graphc.passes.manager import Instrumentation
 
@@ -45,7 +46,8 @@ def compile_summary(sess: gc.Session, fetches: list[gc.Tensor], feed: dict) -> l
     if sess.backend != "llvm":
         return lines
     shapes = {p: feed[p].shape for p in feed}
-    records = optimize(program_outputs(fetches), shapes, sess.options, Instrumentation(measure=plan_stats)).records
+    records = optimize(program_outputs(fetches), shapes, sess.options, Instrumentation(measure=LLVM.measure),
+                       backend=LLVM).records
     lines.append(f"pass table (train step, batch {len(next(iter(feed.values())))}):")
     lines += ["  " + row for row in format_table(records).splitlines()]
     program = sess.compile(fetches, feed)

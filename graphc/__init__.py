@@ -27,7 +27,9 @@ from .ops.selection import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
 from .options import CompileOptions
-from .profiler import Profile, RunMetadata, RunOptions, profile
+from .passes import pipeline as _pipeline  # noqa: F401  (registers every graph pass)
+from .profiler import Profile, RunMetadata, RunOptions
+from .profiler.recording import profile
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
 from .version import __version__

@@ -95,13 +95,6 @@ def program_outputs(fetches: Sequence[Tensor]) -> list[Tensor]:
     return list(dict.fromkeys(list(fetches) + assigns))
 
 
-def measure(module: Module) -> dict[str, int]:
-    """Kernel count and planned arena bytes of the program the backend would build."""
-    from .compiler import plan_stats
-
-    return plan_stats(module)
-
-
 def _options(args: argparse.Namespace) -> CompileOptions:
     return CompileOptions(opt_level=args.opt_level, checkpoint=args.checkpoint, memory_budget=args.budget,
                           slots=args.slots)
@@ -112,11 +105,22 @@ def _instrument(args: argparse.Namespace, **extra: Any) -> Instrumentation:
     return Instrumentation(print_after=after, dump_dir=args.dump_dir, **extra)
 
 
-def _optimize(args: argparse.Namespace, passes: Sequence[str] | None = None, plan: bool = False, **extra: Any):
+def _optimize(args: argparse.Namespace, passes: Sequence[str] | None = None, lower: bool = False, **extra: Any):
+    from .backend.llvm.backend import LLVM
     from .compiler import optimize
 
     fetches, shapes = load_target(args.target)
-    return optimize(program_outputs(fetches), shapes, _options(args), _instrument(args, **extra), passes, plan)
+    return optimize(program_outputs(fetches), shapes, _options(args), _instrument(args, **extra), passes,
+                    backend=LLVM, lower=lower)
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as aligned columns (the first left-aligned, the rest right-aligned) under a rule."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def format_table(records: Sequence[PassRecord]) -> str:
@@ -125,15 +129,13 @@ def format_table(records: Sequence[PassRecord]) -> str:
     for r in records:
         rows.append((r.name, f"{r.seconds * 1e3:.2f}", str(r.nodes), str(r.stats.get("kernels", "-")),
                      str(r.stats.get("peak_bytes", "-")), str(r.changes)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return table(rows)
 
 
 def cmd_passes(args: argparse.Namespace) -> None:
-    result = _optimize(args, plan=True, measure=measure)  # graph passes, then the backend's late passes
+    from .backend.llvm.backend import LLVM
+
+    result = _optimize(args, lower=True, measure=LLVM.measure)  # graph passes, then the backend's late passes
     print(format_table(result.records))
 
 
@@ -200,7 +202,8 @@ def cmd_llvm(args: argparse.Namespace) -> None:
 def cmd_memory(args: argparse.Namespace) -> None:
     import math
 
-    from .compiler import bind, plan_stats
+    from .backend.llvm.backend import LLVM
+    from .compiler import bind
     from .passes.checkpoint import place_checkpoints, split
 
     fetches, shapes = load_target(args.target)
@@ -216,13 +219,9 @@ def cmd_memory(args: argparse.Namespace) -> None:
             rows.append((policy, "-", "-", "-", "-", f"n/a: {exc}"))
             continue
         label = f"{policy} ({extra['slots']} slots)" if extra else policy
-        rows.append((label, str(rep.saved_bytes), str(len(rep.saved)), str(plan_stats(out)['peak_bytes']),
+        rows.append((label, str(rep.saved_bytes), str(len(rep.saved)), str(LLVM.measure(out)['peak_bytes']),
                      str(len(rep.recomputed)), str(rep.recomputed_flops)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for k, row in enumerate(rows):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+    print(table(rows))
 
 
 def cmd_profile(args: argparse.Namespace) -> None:

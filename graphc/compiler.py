@@ -1,22 +1,42 @@
-"""The compile pipeline up to the backend: bind shapes, then run the graph passes.
+"""The compile pipeline up to the backend: bind shapes, run the graph passes, hand over.
 
 `optimize` is what `Session` (LLVM backend), `gc.function` and the `graphc` CLI share:
 fetches and assignments of a user graph, plus the fed shapes, become a `Module` with
-static shapes, which the pass pipeline of the chosen optimisation level rewrites.
+static shapes, which the pass pipeline of the chosen optimisation level rewrites. A
+`Backend` (given by the caller; this module imports none) measures candidate modules for
+the passes that need it (checkpointing under a memory budget) and, when asked, lowers
+the result through its own late passes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
+from .errors import GraphcError
 from .ir.bind import bind_shapes
 from .ir.graph import Tensor
 from .options import CompileOptions
 from .passes.checkpoint import CheckpointReport, report
-from .passes.manager import Instrumentation, PassRecord, run_passes
+from .passes.manager import Instrumentation, PassRecord, run_pipeline
 from .passes.module import Module
 from .passes.pipeline import pipeline_for
+
+
+class Backend(Protocol):
+    """What the middle of the pipeline asks of a backend (graphc/backend/llvm/backend.py is one)."""
+
+    name: str
+
+    def measure(self, module: Module) -> dict[str, int]:
+        """Kernels and peak bytes the backend would need for `module`."""
+        ...
+
+    def lower(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor] = (),
+              instrument: Instrumentation | None = None, first: int = 1) -> tuple[Any, list[PassRecord]]:
+        """The backend's program for the bound fetches and assignments, through its late passes."""
+        ...
 
 
 @dataclass
@@ -24,9 +44,9 @@ class Optimized:
     """A bound, optimised module and how it got there."""
 
     module: Module
-    records: list[PassRecord]  # graph passes, then the backend's late passes when planned
+    records: list[PassRecord]  # graph passes, then the backend's late passes when lowered
     mapping: dict[Tensor, Tensor]  # user graph node -> bound node (inputs and variables)
-    plan: object = None  # the LLVM plan (graphc.backend.llvm.steps.Plan) when `optimize(plan=True)`
+    plan: Any = field(default=None)  # the backend's lowered program when `optimize(lower=True)`
 
     def checkpoint_report(self, policy: str) -> CheckpointReport:
         return report(self.module, policy)
@@ -44,46 +64,38 @@ def bind(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, ...]
 
 def optimize(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, ...]],
              options: CompileOptions | None = None, instrument: Instrumentation | None = None,
-             passes: Sequence[str] | None = None, plan: bool = False) -> Optimized:
+             passes: Sequence[str] | None = None, backend: Backend | None = None,
+             lower: bool = False) -> Optimized:
     """Bind shapes and run the pipeline of ``options.opt_level`` (or the given pass names).
 
-    With `plan`, the LLVM backend's late passes (fusion, schedule, steps, memory) run
-    too, under the same instrumentation, and their records follow the graph passes'.
+    `backend` measures modules for the checkpoint pass's memory budget (without one, the
+    graph-level estimate of `graphc.passes.checkpoint` is used). With `lower`, the
+    backend's late passes run too, under the same instrumentation (measured by the
+    stages themselves), and their records follow the graph passes'.
     """
     options = options or CompileOptions()
     module, mapping = bind(outputs, feed_shapes)
     names = list(passes) if passes is not None else pipeline_for(options.opt_level)
-    module, records = run_passes(module, names, PassContext(options), instrument)
+    module, records = run_pipeline(module, names, instrument, options=PassContext(options, backend))
     result = Optimized(module, records, mapping)
-    if plan:
-        from .backend.llvm.plan import make_plan
-
-        fetches, assigns = split_outputs(module)
-        result.plan = make_plan(fetches, assigns, instrument, first=len(records))
-        result.records = records + result.plan.records
+    if lower:
+        if backend is None:
+            raise GraphcError("optimize(lower=True) needs a backend")
+        late = None if instrument is None else replace(instrument, measure=None)
+        result.plan, late_records = backend.lower(*split_outputs(module), late, first=len(records))
+        result.records = records + late_records
     return result
 
 
 class PassContext:
-    """What passes read: the compile options, plus the backend's measure of a module's arena."""
+    """What passes read: the compile options, plus the backend's measure of a module's peak bytes."""
 
-    def __init__(self, options: CompileOptions):
+    def __init__(self, options: CompileOptions, backend: Backend | None = None):
         self.options = options
+        self.peak_bytes = None if backend is None else (lambda module: backend.measure(module)["peak_bytes"])
 
     def __getattr__(self, name: str):
         return getattr(self.options, name)
-
-    @staticmethod
-    def peak_bytes(module: Module) -> int:
-        return plan_stats(module)["peak_bytes"]
-
-
-def plan_stats(module: Module) -> dict[str, int]:
-    """Steps (kernels and GEMM calls) and arena bytes of the LLVM plan for a module."""
-    from .backend.llvm.plan import make_plan
-
-    plan = make_plan(*split_outputs(module))
-    return {"kernels": len(plan.steps), "peak_bytes": plan.arena_bytes}
 
 
 def split_outputs(module: Module) -> tuple[list[Tensor], list[Tensor]]:

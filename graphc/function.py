@@ -303,11 +303,11 @@ class _Runner:
 
 def _arena(ffi: Any, nbytes: int) -> tuple:
     """(array, its first 64-byte aligned address as a cdata pointer) with room for `nbytes`."""
-    from .backend.llvm.plan import ARENA_ALIGN
+    from .passes.memory import ALIGNMENT
 
-    array = np.empty(nbytes + ARENA_ALIGN, np.uint8)
+    array = np.empty(nbytes + ALIGNMENT, np.uint8)
     pointer = ffi.from_buffer(array)
-    return array, pointer + (-int(ffi.cast("uintptr_t", pointer)) % ARENA_ALIGN)
+    return array, pointer + (-int(ffi.cast("uintptr_t", pointer)) % ALIGNMENT)
 
 
 class _BufferCaller:

@@ -26,6 +26,7 @@ from ..ir.graph import Tensor
 from ..ops.registry import OpKind
 from .cost import flops, is_source, nbytes
 from .manager import register_pass
+from .memory import arena_peak
 from .module import Module
 
 RECOMPUTABLE_KINDS = frozenset({OpKind.ELEMENTWISE, OpKind.INDEX})
@@ -35,9 +36,7 @@ PeakFn = Callable[[Module], int]
 
 
 def _graph_peak(module: Module) -> int:
-    from .memory import planned_peak
-
-    return planned_peak(module.outputs)
+    return arena_peak(module.outputs)
 
 
 @dataclass(frozen=True)

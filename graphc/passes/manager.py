@@ -1,112 +1,55 @@
-"""The pass registries (graph passes, late backend passes) and the instrumented drivers."""
+"""Passes and the one instrumented pipeline driver, `run_pipeline`.
+
+A pass is a named function from a stage to the next stage of the same kind (and how many
+rewrites it made). Graph passes take a `Module` and are registered here by
+`register_pass`; a backend owns its late passes (over its own stage values) and hands
+them to `run_pipeline` itself. Every stage offers the `Stage` methods, so the driver
+times, verifies, measures, prints and dumps graph and backend stages alike.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import GraphcError
-from .module import Module
+
+
+class Stage(Protocol):
+    """What the driver asks of a stage: a listing, a size, its own measurements, a self-check."""
+
+    def as_text(self) -> str: ...
+
+    def node_count(self) -> int: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+    def verify(self, after: str) -> None: ...
 
 
 @dataclass(frozen=True)
 class Pass:
-    """A named function from Module to Module (it reports how many rewrites it made)."""
-
-    name: str
-    description: str
-    run: Callable[[Module, Any], tuple[Module, int]]
-
-
-_PASSES: dict[str, Pass] = {}
-
-
-def register_pass(name: str, description: str):
-    """Decorator: register `fn(module, options) -> (module, changes)` under `name`."""
-    def wrap(fn: Callable[[Module, Any], tuple[Module, int]]):
-        if name in _PASSES:
-            raise GraphcError(f"pass {name!r} registered twice")
-        _PASSES[name] = Pass(name, description, fn)
-        return fn
-    return wrap
-
-
-def get_pass(name: str) -> Pass:
-    _load_all()
-    try:
-        return _PASSES[name]
-    except KeyError:
-        raise GraphcError(f"unknown pass {name!r}; known: {', '.join(sorted(_PASSES))}") from None
-
-
-def all_passes() -> dict[str, Pass]:
-    _load_all()
-    return dict(_PASSES)
-
-
-def _load_all() -> None:
-    from . import pipeline  # noqa: F401  (imports every pass module)
-
-
-@dataclass(frozen=True)
-class LatePass:
-    """A named stage of the backend: a function from a program in progress to the next.
-
-    The program object is the backend's (e.g. the LLVM planner's); it provides
-    ``as_text()`` (the stage's listing) and ``stats()`` (kernels, peak bytes so far).
-    """
+    """A named function from a stage to the next: ``run(stage, options) -> (stage, changes)``."""
 
     name: str
     description: str
     run: Callable[[Any, Any], tuple[Any, int]]
 
 
-_LATE_PASSES: dict[str, LatePass] = {}
+PASSES: dict[str, Pass] = {}  # the graph passes (Module -> Module), filled as their modules import
 
 
-def register_late_pass(name: str, description: str):
-    """Decorator: register a late pass `fn(program, options) -> (program, changes)` under `name`."""
+def register_pass(name: str, description: str):
+    """Decorator: register the graph pass `fn(module, options) -> (module, changes)` under `name`."""
     def wrap(fn: Callable[[Any, Any], tuple[Any, int]]):
-        if name in _LATE_PASSES or name in _PASSES:
+        if name in PASSES:
             raise GraphcError(f"pass {name!r} registered twice")
-        _LATE_PASSES[name] = LatePass(name, description, fn)
+        PASSES[name] = Pass(name, description, fn)
         return fn
     return wrap
-
-
-def all_late_passes() -> dict[str, LatePass]:
-    from ..backend.llvm import plan  # noqa: F401  (registers the LLVM planner's stages)
-
-    return dict(_LATE_PASSES)
-
-
-def run_late_passes(program: Any, names: list[str], options: Any = None,
-                    instrument: Instrumentation | None = None, first: int = 1) -> tuple[Any, list[PassRecord]]:
-    """Run the named late passes in order, timed and measured with `program.stats()`.
-
-    Printing and dumping follow `instrument` (dump files are numbered from `first`, after
-    the graph passes); `nodes` is the node count of the program's graph.
-    """
-    inst = instrument or Instrumentation()
-    late = all_late_passes()
-    records = []
-    for k, name in enumerate(names, start=first):
-        if name not in late:
-            raise GraphcError(f"unknown late pass {name!r}; known: {', '.join(sorted(late))}")
-        start = time.perf_counter()
-        program, changes = late[name].run(program, options)
-        elapsed = time.perf_counter() - start
-        text = program.as_text()
-        records.append(PassRecord(name, elapsed, program.node_count(), changes, text, program.stats()))
-        if inst.print_after == "all" or name in inst.print_after:
-            inst.printer(f"# after {name}\n{text}")
-        if inst.dump_dir:
-            os.makedirs(inst.dump_dir, exist_ok=True)
-            _dump(inst.dump_dir, k, name, text)
-    return program, records
 
 
 @dataclass
@@ -118,49 +61,57 @@ class PassRecord:
     nodes: int
     changes: int
     text: str = ""
-    stats: dict[str, int] = field(default_factory=dict)  # from Instrumentation.measure
+    stats: dict[str, int] = field(default_factory=dict)  # the stage's own, or Instrumentation.measure's
 
 
 @dataclass
 class Instrumentation:
-    """What to observe while the pipeline runs."""
+    """What to observe while a pipeline runs."""
 
     print_after: set[str] | str = field(default_factory=set)  # pass names, or "all"
     dump_dir: str | None = None
     verify: bool = True
     printer: Callable[[str], None] = print
-    measure: Callable[[Module], dict[str, int]] | None = None  # e.g. kernels and peak bytes
+    measure: Callable[[Any], dict[str, int]] | None = None  # replaces the stage's own stats (e.g. a backend's)
 
 
-def run_passes(module: Module, names: list[str], options: Any = None,
-               instrument: Instrumentation | None = None) -> tuple[Module, list[PassRecord]]:
-    """Run the named passes in order; return the final module and one record per pass."""
-    from .verify import verify
+def run_pipeline(stage: Stage, names: Sequence[str], instrumentation: Instrumentation | None = None, *,
+                 passes: Mapping[str, Pass] = PASSES, options: Any = None,
+                 first: int = 0) -> tuple[Any, list[PassRecord]]:
+    """Run the passes `names` (looked up in `passes`) in order; return the last stage and one record per pass.
 
-    inst = instrument or Instrumentation()
-    def stats(m: Module) -> dict[str, int]:
-        return inst.measure(m) if inst.measure else {}
+    Each pass is timed; its result is verified (unless switched off), measured, listed,
+    printed and dumped as `instrumentation` asks. Dump files are numbered from `first`;
+    with ``first=0`` the input stage is recorded (and dumped) as row 0, "input".
+    """
+    inst = instrumentation or Instrumentation()
+    for name in names:
+        if name not in passes:
+            raise GraphcError(f"unknown pass {name!r}; known: {', '.join(sorted(passes))}")
 
-    records = [PassRecord("input", 0.0, len(module.nodes), 0, module.as_text(), stats(module))]
-    if inst.dump_dir:
-        os.makedirs(inst.dump_dir, exist_ok=True)
-        _dump(inst.dump_dir, 0, "input", records[0].text)
-    for k, name in enumerate(names, start=1):
-        p = get_pass(name)
+    def record(name: str, seconds: float, changes: int) -> PassRecord:
+        stats = inst.measure(stage) if inst.measure else stage.stats()
+        return PassRecord(name, seconds, stage.node_count(), changes, stage.as_text(), stats)
+
+    records = []
+    if first == 0:
+        records.append(record("input", 0.0, 0))
+        _dump(inst, 0, "input", records[0].text)
+    for k, name in enumerate(names, start=first + (first == 0)):
         start = time.perf_counter()
-        module, changes = p.run(module, options)
+        stage, changes = passes[name].run(stage, options)
         elapsed = time.perf_counter() - start
         if inst.verify:
-            verify(module, after=name)
-        text = module.as_text()
-        records.append(PassRecord(name, elapsed, len(module.nodes), changes, text, stats(module)))
+            stage.verify(after=name)
+        records.append(record(name, elapsed, changes))
         if inst.print_after == "all" or name in inst.print_after:
-            inst.printer(f"# after {name}\n{text}")
-        if inst.dump_dir:
-            _dump(inst.dump_dir, k, name, text)
-    return module, records
+            inst.printer(f"# after {name}\n{records[-1].text}")
+        _dump(inst, k, name, records[-1].text)
+    return stage, records
 
 
-def _dump(directory: str, index: int, name: str, text: str) -> None:
-    with open(os.path.join(directory, f"{index:03d}_{name}.txt"), "w", encoding="utf-8") as f:
-        f.write(text)
+def _dump(inst: Instrumentation, index: int, name: str, text: str) -> None:
+    if inst.dump_dir:
+        os.makedirs(inst.dump_dir, exist_ok=True)
+        with open(os.path.join(inst.dump_dir, f"{index:03d}_{name}.txt"), "w", encoding="utf-8") as f:
+            f.write(text)

@@ -1,4 +1,4 @@
-"""Memory planning: buffer liveness over a schedule, and offsets in one arena with reuse."""
+"""Memory placement: buffer liveness over a schedule, and offsets in one arena with reuse."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _aligned(n: int) -> int:
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
-def plan(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
+def place(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
     """Offsets for every interval such that buffers live at the same time never overlap.
 
     Greedy, each at the lowest offset that fits beside the already placed buffers whose
@@ -73,8 +73,8 @@ def liveness(order: Sequence[Tensor], outputs: Sequence[Tensor],
     return [Interval(n, nbytes(n), step[n], last[n]) for n in order if needs(n)]
 
 
-def planned_peak(outputs: Sequence[Tensor]) -> int:
+def arena_peak(outputs: Sequence[Tensor]) -> int:
     """Arena bytes for running the scheduled `outputs` with one buffer per intermediate value."""
     from .schedule import schedule
 
-    return plan(liveness(schedule(outputs), outputs))[1]
+    return place(liveness(schedule(outputs), outputs))[1]

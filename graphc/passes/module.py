@@ -9,6 +9,7 @@ from functools import cached_property
 from ..ir.graph import Tensor
 from ..ir.printer import as_text
 from ..ir.traverse import toposort
+from .verify import verify_nodes
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,17 @@ class Module:
 
     def as_text(self) -> str:
         return as_text(self.outputs)
+
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    def stats(self) -> dict[str, int]:
+        """A graph measures nothing itself (a backend's `measure` can: `Instrumentation.measure`)."""
+        return {}
+
+    def verify(self, after: str = "?") -> None:
+        """Raise VerifyError if a pass left the module ill-formed (see `graphc.passes.verify`)."""
+        verify_nodes(self.nodes, after)
 
     def remap(self, mapping: dict[Tensor, Tensor]) -> Module:
         """The module whose outputs are mapped through `mapping`.

@@ -1,7 +1,12 @@
-"""The pass pipelines: one explicit ordered list per optimisation level."""
+"""The graph pass pipelines: one explicit ordered list per optimisation level.
+
+Importing this module registers every graph pass (`import graphc` does). The backend's
+late passes belong to the backend (graphc/backend/llvm/backend.py).
+"""
 
 from __future__ import annotations
 
+from ..errors import GraphcError
 from . import checkpoint, cse, dce, fold, simplify, stabilize  # noqa: F401  (register the passes)
 
 PIPELINES: dict[int, list[str]] = {
@@ -11,14 +16,8 @@ PIPELINES: dict[int, list[str]] = {
 }
 
 
-# The backend's late passes, program to program (registered by graphc/backend/llvm/plan.py).
-LATE_PIPELINE: list[str] = ["fusion", "schedule", "steps", "memory"]
-
-
 def pipeline_for(opt_level: int) -> list[str]:
     """The pass names run at `opt_level` (0, 1 or 2)."""
-    from ..errors import GraphcError
-
     if opt_level not in PIPELINES:
         raise GraphcError(f"opt_level must be one of {sorted(PIPELINES)}, got {opt_level!r}")
     return list(PIPELINES[opt_level])

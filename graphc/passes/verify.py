@@ -6,16 +6,15 @@ from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..ir.printer import node_names, type_str
 from ..ops.registry import infer_type
-from .module import Module
 
 
 class VerifyError(GraphcError):
     """A pass produced an ill-formed module (a compiler bug, not a user error)."""
 
 
-def verify(module: Module, after: str = "?") -> None:
-    """Raise VerifyError, showing the offending node and its neighbours, if the module is ill-formed."""
-    order = module.nodes
+def verify_nodes(order: list[Tensor], after: str = "?") -> None:
+    """Raise VerifyError, showing the offending node and its neighbours, if the nodes (a
+    module's, in topological order) are ill-formed."""
     graph = order[0].graph if order else None
     assigned: dict[Tensor, Tensor] = {}
     for node in order:

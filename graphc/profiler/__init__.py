@@ -3,12 +3,13 @@
 ``sess.run(..., options=gc.RunOptions(trace=True), run_metadata=meta)``, ``f.profile(*args)``
 on a `gc.function`, and ``with gc.profile() as prof`` record one `StepRecord` per compiled
 step; `Profile.table` and `Profile.export_chrome_trace` report them (docs/profiling.md).
+X
+traced programs import the records below, and recording imports those lazily).
 """
 
 from .peak import Peak, machine_peak
-from .recording import profile
 from .records import NodeInfo, Piece, RunOptions, RunTrace, StepFacts, StepRecord
 from .report import Profile, RunMetadata
 
 __all__ = ["NodeInfo", "Peak", "Piece", "Profile", "RunMetadata", "RunOptions", "RunTrace", "StepFacts",
-           "StepRecord", "machine_peak", "profile"]
+           "StepRecord", "machine_peak"]

@@ -4,8 +4,8 @@ import pytest
 import graphc as gc
 from graphc.backend.interpreter import evaluate
 from graphc.passes import checkpoint as ck
-from graphc.passes.manager import run_passes
-from graphc.passes.memory import Interval, plan, planned_peak
+from graphc.passes.manager import run_pipeline
+from graphc.passes.memory import Interval, arena_peak, place
 from graphc.passes.module import Module
 
 
@@ -44,12 +44,12 @@ def test_sqrt_saves_about_one_over_sqrt_n():
     assert sqrt.recomputed_flops > 0 and none.recomputed_flops == 0
 
 
-def test_sqrt_lowers_the_planned_peak():
+def test_sqrt_lowers_the_arena_peak():
     module, _ = _chain(layers=64, width=32)
     none, _ = ck.place_checkpoints(module, "none")
     sqrt, _ = ck.place_checkpoints(module, "sqrt")
-    peak_none = planned_peak(none.outputs)
-    peak_sqrt = planned_peak(sqrt.outputs)
+    peak_none = arena_peak(none.outputs)
+    peak_sqrt = arena_peak(sqrt.outputs)
     print(f"\nplanned peak: none {peak_none} B, sqrt {peak_sqrt} B")
     assert peak_sqrt < peak_none / 2
 
@@ -74,10 +74,10 @@ def test_mincut_never_saves_more_than_none_and_recomputes_only_cheap_ops():
 
 def test_memory_budget_is_respected_or_refused_clearly():
     module, feed = _chain(layers=16, width=16)
-    none_peak = planned_peak(module.outputs)
+    none_peak = arena_peak(module.outputs)
     budget = int(none_peak * 0.6)
     out, rep = ck.place_checkpoints(module, memory_budget=budget)
-    assert planned_peak(out.outputs) <= budget
+    assert arena_peak(out.outputs) <= budget
     assert "budget" in rep.policy
     for want, got in zip(evaluate(module.outputs, feed), evaluate(out.outputs, feed)):
         np.testing.assert_array_equal(got, want)
@@ -87,7 +87,7 @@ def test_memory_budget_is_respected_or_refused_clearly():
 
 def test_checkpoint_pass_reads_compile_options():
     module, feed = _chain()
-    out, records = run_passes(module, ["checkpoint"], gc.CompileOptions(checkpoint="sqrt"))
+    out, records = run_pipeline(module, ["checkpoint"], options=gc.CompileOptions(checkpoint="sqrt"))
     assert records[-1].changes > 0
     assert any("_remat" in n.attrs for n in out.nodes)
     assert "_remat" in out.as_text()
@@ -106,7 +106,7 @@ def test_arena_plan_never_overlaps_live_buffers():
     for k in range(200):
         start = int(rng.integers(0, 100))
         ivs.append(Interval(k, int(rng.integers(1, 5000)), start, start + int(rng.integers(0, 20))))
-    offsets, peak = plan(ivs)
+    offsets, peak = place(ivs)
     for a in ivs:
         assert offsets[a.key] % 64 == 0 and offsets[a.key] + a.size <= peak
         for b in ivs:

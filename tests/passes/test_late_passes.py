@@ -1,16 +1,20 @@
-"""Late passes: the LLVM planner's stages, registered and instrumented like graph passes."""
+"""Late passes: the LLVM backend's stages, immutable values run by the one pipeline driver."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.backend.llvm.plan import _Planner, make_plan
+from graphc.backend.llvm.backend import LLVM
+from graphc.backend.llvm.grouping import Groups, Nodes, Units, group_kernels, order_units, program_nodes
+from graphc.backend.llvm.plan import Steps, build_steps, place_arena
+from graphc.backend.llvm.steps import Plan
 from graphc.compiler import optimize, split_outputs
 from graphc.errors import GraphcError
-from graphc.passes.manager import Instrumentation, all_late_passes, run_late_passes
-from graphc.passes.pipeline import LATE_PIPELINE
+from graphc.passes.manager import PASSES, Instrumentation, run_pipeline
 
 
 def _module():
@@ -26,19 +30,21 @@ def _module():
     return optimize(fetches + assigns, {x: (16, 12)}).module
 
 
-def test_late_passes_are_registered_with_descriptions():
-    late = all_late_passes()
-    assert LATE_PIPELINE == ["fusion", "schedule", "steps", "memory"]
-    for name in LATE_PIPELINE:
-        assert late[name].name == name and late[name].description and "\n" not in late[name].description
+def test_the_backend_owns_its_late_passes_apart_from_the_graph_passes():
+    assert LLVM.late_pipeline == ("fusion", "schedule", "steps", "memory")
+    for name in LLVM.late_pipeline:
+        p = LLVM.passes[name]
+        assert p.name == name and p.description and "\n" not in p.description
+        assert name not in PASSES
 
 
-def test_make_plan_is_the_late_pipeline_and_records_each_stage():
+def test_lower_is_the_late_pipeline_and_records_each_stage():
     module = _module()
     printed = []
-    plan = make_plan(*split_outputs(module), Instrumentation(print_after={"fusion", "memory"}, printer=printed.append))
-    assert [r.name for r in plan.records] == LATE_PIPELINE
-    fusion, schedule, steps, memory = plan.records
+    plan, records = LLVM.lower(*split_outputs(module), Instrumentation(print_after={"fusion", "memory"},
+                                                                       printer=printed.append))
+    assert [r.name for r in records] == list(LLVM.late_pipeline) and plan.records == tuple(records)
+    fusion, schedule, steps, memory = records
     assert "peak_bytes" not in fusion.stats and "peak_bytes" not in schedule.stats
     assert steps.stats["kernels"] == memory.stats["kernels"] == len(plan.steps)
     assert memory.stats["peak_bytes"] == plan.arena_bytes <= steps.stats["peak_bytes"]
@@ -47,42 +53,49 @@ def test_make_plan_is_the_late_pipeline_and_records_each_stage():
     assert "epilogue" in printed[1]
 
 
-def test_the_stages_run_one_by_one_build_the_same_plan():
+def test_each_stage_is_an_immutable_value_made_from_the_previous_one():
     module = _module()
-    planner = _Planner(*split_outputs(module))
-    for name in LATE_PIPELINE:
-        planner, _ = run_late_passes(planner, [name])
-        if name == "fusion":
-            assert planner.group and planner.units is None and not planner.steps
-        if name == "schedule":
-            assert planner.units and not planner.steps
-        if name == "steps":
-            assert planner.steps and planner.result is None
-    whole = make_plan(*split_outputs(module))
-    assert planner.result.as_text() == whole.as_text()
+    nodes = program_nodes(*split_outputs(module))
+    groups = group_kernels(nodes)
+    units = order_units(groups)
+    steps = build_steps(units)
+    plan = place_arena(steps)
+    assert (type(nodes), type(groups), type(units), type(steps), type(plan)) == (Nodes, Groups, Units, Steps, Plan)
+    assert groups.nodes is nodes and units.groups is groups and steps.units is units
+    assert groups.as_text().startswith("kernels:") and units.as_text().startswith("units:")
+    assert "arena: 0 bytes" in steps.as_text() and f"arena: {plan.arena_bytes} bytes" in plan.as_text()
+    for stage in (nodes, groups, units, steps, plan):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            stage.x = 1
+    assert all(b.slot == 0 for b in steps.program.buffers if b.kind == "arena")  # placing made new buffers
+    assert place_arena(steps).as_text() == plan.as_text()  # pure: the same stage gives the same plan
+    whole, _ = LLVM.lower(*split_outputs(module))
+    assert whole.as_text() == plan.as_text()
 
 
 def test_unknown_late_pass_is_an_error():
-    planner = _Planner(*split_outputs(_module()))
-    with pytest.raises(GraphcError, match="unknown late pass 'fuse'"):
-        run_late_passes(planner, ["fuse"])
+    nodes = program_nodes(*split_outputs(_module()))
+    with pytest.raises(GraphcError, match="unknown pass 'fuse'"):
+        run_pipeline(nodes, ["fuse"], passes=LLVM.passes, first=1)
 
 
-def test_optimize_with_plan_reports_graph_then_late_passes():
+def test_optimize_with_lower_reports_graph_then_late_passes():
     x = gc.placeholder(gc.float64, (5, 3), name="x")
     y = gc.exp(x @ gc.ones((3, 4), gc.float64)) + 1.0
-    result = optimize([y], {x: (5, 3)}, plan=True)
+    result = optimize([y], {x: (5, 3)}, backend=LLVM, lower=True)
     names = [r.name for r in result.records]
-    assert names[-4:] == LATE_PIPELINE and names[0] == "input"
+    assert names[-4:] == list(LLVM.late_pipeline) and names[0] == "input"
     assert result.plan is not None and len(result.plan.steps) == 1  # the GEMM with its epilogue
+    with pytest.raises(GraphcError, match="needs a backend"):
+        optimize([y], {x: (5, 3)}, lower=True)
 
 
 def test_arena_placement_keeps_the_better_of_two_greedy_orders():
-    from graphc.passes.memory import Interval, plan
+    from graphc.passes.memory import Interval, place
 
     spans = [(256, 1, 2), (128, 3, 4), (192, 5, 6), (192, 0, 5), (128, 3, 6)]
     intervals = [Interval(k, size, a, b) for k, (size, a, b) in enumerate(spans)]
-    offsets, peak = plan(intervals)
+    offsets, peak = place(intervals)
     assert peak == 512  # largest-first by size alone needs 576; the maximum live is 512
     for u in intervals:
         for v in intervals:

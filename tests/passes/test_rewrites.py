@@ -8,10 +8,10 @@ import pytest
 
 import graphc as gc
 from graphc.backend.interpreter import evaluate
-from graphc.passes.manager import Instrumentation, all_passes, run_passes
+from graphc.passes.manager import PASSES, Instrumentation, run_pipeline
 from graphc.passes.module import Module
 from graphc.passes.pipeline import PIPELINES
-from graphc.passes.verify import VerifyError, verify
+from graphc.passes.verify import VerifyError
 
 GOLDEN = Path(__file__).parent / "golden"
 SPECIAL = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e30, -1e-30, 7.0], np.float32)
@@ -63,7 +63,7 @@ def _values(outputs, x, feed):
 def test_rewrite_golden_text(case):
     """The IR after each rewrite, against tests/passes/golden/ (GRAPHC_UPDATE_GOLDEN=1 rewrites them)."""
     name, build, pass_name, *_ = case
-    out, _ = run_passes(Module((build(_x()),)), [pass_name])
+    out, _ = run_pipeline(Module((build(_x()),)), [pass_name])
     text = out.as_text()
     path = GOLDEN / f"{name}.txt"
     if os.environ.get("GRAPHC_UPDATE_GOLDEN"):
@@ -76,7 +76,7 @@ def test_rule_applies_and_preserves_values(case):
     name, build, pass_name, gone, appear = case
     x = _x()
     module = Module((build(x),))
-    out, records = run_passes(module, [pass_name])
+    out, records = run_pipeline(module, [pass_name])
     ops_after = {n.op for n in out.nodes}
     assert records[-1].changes > 0, f"{pass_name} did not fire on {name}:\n{module.as_text()}"
     assert not (gone & ops_after), out.as_text()
@@ -89,7 +89,7 @@ def test_rule_applies_and_preserves_values(case):
 def test_stabilize_makes_overflowing_forms_finite():
     x = _x()
     big = np.array([1e4, -1e4, 0, 1, 2, 3, 4, 5, 6, 88.0], np.float32)
-    out, _ = run_passes(Module((gc.log(gc.sum(gc.exp(x))), gc.log(gc.nn.softmax(x)))), ["stabilize"])
+    out, _ = run_pipeline(Module((gc.log(gc.sum(gc.exp(x))), gc.log(gc.nn.softmax(x)))), ["stabilize"])
     lse, logsm = evaluate(out.outputs, {x: big})
     ref_lse = np.logaddexp.reduce(big.astype(np.float64))
     np.testing.assert_allclose(lse, ref_lse, rtol=1e-6)
@@ -100,7 +100,7 @@ def test_stabilize_makes_overflowing_forms_finite():
 def test_no_rule_loops_on_its_own_output():
     x = _x()
     module = Module((gc.logsumexp(x), gc.nn.log_softmax(x)))
-    out, records = run_passes(module, ["stabilize", "simplify", "stabilize"])
+    out, records = run_pipeline(module, ["stabilize", "simplify", "stabilize"])
     assert records[-1].changes == 0
     assert len(out.nodes) <= len(module.nodes)
 
@@ -116,7 +116,7 @@ def test_pipelines_preserve_results_on_an_mlp(level):
     loss = gc.nn.softmax_cross_entropy(logits, labels)
     outputs = (loss, gc.log(gc.nn.softmax(logits)), gc.negative(-logits))
     feed = {x: rng.standard_normal((5, 4)), labels: np.array([0, 1, 2, 1, 0], np.int32)}
-    out, records = run_passes(Module(outputs), PIPELINES[level])
+    out, records = run_pipeline(Module(outputs), PIPELINES[level])
     for want, got in zip(evaluate(outputs, feed), evaluate(out.outputs, feed)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert [r.name for r in records] == ["input"] + PIPELINES[level]
@@ -126,7 +126,7 @@ def test_instrumentation_prints_and_dumps(tmp_path):
     x = _x()
     printed = []
     inst = Instrumentation(print_after={"simplify"}, dump_dir=str(tmp_path), printer=printed.append)
-    run_passes(Module((gc.negative(-x) * 1.0,)), ["stabilize", "simplify"], instrument=inst)
+    run_pipeline(Module((gc.negative(-x) * 1.0,)), ["stabilize", "simplify"], inst)
     assert len(printed) == 1 and printed[0].startswith("# after simplify")
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["000_input.txt", "001_stabilize.txt", "002_simplify.txt"]
@@ -134,7 +134,7 @@ def test_instrumentation_prints_and_dumps(tmp_path):
 
 
 def test_every_pass_has_a_description():
-    for p in all_passes().values():
+    for p in PASSES.values():
         assert p.description and p.name
 
 
@@ -146,4 +146,4 @@ def test_verifier_names_the_bad_node():
         object.__setattr__(bad, field, getattr(good, field))
     object.__setattr__(bad, "shape", (3,))
     with pytest.raises(VerifyError, match="exp"):
-        verify(Module((bad,)), after="test")
+        Module((bad,)).verify(after="test")

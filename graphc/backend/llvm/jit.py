@@ -45,7 +45,7 @@ def _target_description() -> str:
     return f"triple={tm.triple}\nopt=O{SPEED_LEVEL}\ncodemodel=jitdefault"
 
 
-def optimize(ir_text: str) -> llvm.ModuleRef:
+def optimize_ir(ir_text: str) -> llvm.ModuleRef:
     """Parse, verify and optimize IR for the host (O3, loop and SLP vectorization)."""
     tm = target_machine()
     mod = llvm.parse_assembly(ir_text)
@@ -79,12 +79,12 @@ class Compiled:
     def optimized_ir(self) -> str:
         if self._optimized is None:
             with _lock:
-                self._optimized = str(optimize(self.ir_text))
+                self._optimized = str(optimize_ir(self.ir_text))
         return self._optimized
 
     def assembly(self) -> str:
         with _lock:
-            mod = optimize(self.ir_text)
+            mod = optimize_ir(self.ir_text)
             return target_machine().emit_assembly(mod)
 
 
@@ -96,7 +96,7 @@ def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
     with _lock:
         tm = target_machine()
         if obj is None:
-            mod = optimize(ir_text)
+            mod = optimize_ir(ir_text)
             optimized = str(mod)
             obj = tm.emit_object(mod)
             cache.store(key, obj)

@@ -1,65 +1,112 @@
-"""Program planning: a bound graph becomes ordered steps over buffers.
+"""The last late stages: steps over buffers, then the arena: Units --steps--> Steps --memory--> Plan.
 
 Every value the program touches lives in a `Buffer`: a feed, a session variable, a
 constant held by Python, a fresh output array, or a slot of the arena (one block per
 program, allocated once and reused; buffers whose lifetimes do not overlap share bytes,
-placed by `graphc.passes.memory.plan`). Nodes are read through `View`s (offset and strides
-in elements), so index ops that only re-address memory (reshape, transpose, broadcast,
-strided slices) cost nothing. Scalar constants are immediates baked into the code.
+placed by `graphc.passes.memory.place`). Nodes are read through `View`s (offset and
+strides in elements), so index ops that only re-address memory (reshape, transpose,
+broadcast, strided slices) cost nothing. Scalar constants are immediates baked into the code.
 
 Steps (`steps.py`):
 
-* `Kernel`: a loop nest that evaluates a group of nodes (`grouping.py`: single-use
-  producers inlined, kernels sharing a producer fused) and stores its results: the
-  root and the `more` results. A kernel with no members copies a view into a dense buffer.
+* `Kernel`: a loop nest that evaluates a group of nodes (`grouping.py`) and stores its
+  results: the root and the `more` results. A kernel with no members copies a view into
+  a dense buffer.
 * `Gemm`: a (batched) matrix product through BLAS; operands that are transposed views
   are passed as BLAS transposes.
 * At the end, one copy kernel per assignment moves the new value into the variable,
   so every read in the run sees the value from the start of the run (unless the
   kernel can write the variable directly: nothing reads it afterwards).
+
+`build_steps` and `place_arena` are pure functions of their stage; `build_steps` uses a
+private builder for the bookkeeping while it walks the units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ...dtypes import float32, float64, shape_str
-from ...errors import GraphcError
+from ...dtypes import float32, float64
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
-from ...passes.manager import Instrumentation, register_late_pass, run_late_passes
-from ...passes.memory import ALIGNMENT, Interval
-from ...passes.memory import plan as place_intervals
-from ...passes.pipeline import LATE_PIPELINE
-from ...passes.schedule import schedule
-from .grouping import GroupingMixin, reduce_mode
+from ...passes.memory import ALIGNMENT, Interval, place
+from .grouping import Units, _Stage, reduce_mode
 from .steps import Buffer, Extra, Gemm, Kernel, KernelMode, Plan, Step, View, blas_layout, numel
-from .views import Immediate, Loaded, probe_gather
+from .views import Immediate, Loaded
 
-ARENA_ALIGN = ALIGNMENT  # arena slots (placed by graphc.passes.memory.plan) start on cache lines
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
 SPLIT_MIN = 1 << 16
 
 
-class _Planner(GroupingMixin):
-    def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor]):
-        self.fetches = list(fetches)
-        self.assigns = list(assigns)
-        roots = self.fetches + self.assigns
-        needed = _needed(roots)
-        self.order = [n for n in schedule(roots) if n in needed]  # memory-aware order
-        self._index = {n: i for i, n in enumerate(self.order)}
-        self.users: dict[Tensor, list[Tensor]] = {n: [] for n in self.order}
-        for n in self.order:
-            for pos, i in enumerate(n.inputs):
-                if pos not in n.opdef.shape_only and n.op != "group":
-                    self.users[i].append(n)
-        self.outputs = list(dict.fromkeys(f for f in self.fetches if f.dtype is not None))
+@dataclass(frozen=True, eq=False)
+class Steps(_Stage):
+    """The program's steps over its buffers; arena buffers are not placed yet (offset 0)."""
+
+    units: Units
+    program: Plan  # with arena_bytes 0
+
+    @property
+    def nodes(self):
+        return self.units.nodes
+
+    def as_text(self) -> str:
+        return self.program.as_text()
+
+    def stats(self) -> dict[str, int]:
+        """Kernels, and the arena bytes without sharing (the sum of the arena buffers)."""
+        arena = sum(-(-b.size * b.dtype.itemsize // ALIGNMENT) * ALIGNMENT for b in self.program.buffers
+                    if b.kind == "arena")
+        return {"kernels": len(self.program.steps), "peak_bytes": arena}
+
+
+def build_steps(units: Units) -> Steps:
+    """Buffers, views and steps for the ordered units, then output copies and assignments."""
+    b = _Builder(units)
+    for unit in units.units:
+        b.unit(unit)
+    nodes = units.nodes
+    for o in nodes.outputs:
+        if o not in b.written:
+            b.copy(o, b.out_buffer(o))
+    for a in nodes.assigns:
+        var = a.inputs[0]
+        if not b.assign_in_place(a):
+            b.copy(a, View.dense(b.var_buffer[var], var.shape))
+    program = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0, tuple(b.steps),
+                   tuple(b.buffers))
+    return Steps(units, program)
+
+
+def place_arena(steps: Steps) -> Plan:
+    """The finished plan: arena buffers get offsets by liveness (buffers never live at the
+    same step share bytes), and the table buffers are checked against their slots."""
+    program = steps.program
+    first: dict[Buffer, int] = {}
+    last: dict[Buffer, int] = {}
+    for i, step in enumerate(program.steps):
+        for buf in step.buffers():
+            if buf.kind == "arena":
+                first.setdefault(buf, i)
+                last[buf] = i
+    intervals = [Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first]
+    offsets, arena = place(intervals)
+    placed = {buf: replace(buf, slot=offset) for buf, offset in offsets.items()}
+    plan = Plan(program.feeds, program.variables, program.outputs, program.consts, arena,
+                tuple(s.with_buffers(placed) for s in program.steps), tuple(placed.get(b, b) for b in program.buffers),
+                steps.node_count())
+    plan.check()
+    return plan
+
+
+class _Builder:
+    """The bookkeeping of `build_steps` (private to one call): buffers, views, steps so far."""
+
+    def __init__(self, units: Units):
+        self.nodes, self.groups = units.nodes, units.groups
         self.buffers: list[Buffer] = []
         self.counts = {"feed": 0, "variable": 0, "const": 0, "output": 0}
-        self.arena = 0
         self.consts: list[np.ndarray] = []
         self.view: dict[Tensor, View] = {}
         self.imm: dict[Tensor, Immediate] = {}
@@ -68,15 +115,9 @@ class _Planner(GroupingMixin):
         self.variables: list[Tensor] = []
         self.written: set[Tensor] = set()  # outputs computed straight into their arrays
         self.var_buffer: dict[Tensor, Buffer] = {}
-        self.probes: dict[Tensor, Loaded | Immediate | None] = {}  # set by the stages, in order:
-        self.group: dict[Tensor, Tensor] = {}  # fusion: computed node -> its kernel's key
-        self.members: dict[Tensor, list[Tensor]] = {}  # fusion: kernel key -> its nodes in order
-        self.units: list[list[Tensor]] | None = None  # schedule
-        self.result: Plan | None = None  # memory
 
-    # --- buffers -----------------------------------------------------------------------------
     def buffer(self, kind: str, dtype: np.dtype, size: int, name: str, slot: int | None = None) -> Buffer:
-        """A new buffer; arena offsets are assigned at the end by `place_arena`."""
+        """A new buffer; arena offsets are assigned by `place_arena`."""
         if kind == "arena":
             slot = 0
         elif slot is None:
@@ -88,122 +129,37 @@ class _Planner(GroupingMixin):
 
     def out_buffer(self, node: Tensor) -> View:
         """A dense buffer for a computed node: its output array when fetched, else arena."""
-        kind = "output" if node in self.outputs else "arena"
-        slot = self.outputs.index(node) if kind == "output" else None
+        outputs = self.nodes.outputs
+        kind = "output" if node in outputs else "arena"
+        slot = outputs.index(node) if kind == "output" else None
         view = View.dense(self.buffer(kind, node.dtype, numel(node.shape), node.name, slot), node.shape)
         if kind == "output":
             self.written.add(node)
         return view
 
-    # --- the stages (late passes, registered below) ---------------------------------------
-    def fuse(self) -> int:
-        """Group the computed nodes into kernels; returns how many nodes joined another's kernel."""
-        self.probes = {n: probe_gather(n) for n in self.order if n.opdef.kind is OpKind.INDEX}
-        self.group = self.groups(self.probes)
-        self.members = {}
-        for n in self.order:
-            if n in self.group:
-                self.members.setdefault(self.group[n], []).append(n)
-        return len(self.group) - len(self.members)
-
-    def order_steps(self) -> int:
-        """Order the units (kernels, GEMMs, views, sources) by their dependencies."""
-        self.units = self.order_units(self.group)
-        return len(self.units)
-
-    def lower(self) -> int:
-        """Buffers, views and steps for the ordered units, then output copies and assignments."""
-        for unit in self.units:
-            n = unit[0]
-            kind = n.opdef.kind
-            if n in self.group:
-                self.kernel(self.members[self.group[n]])  # a GEMM with an epilogue when it has a matmul member
-            elif n.op == "placeholder":
-                self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
-                self.feeds.append(n)
-            elif n.op == "variable":
-                self.var_buffer[n] = self.buffer("variable", n.dtype, numel(n.shape), n.name)
-                self.view[n] = View.dense(self.var_buffer[n], n.shape)
-                self.variables.append(n)
-            elif n.op == "constant":
-                arr = n.attrs["value"].array
-                if arr.size == 1:
-                    self.imm[n] = Immediate(arr.reshape(()).item(), arr.dtype)
-                else:
-                    self.consts.append(np.ascontiguousarray(arr))
-                    self.view[n] = View.dense(self.buffer("const", arr.dtype, arr.size, n.name), n.shape)
-            elif kind is OpKind.INDEX:
-                self.index_view(n, self.probes[n])
-            elif kind is OpKind.MATMUL:
-                self.gemm(n)
-        for o in self.outputs:
-            if o not in self.written:
-                self.copy(o, self.out_buffer(o))
-        for a in self.assigns:
-            var = a.inputs[0]
-            if not self.assign_in_place(a):
-                self.copy(a, View.dense(self.var_buffer[var], var.shape))
-        return len(self.steps)
-
-    def finish(self) -> int:
-        """Place the arena and check the finished plan; returns the arena buffers placed."""
-        placed = self.place_arena()
-        self.result = Plan(self.feeds, self.variables, self.outputs, self.consts, self.arena, self.steps,
-                           self.buffers)
-        self.result.check()
-        return placed
-
-    # --- what the instrumentation sees -------------------------------------------------------
-    def node_count(self) -> int:
-        return len(self.order)
-
-    def stats(self) -> dict[str, int]:
-        """Kernels (steps, or compute units before steps exist) and arena bytes so far.
-
-        Before the arena is placed, peak bytes is the sum of the arena buffers (no sharing).
-        """
-        if self.result is not None:
-            return {"kernels": len(self.steps), "peak_bytes": self.arena}
-        if self.steps:
-            arena = sum(-(-b.size * b.dtype.itemsize // ARENA_ALIGN) * ARENA_ALIGN for b in self.buffers
-                        if b.kind == "arena")
-            return {"kernels": len(self.steps), "peak_bytes": arena}
-        computing = [n for n in self.members if any(m.opdef.kind is OpKind.MATMUL for m in self.members[n])
-                     or numel(n.shape) > 0]
-        gemms = [n for n in self.order if n.opdef.kind is OpKind.MATMUL and n not in self.group]
-        return {"kernels": len(computing) + len(gemms)}
-
-    def as_text(self) -> str:
-        """The program so far: the kernel groups, then the unit order, then the steps."""
-        if self.steps or self.result is not None:
-            plan = self.result or Plan(self.feeds, self.variables, self.outputs, self.consts, 0, self.steps,
-                                       self.buffers)
-            return plan.as_text()
-        lines = []
-        if self.units is not None:
-            lines.append("units:")
-            for unit in self.units:
-                lines.append("  " + ", ".join(f"{n.name}={n.op}" for n in unit))
-            return "\n".join(lines) + "\n"
-        lines.append("kernels:")
-        for root, members in self.members.items():
-            lines.append(f"  {root.name}: " + ", ".join(f"{n.name}={n.op}" for n in members))
-        return "\n".join(lines) + "\n"
-
-    def place_arena(self) -> int:
-        """Give arena buffers offsets by liveness: buffers never live at the same step may share bytes."""
-        first: dict[Buffer, int] = {}
-        last: dict[Buffer, int] = {}
-        for i, step in enumerate(self.steps):
-            for buf in step.buffers():
-                if buf.kind == "arena":
-                    first.setdefault(buf, i)
-                    last[buf] = i
-        intervals = [Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first]
-        offsets, self.arena = place_intervals(intervals)
-        for buf, offset in offsets.items():
-            buf.slot = offset
-        return len(offsets)
+    def unit(self, unit: tuple[Tensor, ...]) -> None:
+        n = unit[0]
+        kind = n.opdef.kind
+        if n in self.groups.group:
+            self.kernel(self.groups.members[self.groups.group[n]])  # a GEMM with an epilogue if it has a matmul
+        elif n.op == "placeholder":
+            self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
+            self.feeds.append(n)
+        elif n.op == "variable":
+            self.var_buffer[n] = self.buffer("variable", n.dtype, numel(n.shape), n.name)
+            self.view[n] = View.dense(self.var_buffer[n], n.shape)
+            self.variables.append(n)
+        elif n.op == "constant":
+            arr = n.attrs["value"].array
+            if arr.size == 1:
+                self.imm[n] = Immediate(arr.reshape(()).item(), arr.dtype)
+            else:
+                self.consts.append(np.ascontiguousarray(arr))
+                self.view[n] = View.dense(self.buffer("const", arr.dtype, arr.size, n.name), n.shape)
+        elif kind is OpKind.INDEX:
+            self.index_view(n, self.groups.probes[n])
+        elif kind is OpKind.MATMUL:
+            self.gemm(n)
 
     def assign_in_place(self, a: Tensor) -> bool:
         """Let the kernel computing assignment `a` write the variable directly, when safe.
@@ -214,7 +170,7 @@ class _Planner(GroupingMixin):
         """
         var_buf = self.var_buffer[a.inputs[0]]
         found = [i for i, s in enumerate(self.steps) if isinstance(s, Kernel) and s.members and s.root is a]
-        if not found or a in self.outputs:
+        if not found or a in self.nodes.outputs:
             return False
         k = self.steps[found[0]]
         if any(m.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.STATE) for m in k.members):
@@ -226,8 +182,8 @@ class _Planner(GroupingMixin):
             touched = [v.buffer for v in step_reads(later)]
             if var_buf in touched or k.out.buffer in touched:
                 return False
-        k.out = View.dense(var_buf, a.shape)
-        self.view[a] = k.out
+        self.steps[found[0]] = replace(k, out=View.dense(var_buf, a.shape))
+        self.view[a] = self.steps[found[0]].out
         return True
 
     def index_view(self, n: Tensor, probe: Loaded | Immediate) -> None:
@@ -243,16 +199,17 @@ class _Planner(GroupingMixin):
         strides = tuple(sum(ix.coef(k) * s for ix, s in zip(probe.index, base.strides)) for k in range(n.ndim))
         self.view[n] = View(base.buffer, offset, strides)
 
-    def kernel(self, members: list[Tensor]) -> None:
+    def kernel(self, members: tuple[Tensor, ...]) -> None:
         """One kernel for a group: its roots are the members used outside it or fetched.
 
-        A group with a GEMM member (`attach_epilogues`) is that GEMM: its product goes to the
-        buffer of the kernel's result, and the kernel, its epilogue, runs in place over it.
+        A group with a GEMM member (an epilogue, see `grouping`) is that GEMM: its product
+        goes to the buffer of the kernel's result, and the kernel runs in place over it.
         """
+        users, outputs = self.nodes.users, self.nodes.outputs
         gemms = [m for m in members if m.opdef.kind is OpKind.MATMUL]
-        members = [m for m in members if m.opdef.kind is not OpKind.MATMUL]
+        members = tuple(m for m in members if m.opdef.kind is not OpKind.MATMUL)
         inside = set(members)
-        roots = [m for m in members if m in self.outputs or any(u not in inside for u in self.users[m])
+        roots = [m for m in members if m in outputs or any(u not in inside for u in users[m])
                  or m.op == "assign"] or [members[-1]]
         reduces = [r for r in roots if r.opdef.kind is OpKind.REDUCE]
         root = reduces[0] if reduces else roots[-1]
@@ -279,11 +236,11 @@ class _Planner(GroupingMixin):
             a, b = (self.dense_operand(i) for i in g.inputs)
             out = self.out_buffer(root)
             reads[g] = self.view[g] = out
-            k = Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, more=more)
+            k = Kernel(f"k{len(self.steps)}", root, members, out, reads, imms, more=more)
             self.steps.append(Gemm(f"g{len(self.steps)}", g, a, b, out, k))
         else:
             out = self.out_buffer(root)
-            self.steps.append(Kernel(f"k{len(self.steps)}", root, tuple(members), out, reads, imms, mode, scratch,
+            self.steps.append(Kernel(f"k{len(self.steps)}", root, members, out, reads, imms, mode, scratch,
                                      split, more))
         self.view[root] = out
         for extra in more:
@@ -350,55 +307,3 @@ def partial_dtype(node: Tensor) -> np.dtype:
     if node.opdef.reduce in ("sum", "prod"):
         return float64 if x.dtype.kind == "f" else np.dtype(np.int64)
     return x.dtype
-
-
-def _needed(roots: Sequence[Tensor]) -> set[Tensor]:
-    """Nodes whose data the roots read (inputs read only for their shape are skipped)."""
-    seen: set[Tensor] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(i for pos, i in enumerate(n.inputs) if pos not in n.opdef.shape_only)
-    return seen
-
-
-@register_late_pass("fusion", "kernel grouping: inline single-use producers, fuse siblings, attach GEMM epilogues")
-def fusion(p: _Planner, options=None) -> tuple[_Planner, int]:
-    return p, p.fuse()
-
-
-@register_late_pass("schedule", "order kernels, GEMMs and views by dependencies, in memory-aware node order")
-def schedule_units(p: _Planner, options=None) -> tuple[_Planner, int]:
-    return p, p.order_steps()
-
-
-@register_late_pass("steps", "buffers, views and steps for the units; output copies; in-place assignments")
-def steps(p: _Planner, options=None) -> tuple[_Planner, int]:
-    return p, p.lower()
-
-
-@register_late_pass("memory", "arena placement by liveness over the steps (buffers with disjoint lifetimes share)")
-def memory(p: _Planner, options=None) -> tuple[_Planner, int]:
-    return p, p.finish()
-
-
-def make_plan(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = (), instrument: Instrumentation | None = None,
-              first: int = 1) -> Plan:
-    """Plan a program computing `fetches` (bound, static shapes) and applying `assigns`.
-
-    The late passes of `LATE_PIPELINE` run in order on the plan in progress; their
-    records (time, kernels, bytes) are kept in `Plan.records`. `instrument` prints and
-    dumps them like graph passes (dump files numbered from `first`).
-    """
-    for n in list(fetches) + list(assigns):
-        if n.dtype is not None and any(d is None for d in n.shape):
-            raise GraphcError(f"{n.name} has unbound shape {shape_str(n.shape)}")
-    planner, records = run_late_passes(_Planner(fetches, assigns), LATE_PIPELINE, None, instrument, first)
-    if planner.result is None:
-        raise GraphcError("internal: the late pipeline did not finish the plan")
-    planner.result.records = records
-    return planner.result
-

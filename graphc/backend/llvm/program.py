@@ -22,11 +22,12 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import as_text
 from ...options import CompileOptions
+from ...passes.memory import ALIGNMENT
 from . import blas
+from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
-from .plan import ARENA_ALIGN, make_plan
 from .steps import Gemm
 
 _ffi = FFI()
@@ -42,10 +43,10 @@ class LLVMProgram:
                  instrument: Any = None):
         self.options = options or CompileOptions()
         fetches, assigns = list(fetches), list(assigns)
-        self.optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument)
+        self.optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument, backend=LLVM)
         bound, mapping = list(self.optimized.module.outputs), self.optimized.mapping
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
-        self.plan = make_plan(self.fetches, self.assigns)
+        self.plan, _ = LLVM.lower(self.fetches, self.assigns)
         self.ir_text = str(build_module(self.plan))
         uses_blas = any(isinstance(s, Gemm) for s in self.plan.steps)
         self.compiled = compile_ir(self.ir_text, ENTRY, blas.gemm_symbols() if uses_blas else {})
@@ -70,9 +71,9 @@ class LLVMProgram:
     def _table(self) -> list:
         """A new pointer table with its own arena: [table, held objects, cached variable arrays]."""
         table = _ffi.new("void*[]", self._size)
-        keep = [np.empty(self.plan.arena_bytes + ARENA_ALIGN, np.uint8)]
+        keep = [np.empty(self.plan.arena_bytes + ALIGNMENT, np.uint8)]
         arena = _ffi.from_buffer(keep[0])
-        table[self._arena_slot] = arena + (-int(_ffi.cast("uintptr_t", arena)) % ARENA_ALIGN)
+        table[self._arena_slot] = arena + (-int(_ffi.cast("uintptr_t", arena)) % ALIGNMENT)
         keep.append(arena)
         for i, c in enumerate(self.plan.consts):
             buf = _ffi.from_buffer(c)

@@ -1,9 +1,9 @@
-"""What a program plan is made of: buffers, views, kernels, GEMM calls (see `plan`)."""
+"""What a program's `Plan` is made of: buffers, views, kernels, GEMM calls (see `plan`). All immutable."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
@@ -39,7 +39,7 @@ class KernelMode(str, Enum):
         return self.value
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Buffer:
     """Memory the program reads or writes; `slot` is the table index or the arena byte offset."""
 
@@ -66,16 +66,15 @@ class View:
     def dense(buffer: Buffer, shape: Sequence[int]) -> View:
         return View(buffer, 0, row_major_strides(shape))
 
-    def is_dense(self, shape: Sequence[int]) -> bool:
-        live = [(s, d) for s, d in zip(self.strides, shape) if d != 1]
-        return self.offset == 0 and all(s == t for (s, d), t in zip(live, row_major_strides([d for _, d in live])))
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> View:
+        return replace(self, buffer=new.get(self.buffer, self.buffer))
 
     def __str__(self) -> str:
         extra = "" if self.offset == 0 else f"+{self.offset}"
         return f"{self.buffer.name}{extra}[strides {','.join(map(str, self.strides))}]"
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Extra:
     """A further result of a kernel: a map over the kernel's iteration space, or a reduction
     like the kernel's root (same input shape, axes and keepdims); `scratch` for split parts."""
@@ -85,7 +84,7 @@ class Extra:
     scratch: Buffer | None = None
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Kernel:
     """A loop nest computing `root` and the `more` results (from `members`, in topological
     order) into `out` and the extras' buffers."""
@@ -116,8 +115,15 @@ class Kernel:
                 bufs.append(extra.scratch)
         return bufs
 
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> Kernel:
+        """The kernel with its buffers replaced by `new` (the arena's placed buffers)."""
+        swap = lambda b: None if b is None else new.get(b, b)  # noqa: E731
+        return replace(self, out=self.out.with_buffers(new),
+                       reads={n: v.with_buffers(new) for n, v in self.reads.items()}, scratch=swap(self.scratch),
+                       more=tuple(replace(e, out=e.out.with_buffers(new), scratch=swap(e.scratch)) for e in self.more))
 
-@dataclass(eq=False)
+
+@dataclass(frozen=True, eq=False)
 class Gemm:
     """out = a @ b (batched, batch dims broadcast) through BLAS, then the `epilogue`, if any:
     a map kernel over the product's index space that reads the product from `out` and
@@ -135,22 +141,38 @@ class Gemm:
         bufs = [self.a.buffer, self.b.buffer, self.out.buffer]
         return bufs + (self.epilogue.buffers() if self.epilogue is not None else [])
 
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> Gemm:
+        """The call with its buffers replaced by `new` (the arena's placed buffers)."""
+        epilogue = None if self.epilogue is None else self.epilogue.with_buffers(new)
+        return replace(self, a=self.a.with_buffers(new), b=self.b.with_buffers(new), out=self.out.with_buffers(new),
+                       epilogue=epilogue)
+
 
 Step = Kernel | Gemm
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class Plan:
-    """Everything a backend needs to emit one program."""
+    """Everything the LLVM backend needs to emit one program: the last late stage."""
 
-    feeds: list[Tensor]
-    variables: list[Tensor]
-    outputs: list[Tensor]
-    consts: list[np.ndarray]
+    feeds: tuple[Tensor, ...]
+    variables: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    consts: tuple[np.ndarray, ...]
     arena_bytes: int
-    steps: list[Step]
-    buffers: list[Buffer] = field(default_factory=list)
-    records: list = field(default_factory=list)  # the late passes that built it (PassRecord)
+    steps: tuple[Step, ...]
+    buffers: tuple[Buffer, ...] = ()
+    nodes: int = 0  # how many nodes the program was lowered from (the late stages' node count)
+    records: tuple = ()  # the late passes that built it (PassRecord)
+
+    def node_count(self) -> int:
+        return self.nodes
+
+    def stats(self) -> dict[str, int]:
+        return {"kernels": len(self.steps), "peak_bytes": self.arena_bytes}
+
+    def verify(self, after: str) -> None:
+        """Checked as it is built (`check`, by `plan.place_arena`)."""
 
     def check(self) -> None:
         """Every table buffer matches the array the run will pass for its slot."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.backend.llvm.grouping import GroupingMixin
+from graphc.backend.llvm import grouping
 from graphc.backend.llvm.program import LLVMProgram
 from graphc.backend.llvm.steps import Gemm
 
@@ -20,7 +20,7 @@ def _program(fetches, feeds) -> tuple[list, LLVMProgram]:
 
 def _unfused(monkeypatch, fetches, feeds) -> tuple[list, LLVMProgram]:
     with monkeypatch.context() as m:
-        m.setattr(GroupingMixin, "attach_epilogues", lambda self, group: None)
+        m.setattr(grouping, "_attach_epilogues", lambda nodes, group: None)
         return _program(fetches, feeds)
 
 
