@@ -6,9 +6,10 @@
   default), one per shape signature, behind one C function ``<name>``;
 * ``<name>.h``: its C declaration with the calling convention, error codes, workspace
   size and BLAS slots documented;
-* ``<name>.json``: the manifest: inputs, state (the function's variables), outputs,
-  dtypes, shapes (None for symbolic dims), the compiled signatures, graphc version,
-  target CPU and an ABI hash that the library also returns (``<name>_abi()``);
+* ``<name>.json``: the manifest (`graphc.manifest`): inputs, state (the function's
+  variables), outputs, dtypes, shapes (None for symbolic dims), the compiled signatures,
+  graphc version, target CPU, digests of the library and state file, and a hash of all
+  of it that the library also returns (``<name>_abi()``);
 * ``<name>.state.bin``: the variables' values at export time, raw, at the manifest's offsets.
 
 `load_exported` needs only numpy and ctypes (no llvmlite, no C compiler).
@@ -17,7 +18,6 @@
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import re
@@ -29,16 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from . import manifest as mf
 from .errors import FeedError, GraphcError
 from .runtime.feeds import convert_feed
 from .version import __version__
 
 __all__ = ["ExportedFunction", "load_exported"]
 
-FORMAT = "graphc-export"
-FORMAT_VERSION = 1
-STATE_ALIGN = 64
-_ROLES = ("inputs", "state", "outputs")
 
 
 def export_function(fn: Any, directory: str | Path, name: str,
@@ -70,7 +67,7 @@ def export_function(fn: Any, directory: str | Path, name: str,
     directory.mkdir(parents=True, exist_ok=True)
     state_file = f"{name}.state.bin"
     layout, blob = _state(fn, variables)
-    manifest = _manifest(name, args, variants, layout, cpu_name, features, __version__, fn)
+    manifest = _manifest(name, args, variants, layout, blob, cpu_name, features, fn)
     info = {"version": __version__, "cpu": cpu_name, "state_file": state_file}
     state_args = [(a, off, nbytes) for a, (off, nbytes) in zip([a for a in args if a.role == "state"], layout)]
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=directory) as tmp:  # then renamed in place
@@ -86,6 +83,7 @@ def export_function(fn: Any, directory: str | Path, name: str,
                     f"{name}_set_dgemm"]
         aot.link_library(library, build / f"{name}.c", objects, "host" if cpu == "host" else cpu_name, exported)
         (build / state_file).write_bytes(blob)
+        manifest["library"] = mf.digest(library.read_bytes())
         (build / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
         for file in (f"lib{name}.so", f"{name}.h", state_file, f"{name}.json"):
             os.replace(build / file, directory / file)
@@ -143,7 +141,7 @@ def _state(fn: Any, variables: list) -> tuple[list[tuple[int, int]], bytes]:
     layout, chunks, at = [], [], 0
     for var in variables:
         data = np.ascontiguousarray(fn.session.variable_value(var)).tobytes()
-        pad = -at % STATE_ALIGN
+        pad = -at % mf.STATE_ALIGN
         chunks.append(b"\0" * pad + data)
         at += pad
         layout.append((at, len(data)))
@@ -155,8 +153,9 @@ def _arg_entry(a: Any) -> dict[str, Any]:
     return {"name": a.name, "c_name": a.c_name, "dtype": a.dtype, "shape": list(a.shape)}
 
 
-def _manifest(name: str, args: list, variants: list, layout: list, cpu: str, features: str, version: str,
+def _manifest(name: str, args: list, variants: list, layout: list, state: bytes, cpu: str, features: str,
               fn: Any) -> dict[str, Any]:
+    """The manifest, hashed; the library's digest is added once it is linked."""
     from .backend.llvm.capi import workspace_size
 
     roles = {"inputs": [], "state": [], "outputs": []}
@@ -165,27 +164,21 @@ def _manifest(name: str, args: list, variants: list, layout: list, cpu: str, fea
         if a.role == "state":
             entry["updated"] = a.written
         roles["inputs" if a.role == "input" else "state" if a.role == "state" else "outputs"].append(entry)
-    counts = [len(roles[r]) for r in _ROLES]
+    counts = [len(roles[r]) for r in mf.ROLES]
     signatures = []
     for v in variants:
         shapes = [list(s) for s in v.shapes]
         signatures.append({"inputs": shapes[:counts[0]], "state": shapes[counts[0]:counts[0] + counts[1]],
                            "outputs": shapes[counts[0] + counts[1]:]})
-    abi = {"function": name, **roles, "signatures": signatures, "workspace_bytes": workspace_size(variants)}
     for entry, (offset, nbytes) in zip(roles["state"], layout):
         entry["offset"], entry["nbytes"] = offset, nbytes
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "graphc_version": version,
-            "target": {"cpu": cpu, "features": features},
-            "files": {"library": f"lib{name}.so", "header": f"{name}.h", "state": f"{name}.state.bin"},
-            "single_output": fn._single, **abi, "abi_hash": abi_hash(abi)}
-
-
-def abi_hash(abi: dict[str, Any]) -> str:
-    """SHA-256 of the ABI fields of a manifest (function, arguments, signatures, workspace)."""
-    keep = {"function": abi["function"], "signatures": abi["signatures"], "workspace_bytes": abi["workspace_bytes"]}
-    for role in _ROLES:
-        keep[role] = [{k: e[k] for k in ("name", "c_name", "dtype", "shape", "updated") if k in e} for e in abi[role]]
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    manifest = {"format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "name": name,
+                "graphc_version": __version__, "target": {"cpu": cpu, "features": features},
+                "files": {"library": f"lib{name}.so", "header": f"{name}.h", "state": f"{name}.state.bin"},
+                "single_output": fn._single, "function": name, **roles, "signatures": signatures,
+                "workspace_bytes": workspace_size(variants), "state_file": mf.digest(state)}
+    manifest["abi_hash"] = mf.abi_hash(manifest)
+    return manifest
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -222,9 +215,11 @@ class ExportedFunction:
     trust_input: bool = False
 
     def __init__(self, directory: Path, name: str, blas: str | None = "auto"):
-        manifest = _read_manifest(directory, name)
+        manifest = mf.read(directory, name)
         self.name, self.manifest = name, manifest
-        self.library = ctypes.CDLL(str(directory / manifest["files"]["library"]))
+        library = directory / manifest["files"]["library"]
+        mf.check_file(library, manifest["library"], "library")  # a truncated library would SIGBUS in dlopen
+        self.library = ctypes.CDLL(str(library))
         lib_abi = _symbol(self.library, f"{name}_abi", ctypes.c_char_p, []).__call__()
         if lib_abi is None or lib_abi.decode() != manifest["abi_hash"]:
             raise GraphcError(f"{directory / manifest['files']['library']} was not built with the manifest "
@@ -237,7 +232,7 @@ class ExportedFunction:
         for spec in self.inputs + self.state_specs + self.outputs:
             argtypes += [ctypes.c_void_p] + [ctypes.c_int64] * len(spec.shape)
         self._fn = _symbol(self.library, name, ctypes.c_int, argtypes + [ctypes.c_void_p, ctypes.c_size_t])
-        self.state = _load_state(directory / manifest["files"]["state"], manifest["state"])
+        self.state = _load_state(directory / manifest["files"]["state"], manifest)
         self._by_inputs = {tuple(tuple(s) for s in sig["inputs"]): sig for sig in manifest["signatures"]}
         self._single = manifest["single_output"]
         self._lock = threading.Lock() if any(e["updated"] for e in manifest["state"]) else None
@@ -304,31 +299,6 @@ def no_match(name: str, shapes: Sequence[tuple[int, ...]], known: Sequence[Seque
                      f"signature (exported: {listed})")
 
 
-def _read_manifest(directory: Path, name: str) -> dict[str, Any]:
-    path = directory / f"{name}.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except OSError as exc:
-        raise GraphcError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise GraphcError(f"the manifest {path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise GraphcError(f"{path} is not a graphc export manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise GraphcError(f"{path} has format version {manifest.get('format_version')!r}; this graphc reads "
-                          f"version {FORMAT_VERSION}")
-    if manifest.get("name") != name:
-        raise GraphcError(f"{path} describes the export {manifest.get('name')!r}, not {name!r}")
-    try:
-        expected = abi_hash(manifest)
-    except (KeyError, TypeError) as exc:
-        raise GraphcError(f"the manifest {path} lacks a field: {exc}") from None
-    if expected != manifest.get("abi_hash"):
-        raise GraphcError(f"the manifest {path} was modified after export (its ABI fields no longer match "
-                          "its abi_hash)")
-    return manifest
-
-
 def _symbol(library: ctypes.CDLL, symbol: str, restype: Any, argtypes: list) -> Any:
     try:
         fn = getattr(library, symbol)
@@ -338,20 +308,15 @@ def _symbol(library: ctypes.CDLL, symbol: str, restype: Any, argtypes: list) -> 
     return fn
 
 
-def _load_state(path: Path, entries: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    if not entries:
+def _load_state(path: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The state arrays (the manifest is validated: offsets and sizes fit the checked file)."""
+    if not manifest["state"]:
         return {}
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise GraphcError(f"cannot read the state file {path}: {exc.strerror or exc}") from None
+    blob = mf.check_file(path, manifest["state_file"], "state file")
     state = {}
-    for e in entries:
+    for e in manifest["state"]:
         dtype, shape = np.dtype(e["dtype"]), tuple(e["shape"])
-        count = int(np.prod(shape, dtype=np.int64))
-        if e["offset"] + e["nbytes"] > len(blob) or e["nbytes"] != dtype.itemsize * count:
-            raise GraphcError(f"the state file {path} does not hold {e['name']} as the manifest describes")
-        state[e["name"]] = np.frombuffer(blob, dtype, count, e["offset"]).reshape(shape).copy()
+        state[e["name"]] = np.frombuffer(blob, dtype, e["nbytes"] // dtype.itemsize, e["offset"]).reshape(shape).copy()
     return state
 
 

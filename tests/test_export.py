@@ -278,7 +278,7 @@ def test_manifest_mismatches_are_clear_errors(mlp_export, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(directory, bad)
     shutil.copy(other / "mlp.json", bad / "mlp.json")  # a consistent manifest of another export
-    with pytest.raises(gc.GraphcError, match="was not built with the manifest"):
+    with pytest.raises(gc.GraphcError, match="does not match the manifest|has .* bytes, the manifest records"):
         gc.load_exported(bad, "mlp")
     manifest = json.loads((directory / "mlp.json").read_text())
     manifest["signatures"][0]["inputs"][0] = [4, 12]  # edited by hand
@@ -294,6 +294,84 @@ def test_manifest_mismatches_are_clear_errors(mlp_export, tmp_path):
         shutil.copy(directory / "mlp.json", bad / "other.json")
         gc.load_exported(bad, "other")
 
+
+
+LOAD_IN_CHILD = """
+import sys
+import graphc as gc
+try:
+    gc.load_exported(sys.argv[1], "mlp")
+except gc.GraphcError as exc:
+    print("GraphcError:", exc)
+"""
+
+
+def _load_in_child(directory: Path) -> str:
+    """load_exported in a child process: a crash there (SIGBUS, SIGSEGV) fails the test, not the run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", LOAD_IN_CHILD, str(directory)], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, f"the loader died with {result.returncode}: {result.stderr[-2000:]}"
+    return result.stdout
+
+
+def test_truncated_library_is_refused_before_dlopen(mlp_export, tmp_path):
+    """A truncated lib<NAME>.so once killed the process with SIGBUS inside dlopen."""
+    directory, _ = mlp_export
+    for cut in (0.5, 0.99):
+        bad = tmp_path / f"cut{cut}"
+        shutil.copytree(directory, bad)
+        data = (bad / "libmlp.so").read_bytes()
+        (bad / "libmlp.so").write_bytes(data[:int(len(data) * cut)])
+        out = _load_in_child(bad)
+        assert "GraphcError: the library" in out and "bytes, the manifest records" in out
+    flipped = tmp_path / "flipped"
+    shutil.copytree(directory, flipped)
+    data = bytearray((flipped / "libmlp.so").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (flipped / "libmlp.so").write_bytes(bytes(data))
+    assert "SHA-256 differs" in _load_in_child(flipped)
+
+
+def test_every_manifest_field_is_hashed_and_validated(mlp_export, tmp_path):
+    """State offsets/nbytes and single_output were outside the ABI hash: a shifted offset loaded other bytes."""
+    from graphc import manifest as mf
+
+    directory, _ = mlp_export
+    original = json.loads((directory / "mlp.json").read_text())
+    bad = tmp_path / "bad"
+    shutil.copytree(directory, bad)
+    edits = {
+        "state offset": lambda m: m["state"][1].update(offset=m["state"][1]["offset"] + 64),
+        "state nbytes": lambda m: m["state"][0].update(nbytes=4),
+        "single_output": lambda m: m.update(single_output=True),
+        "updated": lambda m: m["state"][0].update(updated=True),
+        "target": lambda m: m["target"].update(cpu="x"),
+        "version": lambda m: m.update(graphc_version="0"),
+        "file name": lambda m: m["files"].update(library="../libmlp.so"),
+        "state digest": lambda m: m["state_file"].update(bytes=1),
+        "unknown field": lambda m: m.update(extra=1),
+    }
+    rehashed_errors = {"state offset": "bad state offset|do not fit", "state nbytes": "nbytes 4 is not",
+                       "single_output": "single_output", "file name": "files are not",
+                       "state digest": "do not fit", "unknown field": "missing or unknown"}
+    for what, edit in edits.items():
+        manifest = json.loads(json.dumps(original))
+        edit(manifest)
+        (bad / "mlp.json").write_text(json.dumps(manifest))
+        with pytest.raises(gc.GraphcError, match="modified after export"):
+            gc.load_exported(bad, "mlp")
+        if what in rehashed_errors:  # edited and re-hashed: the validation names the field
+            manifest["abi_hash"] = mf.abi_hash(manifest)
+            (bad / "mlp.json").write_text(json.dumps(manifest))
+            with pytest.raises(gc.GraphcError, match=rehashed_errors[what]):
+                gc.load_exported(bad, "mlp")
+    (bad / "mlp.json").write_text(json.dumps(original))
+    state = bytearray((bad / "mlp.state.bin").read_bytes())
+    state[5] ^= 1
+    (bad / "mlp.state.bin").write_bytes(bytes(state))
+    with pytest.raises(gc.GraphcError, match="state file .* does not match the manifest"):
+        gc.load_exported(bad, "mlp")
 
 BLOCK_LLVMLITE = """
 import sys
