@@ -156,6 +156,24 @@ def test_c_calls_report_bad_arguments_with_codes(mlp_export):
     assert b"dims" in c.lib.mlp_strerror(2) and c.lib.mlp_strerror(99) == b"unknown return code"
 
 
+
+def test_input_inside_workspace_returns_overlap_error(mlp_export):
+    """An input lying in the workspace was overwritten by the arena: the call returned 0 with wrong outputs."""
+    directory, _ = mlp_export
+    c = _Direct(directory)
+    needed = c.lib.mlp_workspace_size()
+    workspace = np.zeros(needed + 4096, np.uint8)
+    for k in (0, 1, 2):  # inputs and read-only state
+        pointers = [a.ctypes.data for a in c.arrays]
+        inside = workspace[128:128 + c.arrays[k].nbytes]
+        inside[:] = c.arrays[k].view(np.uint8).ravel()
+        pointers[k] = inside.ctypes.data
+        assert c.call(pointers, workspace=workspace.ctypes.data, workspace_bytes=workspace.size) == 5, k
+        assert b"overlaps the workspace" in c.lib.mlp_strerror(5)
+    pointers = [a.ctypes.data for a in c.arrays]
+    pointers[0] = workspace.ctypes.data + needed + 64  # past the part a call uses: allowed
+    assert c.call(pointers, workspace=workspace.ctypes.data, workspace_bytes=workspace.size) == 0
+
 def _guarded(values: np.ndarray, keep: list) -> np.ndarray:
     """A copy of `values` whose last byte is followed by a PROT_NONE page (reads past it crash)."""
     page = mmap.PAGESIZE

@@ -26,7 +26,8 @@ ERRORS = {  # code: (macro suffix, message); 0 is success
     2: ("ERR_DIMS", "the dims do not match any compiled shape signature"),
     3: ("ERR_WORKSPACE", "the workspace is smaller than the size NAME_workspace_size() returns"),
     4: ("ERR_NOMEM", "could not allocate scratch memory"),
-    5: ("ERR_OVERLAP", "an output or updated state array overlaps another argument or the workspace"),
+    5: ("ERR_OVERLAP", "an output or updated state array overlaps another argument, or an argument overlaps the "
+                       "workspace"),
 }
 ALIGN = 64
 _C_WORDS = set(keyword.kwlist) | {
@@ -123,7 +124,8 @@ def header(name: str, args: Sequence[Arg], variants: Sequence[Variant], info: di
               f" * (programs are compiled for fixed shapes; any other dims give {up}_ERR_DIMS and nothing",
               " * is read or written). A pointer may be NULL only when its array has no elements",
               f" * ({up}_ERR_NULL otherwise). Outputs and updated state must not overlap any other",
-              f" * argument ({up}_ERR_OVERLAP); inputs may share memory with each other.", " *",
+              f" * argument, and no argument may overlap the workspace ({up}_ERR_OVERLAP); inputs may",
+              " * share memory with each other.", " *",
               " * State arrays hold values the function reads (and, when marked updated, overwrites",
               " * with their new values at the end of the call, after all reads). Their values at",
               f" * export time are in {info['state_file']} (offsets below).", " *",
@@ -259,10 +261,11 @@ static int dispatch(void* const* ptrs, const int64_t* dims, void* workspace, siz
     size_t need = v->arena_bytes > 0 ? (size_t)v->arena_bytes + ALIGN - 1 : 0;
     if (need && workspace && workspace_bytes < need) return UP_ERR_WORKSPACE;
     for (int a = 0; a < NARGS; a++) {
+        /* the program writes the workspace: no argument, not even an input, may lie in it */
+        if (need && workspace && overlaps(ptrs[a], v->bytes[a], workspace, (int64_t)need)) return UP_ERR_OVERLAP;
         if (!written[a]) continue;
         for (int b = 0; b < NARGS; b++)
             if (b != a && overlaps(ptrs[a], v->bytes[a], ptrs[b], v->bytes[b])) return UP_ERR_OVERLAP;
-        if (need && workspace && overlaps(ptrs[a], v->bytes[a], workspace, (int64_t)need)) return UP_ERR_OVERLAP;
     }
     void* owned = NULL;
     char* arena = (char*)workspace;
