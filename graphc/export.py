@@ -207,9 +207,11 @@ class ExportedFunction:
     """An exported library loaded with ctypes. Calls take the inputs positionally.
 
     `state` maps each state array's name to its array (loaded from the state file; updated
-    in place by calls that update it). ``trust_input = True`` skips the Python-side
-    conversions: arrays must then be C-contiguous of the exact dtypes (the library still
-    checks dims and pointers).
+    in place by calls that update it). An entry may be replaced by an array of the same
+    shape: one of another dtype (same-kind cast) or layout (strided, Fortran order,
+    read-only, unaligned) is converted on the next call, and the converted copy replaces it.
+    ``trust_input = True`` skips the Python-side conversions of inputs: arrays must then be
+    C-contiguous of the exact dtypes (the library still checks dims and pointers).
     """
 
     trust_input: bool = False
@@ -235,7 +237,8 @@ class ExportedFunction:
         self.state = _load_state(directory / manifest["files"]["state"], manifest)
         self._by_inputs = {tuple(tuple(s) for s in sig["inputs"]): sig for sig in manifest["signatures"]}
         self._single = manifest["single_output"]
-        self._lock = threading.Lock() if any(e["updated"] for e in manifest["state"]) else None
+        self._updated = [e["updated"] for e in manifest["state"]]
+        self._lock = threading.Lock() if any(self._updated) else None
         self._workspace_bytes = manifest["workspace_bytes"]
         self._workspaces: list[np.ndarray] = []
         if blas not in ("auto", None):
@@ -250,6 +253,25 @@ class ExportedFunction:
     def strerror(self, code: int) -> str:
         return self._strerror(code).decode()
 
+    def _state_arrays(self) -> list[np.ndarray]:
+        """The `state` arrays as the library needs them; an entry the user replaced with another
+        dtype or layout is converted (a copy, which then replaces it in `state`)."""
+        arrays = []
+        for spec, updated in zip(self.state_specs, self._updated):
+            a = self.state.get(spec.name)
+            if not (type(a) is np.ndarray and a.dtype == spec.dtype and a.shape == spec.shape
+                    and a.flags.c_contiguous and a.flags.aligned and (a.flags.writeable or not updated)):
+                if a is None:
+                    raise GraphcError(f"{self.name}: state[{spec.name!r}] is missing")
+                try:
+                    a = np.array(convert_feed(spec, a), order="C", copy=True)
+                except FeedError as exc:
+                    raise GraphcError(f"{self.name}: state[{spec.name!r}] was replaced by an unusable value: "
+                                      f"{str(exc).removeprefix('placeholder ')}") from None
+                self.state[spec.name] = a
+            arrays.append(a)
+        return arrays
+
     def __call__(self, *args: Any) -> Any:
         if self.trust_input:
             if len(args) != len(self.inputs):
@@ -261,7 +283,7 @@ class ExportedFunction:
         if sig is None:
             raise no_match(self.name, [a.shape for a in arrays], list(self._by_inputs))
         outs = [np.empty(shape, spec.dtype) for spec, shape in zip(self.outputs, sig["outputs"])]
-        state = [self.state[s.name] for s in self.state_specs]
+        state = self._state_arrays()
         cargs: list[Any] = []
         for a in list(arrays) + state + outs:
             cargs.append(a.__array_interface__["data"][0])

@@ -511,3 +511,35 @@ def test_c_example_builds_runs_and_matches_in_process(tmp_path):
     np.testing.assert_allclose(c_losses, py_losses, rtol=1e-5)
     assert c_losses[-1] < 0.5 * c_losses[0]
     assert "code 2" in built.stdout
+
+
+def test_replaced_state_is_checked_or_converted(tmp_path):
+    """State entries replaced by float64, non-contiguous or negative-stride arrays were passed unchecked."""
+    with gc.Graph().as_default():
+        fn = _mlp(batch_dim=4, updates=True)
+        fn.export(tmp_path, "step")
+        want = fn(*_batch(4))
+    for make in (lambda a: a.astype(np.float64),  # another dtype
+                 lambda a: np.asfortranarray(a),  # another layout
+                 lambda a: np.ascontiguousarray(a[::-1])[::-1],  # negative strides
+                 lambda a: np.repeat(a, 2, axis=-1)[..., ::2]):  # non-contiguous
+        loaded = gc.load_exported(tmp_path, "step")
+        original = {k: v.copy() for k, v in loaded.state.items()}
+        for k, v in original.items():
+            loaded.state[k] = make(v)
+            np.testing.assert_array_equal(loaded.state[k], v)
+        _close(loaded(*_batch(4)), want, rtol=1e-5)
+        for k, v in loaded.state.items():  # updated in place: the converted arrays hold the new values
+            assert v.dtype == np.float32 and v.flags.c_contiguous
+            assert not np.array_equal(v, original[k]) or k == "b1"
+    loaded = gc.load_exported(tmp_path, "step")
+    loaded.state["w1"] = np.zeros((3, 3), np.float32)
+    with pytest.raises(gc.GraphcError, match=r"state\['w1'\] was replaced by an unusable value: w1: expected "
+                                             r"float32\(12, 16\), got float32\(3, 3\)"):
+        loaded(*_batch(4))
+    loaded.state["w1"] = np.zeros((12, 16), np.complex64)
+    with pytest.raises(gc.GraphcError, match="was replaced by an unusable value"):
+        loaded(*_batch(4))
+    del loaded.state["w1"]
+    with pytest.raises(gc.GraphcError, match=r"state\['w1'\] is missing"):
+        loaded(*_batch(4))
