@@ -8,12 +8,14 @@ A `Rule` pairs a pattern with a builder from bindings to the replacement node.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..errors import GraphcError
 from ..ir.graph import Tensor
 from .module import Module, rebuild
 
@@ -91,24 +93,35 @@ class Rule:
     doc: str = ""
 
 
-def apply_rules(rules: list[Rule], node: Tensor) -> Tensor | None:
-    """The first rule's replacement whose result keeps the node's type, else None."""
+def apply_rules(rules: list[Rule], node: Tensor, fired: deque | None = None) -> Tensor | None:
+    """The first rule's replacement whose result keeps the node's type, else None.
+
+    The name of the rule that fired is appended to `fired`, if given.
+    """
     for rule in rules:
         env = match(rule.pattern, node)
         if env is None:
             continue
         out = rule.build(env)
         if out is not None and out is not node and out.shape == node.shape and out.dtype == node.dtype:
+            if fired is not None:
+                fired.append(rule.name)
             return out
     return None
 
 
 def run_rules(module: Module, rules: list[Rule], max_rounds: int = 8) -> tuple[Module, int]:
-    """Apply rules over the whole module until nothing changes (at most max_rounds walks)."""
+    """Apply rules over the whole module until nothing changes.
+
+    A rule set that still rewrites after `max_rounds` walks does not settle (two rules
+    undoing each other, say): that raises GraphcError naming the last rules that fired.
+    """
     total = 0
+    fired: deque[str] = deque(maxlen=8)
     for _ in range(max_rounds):
-        module, changes = rebuild(module, lambda n: apply_rules(rules, n))
+        module, changes = rebuild(module, lambda n: apply_rules(rules, n, fired))
         total += changes
         if not changes:
-            break
-    return module, total
+            return module, total
+    raise GraphcError(f"rewrite rules did not reach a fixed point in {max_rounds} walks ({total} rewrites); "
+                      f"the last rules to fire: {', '.join(fired)}")

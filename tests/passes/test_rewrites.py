@@ -8,9 +8,12 @@ import pytest
 
 import graphc as gc
 from graphc.backend.interpreter import evaluate
+from graphc.errors import GraphcError
+from graphc.passes import simplify, stabilize
 from graphc.passes.manager import PASSES, Instrumentation, run_pipeline
 from graphc.passes.module import Module
 from graphc.passes.pipeline import PIPELINES
+from graphc.passes.rewrite import P, Rule, V, run_rules
 from graphc.passes.verify import VerifyError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -44,6 +47,18 @@ CASES = [
     ("reshape-reshape", lambda x: gc.reshape(gc.reshape(x, (2, 5)), (5, 2)), "simplify", set(), set()),
     ("transpose-transpose", lambda x: gc.transpose(gc.transpose(gc.reshape(x, (2, 5)))), "simplify",
      {"transpose"}, set()),
+    ("noop-transpose", lambda x: x.graph.make("transpose", (x,), {"perm": (0,)}) * 2.0, "simplify", {"transpose"},
+     set()),
+    ("noop-reshape", lambda x: x.graph.make("reshape", (x,), {"shape": (10,)}) * 2.0, "simplify", {"reshape"}, set()),
+    ("noop-reshape-like", lambda x: x.graph.make("reshape_like", (x, x)) * 2.0, "simplify", {"reshape_like"}, set()),
+    ("noop-broadcast", lambda x: x.graph.make("broadcast_to", (x,), {"shape": (10,)}) * 2.0, "simplify",
+     {"broadcast_to"}, set()),
+    ("noop-broadcast-like", lambda x: x.graph.make("broadcast_like", (x, x)) * 2.0, "simplify", {"broadcast_like"},
+     set()),
+    ("noop-sum", lambda x: x.graph.make("sum", (x,), {"axis": (), "keepdims": False}) * 2.0, "simplify", {"sum"},
+     set()),
+    ("cast-same", lambda x: x.graph.make("cast", (x,), {"dtype": np.dtype(np.float32)}) * 2.0, "simplify", {"cast"},
+     set()),
     ("log1p", lambda x: gc.log(1.0 + x), "stabilize", {"log", "add"}, {"log1p"}),
     ("expm1", lambda x: gc.exp(x) - 1.0, "stabilize", {"exp", "subtract"}, {"expm1"}),
     ("logsumexp", lambda x: gc.log(gc.sum(gc.exp(x))), "stabilize", set(), {"max"}),
@@ -147,3 +162,19 @@ def test_verifier_names_the_bad_node():
     object.__setattr__(bad, "shape", (3,))
     with pytest.raises(VerifyError, match="exp"):
         Module((bad,)).verify(after="test")
+
+
+def test_every_rewrite_rule_has_a_golden_case():
+    rules = {r.name for r in simplify.RULES + stabilize.RULES}
+    cases = {c[0] for c in CASES if c[2] in ("simplify", "stabilize")}
+    assert rules - cases == set(), "rules without a golden case in CASES"
+    assert cases - rules == set(), "cases naming no rule"
+
+
+def test_rules_that_undo_each_other_stop_with_an_error_naming_them():
+    swap = [Rule("swap-add", P("add", V("a"), V("b")), lambda e: e["b"] + e["a"]),
+            Rule("never", P("negative", V("a")), lambda e: None)]
+    x = _x()
+    with pytest.raises(GraphcError, match=r"did not reach a fixed point in 8 walks .*: swap-add, swap-add"):
+        run_rules(Module((x + gc.exp(x),)), swap)
+
