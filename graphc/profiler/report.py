@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GraphcError
@@ -37,8 +38,10 @@ class _Row:
     bytes: int = 0
     threads: int = 0
     nodes: str = ""
+    durations: list[int] = field(default_factory=list)
 
     def add(self, s: StepRecord) -> None:
+        self.durations.append(s.duration_ns)
         self.ns += s.duration_ns
         self.calls += 1
         self.flops += s.flops
@@ -162,7 +165,7 @@ def _nodes_text(s: StepRecord, most: int = 3) -> str:
 
 def _format(rows: Sequence[_Row], wall: int, peak: Peak | None, by_step: bool) -> list[str]:
     head = ["step" if by_step else "kind"] + (["kind"] if by_step else [])
-    head += ["calls", "time ms", "% run", "GFLOP/s", "GB/s"]
+    head += ["calls", "time ms"] + (["median us"] if by_step else []) + ["% run", "GFLOP/s", "GB/s"]
     if peak is not None:
         head += ["FLOP/B", "bound", "% peak"]
     if by_step:
@@ -173,8 +176,9 @@ def _format(rows: Sequence[_Row], wall: int, peak: Peak | None, by_step: bool) -
         gflops = r.flops / sec / 1e9 if sec else 0.0
         gbps = r.bytes / sec / 1e9 if sec else 0.0
         cells = [r.label] + ([r.kind] if by_step else [])
-        cells += [str(r.calls), f"{r.ns / 1e6:.3f}", f"{100 * r.ns / max(wall, 1):.1f}", f"{gflops:.2f}",
-                  f"{gbps:.2f}"]
+        cells += [str(r.calls), f"{r.ns / 1e6:.3f}"]
+        cells += [f"{statistics.median(r.durations) / 1e3:.1f}"] if by_step else []
+        cells += [f"{100 * r.ns / max(wall, 1):.1f}", f"{gflops:.2f}", f"{gbps:.2f}"]
         if peak is not None:
             intensity = r.flops / r.bytes if r.bytes else float("inf")
             compute = r.flops > 0 and intensity >= peak.balance

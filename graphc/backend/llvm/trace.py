@@ -10,7 +10,7 @@ program is never touched: its module is built without a probe.
 The trace buffer, an int64 array that the run passes in one extra table slot:
 
     [0] pieces recorded so far (atomic)   [1] capacity in pieces   [2] step now running
-    [3] entry start (ns)                  [5] the pool's real parallel_for
+    [3] the pool's real parallel_for
     [HEADER + 2*i], [HEADER + 2*i + 1]    start and end of step i (calling thread)
     [pieces + 4*j ...]                    piece j: step, thread, start, end
 
@@ -43,8 +43,8 @@ from .parallel import PIECES_PER_THREAD
 from .program import LLVMProgram, _ffi
 from .steps import Gemm, Kernel, Step, View, numel
 
-COUNT, CAPACITY, CURRENT, START, PARALLEL_FOR = 0, 1, 2, 3, 5
-HEADER = 8
+COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
+HEADER = 4
 TRAMPOLINE = "graphc_trace_parallel_for"
 CLOCK = "graphc_trace_clock"
 THREAD = "graphc_trace_thread"
@@ -73,7 +73,6 @@ class Probe:
         self._define(module)
         state = b.load(b.gep(table, [ir.Constant(I64, self.slot)], source_etype=PTR), typ=PTR)
         b.store(state, self._state)
-        b.store(b.call(self._now, []), self._word(b, state, START))
         for i, step in enumerate(steps):
             b.store(ir.Constant(I64, i), self._word(b, state, CURRENT))
             b.store(b.call(self._now, []), self._word(b, state, HEADER + 2 * i))
@@ -140,7 +139,6 @@ class Probe:
 class RawTrace:
     """One traced run as the generated code recorded it (monotonic ns)."""
 
-    start: int
     steps: np.ndarray  # (steps, 2): start and end of each step, on the calling thread
     pieces: np.ndarray  # (pieces, 4): step, thread, start, end
     dropped: int
@@ -154,7 +152,7 @@ class TracedProgram(LLVMProgram):
     `run_traced` runs it and returns the outputs with the `RawTrace`.
     """
 
-    def __init__(self, program: LLVMProgram):  # noqa: D107 (shares the program's state)
+    def __init__(self, program: LLVMProgram):
         self.__dict__.update(program.__dict__)
         slot = table_bases(self.plan)["size"]
         self.ir_text = str(build_module(self.plan, Probe(len(self.plan.steps), slot)))
@@ -197,8 +195,8 @@ class TracedProgram(LLVMProgram):
             count, capacity = int(buf[COUNT]), int(buf[CAPACITY])
             kept = min(count, capacity)
             pieces = buf[HEADER + 2 * steps:HEADER + 2 * steps + 4 * kept].reshape(kept, 4).copy()
-            raw = RawTrace(int(buf[START]), buf[HEADER:HEADER + 2 * steps].reshape(steps, 2).copy(), pieces,
-                           count - kept, threading.get_ident())
+            raw = RawTrace(buf[HEADER:HEADER + 2 * steps].reshape(steps, 2).copy(), pieces, count - kept,
+                           threading.get_ident())
             if count > capacity:  # the next run records every piece
                 self._buffer = self._new_buffer(2 * count)
                 self._pool = []
