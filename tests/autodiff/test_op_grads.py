@@ -175,7 +175,9 @@ CASES: dict[str, list[Case]] = {
              Case(lambda x: gc.take(x, np.array([[1, 1], [0, 2]]), axis=0), [(3, 2)])],
     "take_along_axis": [Case(lambda x: gc.take_along_axis(x, np.array([[2, 0, 2, -1]]), axis=0), [(3, 4)]),
                         Case(lambda x: gc.take_along_axis(x, np.array([[1], [0]]), axis=1), [(2, 3)], order=2),
-                        Case(lambda x: gc.sort(x, axis=0), [(4, 2)])],
+                        Case(lambda x: gc.take_along_axis(x, np.array([[0, 0, 1]]), axis=-1), [(3, 2)])],
+    "permute": [Case(lambda x: gc.sort(x, axis=0), [(4, 2)], order=2),
+                Case(lambda x: make("permute", x, gc.constant(np.array([[2, 0, 1], [0, 1, 2]])), axis=1), [(2, 3)])],
     # autodiff's own op
     "custom_vjp": [Case(_exp_with_custom_vjp, [(3,)], order=2)],
 }

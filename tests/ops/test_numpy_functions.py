@@ -55,6 +55,7 @@ def ein(spec, *shapes, dtypes=(F64,), **kwargs):
 IDX = np.array([[0, 3, -1], [2, 2, 1]])
 CUMPROD_ZEROS = np.array([[1.5, 0.0, -2.0, 0.7], [0.0, 0.0, 3.0, 1.1], [0.5, 2.0, -1.0, 0.0]])
 TIES = np.array([[0.3, -1.0, 0.3, 2.0, -1.0, 0.3]])
+SPECIALS = np.array([3.0, np.nan, 1.0, -np.inf, 1.0, np.nan, 0.0, -0.0, np.inf, 1.0, -2.0])
 
 CASES: dict[str, list[Case]] = {
     # rearrange
@@ -329,6 +330,37 @@ def test_argsort_puts_nan_last_and_keeps_ties_in_order():
         idx, srt = gc.Session(backend=backend).run([gc.argsort(x), gc.sort(x)], {x: values})
         np.testing.assert_array_equal(idx, np.argsort(values, kind="stable"))
         np.testing.assert_array_equal(srt, np.sort(values))
+
+
+@pytest.mark.parametrize("backend", ["reference", "llvm"])
+def test_bitonic_network_matches_numpy(backend, monkeypatch):
+    """The network that sorts lines longer than RANK_SORT_MAX, on short lines (NaN, infs, signed zeros, ties)."""
+    monkeypatch.setattr(selection, "RANK_SORT_MAX", 4)
+    ints = RNG.integers(-3, 3, (13, 2)).astype(I32)
+    bools = RNG.random(9) < 0.5
+    x, i, b = gc.placeholder(F64, (2, 11)), gc.placeholder(I32, ints.shape), gc.placeholder(np.bool_, bools.shape)
+    floats = np.stack([SPECIALS, RNG.standard_normal(11)])
+    got = gc.Session(backend=backend).run([gc.argsort(x), gc.sort(x), gc.argsort(i, 0), gc.sort(i, 0), gc.argsort(b)],
+                                          {x: floats, i: ints, b: bools})
+    want = [np.argsort(floats, kind="stable"), np.sort(floats), np.argsort(ints, 0, kind="stable"), np.sort(ints, 0),
+            np.argsort(bools, kind="stable")]
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+    check_grads(lambda t: gc.sort(t, 0), [RNG.standard_normal((9, 2))], order=2 if backend == "reference" else 1,
+                backend=backend)
+
+
+def test_long_lines_sort_without_quadratic_intermediates():
+    """Above RANK_SORT_MAX, sort and its gradients build no node with n*n elements (bitonic network, permute)."""
+    n = selection.RANK_SORT_MAX + 1
+    x = gc.placeholder(F64, (2, n))
+    y = gc.sort(x)
+    (g,) = gc.gradients(gc.sum(y * y), [x])
+    (t,) = gc.jvp(y, [x], [gc.constant(np.ones((2, n)))])
+    assert max(int(np.prod(node.shape)) for node in toposort([g, t])) < n * n
+    small = gc.sort(gc.placeholder(F64, (n - 1,)))
+    assert max(int(np.prod(node.shape)) for node in toposort([small])) == (n - 1) ** 2  # rank counting
 
 
 # --- errors name the function, the shapes and the user's line ----------------------------------

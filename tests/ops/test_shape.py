@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import graphc as gc
 from graphc.ir.bind import bind_shapes
 from graphc.ir.traverse import toposort
+from graphc.ops import selection
 from graphc.ops import shape as shp
 from graphc.ops.registry import all_ops
 from graphc.ops.scalar import NumpyEmitter
@@ -97,6 +98,7 @@ def _arrays(case, dtype):
 
 IDX = np.array([[4, -1], [0, 2], [-5, 3]], np.int32)
 LABELS = np.array([[0, 2], [3, -1]], np.int64)
+PERM = np.array([[1, 0], [0, 1], [1, 0]])
 SLICE_SPEC = ((1, None, 2), 0, (None, None, -1))
 
 CASES = [
@@ -134,6 +136,9 @@ CASES = [
          lambda a: np.take_along_axis(np.broadcast_to(a, (2, 5)), IDX.T, -1), ((1, 5),)),
     Case("take_along_axis-none", lambda x: gc.take_along_axis(x, IDX[:, 1], None),
          lambda a: np.take_along_axis(a, IDX[:, 1], None), ((2, 3),)),
+    Case("permute-sort", lambda x: gc.sort(x, axis=0), lambda a: np.sort(a, axis=0), ((4, 3),)),
+    Case("permute", lambda x: selection.permute(x, gc.constant(PERM), 1), lambda a: np.take_along_axis(a, PERM, 1),
+         ((3, 2),)),
     Case("take-tensor-indices", lambda x, i: gc.take(x, i, axis=0), lambda a, i: np.take(a, i, axis=0),
          ((4, 2), np.array([3, 0, 0, -4], np.int64))),
     Case("take-no-indices", lambda x: gc.take(x, np.zeros((0, 2), np.int32), axis=0),
@@ -261,7 +266,7 @@ def _case_nodes():
 
 CASE_NODES = _case_nodes()
 INDEX_OPS = sorted(name for name, op in all_ops().items() if op.kind == "index")
-OWN = {name for name in INDEX_OPS if all_ops()[name].gather.__module__ == shp.__name__}
+OWN = {name for name in INDEX_OPS if all_ops()[name].gather.__module__ in (shp.__name__, selection.__name__)}
 
 
 def test_every_shape_op_has_cases():
