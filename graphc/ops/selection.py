@@ -169,7 +169,7 @@ def _permute_gather(s, idx, load, node):
 
 
 register(OpDef(
-    "permute", "index", _permute_type, canon=_canon_axis,
+    "permute", "index", _permute_type, canon=_canon_axis, attrs={"axis": "int"},
     ref=_permute_ref, gather=_permute_gather,
     vjp=lambda g, out, x, perm, *, axis: (permute(g, argsort(perm, axis), axis), None),
     jvp=lambda t, out, x, perm, *, axis: None if t[0] is None else permute(t[0], perm, axis),
