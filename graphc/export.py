@@ -50,6 +50,7 @@ def export_function(fn: Any, directory: str | Path, name: str,
         raise GraphcError(f"output_names has {len(output_names)} names for {len(fn.outputs)} outputs")
     signatures = _signatures(fn, signatures)
     programs = [fn.program(sig) for sig in signatures]
+    _refuse_lapack(programs)
     cpu_name, features = aot.resolve_cpu(cpu)
     assigned = {a.inputs[0] for a in fn.assigns}
     variables = [v for v in fn.variables if any(v in dict(p.var_slots) for p in programs)]
@@ -88,6 +89,17 @@ def export_function(fn: Any, directory: str | Path, name: str,
         for file in (f"lib{name}.so", f"{name}.h", state_file, f"{name}.json"):
             os.replace(build / file, directory / file)
     return directory / f"lib{name}.so"
+
+
+def _refuse_lapack(programs: list) -> None:
+    """Exported libraries carry no LAPACK (docs/export.md): refuse gc.linalg factorizations and solves."""
+    from .backend.llvm.steps import Lapack
+
+    for p in programs:
+        for step in p.plan.steps:
+            if isinstance(step, Lapack):
+                raise GraphcError(f"export: {step.node.op} (gc.linalg) calls LAPACK, which exported libraries do "
+                                  f"not provide; export a function without it\n  at {step.node.loc}")
 
 
 def _signatures(fn: Any, signatures: Sequence[Sequence[Sequence[int]]] | None) -> list[tuple]:

@@ -24,6 +24,8 @@ Rule signatures (fixed; autodiff and the backends rely on them):
   which reads input ``i``. Indices passed to ``load`` must be in bounds.
 * ``reduce`` (kind REDUCE) names the combiner: sum, prod, max, min, argmax, argmin;
   the node's ``axes`` and ``keepdims`` attributes give the reduced axes.
+* Kind LAPACK ops lower to LAPACK calls, one per matrix of the batch
+  (`graphc.backend.llvm.lapack` holds one emitter per op).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class OpKind(str, Enum):
     REDUCE = "reduce"  # `reduce` combiner over the node's axes
     INDEX = "index"  # `gather` form: each output element reads inputs at computed indices
     MATMUL = "matmul"  # a GEMM
+    LAPACK = "lapack"  # LAPACK calls, one per matrix of the batch (graphc.backend.llvm.lapack)
     STATE = "state"  # assign: a variable's new value
     CONTROL = "control"  # group: no value, runs its inputs
 

@@ -21,7 +21,8 @@ def nbytes(node: Tensor) -> int:
 
 
 def flops(node: Tensor) -> int:
-    """Rough floating-point operation count: 2mnk per GEMM, one per element read otherwise."""
+    """Rough floating-point operation count: 2mnk per GEMM, one per element read otherwise
+    (a LAPACK op: its factorization's order of magnitude)."""
     return flops_of(node.opdef.kind, node.shape, node.inputs[0].shape if node.inputs else ())
 
 

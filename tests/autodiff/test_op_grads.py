@@ -93,6 +93,16 @@ def make(op, *inputs, **attrs):
     return inputs[0].graph.make(op, inputs, attrs)
 
 
+def _cond(a):
+    """a + 4I: well conditioned for the small random matrices of the table."""
+    return a + c(4 * np.eye(a.shape[-1]), a)
+
+
+def _spd(x):
+    """x xᵀ + I: symmetric positive definite."""
+    return x @ shp.matrix_transpose(x) + c(np.eye(x.shape[-1]), x)
+
+
 def _exp_with_custom_vjp(x):
     @gc.custom_gradient
     def f(t):
@@ -153,6 +163,20 @@ CASES: dict[str, list[Case]] = {
     "matmul": [Case(gc.matmul, [(3, 4), (4, 2)], order=2), Case(gc.matmul, [(2, 3, 4), (4, 5)]),
                Case(gc.matmul, [(1, 3, 4), (2, 4, 2)]), Case(gc.matmul, [(4,), (4, 3)]),
                Case(gc.matmul, [(3, 4), (4,)]), Case(gc.matmul, [(4,), (4,)])],
+    # LAPACK-backed linear algebra (matrices made well conditioned / positive definite in the graph)
+    "solve": [Case(lambda a, b: gc.linalg.solve(_cond(a), b), [(3, 3), (3, 2)], order=2),
+              Case(lambda a, b: gc.linalg.solve(_cond(a), b), [(2, 3, 3), (3,)]),
+              Case(lambda a, b: gc.linalg.inv(_cond(a)) @ b, [(2, 1, 3, 3), (4, 3, 2)])],
+    "triangular_solve": [Case(lambda a, b: gc.linalg.triangular_solve(_cond(a), b), [(3, 3), (3, 2)], order=2),
+                         Case(lambda a, b: gc.linalg.triangular_solve(_cond(a), b, lower=False, adjoint=True),
+                              [(2, 3, 3), (2, 3, 1)]),
+                         Case(lambda a, b: gc.linalg.solve_triangular(a, b, trans=1, unit_diagonal=True),
+                              [(3, 3), (3,)])],
+    "cholesky": [Case(lambda x: gc.linalg.cholesky(_spd(x)), [(3, 3)], order=2),
+                 Case(lambda x: gc.linalg.cholesky(x), values=[[[2.0, 9.0], [0.5, 1.5]]]),
+                 Case(lambda x, b: gc.linalg.cho_solve((gc.linalg.cholesky(_spd(x)), True), b), [(2, 3, 3), (3, 2)])],
+    "slogdet": [Case(lambda x: gc.linalg.slogdet(_cond(x))[1], [(3, 3)], order=2),
+                Case(lambda x: gc.linalg.det(x), [(2, 3, 3)])],
     # shape ops
     "broadcast_to": [Case(lambda x: gc.broadcast_to(x, (2, 3, 4)), [(3, 1)]),
                      Case(lambda x: gc.broadcast_to(x, (2, 3)), [()])],

@@ -30,8 +30,8 @@ import sys
 import numpy as np
 from llvmlite import ir
 
-__all__ = ["DGEMM", "GEMM_GFLOPS", "SGEMM", "declare_gemm", "emit_gemm", "emit_gemm_parallel", "gemm_symbols",
-           "limit_scipy_blas_threads"]
+__all__ = ["DGEMM", "GEMM_GFLOPS", "SGEMM", "capsule_address", "cython_module", "declare_gemm", "emit_gemm",
+           "emit_gemm_parallel", "entry_allocas", "gemm_symbols", "limit_scipy_blas_threads"]
 
 SGEMM = "graphc_sgemm"
 DGEMM = "graphc_dgemm"
@@ -52,7 +52,7 @@ _SYMBOLS = {np.dtype(np.float32): (SGEMM, "sgemm", ir.FloatType()),
             np.dtype(np.float64): (DGEMM, "dgemm", ir.DoubleType())}
 
 
-def _capsule_address(capsule: object) -> int:
+def capsule_address(capsule: object) -> int:
     """The pointer stored in a PyCapsule (looked up under the capsule's own name)."""
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype = ctypes.c_char_p
@@ -75,41 +75,40 @@ def gemm_symbols() -> dict[str, int]:
     """
     capi = _cython_blas().__pyx_capi__  # loads scipy's BLAS if nothing had yet
     limit_scipy_blas_threads()
-    return {name: _capsule_address(capi[blas_name]) for name, blas_name, _ in _SYMBOLS.values()}
+    return {name: capsule_address(capi[blas_name]) for name, blas_name, _ in _SYMBOLS.values()}
 
 
 def _cython_blas() -> object:
-    """``scipy.linalg.cython_blas`` without running ``scipy.linalg/__init__``.
+    return cython_module("cython_blas")
+
+
+def cython_module(stem: str) -> object:
+    """``scipy.linalg.<stem>`` (cython_blas, cython_lapack) without running ``scipy.linalg/__init__``.
 
     The package import costs about 0.2 s (most of a warm start, see bench_w5.py); the
     extension alone loads in about 2 ms. The module is registered under its usual name, so
     later imports of it get the same module (though a later ``import scipy.linalg`` does not
-    set the ``cython_blas`` attribute on the package). Falls back to the normal import.
+    set the attribute on the package). Falls back to the normal import.
     """
-    name = "scipy.linalg.cython_blas"
+    name = "scipy.linalg." + stem
     if name in sys.modules:
         return sys.modules[name]
-    if "scipy.linalg" in sys.modules:  # already paid for: import normally
-        from scipy.linalg import cython_blas
+    if "scipy.linalg" not in sys.modules:  # else already paid for: import normally
+        import scipy
 
-        return cython_blas
-    import scipy
-
-    try:
-        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            path = os.path.join(folder, "cython_blas" + suffix)
-            if os.path.exists(path):
-                spec = importlib.util.spec_from_file_location(name, path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                sys.modules.setdefault(name, module)
-                return sys.modules[name]
-    except ImportError:
-        pass
-    from scipy.linalg import cython_blas
-
-    return cython_blas
+        try:
+            folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                path = os.path.join(folder, stem + suffix)
+                if os.path.exists(path):
+                    spec = importlib.util.spec_from_file_location(name, path)
+                    module = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(module)
+                    sys.modules.setdefault(name, module)
+                    return sys.modules[name]
+        except ImportError:
+            pass
+    return importlib.import_module(name)
 
 
 def limit_scipy_blas_threads(threads: int = 1) -> list[str]:
@@ -170,7 +169,7 @@ def emit_gemm(builder: ir.IRBuilder, dtype: object, trans_a: bool, trans_b: bool
     # Fortran requires every leading dimension >= 1, even when a size is 0.
     values += [_at_least_one(builder, _as_i32(builder, v)) for v in (ldb, lda, ldc)]
     values += [_as_float(builder, elem, alpha), _as_float(builder, elem, beta)]
-    slots = _entry_allocas(builder, [v.type for v in values])
+    slots = entry_allocas(builder, [v.type for v in values])
     for value, slot in zip(values, slots):
         builder.store(value, slot)
     ta, tb, n_p, m_p, k_p, ldb_p, lda_p, ldc_p, alpha_p, beta_p = slots
@@ -207,7 +206,7 @@ def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: obj
     chunk = _gemm_chunk_function(builder.module, dtype, trans_a, trans_b, by_rows, m, n, k, lda, ldb, ldc,
                                  alpha, beta)
     slots = ir.ArrayType(_I8P, 3)
-    (table,) = _entry_allocas(builder, [slots])
+    (table,) = entry_allocas(builder, [slots])
     zero = ir.Constant(_I32, 0)
     for i, p in enumerate((a_ptr, b_ptr, c_ptr)):
         builder.store(builder.bitcast(p, _I8P), builder.gep(table, [zero, ir.Constant(_I32, i)]))
@@ -247,7 +246,7 @@ def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_
     return fn
 
 
-def _entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]:
+def entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]:
     """Stack slots at the top of the entry block, so a call inside a loop reuses them.
 
     Like llvmlite's ``goto_block``, this leaves the builder at the end of its current block.

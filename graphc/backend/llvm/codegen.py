@@ -3,12 +3,12 @@
 The entry ``void graphc_entry(void** table)`` reads its buffers from a pointer table laid
 out as [feeds..., variables..., outputs..., constants..., arena] and calls the steps in
 order. GEMM steps loop over the broadcast batch dims and call BLAS per matrix, then run
-their epilogue kernel, if any, over the product in place.
+their epilogue kernel, if any, over the product in place. LAPACK steps (`lapack.py`) loop
+over the batch and call LAPACK per matrix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from llvmlite import ir
@@ -16,9 +16,10 @@ from llvmlite import ir
 from . import blas
 from .emitter import I8, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
+from .lapack import lapack_buffers, lapack_function
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
-from .steps import Buffer, Gemm, Kernel, Plan, blas_layout, numel
+from .steps import Buffer, Gemm, Kernel, Lapack, Plan, blas_layout, numel, row_major_strides
 
 ENTRY = "graphc_entry"
 I32 = ir.IntType(32)
@@ -90,6 +91,10 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
     for step in plan.steps if probe is None else probe.wrap(entry, table, plan.steps):
         if isinstance(step, Kernel):
             kernel(step)
+            continue
+        if isinstance(step, Lapack):
+            if numel(step.node.shape):
+                b.call(lapack_function(module, step), [pointer(x) for x in lapack_buffers(step)])
             continue
         key = gemm_key(step)
         if key not in emitted:
@@ -179,7 +184,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
 
     def body(idx: list[ir.Value]) -> None:
         c_off = ir.Constant(I64, 0)
-        for i, s in zip(idx, _strides(batch)):
+        for i, s in zip(idx, row_major_strides(batch)):
             c_off = bld.add(c_off, bld.mul(i, ir.Constant(I64, s * m * n)))
         c_ptr = bld.gep(ptr[g.out.buffer], [c_off], inbounds=True, source_etype=out_ety)
         args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n)
@@ -189,24 +194,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
             with otherwise:
                 blas.emit_gemm(bld, *args)
 
-    _nest(f, list(batch), body)
+    f.nest(list(batch), body)
     f.finish()
     return f.fn
 
-
-def _strides(shape: tuple[int, ...]) -> list[int]:
-    out, acc = [], 1
-    for d in reversed(shape):
-        out.append(acc)
-        acc *= d
-    return out[::-1]
-
-
-def _nest(f: FunctionBuilder, dims: list[int], body: Callable[[list[ir.Value]], None]) -> None:
-    def go(level: int, idx: list[ir.Value]) -> None:
-        if level == len(dims):
-            body(idx)
-            return
-        with f.loop(0, dims[level], f"batch{level}") as i:
-            go(level + 1, idx + [i])
-    go(0, [])

@@ -7,7 +7,7 @@ so the loops reach the vectorizer in canonical form.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from llvmlite import ir
 
@@ -60,6 +60,16 @@ class FunctionBuilder:
         b.store(b.add(i, ir.Constant(I64, 1), flags=("nsw",)), counter)
         b.branch(head)
         b.position_at_end(done)
+
+    def nest(self, dims: list[int], body: Callable[[list[ir.Value]], None]) -> None:
+        """``body(indices)`` inside one counted loop per dim (no loop for no dims)."""
+        def go(level: int, idx: list[ir.Value]) -> None:
+            if level == len(dims):
+                body(idx)
+                return
+            with self.loop(0, dims[level], f"batch{level}") as i:
+                go(level + 1, idx + [i])
+        go(0, [])
 
     @contextlib.contextmanager
     def when(self, cond: ir.Value) -> Iterator[None]:

@@ -14,6 +14,7 @@ Steps (`steps.py`):
   a dense buffer.
 * `Gemm`: a (batched) matrix product through BLAS; operands that are transposed views
   are passed as BLAS transposes.
+* `Lapack`: a linear-algebra op (kind LAPACK) through LAPACK, with a workspace in the arena.
 * At the end, one copy kernel per assignment moves the new value into the variable,
   so every read in the run sees the value from the start of the run (unless the
   kernel can write the variable directly: nothing reads it afterwards).
@@ -33,7 +34,8 @@ from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
 from .grouping import Units, _Stage, reduce_mode
-from .steps import Buffer, Extra, Gemm, Kernel, KernelMode, Plan, Step, View, blas_layout, numel
+from .lapack import workspace
+from .steps import Buffer, Extra, Gemm, Kernel, KernelMode, Lapack, Plan, Step, View, blas_layout, numel
 from .views import Immediate, Loaded
 
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
@@ -160,6 +162,8 @@ class _Builder:
             self.index_view(n, self.groups.probes[n])
         elif kind is OpKind.MATMUL:
             self.gemm(n)
+        elif kind is OpKind.LAPACK:
+            self.lapack(n)
 
     def assign_in_place(self, a: Tensor) -> bool:
         """Let the kernel computing assignment `a` write the variable directly, when safe.
@@ -278,6 +282,19 @@ class _Builder:
             view = out
         return view
 
+    def lapack(self, n: Tensor) -> None:
+        """A LAPACK step; inputs are read through their views (any strides), immediates copied."""
+        inputs = []
+        for i in n.inputs:
+            if i not in self.view:
+                self.copy(i, View.dense(self.buffer("arena", i.dtype, numel(i.shape), i.name), i.shape))
+            inputs.append(self.view[i])
+        _, size = workspace(n)
+        work = self.buffer("arena", n.dtype, size, n.name + ".work")
+        out = self.out_buffer(n)
+        self.steps.append(Lapack(f"l{len(self.steps)}", n, tuple(inputs), out, work))
+        self.view[n] = out
+
     def gemm(self, n: Tensor) -> None:
         a, b = (self.dense_operand(i) for i in n.inputs)
         out = self.out_buffer(n)
@@ -289,6 +306,8 @@ def step_reads(step: Step) -> list[View]:
     """The views a step reads (a GEMM's operands and what its epilogue reads besides the product)."""
     if isinstance(step, Kernel):
         return list(step.reads.values())
+    if isinstance(step, Lapack):
+        return list(step.inputs)
     extra = [v for n, v in step.epilogue.reads.items() if n is not step.node] if step.epilogue else []
     return [step.a, step.b, *extra]
 

@@ -23,16 +23,26 @@ from ...ir.graph import Tensor
 from ...ir.printer import as_text
 from ...options import CompileOptions
 from ...passes.memory import ALIGNMENT
-from . import blas
+from . import blas, lapack
 from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
-from .steps import Gemm
+from .steps import Gemm, Lapack, Plan
 
 _ffi = FFI()
 STAGES = ("graph", "kernels", "llvm", "llvm-opt", "asm")
 POOL_SIZE = 4  # idle pointer tables (each with its arena) kept per program
+
+
+def external_symbols(plan: Plan) -> dict[str, int]:
+    """The BLAS and LAPACK routines the plan's steps call, by the names generated code uses."""
+    symbols = {}
+    if any(isinstance(s, Gemm) for s in plan.steps):
+        symbols.update(blas.gemm_symbols())
+    if any(isinstance(s, Lapack) for s in plan.steps):
+        symbols.update(lapack.lapack_symbols())
+    return symbols
 
 
 class LLVMProgram:
@@ -48,8 +58,7 @@ class LLVMProgram:
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
         self.plan, _ = LLVM.lower(self.fetches, self.assigns)
         self.ir_text = str(build_module(self.plan))
-        uses_blas = any(isinstance(s, Gemm) for s in self.plan.steps)
-        self.compiled = compile_ir(self.ir_text, ENTRY, blas.gemm_symbols() if uses_blas else {})
+        self.compiled = compile_ir(self.ir_text, ENTRY, external_symbols(self.plan))
         self._fn = _ffi.cast("void(*)(void**)", self.compiled.address)
         original = {new: old for old, new in mapping.items() if old.op in ("placeholder", "variable")}
         bases = table_bases(self.plan)

@@ -1,4 +1,4 @@
-"""What a program's `Plan` is made of: buffers, views, kernels, GEMM calls (see `plan`). All immutable."""
+"""What a program's `Plan` is made of: buffers, views, kernels, GEMM and LAPACK calls (see `plan`). All immutable."""
 
 from __future__ import annotations
 
@@ -148,7 +148,27 @@ class Gemm:
                        epilogue=epilogue)
 
 
-Step = Kernel | Gemm
+@dataclass(frozen=True, eq=False)
+class Lapack:
+    """A linear-algebra op through LAPACK (`lapack.py`): per matrix of the batch, the inputs
+    are copied into `work` column-major, LAPACK runs there, the results go to `out`."""
+
+    name: str
+    node: Tensor
+    inputs: tuple[View, ...]
+    out: View
+    work: Buffer
+
+    def buffers(self) -> list[Buffer]:
+        return [*(v.buffer for v in self.inputs), self.out.buffer, self.work]
+
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> Lapack:
+        """The call with its buffers replaced by `new` (the arena's placed buffers)."""
+        return replace(self, inputs=tuple(v.with_buffers(new) for v in self.inputs), out=self.out.with_buffers(new),
+                       work=new.get(self.work, self.work))
+
+
+Step = Kernel | Gemm | Lapack
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,6 +225,10 @@ def type_str_of(dtype: np.dtype, shape: Sequence[int]) -> str:
 
 
 def describe_step(step: Step) -> list[str]:
+    if isinstance(step, Lapack):
+        reads = ", ".join(map(str, step.inputs))
+        return [f"{step.name} = lapack {step.node.op} {type_str(step.node)} <- {reads} -> {step.out} "
+                f"(work {step.work.name})"]
     if isinstance(step, Gemm):
         n = step.node
         lines = [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]

@@ -34,14 +34,13 @@ from llvmlite import ir
 from ...ir.graph import Tensor
 from ...passes.cost import flops, nbytes
 from ...profiler.records import NodeInfo, StepFacts
-from . import blas
 from .codegen import ENTRY, build_module, table_bases
 from .emitter import I32
 from .jit import compile_ir
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
-from .program import LLVMProgram, _ffi
-from .steps import Gemm, Kernel, Step, View, numel
+from .program import LLVMProgram, _ffi, external_symbols
+from .steps import Gemm, Kernel, Lapack, Step, View, numel
 
 COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
 HEADER = 4
@@ -156,9 +155,7 @@ class TracedProgram(LLVMProgram):
         self.__dict__.update(program.__dict__)
         slot = table_bases(self.plan)["size"]
         self.ir_text = str(build_module(self.plan, Probe(len(self.plan.steps), slot)))
-        symbols = timing_symbols()
-        if any(isinstance(s, Gemm) for s in self.plan.steps):
-            symbols.update(blas.gemm_symbols())
+        symbols = timing_symbols() | external_symbols(self.plan)
         self.compiled = compile_ir(self.ir_text, ENTRY, symbols)
         self._fn = _ffi.cast("void(*)(void**)", self.compiled.address)
         self._trampoline = self.compiled.engine.get_function_address(TRAMPOLINE)
@@ -225,6 +222,9 @@ def step_facts(program: LLVMProgram) -> list[StepFacts]:
 
 
 def _facts(step: Step, name: Callable[[Tensor], str]) -> StepFacts:
+    if isinstance(step, Lapack):
+        moved = sum(_view_bytes(v, i) for v, i in zip(step.inputs, step.node.inputs)) + nbytes(step.node)
+        return StepFacts(step.name, "lapack", _infos((step.node,), name), flops(step.node), moved)
     if isinstance(step, Gemm):
         a, b = step.node.inputs
         members = (step.node,) + (step.epilogue.members if step.epilogue is not None else ())

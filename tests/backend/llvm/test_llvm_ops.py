@@ -91,6 +91,18 @@ def make(op, *inputs, **attrs):
     return inputs[0].graph.make(op, inputs, attrs)
 
 
+def _cond(a):
+    """a + 4nI: well conditioned, so the two LAPACK builds agree to float32 rounding."""
+    n = a.shape[-1]
+    return a + (4 * n * np.eye(n)).astype(a.dtype)
+
+
+def _spd(x):
+    """x xᵀ + nI: symmetric positive definite."""
+    n = x.shape[-1]
+    return x @ shp.matrix_transpose(x) + (n * np.eye(n)).astype(x.dtype)
+
+
 def _custom_exp(x):
     @gc.custom_gradient
     def f(t):
@@ -225,6 +237,24 @@ CASES: dict[str, list[Case]] = {
                Case(gc.matmul, [(0, 3), (3, 4)], FLOATS),
                Case(lambda a, b: gc.broadcast_to(a, (4, 3)) @ b, [(1, 3), (3, 2)], FLOATS),
                Case(lambda a, b: a[:, ::2] @ b, [(4, 6), (3, 2)], FLOATS)],
+    # LAPACK-backed linear algebra (well-conditioned / positive definite inputs built in the graph)
+    "solve": [Case(lambda a, b: gc.linalg.solve(_cond(a), b), [(4, 4), (4, 3)], FLOATS),
+              Case(lambda a, b: gc.linalg.solve(_cond(a), b), [(2, 3, 3), (3,)], FLOATS),
+              Case(lambda a, b: gc.linalg.inv(_cond(a.T)), [(3, 3), (1,)], FLOATS),
+              Case(lambda a, b: gc.linalg.solve(a[:, ::2] + 8 * np.eye(2), b), [(2, 4), (1, 2, 5)], (F64,)),
+              Case(gc.linalg.solve, [None, None], (F64,), fixed=[np.ones((2, 2)), np.ones((2, 1))]),
+              Case(gc.linalg.solve, [(0, 0), (0, 2)], FLOATS)],
+    "triangular_solve": [Case(lambda a, b, lo=lo, adj=adj, u=u: gc.linalg.triangular_solve(_cond(a), b, lo, adj, u),
+                              [(2, 3, 3), (2, 3, 2)], FLOATS)
+                         for lo, adj, u in ((True, False, False), (False, True, False), (True, True, True))]
+    + [Case(gc.linalg.triangular_solve, [None, None], (F64,), fixed=[np.eye(2) * [0, 1], np.ones((2,))])],
+    "cholesky": [Case(lambda x: gc.linalg.cholesky(_spd(x)), [(4, 4)], FLOATS),
+                 Case(lambda x: gc.linalg.cholesky(_spd(x)), [(2, 1, 3, 3)], FLOATS),
+                 Case(gc.linalg.cholesky, [None], (F64,), fixed=[np.array([[[1.0, 2.0], [2.0, 1.0]], np.eye(2)])])],
+    "slogdet": [Case(lambda x: gc.stack(gc.linalg.slogdet(x)), [(2, 4, 4)], FLOATS),
+                Case(gc.linalg.det, [(3, 3)], FLOATS), Case(gc.linalg.det, [(0, 0)], FLOATS),
+                Case(lambda x: gc.stack(gc.linalg.slogdet(x)), [None], (F64,),
+                     fixed=[np.array([[[1.0, 2.0], [2.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]]])])],
 }
 
 

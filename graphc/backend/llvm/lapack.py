@@ -1,0 +1,253 @@
+"""LAPACK calls from generated code, by the same route as GEMM (`blas.py`).
+
+``scipy.linalg.cython_lapack`` publishes the Fortran LAPACK routines of scipy's bundled
+OpenBLAS (every argument by pointer, 32-bit ints, column-major) as PyCapsules; generated
+code declares the ones it calls under private names (``graphc_lapack_dgesv``, ...) and
+the JIT resolves them to the capsule addresses (`lapack_symbols`). scipy's OpenBLAS is
+capped at one thread, as for GEMM.
+
+A `Lapack` step is one function: a loop over the batch; per matrix, the inputs are
+copied column-major into the step's workspace (any strides, broadcast batch dims too),
+one LAPACK routine (two for QR) runs there, and the results are copied into the dense
+output, NaN everywhere in that matrix's output when LAPACK reports a failure (singular,
+not positive definite, no convergence). One emitter per op (`EMITTERS`) does the middle
+part; workspace sizes are fixed when the plan is made (`workspace`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from ...errors import GraphcError
+from . import blas, mathlib
+from .emitter import intrinsic, mem_type
+from .loops import I64, PTR, FunctionBuilder
+from .steps import Lapack, numel, row_major_strides
+
+__all__ = ["EMITTERS", "lapack_buffers", "lapack_function", "lapack_symbols", "workspace"]
+
+I32 = ir.IntType(32)
+I8 = ir.IntType(8)
+ROUTINES = ("gesv", "trtrs", "potrf", "getrf")
+_ALIGN = 16  # workspace segments start on 16-element boundaries
+
+
+def symbol(routine: str, dtype: np.dtype) -> str:
+    return f"graphc_lapack_{'s' if np.dtype(dtype) == np.float32 else 'd'}{routine}"
+
+
+@functools.cache
+def lapack_symbols() -> dict[str, int]:
+    """Symbol name -> address of every routine `EMITTERS` call, float32 and float64."""
+    capi = blas.cython_module("cython_lapack").__pyx_capi__
+    blas.limit_scipy_blas_threads()
+    return {symbol(r, dt): blas.capsule_address(capi[symbol(r, dt).rsplit("_", 1)[1]])
+            for r in ROUTINES for dt in (np.float32, np.float64)}
+
+
+# --- workspace ----------------------------------------------------------------------------------
+
+def _segments(node) -> dict[str, tuple[int, bool]]:
+    """Workspace segments of one matrix's call: name -> (element count, holds int32)."""
+    a = node.inputs[0]
+    n, m = a.shape[-2:]
+    if node.op in ("solve", "triangular_solve"):
+        k = node.inputs[1].shape[-1]
+        return {"a": (n * m, False), "b": (n * k, False), "ipiv": (n, True)}
+    if node.op == "cholesky":
+        return {"a": (n * n, False)}
+    if node.op == "slogdet":
+        return {"a": (n * n, False), "ipiv": (n, True)}
+    raise GraphcError(f"internal: no LAPACK lowering for {node.op}")
+
+
+def workspace(node) -> tuple[dict[str, int], int]:
+    """Element offset of each segment in the workspace (in the node's dtype), and the total."""
+    itemsize = np.dtype(node.dtype).itemsize
+    offsets, at = {}, 0
+    for name, (count, is_int) in _segments(node).items():
+        offsets[name] = at
+        size = -(-count * 4 // itemsize) if is_int else count
+        at += -(-max(size, 1) // _ALIGN) * _ALIGN
+    return offsets, at
+
+
+# --- the step function --------------------------------------------------------------------------
+
+def lapack_buffers(step: Lapack) -> list:
+    """The distinct buffers of a LAPACK step, in parameter order."""
+    return list(dict.fromkeys([*(v.buffer for v in step.inputs), step.out.buffer, step.work]))
+
+
+@dataclass
+class Ctx:
+    """What an op's emitter works with, for one matrix of the batch."""
+
+    f: FunctionBuilder
+    dtype: np.dtype
+    elem: ir.Type
+    node: object
+    src: list[Callable[[ir.Value, ir.Value], ir.Value]]  # input k: (i, j) -> element pointer
+    out: ir.Value  # this matrix's dense output
+    work: dict[str, ir.Value]
+
+    @property
+    def b(self) -> ir.IRBuilder:
+        return self.f.b
+
+    def i32(self, value: int) -> ir.Value:
+        """Pointer to an int argument (Fortran passes everything by reference)."""
+        return self.f.slot(I32, ir.Constant(I32, value))
+
+    def char(self, c: str) -> ir.Value:
+        return self.f.slot(I8, ir.Constant(I8, ord(c)))
+
+    def call(self, routine: str, *args: ir.Value) -> None:
+        name = symbol(routine, self.dtype)
+        fn = self.b.module.globals.get(name) or ir.Function(
+            self.b.module, ir.FunctionType(ir.VoidType(), [PTR] * len(args)), name)
+        self.b.call(fn, list(args))
+
+    def at(self, base: ir.Value, index: ir.Value, ty: ir.Type | None = None) -> ir.Value:
+        return self.b.gep(base, [index], inbounds=True, source_etype=ty or self.elem)
+
+    def idx(self, *terms: tuple[ir.Value | int, int]) -> ir.Value:
+        """sum of value * coefficient, as i64."""
+        acc: ir.Value = ir.Constant(I64, 0)
+        for v, c in terms:
+            v = v if isinstance(v, ir.Value) else ir.Constant(I64, v)
+            acc = self.b.add(acc, self.b.mul(v, ir.Constant(I64, c)))
+        return acc
+
+    def copy_in(self, k: int, dst: ir.Value, rows: int, cols: int) -> None:
+        """Input k (rows x cols) into `dst`, column-major with leading dim `rows`."""
+        b = self.b
+        with self.f.loop(0, cols, "cj") as j, self.f.loop(0, rows, "ci") as i:
+            v = b.load(self.src[k](i, j), typ=self.elem)
+            b.store(v, self.at(dst, self.idx((i, 1), (j, rows))))
+
+    def copy_out(self, src: ir.Value, rows: int, cols: int, ld: int, ok: ir.Value, row0: int = 0,
+                 col0: int = 0, transpose: bool = False, keep: Callable | None = None) -> None:
+        """Output rows [row0, row0 + rows), cols [col0, col0 + cols) from column-major `src`
+        (element (i, j) at i + j*ld, or at j + i*ld when `transpose`); NaN unless `ok`,
+        0 where `keep(i, j)` is false."""
+        b = self.b
+        width = self.node.shape[-1]
+        nan, zero = ir.Constant(self.elem, float("nan")), ir.Constant(self.elem, 0.0)
+        with self.f.loop(0, rows, "oi") as i, self.f.loop(0, cols, "oj") as j:
+            at = self.idx((j, 1), (i, ld)) if transpose else self.idx((i, 1), (j, ld))
+            v = b.load(self.at(src, at), typ=self.elem)
+            if keep is not None:
+                v = b.select(keep(i, j), v, zero)
+            v = b.select(ok, v, nan)
+            b.store(v, self.at(self.out, self.idx((i, width), (j, 1), (row0 * width + col0, 1))))
+
+    def info_ok(self, info: ir.Value) -> ir.Value:
+        return self.b.icmp_signed("==", self.b.load(info, typ=I32), ir.Constant(I32, 0))
+
+
+def lapack_function(module: ir.Module, step: Lapack) -> ir.Function:
+    """``void step(buffers...)``: the op on every matrix of the batch."""
+    node = step.node
+    a = node.inputs[0]
+    batch = a.shape[:-2]
+    bufs = lapack_buffers(step)
+    f = FunctionBuilder(module, step.name, [PTR] * len(bufs))
+    f.fn.attributes.add("noinline")
+    ptr = dict(zip(bufs, f.args))
+    dtype = np.dtype(node.dtype)
+    elem = mem_type(dtype)
+    offsets, _ = workspace(node)
+    per_out = numel(node.shape[len(batch):])
+
+    def body(idx: list[ir.Value]) -> None:
+        b = f.b
+
+        def source(view, shape):
+            def element(i: ir.Value, j: ir.Value) -> ir.Value:
+                terms = [(v, s) for v, s, d in zip(idx, view.strides[:-2], shape[:-2]) if d != 1 and s]
+                terms += [(i, view.strides[-2]), (j, view.strides[-1]), (view.offset, 1)]
+                return ctx.at(ptr[view.buffer], ctx.idx(*terms), mem_type(view.buffer.dtype))
+            return element
+
+        flat = [(v, s * per_out) for v, s in zip(idx, row_major_strides(batch))]
+        ctx = Ctx(f, dtype, elem, node, [], None, {})
+        ctx.out = ctx.at(ptr[step.out.buffer], ctx.idx(*flat)) if flat else ptr[step.out.buffer]
+        ctx.src = [source(v, i.shape) for v, i in zip(step.inputs, node.inputs)]
+        ctx.work = {name: b.gep(ptr[step.work], [ir.Constant(I64, off)], inbounds=True, source_etype=elem)
+                    for name, off in offsets.items()}
+        EMITTERS[node.op](ctx, **node.params)
+
+    f.nest(list(batch), body)
+    f.finish()
+    return f.fn
+
+
+# --- one emitter per op ---------------------------------------------------------------------------
+
+def _solve(ctx: Ctx, lower: bool | None = None, trans: bool = False, unit: bool = False) -> None:
+    """gesv (or trtrs for triangular_solve) on copies of A and B; X is written over B's copy."""
+    n = ctx.node.inputs[0].shape[-1]
+    k = ctx.node.shape[-1]
+    wa, wb = ctx.work["a"], ctx.work["b"]
+    ctx.copy_in(0, wa, n, n)
+    ctx.copy_in(1, wb, n, k)
+    info = ctx.f.slot(I32)
+    ld = ctx.i32(max(1, n))
+    if lower is None:
+        ctx.call("gesv", ctx.i32(n), ctx.i32(k), wa, ld, ctx.work["ipiv"], wb, ld, info)
+    else:
+        ctx.call("trtrs", ctx.char("L" if lower else "U"), ctx.char("T" if trans else "N"),
+                 ctx.char("U" if unit else "N"), ctx.i32(n), ctx.i32(k), wa, ld, wb, ld, info)
+    ctx.copy_out(wb, n, k, n, ctx.info_ok(info))
+
+
+def _cholesky(ctx: Ctx) -> None:
+    """potrf on the lower triangle (the column-major copy has A's own layout)."""
+    n = ctx.node.shape[-1]
+    wa = ctx.work["a"]
+    ctx.copy_in(0, wa, n, n)
+    info = ctx.f.slot(I32)
+    ctx.call("potrf", ctx.char("L"), ctx.i32(n), wa, ctx.i32(max(1, n)), info)
+    ctx.copy_out(wa, n, n, n, ctx.info_ok(info), keep=lambda i, j: ctx.b.icmp_signed(">=", i, j))
+
+
+def _slogdet(ctx: Ctx) -> None:
+    """getrf, then sign and log|det| from U's diagonal and the pivots (zero pivot: 0, -inf)."""
+    n = ctx.node.inputs[0].shape[-1]
+    b, elem = ctx.b, ctx.elem
+    wa, ipiv = ctx.work["a"], ctx.work["ipiv"]
+    ctx.copy_in(0, wa, n, n)
+    info = ctx.f.slot(I32)
+    ctx.call("getrf", ctx.i32(n), ctx.i32(n), wa, ctx.i32(max(1, n)), ipiv, info)
+    sign = ctx.f.slot(elem, ir.Constant(elem, 1.0))
+    logabs = ctx.f.slot(elem, ir.Constant(elem, 0.0))
+    one, zero = ir.Constant(elem, 1.0), ir.Constant(elem, 0.0)
+    with ctx.f.loop(0, n, "d") as i:
+        d = b.load(ctx.at(wa, ctx.idx((i, n + 1))), typ=elem)
+        piv = b.load(ctx.at(ipiv, i, I32), typ=I32)
+        swapped = b.icmp_signed("!=", b.sext(piv, I64), b.add(i, ir.Constant(I64, 1)))
+        s = b.select(b.fcmp_ordered(">", d, zero), one, b.select(b.fcmp_ordered("<", d, zero), b.fneg(one), zero))
+        s = b.select(swapped, b.fneg(s), s)
+        b.store(b.fmul(b.load(sign, typ=elem), s), sign)
+        absd = b.call(intrinsic(b.module, f"llvm.fabs.{_suffix(elem)}", elem, [elem]), [d])
+        b.store(b.fadd(b.load(logabs, typ=elem), mathlib.MATH_FUNCTIONS["log"](b, absd)), logabs)
+    b.store(b.load(sign, typ=elem), ctx.out)
+    b.store(b.load(logabs, typ=elem), ctx.at(ctx.out, ir.Constant(I64, 1)))
+
+
+def _suffix(elem: ir.Type) -> str:
+    return "f64" if isinstance(elem, ir.DoubleType) else "f32"
+
+
+EMITTERS: dict[str, Callable[..., None]] = {
+    "solve": _solve,
+    "triangular_solve": _solve,
+    "cholesky": _cholesky,
+    "slogdet": _slogdet,
+}

@@ -1,0 +1,201 @@
+"""gc.linalg against numpy.linalg / scipy.linalg on both backends, batched and unbatched.
+
+The table is keyed by the public names in `gc.linalg.__all__`, so a function added
+without a case here fails. Inputs are generated for what each function needs: general
+well-conditioned matrices, symmetric positive definite ones (x xᵀ + nI), triangles.
+JAX, when installed, is a second oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+
+import graphc as gc
+from graphc.ir.traverse import toposort
+from graphc.ops.registry import all_ops
+
+L = gc.linalg
+
+
+def general(rng, shape):
+    n = shape[-1]
+    return rng.standard_normal(shape) + 2 * n * np.eye(n) * (shape[-2] == n)
+
+
+def spd(rng, shape):
+    x = rng.standard_normal(shape)
+    return x @ np.swapaxes(x, -1, -2) + shape[-1] * np.eye(shape[-1])
+
+
+def normal(rng, shape):
+    return rng.standard_normal(shape)
+
+
+@dataclass
+class Case:
+    """fn(*tensors) vs want(*arrays) on inputs drawn by `draws` with `shapes`."""
+
+    fn: Callable
+    want: Callable
+    shapes: list
+    draws: tuple
+
+
+def _cho_solve_ref(c, b):
+    return np.stack([sla.cho_solve((ci, True), bi) for ci, bi in zip(c.reshape(-1, *c.shape[-2:]),
+                                                                       b.reshape(-1, *b.shape[-2:]))]).reshape(b.shape)
+
+
+def _tri_ref(a, b, lower, trans, unit):
+    flat_a, flat_b = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+    out = [sla.solve_triangular(x, y, trans=trans, lower=lower, unit_diagonal=unit) for x, y in zip(flat_a, flat_b)]
+    return np.stack(out).reshape(b.shape)
+
+
+CASES: dict[str, list[Case]] = {
+    "solve": [Case(L.solve, np.linalg.solve, [(4, 4), (4, 2)], (general, normal)),
+              Case(L.solve, np.linalg.solve, [(2, 3, 3), (3,)], (general, normal)),
+              Case(L.solve, np.linalg.solve, [(2, 1, 3, 3), (4, 3, 2)], (general, normal))],
+    "inv": [Case(L.inv, np.linalg.inv, [(4, 4)], (general,)), Case(L.inv, np.linalg.inv, [(2, 3, 3)], (general,))],
+    "det": [Case(L.det, np.linalg.det, [(4, 4)], (normal,)), Case(L.det, np.linalg.det, [(3, 2, 2)], (normal,))],
+    "slogdet": [Case(lambda a: gc.stack(L.slogdet(a)), lambda a: np.stack(np.linalg.slogdet(a)), [(2, 5, 5)],
+                     (normal,))],
+    "cholesky": [Case(L.cholesky, np.linalg.cholesky, [(4, 4)], (spd,)),
+                 Case(L.cholesky, np.linalg.cholesky, [(2, 3, 3)], (spd,))],
+    "triangular_solve": [Case(lambda a, b: L.triangular_solve(a, b), lambda a, b: _tri_ref(a, b, True, 0, False),
+                              [(2, 4, 4), (2, 4, 3)], (general, normal)),
+                         Case(lambda a, b: L.triangular_solve(a, b, lower=False, adjoint=True),
+                              lambda a, b: _tri_ref(a, b, False, 1, False), [(4, 4), (4, 1)], (general, normal))],
+    "solve_triangular": [Case(lambda a, b: L.solve_triangular(a, b, trans="T", lower=True, unit_diagonal=True),
+                              lambda a, b: sla.solve_triangular(a, b, trans="T", lower=True, unit_diagonal=True),
+                              [(4, 4), (4,)], (normal, normal))],
+    "cho_solve": [Case(lambda a, b: L.cho_solve((L.cholesky(a), True), b),
+                       lambda a, b: _cho_solve_ref(np.linalg.cholesky(a), b), [(2, 4, 4), (2, 4, 2)], (spd, normal)),
+                  Case(lambda a, b: L.cho_solve((gc.transpose(L.cholesky(a)), False), b),
+                       lambda a, b: sla.cho_solve((np.linalg.cholesky(a).T, False), b), [(3, 3), (3,)], (spd, normal))],
+}
+
+
+def test_every_public_function_has_a_case():
+    assert set(L.__all__) == set(CASES)
+
+
+def test_every_lapack_op_is_reached_by_the_table():
+    reached = set()
+    for cases in CASES.values():
+        for case in cases:
+            with gc.Graph().as_default():
+                phs = [gc.placeholder(np.float64, s) for s in case.shapes]
+                reached |= {n.op for n in toposort([case.fn(*phs)])}
+    assert {n for n, op in all_ops().items() if op.kind == "lapack"} <= reached
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_numpy(name, dtype):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    graph = gc.Graph()
+    fetches, feeds, wants = [], {}, []
+    with graph.as_default():
+        for case in CASES[name]:
+            arrays = [draw(rng, s).astype(dtype) for draw, s in zip(case.draws, case.shapes)]
+            phs = [gc.placeholder(dtype, a.shape) for a in arrays]
+            fetches.append(case.fn(*phs))
+            feeds.update(zip(phs, arrays))
+            wants.append(np.asarray(case.want(*[a.astype(np.float64) for a in arrays])))
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+    for backend in ("reference", "llvm"):
+        got = gc.Session(graph, backend=backend).run(fetches, feeds)
+        for g, w in zip(got, wants):
+            assert g.dtype == dtype and g.shape == w.shape, (backend, g.dtype, g.shape, w.shape)
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol, err_msg=f"{name} on {backend}")
+
+
+def _run(fetches, feeds):
+    return [gc.Session(backend=b).run(fetches, feeds) for b in ("reference", "llvm")]
+
+
+def test_singular_and_not_positive_definite_give_nan_and_numpy_det():
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    a = gc.placeholder(np.float64, (2, 2))
+    for solved, inverse, det, (sign, logdet), chol in _run(
+            [L.solve(a, np.ones(2)), L.inv(a), L.det(a), L.slogdet(a), L.cholesky(a - 10 * np.eye(2))],
+            {a: singular}):
+        assert np.isnan(solved).all() and np.isnan(inverse).all() and np.isnan(chol).all()
+        assert det == 0.0 and sign == 0.0 and logdet == -np.inf
+
+
+def test_one_bad_matrix_leaves_the_rest_of_the_batch_alone():
+    batch = np.stack([np.eye(2) * 2, np.zeros((2, 2)), np.diag([1.0, 4.0])])
+    a = gc.placeholder(np.float64, (3, 2, 2))
+    for inverse, chol in _run([L.inv(a), L.cholesky(a)], {a: batch}):
+        np.testing.assert_allclose(inverse[[0, 2]], np.linalg.inv(batch[[0, 2]]))
+        np.testing.assert_allclose(chol[[0, 2]], np.linalg.cholesky(batch[[0, 2]]))
+        assert np.isnan(inverse[1]).all() and np.isnan(chol[1]).all()
+
+
+def test_cholesky_reads_only_the_lower_triangle_like_numpy():
+    x = spd(np.random.default_rng(3), (4, 4))
+    polluted = np.tril(x) + np.triu(np.full((4, 4), 99.0), 1)
+    a = gc.placeholder(np.float64, (4, 4))
+    for (got,) in _run([L.cholesky(a)], {a: polluted}):
+        np.testing.assert_allclose(got, np.linalg.cholesky(x))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: L.inv(gc.placeholder(np.float64, (3, 4))), "must be square"),
+    (lambda: L.det(gc.placeholder(np.float64, (4,))), "rank >= 2"),
+    (lambda: L.cholesky(gc.placeholder(np.int32, (3, 3))), "float32 or float64"),
+    (lambda: L.solve(gc.placeholder(np.float64, (3, 3)), gc.placeholder(np.float64, (4, 2))), "rows"),
+    (lambda: L.solve(gc.placeholder(np.float64, (2, 3, 3)), gc.placeholder(np.float64, (4, 3, 1))), "broadcast"),
+    (lambda: L.slogdet(gc.placeholder(np.float64, (None, None))), "must be known"),
+    (lambda: L.solve_triangular(gc.placeholder(np.float64, (2, 2)), np.ones(2), trans=3), "trans must be"),
+])
+def test_bad_input_is_a_clear_error_at_the_users_line(build, message):
+    with gc.Graph().as_default(), pytest.raises(gc.GraphcError, match=message) as info:
+        build()
+    assert "test_linalg.py" in str(info.value)
+
+
+def test_unknown_batch_dims_bind_at_run_time():
+    a = gc.placeholder(np.float64, (None, 3, 3))
+    x = spd(np.random.default_rng(0), (5, 3, 3))
+    for (got,) in _run([L.det(a)], {a: x}):
+        np.testing.assert_allclose(got, np.linalg.det(x))
+
+
+def test_jax_agrees_on_values_and_gradients():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    rng = np.random.default_rng(0)
+    x, b = spd(rng, (3, 3)), rng.standard_normal((3, 2))
+
+    def loss_jax(m, r):
+        return (jnp.linalg.slogdet(m)[1] + jnp.sum(jnp.linalg.solve(m, r) ** 2)
+                + jnp.sum(jnp.linalg.cholesky(m) * jnp.linalg.inv(m)))
+
+    m, r = gc.placeholder(np.float64, (3, 3)), gc.placeholder(np.float64, (3, 2))
+    loss = L.slogdet(m)[1] + gc.sum(L.solve(m, r) ** 2) + gc.sum(L.cholesky(m) * L.inv(m))
+    value, gm, gr = gc.Session().run([loss, *gc.gradients(loss, [m, r])], {m: x, r: b})
+    np.testing.assert_allclose(value, loss_jax(x, b))
+    jm, jr = jax.grad(loss_jax, (0, 1))(x, b)
+    np.testing.assert_allclose(gr, jr, rtol=1e-9)
+    # JAX symmetrizes a Cholesky input, graphc reads its lower triangle (as numpy): same
+    # derivative along every symmetric direction.
+    d = rng.standard_normal((3, 3))
+    d = d + d.T
+    np.testing.assert_allclose(np.sum(gm * d), np.sum(np.asarray(jm) * d), rtol=1e-9)
+
+
+def test_export_refuses_lapack_ops_clearly(tmp_path):
+    with gc.Graph().as_default():
+        a = gc.placeholder(np.float64, (3, 3))
+        f = gc.function(a, L.inv(a) * 2.0)
+    with pytest.raises(gc.GraphcError, match="solve .gc.linalg. calls LAPACK"):
+        f.export(tmp_path, "inv_twice")
