@@ -249,8 +249,8 @@ def test_symbols_match_scipy_in_a_fresh_process():
         assert preloaded or "scipy.linalg" not in sys.modules, "loaded the whole scipy.linalg package"
         from scipy.linalg import cython_blas
         capi = cython_blas.__pyx_capi__
-        assert symbols[blas.SGEMM] == blas._capsule_address(capi["sgemm"])
-        assert symbols[blas.DGEMM] == blas._capsule_address(capi["dgemm"])
+        assert symbols[blas.SGEMM] == blas.capsule_address(capi["sgemm"])
+        assert symbols[blas.DGEMM] == blas.capsule_address(capi["dgemm"])
         import scipy.linalg.cython_blas as again
         assert again is cython_blas
         import os, scipy
