@@ -13,6 +13,7 @@ from typing import Any
 
 from .dtypes import broadcast_shapes, is_float, shape_str
 from .errors import DTypeError, ShapeError, user_location
+from .ir.composite import composite
 from .ir.graph import Tensor
 from .ops import linalg_solve as _ls
 from .ops.core import promote
@@ -62,6 +63,7 @@ def _rhs(a: Tensor, b: Any, fn: str) -> tuple[Tensor, Tensor, bool]:
     return _with_batch(a, batch), _with_batch(b, batch), vector
 
 
+@composite
 def solve(a: Any, b: Any) -> Tensor:
     """numpy.linalg.solve: x with a @ x = b; b of rank 1 is one right-hand side (numpy 2 rules)."""
     a, b, vector = _rhs(a, b, "solve")
@@ -69,29 +71,34 @@ def solve(a: Any, b: Any) -> Tensor:
     return x[..., 0] if vector else x
 
 
+@composite
 def inv(a: Any) -> Tensor:
     """numpy.linalg.inv (solve(a, I), as numpy computes it)."""
     return _ls.inverse(_float_matrix(a, "inv", square=True))
 
 
+@composite
 def slogdet(a: Any) -> tuple[Tensor, Tensor]:
     """numpy.linalg.slogdet: (sign, log|det a|); (0, -inf) for a singular matrix."""
     packed = _ls.slogdet_packed(_float_matrix(a, "slogdet"))
     return packed[..., 0], packed[..., 1]
 
 
+@composite
 def det(a: Any) -> Tensor:
     """numpy.linalg.det, as sign * exp(log|det|) of one LU factorization (0 when singular)."""
     sign, logdet = slogdet(a)
     return sign * exp(logdet)
 
 
+@composite
 def cholesky(a: Any) -> Tensor:
     """numpy.linalg.cholesky: lower L with L Lᵀ = a, reading a's lower triangle; NaN if not
     positive definite."""
     return _ls.cholesky(_float_matrix(a, "cholesky"))
 
 
+@composite
 def triangular_solve(a: Any, b: Any, lower: bool = True, adjoint: bool = False,
                      unit_diagonal: bool = False) -> Tensor:
     """tf.linalg.triangular_solve: x with T x = b (Tᵀ x = b when `adjoint`), T the lower (or
@@ -101,6 +108,7 @@ def triangular_solve(a: Any, b: Any, lower: bool = True, adjoint: bool = False,
     return x[..., 0] if vector else x
 
 
+@composite
 def solve_triangular(a: Any, b: Any, trans: int | str = 0, lower: bool = False,
                      unit_diagonal: bool = False) -> Tensor:
     """scipy.linalg.solve_triangular (and jax.scipy's): trans 0/'N', 1/'T' (2/'C' = 'T' for reals)."""
@@ -110,6 +118,7 @@ def solve_triangular(a: Any, b: Any, trans: int | str = 0, lower: bool = False,
     return triangular_solve(a, b, lower, codes[trans], unit_diagonal)
 
 
+@composite
 def cho_solve(c_and_lower: tuple[Any, bool], b: Any) -> Tensor:
     """scipy.linalg.cho_solve((c, lower), b): x with a @ x = b given a's Cholesky factor c."""
     c, lower = c_and_lower

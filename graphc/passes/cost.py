@@ -34,7 +34,7 @@ def flops_of(kind: OpKind, shape: tuple[int, ...], first_input: tuple[int, ...])
         return int(np.prod(first_input, dtype=np.int64))
     if kind == OpKind.ELEMENTWISE:
         return int(np.prod(shape, dtype=np.int64))
-    if kind == "lapack":  # a factorization of each matrix: ~ min(m, n)² max(m, n)
+    if kind == OpKind.LAPACK:  # a factorization of each matrix: ~ min(m, n)² max(m, n)
         m, n = first_input[-2:]
         return int(np.prod(first_input[:-2], dtype=np.int64)) * min(m, n) ** 2 * max(m, n)
     return 0
