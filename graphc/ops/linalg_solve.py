@@ -121,6 +121,7 @@ def _triangular_jvp(t, x, a, b, *, lower, trans, unit):
 
 register(OpDef(
     "triangular_solve", "lapack", _triangular_type, ref=_triangular_ref,
+    attrs={"lower": "bool", "trans": "bool", "unit": "bool"},
     vjp=_triangular_vjp, jvp=_triangular_jvp,
     doc="X = op(T)⁻¹ B for the lower/upper triangle T of A (LAPACK trtrs); NaN where T has a zero pivot"))
 
