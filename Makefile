@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench clean fuzz
 
 install: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(PY) -m pytest tests
+
+N ?= 20000
+fuzz: install
+	nice $(PY) tests/fuzz/graph_fuzz.py --cases $(N) $(if $(SEED),--seed $(SEED))
 
 demo: install
 	$(PY) examples/mlp_digits.py

@@ -1,0 +1,376 @@
+"""Random-graph fuzzing over the whole op registry (issue 12's standing harness).
+
+Each case composes a few op applications drawn from the LLVM op table
+(tests/backend/llvm/test_llvm_ops.py: every registered op has an entry there, so ops added
+later are fuzzed without touching this file), wires them through each other, adds
+gradients with random seeds, and checks that
+
+* the LLVM backend (fed arrays in odd layouts: Fortran order, negative strides,
+  read-only, unaligned) agrees with the reference interpreter, values and gradients;
+* `gc.function` over the same graph agrees, and so does (for some cases) an exported
+  library called through `gc.load_exported`;
+* bad cases fail the same way: a `GraphcError` on both backends, never another exception.
+
+A mismatch is narrowed to the first node that disagrees when run alone on the reference
+values of its inputs; every failure prints a reproduction (graph text and feeds).
+
+    python tests/fuzz/graph_fuzz.py --cases 20000 [--seed S] [--export-every K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import graphc as gc
+from graphc.errors import GraphcError
+from graphc.ir.traverse import toposort
+from graphc.ops.registry import all_ops
+
+_spec = importlib.util.spec_from_file_location(
+    "fuzz_op_table", Path(__file__).parents[1] / "backend" / "llvm" / "test_llvm_ops.py")
+TABLE = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = TABLE  # dataclasses look their module up
+_spec.loader.exec_module(TABLE)
+
+TOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}
+DISCONTINUOUS = {"floor", "ceil", "round", "sign", "argmax", "argmin", "mod", "floordiv", "fmod", "remainder"}
+LAYOUTS = ("c", "fortran", "reversed", "readonly", "unaligned")
+
+
+@dataclass
+class Finding:
+    """One disagreement, with what is needed to reproduce it."""
+
+    seed: int
+    kind: str
+    detail: str
+    graph_text: str
+    feeds: dict = field(default_factory=dict)
+
+    def report(self) -> str:
+        feeds = "\n".join(f"  {name} = np.array({np.array2string(v, separator=', ', threshold=10**6, precision=17)}, "
+                          f"dtype=np.{v.dtype.name})" for name, v in self.feeds.items())
+        return (f"== fuzz finding (seed {self.seed}): {self.kind}\n{self.detail}\n-- graph\n{self.graph_text}"
+                f"\n-- feeds\n{feeds or '  (none)'}\n-- replay: python tests/fuzz/graph_fuzz.py --seed {self.seed} "
+                "--cases 1\n")
+
+
+# --- building a random graph -------------------------------------------------------------------
+
+def _pick_case(rng: np.random.Generator, op: str):
+    case = TABLE.CASES[op][rng.integers(len(TABLE.CASES[op]))]
+    return case, np.dtype(case.dtypes[rng.integers(len(case.dtypes))])
+
+
+def _adapt(rng, pool: list, shape: tuple, dtype: np.dtype):
+    """A pool tensor brought to (shape, dtype) by reshape/cast, or None."""
+    size = int(np.prod(shape, dtype=np.int64))
+    fits = [t for t in pool if t.dtype is not None and None not in t.shape
+            and int(np.prod(t.shape, dtype=np.int64)) == size]
+    if not fits or rng.random() < 0.3:
+        return None
+    t = fits[rng.integers(len(fits))]
+    if t.dtype != dtype:
+        if dtype == np.bool_:
+            t = t > 0
+        else:
+            t = gc.cast(t, dtype)
+    return t if t.shape == tuple(shape) else gc.reshape(t, shape)
+
+
+class Builder:
+    """Builds one random graph; remembers its placeholders and their fed values."""
+
+    def __init__(self, rng: np.random.Generator, unknown: np.random.Generator | None):
+        self.rng, self.unknown = rng, unknown  # `unknown` draws which placeholder dims are declared None
+        self.feeds: dict = {}
+        self.pool: list = []
+
+    def leaf(self, shape: tuple, dtype: np.dtype, domain: str) -> gc.Tensor:
+        value = TABLE.draw(self.rng, shape, dtype, domain)
+        if dtype.kind == "f" and value.size and self.rng.random() < 0.15:  # sprinkle NaN/inf/-0.0
+            flat = value.reshape(-1)
+            flat[self.rng.integers(value.size)] = self.rng.choice([np.nan, np.inf, -np.inf, -0.0])
+        declared = tuple(None if self.unknown is not None and self.unknown.random() < 0.4 else d for d in shape)
+        ph = gc.placeholder(dtype, declared)
+        self.feeds[ph] = np.asarray(value, dtype=dtype)
+        return ph
+
+    def step(self, op: str) -> gc.Tensor | None:
+        case, dtype = _pick_case(self.rng, op)
+        if case.fixed is not None:
+            arrays = [np.asarray(a) for a in case.fixed]
+            args = [self._fixed_leaf(a) for a in arrays]
+        else:
+            doms = (case.domains,) * len(case.shapes) if isinstance(case.domains, str) else case.domains
+            args = []
+            for shape, dom in zip(case.shapes, doms):
+                t = _adapt(self.rng, self.pool, shape, dtype)
+                args.append(t if t is not None else self.leaf(tuple(shape), dtype, dom))
+        out = case.build(*args)
+        if out.dtype is not None:
+            self.pool.append(out)
+        return out
+
+    def _fixed_leaf(self, value: np.ndarray) -> gc.Tensor:
+        ph = gc.placeholder(value.dtype, value.shape)
+        self.feeds[ph] = value
+        return ph
+
+
+def random_graph(seed: int, unknown: bool, n_ops: int | None = None):
+    """(fetches, feeds, rng) of the random graph of `seed`; with `unknown`, some placeholder dims are None."""
+    rng = np.random.default_rng(seed)
+    ops = sorted(op for op in all_ops() if op in TABLE.CASES)
+    b = Builder(rng, np.random.default_rng([seed, 1]) if unknown else None)
+    n = n_ops if n_ops is not None else int(rng.integers(1, 6))
+    outs = []
+    for _ in range(n):
+        op = ops[rng.integers(len(ops))]
+        outs.append(b.step(op))
+    fetches = list(dict.fromkeys(outs[-2:] + [outs[rng.integers(len(outs))]]))
+    used = set(toposort(fetches))
+    return fetches, {p: v for p, v in b.feeds.items() if p in used}, rng
+
+
+# --- running and comparing ------------------------------------------------------------------------
+
+def odd_layout(value: np.ndarray, layout: str) -> np.ndarray:
+    """The same values in another memory layout."""
+    if layout == "fortran" and value.ndim:
+        return np.asfortranarray(value)
+    if layout == "reversed" and value.ndim:
+        flipped = np.ascontiguousarray(value[::-1])
+        return flipped[::-1]
+    if layout == "readonly":
+        out = value.copy()
+        out.setflags(write=False)
+        return out
+    if layout == "unaligned" and value.size:
+        raw = np.empty(value.nbytes + 1, np.uint8)
+        out = raw[1:].view(value.dtype).reshape(value.shape)
+        out[...] = value
+        return out
+    return value
+
+
+def tolerances(outputs: list) -> list[float]:
+    """Per output: the loosest float tolerance among the dtypes it is computed from."""
+    return [max((TOL.get(n.dtype, 0.0) for n in toposort([o]) if n.dtype is not None), default=0.0)
+            for o in outputs]
+
+
+def _close(got, want, tol: float = 0.0) -> str | None:
+    """Why got differs from want (None if they agree)."""
+    if want is None:
+        return None if got is None else f"expected no value, got {type(got).__name__}"
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return f"got {got.dtype}{got.shape}, want {want.dtype}{want.shape}"
+    tol = max(tol, TOL.get(want.dtype, 0.0))
+    if not tol or want.dtype.kind != "f":
+        bad = ~((got == want) | (np.isnan(got) & np.isnan(want)) if want.dtype.kind == "f" else (got == want))
+    else:
+        scale = np.nanmax(np.abs(np.where(np.isfinite(want), want, 0)), initial=1.0)
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isclose(got, want, rtol=tol, atol=tol * scale, equal_nan=True))
+    if not bad.any():
+        return None
+    i = tuple(int(k) for k in np.argwhere(bad)[0])
+    return f"{int(bad.sum())} of {bad.size} elements differ; first at {i}: got {got[i]!r}, want {want[i]!r}"
+
+
+def _run(backend: str, graph: gc.Graph, fetches: list, feeds: dict):
+    with gc.Session(graph, backend=backend) as sess:
+        return sess.run(fetches, feeds)
+
+
+def _outcome(fn):
+    """('ok', value) | ('graphc', error) | ('crash', traceback text)."""
+    try:
+        return "ok", fn()
+    except GraphcError as exc:
+        return "graphc", exc
+    except Exception:  # noqa: BLE001  (any other exception is what the fuzzer looks for)
+        return "crash", traceback.format_exc()
+
+
+def _isolate(graph: gc.Graph, fetches: list, feeds: dict) -> tuple[str, str, dict] | None:
+    """The first node that disagrees on its own (its inputs fed their reference values)."""
+    nodes = [n for n in toposort(fetches) if n.dtype is not None and n.op not in ("placeholder", "constant",
+                                                                                   "variable", "assign")]
+    values = dict(zip(nodes, _run("reference", graph, nodes, feeds)))
+    values.update(feeds)
+    for node in nodes:
+        if any(i not in values and i.op not in ("constant", "variable") for i in node.inputs):
+            continue
+        g = gc.Graph()
+        with g.as_default():
+            phs, sub = [], {}
+            for i in node.inputs:
+                if i.op in ("constant", "variable"):
+                    phs.append(g.make(i.op, (), dict(i.attrs)))
+                    continue
+                p = gc.placeholder(i.dtype, np.shape(values[i]), name=i.name)
+                phs.append(p)
+                sub[p] = np.asarray(values[i])
+            alone = g.make(node.op, tuple(phs), dict(node.attrs))
+        want = _outcome(lambda: _run("reference", g, [alone], sub)[0])
+        got = _outcome(lambda: _run("llvm", g, [alone], sub)[0])
+        why = _compare(got, want, tolerances([alone]))
+        if why:
+            return why, gc.as_text([alone]), {p.name: v for p, v in sub.items()}
+    return None
+
+
+def _compare(got, want, tols: list[float]) -> str | None:
+    if got[0] == "crash":
+        return "non-graphc exception:\n" + got[1]
+    if want[0] == "crash":
+        return "reference raised a non-graphc exception:\n" + want[1]
+    if got[0] != want[0]:
+        return f"outcomes differ: llvm {got[0]} {got[1] if got[0] == 'graphc' else ''}; reference {want[0]} " \
+               f"{want[1] if want[0] == 'graphc' else ''}"
+    if got[0] == "graphc":
+        return None
+    for k, (g, w, tol) in enumerate(zip(got[1], want[1], tols)):
+        why = _close(g, w, tol)
+        if why:
+            return f"output {k}: {why}"
+    return None
+
+
+def _with_gradients(fetches: list, feeds: dict, rng, graph: gc.Graph):
+    """fetches plus d(<fetches, random seeds>)/d(float placeholders); None when not differentiable."""
+    floats = [f for f in fetches if f.dtype is not None and f.dtype.kind == "f"]
+    xs = [p for p in feeds if p.dtype.kind == "f"]
+    if not floats or not xs:
+        return None
+    ref = _outcome(lambda: _run("reference", graph, floats, feeds))
+    if ref[0] != "ok":
+        return None
+    seeds = [TABLE.draw(rng, np.shape(v), f.dtype) for f, v in zip(floats, ref[1])]
+    grads = gc.gradients(floats, xs, grad_ys=seeds)
+    return [g for g in grads if g is not None]
+
+
+def check_case(seed: int, export_dir: str | None = None) -> list[Finding]:
+    """Build and check one random case; the findings (empty when everything agrees)."""
+    graph = gc.Graph()
+    findings: list[Finding] = []
+    with graph.as_default():
+        unknown = seed % 2 == 1
+        built = _outcome(lambda: random_graph(seed, unknown))
+        if built[0] == "crash":
+            return [Finding(seed, "building crashed", built[1], "(building)")]
+        if built[0] == "graphc":
+            if unknown and _outcome(lambda: random_graph(seed, False))[0] == "ok":
+                return [Finding(seed, "refused only with None dims", str(built[1]), "(building)")]
+            return []  # a refusal while building is allowed (e.g. an op's attribute does not fit)
+        fetches, feeds, rng = built[1]
+        grads = _outcome(lambda: _with_gradients(fetches, feeds, rng, graph))
+        if grads[0] == "crash":
+            return [Finding(seed, "building gradients crashed", grads[1], gc.as_text(fetches), _named(feeds))]
+        if grads[0] == "graphc":
+            findings.append(Finding(seed, "gradients refused", str(grads[1]), gc.as_text(fetches), _named(feeds)))
+        outputs = fetches + (grads[1] or [])
+    layout = LAYOUTS[rng.integers(len(LAYOUTS))]
+    odd = {p: odd_layout(v, layout) for p, v in feeds.items()}
+    want = _outcome(lambda: _run("reference", graph, outputs, feeds))
+    text = gc.as_text(outputs)
+    pure = [outputs[k] for k, o in enumerate(outputs) if o.dtype is not None and o.op != "assign"]
+    want_pure = (want[0], [v for o, v in zip(outputs, want[1]) if o in pure]) if want[0] == "ok" else want
+    routes = (("llvm session", lambda: _run("llvm", graph, outputs, odd), want, outputs),
+              ("gc.function", lambda: _function(pure, feeds, odd), want_pure, pure))  # no side effects there
+    for route, run, expected, outs in routes[:2 if pure else 1]:
+        why = _compare(_outcome(run), expected, tolerances(outs))
+        if why:
+            findings.append(_narrow(seed, f"{route} ({layout} feeds)", why, graph, outputs, feeds, text))
+            break
+    if export_dir is not None and want[0] == "ok" and pure and not findings:
+        why = _compare(_outcome(lambda: _exported(pure, feeds, odd, export_dir, seed)), want_pure, tolerances(pure))
+        if why:
+            findings.append(Finding(seed, "export/load round trip", why, text, _named(feeds)))
+    return findings
+
+
+def _named(feeds: dict) -> dict:
+    return {p.name: v for p, v in feeds.items()}
+
+
+def _narrow(seed, route, why, graph, outputs, feeds, text) -> Finding:
+    alone = _outcome(lambda: _isolate(graph, outputs, feeds))
+    if alone[0] == "ok" and alone[1] is not None:
+        detail, sub_text, sub_feeds = alone[1]
+        return Finding(seed, f"{route}: one node disagrees", detail, sub_text, sub_feeds)
+    if alone[0] == "ok" and any(n.op in DISCONTINUOUS or (n.dtype is not None and n.dtype.kind != "f"
+                                                         and any(i.dtype is not None and i.dtype.kind == "f"
+                                                                 for i in n.inputs))
+                                for n in toposort(outputs)):
+        return Finding(seed, f"{route}: tolerated (rounding flips a discontinuous op)", why, text, _named(feeds))
+    return Finding(seed, route, why, text, _named(feeds))
+
+
+def _function(outputs: list, feeds: dict, odd: dict):
+    phs = list(feeds)
+    fn = gc.function(phs, outputs)
+    return fn(*[odd[p] for p in phs])
+
+
+def _exported(outputs: list, feeds: dict, odd: dict, directory: str, seed: int):
+    phs = list(feeds)
+    fn = gc.function(phs, outputs)
+    name = f"fuzz{seed}"
+    fn.export(directory, name, signatures=[[np.shape(feeds[p]) for p in phs]])
+    lib = gc.load_exported(directory, name)
+    out = lib(*[odd[p] for p in phs])
+    return out if isinstance(out, (list, tuple)) else [out]
+
+
+def is_tolerated(f: Finding) -> bool:
+    return f.kind.endswith("(rounding flips a discontinuous op)")
+
+
+def campaign(first_seed: int, cases: int, export_every: int = 0, out=sys.stdout) -> list[Finding]:
+    """Run `cases` seeds from `first_seed`; print each real finding; return them all."""
+    findings: list[Finding] = []
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(cases):
+            seed = first_seed + k
+            export = tmp if export_every and k % export_every == 0 else None
+            for f in check_case(seed, export):
+                findings.append(f)
+                if not is_tolerated(f):
+                    print(f.report(), file=out, flush=True)
+            if out is not None and (k + 1) % 500 == 0:
+                real = sum(not is_tolerated(f) for f in findings)
+                print(f"-- {k + 1} cases, {real} findings, {time.time() - start:.0f} s", file=out, flush=True)
+    return findings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=None, help="first seed (default: from the clock)")
+    parser.add_argument("--export-every", type=int, default=50, help="export/load every K-th case (0: never)")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else int(time.time()) % 10**6 * 1000
+    findings = campaign(seed, args.cases, args.export_every)
+    real = [f for f in findings if not is_tolerated(f)]
+    print(f"graph fuzz: {args.cases} cases from seed {seed}: {len(real)} findings "
+          f"({len(findings) - len(real)} tolerated rounding flips)")
+    return 1 if real else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The random-graph fuzzer on a fixed seed and a few cases (`make fuzz N=...` runs long campaigns)."""
+
+import graph_fuzz
+
+
+def test_graph_fuzz_fixed_seed():
+    findings = [f for f in graph_fuzz.campaign(0, 24, export_every=12, out=None) if not graph_fuzz.is_tolerated(f)]
+    assert not findings, "\n".join(f.report() for f in findings)
+
+
+def test_odd_layouts_keep_values():
+    import numpy as np
+
+    value = np.arange(24.0).reshape(2, 3, 4)
+    for layout in graph_fuzz.LAYOUTS:
+        odd = graph_fuzz.odd_layout(value, layout)
+        assert odd.shape == value.shape and (odd == value).all(), layout
+    assert not graph_fuzz.odd_layout(value, "fortran").flags.c_contiguous
+    assert graph_fuzz.odd_layout(value, "reversed").strides[0] < 0
+    assert not graph_fuzz.odd_layout(value, "readonly").flags.writeable
+    assert not graph_fuzz.odd_layout(value, "unaligned").flags.aligned
