@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -60,6 +61,15 @@ def freeze(value: Any) -> Any:
         return float(value)
     if isinstance(value, np.bool_):
         return bool(value)
+    return value
+
+
+def attr_key(value: Any) -> Any:
+    """An interning key part that tells -0.0 from 0.0 (they compare equal, but pad(-0.0) is not pad(0.0))."""
+    if isinstance(value, float) and value == 0:
+        return (value, math.copysign(1.0, value))
+    if isinstance(value, tuple):
+        return tuple(attr_key(v) for v in value)
     return value
 
 
@@ -171,7 +181,7 @@ class Graph:
             loc = loc or user_location()
             attrs = canonical_attrs(opdef, inputs, attrs or {}, loc)
         attrs = {k: freeze(v) for k, v in sorted((attrs or {}).items())}
-        key = (op, inputs, tuple(attrs.items()))
+        key = (op, inputs, tuple((k, attr_key(v)) for k, v in attrs.items()))
         try:
             hash(key)
         except TypeError as exc:

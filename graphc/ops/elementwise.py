@@ -16,6 +16,7 @@ import numpy as np
 from ..dtypes import as_dtype, bool_, broadcast_shapes, int32, is_float, is_int
 from ..errors import DTypeError
 from ..ir.graph import Tensor
+from . import semantics
 from .core import graph_of, promote
 from .registry import OpDef, OpKind, register
 from .shape import broadcast_like
@@ -186,7 +187,7 @@ def _power_lin_exponent(v: Tensor, out: Tensor, a: Tensor, b: Tensor) -> Tensor 
     return where(positive, v * (log(safe) * power(safe, b)), 0)
 
 
-elementwise("power", np.power, lambda s, a, b: s.pow(a, b), infer=_numeric_broadcast, heavy=True,
+elementwise("power", semantics.power, lambda s, a, b: s.pow(a, b), infer=_numeric_broadcast, heavy=True,
             **_linear(_power_lin_base, _power_lin_exponent), doc="a ** b")
 
 
@@ -252,10 +253,10 @@ def _min_scalar(s, a, b):
     return s.and_(a, b) if s.dtype_of(a) == bool_ else s.minimum(a, b)
 
 
-elementwise("maximum", np.maximum, _max_scalar, **_MAX_MIN_LINEAR, commutative=True,
-            doc="the larger of a and b (NaN propagates)")
-elementwise("minimum", np.minimum, _min_scalar, **_MAX_MIN_LINEAR, commutative=True,
-            doc="the smaller of a and b (NaN propagates)")
+elementwise("maximum", semantics.maximum, _max_scalar, **_MAX_MIN_LINEAR, commutative=True,
+            doc="the larger of a and b (NaN propagates; -0.0 < +0.0)")
+elementwise("minimum", semantics.minimum, _min_scalar, **_MAX_MIN_LINEAR, commutative=True,
+            doc="the smaller of a and b (NaN propagates; -0.0 < +0.0)")
 
 
 def maximum(a: Any, b: Any) -> Tensor:
@@ -271,7 +272,7 @@ def minimum(a: Any, b: Any) -> Tensor:
 # clip(x, lo, hi) = minimum(maximum(x, lo), hi): x passes the cotangent inside [lo, hi]
 # (bounds included, as TensorFlow), lo below it, hi above it (hi wins when lo > hi).
 elementwise(
-    "clip", np.clip, lambda s, x, lo, hi: s.minimum(s.maximum(x, lo), hi), infer=_numeric_broadcast,
+    "clip", semantics.clip, lambda s, x, lo, hi: s.minimum(s.maximum(x, lo), hi), infer=_numeric_broadcast,
     **_linear(lambda v, out, x, lo, hi: where(logical_and(x >= lo, x <= hi), v, 0),
               lambda v, out, x, lo, hi: where(logical_and(x < lo, lo <= hi), v, 0),
               lambda v, out, x, lo, hi: where(logical_or(x > hi, lo > hi), v, 0)),
@@ -379,7 +380,7 @@ softplus = _unary_float("softplus", lambda x: np.logaddexp(x, 0), _softplus_scal
 def _gelu_ref(x: np.ndarray, *, approximate: bool) -> np.ndarray:
     if approximate:
         return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x ** 3)))
-    return x * _special().ndtr(x)
+    return 0.5 * x * (1 + _special().erf(x * (1 / _SQRT2)))  # TF's and PyTorch's formula (docs/reliability.md)
 
 
 def _gelu_scalar(s, x, *, approximate: bool):
@@ -483,11 +484,11 @@ def _cast_type(inputs: tuple, attrs: dict):
 
 
 register(OpDef("cast", "elementwise", _cast_type, attrs={"dtype": "dtype"},
-               ref=lambda x, *, dtype: x.astype(dtype),
+               ref=semantics.cast,
                scalar=lambda s, x, *, dtype: s.cast(x, dtype),
                vjp=lambda g, out, x, *, dtype: (cast(g, x.dtype) if is_float(x.dtype) and is_float(dtype) else None,),
                jvp=lambda t, out, x, *, dtype: cast(t[0], dtype) if is_float(dtype) and t[0] is not None else None,
-               doc="x converted to dtype (numpy's astype: floats truncate toward zero)"))
+               doc="x converted to dtype (floats truncate toward zero; float -> int saturates, NaN -> 0)"))
 
 
 def cast(x: Any, dtype: Any) -> Tensor:

@@ -18,6 +18,7 @@ from ..errors import ShapeError
 from ..ir.composite import composite
 from ..ir.graph import Tensor
 from . import elementwise as ew
+from . import semantics
 from .core import as_tensor, promote
 from .registry import OpDef, register
 from .shape import broadcast_like, expand_reduced, reshape_like
@@ -163,7 +164,8 @@ def _extremum_jvp(t: tuple, out: Tensor, x: Tensor, *, axis: tuple, keepdims: bo
 
 for _name, _np_fn in (("max", np.max), ("min", np.min)):
     register(OpDef(
-        _name, "reduce", _extremum_type, ref=_np_reduce(_np_fn), reduce=_name, canon=canon_axis, attrs=REDUCE_ATTRS,
+        _name, "reduce", _extremum_type, reduce=_name, canon=canon_axis, attrs=REDUCE_ATTRS,
+        ref=lambda x, *, axis, keepdims, fn=_np_fn: semantics.reduce_extremum(fn, x, axis, keepdims),
         vjp=_float_only(_extremum_vjp), jvp=_extremum_jvp,
         doc=f"{_name}imum over axes; ties share the cotangent evenly"))
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import semantics
+
 PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
 
 
@@ -66,7 +68,7 @@ class NumpyEmitter:
         return np.asarray(v).dtype
 
     def cast(self, v, dtype):
-        return np.asarray(v).astype(dtype)
+        return semantics.cast(v, dtype)
 
     def add(self, a, b):
         return np.add(a, b)
@@ -93,10 +95,10 @@ class NumpyEmitter:
         return np.abs(a)
 
     def minimum(self, a, b):
-        return np.minimum(a, b)
+        return semantics.minimum(np.asarray(a), np.asarray(b))
 
     def maximum(self, a, b):
-        return np.maximum(a, b)
+        return semantics.maximum(np.asarray(a), np.asarray(b))
 
     def sqrt(self, a):
         return np.sqrt(a)
@@ -138,7 +140,7 @@ class NumpyEmitter:
         return np.cos(a)
 
     def pow(self, a, b):
-        return np.power(a, b)
+        return semantics.power(a, b)
 
     def cmp(self, pred, a, b):
         return {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,

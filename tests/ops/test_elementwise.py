@@ -59,9 +59,10 @@ CASES = [
     Case("power", lambda a: gc.power(a, 3), lambda a: np.power(a, 3), ("any",), NUMERIC, label="cube"),
     Case("abs", gc.abs, np.abs, ("any",), ALL),
     Case("sign", gc.sign, np.sign, ("any",), NUMERIC),
-    Case("maximum", gc.maximum, np.maximum, ("any", "any"), ALL),
-    Case("minimum", gc.minimum, np.minimum, ("any", "any"), ALL),
-    Case("clip", gc.clip, np.clip, ("any", "lo", "hi"), NUMERIC),
+    Case("maximum", gc.maximum, lambda a, b: _ieee_zeros(np.maximum, a, b), ("any", "any"), ALL),
+    Case("minimum", gc.minimum, lambda a, b: _ieee_zeros(np.minimum, a, b), ("any", "any"), ALL),
+    Case("clip", gc.clip, lambda x, lo, hi: _ieee_zeros(np.minimum, _ieee_zeros(np.maximum, x, lo), hi),
+         ("any", "lo", "hi"), NUMERIC),
     Case("where", gc.where, np.where, ("bool", "any", "any"), ALL),
     Case("exp", gc.exp, np.exp, ("any",)),
     Case("expm1", gc.expm1, np.expm1, ("any",)),
@@ -171,6 +172,15 @@ def _check(actual, expected, exact: bool, dtype=None) -> None:
         np.testing.assert_array_equal(np.signbit(actual[zeros]), np.signbit(expected[zeros]), "sign of zero")
     else:
         np.testing.assert_allclose(actual, expected, **_tol(expected.dtype))
+
+
+def _ieee_zeros(fn, a, b):
+    """numpy's maximum/minimum with IEEE 754-2019 zeros: -0.0 < +0.0 whatever the operand order."""
+    out = fn(a, b)
+    if out.dtype.kind != "f":
+        return out
+    neg = np.signbit(a) & np.signbit(b) if fn is np.maximum else np.signbit(a) | np.signbit(b)
+    return np.where((a == 0) & (b == 0), np.where(neg, -0.0, 0.0).astype(out.dtype), out)
 
 
 def _oracle(case: Case, arrays):
@@ -350,7 +360,10 @@ def test_gelu_forms_agree_with_scipy_definitions():
     xs = np.linspace(-8, 8, 101)
     x = gc.placeholder(F64, xs.shape)
     exact, approx = _run([gc.gelu(x), gc.gelu(x, approximate=True)], {x: xs})
-    np.testing.assert_allclose(exact, xs * special.ndtr(xs), rtol=1e-14, atol=1e-300)
+    # 0.5 x (1 + erf(x / sqrt 2)), TensorFlow's and PyTorch's formula (docs/reliability.md): x * ndtr(x)
+    # up to the cancellation of 1 + erf in the negative tail
+    np.testing.assert_allclose(exact, 0.5 * xs * (1 + special.erf(xs / np.sqrt(2))), rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(exact, xs * special.ndtr(xs), rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(approx, _np_gelu_tanh(xs), rtol=1e-14)
     for approximate, value in ((False, exact), (True, approx)):
         scalar = gc.gelu(x, approximate).opdef.scalar(NumpyEmitter(), xs, approximate=approximate)

@@ -16,7 +16,7 @@ from typing import Any
 from llvmlite import ir
 
 from ...dtypes import bool_
-from ...ir.graph import Tensor
+from ...ir.graph import Tensor, attr_key
 from ...ops.registry import OpKind
 from ...ops.shape import broadcast_index
 from .affine import Affine
@@ -82,7 +82,7 @@ def kernel_key(k: Kernel) -> tuple:
     members = []
     for pos, m in enumerate(k.members):
         args = tuple(("s", x.shape, x.dtype.str) if i in m.opdef.shape_only else ref(x) for i, x in enumerate(m.inputs))
-        attrs = tuple(sorted(m.params.items()))
+        attrs = tuple((name, attr_key(v)) for name, v in sorted(m.params.items()))
         members.append((m.op, attrs, m.shape, m.dtype.str, args))
         local[m] = pos
     def place(view: View, scratch: Buffer | None) -> tuple:
