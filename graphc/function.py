@@ -31,6 +31,7 @@ from .profiler import recording
 from .profiler.records import RunOptions
 from .profiler.report import RunMetadata
 from .runtime.feeds import convert_feed
+from .runtime.lru import LRU
 
 MISS = object()
 
@@ -99,7 +100,7 @@ class Function:
             raise GraphcError("the session runs another graph than the function's")
         self.session = session
         self._n = len(self.inputs)
-        self._runners: dict[tuple, _Runner] = {}
+        self._runners = LRU(self.options.program_cache)
         self._trust = False
         self._select(None)
         self._compile_lock = threading.Lock()
@@ -173,7 +174,8 @@ class Function:
             with self._compile_lock:
                 runner = self._runners.get(shapes)
                 if runner is None:
-                    runner = self._runners[shapes] = _Runner(self, shapes)
+                    runner = _Runner(self, shapes)
+                    self._runners.put(shapes, runner)
         self._select(runner)
         return runner
 

@@ -17,6 +17,9 @@ class CompileOptions:
     rewrites and fusion). checkpoint: one of CHECKPOINT_POLICIES. memory_budget: bytes the
     planned peak must fit (picks the least recomputation that fits). slots: checkpoint
     slots for "revolve". threads: worker threads for large kernels (None: all cores).
+    program_cache: compiled programs kept in memory per fetch list of a Session, or per
+    gc.function: one per feed-shape signature, the least recently used dropped beyond it
+    (compiling one again is fast when the disk cache holds its object code).
     """
 
     opt_level: int = 2
@@ -24,6 +27,7 @@ class CompileOptions:
     memory_budget: int | None = None
     slots: int | None = None
     threads: int | None = None
+    program_cache: int = 64
 
     def __post_init__(self) -> None:
         if self.opt_level not in (0, 1, 2):
@@ -35,5 +39,7 @@ class CompileOptions:
             raise GraphcError(f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}")
         if self.checkpoint == "revolve" and (self.slots is None or self.slots < 1):
             raise GraphcError("checkpoint='revolve' needs slots >= 1 (CompileOptions(slots=...))")
+        if type(self.program_cache) is not int or self.program_cache < 1:
+            raise GraphcError(f"program_cache must be an int >= 1, got {self.program_cache!r}")
         if self.threads is not None and self.threads < 1:
             raise GraphcError(f"threads must be >= 1, got {self.threads!r}")

@@ -19,6 +19,7 @@ from ..options import CompileOptions
 from ..profiler import recording
 from .feeds import check_feeds
 from .fetches import flatten, unflatten
+from .lru import LRU
 
 BACKENDS = ("llvm", "reference")
 
@@ -32,7 +33,8 @@ class Session:
     `threads` caps the LLVM backend's thread pool (default: ``GRAPHC_THREADS`` or the
     CPU count); large kernels split their rows across it, small ones stay serial.
     Compiled programs are cached per (fetches, feed shapes): a plan per fetch list, a
-    program per feed-shape signature within it (options are fixed per session).
+    program per feed-shape signature within it (options are fixed per session), at most
+    `options.program_cache` programs per plan, least recently used dropped first.
     """
 
     def __init__(self, graph: Graph | None = None, backend: str = "llvm", options: CompileOptions | None = None,
@@ -129,7 +131,7 @@ class Session:
             for t in outputs:
                 if t.graph is not self.graph:
                     raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
-            plan = _Plan(outputs)
+            plan = _Plan(outputs, self.options.program_cache)
             with self._lock:
                 for v in plan.variables:
                     self._variable(v)
@@ -144,7 +146,8 @@ class Session:
             with self._compile_lock:
                 program = plan.programs.get(sig)
                 if program is None:
-                    program = plan.programs[sig] = self._compile(plan, feeds)
+                    program = self._compile(plan, feeds)
+                    plan.programs.put(sig, program)
         return program
 
     def _compile(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
@@ -195,7 +198,7 @@ class Session:
 class _Plan:
     """What one fetch list needs: its placeholders, variables and assignments."""
 
-    def __init__(self, outputs: list[Tensor]):
+    def __init__(self, outputs: list[Tensor], cache_size: int):
         order = toposort(outputs)
         self.outputs = outputs
         self.placeholders = [n for n in order if n.op == "placeholder"]
@@ -208,7 +211,7 @@ class _Plan:
                 raise GraphcError(f"variable {var.name} is assigned twice in one run ({seen[var].name} and {a.name})")
             seen[var] = a
         self.assigns = assigns
-        self.programs: dict[tuple, Any] = {}  # feed shapes -> compiled program
+        self.programs = LRU(cache_size)  # feed shapes -> compiled program
         self._declared = [(p, p.dtype, p.shape) for p in self.placeholders]
 
     def fast_feeds(self, feed_dict: Mapping[Any, Any] | None) -> dict[Tensor, np.ndarray] | None:
