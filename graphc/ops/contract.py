@@ -33,10 +33,13 @@ __all__ = ["diag", "diagonal", "einsum", "einsum_path", "inner", "kron", "outer"
 OPTIMAL_LIMIT = 5
 
 
-def _static(t: Tensor, what: str) -> tuple[int, ...]:
-    if None in t.shape:
-        raise _fail(ShapeError, f"{what} needs known shapes, got {shape_str(t.shape)}")
-    return t.shape
+def _static(t: Tensor, what: str, last: int | None = None) -> tuple[int, ...]:
+    """t's shape (its `last` dims only, if given), which must be known when building."""
+    dims = t.shape if last is None else t.shape[-last:]
+    if None in dims:
+        which = "shapes" if last is None else f"sizes of the last {last} axes"
+        raise _fail(ShapeError, f"{what} needs known {which}, got {shape_str(t.shape)}")
+    return dims
 
 
 # --- diagonals and triangles --------------------------------------------------------------------
@@ -52,10 +55,13 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
         raise _fail(ShapeError, "diagonal: axis1 and axis2 cannot be the same")
     offset = operator.index(offset)
     t = moveaxis(t, (i, j), (-2, -1))
-    n, m = _static(t, "diagonal")[-2:]
+    n, m = _static(t, "diagonal", 2)
     count = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
     first = offset if offset >= 0 else -offset * m
-    flat = reshape(t, t.shape[:-2] + (n * m,))
+    lead = t.shape[:-2]
+    if sum(d is None for d in lead) > 1 or (None in lead and n * m == 0):
+        raise _fail(ShapeError, f"diagonal needs at most one unknown leading dim, got {shape_str(t.shape)}")
+    flat = reshape(t, tuple(-1 if d is None else d for d in lead) + (n * m,))
     if count == 0:
         return getitem(flat, (..., slice(0, 0)))
     return getitem(flat, (..., slice(first, first + (count - 1) * (m + 1) + 1, m + 1)))
@@ -89,7 +95,7 @@ def _triangle(m: Any, k: int, lower: bool, what: str) -> Tensor:
     (t,) = promote(m)
     if t.ndim < 1:
         raise _fail(ShapeError, f"{what} needs a tensor of rank >= 1, got a scalar")
-    dims = _static(t, what)[-2:]
+    dims = _static(t, what, 2)
     keep = np.tri(*dims, k=operator.index(k) - (0 if lower else 1), dtype=bool)
     zero = np.zeros((), t.dtype)
     return where(keep, t, zero) if lower else where(keep, zero, t)

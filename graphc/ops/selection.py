@@ -22,7 +22,7 @@ from ..dtypes import int64, is_float, is_int, shape_str
 from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.composite import composite
 from ..ir.graph import Tensor
-from .core import promote
+from .core import constant, promote
 from .elementwise import (
     cast,
     equal,
@@ -88,7 +88,7 @@ def _bitonic(x: Tensor) -> Tensor:
     pos = np.arange(size, dtype=np.int64)
     base = pos + np.where(pos < n, 0, 2 * size)
     value = x
-    key = broadcast_like(base[:n], x)
+    key = broadcast_like(constant(base[:n], graph=x.graph), x)
     if is_float(x.dtype):
         nan = not_equal(x, x)
         value = where(nan, top, x)

@@ -405,6 +405,25 @@ def test_unknown_dims_are_refused_where_sizes_are_needed():
         gc.roll(x, 1, axis=0)
     with pytest.raises(gc.ShapeError, match="cumsum needs a known size on axis 0"):
         gc.cumsum(x, 0)
+    with pytest.raises(gc.ShapeError, match=r"tril needs known sizes of the last 2 axes, got \(\?, 3\)"):
+        gc.tril(x)
     y = gc.cumsum(x, 1) + gc.flip(x, 0)  # the known axis, and a flip of the unknown one, are fine
     value = np.arange(6.0).reshape(2, 3)
     np.testing.assert_allclose(gc.Session(backend="llvm").run(y, {x: value}), np.cumsum(value, 1) + value[::-1])
+
+
+@pytest.mark.parametrize("backend", ["reference", "llvm"])
+def test_unknown_leading_dims(backend, monkeypatch):
+    """Functions that need only the sizes of the axes they work on accept unknown leading dims."""
+    monkeypatch.setattr(selection, "RANK_SORT_MAX", 4)  # the bitonic network too
+    x, z = gc.placeholder(F64, (None, 6)), gc.placeholder(F64, (None, 3, 4))
+    a, c = RNG.standard_normal((2, 6)), RNG.standard_normal((2, 3, 4))
+    outs = [gc.sort(x), gc.argsort(x), gc.cumprod(x, 1), gc.diff(x), gc.repeat(x, 2, 1), gc.tril(z),
+            gc.diagonal(z, 1, 1, 2), gc.trace(z, axis1=1, axis2=2)]
+    want = [np.sort(a), np.argsort(a, kind="stable"), np.cumprod(a, 1), np.diff(a), np.repeat(a, 2, 1), np.tril(c),
+            np.diagonal(c, 1, 1, 2), np.trace(c, axis1=1, axis2=2)]
+    grads = gc.gradients(gc.sum(outs[0] * outs[2]) + gc.sum(outs[-1] * outs[-1]), [x, z])
+    got = gc.Session(backend=backend).run(outs + grads, {x: a, z: c})
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    assert got[-2].shape == a.shape and got[-1].shape == c.shape
