@@ -10,7 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,examples]"
+	$(PY) -m pip install -q -e ".[test,examples,mpi]"
 	touch $(STAMP)
 
 test: install

@@ -1,14 +1,21 @@
 """Train a 64-128-10 MLP on scikit-learn's bundled 8x8 handwritten digits with Adam.
 
     python examples/mlp_digits.py [--quick] [--epochs N] [--seed N] [--backend NAME]
+    mpiexec -n 2 python examples/mlp_digits.py --distributed     (needs pip install 'graphc[mpi]')
 
 The data ships with scikit-learn (no download). The split, the weights and the batch
 order all derive from --seed, so the printed losses are the same on every run.
+
+With --distributed, each rank trains on its share of every global batch of --batch-size
+(gc.distributed.shard) and gc.distributed.DistributedOptimizer averages the gradients,
+weighted by each rank's share, so the run follows the single-process one (same final
+accuracy); rank 0 prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
 import re
 import sys
 import time
@@ -65,8 +72,12 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--backend", default=None, help="Session backend (default: graphc's default)")
+    parser.add_argument("--distributed", action="store_true", help="data-parallel over the ranks of mpiexec")
     args = parser.parse_args(argv)
     epochs = args.epochs or (2 if args.quick else 15)
+    D = gc.distributed
+    rank, size = (D.rank(), D.size()) if args.distributed else (0, 1)
+    print = builtins.print if rank == 0 else (lambda *a, **k: None)  # noqa: A001 (rank 0 prints)
 
     X_train, X_test, y_train, y_test = load(args.seed)
     print(f"digits: {len(X_train)} train / {len(X_test)} test images of 8x8 pixels, 10 classes")
@@ -77,24 +88,37 @@ def main(argv: list[str] | None = None) -> float:
     logits = gc.nn.dense(hidden, 10, name="logits", seed=args.seed + 1)
     loss = gc.nn.softmax_cross_entropy(logits, labels)
     correct = gc.sum(gc.cast(gc.equal(gc.argmax(logits, axis=1), gc.cast(labels, gc.int64)), gc.int32))
-    train_op = gc.train.Adam(args.lr).minimize(loss)
+    optimizer = gc.train.Adam(args.lr)
+    if args.distributed:  # gradients averaged over the ranks, weighted by each rank's share of the batch
+        share = gc.placeholder(gc.float32, (), name="share")
+        optimizer = D.DistributedOptimizer(optimizer, weight=share)
+        totals_in = gc.placeholder(gc.float64, (3,), name="totals")
+        totals = D.allreduce(totals_in, op="sum")  # epoch loss, right and seen, summed over the ranks
+    train_op = optimizer.minimize(loss)
     n_params = sum(int(np.prod(v.shape)) for v in gc.trainable_variables())
-    print(f"model: 64-128-10 MLP, ReLU, {n_params} parameters; Adam(lr={args.lr}), batch {args.batch_size}")
+    print(f"model: 64-128-10 MLP, ReLU, {n_params} parameters; Adam(lr={args.lr}), batch {args.batch_size}"
+          + (f" over {size} ranks" if args.distributed else ""))
 
     data = gc.train.batches(X_train, y_train, batch_size=args.batch_size, seed=args.seed)
     session_args = {} if args.backend is None else {"backend": args.backend}
     with gc.Session(**session_args) as sess:
+        if args.distributed:
+            D.broadcast_variables(sess)  # every rank starts from rank 0's weights
         steps, first_step, train_time = 0, None, 0.0
         for epoch in range(1, epochs + 1):
             loss_sum, right, seen = 0.0, 0, 0
             # a bar per epoch on a terminal (it keeps the epoch's loss and accuracy), plain lines otherwise
-            bar = tqdm(data, desc=f"epoch {epoch:2d}/{epochs}", file=sys.stderr, disable=None,
+            bar = tqdm(data, desc=f"epoch {epoch:2d}/{epochs}", file=sys.stderr, disable=True if rank else None,
                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps{postfix}")
             plain = bool(bar.disable)  # (close() sets disable)
             start = time.perf_counter()
             for xb, yb in bar:
                 t0 = time.perf_counter()
-                batch_loss, batch_right, _ = sess.run([loss, correct, train_op], {x: xb, labels: yb})
+                feed = {x: xb, labels: yb}
+                if args.distributed:
+                    xb, yb = D.shard(xb, yb)
+                    feed = {x: xb, labels: yb, share: np.float32(len(xb))}
+                batch_loss, batch_right, _ = sess.run([loss, correct, train_op], feed)
                 if first_step is None:
                     first_step = time.perf_counter() - t0
                 steps += 1
@@ -104,6 +128,9 @@ def main(argv: list[str] | None = None) -> float:
                 bar.set_postfix(loss=f"{loss_sum / seen:.6f}", accuracy=f"{right / seen:.4f}", refresh=False)
             bar.close()
             train_time += time.perf_counter() - start
+            if args.distributed:
+                loss_sum, right, seen = sess.run(totals, {totals_in: np.array([loss_sum, right, seen], np.float64)})
+                right, seen = int(right), int(seen)
             if plain:
                 print(f"epoch {epoch:2d}/{epochs}  loss {loss_sum / seen:.6f}  train accuracy {right / seen:.4f}")
 
@@ -114,7 +141,10 @@ def main(argv: list[str] | None = None) -> float:
         print(f"speed: {steps} steps in {train_time:.2f} s = {steps / train_time:.0f} steps/s "
               f"(first step incl. compile {first_step * 1e3:.1f} ms, later steps {rest * 1e3:.2f} ms each)")
         print(f"compile: backend {sess.backend}")
-        batch = {x: X_train[:args.batch_size], labels: y_train[:args.batch_size]}
+        per_rank = -(-args.batch_size // size)  # every rank compiles the summary's program (collectives)
+        batch = {x: X_train[:per_rank], labels: y_train[:per_rank]}
+        if args.distributed:
+            batch[share] = np.float32(per_rank)
         for line in compile_summary(sess, [loss, correct, train_op], batch):
             print("compile: " + line)
     return accuracy

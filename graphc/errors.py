@@ -32,6 +32,10 @@ class UsageError(GraphcError):
     """A mistake in a `graphc` command line or its target (printed as one line)."""
 
 
+class DistributedError(GraphcError):
+    """A collective across MPI ranks failed: a rank died, hung or built a different program."""
+
+
 def user_location() -> str:
     """Return "file:line" of the innermost stack frame outside the graphc package."""
     frame = sys._getframe(1)

@@ -51,6 +51,9 @@ def export_function(fn: Any, directory: str | Path, name: str,
     signatures = _signatures(fn, signatures)
     programs = [fn.program(sig) for sig in signatures]
     _refuse_lapack(programs)
+    if any(p.uses_mpi for p in programs):
+        raise GraphcError("export: the function runs gc.distributed collectives, which need MPI; an exported "
+                          "library has no MPI world (export the per-rank computation without them)")
     cpu_name, features = aot.resolve_cpu(cpu)
     assigned = {a.inputs[0] for a in fn.assigns}
     variables = [v for v in fn.variables if any(v in dict(p.var_slots) for p in programs)]

@@ -1,6 +1,7 @@
 """Imports every op family so that each registers its declarations (and Tensor gets its operators)."""
 
 from . import (  # noqa: F401
+    collective,
     contract,
     core,
     create,

@@ -58,6 +58,7 @@ class OpKind(str, Enum):
     LAPACK = "lapack"  # LAPACK calls, one per matrix of the batch (graphc.backend.llvm.lapack)
     STATE = "state"  # assign: a variable's new value
     CONTROL = "control"  # group: no value, runs its inputs
+    COLLECTIVE = "collective"  # MPI allreduce/allgather/broadcast across ranks (gc.distributed)
 
     def __str__(self) -> str:
         return self.value

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import GraphcError
 
-STEP_KINDS = ("gemm", "lapack", "map", "reduce", "copy", "host call")
+STEP_KINDS = ("gemm", "lapack", "map", "reduce", "copy", "host call", "collective")
 
 
 @dataclass(frozen=True)

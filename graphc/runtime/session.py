@@ -15,6 +15,7 @@ from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.bind import bind_shapes
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
+from ..ops.registry import OpKind
 from ..options import CompileOptions
 from ..profiler import recording
 from .feeds import check_feeds
@@ -241,6 +242,11 @@ class _ReferenceRun:
         self.n = len(plan.outputs)
         self.assigned = [a.inputs[0] for a in plan.assigns]
         self.program = ReferenceProgram(list(plan.outputs) + plan.assigns)
+        collectives = [n for n in self.program.order if n.opdef.kind is OpKind.COLLECTIVE]
+        if collectives:  # every rank must run the same collectives (checked at the first run)
+            from .mpi_check import check_program
+
+            check_program(collectives)
 
     def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray],
             clock: list | None = None) -> list:

@@ -159,6 +159,10 @@ CASES: dict[str, list[Case]] = {
     "max": [Case(lambda x: gc.max(x), [(3, 4)]), Case(lambda x: gc.max(x, 1, keepdims=True), [(2, 3, 4)]),
             Case(lambda x: gc.max(x, (0, 2)), [(2, 3, 4)])],
     "min": [Case(lambda x: gc.min(x), [(3, 4)]), Case(lambda x: gc.min(x, -1), [(2, 3, 4)])],
+    # collectives (a world of one here; tests/distributed checks them across ranks)
+    "allreduce": [Case(lambda x: gc.distributed.allreduce(x * x, op="sum"), [(3, 4)], order=2)],
+    "allgather": [Case(lambda x: gc.distributed.allgather(gc.sin(x)), [(2, 3)])],
+    "broadcast": [Case(lambda x: gc.distributed.broadcast(x * x, root=0), [(3,)])],
     # linear algebra
     "matmul": [Case(gc.matmul, [(3, 4), (4, 2)], order=2), Case(gc.matmul, [(2, 3, 4), (4, 5)]),
                Case(gc.matmul, [(1, 3, 4), (2, 4, 2)]), Case(gc.matmul, [(4,), (4, 3)]),

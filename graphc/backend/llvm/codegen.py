@@ -4,7 +4,7 @@ The entry ``void graphc_entry(void** table)`` reads its buffers from a pointer t
 out as [feeds..., variables..., outputs..., constants..., arena] and calls the steps in
 order. GEMM steps loop over the broadcast batch dims and call BLAS per matrix, then run
 their epilogue kernel, if any, over the product in place. LAPACK steps (`lapack.py`) loop
-over the batch and call LAPACK per matrix.
+over the batch and call LAPACK per matrix; collective steps call MPI.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Any
 
 from llvmlite import ir
 
-from . import blas
+from . import blas, collective
 from .emitter import I8, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
-from .steps import Buffer, Gemm, Kernel, Lapack, Plan, blas_layout, numel, row_major_strides
+from .steps import Buffer, Collective, Gemm, Kernel, Lapack, Plan, blas_layout, numel, row_major_strides
 
 ENTRY = "graphc_entry"
 I32 = ir.IntType(32)
@@ -95,6 +95,10 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
         if isinstance(step, Lapack):
             if numel(step.node.shape):
                 b.call(lapack_function(module, step), [pointer(x) for x in lapack_buffers(step)])
+            continue
+        if isinstance(step, Collective):
+            collective.emit_call(module, b, step.node, numel(step.node.inputs[0].shape), pointer(step.src.buffer),
+                                 pointer(step.out.buffer))
             continue
         key = gemm_key(step)
         if key not in emitted:

@@ -15,6 +15,8 @@ Steps (`steps.py`):
 * `Gemm`: a (batched) matrix product through BLAS; operands that are transposed views
   are passed as BLAS transposes.
 * `Lapack`: a linear-algebra op (kind LAPACK) through LAPACK, with a workspace in the arena.
+* `Collective`: an MPI allreduce, allgather or broadcast from a dense operand into a
+  dense buffer, called from the entry like a GEMM (`collective.py`).
 * At the end, one copy kernel per assignment moves the new value into the variable,
   so every read in the run sees the value from the start of the run (unless the
   kernel can write the variable directly: nothing reads it afterwards).
@@ -35,7 +37,7 @@ from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
 from .grouping import Units, _Stage, reduce_mode
 from .lapack import workspace
-from .steps import Buffer, Extra, Gemm, Kernel, KernelMode, Lapack, Plan, Step, View, blas_layout, numel
+from .steps import Buffer, Collective, Extra, Gemm, Kernel, KernelMode, Lapack, Plan, Step, View, blas_layout, numel
 from .views import Immediate, Loaded
 
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
@@ -164,6 +166,8 @@ class _Builder:
             self.gemm(n)
         elif kind is OpKind.LAPACK:
             self.lapack(n)
+        elif kind is OpKind.COLLECTIVE:
+            self.collective(n)
 
     def assign_in_place(self, a: Tensor) -> bool:
         """Let the kernel computing assignment `a` write the variable directly, when safe.
@@ -301,6 +305,16 @@ class _Builder:
         self.steps.append(Gemm(f"g{len(self.steps)}", n, a, b, out))
         self.view[n] = out
 
+    def collective(self, n: Tensor) -> None:
+        x = n.inputs[0]
+        src = self.view.get(x)
+        if src is None or not src.is_dense(x.shape):  # MPI reads one contiguous block
+            src = View.dense(self.buffer("arena", x.dtype, numel(x.shape), x.name), x.shape)
+            self.copy(x, src)
+        out = self.out_buffer(n)
+        self.steps.append(Collective(f"c{len(self.steps)}", n, src, out))
+        self.view[n] = out
+
 
 def step_reads(step: Step) -> list[View]:
     """The views a step reads (a GEMM's operands and what its epilogue reads besides the product)."""
@@ -308,6 +322,8 @@ def step_reads(step: Step) -> list[View]:
         return list(step.reads.values())
     if isinstance(step, Lapack):
         return list(step.inputs)
+    if isinstance(step, Collective):
+        return [step.src]
     extra = [v for n, v in step.epilogue.reads.items() if n is not step.node] if step.epilogue else []
     return [step.a, step.b, *extra]
 

@@ -23,12 +23,12 @@ from ...ir.graph import Tensor
 from ...ir.printer import as_text
 from ...options import CompileOptions
 from ...passes.memory import ALIGNMENT
-from . import blas, lapack
+from . import blas, collective, lapack
 from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
-from .steps import Gemm, Lapack, Plan
+from .steps import Collective, Gemm, Lapack, Plan
 
 _ffi = FFI()
 STAGES = ("graph", "kernels", "llvm", "llvm-opt", "asm")
@@ -36,12 +36,14 @@ POOL_SIZE = 4  # idle pointer tables (each with its arena) kept per program
 
 
 def external_symbols(plan: Plan) -> dict[str, int]:
-    """The BLAS and LAPACK routines the plan's steps call, by the names generated code uses."""
+    """The BLAS, LAPACK and MPI routines the plan's steps call, by the names generated code uses."""
     symbols = {}
     if any(isinstance(s, Gemm) for s in plan.steps):
         symbols.update(blas.gemm_symbols())
     if any(isinstance(s, Lapack) for s in plan.steps):
         symbols.update(lapack.lapack_symbols())
+    if any(isinstance(s, Collective) for s in plan.steps):
+        symbols.update(collective.symbols())
     return symbols
 
 
@@ -58,6 +60,12 @@ class LLVMProgram:
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
         self.plan, _ = LLVM.lower(self.fetches, self.assigns)
         self.ir_text = str(build_module(self.plan))
+        collectives = [s.node for s in self.plan.steps if isinstance(s, Collective)]
+        if collectives:  # every rank must have compiled the same collectives (checked at the first run)
+            from ...runtime.mpi_check import check_program
+
+            check_program(collectives)
+        self.uses_mpi = bool(collectives)  # gc.distributed collectives: MPI calls
         self.compiled = compile_ir(self.ir_text, ENTRY, external_symbols(self.plan))
         self._fn = _ffi.cast("void(*)(void**)", self.compiled.address)
         original = {new: old for old, new in mapping.items() if old.op in ("placeholder", "variable")}
@@ -128,6 +136,8 @@ class LLVMProgram:
         finally:
             if len(pool) < POOL_SIZE:
                 pool.append(item)
+        if self.uses_mpi:
+            collective.check_after_run()
         if self._unique:
             return [outs[i] if i is not None else None for i in self.fetch_index]
         results, seen = [], set()

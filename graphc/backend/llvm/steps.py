@@ -69,6 +69,11 @@ class View:
     def with_buffers(self, new: Mapping[Buffer, Buffer]) -> View:
         return replace(self, buffer=new.get(self.buffer, self.buffer))
 
+    def is_dense(self, shape: Sequence[int]) -> bool:
+        """Row-major from the buffer's start (size-1 dims may have any stride)."""
+        live = [(s, d) for s, d in zip(self.strides, shape) if d != 1]
+        return self.offset == 0 and all(s == t for (s, d), t in zip(live, row_major_strides([d for _, d in live])))
+
     def __str__(self) -> str:
         extra = "" if self.offset == 0 else f"+{self.offset}"
         return f"{self.buffer.name}{extra}[strides {','.join(map(str, self.strides))}]"
@@ -168,7 +173,25 @@ class Lapack:
                        work=new.get(self.work, self.work))
 
 
-Step = Kernel | Gemm | Lapack
+@dataclass(eq=False)
+class Collective:
+    """An MPI collective (allreduce, allgather, broadcast) from the dense `src` into the dense `out`
+    (`graphc.backend.llvm.collective`)."""
+
+    name: str
+    node: Tensor
+    src: View
+    out: View
+
+    def buffers(self) -> list[Buffer]:
+        return [self.src.buffer, self.out.buffer]
+
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> Collective:
+        """The call with its buffers replaced by `new` (the arena's placed buffers)."""
+        return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
+
+
+Step = Kernel | Gemm | Lapack | Collective
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,6 +252,8 @@ def describe_step(step: Step) -> list[str]:
         reads = ", ".join(map(str, step.inputs))
         return [f"{step.name} = lapack {step.node.op} {type_str(step.node)} <- {reads} -> {step.out} "
                 f"(work {step.work.name})"]
+    if isinstance(step, Collective):
+        return [f"{step.name} = {step.node.op} {type_str(step.node)} <- {step.src} -> {step.out}"]
     if isinstance(step, Gemm):
         n = step.node
         lines = [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]

@@ -228,6 +228,14 @@ CASES: dict[str, list[Case]] = {
             Case(lambda x: gc.pad(x, 2, constant_values=-1.5), [(3,)], FLOATS)],
     "custom_vjp": [Case(_custom_exp, [(3,)], FLOATS)],
     # matrix products
+    # collectives (a world of one here; tests/distributed runs them across ranks)
+    "allreduce": [Case(lambda x: gc.distributed.allreduce(x * 2, op="sum"), [(3, 4)], NUMERIC),
+                  Case(lambda x: gc.distributed.allreduce(x.T, op="mean"), [(2, 3)], FLOATS),
+                  Case(lambda x: gc.distributed.allreduce(x, op="sum"), [()], NUMERIC),
+                  Case(lambda x: gc.distributed.allreduce(x, op="sum"), [(0, 3)], FLOATS)],
+    "allgather": [Case(gc.distributed.allgather, [(3, 4)], NUMERIC + (B,)),
+                  Case(gc.distributed.allgather, [()], FLOATS)],
+    "broadcast": [Case(lambda x: gc.distributed.broadcast(x[::2], root=0), [(4, 3)], NUMERIC + (B,))],
     "matmul": [Case(gc.matmul, [(5, 3), (3, 4)], FLOATS), Case(lambda a, b: a @ b.T, [(5, 3), (4, 3)], FLOATS),
                Case(lambda a, b: a.T @ b, [(3, 5), (3, 4)], FLOATS),
                Case(gc.matmul, [(2, 1, 5, 3), (3, 3, 4)], FLOATS),

@@ -1,0 +1,265 @@
+"""Collective steps (allreduce, allgather, broadcast) in compiled programs.
+
+A program calls ``i32 graphc_collective_<impl>(i32 kind, i32 dtype, ptr send, ptr recv,
+i64 count, i64 root)`` once per collective step. Two implementations resolve that symbol:
+
+* ``c`` (the default): a small LLVM function, compiled once per process, that calls MPI's C
+  ABI directly: ``MPI_Iallreduce`` / ``MPI_Iallgather`` / ``MPI_Ibcast`` on the mpi4py
+  library's ``MPI_COMM_WORLD``, then polls ``MPI_Test`` (yielding the CPU every
+  `POLLS_BEFORE_YIELD` polls, for oversubscribed machines) until the request completes
+  or ``MPI_Wtime`` passes the timeout.
+* ``callback``: a cffi callback into Python that does the same through mpi4py
+  (`graphc.runtime.mpi`).
+
+``GRAPHC_MPI_CALL=c|callback`` picks one (measured in docs/distributed.md). Either records
+a timeout or MPI error in a flag instead of stopping the program; the program's caller
+raises `DistributedError` after the run (`check_after_run`), and later collectives return
+at once, so a run waits for at most one timeout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import numpy as np
+from _cffi_backend import FFI
+from llvmlite import ir
+
+from ...errors import GraphcError
+from .loops import I64, PTR
+
+KINDS = {"allreduce": 0, "allgather": 1, "broadcast": 2}
+DTYPES = {"float32": 0, "float64": 1, "int32": 2, "int64": 3}
+BYTES = 4  # dtype code: raw bytes (allgather and broadcast move bytes)
+IMPLS = ("c", "callback")
+MAX_COUNT = 2**31 - 1
+POLLS_BEFORE_YIELD = 1000  # MPI_Test polls between sched_yield calls (as MPICH's own waits spin, then yield)
+_I32 = ir.IntType(32)
+_TYPE = ir.FunctionType(_I32, [_I32, _I32, PTR, PTR, I64, I64])
+_ffi = FFI()
+
+
+def impl() -> str:
+    """The implementation compiled programs call (``GRAPHC_MPI_CALL``, default "c")."""
+    name = os.environ.get("GRAPHC_MPI_CALL", "c")
+    if name not in IMPLS:
+        raise GraphcError(f"GRAPHC_MPI_CALL must be one of {', '.join(IMPLS)}, got {name!r}")
+    return name
+
+
+def symbol() -> str:
+    return f"graphc_collective_{impl()}"
+
+
+def call_args(node, count: int) -> tuple[int, int, int, int]:
+    """(kind, dtype code, element or byte count, root) of a collective node over `count` input elements."""
+    kind = KINDS[node.op]
+    if kind == KINDS["allreduce"]:
+        code, n = DTYPES[node.dtype.name], count
+    else:
+        code, n = BYTES, count * node.dtype.itemsize
+    if n > MAX_COUNT:
+        raise GraphcError(f"{node.op} {node.name}: {n} elements exceed MPI's count limit {MAX_COUNT}")
+    return kind, code, n, int(node.attrs.get("root", 0))
+
+
+def emit_call(module: ir.Module, b: ir.IRBuilder, node, count: int, send: ir.Value, recv: ir.Value) -> None:
+    """Call the collective for `node` from the program's entry."""
+    name = symbol()
+    fn = module.globals.get(name) or ir.Function(module, _TYPE, name)
+    kind, code, n, root = call_args(node, count)
+    b.call(fn, [ir.Constant(_I32, kind), ir.Constant(_I32, code), send, recv, ir.Constant(I64, n),
+                ir.Constant(I64, root)])
+
+
+def symbols() -> dict[str, int]:
+    """Symbol -> address for the JIT (compiles the C-ABI helper on first use)."""
+    name = impl()
+    return {symbol(): _c_helper()[0] if name == "c" else _callback_address()}
+
+
+def check_after_run() -> None:
+    """Raise DistributedError if a collective of the last run failed."""
+    from ...runtime import mpi as comm
+
+    comm.check()
+
+
+# --- the C-ABI helper ----------------------------------------------------------------------
+
+_HELPER = """
+@graphc_mpi_timeout = global double {timeout}
+@graphc_mpi_failed = global i32 0
+@graphc_mpi_code = global i32 0
+
+declare i32 @MPI_Iallreduce(ptr, ptr, i32, {dt}, {op}, {comm}, ptr)
+declare i32 @MPI_Iallgather(ptr, i32, {dt}, ptr, i32, {dt}, {comm}, ptr)
+declare i32 @MPI_Ibcast(ptr, i32, {dt}, i32, {comm}, ptr)
+declare i32 @MPI_Test(ptr, ptr, ptr)
+declare double @MPI_Wtime()
+declare i32 @sched_yield()
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
+
+define i32 @graphc_collective_c(i32 %kind, i32 %dtype, ptr %send, ptr %recv, i64 %count, i64 %root) {{
+entry:
+  %req = alloca [{req_bytes} x i8], align 8
+  %flag = alloca i32, align 4
+  %status = alloca [{status_bytes} x i8], align 8
+  %f = load i32, ptr @graphc_mpi_failed
+  %bad = icmp ne i32 %f, 0
+  br i1 %bad, label %early, label %start
+early:
+  ret i32 %f
+start:
+  %n = trunc i64 %count to i32
+  %r = trunc i64 %root to i32
+  %is0 = icmp eq i32 %dtype, 0
+  %is1 = icmp eq i32 %dtype, 1
+  %is2 = icmp eq i32 %dtype, 2
+  %is3 = icmp eq i32 %dtype, 3
+  %d3 = select i1 %is3, {dt} {int64}, {dt} {byte}
+  %d2 = select i1 %is2, {dt} {int32}, {dt} %d3
+  %d1 = select i1 %is1, {dt} {double}, {dt} %d2
+  %dt = select i1 %is0, {dt} {float}, {dt} %d1
+  switch i32 %kind, label %bcast [i32 0, label %ar
+                                  i32 1, label %ag]
+ar:
+  %rc0 = call i32 @MPI_Iallreduce(ptr %send, ptr %recv, i32 %n, {dt} %dt, {op} {sum}, {comm} {world}, ptr %req)
+  br label %started
+ag:
+  %rc1 = call i32 @MPI_Iallgather(ptr %send, i32 %n, {dt} %dt, ptr %recv, i32 %n, {dt} %dt, {comm} {world}, ptr %req)
+  br label %started
+bcast:
+  call void @llvm.memcpy.p0.p0.i64(ptr %recv, ptr %send, i64 %count, i1 false)
+  %rc2 = call i32 @MPI_Ibcast(ptr %recv, i32 %n, {dt} %dt, i32 %r, {comm} {world}, ptr %req)
+  br label %started
+started:
+  %rc = phi i32 [%rc0, %ar], [%rc1, %ag], [%rc2, %bcast]
+  %err = icmp ne i32 %rc, 0
+  br i1 %err, label %mpierr, label %clock0
+clock0:
+  %t0 = call double @MPI_Wtime()
+  %limit = load double, ptr @graphc_mpi_timeout
+  %deadline = fadd double %t0, %limit
+  br label %poll
+poll:
+  %polls = phi i32 [0, %clock0], [%polls1, %clock], [0, %yield]
+  %polls1 = add i32 %polls, 1
+  %rct = call i32 @MPI_Test(ptr %req, ptr %flag, ptr %status)
+  %errt = icmp ne i32 %rct, 0
+  br i1 %errt, label %mpierr, label %test
+test:
+  %fl = load i32, ptr %flag
+  %done = icmp ne i32 %fl, 0
+  br i1 %done, label %ok, label %clock
+clock:
+  %now = call double @MPI_Wtime()
+  %late = fcmp ogt double %now, %deadline
+  %spun = icmp uge i32 %polls1, {polls_before_yield}
+  %go = or i1 %late, %spun
+  br i1 %go, label %late_or_spun, label %poll
+late_or_spun:
+  br i1 %late, label %timeout, label %yield
+yield:
+  %y = call i32 @sched_yield()
+  br label %poll
+ok:
+  ret i32 0
+timeout:
+  store i32 1, ptr @graphc_mpi_failed
+  ret i32 1
+mpierr:
+  %code = phi i32 [%rc, %started], [%rct, %poll]
+  store i32 %code, ptr @graphc_mpi_code
+  store i32 2, ptr @graphc_mpi_failed
+  ret i32 2
+}}
+"""
+
+
+def helper_ir(MPI) -> str:
+    """The C-ABI helper's IR for this MPI library's handle sizes and values."""
+
+    def int_type(kind) -> str:
+        return f"i{8 * MPI._sizeof(kind)}"
+
+    return _HELPER.format(
+        timeout=_llvm_double(60.0), polls_before_yield=POLLS_BEFORE_YIELD,
+        dt=int_type(MPI.Datatype), op=int_type(MPI.Op), comm=int_type(MPI.Comm),
+        req_bytes=MPI._sizeof(MPI.Request), status_bytes=MPI._sizeof(MPI.Status),
+        float=MPI.FLOAT.handle, double=MPI.DOUBLE.handle, int32=MPI.INT32_T.handle, int64=MPI.INT64_T.handle,
+        byte=MPI.BYTE.handle, sum=MPI.SUM.handle, world=MPI.COMM_WORLD.handle)
+
+
+def _llvm_double(value: float) -> str:
+    return "0x" + np.float64(value).tobytes()[::-1].hex().upper()
+
+
+@functools.cache
+def _c_helper() -> tuple[int, object, ctypes.c_double, ctypes.c_int, ctypes.c_int]:
+    """(entry address, compiled helper, its timeout, failed flag and MPI error code as ctypes views)."""
+    from ...runtime import mpi as comm
+    from .jit import compile_ir
+
+    MPI = comm.mpi()
+    lib = ctypes.CDLL(MPI.__file__)  # dlsym searches the extension's dependencies: libmpi
+    libc = ctypes.CDLL(None)
+    names = ["MPI_Iallreduce", "MPI_Iallgather", "MPI_Ibcast", "MPI_Test", "MPI_Wtime"]
+    syms = {name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in names}
+    syms["sched_yield"] = ctypes.cast(libc.sched_yield, ctypes.c_void_p).value
+    compiled = compile_ir(helper_ir(MPI), "graphc_collective_c", syms)
+    engine = compiled.engine
+    timeout = ctypes.c_double.from_address(engine.get_global_value_address("graphc_mpi_timeout"))
+    failed = ctypes.c_int.from_address(engine.get_global_value_address("graphc_mpi_failed"))
+    code = ctypes.c_int.from_address(engine.get_global_value_address("graphc_mpi_code"))
+    comm.add_timeout_hook(lambda seconds: setattr(timeout, "value", seconds))
+    comm.add_fail_hook(lambda: _c_failure(MPI, failed.value, code.value))
+    return compiled.address, compiled, timeout, failed, code
+
+
+def _c_failure(MPI, failed: int, code: int) -> str | None:
+    from ...runtime import mpi as comm
+
+    if failed == 1:
+        return (f"a collective in a compiled program: rank {comm.rank()} waited {comm.timeout():g} s for the other "
+                "ranks (a rank died, hung or left the collective); set the limit with gc.distributed.set_timeout")
+    if failed == 2:
+        return f"a collective in a compiled program: MPI error on rank {comm.rank()}: {MPI.Get_error_string(code)}"
+    return None
+
+
+# --- the host callback ---------------------------------------------------------------------
+
+_NP = {v: np.dtype(k) for k, v in DTYPES.items()} | {BYTES: np.dtype(np.uint8)}
+
+
+def _callback(kind: int, dtype: int, send, recv, count: int, root: int) -> int:
+    from ...errors import DistributedError
+    from ...runtime import mpi as comm
+
+    dt = _NP[dtype]
+    nbytes = count * dt.itemsize
+    x = np.frombuffer(_ffi.buffer(send, nbytes), dt)
+    out = np.frombuffer(_ffi.buffer(recv, nbytes * (comm.size() if kind == KINDS["allgather"] else 1)), dt)
+    try:
+        if kind == KINDS["allreduce"]:
+            out[:] = comm.allreduce_sum(x)
+        elif kind == KINDS["allgather"]:
+            out[:] = comm.allgather(x).reshape(-1)
+        else:
+            out[:] = comm.broadcast(x, root)
+    except DistributedError:
+        return 1  # recorded by comm.fail; the caller raises after the run
+    return 0
+
+
+@functools.cache
+def _callback_address() -> int:
+    cb = _ffi.callback("int(*)(int, int, void*, void*, int64_t, int64_t)", _callback, error=2)
+    _KEEP.append(cb)
+    return int(_ffi.cast("uintptr_t", cb))
+
+
+_KEEP: list = []
