@@ -19,6 +19,7 @@ test: install
 N ?= 20000
 fuzz: install
 	nice $(PY) tests/fuzz/graph_fuzz.py --cases $(N) $(if $(SEED),--seed $(SEED))
+	nice $(PY) tests/fuzz/crafted_fuzz.py --cases $(N) $(if $(SEED),--seed $(SEED))
 
 demo: install
 	$(PY) examples/mlp_digits.py

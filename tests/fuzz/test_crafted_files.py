@@ -1,0 +1,34 @@
+"""The crafted-file fuzzer (crafted_fuzz.py) at a fixed seed and a small case count, per kind of file.
+
+Every damaged saved graph, checkpoint, compile-cache entry and export file must end in a
+GraphcError or a correct result; each kind runs in a child process, so a crash fails the
+test with the case that caused it. Long campaigns: python tests/fuzz/crafted_fuzz.py --cases N.
+"""
+
+import os
+import shutil
+
+import crafted_fuzz
+import pytest
+
+CASES = 15
+
+
+@pytest.mark.parametrize("kind", crafted_fuzz.KINDS)
+def test_crafted_files_end_in_graphc_errors(kind, tmp_path):
+    if kind == "export" and shutil.which(os.environ.get("CC", "cc").split()[0]) is None:
+        pytest.skip("exporting needs a C compiler")
+    counts, findings = crafted_fuzz.run_kind(kind, seed=0, cases=CASES, keep=tmp_path)
+    assert not findings, "\n\n".join(findings)
+    assert sum(counts.values()) == CASES
+    assert counts.get("refused", 0) + counts.get("recompiled", 0) > 0  # the damage is seen, not only absorbed
+
+
+def test_mutations_are_deterministic():
+    import random
+
+    a = crafted_fuzz.mutate_json(random.Random("x"), {"a": [1, {"b": 2}]})
+    b = crafted_fuzz.mutate_json(random.Random("x"), {"a": [1, {"b": 2}]})
+    assert a == b
+    data, what = crafted_fuzz.mutate_bytes(random.Random(3), bytes(range(64)))
+    assert data != bytes(range(64)) or "truncate to 64" in what
