@@ -1,14 +1,17 @@
 """Compiling LLVM IR for the host CPU and loading it with MCJIT.
 
 The module is parsed, optimized at O3 with the new pass builder for the host's CPU name
-and features, and turned into an object file; the object (from the disk cache when an
-entry for the same IR, toolchain and CPU exists) is loaded into its own MCJIT engine,
-which stays alive as long as the `Compiled` that holds it. llvmlite serializes LLVM
-calls behind one global lock, so threads do not compile in parallel.
+and features, and turned into an object file, in the optimizer process
+(`graphc.backend.llvm.optimizer`: llvmlite's pipeline leaks memory, which that process
+absorbs); the object (from the disk cache when an entry for the same IR, toolchain and CPU
+exists) is loaded into its own MCJIT engine, which stays alive as long as the `Compiled`
+that holds it. llvmlite serializes LLVM calls behind one global lock, so threads do not
+compile in parallel.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 from dataclasses import dataclass, field
@@ -16,9 +19,13 @@ from dataclasses import dataclass, field
 from llvmlite import binding as llvm
 
 from . import cache
+from .optimizer import SPEED_LEVEL, Process, host_target_machine, optimize_module
 
-SPEED_LEVEL = 3
+__all__ = ["Compiled", "compile_ir", "optimize_ir", "optimize_module", "target_machine"]
+
 _lock = threading.Lock()
+_optimizer = Process()
+atexit.register(_optimizer.stop)
 
 
 @functools.cache
@@ -33,11 +40,7 @@ def new_target_machine() -> llvm.TargetMachine:
     An MCJIT engine takes ownership of the target machine it is created with, so each
     engine gets a fresh one.
     """
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(), opt=3, jit=True)
+    return host_target_machine()
 
 
 def _target_description() -> str:
@@ -52,17 +55,6 @@ def optimize_ir(ir_text: str) -> llvm.ModuleRef:
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
     return optimize_module(mod, tm)
-
-
-def optimize_module(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> llvm.ModuleRef:
-    """Verify `mod` (triple and layout already set for `tm`) and run the O3 pipeline on it."""
-    mod.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
-    return mod
 
 
 @dataclass(eq=False)
@@ -96,9 +88,11 @@ def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
     with _lock:
         tm = target_machine()
         if obj is None:
-            mod = optimize_ir(ir_text)
-            optimized = str(mod)
-            obj = tm.emit_object(mod)
+            obj = _optimizer.object_code(ir_text)
+            if obj is None:  # no optimizer process: optimize here
+                mod = optimize_ir(ir_text)
+                optimized = str(mod)
+                obj = tm.emit_object(mod)
             cache.store(key, obj)
             from_cache = False
         else:

@@ -1,0 +1,136 @@
+"""The host O3 pipeline, and the optimizer process that runs it for the JIT.
+
+llvmlite (0.50) leaks about 55 KB per module optimized at O3: it never frees the
+`PassInstrumentationCallbacks` of a pass builder, registers fresh callbacks into it on
+every run, and building the per-module pipeline leaks too. Reusing a pass builder does not
+help, and a module pass manager cannot run twice. So the JIT's cache misses are optimized
+and emitted in a child process, `python optimizer.py`, which imports llvmlite only and is
+replaced every `REQUESTS_PER_PROCESS` modules; the leak dies with it. If the process
+cannot start or dies, compiles run in this process as before. ``GRAPHC_OPT_PROCESS=0``
+keeps them in process.
+
+Protocol over the child's stdin/stdout: a request is a frame of IR text; a reply is a frame
+of ``b"O"`` plus object code, or ``b"E"`` plus an error message. A frame is a
+little-endian uint64 length and that many bytes. EOF on stdin ends the child.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from typing import Any, BinaryIO
+
+SPEED_LEVEL = 3
+REQUESTS_PER_PROCESS = 200
+_LENGTH = struct.Struct("<Q")
+
+
+def host_target_machine() -> Any:
+    """A host target machine (CPU name and features, O3, JIT code model)."""
+    from llvmlite import binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(), opt=3, jit=True)
+
+
+def optimize_module(mod: Any, tm: Any) -> Any:
+    """Verify `mod` (triple and layout already set for `tm`) and run the O3 pipeline on it."""
+    from llvmlite import binding as llvm
+
+    mod.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def object_code(ir_text: str, tm: Any) -> bytes:
+    """IR text parsed, optimized for `tm` and emitted as an object file."""
+    from llvmlite import binding as llvm
+
+    mod = llvm.parse_assembly(ir_text)
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    return tm.emit_object(optimize_module(mod, tm))
+
+
+def _read(stream: BinaryIO) -> bytes | None:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (n,) = _LENGTH.unpack(head)
+    data = stream.read(n)
+    return data if len(data) == n else None
+
+
+def _write(stream: BinaryIO, data: bytes) -> None:
+    stream.write(_LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+class Process:
+    """The child that optimizes; callers serialize requests (jit's lock)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._pid = 0
+        self._served = 0
+        self.broken = os.environ.get("GRAPHC_OPT_PROCESS", "1").strip().lower() in ("0", "false", "off", "no")
+
+    def object_code(self, ir_text: str) -> bytes | None:
+        """The object code of `ir_text` from the child; None when the child is unavailable."""
+        if self.broken:
+            return None
+        if self._proc is not None and self._pid != os.getpid():  # a fork inherited the parent's child
+            self._proc = None
+        if self._proc is None or self._served >= REQUESTS_PER_PROCESS:
+            self.stop()
+            try:
+                self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONSAFEPATH": "1"})
+                self._pid = os.getpid()
+            except OSError:
+                self.broken = True
+                return None
+            self._served = 0
+        try:
+            _write(self._proc.stdin, ir_text.encode())
+            reply = _read(self._proc.stdout)
+        except OSError:
+            reply = None
+        self._served += 1
+        if reply is None:  # the child died: compile in process from now on
+            self.stop()
+            self.broken = True
+            return None
+        if reply[:1] == b"E":
+            raise RuntimeError(reply[1:].decode(errors="replace"))
+        return reply[1:]
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.stdin.close()
+            proc.stdout.close()
+            proc.wait()
+
+
+def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
+    tm = host_target_machine()
+    while (request := _read(stdin)) is not None:
+        try:
+            reply = b"O" + object_code(request.decode(), tm)
+        except Exception as exc:  # noqa: BLE001 (reported to the compiling process, which raises it)
+            reply = b"E" + str(exc).encode()
+        _write(stdout, reply)
+
+
+if __name__ == "__main__":
+    _serve(sys.stdin.buffer, sys.stdout.buffer)
