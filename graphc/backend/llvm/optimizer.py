@@ -82,7 +82,8 @@ class Process:
         self._proc: subprocess.Popen | None = None
         self._pid = 0
         self._served = 0
-        self.broken = os.environ.get("GRAPHC_OPT_PROCESS", "1").strip().lower() in ("0", "false", "off", "no")
+        self.broken = (not sys.executable  # embedded interpreters may have no executable to start
+                       or os.environ.get("GRAPHC_OPT_PROCESS", "1").strip().lower() in ("0", "false", "off", "no"))
 
     def object_code(self, ir_text: str) -> bytes | None:
         """The object code of `ir_text` from the child; None when the child is unavailable."""
