@@ -210,7 +210,9 @@ def chrome_trace(runs: Sequence[RunTrace]) -> dict:
     def tid(thread: int, run: RunTrace) -> int:
         if thread not in tids:
             tids[thread] = len(tids) + 1
-            names[thread] = run.thread_names.get(thread, f"thread {thread}")
+            name = run.thread_names.get(thread, f"thread {thread}")
+            taken = sum(n == name or n.startswith(name + " #") for n in names.values())
+            names[thread] = f"{name} #{taken + 1}" if taken else name  # workers share one name
         return tids[thread]
 
     def event(name: str, cat: str, thread: int, start: int, end: int, run: RunTrace, args: dict) -> dict:

@@ -225,3 +225,34 @@ def test_bad_options_and_paths(tmp_path):
     with pytest.raises(gc.GraphcError, match="rows="):
         meta.table(rows=0)
     assert gc.RunMetadata().table() == "no traced runs\n"
+
+
+def test_runs_from_several_threads_and_a_serial_session(tmp_path):
+    import threading
+
+    x = gc.placeholder(gc.float32, (1024, 512), name="x")
+    y = gc.sum(gc.tanh(x) * x)
+    feed = {x: np.random.default_rng(0).standard_normal((1024, 512)).astype(np.float32)}
+    parallel, serial = gc.Session(threads=2), gc.Session(threads=1)
+    expect = serial.run(y, feed)
+    results = []
+
+    def work(sess):
+        for _ in range(4):
+            results.append(sess.run(y, feed))
+
+    with gc.profile() as prof:
+        threads = [threading.Thread(target=work, args=(s,)) for s in (parallel, parallel, serial)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(prof.runs) == 12 and len(results) == 12
+    np.testing.assert_allclose(results, [expect] * 12, rtol=1e-5)
+    assert {r.threads for r in prof.runs} == {1, 2}
+    assert all(not s.pieces for r in prof.runs if r.threads == 1 for s in r.steps)
+    prof.export_chrome_trace(tmp_path / "t.json")
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    check_nesting(events)
+    names = [e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"]
+    assert len(names) == len(set(names))  # one named track per thread
