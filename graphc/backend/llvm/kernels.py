@@ -180,10 +180,34 @@ class KernelCodegen(ReductionsMixin):
 
     # --- evaluation ---------------------------------------------------------------------
     def value(self, node: Tensor, idx: tuple) -> Any:
-        """The value of `node` at index `idx` (a tuple of Affine or i64 values)."""
+        """The value of `node` at index `idx` (a tuple of Affine or i64 values).
+
+        Elementwise and state members are evaluated from an explicit stack, operands first
+        (left to right), so a fused chain of any length does not recurse in Python.
+        """
         key = (node, idx)
         if key in self.memo:
             return self.memo[key]
+        stack = [(node, idx, False)]
+        while stack:
+            n, ix, ready = stack.pop()
+            if (n, ix) in self.memo:
+                continue
+            if not ready and n in self.members and n.opdef.kind in (OpKind.ELEMENTWISE, OpKind.STATE):
+                stack.append((n, ix, True))
+                stack.extend((i, j, False) for i, j in reversed(self._operands(n, ix)) if (i, j) not in self.memo)
+                continue
+            self.memo[(n, ix)] = self._compute(n, ix)
+        return self.memo[key]
+
+    def _operands(self, node: Tensor, idx: tuple) -> list[tuple[Tensor, tuple]]:
+        """The (input, index) pairs an elementwise or state member reads at `idx`."""
+        if node.opdef.kind is OpKind.STATE:
+            return [(node.inputs[1], idx)]
+        return [(i, broadcast_index(self.em, idx, i.shape)) for i in node.inputs]
+
+    def _compute(self, node: Tensor, idx: tuple) -> Any:
+        """The value of `node` at `idx`; the operands of elementwise and state members are memoised."""
         k, em = self.k, self.em
         if node in k.immediates:
             imm = k.immediates[node]
@@ -195,14 +219,11 @@ class KernelCodegen(ReductionsMixin):
                 v = self.load(k.reads[node], idx, node.shape)
         else:
             kind = node.opdef.kind
-            if kind is OpKind.ELEMENTWISE:
-                args = [self.value(i, broadcast_index(em, idx, i.shape)) for i in node.inputs]
-                v = node.opdef.scalar(em, *args, **node.params)
-            elif kind is OpKind.STATE:
-                v = self.value(node.inputs[1], idx)
+            if kind is OpKind.ELEMENTWISE or kind is OpKind.STATE:
+                args = [self.memo[operand] for operand in self._operands(node, idx)]
+                v = node.opdef.scalar(em, *args, **node.params) if kind is OpKind.ELEMENTWISE else args[0]
             else:
                 v = node.opdef.gather(em, idx, lambda i, ix: self.value(node.inputs[i], tuple(ix)), node)
-        self.memo[key] = v
         return v
 
     # --- loop nests ---------------------------------------------------------------------
