@@ -15,6 +15,7 @@ from typing import Any
 
 from ..dtypes import is_float, shape_str
 from ..errors import GraphcError, ShapeError
+from ..ir.composite import composite_scope
 from ..ir.graph import Tensor, adjoint_scope, get_default_graph
 from ..ir.traverse import toposort
 from ..ops.core import as_tensor, constant
@@ -176,5 +177,19 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, unconnected: str = "none") 
         g = total.get(x)
         if g is None and unconnected == "zero":
             g = zeros_like_tensor(x)
+        elif g is not None and None in x.shape:
+            g = _fits_at_run_time(g, x)
         result.append(g)
     return result
+
+
+def _fits_at_run_time(g: Tensor, x: Tensor) -> Tensor:
+    """g, checked once shapes are bound to have as many elements as x.
+
+    Reverse mode takes an unknown dim of x to be the output's dim; if x is fed size 1 there
+    and broadcasts, g would silently be the broadcast shape. Binding then raises instead.
+    """
+    label = (f"gradients: an unknown dim of {x.name}{shape_str(x.shape)} was fed as 1 and broadcast, "
+             "which gradients do not sum over (feed the broadcast shape, or declare the dim 1)")
+    with adjoint_scope(x.graph), composite_scope(label):
+        return x.graph.make("reshape_like", (g, x))

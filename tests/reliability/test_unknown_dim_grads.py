@@ -92,3 +92,16 @@ def test_concrete_grad_ys_seed_for_none_dims(backend):
     np.testing.assert_allclose(_run(backend, gb, {x: np.ones((4, 3))}), np.tile([2.0, 4.0, 6.0], (4, 1)))
     with pytest.raises(gc.ShapeError, match="do not broadcast|cannot broadcast"):
         _run(backend, gx, {x: np.ones((5, 3))})  # the (2, 3) seed does not fit a (5, 3) y
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("other_shape", [(5, 3), (None, 3)])
+def test_gradient_of_broadcast_none_dim_is_refused(backend, other_shape):
+    x = gc.placeholder(gc.float32, (None, 3))
+    z = gc.placeholder(gc.float32, other_shape)
+    (gx,) = gc.gradients((x * z).sum(), [x])
+    feeds = {x: np.ones((1, 3), np.float32), z: np.ones((5, 3), np.float32)}
+    with pytest.raises(gc.ShapeError, match=r"^gradients: an unknown dim of .* was fed as 1 and broadcast"):
+        _run(backend, gx, feeds)
+    feeds[x] = np.full((5, 3), 2.0, np.float32)  # fed the broadcast shape: fine
+    np.testing.assert_array_equal(_run(backend, gx, feeds), np.ones((5, 3)))
