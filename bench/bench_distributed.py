@@ -75,22 +75,13 @@ def worker_allreduce(gc, repeat: int, quick: bool) -> list[dict]:
 
 
 def worker_w2(gc, repeat: int, quick: bool, per_rank: int) -> dict:
-    from bench_w2 import LR, batch, init_params
-    from bench_w2 import SIZES as LAYERS
+    from bench_w2 import LR, batch, graphc_loss
 
     from graphc.backend.llvm.parallel import default_threads
 
     D = gc.distributed
     with gc.Graph().as_default():
-        xp = gc.placeholder(gc.float32, (None, LAYERS[0]), name="x")
-        yp = gc.placeholder(gc.int32, (None,), name="y")
-        params = [gc.Variable(p, name=f"p{i}") for i, p in enumerate(init_params())]
-        h = xp
-        for i in range(0, 6, 2):
-            h = h @ params[i] + params[i + 1]
-            if i < 4:
-                h = gc.relu(h)
-        loss = gc.nn.softmax_cross_entropy(h, yp)
+        xp, yp, _, loss = graphc_loss(gc)
         train = D.DistributedOptimizer(gc.train.SGD(LR)).minimize(loss)
         sess = gc.Session()
         x, y = batch(per_rank, seed=1 + D.rank())

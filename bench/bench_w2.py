@@ -64,18 +64,23 @@ def check(name: str, loss: float, params: list[np.ndarray], ref_loss: float, ref
         raise AssertionError(f"{name}: one step disagrees with numpy (loss {loss} vs {ref_loss})")
 
 
+def graphc_loss(gc):
+    """The W2 network in the default graph: (x placeholder, y placeholder, params, loss)."""
+    xp = gc.placeholder(gc.float32, (None, SIZES[0]), name="x")
+    yp = gc.placeholder(gc.int32, (None,), name="y")
+    params = [gc.Variable(p, name=f"p{i}") for i, p in enumerate(init_params())]
+    h = xp
+    for i in range(0, 6, 2):
+        h = h @ params[i] + params[i + 1]
+        if i < 4:
+            h = gc.relu(h)
+    return xp, yp, params, gc.nn.softmax_cross_entropy(h, yp)
+
+
 def graphc_model(gc):
     """The W2 training step in a fresh graph: (session, params, step(x, y) -> loss)."""
     with gc.Graph().as_default():
-        xp = gc.placeholder(gc.float32, (None, SIZES[0]), name="x")
-        yp = gc.placeholder(gc.int32, (None,), name="y")
-        params = [gc.Variable(p, name=f"p{i}") for i, p in enumerate(init_params())]
-        h = xp
-        for i in range(0, 6, 2):
-            h = h @ params[i] + params[i + 1]
-            if i < 4:
-                h = gc.relu(h)
-        loss = gc.nn.softmax_cross_entropy(h, yp)
+        xp, yp, params, loss = graphc_loss(gc)
         grads = gc.gradients(loss, params)
         update = gc.group(*[gc.assign_sub(p, LR * g) for p, g in zip(params, grads)])
         sess = gc.Session()
