@@ -149,9 +149,9 @@ def _permute_type(inputs: tuple, attrs: dict):
     x, perm = inputs
     if not is_int(perm.dtype):
         raise DTypeError(f"the permutation must be integers, got {perm.dtype}")
-    if perm.shape != x.shape:
+    if perm.ndim != x.ndim or any(None not in (a, b) and a != b for a, b in zip(perm.shape, x.shape)):
         raise ShapeError(f"the permutation's shape {shape_str(perm.shape)} differs from x's {shape_str(x.shape)}")
-    return x.shape, x.dtype
+    return tuple(b if a is None else a for a, b in zip(x.shape, perm.shape)), x.dtype
 
 
 def _permute_ref(x: np.ndarray, perm: np.ndarray, *, axis: int) -> np.ndarray:

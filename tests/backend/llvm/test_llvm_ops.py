@@ -133,6 +133,7 @@ def _one_hot_like(ind, x):
 
 LABELS = [np.array([[0, 2, -1], [1, 5, -4]], np.int32)]
 INDEX = np.array([2, 0, -1, 2], np.int64)
+PERM = np.array([[2, 0, 1, 1], [0, 2, 0, 2], [1, 1, 2, 0]])  # permutations of axis 0
 
 CASES: dict[str, list[Case]] = {
     # sources, state and control
@@ -218,8 +219,8 @@ CASES: dict[str, list[Case]] = {
     "take_along_axis": [Case(lambda x: gc.take_along_axis(x, INDEX[:, None], axis=0), [(3, 2)], NUMERIC + (B,)),
                         Case(lambda x: gc.take_along_axis(x, np.array([[4, -5, 0]]), axis=1) * 2, [(2, 5)], FLOATS),
                         Case(lambda x: gc.take_along_axis(x, np.array([[1, -1]]), axis=0), [(3, 2)], NUMERIC)],
-    "permute": [Case(lambda x: gc.sort(x, axis=0), [(5, 3)], NUMERIC + (B,)),
-                Case(lambda x: gc.sort(x) * 2, [(2, 4)], FLOATS, "special")],
+    "permute": [Case(lambda x: make("permute", x, gc.constant(PERM), axis=0), [(3, 4)], NUMERIC + (B,)),
+                Case(lambda x: make("permute", x, gc.constant(PERM.T), axis=1) * 2, [(4, 3)], FLOATS, "special")],
     "one_hot": [Case(lambda i: gc.one_hot(i, 4), [(2, 3)], (I32, I64)),
                 Case(lambda i: gc.one_hot(i, 3, on_value=2.0, off_value=-1.0, dtype=F64, axis=0), [(5,)],
                      (I32,))],
