@@ -45,7 +45,8 @@ class Optimized:
 
     module: Module
     records: list[PassRecord]  # graph passes, then the backend's late passes when lowered
-    mapping: dict[Tensor, Tensor]  # user graph node -> bound node (inputs and variables)
+    mapping: dict[Tensor, Tensor]  # user graph node -> bound node, for the bound nodes the module still has
+    user_names: dict[tuple[str, str], str] = field(default_factory=dict)  # (bound name, op) -> user's name, all
     plan: Any = field(default=None)  # the backend's lowered program when `optimize(lower=True)`
 
     def checkpoint_report(self, policy: str) -> CheckpointReport:
@@ -77,7 +78,10 @@ def optimize(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, 
     module, mapping = bind(outputs, feed_shapes)
     names = list(passes) if passes is not None else pipeline_for(options.opt_level)
     module, records = run_pipeline(module, names, instrument, options=PassContext(options, backend))
-    result = Optimized(module, records, mapping)
+    kept = set(module.nodes)  # what refers to nodes the passes replaced would keep them alive for nothing
+    module = Module(module.outputs, frozenset(n for n in module.adjoint if n in kept))
+    result = Optimized(module, records, {old: new for old, new in mapping.items() if new in kept},
+                       {(new.name, new.op): old.name for old, new in mapping.items()})
     if lower:
         if backend is None:
             raise GraphcError("optimize(lower=True) needs a backend")

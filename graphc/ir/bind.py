@@ -19,7 +19,7 @@ def bind_shapes(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[in
     become concrete. Returns the new outputs and the old -> new node mapping (nodes
     the fetches do not need are left out).
     """
-    new = Graph()
+    new = Graph(keep_all=False)  # a compiled program then keeps only its final module's nodes
     mapping: dict[Tensor, Tensor] = {}
     for node in toposort(outputs):
         attrs = dict(node.attrs)

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import math
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,22 +130,39 @@ _uids = itertools.count()
 
 
 class Graph:
-    """A container of interned nodes; the unit users build in (TF1's tf.Graph)."""
+    """A container of interned nodes; the unit users build in (TF1's tf.Graph).
 
-    def __init__(self) -> None:
-        self._table: dict[tuple, Tensor] = {}
+    A user's graph keeps every node built in it, as TF1's graph keeps every op (`nodes`,
+    whole-graph printing). ``Graph(keep_all=False)`` holds its nodes weakly instead (like
+    tinygrad's weak-reference cache): a node lives as long as something reaches it and a
+    dropped subgraph is freed at once. The compiler binds shapes into such graphs, so a
+    compiled program keeps only the nodes of its final module, not what the passes
+    replaced. Either way the graph keeps its variables (what `gc.global_variables()` lists).
+    """
+
+    def __init__(self, keep_all: bool = True) -> None:
+        table = dict if keep_all else weakref.WeakValueDictionary
+        self.keep_all = keep_all
+        self._table: dict[tuple, Tensor] = table()
         self._name_counts: dict[str, int] = {}
-        self._used_names: set[str] = set()
+        self._names: dict[str, Tensor] = table()  # the nodes' names
+        self._scopes: set[str] = set()  # names `unique_name` handed out for other uses (layer scopes)
         self._lock = threading.RLock()
-        self.nodes: list[Tensor] = []  # in creation order
         self.variables: list[Tensor] = []
-        self.adjoint: set[Tensor] = set()  # nodes built by autodiff (the backward part)
+        self.adjoint: set[Tensor] = set() if keep_all else weakref.WeakSet()  # nodes autodiff built (backward)
         self._no_grad_depth = 0
         self._adjoint_depth = 0
-        self.composite: dict[Tensor, str] = {}  # node -> the composite function that built it
+        self.composite: dict[Tensor, str] = {} if keep_all else weakref.WeakKeyDictionary()  # node -> the
+        # composite function that built it
+
+    @property
+    def nodes(self) -> list[Tensor]:
+        """The (live) nodes, in creation order."""
+        with self._lock:
+            return list(self._table.values())
 
     def __repr__(self) -> str:
-        return f"<Graph with {len(self.nodes)} nodes>"
+        return f"<Graph with {len(self._table)} nodes>"
 
     @contextlib.contextmanager
     def as_default(self) -> Iterator[Graph]:
@@ -156,16 +174,20 @@ class Graph:
             stack.pop()
 
     def unique_name(self, base: str) -> str:
-        """A name not yet used in this graph: base, base_1, base_2, ..."""
+        """A name not yet used in this graph: base, base_1, base_2, ... (reserved for good)."""
         with self._lock:
-            n = self._name_counts.get(base, 0)
-            name = base if n == 0 else f"{base}_{n}"
-            while name in self._used_names:
-                n += 1
-                name = f"{base}_{n}"
-            self._name_counts[base] = n + 1
-            self._used_names.add(name)
+            name = self._fresh_name(base)
+            self._scopes.add(name)
             return name
+
+    def _fresh_name(self, base: str) -> str:
+        n = self._name_counts.get(base, 0)
+        name = base if n == 0 else f"{base}_{n}"
+        while name in self._names or name in self._scopes:
+            n += 1
+            name = f"{base}_{n}"
+        self._name_counts[base] = n + 1
+        return name
 
     def make(self, op: str, inputs: tuple[Tensor, ...] = (), attrs: dict[str, Any] | None = None,
              name: str | None = None, loc: str | None = None) -> Tensor:
@@ -196,10 +218,10 @@ class Graph:
             node = object.__new__(Tensor)
             for field, value in (("op", op), ("inputs", inputs), ("attrs", attrs), ("shape", tuple(shape)),
                                  ("dtype", dtype), ("graph", self), ("loc", loc), ("uid", next(_uids)),
-                                 ("name", self.unique_name(name or op))):
+                                 ("name", self._fresh_name(name or op))):
                 object.__setattr__(node, field, value)
             self._table[key] = node
-            self.nodes.append(node)
+            self._names[node.name] = node
             if op == "variable":
                 self.variables.append(node)
             if self._adjoint_depth:

@@ -207,7 +207,7 @@ def step_facts(program: LLVMProgram) -> list[StepFacts]:
     same graph gets a fresh name (``matmul_2`` becomes ``matmul_2_1``), so a name is traced
     back through such suffixes to the user's node of the same op.
     """
-    user = {(new.name, new.op): old.name for old, new in program.optimized.mapping.items()}
+    user = program.optimized.user_names
 
     def name(n: Tensor) -> str:
         base = n.name
