@@ -3,6 +3,7 @@
 import json
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from graphc.backend.llvm.trace import CLOCK, THREAD, TRAMPOLINE
 from graphc.profiler import Peak
 from graphc.profiler.recording import _variants
 
+TARGETS = Path(__file__).resolve().parents[2] / "examples" / "cli" / "targets.py"
 PEAK = Peak(gflops=100.0, gbps=10.0, threads=2, measured="test")
 KINDS = set(gc.profiler.records.STEP_KINDS)
 
@@ -256,3 +258,21 @@ def test_runs_from_several_threads_and_a_serial_session(tmp_path):
     check_nesting(events)
     names = [e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"]
     assert len(names) == len(set(names))  # one named track per thread
+
+
+@pytest.mark.parametrize("target", ["mlp", "chain", "w1"])
+def test_traced_runs_compute_what_untraced_runs_do(target):
+    from graphc.cli import load_target, program_outputs
+
+    fetches, shapes = load_target(f"{TARGETS}:{target}")
+    outputs = [o for o in program_outputs(fetches) if o.dtype is not None]
+    rng = np.random.default_rng(0)
+    feeds = {ph: (rng.standard_normal(s) if ph.dtype.kind == "f" else np.zeros(s)).astype(ph.dtype)
+             for ph, s in shapes.items()}
+    sess = gc.Session(outputs[0].graph, threads=2)
+    expect = sess.run(outputs, feeds)
+    meta = gc.RunMetadata()
+    got = sess.run(outputs, feeds, options=gc.RunOptions(trace=True), run_metadata=meta)
+    for a, b in zip(got, expect):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert len(meta.steps) == len(sess.compile(outputs, feeds).plan.steps)
