@@ -9,18 +9,32 @@ NaN results where numpy raises LinAlgError (det and slogdet follow numpy: 0 and
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any
+
+import numpy as np
 
 from .dtypes import broadcast_shapes, is_float, shape_str
 from .errors import DTypeError, ShapeError, user_location
 from .ir.composite import composite
 from .ir.graph import Tensor
+from .ops import linalg_decomp as _ld
 from .ops import linalg_solve as _ls
-from .ops.core import promote
-from .ops.elementwise import exp
-from .ops.shape import broadcast_to
+from .ops import reduce as _red
+from .ops.core import constant, promote
+from .ops.create import ones_like
+from .ops.elementwise import abs as _abs
+from .ops.elementwise import exp, not_equal, power, sqrt, where
+from .ops.lapack_common import mT
+from .ops.shape import broadcast_like, broadcast_to, expand_dims, transpose
 
-__all__ = ["cho_solve", "cholesky", "det", "inv", "slogdet", "solve", "solve_triangular", "triangular_solve"]
+__all__ = ["cho_solve", "cholesky", "det", "eigh", "eigvalsh", "inv", "matrix_power", "norm", "pinv", "qr", "slogdet",
+           "solve", "solve_triangular", "svd", "svdvals", "triangular_solve"]
+
+SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
+QRResult = namedtuple("QRResult", ["Q", "R"])
 
 
 def _fail(cls: type, msg: str) -> Exception:
@@ -81,7 +95,7 @@ def inv(a: Any) -> Tensor:
 def slogdet(a: Any) -> tuple[Tensor, Tensor]:
     """numpy.linalg.slogdet: (sign, log|det a|); (0, -inf) for a singular matrix."""
     packed = _ls.slogdet_packed(_float_matrix(a, "slogdet"))
-    return packed[..., 0], packed[..., 1]
+    return SlogdetResult(packed[..., 0], packed[..., 1])
 
 
 @composite
@@ -92,10 +106,11 @@ def det(a: Any) -> Tensor:
 
 
 @composite
-def cholesky(a: Any) -> Tensor:
-    """numpy.linalg.cholesky: lower L with L Lᵀ = a, reading a's lower triangle; NaN if not
-    positive definite."""
-    return _ls.cholesky(_float_matrix(a, "cholesky"))
+def cholesky(a: Any, upper: bool = False) -> Tensor:
+    """numpy.linalg.cholesky: lower L with L Lᵀ = a (or Lᵀ when `upper`), reading a's lower
+    triangle; NaN if not positive definite."""
+    low = _ls.cholesky(_float_matrix(a, "cholesky"))
+    return mT(low) if upper else low
 
 
 @composite
@@ -125,3 +140,161 @@ def cho_solve(c_and_lower: tuple[Any, bool], b: Any) -> Tensor:
     if lower:
         return triangular_solve(c, triangular_solve(c, b, True), True, adjoint=True)
     return triangular_solve(c, triangular_solve(c, b, False, adjoint=True), False)
+
+
+def _uplo(a: Any, fn: str, uplo: str) -> Tensor:
+    if uplo not in ("L", "U"):
+        raise _fail(ShapeError, f"linalg.{fn}: UPLO must be 'L' or 'U', got {uplo!r}")
+    t = _float_matrix(a, fn, square=True)
+    return t if uplo == "L" else mT(t)  # the upper triangle of a is the lower one of aᵀ
+
+
+@composite
+def eigh(a: Any, UPLO: str = "L") -> EighResult:  # noqa: N803 (numpy's name)
+    """numpy.linalg.eigh: eigenvalues (ascending) and eigenvectors (columns) of the symmetric
+    matrix given by a's lower (UPLO='L') or upper triangle."""
+    packed = _ld.eigh_packed(_uplo(a, "eigh", UPLO))
+    return EighResult(packed[..., 0, :], packed[..., 1:, :])
+
+
+@composite
+def eigvalsh(a: Any, UPLO: str = "L") -> Tensor:  # noqa: N803 (numpy's name)
+    """numpy.linalg.eigvalsh: the eigenvalues of eigh."""
+    return eigh(a, UPLO).eigenvalues
+
+
+@composite
+def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False) -> Any:
+    """numpy.linalg.svd: (U, S, Vh) with a = U diag(S) Vh, S descending; S alone without
+    `compute_uv`. graphc computes the reduced SVD: full_matrices=True (numpy's default) is
+    accepted for square matrices, where it is the same, and refused otherwise."""
+    t = _float_matrix(a, "svd")
+    m, n = t.shape[-2:]
+    if compute_uv and full_matrices and m != n:
+        raise _fail(ShapeError, f"linalg.svd: full_matrices=True of a non-square {shape_str(t.shape)} matrix is not "
+                                "supported (graphc computes the reduced SVD): pass full_matrices=False")
+    packed = _ld.svd_packed(t)
+    s = packed[..., m, :]
+    if not compute_uv:
+        return s
+    return SVDResult(packed[..., :m, :], s, mT(packed[..., m + 1:, :]))
+
+
+@composite
+def svdvals(a: Any) -> Tensor:
+    """numpy.linalg.svdvals: the singular values, descending."""
+    return svd(a, compute_uv=False)
+
+
+@composite
+def qr(a: Any, mode: str = "reduced") -> Any:
+    """numpy.linalg.qr: (Q, R) for mode 'reduced' or 'complete', R alone for mode 'r'."""
+    t = _float_matrix(a, "qr")
+    if mode not in ("reduced", "complete", "r"):
+        raise _fail(ShapeError, f"linalg.qr: mode must be 'reduced', 'complete' or 'r', got {mode!r}")
+    m = t.shape[-2]
+    packed = _ld.qr_packed(t, "complete" if mode == "complete" else "reduced")
+    r = packed[..., :, m:]
+    return r if mode == "r" else QRResult(mT(packed[..., :, :m]), r)
+
+
+@composite
+def pinv(a: Any, rcond: Any = None, hermitian: bool = False) -> Tensor:
+    """numpy.linalg.pinv through the SVD: singular values up to rcond * max(s) count as 0
+    (rcond defaults to 1e-15, as numpy's)."""
+    t = _float_matrix(a, "pinv")
+    u, s, vh = svd(t, full_matrices=False)
+    cutoff = (1e-15 if rcond is None else rcond) * _red.max(s, -1, keepdims=True)
+    large = s > cutoff
+    s_inv = where(large, 1 / where(large, s, ones_like(s)), 0 * s)
+    return mT(vh) @ (s_inv[..., None] * mT(u))
+
+
+@composite
+def matrix_power(a: Any, n: int) -> Tensor:
+    """numpy.linalg.matrix_power: a to the integer power n (inverse first when n < 0), by
+    repeated squaring."""
+    t = _float_matrix(a, "matrix_power", square=True)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise _fail(ShapeError, f"linalg.matrix_power: n must be an integer, got {n!r}")
+    n = int(n)
+    if n == 0:
+        return broadcast_like(constant(np.eye(t.shape[-1]), dtype=t.dtype, graph=t.graph), t)
+    if n < 0:
+        t, n = inv(t), -n
+    result, square = None, t
+    while True:
+        if n & 1:
+            result = square if result is None else result @ square
+        n >>= 1
+        if not n:
+            return result
+        square = square @ square
+
+
+_VECTOR_ORDS = (None, 2, 1, 0, np.inf, -np.inf)
+_MATRIX_ORDS = (None, "fro", "nuc", 1, -1, 2, -2, np.inf, -np.inf)
+
+
+@composite
+def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A002 (numpy's name)
+    """numpy.linalg.norm: vector norms (any real ord) over one axis, matrix norms ('fro',
+    'nuc', ±1, ±2, ±inf) over two, the 2-norm of everything for ord=None and axis=None.
+    Gradients at x = 0 of the 2-norms are NaN (sqrt at 0, as JAX)."""
+    (t,) = promote(x)
+    if not is_float(t.dtype):
+        raise _fail(DTypeError, f"linalg.norm: x must be float32 or float64, got {t.dtype}")
+    if axis is None:
+        if ord is None:
+            out = sqrt(_red.sum(t * t))
+            return expand_dims(out, tuple(range(t.ndim))) if keepdims else out
+        if t.ndim not in (1, 2):
+            raise _fail(ShapeError, f"linalg.norm: ord={ord!r} needs a 1-D or 2-D x (or an axis), got "
+                                    f"{shape_str(t.shape)}")
+        axis = tuple(range(t.ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in axes:
+        if not -t.ndim <= int(a) < t.ndim:
+            raise _fail(ShapeError, f"linalg.norm: axis {a} is out of range for rank {t.ndim}")
+    axes = tuple(int(a) % t.ndim for a in axes)
+    if len(axes) == 1:
+        return _vector_norm(t, ord, axes[0], keepdims)
+    if len(axes) == 2 and axes[0] != axes[1]:
+        return _matrix_norm(t, ord, axes, keepdims)
+    raise _fail(ShapeError, f"linalg.norm: axis must be an int or two different ints, got {axis!r}")
+
+
+def _vector_norm(t: Tensor, ord: Any, axis: int, keepdims: bool) -> Tensor:  # noqa: A002
+    if isinstance(ord, str):
+        raise _fail(ShapeError, f"linalg.norm: ord {ord!r} is a matrix norm; a vector norm takes a number")
+    if ord is None or ord == 2:
+        return sqrt(_red.sum(t * t, axis, keepdims))
+    if ord == np.inf:
+        return _red.max(_abs(t), axis, keepdims)
+    if ord == -np.inf:
+        return _red.min(_abs(t), axis, keepdims)
+    if ord == 0:
+        return _red.sum(not_equal(t, 0).astype(t.dtype), axis, keepdims)
+    if ord == 1:
+        return _red.sum(_abs(t), axis, keepdims)
+    p = float(ord)
+    return power(_red.sum(power(_abs(t), p), axis, keepdims), 1.0 / p)
+
+
+def _matrix_norm(t: Tensor, ord: Any, axes: tuple[int, int], keepdims: bool) -> Tensor:  # noqa: A002
+    if ord not in _MATRIX_ORDS:
+        raise _fail(ShapeError, f"linalg.norm: invalid matrix norm order {ord!r}; use one of "
+                                "None, 'fro', 'nuc', 1, -1, 2, -2, inf, -inf")
+    row, col = axes
+    if ord in (None, "fro"):
+        out = sqrt(_red.sum(t * t, axes))
+    elif ord in (1, -1, np.inf, -np.inf):
+        inner, outer = (row, col) if ord in (1, -1) else (col, row)  # 1: column sums; inf: row sums
+        sums = _red.sum(_abs(t), inner, keepdims=True)
+        out = (_red.max if ord > 0 else _red.min)(sums, outer, keepdims=True)
+        out = _red.sum(out, axes)  # drop the two kept axes
+    else:
+        rest = [k for k in range(t.ndim) if k not in axes]
+        s = svdvals(transpose(t, rest + [row, col]))
+        out = _red.sum(s, -1) if ord == "nuc" else (_red.max if ord == 2 else _red.min)(s, -1)
+    return expand_dims(out, tuple(sorted(axes))) if keepdims else out

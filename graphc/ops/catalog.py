@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     create,
     elementwise,
     linalg,
+    linalg_decomp,
     linalg_solve,
     methods,
     rearrange,

@@ -17,6 +17,8 @@ from ..dtypes import is_float, shape_str
 from ..errors import DTypeError, ShapeError
 from ..ir.graph import Tensor
 from .core import constant
+from .create import ones_like, zeros_like
+from .elementwise import equal, where
 from .reduce import sum as reduce_sum
 from .shape import matrix_transpose
 
@@ -100,8 +102,10 @@ def symmetric_from_lower(t: Tensor) -> Tensor:
 
 def safe_reciprocal_gaps(w: Tensor) -> Tensor:
     """F[i, j] = 1 / (w[j] - w[i]) off the diagonal; 0 on it and where w[i] == w[j] exactly."""
-    gaps = w[..., None, :] - w[..., :, None]
-    zero = gaps == 0
-    from .elementwise import where
+    return safe_reciprocal(w[..., None, :] - w[..., :, None])
 
-    return where(zero, 0.0 * gaps, 1.0 / where(zero, 1.0 + 0.0 * gaps, gaps))
+
+def safe_reciprocal(x: Tensor) -> Tensor:
+    """1 / x, and 0 where x == 0 (a where on both sides, so no inf reaches a gradient)."""
+    zero = equal(x, 0)
+    return where(zero, zeros_like(x), 1 / where(zero, ones_like(x), x))

@@ -103,6 +103,18 @@ def _spd(x):
     return x @ shp.matrix_transpose(x) + c(np.eye(x.shape[-1]), x)
 
 
+def _sym(x):
+    return x + shp.matrix_transpose(x)
+
+
+def _svd_invariant(u, s, vh):
+    """Depends on U and Vh only through their squares (each singular pair's sign is free),
+    weighted by row so that the unit column norms do not make it constant."""
+    m, n = u.shape[-2], vh.shape[-1]
+    return (gc.sum(u ** 2 * c(np.arange(1.0, m + 1)[:, None], u), -2) * s
+            + gc.sum(vh ** 2 * c(np.arange(1.0, n + 1), u), -1))
+
+
 def _exp_with_custom_vjp(x):
     @gc.custom_gradient
     def f(t):
@@ -181,6 +193,15 @@ CASES: dict[str, list[Case]] = {
                  Case(lambda x, b: gc.linalg.cho_solve((gc.linalg.cholesky(_spd(x)), True), b), [(2, 3, 3), (3, 2)])],
     "slogdet": [Case(lambda x: gc.linalg.slogdet(_cond(x))[1], [(3, 3)], order=2),
                 Case(lambda x: gc.linalg.det(x), [(2, 3, 3)])],
+    "eigh": [Case(lambda x: gc.linalg.eigvalsh(_sym(x)), [(3, 3)], order=2),
+             Case(lambda x: gc.linalg.eigh(_sym(x)).eigenvectors ** 2, [(2, 3, 3)]),
+             Case(lambda x: gc.linalg.eigh(x, UPLO="U").eigenvectors ** 2, [(3, 3)])],
+    "svd": [Case(gc.linalg.svdvals, [(4, 3)], order=2),
+            Case(lambda x: _svd_invariant(*gc.linalg.svd(x, full_matrices=False)), [(4, 3)]),
+            Case(lambda x: _svd_invariant(*gc.linalg.svd(x, full_matrices=False)), [(2, 3, 4)]),
+            Case(lambda x: gc.linalg.norm(x, "nuc", (1, 2)) + gc.linalg.pinv(x)[:, 0, 0], [(2, 3, 3)])],
+    "qr": [Case(lambda x: gc.sum(gc.linalg.qr(x).Q ** 3) + gc.linalg.qr(x).R, [(4, 3)], order=2),
+           Case(lambda x: gc.linalg.qr(x).Q * 2 + gc.linalg.qr(x).R, [(2, 3, 3)])],
     # shape ops
     "broadcast_to": [Case(lambda x: gc.broadcast_to(x, (2, 3, 4)), [(3, 1)]),
                      Case(lambda x: gc.broadcast_to(x, (2, 3)), [()])],

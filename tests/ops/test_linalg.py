@@ -78,7 +78,46 @@ CASES: dict[str, list[Case]] = {
                        lambda a, b: _cho_solve_ref(np.linalg.cholesky(a), b), [(2, 4, 4), (2, 4, 2)], (spd, normal)),
                   Case(lambda a, b: L.cho_solve((gc.transpose(L.cholesky(a)), False), b),
                        lambda a, b: sla.cho_solve((np.linalg.cholesky(a).T, False), b), [(3, 3), (3,)], (spd, normal))],
+    "eigh": [Case(lambda a: _sign_free_eigh(*L.eigh(a)), lambda a: _sign_free_eigh(*np.linalg.eigh(a)), [(2, 4, 4)],
+                  (spd,)),
+             Case(lambda a: _sign_free_eigh(*L.eigh(a, UPLO="U")),
+                  lambda a: _sign_free_eigh(*np.linalg.eigh(a, UPLO="U")), [(3, 3)], (normal,))],
+    "eigvalsh": [Case(L.eigvalsh, np.linalg.eigvalsh, [(2, 5, 5)], (normal,))],
+    "svd": [Case(lambda a: _sign_free_svd(*L.svd(a, full_matrices=False)),
+                 lambda a: _sign_free_svd(*np.linalg.svd(a, full_matrices=False)), [(2, 5, 3)], (normal,)),
+            Case(lambda a: _sign_free_svd(*L.svd(a)), lambda a: _sign_free_svd(*np.linalg.svd(a)), [(4, 4)], (normal,)),
+            Case(lambda a: L.svd(a, compute_uv=False), lambda a: np.linalg.svd(a, compute_uv=False), [(3, 6)],
+                 (normal,))],
+    "svdvals": [Case(L.svdvals, np.linalg.svdvals, [(2, 3, 4)], (normal,))],
+    "qr": [Case(lambda a: gc.concatenate(list(L.qr(a)), -2), lambda a: np.concatenate(np.linalg.qr(a), -2),
+                [(2, 5, 3)], (normal,)),
+           Case(lambda a: gc.concatenate(list(L.qr(a, "complete")), -1),
+                lambda a: np.concatenate(np.linalg.qr(a, "complete"), -1), [(5, 3)], (normal,)),
+           Case(lambda a: L.qr(a, "r"), lambda a: np.linalg.qr(a, "r"), [(3, 5)], (normal,))],
+    "pinv": [Case(L.pinv, np.linalg.pinv, [(2, 5, 3)], (normal,)),
+             Case(L.pinv, np.linalg.pinv, [(4, 4)], (lambda rng, s: np.diag([3.0, 1.0, 0.0, 0.0]),))],
+    "matrix_power": [Case(lambda a, n=n: L.matrix_power(a, n), lambda a, n=n: np.linalg.matrix_power(a, n),
+                          [(2, 3, 3)], (general,)) for n in (0, 1, 2, 5, -3)],
+    "norm": [Case(lambda x, o=o, ax=ax, k=k: L.norm(x, o, ax, k),
+                  lambda x, o=o, ax=ax, k=k: np.linalg.norm(x, o, ax, k), [(2, 3, 4)], (normal,))
+             for o, ax, k in ((None, None, False), (None, None, True), (2, 1, False), (1, -1, True), (0, 0, False),
+                              (np.inf, 2, False), (-np.inf, 1, False), (3.5, 1, False), (-1, 2, False),
+                              ("fro", (1, 2), False), ("nuc", (2, 1), True), (2, (1, 2), False), (-2, (0, 2), False),
+                              (1, (1, 2), False), (-1, (2, 0), True), (np.inf, (1, 2), False),
+                              (-np.inf, (1, 2), False))]
+    + [Case(lambda x: L.norm(x, 1), lambda x: np.linalg.norm(x, 1), [(3, 4)], (normal,)),
+       Case(lambda x: L.norm(x, np.inf), lambda x: np.linalg.norm(x, np.inf), [(5,)], (normal,))],
 }
+
+
+def _sign_free_eigh(w, v):
+    stack = gc.concatenate if isinstance(w, gc.Tensor) else np.concatenate
+    return stack([w[..., None, :], v * v], -2)
+
+
+def _sign_free_svd(u, s, vh):
+    stack = gc.concatenate if isinstance(u, gc.Tensor) else np.concatenate
+    return stack([u * u, s[..., None, :], (u * s[..., None, :]) @ vh], -2)
 
 
 def test_every_public_function_has_a_case():
@@ -155,6 +194,13 @@ def test_cholesky_reads_only_the_lower_triangle_like_numpy():
     (lambda: L.solve(gc.placeholder(np.float64, (2, 3, 3)), gc.placeholder(np.float64, (4, 3, 1))), "broadcast"),
     (lambda: L.slogdet(gc.placeholder(np.float64, (None, None))), "must be known"),
     (lambda: L.solve_triangular(gc.placeholder(np.float64, (2, 2)), np.ones(2), trans=3), "trans must be"),
+    (lambda: L.svd(gc.placeholder(np.float64, (3, 2))), "full_matrices=False"),
+    (lambda: L.qr(gc.placeholder(np.float64, (3, 2)), "raw"), "mode must be"),
+    (lambda: L.eigh(gc.placeholder(np.float64, (3, 3)), "X"), "UPLO"),
+    (lambda: L.norm(gc.placeholder(np.float64, (3, 3)), "fro", axis=0), "matrix norm"),
+    (lambda: L.norm(gc.placeholder(np.float64, (3, 3)), 3, axis=(0, 1)), "invalid matrix norm"),
+    (lambda: L.norm(gc.placeholder(np.float64, (3, 3, 3)), 1), "1-D or 2-D"),
+    (lambda: L.matrix_power(gc.placeholder(np.float64, (3, 3)), 1.5), "integer"),
 ])
 def test_bad_input_is_a_clear_error_at_the_users_line(build, message):
     with gc.Graph().as_default(), pytest.raises(gc.GraphcError, match=message) as info:
@@ -162,11 +208,52 @@ def test_bad_input_is_a_clear_error_at_the_users_line(build, message):
     assert "test_linalg.py" in str(info.value)
 
 
+def test_qr_derivative_of_a_wide_matrix_is_refused_clearly():
+    with gc.Graph().as_default():
+        a = gc.placeholder(np.float64, (2, 3))
+        with pytest.raises(gc.GraphcError, match="qr: derivatives need m >= n") as info:
+            gc.gradients(gc.sum(L.qr(a).R), [a])
+    assert "test_linalg.py" in str(info.value)
+
+
+def test_repeated_eigenvalues_and_singular_values_give_finite_gradients():
+    """The documented convention: pairs with exactly equal values are left out of the vector part."""
+    a = gc.placeholder(np.float64, (3, 3))
+    loss = gc.sum(L.eigvalsh(a) * np.array([1.0, 2.0, 3.0])) + gc.sum(L.eigh(a).eigenvectors ** 2) \
+        + gc.sum(L.svdvals(a)) + gc.sum(L.svd(a).U ** 2)
+    (grad,) = gc.gradients(loss, [a])
+    for got in _run([grad], {a: np.diag([2.0, 2.0, 5.0])}):
+        assert np.isfinite(got[0]).all()
+    # eigenvalue gradients stay exact: d(sum w * c)/dA = V diag(c) Vᵀ on the lower triangle
+    (gw,) = gc.gradients(gc.sum(L.eigvalsh(a) * np.array([1.0, 1.0, 3.0])), [a])
+    for (got,) in _run([gw], {a: np.diag([2.0, 2.0, 5.0])}):
+        np.testing.assert_allclose(got, np.diag([1.0, 1.0, 3.0]), atol=1e-12)
+
+
 def test_unknown_batch_dims_bind_at_run_time():
     a = gc.placeholder(np.float64, (None, 3, 3))
     x = spd(np.random.default_rng(0), (5, 3, 3))
     for (got,) in _run([L.det(a)], {a: x}):
         np.testing.assert_allclose(got, np.linalg.det(x))
+
+
+def test_jax_agrees_on_decomposition_gradients():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    x = np.random.default_rng(1).standard_normal((4, 3))
+    weights = np.arange(1.0, 13.0).reshape(4, 3)
+
+    def loss_jax(m):
+        q, r = jnp.linalg.qr(m)
+        s = jnp.linalg.svd(m, compute_uv=False)
+        return jnp.sum(q * weights) + jnp.sum(r) + jnp.sum(s ** 3) + jnp.sum(jnp.linalg.eigvalsh(m.T @ m) ** 2)
+
+    m = gc.placeholder(np.float64, (4, 3))
+    q, r = L.qr(m)
+    loss = gc.sum(q * weights) + gc.sum(r) + gc.sum(L.svdvals(m) ** 3) + gc.sum(L.eigvalsh(m.T @ m) ** 2)
+    (grad,) = gc.Session().run(gc.gradients(loss, [m]), {m: x})
+    np.testing.assert_allclose(grad, jax.grad(loss_jax)(x), rtol=1e-8)
 
 
 def test_jax_agrees_on_values_and_gradients():

@@ -11,11 +11,13 @@ copied column-major into the step's workspace (any strides, broadcast batch dims
 one LAPACK routine (two for QR) runs there, and the results are copied into the dense
 output, NaN everywhere in that matrix's output when LAPACK reports a failure (singular,
 not positive definite, no convergence). One emitter per op (`EMITTERS`) does the middle
-part; workspace sizes are fixed when the plan is made (`workspace`).
+part; workspace sizes are fixed when the plan is made (`workspace`), from LAPACK's own
+workspace query (lwork = -1) made through ctypes at the same addresses.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ __all__ = ["EMITTERS", "lapack_buffers", "lapack_function", "lapack_symbols", "w
 
 I32 = ir.IntType(32)
 I8 = ir.IntType(8)
-ROUTINES = ("gesv", "trtrs", "potrf", "getrf")
+ROUTINES = ("gesv", "trtrs", "potrf", "getrf", "syevd", "gesdd", "geqrf", "orgqr")
 _ALIGN = 16  # workspace segments start on 16-element boundaries
 
 
@@ -63,7 +65,50 @@ def _segments(node) -> dict[str, tuple[int, bool]]:
         return {"a": (n * n, False)}
     if node.op == "slogdet":
         return {"a": (n * n, False), "ipiv": (n, True)}
+    k = min(n, m)
+    if node.op == "eigh":
+        lwork, liwork = _optimal("syevd", node.dtype, n, m)
+        return {"a": (n * n, False), "w": (n, False), "work": (lwork, False), "iwork": (liwork, True)}
+    if node.op == "svd":
+        lwork, _ = _optimal("gesdd", node.dtype, n, m)
+        return {"a": (n * m, False), "s": (k, False), "u": (n * k, False), "vt": (k * m, False),
+                "work": (lwork, False), "iwork": (8 * k, True)}
+    if node.op == "qr":
+        kq = node.shape[-2]
+        lwork = max(_optimal("geqrf", node.dtype, n, m)[0], _optimal("orgqr", node.dtype, n, kq, k)[0])
+        return {"a": (n * max(m, kq), False), "tau": (k, False), "work": (lwork, False)}
     raise GraphcError(f"internal: no LAPACK lowering for {node.op}")
+
+
+@functools.cache
+def _optimal(routine: str, dtype: np.dtype, *dims: int) -> tuple[int, int]:
+    """(lwork, liwork) from LAPACK's own workspace query (lwork = -1), called through ctypes
+    at the address generated code calls; at least the documented minimum."""
+    m = dims[0]
+    n = dims[1] if len(dims) > 1 else m
+    k = min(m, n)
+    real = ctypes.c_float if np.dtype(dtype) == np.float32 else ctypes.c_double
+    work, iwork, info, dummy = real(0), ctypes.c_int(0), ctypes.c_int(0), (real * 1)()
+    ref = ctypes.pointer
+
+    def i(v: int):
+        return ref(ctypes.c_int(v))
+
+    def c(ch: str):
+        return ctypes.c_char_p(ch.encode())
+
+    minus = i(-1)
+    args = {"syevd": [c("V"), c("L"), i(m), dummy, i(max(1, m)), dummy, ref(work), minus, ref(iwork), minus, ref(info)],
+            "gesdd": [c("S"), i(m), i(n), dummy, i(max(1, m)), dummy, dummy, i(max(1, m)), dummy, i(max(1, k)),
+                      ref(work), minus, (ctypes.c_int * 1)(), ref(info)],
+            "geqrf": [i(m), i(n), dummy, i(max(1, m)), dummy, ref(work), minus, ref(info)],
+            "orgqr": [i(m), i(n), i(dims[2] if len(dims) > 2 else k), dummy, i(max(1, m)), dummy, ref(work), minus,
+                      ref(info)]}[routine]
+    address = lapack_symbols()[symbol(routine, dtype)]
+    ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(args))(address)(*[ctypes.cast(a, ctypes.c_void_p) for a in args])
+    minimum = {"syevd": (1 + 6 * m + 2 * m * m, 3 + 5 * m), "gesdd": (3 * k + max(m, n, 5 * k * k + 4 * k), 0),
+               "geqrf": (n, 0), "orgqr": (n, 0)}[routine]
+    return max(int(work.value) + 1, minimum[0], 1), max(iwork.value, minimum[1], 1)
 
 
 def workspace(node) -> tuple[dict[str, int], int]:
@@ -245,9 +290,58 @@ def _suffix(elem: ir.Type) -> str:
     return "f64" if isinstance(elem, ir.DoubleType) else "f32"
 
 
+def _eigh(ctx: Ctx) -> None:
+    """syevd on the lower triangle: eigenvalues to row 0, eigenvectors (columns) below."""
+    n = ctx.node.shape[-1]
+    w = ctx.work
+    ctx.copy_in(0, w["a"], n, n)
+    info = ctx.f.slot(I32)
+    sizes = _segments(ctx.node)
+    ctx.call("syevd", ctx.char("V"), ctx.char("L"), ctx.i32(n), w["a"], ctx.i32(max(1, n)), w["w"], w["work"],
+             ctx.i32(sizes["work"][0]), w["iwork"], ctx.i32(sizes["iwork"][0]), info)
+    ok = ctx.info_ok(info)
+    ctx.copy_out(w["w"], 1, n, 1, ok)
+    ctx.copy_out(w["a"], n, n, n, ok, row0=1)
+
+
+def _svd(ctx: Ctx) -> None:
+    """gesdd (reduced): rows [U; s; V] of the output."""
+    m, n = ctx.node.inputs[0].shape[-2:]
+    k = min(m, n)
+    w = ctx.work
+    ctx.copy_in(0, w["a"], m, n)
+    info = ctx.f.slot(I32)
+    sizes = _segments(ctx.node)
+    ctx.call("gesdd", ctx.char("S"), ctx.i32(m), ctx.i32(n), w["a"], ctx.i32(max(1, m)), w["s"], w["u"],
+             ctx.i32(max(1, m)), w["vt"], ctx.i32(max(1, k)), w["work"], ctx.i32(sizes["work"][0]), w["iwork"], info)
+    ok = ctx.info_ok(info)
+    ctx.copy_out(w["u"], m, k, m, ok)
+    ctx.copy_out(w["s"], 1, k, 1, ok, row0=m)
+    ctx.copy_out(w["vt"], n, k, k, ok, row0=m + 1, transpose=True)
+
+
+def _qr(ctx: Ctx, mode: str) -> None:
+    """geqrf, R copied out (upper triangle), then orgqr makes Q: the output is [Qᵀ | R]."""
+    m, n = ctx.node.inputs[0].shape[-2:]
+    k, kq = min(m, n), ctx.node.shape[-2]
+    w = ctx.work
+    ctx.copy_in(0, w["a"], m, n)
+    info = ctx.f.slot(I32)
+    lwork = ctx.i32(_segments(ctx.node)["work"][0])
+    ld = ctx.i32(max(1, m))
+    ctx.call("geqrf", ctx.i32(m), ctx.i32(n), w["a"], ld, w["tau"], w["work"], lwork, info)
+    ok = ctx.info_ok(info)
+    ctx.copy_out(w["a"], kq, n, m, ok, col0=m, keep=lambda i, j: ctx.b.icmp_signed("<=", i, j))
+    ctx.call("orgqr", ctx.i32(m), ctx.i32(kq), ctx.i32(k), w["a"], ld, w["tau"], w["work"], lwork, info)
+    ctx.copy_out(w["a"], kq, m, m, ctx.info_ok(info), transpose=True)
+
+
 EMITTERS: dict[str, Callable[..., None]] = {
     "solve": _solve,
     "triangular_solve": _solve,
     "cholesky": _cholesky,
     "slogdet": _slogdet,
+    "eigh": _eigh,
+    "svd": _svd,
+    "qr": _qr,
 }

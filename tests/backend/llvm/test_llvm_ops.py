@@ -103,6 +103,14 @@ def _spd(x):
     return x @ shp.matrix_transpose(x) + (n * np.eye(n)).astype(x.dtype)
 
 
+def _no_sign(w, v):
+    return gc.concatenate([w[None, :], v * v], 0)
+
+
+def _reassembled(u, s, vh):
+    return gc.concatenate([u * u, (u * s[..., None, :]) @ vh], -1)
+
+
 def _custom_exp(x):
     @gc.custom_gradient
     def f(t):
@@ -264,6 +272,20 @@ CASES: dict[str, list[Case]] = {
                 Case(gc.linalg.det, [(3, 3)], FLOATS), Case(gc.linalg.det, [(0, 0)], FLOATS),
                 Case(lambda x: gc.stack(gc.linalg.slogdet(x)), [None], (F64,),
                      fixed=[np.array([[[1.0, 2.0], [2.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]]])])],
+    # eigenvectors and singular vectors are compared through sign-free products (v * v, u diag(s) vh)
+    "eigh": [Case(lambda x: gc.linalg.eigvalsh(_spd(x)), [(2, 4, 4)], FLOATS),
+             Case(lambda x: _no_sign(*gc.linalg.eigh(_spd(x))), [(5, 5)], FLOATS),
+             Case(lambda x: gc.linalg.eigh(x.T, UPLO="U")[1] ** 2, [(3, 3)], (F64,)),
+             Case(gc.linalg.eigvalsh, [(0, 0)], FLOATS)],
+    "svd": [Case(gc.linalg.svdvals, [(2, 5, 3)], FLOATS), Case(gc.linalg.svdvals, [(3, 6)], FLOATS),
+            Case(lambda x: _reassembled(*gc.linalg.svd(x, full_matrices=False)), [(2, 4, 3)], FLOATS),
+            Case(lambda x: _reassembled(*gc.linalg.svd(x[:, ::2], full_matrices=False)), [(3, 8)], (F64,)),
+            Case(lambda x: gc.linalg.pinv(x), [(4, 3)], (F64,)), Case(gc.linalg.svdvals, [(0, 3)], FLOATS)],
+    "qr": [Case(lambda x: gc.linalg.qr(x).Q + gc.linalg.qr(x).R, [(3, 3)], FLOATS),
+           Case(lambda x: gc.concatenate(list(gc.linalg.qr(x)), -2), [(2, 5, 3)], FLOATS),
+           Case(lambda x: gc.concatenate(list(gc.linalg.qr(x, mode="complete")), -1), [(5, 3)], FLOATS),
+           Case(lambda x: gc.concatenate(list(gc.linalg.qr(x)), -1), [(3, 5)], FLOATS),
+           Case(lambda x: gc.linalg.qr(x, mode="r"), [(4, 4)], FLOATS)],
 }
 
 

@@ -1,0 +1,224 @@
+"""LAPACK-backed decompositions: eigh, svd, qr. Each is one primitive whose result packs
+the factors into one array (graphc nodes have one result); `graphc.linalg` slices them:
+
+* eigh (..., n, n) -> (..., n + 1, n): row 0 the eigenvalues (ascending), rows 1.. the
+  eigenvectors as columns (LAPACK syevd on the lower triangle, as numpy.linalg.eigh).
+* svd (..., m, n) -> (..., m + 1 + n, k), k = min(m, n): rows [U; s; V] of the reduced SVD
+  A = U diag(s) Vᵀ (LAPACK gesdd).
+* qr (..., m, n) -> (..., kq, m + n): [Qᵀ | R], kq = k ("reduced") or m ("complete")
+  (LAPACK geqrf + orgqr).
+
+Derivatives: the usual rules (as in JAX's linalg). Where two eigenvalues (or singular
+values) are exactly equal, the eigenvector (singular vector) part of the gradient leaves
+that pair out instead of dividing by zero: the derivative does not exist there and graphc
+returns finite numbers (JAX returns inf/NaN); eigenvalue and singular value gradients
+are exact. QR derivatives need m >= n (and the reduced mode when m > n).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphcError, ShapeError
+from ..ir.graph import Tensor
+from .lapack_common import (
+    batched_ref,
+    check_matrix,
+    diag_embed,
+    diagonal,
+    fold_lower,
+    mask,
+    mT,
+    safe_reciprocal,
+    safe_reciprocal_gaps,
+    symmetric_from_lower,
+)
+from .linalg_solve import triangular_solve
+from .registry import OpDef, register
+from .shape import concatenate
+
+__all__: list[str] = []
+
+
+# --- eigh -----------------------------------------------------------------------------------
+
+def _eigh_type(inputs: tuple, attrs: dict):
+    (a,) = inputs
+    n, _ = check_matrix(a, "a", square=True)
+    return a.shape[:-2] + (n + 1, n), a.dtype
+
+
+def eigh_packed(a: Tensor) -> Tensor:
+    return a.graph.make("eigh", (a,))
+
+
+def _eigh_one(a: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(a)
+    return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def _eigh_parts(out: Tensor) -> tuple[Tensor, Tensor]:
+    return out[..., 0, :], out[..., 1:, :]
+
+
+def _eigh_vjp(g, out, a):
+    w, v = _eigh_parts(out)
+    gw, gv = _eigh_parts(g)
+    inner = diag_embed(gw) + safe_reciprocal_gaps(w) * (mT(v) @ gv)
+    return (fold_lower(v @ inner @ mT(v)),)
+
+
+def _eigh_jvp(t, out, a):
+    (ta,) = t
+    w, v = _eigh_parts(out)
+    x = mT(v) @ symmetric_from_lower(ta) @ v
+    dv = v @ (safe_reciprocal_gaps(w) * x)
+    return concatenate([diagonal(x)[..., None, :], dv], axis=-2)
+
+
+register(OpDef(
+    "eigh", "lapack", _eigh_type, ref=lambda a: batched_ref(_eigh_one, (a.shape[-1] + 1, a.shape[-1]), a),
+    vjp=_eigh_vjp, jvp=_eigh_jvp,
+    doc="[eigenvalues; eigenvectors] of the lower triangle of A read as symmetric (LAPACK syevd)"))
+
+
+# --- svd ------------------------------------------------------------------------------------
+
+def _svd_type(inputs: tuple, attrs: dict):
+    (a,) = inputs
+    m, n = check_matrix(a, "a")
+    return a.shape[:-2] + (m + 1 + n, min(m, n)), a.dtype
+
+
+def svd_packed(a: Tensor) -> Tensor:
+    return a.graph.make("svd", (a,))
+
+
+def _svd_one(a: np.ndarray) -> np.ndarray:
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return np.concatenate([u, s[..., None, :], np.swapaxes(vh, -1, -2)], axis=-2)
+
+
+def _svd_parts(out: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
+    return out[..., :m, :], out[..., m, :], out[..., m + 1:, :]
+
+
+def _svd_vjp(g, out, a):
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    u, s, v = _svd_parts(out, m)
+    gu, gs, gv = _svd_parts(g, m)
+    f = safe_reciprocal_gaps(s * s)  # F[i, j] = 1 / (s_j² - s_i²)
+    a1 = f * (mT(u) @ gu)
+    a2 = f * (mT(v) @ gv)
+    middle = diag_embed(gs) + (a1 + mT(a1)) * s[..., None, :] + s[..., :, None] * (a2 + mT(a2))
+    ga = u @ middle @ mT(v)
+    s_inv = safe_reciprocal(s)[..., None, :]
+    if m > k:
+        ga = ga + ((gu - u @ (mT(u) @ gu)) * s_inv) @ mT(v)
+    if n > k:
+        ga = ga + u @ mT((gv - v @ (mT(v) @ gv)) * s_inv)
+    return (ga,)
+
+
+def _svd_jvp(t, out, a):
+    (ta,) = t
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    u, s, v = _svd_parts(out, m)
+    x = mT(u) @ ta @ v
+    f = safe_reciprocal_gaps(s * s)
+    xs = x * s[..., None, :]
+    sx = s[..., :, None] * x
+    du = u @ (f * (xs + mT(xs)))
+    dv = v @ (f * (sx + mT(sx)))
+    s_inv = safe_reciprocal(s)[..., None, :]
+    if m > k:
+        dav = ta @ v
+        du = du + (dav - u @ (mT(u) @ dav)) * s_inv
+    if n > k:
+        dau = mT(ta) @ u
+        dv = dv + (dau - v @ (mT(v) @ dau)) * s_inv
+    return concatenate([du, diagonal(x)[..., None, :], dv], axis=-2)
+
+
+register(OpDef(
+    "svd", "lapack", _svd_type,
+    ref=lambda a: batched_ref(_svd_one, (sum(a.shape[-2:]) + 1, min(a.shape[-2:])), a),
+    vjp=_svd_vjp, jvp=_svd_jvp, doc="[U; s; V] of the reduced SVD A = U diag(s) Vᵀ (LAPACK gesdd)"))
+
+
+# --- qr -------------------------------------------------------------------------------------
+
+_QR_MODES = ("reduced", "complete")
+
+
+def _qr_type(inputs: tuple, attrs: dict):
+    (a,) = inputs
+    m, n = check_matrix(a, "a")
+    mode = attrs["mode"]
+    if mode not in _QR_MODES:
+        raise ShapeError(f"mode must be 'reduced', 'complete' or 'r', got {mode!r}")
+    kq = min(m, n) if mode == "reduced" else m
+    return a.shape[:-2] + (kq, m + n), a.dtype
+
+
+def qr_packed(a: Tensor, mode: str) -> Tensor:
+    return a.graph.make("qr", (a,), {"mode": mode})
+
+
+def _qr_ref(a: np.ndarray, *, mode: str) -> np.ndarray:
+    q, r = np.linalg.qr(a, mode=mode)
+    return np.concatenate([np.swapaxes(q, -1, -2), r], axis=-1)
+
+
+def _qr_parts(out: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    return mT(out[..., :, :m]), out[..., :, m:]
+
+
+def _qr_differentiable(a: Tensor, mode: str) -> None:
+    m, n = a.shape[-2:]
+    if m < n or (mode == "complete" and m > n):
+        raise GraphcError(f"qr: derivatives need m >= n and mode 'reduced' when m > n; got {a.shape} in mode "
+                          f"{mode!r}\n  at {a.loc}")
+
+
+def _right_solve_rt(x: Tensor, r: Tensor) -> Tensor:
+    """X R⁻ᵀ, R upper triangular."""
+    return mT(triangular_solve(r, mT(x), False, False, False))
+
+
+def _right_solve_r(x: Tensor, r: Tensor) -> Tensor:
+    """X R⁻¹, R upper triangular."""
+    return mT(triangular_solve(r, mT(x), False, True, False))
+
+
+def _qr_vjp(g, out, a, *, mode):
+    _qr_differentiable(a, mode)
+    m, n = a.shape[-2:]
+    q, r = _qr_parts(out, m)
+    gq, gr = _qr_parts(g, m)
+    mm = gr @ mT(r) - mT(q) @ gq
+    upper = mm * mask(n, n, 0, mm, upper=True)
+    sym = upper + mT(mm * mask(n, n, 1, mm, upper=True))  # the upper triangle copied to the lower
+    return (_right_solve_rt(gq + q @ sym, r),)
+
+
+def _qr_jvp(t, out, a, *, mode):
+    _qr_differentiable(a, mode)
+    (ta,) = t
+    m, n = a.shape[-2:]
+    q, r = _qr_parts(out, m)
+    b = _right_solve_r(ta, r)
+    c = mT(q) @ b
+    low = c * mask(n, n, -1, c)
+    omega = low - mT(low)
+    dq = q @ (omega - c) + b
+    dr = (c - omega) @ r
+    return concatenate([mT(dq), dr], axis=-1)
+
+
+register(OpDef(
+    "qr", "lapack", _qr_type, attrs={"mode": "str"},
+    ref=_qr_ref,
+    vjp=_qr_vjp, jvp=_qr_jvp, doc="[Qᵀ | R] of A = QR (LAPACK geqrf + orgqr)"))
