@@ -77,24 +77,19 @@ def triangular_solve(a: Tensor, b: Tensor, lower: bool, trans: bool, unit: bool)
     return a.graph.make("triangular_solve", (a, b), {"lower": bool(lower), "trans": bool(trans), "unit": bool(unit)})
 
 
-def _triangle(a: np.ndarray, lower: bool, unit: bool) -> np.ndarray:
-    t = np.tril(a) if lower else np.triu(a)
-    if unit:
-        n = a.shape[-1]
-        t = t * (1 - np.eye(n, dtype=a.dtype)) + np.eye(n, dtype=a.dtype)
-    return t
-
-
 def _triangular_ref(a, b, *, lower, trans, unit):
-    t = _triangle(a, lower, unit)
-    return batched_ref(_solve_triangle, b.shape[-2:], np.swapaxes(t, -1, -2) if trans else t, b)
+    """scipy's solve_triangular: LAPACK trtrs, the routine the LLVM backend calls (a solve of
+    the masked matrix by LU would differ where b holds inf or NaN)."""
+    from scipy.linalg import solve_triangular
 
+    def one(t: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return solve_triangular(t, r, trans=int(trans), lower=lower, unit_diagonal=unit, check_finite=False)
 
-def _solve_triangle(t: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A triangle with a zero on its diagonal is singular, as LAPACK trtrs reports."""
-    if np.any(np.diagonal(t, axis1=-2, axis2=-1) == 0):
-        raise np.linalg.LinAlgError("singular triangular matrix")
-    return np.linalg.solve(t, b)
+    batch = a.shape[:-2]
+    out = np.empty(b.shape, np.result_type(a, b))
+    for idx in np.ndindex(*batch):
+        out[idx] = batched_ref(one, b.shape[-2:], a[idx], b[idx])
+    return out
 
 
 def _tri_mask(a: Tensor, lower: bool, unit: bool) -> Tensor:

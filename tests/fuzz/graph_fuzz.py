@@ -46,9 +46,7 @@ DISCONTINUOUS = {"floor", "ceil", "round", "sign", "argmax", "argmin", "mod", "f
 LAYOUTS = ("c", "fortran", "reversed", "readonly", "unaligned")
 # Disagreements found by this fuzzer and not fixed yet, by the op that disagrees on its own: they are
 # printed as "known" and do not fail `make test`. Remove an entry when its op is fixed.
-KNOWN = {
-    "triangular_solve": "non-finite right-hand sides: the LLVM backend gives inf where the reference gives nan",
-}
+KNOWN: dict[str, str] = {}
 
 
 @dataclass
@@ -302,7 +300,8 @@ def check_case(seed: int, export_dir: str | None = None) -> list[Finding]:
         if why:
             findings.append(_narrow(seed, f"{route} ({layout} feeds)", why, graph, outputs, feeds, text))
             break
-    if export_dir is not None and want[0] == "ok" and pure and not findings:
+    lapack = any(n.opdef.kind == "lapack" for n in toposort(pure))  # export refuses these (docs/export.md)
+    if export_dir is not None and want[0] == "ok" and pure and not findings and not lapack:
         why = _compare(_outcome(lambda: _exported(pure, feeds, odd, export_dir, seed)), want_pure, tolerances(pure))
         if why:
             findings.append(Finding(seed, "export/load round trip", why, text, _named(feeds)))
