@@ -49,6 +49,9 @@ def _float_matrix(x: Any, fn: str, what: str = "a", square: bool = False) -> Ten
     if t.ndim < 2:
         raise _fail(ShapeError, f"linalg.{fn}: {what} must have rank >= 2 (a matrix or a batch of them), "
                                 f"got {shape_str(t.shape)}")
+    if None in t.shape[-2:]:
+        raise _fail(ShapeError, f"linalg.{fn}: the matrix dims of {what} {shape_str(t.shape)} must be known when "
+                                "the graph is built")
     if square and t.shape[-1] != t.shape[-2]:
         raise _fail(ShapeError, f"linalg.{fn}: {what} must be square, got {shape_str(t.shape)}")
     return t
