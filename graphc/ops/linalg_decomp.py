@@ -12,7 +12,8 @@ Derivatives: the usual rules (as in JAX's linalg). Where two eigenvalues (or sin
 values) are exactly equal, the eigenvector (singular vector) part of the gradient leaves
 that pair out instead of dividing by zero: the derivative does not exist there and graphc
 returns finite numbers (JAX returns inf/NaN); eigenvalue and singular value gradients
-are exact. QR derivatives need m >= n (and the reduced mode when m > n).
+are exact. QR has derivatives except in mode "complete" with m > n (as JAX); for m < n
+they follow A = [X | Y], X = Q R_x, R_y = QᵀY (Roberts and Roberts 2020, as JAX).
 """
 
 from __future__ import annotations
@@ -178,9 +179,9 @@ def _qr_parts(out: Tensor, m: int) -> tuple[Tensor, Tensor]:
 
 def _qr_differentiable(a: Tensor, mode: str) -> None:
     m, n = a.shape[-2:]
-    if m < n or (mode == "complete" and m > n):
-        raise GraphcError(f"qr: derivatives need m >= n and mode 'reduced' when m > n; got {a.shape} in mode "
-                          f"{mode!r}\n  at {a.loc}")
+    if mode == "complete" and m > n:
+        raise GraphcError(f"qr: mode 'complete' has no derivative when m > n (Q's extra columns are not unique); "
+                          f"got {a.shape}\n  at {a.loc}")
 
 
 def _right_solve_rt(x: Tensor, r: Tensor) -> Tensor:
@@ -193,15 +194,35 @@ def _right_solve_r(x: Tensor, r: Tensor) -> Tensor:
     return mT(triangular_solve(r, mT(x), False, True, False))
 
 
+def _tall_vjp(q: Tensor, r: Tensor, gq: Tensor, gr: Tensor) -> Tensor:
+    """Ā of A = QR with R square (m >= n): (Q̄ + Q copyltu(M)) R⁻ᵀ, M = R̄Rᵀ - QᵀQ̄."""
+    k = r.shape[-1]
+    mm = gr @ mT(r) - mT(q) @ gq
+    sym = mm * mask(k, k, 0, mm, upper=True) + mT(mm * mask(k, k, 1, mm, upper=True))
+    return _right_solve_rt(gq + q @ sym, r)
+
+
+def _tall_jvp(q: Tensor, r: Tensor, da: Tensor) -> tuple[Tensor, Tensor]:
+    """(dQ, dR) of A = QR with R square."""
+    k = r.shape[-1]
+    b = _right_solve_r(da, r)
+    c = mT(q) @ b
+    low = c * mask(k, k, -1, c)
+    omega = low - mT(low)
+    return q @ (omega - c) + b, (c - omega) @ r
+
+
 def _qr_vjp(g, out, a, *, mode):
+    """m >= n: the square-R rule. m < n: A = [X | Y], X = Q R_x (square), R_y = QᵀY."""
     _qr_differentiable(a, mode)
     m, n = a.shape[-2:]
     q, r = _qr_parts(out, m)
     gq, gr = _qr_parts(g, m)
-    mm = gr @ mT(r) - mT(q) @ gq
-    upper = mm * mask(n, n, 0, mm, upper=True)
-    sym = upper + mT(mm * mask(n, n, 1, mm, upper=True))  # the upper triangle copied to the lower
-    return (_right_solve_rt(gq + q @ sym, r),)
+    if m >= n:
+        return (_tall_vjp(q, r, gq, gr),)
+    y, gr_y = a[..., :, m:], gr[..., :, m:]
+    gx = _tall_vjp(q, r[..., :, :m], gq + y @ mT(gr_y), gr[..., :, :m])
+    return (concatenate([gx, q @ gr_y], axis=-1),)
 
 
 def _qr_jvp(t, out, a, *, mode):
@@ -209,12 +230,12 @@ def _qr_jvp(t, out, a, *, mode):
     (ta,) = t
     m, n = a.shape[-2:]
     q, r = _qr_parts(out, m)
-    b = _right_solve_r(ta, r)
-    c = mT(q) @ b
-    low = c * mask(n, n, -1, c)
-    omega = low - mT(low)
-    dq = q @ (omega - c) + b
-    dr = (c - omega) @ r
+    if m >= n:
+        dq, dr = _tall_jvp(q, r, ta)
+    else:
+        dq, dr_x = _tall_jvp(q, r[..., :, :m], ta[..., :, :m])
+        dr_y = mT(q) @ (ta[..., :, m:] - dq @ r[..., :, m:])
+        dr = concatenate([dr_x, dr_y], axis=-1)
     return concatenate([mT(dq), dr], axis=-1)
 
 

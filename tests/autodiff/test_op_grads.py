@@ -201,7 +201,8 @@ CASES: dict[str, list[Case]] = {
             Case(lambda x: _svd_invariant(*gc.linalg.svd(x, full_matrices=False)), [(2, 3, 4)]),
             Case(lambda x: gc.linalg.norm(x, "nuc", (1, 2)) + gc.linalg.pinv(x)[:, 0, 0], [(2, 3, 3)])],
     "qr": [Case(lambda x: gc.sum(gc.linalg.qr(x).Q ** 3) + gc.linalg.qr(x).R, [(4, 3)], order=2),
-           Case(lambda x: gc.linalg.qr(x).Q * 2 + gc.linalg.qr(x).R, [(2, 3, 3)])],
+           Case(lambda x: gc.linalg.qr(x).Q * 2 + gc.linalg.qr(x).R, [(2, 3, 3)]),
+           Case(lambda x: gc.sum(gc.linalg.qr(x).Q ** 3) + gc.linalg.qr(x, "complete").R, [(2, 4)])],
     # shape ops
     "broadcast_to": [Case(lambda x: gc.broadcast_to(x, (2, 3, 4)), [(3, 1)]),
                      Case(lambda x: gc.broadcast_to(x, (2, 3)), [()])],

@@ -91,15 +91,22 @@ def make(op, *inputs, **attrs):
     return inputs[0].graph.make(op, inputs, attrs)
 
 
+def _size(a):
+    """The matrix size; the linalg ops refuse unknown matrix dims, and so do these helpers."""
+    if a.shape[-1] is None:
+        raise gc.ShapeError(f"matrix dims of {a.shape} must be known when the graph is built")
+    return a.shape[-1]
+
+
 def _cond(a):
     """a + 4nI: well conditioned, so the two LAPACK builds agree to float32 rounding."""
-    n = a.shape[-1]
+    n = _size(a)
     return a + (4 * n * np.eye(n)).astype(a.dtype)
 
 
 def _spd(x):
     """x xᵀ + nI: symmetric positive definite."""
-    n = x.shape[-1]
+    n = _size(x)
     return x @ shp.matrix_transpose(x) + (n * np.eye(n)).astype(x.dtype)
 
 
