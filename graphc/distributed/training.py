@@ -26,7 +26,8 @@ class DistributedOptimizer(Optimizer):
     its gradients exist. ``minimize(loss, clip_norm=c)`` clips the *averaged* gradients by
     their global norm. With ``weight`` (a float scalar tensor, e.g. this rank's number of
     examples), the average is weighted: sum_r(w_r g_r) / sum_r(w_r), so ranks with uneven
-    shares of a batch give the gradient of the whole batch's mean loss. The slots and step
+    shares of a batch give the gradient of the whole batch's mean loss (a rank whose share
+    is empty has weight 0; tests/distributed checks such a step). The slots and step
     counter are the wrapped optimizer's, under its names, so checkpoints match a
     single-process run's.
     """

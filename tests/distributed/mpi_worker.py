@@ -20,7 +20,7 @@ STEPS, BATCH = 20, 16
 
 def data(dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((STEPS * BATCH // 2, 5)).astype(dtype)
+    X = rng.standard_normal((STEPS * BATCH, 5)).astype(dtype)
     return X, (X[:, 0] + X[:, 1] > X[:, 2]).astype(np.int64) + (X[:, 3] > 0.5)
 
 
@@ -42,10 +42,11 @@ def build(dtype=np.float64, hidden: int = 8, distributed: bool = False, buckets:
 
 
 def train(model, sess, distributed: bool, dtype=np.float64) -> None:
+    """STEPS global batches of BATCH rows, then one of size-1 rows (so one rank gets none)."""
     X, Y = data(dtype)
-    for step, (xb, yb) in enumerate(gc.train.batches(X, Y, batch_size=BATCH, seed=0)):
-        if step == STEPS:
-            break
+    steps = list(gc.train.batches(X, Y, batch_size=BATCH, seed=0)) + [(X[:D.size() - 1], Y[:D.size() - 1])]
+    assert len(steps) == STEPS + 1
+    for xb, yb in steps:
         if distributed:
             xb, yb = D.shard(xb, yb)
         sess.run(model["train"], {model["x"]: xb, model["y"]: yb, model["count"]: np.asarray(len(xb), dtype)})
