@@ -23,7 +23,7 @@ from ..ir.graph import Tensor
 from .core import promote
 from .elementwise import multiply, where
 from .linalg import matmul
-from .rearrange import _axes, moveaxis, ravel
+from .rearrange import _axes, _int, moveaxis, ravel
 from .reduce import sum as reduce_sum
 from .shape import _fail, broadcast_to, expand_dims, getitem, pad, reshape, transpose
 
@@ -53,7 +53,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     i, j = _axes((axis1,), t.ndim, "diagonal") + _axes((axis2,), t.ndim, "diagonal")
     if i == j:
         raise _fail(ShapeError, "diagonal: axis1 and axis2 cannot be the same")
-    offset = operator.index(offset)
+    offset = _int(offset, "diagonal: offset")
     t = moveaxis(t, (i, j), (-2, -1))
     n, m = _static(t, "diagonal", 2)
     count = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
@@ -71,7 +71,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
 def diag(v: Any, k: int = 0) -> Tensor:
     """numpy.diag: the k-th diagonal of a 2-D tensor, or a 2-D tensor with a 1-D v on its k-th diagonal."""
     (t,) = promote(v)
-    k = operator.index(k)
+    k = _int(k, "diag: k")
     if t.ndim == 2:
         return diagonal(t, k)
     if t.ndim != 1:
@@ -96,7 +96,7 @@ def _triangle(m: Any, k: int, lower: bool, what: str) -> Tensor:
     if t.ndim < 1:
         raise _fail(ShapeError, f"{what} needs a tensor of rank >= 1, got a scalar")
     dims = _static(t, what, 2)
-    keep = np.tri(*dims, k=operator.index(k) - (0 if lower else 1), dtype=bool)
+    keep = np.tri(*dims, k=_int(k, f"{what}: k") - (0 if lower else 1), dtype=bool)
     zero = np.zeros((), t.dtype)
     return where(keep, t, zero) if lower else where(keep, zero, t)
 
@@ -310,7 +310,12 @@ def _step_cost(a: frozenset, b: frozenset, dims: dict[str, int]) -> int:
 def _plan(sets: list[frozenset], out: frozenset, dims: dict[str, int], optimize: Any) -> list[tuple[int, int]]:
     """A contraction order as numpy's einsum_path lists it: pairs of positions in the shrinking operand list."""
     if isinstance(optimize, (list, tuple)) and optimize and optimize[0] == "einsum_path":
-        return [tuple(p) for p in optimize[1:]]
+        path, count = [tuple(p) for p in optimize[1:]], len(sets)
+        for pair in path:
+            if len(pair) != 2 or len(set(pair)) != 2 or not all(0 <= _int(i, "einsum: path") < count for i in pair):
+                raise _fail(GraphcError, f"einsum: path {optimize!r} does not contract {len(sets)} operands pairwise")
+            count -= 1
+        return path
 
     def after(cur: list[frozenset], i: int, j: int) -> tuple[list[frozenset], frozenset, int]:
         rest = [s for k, s in enumerate(cur) if k not in (i, j)]

@@ -43,6 +43,14 @@ def _axes(axis: Any, ndim: int, what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _int(value: Any, what: str) -> int:
+    """A Python int from an int-like argument; a GraphcError naming `what` otherwise (numpy: TypeError)."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise _fail(GraphcError, f"{what} must be an integer, got {value!r}") from None
+
+
 def _known(t: Tensor, axis: int, what: str) -> int:
     n = t.shape[axis]
     if n is None:
@@ -122,7 +130,7 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Tensor:
     if axes[0] == axes[1] or abs(axes[0] - axes[1]) == t.ndim:
         raise _fail(ShapeError, "rot90: axes must be different")
     a0, a1 = _axes(axes[0], t.ndim, "rot90"), _axes(axes[1], t.ndim, "rot90")
-    k = operator.index(k) % 4
+    k = _int(k, "rot90: k") % 4
     if k == 0:
         return t
     if k == 2:
@@ -147,7 +155,7 @@ def roll(a: Any, shift: Any, axis: Any = None) -> Tensor:
     total: dict[int, int] = {}
     for s, ax in pairs:
         (k,) = _axes(int(ax), t.ndim, "roll")
-        total[k] = total.get(k, 0) + operator.index(s)
+        total[k] = total.get(k, 0) + _int(s, "roll: shift")
     for k, s in sorted(total.items()):
         n = _known(t, k, "roll")
         s = s % n if n else 0
@@ -182,7 +190,7 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
 def tile(A: Any, reps: Any) -> Tensor:  # noqa: N803 (numpy's name)
     """numpy.tile: A repeated `reps` times along each axis (shapes aligned on the right)."""
     (t,) = promote(A)
-    reps = (operator.index(reps),) if np.isscalar(reps) else tuple(operator.index(r) for r in reps)
+    reps = (_int(reps, "tile: reps"),) if np.isscalar(reps) else tuple(_int(r, "tile: reps") for r in reps)
     if any(r < 0 for r in reps):
         raise _fail(ShapeError, f"tile: reps must be non-negative, got {reps}")
     if None in t.shape:
@@ -272,6 +280,9 @@ def column_stack(tup: Any) -> Tensor:
 def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Tensor]:
     """numpy.array_split: like split, but N sections need not divide the axis (the first ones get one more)."""
     (t,) = promote(ary)
+    if isinstance(indices_or_sections, (float, Tensor)):
+        raise _fail(GraphcError, f"array_split: indices_or_sections must be an int or a sequence of ints, "
+                                 f"got {indices_or_sections!r}")
     if not isinstance(indices_or_sections, (int, np.integer)):
         return split(t, indices_or_sections, axis)
     (axis,) = _axes((axis,), t.ndim, "array_split")
@@ -322,7 +333,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, retste
     where numpy gives float64. Values are computed as numpy does: start + i * step, the last
     one set to stop when `endpoint`.
     """
-    num = operator.index(num)
+    num = _int(num, "linspace: num")
     if num < 0:
         raise _fail(ShapeError, f"linspace: number of samples, {num}, must be non-negative")
     lo, hi = promote(start, stop)

@@ -8,7 +8,6 @@ cumprod's derivative is exact at zeros (no division by the input).
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from ..ir.composite import composite
 from ..ir.graph import Tensor
 from .core import promote
 from .elementwise import cast, multiply, not_equal, subtract
-from .rearrange import _axes, _known, _take_axis, ravel
+from .rearrange import _axes, _int, _known, _take_axis, ravel
 from .shape import _fail, broadcast_to, concatenate, pad
 
 __all__ = ["cumprod", "cumsum", "diff"]
@@ -72,7 +71,7 @@ def _edge(value: Any, t: Tensor, axis: int) -> Tensor:
 def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = _NO_VALUE, append: Any = _NO_VALUE) -> Tensor:
     """numpy.diff: the n-th discrete difference along `axis` (bools: not_equal, as numpy)."""
     (t,) = promote(a)
-    n = operator.index(n)
+    n = _int(n, "diff: n")
     if n < 0:
         raise _fail(ShapeError, f"diff: order must be non-negative but got {n}")
     if t.ndim == 0:

@@ -391,6 +391,13 @@ def test_long_lines_sort_without_quadratic_intermediates():
     (lambda x: gc.select([x], [x]), "select: invalid entry 0 in condlist: should be boolean, got float64"),
     (lambda x: gc.select([x > 0], []), "select: list of cases must be same length"),
     (lambda x: gc.linspace(x, x, -2), "linspace: number of samples, -2, must be non-negative"),
+    (lambda x: gc.roll(x, 1.5, 0), "roll: shift must be an integer, got np.float64"),
+    (lambda x: gc.rot90(x, 1.5), "rot90: k must be an integer, got 1.5"),
+    (lambda x: gc.diff(x, 1.5), "diff: n must be an integer, got 1.5"),
+    (lambda x: gc.diag(x[0], 0.5), "diag: k must be an integer"),
+    (lambda x: gc.linspace(0.0, 1.0, x), "linspace: num must be an integer"),
+    (lambda x: gc.array_split(x, 2.5), "array_split: indices_or_sections must be an int or a sequence of ints"),
+    (lambda x: gc.einsum("ij,jk", x, x.T, optimize=["einsum_path", (0, 5)]), "einsum: path .* does not contract 2"),
 ])
 def test_bad_input_raises_a_clear_error(build, match):
     x = gc.placeholder(F64, (3, 4))
