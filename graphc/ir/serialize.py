@@ -151,7 +151,12 @@ def from_json(doc: Any, graph: Graph | None = None) -> Any:
 
 
 def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
-    """One node of a file, checked as user code is (arity, attributes, types) by Graph.make."""
+    """One node of a file, checked as user code is (arity, attributes, types) by Graph.make.
+
+    A file holds canonical attributes, so their types are checked before the op's canon
+    rule sees them too (canon rules expect the types they declare).
+    """
+    from ..ops.attrtypes import check_attrs
     from ..ops.core import next_leaf_id
     from ..ops.registry import get_op
 
@@ -162,7 +167,7 @@ def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
         raise GraphcError("bad op, inputs or attrs")
     if name is not None and not isinstance(name, str):
         raise GraphcError(f"bad name {name!r}")
-    get_op(op)
+    opdef = get_op(op)
     for j in inputs:
         if type(j) is not int or not 0 <= j < len(built):
             raise GraphcError(f"input index {j!r} does not name an earlier node")
@@ -171,6 +176,7 @@ def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
     attrs = {k: _decode_attr(v) for k, v in attrs.items()}
     if op in ("placeholder", "variable"):
         attrs[_FRESH_IDENTITY] = next_leaf_id()
+    check_attrs(opdef, attrs, "<loaded graph>")
     return g.make(op, tuple(built[j] for j in inputs), attrs, name=name, loc="<loaded graph>")
 
 

@@ -35,6 +35,12 @@ def _nested(leaf: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return check
 
 
+def _is_slice_spec(v: Any) -> bool:
+    """One entry per axis: an int, or a (start, stop, step) triple of ints or None."""
+    return isinstance(v, tuple) and all(
+        _is_int(e) or (isinstance(e, tuple) and len(e) == 3 and all(x is None or _is_int(x) for x in e)) for e in v)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (bool, int, float))
 
@@ -56,6 +62,7 @@ TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ints": (lambda v: isinstance(v, tuple) and all(_is_int(d) for d in v), "a tuple of ints"),
     "index": (_nested(lambda x: x is None or _is_int(x)), "nested tuples of ints or None"),
     "numbers": (_nested(_is_number), "nested tuples of numbers"),
+    "slice": (_is_slice_spec, "a slice spec (per axis an int or a (start, stop, step) triple)"),
     "array": (_is_array, "an array"),
     "object": (lambda v: True, "any value (objects such as a custom gradient are not saved to files)"),
 }

@@ -408,7 +408,7 @@ def _unslice_ref(g: np.ndarray, x: np.ndarray, *, spec: tuple) -> np.ndarray:
 
 register(OpDef(
     "slice", "index", lambda inputs, attrs: (_sliced_shape(inputs[0].shape, attrs["spec"]), inputs[0].dtype),
-    canon=_canon_spec, attrs={"spec": "index"},
+    canon=_canon_spec, attrs={"spec": "slice"},
     ref=lambda x, *, spec: x[_np_key(spec)].copy(),
     gather=_slice_gather,
     vjp=lambda g, out, x, *, spec: (unslice(g, x, spec),),
@@ -416,7 +416,7 @@ register(OpDef(
     doc="strided slice: per axis an index (kept as a size-1 axis) or a (start, stop, step) triple"))
 
 register(OpDef(
-    "unslice", "index", _unslice_type, canon=_canon_spec, shape_only=(1,), attrs={"spec": "index"},
+    "unslice", "index", _unslice_type, canon=_canon_spec, shape_only=(1,), attrs={"spec": "slice"},
     ref=_unslice_ref,
     gather=_unslice_gather,
     vjp=lambda g, out, gin, x, *, spec: (strided_slice(g, spec), None),
@@ -622,7 +622,7 @@ def _concat_jvp(tangents, out, *xs, axis):
 
 
 register(OpDef(
-    "concatenate", "index", _concat_type, canon=_canon_concat, attrs={"axis": "int"},
+    "concatenate", "index", _concat_type, canon=_canon_concat, attrs={"axis": "int"}, arity=(1, None),
     ref=lambda *xs, axis: np.concatenate(xs, axis),
     gather=_concat_gather, vjp=_concat_vjp, jvp=_concat_jvp,
     doc="inputs joined along an existing axis"))
@@ -930,13 +930,13 @@ def _one_hot_ref(ind: np.ndarray, *like: np.ndarray, axis: int, on_value: Any, o
 
 
 register(OpDef(
-    "one_hot", "index", _one_hot_type, canon=_canon_one_hot, attrs=ONE_HOT_ATTRS | {"depth": "int"},
+    "one_hot", "index", _one_hot_type, canon=_canon_one_hot, attrs=ONE_HOT_ATTRS | {"depth": "int"}, arity=(1, 1),
     ref=_one_hot_ref, gather=_one_hot_gather,
     doc="on_value where the new `axis` coordinate equals the index, off_value elsewhere (tf.one_hot); "
         "with wrap, negative indices count from the end"))
 
 register(OpDef(
-    "one_hot_like", "index", _one_hot_type, canon=_canon_one_hot, shape_only=(1,),
+    "one_hot_like", "index", _one_hot_type, canon=_canon_one_hot, shape_only=(1,), arity=(2, 2),
     attrs=ONE_HOT_ATTRS | {"depth_axis": "int"},
     ref=_one_hot_ref, gather=_one_hot_gather,
     doc="one_hot whose depth is like.shape[depth_axis] (known only at run time)"))

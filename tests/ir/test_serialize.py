@@ -140,3 +140,24 @@ def test_user_code_gets_the_same_attribute_checks():
         x.graph.make("exp", (x,), {"nope": 1})
     with pytest.raises(gc.GraphcError, match=r"takes 2 input\(s\), got 1"):
         x.graph.make("add", (x,))
+
+
+def test_fuzz_findings_slice_spec_and_one_hot_arity_refused_at_load(tmp_path):
+    """Crafted-file fuzzer findings (seed 7): a slice spec entry (None, None, (-5,)) and a one_hot
+    with its input listed twice loaded, then raised a raw TypeError at the first run."""
+    x = gc.placeholder(gc.float32, (None, 4), name="x")
+    labels = gc.placeholder(gc.int32, (None,), name="labels")
+    path, original = _saved(tmp_path, [x[:, 1:3], gc.one_hot(labels, 5)])
+    doc = json.loads(json.dumps(original))
+    _node(doc, "slice")["attrs"]["spec"]["tuple"][1]["tuple"][2] = {"tuple": [-5]}
+    _refused(path, doc, "attribute 'spec' must be a slice spec")
+    doc = json.loads(json.dumps(original))
+    one_hot = _node(doc, "one_hot")
+    one_hot["inputs"] = one_hot["inputs"] * 2
+    _refused(path, doc, r"one_hot: takes 1 input\(s\), got 2")
+    path.write_text(json.dumps(original))
+    loaded = gc.load(path)
+    with gc.Session(loaded[0].graph) as sess:
+        got = sess.run(loaded, {loaded[0].inputs[0]: np.ones((2, 4), np.float32),
+                                loaded[1].inputs[0]: np.array([1, 4], np.int32)})
+    assert got[0].shape == (2, 2) and got[1].shape == (2, 5)
