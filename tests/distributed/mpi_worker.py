@@ -126,6 +126,7 @@ def main(scenario: str, out_dir: str) -> None:
     D.set_timeout(float(os.environ.get("WORKER_TIMEOUT", "60")))
     r, n = D.rank(), D.size()
     if scenario == "main":
+        assert D.local_rank() == r  # every rank runs on this machine
         check_collectives(r, n)
         check_gradients_across_ranks(r)
         check_training(r, out_dir)
