@@ -169,18 +169,19 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Tensor:  # noqa: N803 (numpy's name)
 @composite
 def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, hermitian: bool = False) -> Any:
     """numpy.linalg.svd: (U, S, Vh) with a = U diag(S) Vh, S descending; S alone without
-    `compute_uv`. graphc computes the reduced SVD: full_matrices=True (numpy's default) is
-    accepted for square matrices, where it is the same, and refused otherwise."""
+    `compute_uv`. With full_matrices (numpy's default) and a non-square a, U is m x m and
+    Vh n x n, and there is no derivative (the extra vectors are not unique, as JAX);
+    `hermitian` is accepted and ignored (the general SVD serves)."""
     t = _float_matrix(a, "svd")
     m, n = t.shape[-2:]
-    if compute_uv and full_matrices and m != n:
-        raise _fail(ShapeError, f"linalg.svd: full_matrices=True of a non-square {shape_str(t.shape)} matrix is not "
-                                "supported (graphc computes the reduced SVD): pass full_matrices=False")
-    packed = _ld.svd_packed(t)
-    s = packed[..., m, :]
+    k = min(m, n)
+    full = bool(compute_uv and full_matrices and m != n)
+    packed = _ld.svd_packed(t, full)
+    s = packed[..., m, :k]
     if not compute_uv:
         return s
-    return SVDResult(packed[..., :m, :], s, mT(packed[..., m + 1:, :]))
+    ucols, vcols = (m, n) if full else (k, k)
+    return SVDResult(packed[..., :m, :ucols], s, mT(packed[..., m + 1:, :vcols]))
 
 
 @composite
@@ -204,7 +205,7 @@ def qr(a: Any, mode: str = "reduced") -> Any:
 @composite
 def pinv(a: Any, rcond: Any = None, hermitian: bool = False) -> Tensor:
     """numpy.linalg.pinv through the SVD: singular values up to rcond * max(s) count as 0
-    (rcond defaults to 1e-15, as numpy's)."""
+    (rcond defaults to 1e-15, as numpy's); `hermitian` is accepted and ignored."""
     t = _float_matrix(a, "pinv")
     u, s, vh = svd(t, full_matrices=False)
     cutoff = (1e-15 if rcond is None else rcond) * _red.max(s, -1, keepdims=True)

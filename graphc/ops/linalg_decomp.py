@@ -4,7 +4,8 @@ the factors into one array (graphc nodes have one result); `graphc.linalg` slice
 * eigh (..., n, n) -> (..., n + 1, n): row 0 the eigenvalues (ascending), rows 1.. the
   eigenvectors as columns (LAPACK syevd on the lower triangle, as numpy.linalg.eigh).
 * svd (..., m, n) -> (..., m + 1 + n, k), k = min(m, n): rows [U; s; V] of the reduced SVD
-  A = U diag(s) Vᵀ (LAPACK gesdd).
+  A = U diag(s) Vᵀ (LAPACK gesdd); with `full`, U is m x m and V n x n and every block is
+  zero-padded to max(m, n) columns (no derivative when m != n, as JAX).
 * qr (..., m, n) -> (..., kq, m + n): [Qᵀ | R], kq = k ("reduced") or m ("complete")
   (LAPACK geqrf + orgqr).
 
@@ -85,26 +86,47 @@ register(OpDef(
 
 # --- svd ------------------------------------------------------------------------------------
 
+def _svd_width(m: int, n: int, full: bool) -> int:
+    return max(m, n) if full else min(m, n)
+
+
 def _svd_type(inputs: tuple, attrs: dict):
     (a,) = inputs
     m, n = check_matrix(a, "a")
-    return a.shape[:-2] + (m + 1 + n, min(m, n)), a.dtype
+    return a.shape[:-2] + (m + 1 + n, _svd_width(m, n, attrs["full"])), a.dtype
 
 
-def svd_packed(a: Tensor) -> Tensor:
-    return a.graph.make("svd", (a,))
+def svd_packed(a: Tensor, full: bool = False) -> Tensor:
+    """Rows [U; s; V], each block zero-padded on the right to the widest (full: U is m x m,
+    V is n x n; else both have min(m, n) columns)."""
+    return a.graph.make("svd", (a,), {"full": bool(full)})
 
 
-def _svd_one(a: np.ndarray) -> np.ndarray:
-    u, s, vh = np.linalg.svd(a, full_matrices=False)
-    return np.concatenate([u, s[..., None, :], np.swapaxes(vh, -1, -2)], axis=-2)
+def _svd_one(a: np.ndarray, full: bool) -> np.ndarray:
+    u, s, vh = np.linalg.svd(a, full_matrices=full)
+    width = _svd_width(*a.shape[-2:], full)
+    blocks = [u, s[..., None, :], np.swapaxes(vh, -1, -2)]
+    return np.concatenate([np.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, width - b.shape[-1])]) for b in blocks], axis=-2)
+
+
+def _svd_ref(a: np.ndarray, *, full: bool) -> np.ndarray:
+    m, n = a.shape[-2:]
+    return batched_ref(lambda x: _svd_one(x, full), (m + 1 + n, _svd_width(m, n, full)), a)
+
+
+def _svd_differentiable(a: Tensor, full: bool) -> None:
+    m, n = a.shape[-2:]
+    if full and m != n:
+        raise GraphcError(f"svd: full_matrices=True has no derivative when m != n (the extra singular vectors are "
+                          f"not unique); got {a.shape}: use full_matrices=False\n  at {a.loc}")
 
 
 def _svd_parts(out: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
     return out[..., :m, :], out[..., m, :], out[..., m + 1:, :]
 
 
-def _svd_vjp(g, out, a):
+def _svd_vjp(g, out, a, *, full):
+    _svd_differentiable(a, full)
     m, n = a.shape[-2:]
     k = min(m, n)
     u, s, v = _svd_parts(out, m)
@@ -122,7 +144,8 @@ def _svd_vjp(g, out, a):
     return (ga,)
 
 
-def _svd_jvp(t, out, a):
+def _svd_jvp(t, out, a, *, full):
+    _svd_differentiable(a, full)
     (ta,) = t
     m, n = a.shape[-2:]
     k = min(m, n)
@@ -144,9 +167,8 @@ def _svd_jvp(t, out, a):
 
 
 register(OpDef(
-    "svd", "lapack", _svd_type,
-    ref=lambda a: batched_ref(_svd_one, (sum(a.shape[-2:]) + 1, min(a.shape[-2:])), a),
-    vjp=_svd_vjp, jvp=_svd_jvp, doc="[U; s; V] of the reduced SVD A = U diag(s) Vᵀ (LAPACK gesdd)"))
+    "svd", "lapack", _svd_type, ref=_svd_ref, attrs={"full": "bool"},
+    vjp=_svd_vjp, jvp=_svd_jvp, doc="[U; s; V] of the SVD A = U diag(s) Vᵀ, reduced or full (LAPACK gesdd)"))
 
 
 # --- qr -------------------------------------------------------------------------------------

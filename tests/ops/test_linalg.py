@@ -194,7 +194,6 @@ def test_cholesky_reads_only_the_lower_triangle_like_numpy():
     (lambda: L.solve(gc.placeholder(np.float64, (2, 3, 3)), gc.placeholder(np.float64, (4, 3, 1))), "broadcast"),
     (lambda: L.slogdet(gc.placeholder(np.float64, (None, None))), "must be known"),
     (lambda: L.solve_triangular(gc.placeholder(np.float64, (2, 2)), np.ones(2), trans=3), "trans must be"),
-    (lambda: L.svd(gc.placeholder(np.float64, (3, 2))), "full_matrices=False"),
     (lambda: L.qr(gc.placeholder(np.float64, (3, 2)), "raw"), "mode must be"),
     (lambda: L.eigh(gc.placeholder(np.float64, (3, 3)), "X"), "UPLO"),
     (lambda: L.norm(gc.placeholder(np.float64, (3, 3)), "fro", axis=0), "matrix norm"),
@@ -205,6 +204,31 @@ def test_cholesky_reads_only_the_lower_triangle_like_numpy():
 def test_bad_input_is_a_clear_error_at_the_users_line(build, message):
     with gc.Graph().as_default(), pytest.raises(gc.GraphcError, match=message) as info:
         build()
+    assert "test_linalg.py" in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 6), (4, 4)])
+def test_svd_full_matrices_like_numpy(shape):
+    x = np.random.default_rng(2).standard_normal(shape)
+    a = gc.placeholder(np.float64, shape)
+    k = min(shape[-2:])
+    want_u, want_s, want_vh = np.linalg.svd(x)
+    for u, s, vh in _run(list(L.svd(a)), {a: x}):
+        assert u.shape == want_u.shape and vh.shape == want_vh.shape
+        np.testing.assert_allclose(s, want_s, atol=1e-12)
+        np.testing.assert_allclose(np.abs(u[..., :k]), np.abs(want_u[..., :k]), atol=1e-10)
+        np.testing.assert_allclose(np.abs(vh[..., :k, :]), np.abs(want_vh[..., :k, :]), atol=1e-10)
+        for q in (u, vh):  # the completed bases are orthonormal
+            np.testing.assert_allclose(q @ np.swapaxes(q, -1, -2), np.broadcast_to(np.eye(q.shape[-1]), q.shape),
+                                       atol=1e-12)
+        np.testing.assert_allclose((u[..., :k] * s[..., None, :]) @ vh[..., :k, :], x, atol=1e-12)
+
+
+def test_svd_full_matrices_of_a_non_square_matrix_has_no_derivative():
+    with gc.Graph().as_default():
+        a = gc.placeholder(np.float64, (3, 2))
+        with pytest.raises(gc.GraphcError, match="full_matrices=True has no derivative when m != n") as info:
+            gc.gradients(gc.sum(L.svd(a).U), [a])
     assert "test_linalg.py" in str(info.value)
 
 

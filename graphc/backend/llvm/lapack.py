@@ -70,8 +70,10 @@ def _segments(node) -> dict[str, tuple[int, bool]]:
         lwork, liwork = _optimal("syevd", node.dtype, n, m)
         return {"a": (n * n, False), "w": (n, False), "work": (lwork, False), "iwork": (liwork, True)}
     if node.op == "svd":
-        lwork, _ = _optimal("gesdd", node.dtype, n, m)
-        return {"a": (n * m, False), "s": (k, False), "u": (n * k, False), "vt": (k * m, False),
+        full = node.attrs["full"]
+        lwork, _ = _optimal("gesdd", node.dtype, n, m, "A" if full else "S")
+        ucols, vrows = (n, m) if full else (k, k)
+        return {"a": (n * m, False), "s": (k, False), "u": (n * ucols, False), "vt": (vrows * m, False),
                 "work": (lwork, False), "iwork": (8 * k, True)}
     if node.op == "qr":
         kq = node.shape[-2]
@@ -81,11 +83,10 @@ def _segments(node) -> dict[str, tuple[int, bool]]:
 
 
 @functools.cache
-def _optimal(routine: str, dtype: np.dtype, *dims: int) -> tuple[int, int]:
+def _optimal(routine: str, dtype: np.dtype, m: int, n: int, extra: int | str = 0) -> tuple[int, int]:
     """(lwork, liwork) from LAPACK's own workspace query (lwork = -1), called through ctypes
-    at the address generated code calls; at least the documented minimum."""
-    m = dims[0]
-    n = dims[1] if len(dims) > 1 else m
+    at the address generated code calls; at least the documented minimum. `extra` is
+    gesdd's jobz or orgqr's k."""
     k = min(m, n)
     real = ctypes.c_float if np.dtype(dtype) == np.float32 else ctypes.c_double
     work, iwork, info, dummy = real(0), ctypes.c_int(0), ctypes.c_int(0), (real * 1)()
@@ -98,16 +99,22 @@ def _optimal(routine: str, dtype: np.dtype, *dims: int) -> tuple[int, int]:
         return ctypes.c_char_p(ch.encode())
 
     minus = i(-1)
-    args = {"syevd": [c("V"), c("L"), i(m), dummy, i(max(1, m)), dummy, ref(work), minus, ref(iwork), minus, ref(info)],
-            "gesdd": [c("S"), i(m), i(n), dummy, i(max(1, m)), dummy, dummy, i(max(1, m)), dummy, i(max(1, k)),
-                      ref(work), minus, (ctypes.c_int * 1)(), ref(info)],
-            "geqrf": [i(m), i(n), dummy, i(max(1, m)), dummy, ref(work), minus, ref(info)],
-            "orgqr": [i(m), i(n), i(dims[2] if len(dims) > 2 else k), dummy, i(max(1, m)), dummy, ref(work), minus,
-                      ref(info)]}[routine]
+    if routine == "syevd":
+        args = [c("V"), c("L"), i(m), dummy, i(max(1, m)), dummy, ref(work), minus, ref(iwork), minus, ref(info)]
+        minimum = (1 + 6 * m + 2 * m * m, 3 + 5 * m)
+    elif routine == "gesdd":
+        ldvt = max(1, n if extra == "A" else k)
+        args = [c(str(extra)), i(m), i(n), dummy, i(max(1, m)), dummy, dummy, i(max(1, m)), dummy, i(ldvt),
+                ref(work), minus, (ctypes.c_int * 1)(), ref(info)]
+        minimum = (3 * k + max(m, n, 5 * k * k + 4 * k), 0)
+    elif routine == "geqrf":
+        args = [i(m), i(n), dummy, i(max(1, m)), dummy, ref(work), minus, ref(info)]
+        minimum = (n, 0)
+    else:  # orgqr: m x n Q from k reflectors
+        args = [i(m), i(n), i(int(extra)), dummy, i(max(1, m)), dummy, ref(work), minus, ref(info)]
+        minimum = (n, 0)
     address = lapack_symbols()[symbol(routine, dtype)]
     ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(args))(address)(*[ctypes.cast(a, ctypes.c_void_p) for a in args])
-    minimum = {"syevd": (1 + 6 * m + 2 * m * m, 3 + 5 * m), "gesdd": (3 * k + max(m, n, 5 * k * k + 4 * k), 0),
-               "geqrf": (n, 0), "orgqr": (n, 0)}[routine]
     return max(int(work.value) + 1, minimum[0], 1), max(iwork.value, minimum[1], 1)
 
 
@@ -304,20 +311,28 @@ def _eigh(ctx: Ctx) -> None:
     ctx.copy_out(w["a"], n, n, n, ok, row0=1)
 
 
-def _svd(ctx: Ctx) -> None:
-    """gesdd (reduced): rows [U; s; V] of the output."""
+def _svd(ctx: Ctx, full: bool) -> None:
+    """gesdd ('S', or 'A' when `full`): rows [U; s; V] of the output, blocks zero-padded."""
     m, n = ctx.node.inputs[0].shape[-2:]
     k = min(m, n)
+    ucols, vcols = (m, n) if full else (k, k)
     w = ctx.work
     ctx.copy_in(0, w["a"], m, n)
     info = ctx.f.slot(I32)
     sizes = _segments(ctx.node)
-    ctx.call("gesdd", ctx.char("S"), ctx.i32(m), ctx.i32(n), w["a"], ctx.i32(max(1, m)), w["s"], w["u"],
-             ctx.i32(max(1, m)), w["vt"], ctx.i32(max(1, k)), w["work"], ctx.i32(sizes["work"][0]), w["iwork"], info)
+    ctx.call("gesdd", ctx.char("A" if full else "S"), ctx.i32(m), ctx.i32(n), w["a"], ctx.i32(max(1, m)), w["s"],
+             w["u"], ctx.i32(max(1, m)), w["vt"], ctx.i32(max(1, vcols)), w["work"], ctx.i32(sizes["work"][0]),
+             w["iwork"], info)
     ok = ctx.info_ok(info)
-    ctx.copy_out(w["u"], m, k, m, ok)
+    width = ctx.node.shape[-1]
+    zero = ir.Constant(ctx.elem, 0.0)
+    for row0, rows, cols in ((0, m, ucols), (m, 1, k), (m + 1, n, vcols)):  # the padding right of each block
+        if cols < width:
+            with ctx.f.loop(0, rows, "pi") as i, ctx.f.loop(cols, width, "pj") as j:
+                ctx.b.store(zero, ctx.at(ctx.out, ctx.idx((i, width), (j, 1), (row0 * width, 1))))
+    ctx.copy_out(w["u"], m, ucols, m, ok)
     ctx.copy_out(w["s"], 1, k, 1, ok, row0=m)
-    ctx.copy_out(w["vt"], n, k, k, ok, row0=m + 1, transpose=True)
+    ctx.copy_out(w["vt"], n, vcols, vcols, ok, row0=m + 1, transpose=True)
 
 
 def _qr(ctx: Ctx, mode: str) -> None:

@@ -114,6 +114,11 @@ def _no_sign(w, v):
     return gc.concatenate([w[None, :], v * v], 0)
 
 
+def _squares(u, s, vh):
+    """Full SVD factors, sign-free (one extra column or row: unique up to sign)."""
+    return gc.concatenate([gc.reshape(u * u, -1), gc.reshape(s, -1), gc.reshape(vh * vh, -1)], 0)
+
+
 def _reassembled(u, s, vh):
     return gc.concatenate([u * u, (u * s[..., None, :]) @ vh], -1)
 
@@ -287,7 +292,9 @@ CASES: dict[str, list[Case]] = {
     "svd": [Case(gc.linalg.svdvals, [(2, 5, 3)], FLOATS), Case(gc.linalg.svdvals, [(3, 6)], FLOATS),
             Case(lambda x: _reassembled(*gc.linalg.svd(x, full_matrices=False)), [(2, 4, 3)], FLOATS),
             Case(lambda x: _reassembled(*gc.linalg.svd(x[:, ::2], full_matrices=False)), [(3, 8)], (F64,)),
-            Case(lambda x: gc.linalg.pinv(x), [(4, 3)], (F64,)), Case(gc.linalg.svdvals, [(0, 3)], FLOATS)],
+            Case(lambda x: gc.linalg.pinv(x), [(4, 3)], (F64,)), Case(gc.linalg.svdvals, [(0, 3)], FLOATS),
+            Case(lambda x: _squares(*gc.linalg.svd(x)), [(2, 4, 3)], FLOATS),
+            Case(lambda x: _squares(*gc.linalg.svd(x)), [(2, 3)], FLOATS)],
     "qr": [Case(lambda x: gc.linalg.qr(x).Q + gc.linalg.qr(x).R, [(3, 3)], FLOATS),
            Case(lambda x: gc.concatenate(list(gc.linalg.qr(x)), -2), [(2, 5, 3)], FLOATS),
            Case(lambda x: gc.concatenate(list(gc.linalg.qr(x, mode="complete")), -1), [(5, 3)], FLOATS),
