@@ -26,6 +26,7 @@ from .ops.scan import *  # noqa: F403
 from .ops.selection import *  # noqa: F403
 from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
+from .ops.ufuncs import *  # noqa: F403
 from .options import CompileOptions
 from .passes import pipeline as _pipeline  # noqa: F401  (registers every graph pass)
 from .profiler import Profile, RunMetadata, RunOptions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir.graph import Tensor
-from . import contract, linalg, rearrange, reduce, scan, selection, shape
+from . import contract, linalg, rearrange, reduce, scan, selection, shape, ufuncs
 from . import elementwise as ew
 
 
@@ -20,6 +20,7 @@ def _methods() -> dict[str, Any]:
         "__mul__": lambda a, b: ew.multiply(a, b), "__rmul__": _swap(lambda a, b: ew.multiply(a, b)),
         "__truediv__": lambda a, b: ew.divide(a, b), "__rtruediv__": _swap(lambda a, b: ew.divide(a, b)),
         "__pow__": lambda a, b: ew.power(a, b), "__rpow__": _swap(lambda a, b: ew.power(a, b)),
+        "__mod__": lambda a, b: ufuncs.mod(a, b), "__rmod__": _swap(lambda a, b: ufuncs.mod(a, b)),
         "__matmul__": lambda a, b: linalg.matmul(a, b), "__rmatmul__": _swap(lambda a, b: linalg.matmul(a, b)),
         "__neg__": lambda a: ew.negative(a),
         "__pos__": lambda a: a,

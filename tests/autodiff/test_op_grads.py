@@ -38,7 +38,16 @@ def _unit(rng, shape):
     return rng.uniform(-0.9, 0.9, shape)
 
 
-DOMAINS = {"normal": _normal, "positive": _positive, "away": _away, "unit": _unit}
+def _above_one(rng, shape):
+    return rng.uniform(1.2, 3.0, shape)
+
+
+def _big(rng, shape):  # |b| in (2.5, 4): a / b stays away from integers for a in (0.5, 2)
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(2.5, 4.0, shape)
+
+
+DOMAINS = {"normal": _normal, "positive": _positive, "away": _away, "unit": _unit, "above_one": _above_one,
+           "big": _big}
 
 
 @dataclass
@@ -162,6 +171,33 @@ CASES: dict[str, list[Case]] = {
     "softplus": unary(gc.softplus),
     "relu": unary(gc.relu, "away"),
     "gelu": unary(gc.gelu) + unary(lambda x: gc.gelu(x, approximate=True)),
+    "tan": unary(gc.tan, "unit"),
+    "arcsin": unary(gc.arcsin, "unit"),
+    "arccos": unary(gc.arccos, "unit"),
+    "arctan": unary(gc.arctan),
+    "arctan2": binary(gc.arctan2, ("away", "away")),
+    "sinh": unary(gc.sinh),
+    "cosh": unary(gc.cosh),
+    "arcsinh": unary(gc.arcsinh),
+    "arccosh": unary(gc.arccosh, "above_one"),
+    "arctanh": unary(gc.arctanh, "unit"),
+    "exp2": unary(gc.exp2),
+    "log2": unary(gc.log2, "positive"),
+    "log10": unary(gc.log10, "positive"),
+    "logaddexp": binary(gc.logaddexp),
+    "logaddexp2": binary(gc.logaddexp2),
+    "hypot": binary(gc.hypot, ("away", "away")),
+    "reciprocal": unary(gc.reciprocal, "away"),
+    "mod": binary(gc.mod, ("positive", "big")) + [Case(lambda a, b: a % b, [(3,), (3,)], ("positive", "big"))],
+    "fmax": binary(gc.fmax),
+    "fmin": binary(gc.fmin),
+    "sinc": unary(gc.sinc) + [Case(gc.sinc, values=[[-0.05, 0.0, 0.03, 0.2]], order=2)],
+    "deg2rad": unary(gc.deg2rad),
+    "rad2deg": unary(gc.rad2deg),
+    "nan_to_num": unary(gc.nan_to_num),
+    "fabs": unary(gc.fabs, "away"),
+    "heaviside": [Case(lambda x2: gc.heaviside(c([0.0, 1.0, -1.0], x2), x2), [(3,)], order=2)]
+    + binary(gc.heaviside, ("away", "normal")),
     # reductions
     "sum": [Case(lambda x: gc.sum(x), [(3, 4)], order=2), Case(lambda x: gc.sum(x, 1), [(2, 3, 4)]),
             Case(lambda x: gc.sum(x, (0, -1), keepdims=True), [(2, 3, 4)]), Case(lambda x: gc.sum(x, 0), [(0, 3)])],

@@ -96,6 +96,36 @@ CASES = [
     Case("logical_and", gc.logical_and, np.logical_and, ("few", "few"), ALL),
     Case("logical_or", gc.logical_or, np.logical_or, ("few", "few"), ALL),
     Case("logical_not", gc.logical_not, np.logical_not, ("few",), ALL),
+    Case("tan", gc.tan, np.tan, ("any",)),
+    Case("arcsin", gc.arcsin, np.arcsin, ("unit",)),
+    Case("arccos", gc.arccos, np.arccos, ("unit",)),
+    Case("arctan", gc.arctan, np.arctan, ("any",)),
+    Case("arctan2", gc.arctan2, np.arctan2, ("any", "any")),
+    Case("sinh", gc.sinh, np.sinh, ("any",)),
+    Case("cosh", gc.cosh, np.cosh, ("any",)),
+    Case("arcsinh", gc.arcsinh, np.arcsinh, ("any",)),
+    Case("arccosh", gc.arccosh, np.arccosh, ("ge1",)),
+    Case("arctanh", gc.arctanh, np.arctanh, ("unit",)),
+    Case("exp2", gc.exp2, np.exp2, ("any",)),
+    Case("log2", gc.log2, np.log2, ("pos",)),
+    Case("log10", gc.log10, np.log10, ("pos",)),
+    Case("logaddexp", gc.logaddexp, np.logaddexp, ("few", "any"), exact=False),
+    Case("logaddexp2", gc.logaddexp2, np.logaddexp2, ("few", "any"), exact=False),
+    Case("hypot", gc.hypot, np.hypot, ("any", "any"), exact=False),
+    Case("reciprocal", gc.reciprocal, np.reciprocal, ("nonzero",), FLOATS),
+    Case("mod", gc.mod, np.mod, ("any", "nonzero"), NUMERIC),
+    Case("mod", gc.remainder, np.remainder, ("few", "nonzero"), FLOATS, label="remainder"),
+    Case("mod", lambda a, b: a % b, np.mod, ("wide", "nonzero"), NUMERIC, label="%"),
+    Case("fmax", gc.fmax, np.fmax, ("any", "any"), ALL),
+    Case("fmin", gc.fmin, np.fmin, ("any", "any"), ALL),
+    Case("sinc", gc.sinc, np.sinc, ("halves",)),
+    Case("deg2rad", gc.deg2rad, np.deg2rad, ("wide",)),
+    Case("rad2deg", gc.rad2deg, np.rad2deg, ("any",)),
+    Case("nan_to_num", gc.nan_to_num, np.nan_to_num, ("any",), FLOATS),
+    Case("nan_to_num", lambda x: gc.nan_to_num(x, nan=-1.0, posinf=9.0, neginf=-9.0),
+         lambda x: np.nan_to_num(x, nan=-1.0, posinf=9.0, neginf=-9.0), ("any",), FLOATS, label="values"),
+    Case("fabs", gc.fabs, np.fabs, ("any",)),
+    Case("heaviside", gc.heaviside, np.heaviside, ("few", "any")),
     Case("identity", gc.identity, np.copy, ("any",), ALL),  # declared in graphc/ops/state.py
     Case("stop_gradient", gc.stop_gradient, np.copy, ("any",), ALL),
 ]
@@ -127,7 +157,7 @@ def sample(domain: str, dtype, shape, rng: np.random.Generator) -> np.ndarray:
         v = rng.integers(-8, 8, shape) * 0.5 + rng.choice([0, 0, 0.3], shape)
     else:
         v = rng.uniform(*{"pos": (0.1, 4), "gt-1": (-0.9, 3), "exponent": (-2, 2), "lo": (-2, 0), "hi": (0, 2),
-                          "wide": (-60, 60)}.get(domain, (-3, 3)), shape)
+                          "wide": (-60, 60), "unit": (-1, 1), "ge1": (1, 5)}.get(domain, (-3, 3)), shape)
     return v.astype(dt)
 
 

@@ -273,6 +273,52 @@ class LLVMEmitter:
     def cos(self, a: Any) -> Any:
         return self._math("cos", a)
 
+    def tan(self, a: Any) -> Any:
+        return self._math("tan", a)
+
+    def asin(self, a: Any) -> Any:
+        return self._math("asin", a)
+
+    def acos(self, a: Any) -> Any:
+        return self._math("acos", a)
+
+    def atan(self, a: Any) -> Any:
+        return self._math("atan", a)
+
+    def atan2(self, y: Any, x: Any) -> Any:
+        return self._math("atan2", y, x)
+
+    def sinh(self, a: Any) -> Any:
+        return self._math("sinh", a)
+
+    def cosh(self, a: Any) -> Any:
+        return self._math("cosh", a)
+
+    def asinh(self, a: Any) -> Any:
+        return self._math("asinh", a)
+
+    def acosh(self, a: Any) -> Any:
+        return self._math("acosh", a)
+
+    def atanh(self, a: Any) -> Any:
+        return self._math("atanh", a)
+
+    def exp2(self, a: Any) -> Any:
+        return self._math("exp2", a)
+
+    def log2(self, a: Any) -> Any:
+        return self._math("log2", a)
+
+    def log10(self, a: Any) -> Any:
+        return self._math("log10", a)
+
+    def fmod(self, a: Any, b: Any) -> Any:
+        """C fmod of floats (LLVM frem: exact, a libm call that is not vectorized)."""
+        a, b, dt = self._pair(a, b)
+        if dt.kind != "f":
+            raise GraphcError(f"llvm emitter: fmod of {dt} values")
+        return self.b.frem(a, b)
+
     def pow(self, a: Any, b: Any) -> Any:
         a, b, dt = self._pair(a, b)
         if dt.kind == "f":

@@ -27,6 +27,7 @@ finite and in [-1, 1] but not accurate.  float32 pow is computed in float64 and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -113,6 +114,29 @@ _TWO_THIRDS = (0.6666666666666666, 3.700743415417188e-17)
 _LOGDD_P = (0.39999999999999963, 0.28571428571453145, 0.22222222215882068,
             0.18181819046618009, 0.15384546230238227, 0.13336684778940167,
             0.11668050513573332, 0.12040644039291722)
+
+# Constants as double-double (hi, lo) pairs.
+_LN2_DD = (0.6931471805599453, 2.3190468138462996e-17)
+_INV_LN2_DD = (1.4426950408889634, 2.0355273740931033e-17)
+_LOG10E_DD = (0.4342944819032518, 1.098319650216765e-17)
+_PI_DD = (3.141592653589793, 1.2246467991473532e-16)
+_PIO2_DD = (1.5707963267948966, 6.123233995736766e-17)
+_PIO4_DD = (0.7853981633974483, 3.061616997868383e-17)
+# sinh(x) = x + x^3 P(x^2) for |x| < 1: Taylor, 1 / (2k + 3)!.
+_SINH_P = tuple(1.0 / math.factorial(2 * k + 3) for k in range(10))
+# asin(s) = s + s^3 P(s^2) for s^2 <= 1/4; fitted (mpmath chebyfit).
+_ASIN_P = (0.16666666666666666, 0.07500000000000118, 0.044642857142551895, 0.03038194447553234,
+           0.02237215744350722, 0.017352816540325496, 0.01396378001220357, 0.011566459612121669,
+           0.009621842970100282, 0.009319560794767446, 0.0030448799094556773, 0.019554513336123378,
+           -0.01924167174674304, 0.02961201126495512)
+# atan(z) = z + z^3 P(z^2) for |z| <= 7/16; fitted (mpmath chebyfit).
+_ATAN_P = (-0.3333333333333333, 0.1999999999999941, -0.14285714285566806, 0.11111111096645038,
+           -0.09090908355602592, 0.07692285554889286, -0.06666241923359964, 0.05876946456755061,
+           -0.05216679739313656, 0.04492259293193656, -0.033128134256069586, 0.014773184616983806)
+# atan breakpoints and atan(c) (double-double) at the centres c = 0.5, 1, 1.5 (fdlibm's scheme).
+_ATAN_CENTRES = ((0.4375, 0.5, (0.4636476090008061, 2.2698777452961687e-17)),
+                 (0.6875, 1.0, (0.7853981633974483, 3.061616997868383e-17)),
+                 (1.1875, 1.5, (0.982793723247329, 1.3903311031230998e-17)))
 
 Num = ir.Value | float
 T = TypeVar("T")
@@ -291,8 +315,8 @@ def _exp_poly(o: _Ops, r: ir.Value) -> ir.Value:
     return o.poly(r, o.pick((_EXP_P32, _EXP_P64)))
 
 
-def _exp(o: _Ops, x: ir.Value, xl: ir.Value | None = None) -> ir.Value:
-    """exp(x + xl); xl (float64 only) is a low part below ulp(x)."""
+def _exp_parts(o: _Ops, x: ir.Value, xl: ir.Value | None = None) -> tuple[ir.Value, ir.Value | None, ir.Value]:
+    """(e, el, n) with exp(x + xl) = (e + el) 2^n; el (float64 only, else None) is below ulp(e)."""
     # Clamp to just past the overflow/underflow thresholds; nan becomes the low bound.
     xc = o.clamp(x, *o.pick(((-104.0, 89.0), (-746.0, 710.0))))
     if xl is not None:
@@ -303,10 +327,14 @@ def _exp(o: _Ops, x: ir.Value, xl: ir.Value | None = None) -> ir.Value:
         # 1 + r + r^2 P + rl (1 + r), adding the rounding error of 1 + r back.
         s, se = o.fast_two_sum(o.v(1.0), r)
         t = o.fma(r2, _exp_poly(o, r), o.fma(rl, r, rl))
-        e = o.add(s, o.add(se, t))
-    else:
-        e = o.add(1.0, o.fma(r2, _exp_poly(o, r), r))
-    return o.sel(o.isnan(x), x, o.ldexp(e, o.to_i32(n)))
+        return *o.fast_two_sum(s, o.add(se, t)), o.to_i32(n)
+    return o.add(1.0, o.fma(r2, _exp_poly(o, r), r)), None, o.to_i32(n)
+
+
+def _exp(o: _Ops, x: ir.Value, xl: ir.Value | None = None) -> ir.Value:
+    """exp(x + xl); xl (float64 only) is a low part below ulp(x)."""
+    e, _, n = _exp_parts(o, x, xl)
+    return o.sel(o.isnan(x), x, o.ldexp(e, n))
 
 
 def _expm1(o: _Ops, x: ir.Value) -> ir.Value:
@@ -501,6 +529,248 @@ def _pow_special(o: _Ops, x: ir.Value, y: ir.Value, mag: ir.Value) -> ir.Value:
     return o.sel(b.or_(o.eq(x, 1.0), o.eq(y, 0.0)), 1.0, res)
 
 
+
+# --- functions computed in float64 (float32 rounds the float64 result once) -------------
+
+def _dd_sqrt(o: _Ops, q: ir.Value, ql: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """sqrt(q + ql) as (hi, lo) for q >= 0 (lo is 0 where q == 0)."""
+    sh = o.b.call(o._intrinsic("llvm.sqrt", 1), [q])
+    sl = o.div(o.add(o.fma(o.neg(sh), sh, q), ql), o.mul(2.0, sh))
+    return sh, o.sel(o.gt(q, 0.0), sl, 0.0)
+
+
+def _dd_div(o: _Ops, nh: ir.Value, nl: Num, dh: ir.Value, dl: Num) -> tuple[ir.Value, ir.Value]:
+    """(nh + nl) / (dh + dl) as (hi, lo)."""
+    qh = o.div(nh, dh)
+    return qh, o.div(o.sub(o.add(o.fma(o.neg(qh), dh, nh), nl), o.mul(qh, dl)), dh)
+
+
+def _log_of_dd(o: _Ops, ah: ir.Value, al: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """log(ah + al) as (hi, lo) for finite ah > 0 and |al| below ulp(ah)."""
+    lh, ll = _log_dd(o, ah)
+    return o.fast_two_sum(lh, o.add(ll, o.div(al, ah)))
+
+
+def _log_scaled(o: _Ops, x: ir.Value, scale: tuple[float, float]) -> ir.Value:
+    """log(x) * scale (a double-double constant) with log's special values."""
+    lh, ll = _log_dd(o, x)
+    p, pe = o.two_prod(lh, scale[0])
+    res = o.add(p, o.add(pe, o.fma(lh, scale[1], o.mul(ll, scale[0]))))
+    res = o.sel(o.eq(x, 0.0), -_INF, res)
+    res = o.sel(o.eq(x, _INF), _INF, res)
+    return o.sel(o.lt_or_nan(x, 0.0), _NAN, res)
+
+
+def _log2(o: _Ops, x: ir.Value) -> ir.Value:
+    return _log_scaled(o, x, _INV_LN2_DD)
+
+
+def _log10(o: _Ops, x: ir.Value) -> ir.Value:
+    return _log_scaled(o, x, _LOG10E_DD)
+
+
+def _exp2(o: _Ops, x: ir.Value) -> ir.Value:
+    zh, ze = o.two_prod(x, _LN2_DD[0])
+    return _exp(o, zh, o.fma(x, _LN2_DD[1], ze))
+
+
+def _half_exp(o: _Ops, a: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """exp(a) / 2 as (hi, lo), for a >= 0 (inf beyond the overflow threshold)."""
+    dh, de = o.two_sum(a, o.v(-_LN2_DD[0]))
+    e, el, n = _exp_parts(o, dh, o.sub(de, _LN2_DD[1]))
+    return o.ldexp(e, n), o.ldexp(el, n)
+
+
+def _sinh(o: _Ops, x: ir.Value) -> ir.Value:
+    a = o.abs(x)
+    z = o.mul(a, a)
+    small = o.fma(o.mul(a, z), o.poly(z, _SINH_P), a)
+    h, hl = _half_exp(o, a)
+    big = o.add(h, o.sub(hl, o.div(0.25, h)))  # e^a/2 - e^-a/2
+    res = o.sel(o.lt(a, 1.0), small, big)
+    return o.sel(o.isnan(x), x, o.copysign(res, x))
+
+
+def _cosh(o: _Ops, x: ir.Value) -> ir.Value:
+    h, hl = _half_exp(o, o.abs(x))
+    return o.sel(o.isnan(x), x, o.add(h, o.add(hl, o.div(0.25, h))))
+
+
+def _asinh(o: _Ops, x: ir.Value) -> ir.Value:
+    a = o.abs(x)
+    # log(a + sqrt(a^2 + 1)) with the argument in double-double.
+    p, pe = o.two_prod(a, a)
+    q, qe = o.two_sum(p, o.v(1.0))
+    sh, sl = _dd_sqrt(o, q, o.add(qe, pe))
+    ah, ae = o.two_sum(a, sh)
+    ah, al = o.fast_two_sum(ah, o.add(ae, sl))
+    big = o.gt(a, 2.0**28)  # sqrt(a^2 + 1) rounds to a: log(2a) = log(a) + log 2
+    lh, ll = _log_of_dd(o, o.sel(big, a, ah), o.sel(big, 0.0, al))
+    res = o.add(lh, o.add(ll, o.sel(big, _LN2_DD[0], 0.0)))
+    res = o.sel(o.eq(a, _INF), _INF, res)
+    return o.sel(o.isnan(x), x, o.copysign(res, x))
+
+
+def _acosh(o: _Ops, x: ir.Value) -> ir.Value:
+    # log(x + sqrt(x^2 - 1)) with the argument in double-double.
+    p, pe = o.two_prod(x, x)
+    q, qe = o.two_sum(p, o.v(-1.0))
+    sh, sl = _dd_sqrt(o, q, o.add(qe, pe))
+    ah, ae = o.two_sum(x, sh)
+    ah, al = o.fast_two_sum(ah, o.add(ae, sl))
+    big = o.gt(x, 2.0**28)
+    lh, ll = _log_of_dd(o, o.sel(big, x, ah), o.sel(big, 0.0, al))
+    res = o.add(lh, o.add(ll, o.sel(big, _LN2_DD[0], 0.0)))
+    res = o.sel(o.eq(x, _INF), _INF, res)
+    return o.sel(o.lt_or_nan(x, 1.0), _NAN, res)
+
+
+def _atanh(o: _Ops, x: ir.Value) -> ir.Value:
+    a = o.abs(x)
+    # log((1 + a) / (1 - a)) / 2 with the quotient in double-double.
+    nh, nl = o.two_sum(o.v(1.0), a)
+    dh, dl = o.two_sum(o.v(1.0), o.neg(a))
+    qh, ql = _dd_div(o, nh, nl, dh, dl)
+    lh, ll = _log_of_dd(o, qh, ql)
+    res = o.mul(0.5, o.add(lh, ll))
+    res = o.sel(o.eq(a, 1.0), _INF, res)
+    res = o.sel(o.lt(a, 2.0**-28), a, res)  # atanh(a) rounds to a; keeps denormals exact
+    res = o.sel(o.lt_or_nan(1.0, a), _NAN, res)
+    return o.sel(o.isnan(x), x, o.copysign(res, x))
+
+
+def _atan_parts(o: _Ops, t: ir.Value, wide: bool) -> tuple[ir.Value, ir.Value]:
+    """atan(t) as (hi, lo) for t >= 0 (t <= 19/16 unless wide): reduction to |z| <= 7/16 around
+    the centres 0, 0.5, 1, 1.5 and, when wide, infinity (atan = pi/2 + atan(-1/t))."""
+    z, hi, lo = t, o.v(0.0), o.v(0.0)
+    for bound, c, (ch, cl) in _ATAN_CENTRES:
+        above = o.lt(bound, t)  # also false for nan
+        zc = o.div(o.sub(t, c), o.fma(c, t, 1.0))  # (t - c) / (1 + c t)
+        z, hi, lo = o.sel(above, zc, z), o.sel(above, ch, hi), o.sel(above, cl, lo)
+    if wide:
+        above = o.lt(2.4375, t)
+        z = o.sel(above, o.div(-1.0, t), z)
+        hi, lo = o.sel(above, _PIO2_DD[0], hi), o.sel(above, _PIO2_DD[1], lo)
+    z2 = o.mul(z, z)
+    tail = o.mul(o.mul(z, z2), o.poly(z2, _ATAN_P))
+    s, e = o.two_sum(hi, z)
+    return o.fast_two_sum(s, o.add(e, o.add(tail, lo)))
+
+
+def _atan(o: _Ops, x: ir.Value) -> ir.Value:
+    hi, lo = _atan_parts(o, o.abs(x), wide=True)
+    res = o.add(hi, lo)
+    res = o.sel(o.lt(o.abs(x), 2.0**-28), x, res)  # atan(x) rounds to x
+    return o.sel(o.isnan(x), x, o.copysign(res, x))
+
+
+def _atan2(o: _Ops, y: ir.Value, x: ir.Value) -> ir.Value:
+    """C99/numpy atan2: the angle of (x, y), signed zeros and infinities included."""
+    b = o.b
+    ax, ay = o.abs(x), o.abs(y)
+    swap = o.lt(ax, ay)
+    num, den = o.sel(swap, ax, ay), o.sel(swap, ay, ax)
+    qh, ql = _dd_div(o, num, 0.0, den, 0.0)
+    both_zero, both_inf = o.eq(den, 0.0), o.eq(num, _INF)
+    qh = o.sel(both_zero, 0.0, o.sel(both_inf, 1.0, qh))
+    ql = o.sel(b.or_(both_zero, o.eq(den, _INF)), 0.0, ql)
+    hi, lo = _atan_parts(o, qh, wide=False)  # q in [0, 1]
+    lo = o.add(lo, o.div(ql, o.fma(qh, qh, 1.0)))  # atan(q + ql) = atan(q) + ql / (1 + q^2)
+    # |y| > |x|: pi/2 - r; x negative (sign bit, so -0 too): pi - that.
+    hi2, e2 = o.two_sum(o.v(_PIO2_DD[0]), o.neg(hi))
+    hi = o.sel(swap, hi2, hi)
+    lo = o.sel(swap, o.add(e2, o.sub(_PIO2_DD[1], lo)), lo)
+    neg_x = o.lt(o.copysign(1.0, x), 0.0)
+    hi3, e3 = o.two_sum(o.v(_PI_DD[0]), o.neg(hi))
+    res = o.sel(neg_x, o.add(hi3, o.add(e3, o.sub(_PI_DD[1], lo))), o.add(hi, lo))
+    res = o.copysign(res, y)
+    return o.sel(b.or_(o.isnan(x), o.isnan(y)), _NAN, res)
+
+
+def _asin_acos(o: _Ops, x: ir.Value, cos: bool) -> ir.Value:
+    a = o.abs(x)
+    # |x| <= 1/2: asin(a) = a + a^3 P(a^2).
+    a2 = o.mul(a, a)
+    small_tail = o.mul(o.mul(a, a2), o.poly(a2, _ASIN_P))
+    # |x| > 1/2: asin(a) = pi/2 - 2 asin(s) with s = sqrt((1 - a) / 2) (1 - a is exact).
+    z = o.mul(0.5, o.sub(1.0, a))
+    sh, sl = _dd_sqrt(o, z, o.v(0.0))
+    sl = o.add(sl, o.mul(o.mul(sh, z), o.poly(z, _ASIN_P)))  # asin(s) = sh + sl
+    big = o.lt(0.5, a)
+    if not cos:
+        h, e = o.two_sum(o.v(_PIO2_DD[0]), o.mul(-2.0, sh))
+        big_res = o.add(h, o.add(e, o.fma(-2.0, sl, _PIO2_DD[1])))
+        res = o.sel(big, big_res, o.add(a, small_tail))
+        res = o.copysign(res, x)
+    else:
+        # acos(x) = pi/2 - asin(x) (|x| <= 1/2); 2 asin(s) (x > 1/2); pi - 2 asin(s) (x < -1/2).
+        h, e = o.two_sum(o.v(_PIO2_DD[0]), o.neg(o.copysign(a, x)))
+        small_res = o.add(h, o.sub(o.add(e, _PIO2_DD[1]), o.copysign(small_tail, x)))
+        twice_h, twice_l = o.mul(2.0, sh), o.mul(2.0, sl)
+        h2, e2 = o.two_sum(o.v(_PI_DD[0]), o.neg(twice_h))
+        neg_res = o.add(h2, o.add(e2, o.sub(_PI_DD[1], twice_l)))
+        big_res = o.sel(o.lt(x, 0.0), neg_res, o.add(twice_h, twice_l))
+        res = o.sel(big, big_res, small_res)
+    return o.sel(o.lt_or_nan(1.0, a), _NAN, res)
+
+
+def _asin(o: _Ops, x: ir.Value) -> ir.Value:
+    return _asin_acos(o, x, cos=False)
+
+
+def _acos(o: _Ops, x: ir.Value) -> ir.Value:
+    return _asin_acos(o, x, cos=True)
+
+
+def _sincos_dd(o: _Ops, x: ir.Value) -> tuple[tuple[ir.Value, ir.Value], tuple[ir.Value, ir.Value], ir.Value]:
+    """(sin r, cos r) as double-doubles and the quadrant bit q (n odd) for x = n pi/2 + r (float64)."""
+    finite = o.lt(o.abs(x), _INF)
+    xs = o.sel(finite, x, 0.0)
+    n = o.rint(o.mul(xs, _TWO_OVER_PI))
+    p1, p2, p3 = _PIO2_64
+    r = o.fma(n, -p1, xs)
+    p, pe = o.two_prod(n, p2)
+    r, e = o.two_sum(r, o.neg(p))
+    r, rl = o.fast_two_sum(r, o.fma(n, -p3, o.sub(e, pe)))
+    z = o.mul(r, r)
+    hz = o.mul(0.5, z)
+    c_poly = o.fma(o.mul(z, z), o.poly(z, _COS_C64), o.neg(o.mul(r, rl)))
+    sin_tail = o.fma(o.mul(r, z), o.poly(z, _SIN_S64), o.mul(rl, o.sub(1.0, hz)))
+    w = o.sub(1.0, hz)
+    cos_tail = o.add(o.sub(o.sub(1.0, w), hz), c_poly)
+    odd = o.b.fcmp_ordered("!=", o.sub(n, o.mul(2.0, o.floor(o.mul(n, 0.5)))), o.v(0.0))
+    return o.fast_two_sum(r, sin_tail), o.fast_two_sum(w, cos_tail), odd
+
+
+def _tan(o: _Ops, x: ir.Value) -> ir.Value:
+    (sh, sl), (ch, cl), odd = _sincos_dd(o, x)
+    # tan = sin r / cos r for even n, -cos r / sin r for odd n.
+    nh, nl = o.sel(odd, o.neg(ch), sh), o.sel(odd, o.neg(cl), sl)
+    dh, dl = o.sel(odd, sh, ch), o.sel(odd, sl, cl)
+    qh, ql = _dd_div(o, nh, nl, dh, dl)
+    res = o.add(qh, ql)
+    res = o.sel(o.eq(x, 0.0), x, res)  # tan(-0) = -0
+    return o.sel(o.lt(o.abs(x), _INF), res, _NAN)
+
+
+def _in_float64(fn: Callable[..., ir.Value]) -> Callable[..., ir.Value]:
+    """emit_<name>: fn on float64 operands; float32 operands are widened and the result rounded once."""
+
+    def emit(b: ir.IRBuilder, *args: ir.Value) -> ir.Value:
+        ty = args[0].type
+        if any(a.type != ty for a in args):
+            raise TypeError(f"mathlib: operands differ in type: {[str(a.type) for a in args]}")
+        o = _Ops(b, _F64)
+        if isinstance(ty, ir.DoubleType):
+            return fn(o, *args)
+        _Ops(b, ty)  # checks the type
+        return b.fptrunc(fn(o, *(b.fpext(a, _F64) for a in args)), ty)
+
+    emit.__name__ = f"emit_{fn.__name__.lstrip('_')}"
+    emit.__doc__ = f"{fn.__name__.lstrip('_')}, computed in float64 (float32: rounded once)."
+    return emit
+
+
 # --- public API -------------------------------------------------------------------------
 
 def emit_exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
@@ -577,4 +847,17 @@ MATH_FUNCTIONS: dict[str, Callable[..., ir.Value]] = {
     "sin": emit_sin,
     "cos": emit_cos,
     "pow": emit_pow,
+    "exp2": _in_float64(_exp2),
+    "log2": _in_float64(_log2),
+    "log10": _in_float64(_log10),
+    "sinh": _in_float64(_sinh),
+    "cosh": _in_float64(_cosh),
+    "asinh": _in_float64(_asinh),
+    "acosh": _in_float64(_acosh),
+    "atanh": _in_float64(_atanh),
+    "tan": _in_float64(_tan),
+    "atan": _in_float64(_atan),
+    "asin": _in_float64(_asin),
+    "acos": _in_float64(_acos),
+    "atan2": _in_float64(_atan2),
 }

@@ -23,10 +23,12 @@ LD = np.longdouble
 IR_TYPES = {np.float32: ir.FloatType(), np.float64: ir.DoubleType()}
 MAX_ULP = {np.float32: 4.0, np.float64: 2.0}
 DTYPES = [np.float32, np.float64]
-UNARY = [name for name in MATH_FUNCTIONS if name != "pow"]
+BINARY = ("pow", "atan2")
+UNARY = [name for name in MATH_FUNCTIONS if name not in BINARY]
 N_RANDOM = 100_000
 N_RANDOM_MPMATH = 20_000  # float64 erf reference: mpmath is slow
 SINCOS_RANGE = {np.float32: 1e5, np.float64: 1e9}
+TRIG = ("sin", "cos", "tan")
 
 
 # --- compiling a map loop ----------------------------------------------------------------
@@ -43,7 +45,7 @@ def _target_machine() -> llvm.TargetMachine:
 
 def _map_module(name: str, ty: ir.Type) -> ir.Module:
     """void kernel(ptr noalias in0, [ptr noalias in1,] ptr noalias out, i64 n)."""
-    nargs = 2 if name == "pow" else 1
+    nargs = 2 if name in BINARY else 1
     i64 = ir.IntType(64)
     mod = ir.Module(name=f"mathlib_{name}")
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ir.PointerType()] * (nargs + 1) + [i64]),
@@ -82,7 +84,7 @@ class Kernel:
         self.dtype = dtype
         self._engine = llvm.create_mcjit_compiler(mod, tm)
         self._engine.finalize_object()
-        nargs = 2 if name == "pow" else 1
+        nargs = 2 if name in BINARY else 1
         proto = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * (nargs + 1), ctypes.c_int64)
         self._fn = proto(self._engine.get_function_address("kernel"))
 
@@ -121,6 +123,18 @@ _LONG_DOUBLE_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "sin": np.sin,
     "cos": np.cos,
+    "tan": np.tan,
+    "exp2": np.exp2,
+    "log2": np.log2,
+    "log10": np.log10,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atanh": np.arctanh,
+    "atan": np.arctan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
 }
 
 
@@ -186,11 +200,29 @@ def random_inputs(name: str, dtype: type, n: int) -> np.ndarray:
                             -_log_uniform(rng, h // 2, -30, 0, signed=False),
                             -1 + _log_uniform(rng, n - h - h // 2, -15 if f64 else -7, 0,
                                               signed=False)])
-    elif name in ("sin", "cos"):
+    elif name in TRIG:
         top = SINCOS_RANGE[dtype]
         near_pio2 = (rng.integers(1, int(top / 1.6), n // 10) * (np.pi / 2)).astype(dtype)
         x = np.concatenate([_log_uniform(rng, h, -30, np.log10(top)), near_pio2,
                             rng.uniform(-top, top, n - h - n // 10)])
+    elif name == "exp2":
+        x = np.concatenate([rng.uniform(-1080 if f64 else -155, 1030 if f64 else 130, h),
+                            rng.uniform(-3, 3, n - h)])
+    elif name in ("log2", "log10"):
+        x = np.concatenate([_log_uniform(rng, h, -323 if f64 else -44.5, 308 if f64 else 38, signed=False),
+                            rng.uniform(0.0, 4.0, n - h)])
+    elif name in ("sinh", "cosh"):
+        x = np.concatenate([_log_uniform(rng, h, -300 if f64 else -30, 3), rng.uniform(-712, 712, n - h)])
+    elif name in ("asinh", "atan"):
+        x = np.concatenate([_log_uniform(rng, h, -300 if f64 else -30, 300 if f64 else 38),
+                            rng.uniform(-3, 3, n - h)])
+    elif name == "acosh":
+        x = np.concatenate([1 + _log_uniform(rng, h, -16 if f64 else -7, 300 if f64 else 38, signed=False),
+                            rng.uniform(1, 3, n - h)])
+    elif name in ("atanh", "asin", "acos"):
+        x = np.concatenate([_log_uniform(rng, h, -300 if f64 else -30, 0),
+                            rng.uniform(-1, 1, n - h - n // 10),
+                            1 - _log_uniform(rng, n // 10, -16 if f64 else -7, 0, signed=False)])
     else:  # tanh, sigmoid, erf
         x = np.concatenate([_log_uniform(rng, h, -300 if f64 else -30, 3),
                             rng.uniform(-40.0, 40.0, n - h)])
@@ -201,19 +233,27 @@ def special_inputs(name: str, dtype: type) -> np.ndarray:
     fi = np.finfo(dtype)
     values = [0.0, np.inf, np.nan, fi.tiny, fi.smallest_subnormal, 3 * fi.smallest_subnormal,
               fi.tiny / 3, fi.max, fi.eps, 0.5, 1.0, 2.0, 10.0]
-    if name in ("exp", "expm1", "sigmoid", "tanh", "erf"):
+    if name in ("exp", "expm1", "sigmoid", "tanh", "erf", "sinh", "cosh", "exp2"):
         # exp thresholds: overflow, denormal results, underflow to zero.
         values += [np.log(fi.max), np.log(fi.tiny), np.log(fi.smallest_subnormal) - np.log(2)]
-    if name in ("log", "log1p"):
-        values += [-1.0, -0.5]
-    if name in ("sin", "cos"):
+    if name in ("sinh", "cosh"):
+        values += [np.log(fi.max) + np.log(2), 1.0 + fi.eps]
+    if name == "exp2":
+        values += [np.log2(fi.max), -np.log2(fi.tiny), np.log2(fi.smallest_subnormal), 3.0, -3.0]
+    if name in ("log", "log1p", "log2", "log10"):
+        values += [-1.0, -0.5, 8.0, 1000.0, 2.0 ** -20]
+    if name in ("atanh", "asin", "acos", "acosh"):
+        values += [1 - fi.epsneg, 0.5 - fi.epsneg, 1 + fi.eps]
+    if name in ("atan", "asinh"):
+        values += [7 / 16, 11 / 16, 19 / 16, 39 / 16, 2.0**28, 2.0**-28]
+    if name in TRIG:
         top = SINCOS_RANGE[dtype]
         values += [np.pi / 4, np.pi / 2, np.pi, top, top * 0.999]
-    x = np.array(values, dtype=dtype)
     with np.errstate(over="ignore"):
+        x = np.array(values, dtype=dtype)
         x = np.concatenate([x, np.nextafter(x, np.inf), np.nextafter(x, -np.inf)])
     x = np.concatenate([x, -x])
-    if name in ("sin", "cos"):  # finite values beyond the supported range are tested apart
+    if name in TRIG:  # finite values beyond the supported range are tested apart
         x = x[np.isinf(x) | ~(np.abs(x) > 2 * SINCOS_RANGE[dtype])]
     return x
 
@@ -278,6 +318,28 @@ def test_pow_special_values(dtype: type) -> None:
         ref = np.power(x.astype(LD), y.astype(LD))
         assert np.array_equal(np.isnan(np.power(x, y)), np.isnan(ref))
     _check(kernel("pow", dtype)(x, y), ref, dtype, x, y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_atan2_accuracy(dtype: type) -> None:
+    rng = np.random.default_rng(5)
+    n = N_RANDOM // 2
+    f64 = dtype == np.float64
+    top = 300 if f64 else 37
+    y = np.concatenate([_log_uniform(rng, n, -top, top), rng.uniform(-3, 3, n)]).astype(dtype)
+    x = np.concatenate([_log_uniform(rng, n, -top, top), rng.uniform(-3, 3, n)]).astype(dtype)
+    _check(kernel("atan2", dtype)(y, x), np.arctan2(y.astype(LD), x.astype(LD)), dtype, y, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_atan2_special_values(dtype: type) -> None:
+    """C99: signed zeros choose 0 or pi, infinities give multiples of pi/4, nan propagates."""
+    fi = np.finfo(dtype)
+    base = np.array([0.0, 1.0, 0.5, 2.0, np.inf, np.nan, fi.max, fi.smallest_subnormal, fi.tiny], dtype=dtype)
+    values = np.concatenate([base, -base])
+    y, x = (a.ravel() for a in np.meshgrid(values, values))
+    ref = np.arctan2(y.astype(LD), x.astype(LD))
+    _check(kernel("atan2", dtype)(y, x), ref, dtype, y, x)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
