@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     scan,
     selection,
     shape,
+    special,
     state,
     ufuncs,
 )

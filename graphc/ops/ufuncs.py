@@ -91,7 +91,7 @@ def _binary_float(name: str, ref: Callable, scalar: Callable, lin_a: Callable, l
         return apply(name, _float(a), _float(b))
 
     fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"Elementwise {doc} (numpy.{name}; integer inputs compute in float64)."
+    fn.__doc__ = f"Elementwise {doc} (integer inputs compute in float64)."
     return fn
 
 

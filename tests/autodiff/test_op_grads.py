@@ -42,12 +42,16 @@ def _above_one(rng, shape):
     return rng.uniform(1.2, 3.0, shape)
 
 
+def _prob(rng, shape):
+    return rng.uniform(0.1, 0.9, shape)
+
+
 def _big(rng, shape):  # |b| in (2.5, 4): a / b stays away from integers for a in (0.5, 2)
     return rng.choice([-1.0, 1.0], shape) * rng.uniform(2.5, 4.0, shape)
 
 
 DOMAINS = {"normal": _normal, "positive": _positive, "away": _away, "unit": _unit, "above_one": _above_one,
-           "big": _big}
+           "big": _big, "prob": _prob}
 
 
 @dataclass
@@ -198,6 +202,20 @@ CASES: dict[str, list[Case]] = {
     "fabs": unary(gc.fabs, "away"),
     "heaviside": [Case(lambda x2: gc.heaviside(c([0.0, 1.0, -1.0], x2), x2), [(3,)], order=2)]
     + binary(gc.heaviside, ("away", "normal")),
+    # gc.special
+    "erfc": unary(gc.special.erfc),
+    "ndtr": unary(gc.special.ndtr),
+    "log_ndtr": unary(gc.special.log_ndtr) + [Case(gc.special.log_ndtr, values=[[-30.0, -21.0, 5.0, 9.0]], order=2)],
+    "erfinv": unary(gc.special.erfinv, "unit"),
+    "gammaln": unary(gc.special.gammaln, "positive") + [Case(gc.special.gammaln, values=[[-2.5, -0.3, 3.7, 11.0]],
+                                                             order=2)],
+    "digamma": unary(gc.special.digamma, "positive") + [Case(gc.special.digamma, values=[[-2.5, -0.3, 9.5]])],
+    # polygamma(n >= 2) is defined for x > 0 only, so polygamma(1)'s derivative too
+    "polygamma": unary(lambda x: gc.special.polygamma(1, x), "positive")
+    + [Case(lambda x: gc.special.polygamma(2, x), [(3,)], "positive", order=2)],
+    "logit": unary(gc.special.logit, "prob"),
+    "xlogy": binary(gc.special.xlogy, ("normal", "positive")),
+    "xlog1py": binary(gc.special.xlog1py, ("normal", "unit")),
     # reductions
     "sum": [Case(lambda x: gc.sum(x), [(3, 4)], order=2), Case(lambda x: gc.sum(x, 1), [(2, 3, 4)]),
             Case(lambda x: gc.sum(x, (0, -1), keepdims=True), [(2, 3, 4)]), Case(lambda x: gc.sum(x, 0), [(0, 3)])],

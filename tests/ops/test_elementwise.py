@@ -47,6 +47,12 @@ def _np_gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
+def _as_float(value, *operands):
+    """value in the dtype graphc gives (numpy's promotion of the operands; integers compute in float64)."""
+    dt = np.result_type(*operands)
+    return np.asarray(value).astype(dt if dt.kind == "f" else F64)
+
+
 CASES = [
     Case("add", gc.add, np.add, ("any", "any"), ALL),
     Case("subtract", gc.subtract, np.subtract, ("any", "any"), NUMERIC),
@@ -126,6 +132,20 @@ CASES = [
          lambda x: np.nan_to_num(x, nan=-1.0, posinf=9.0, neginf=-9.0), ("any",), FLOATS, label="values"),
     Case("fabs", gc.fabs, np.fabs, ("any",)),
     Case("heaviside", gc.heaviside, np.heaviside, ("few", "any")),
+    Case("erfc", gc.special.erfc, special.erfc, ("wide",), exact=False),
+    Case("ndtr", gc.special.ndtr, special.ndtr, ("wide",), exact=False),
+    Case("log_ndtr", gc.special.log_ndtr, special.log_ndtr, ("wide",), exact=False),
+    Case("erfinv", gc.special.erfinv, special.erfinv, ("unit",), exact=False),
+    Case("gammaln", gc.special.gammaln, special.gammaln, ("gamma",), exact=False),
+    Case("digamma", gc.special.digamma, special.digamma, ("gamma",), exact=False),
+    Case("polygamma", lambda x: gc.special.polygamma(1, x), lambda x: _as_float(special.polygamma(1, x), x),
+         ("gamma",), exact=False, label="n=1"),
+    Case("polygamma", lambda x: gc.special.polygamma(3, x), lambda x: _as_float(special.polygamma(3, x), x),
+         ("pos",), (F64,), exact=False, label="n=3"),
+    Case("logit", gc.special.logit, special.logit, ("prob",), exact=False),
+    Case("xlogy", gc.special.xlogy, lambda x, y: _as_float(special.xlogy(x, y), x, y), ("few", "pos"), exact=False),
+    Case("xlog1py", gc.special.xlog1py, lambda x, y: _as_float(special.xlog1py(x, y), x, y), ("few", "gt-1"),
+         exact=False),
     Case("identity", gc.identity, np.copy, ("any",), ALL),  # declared in graphc/ops/state.py
     Case("stop_gradient", gc.stop_gradient, np.copy, ("any",), ALL),
 ]
@@ -157,7 +177,8 @@ def sample(domain: str, dtype, shape, rng: np.random.Generator) -> np.ndarray:
         v = rng.integers(-8, 8, shape) * 0.5 + rng.choice([0, 0, 0.3], shape)
     else:
         v = rng.uniform(*{"pos": (0.1, 4), "gt-1": (-0.9, 3), "exponent": (-2, 2), "lo": (-2, 0), "hi": (0, 2),
-                          "wide": (-60, 60), "unit": (-1, 1), "ge1": (1, 5)}.get(domain, (-3, 3)), shape)
+                          "wide": (-60, 60), "unit": (-1, 1), "ge1": (1, 5), "gamma": (-6, 30),
+                          "prob": (0, 1)}.get(domain, (-3, 3)), shape)
     return v.astype(dt)
 
 

@@ -267,6 +267,9 @@ class LLVMEmitter:
     def erf(self, a: Any) -> Any:
         return self._math("erf", a)
 
+    def erfc(self, a: Any) -> Any:
+        return self._math("erfc", a)
+
     def sin(self, a: Any) -> Any:
         return self._math("sin", a)
 

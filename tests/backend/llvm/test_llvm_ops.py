@@ -196,7 +196,8 @@ CASES: dict[str, list[Case]] = {
     "arctanh": unary(gc.arctanh, domain="unit"), "exp2": unary(gc.exp2),
     "log2": unary(gc.log2, domain="pos") + unary(gc.log2)[-1:], "log10": unary(gc.log10, domain="pos"),
     "logaddexp": binary(gc.logaddexp) + [Case(gc.logaddexp, [(11,), (11,)], FLOATS, "special")],
-    "logaddexp2": binary(gc.logaddexp2), "hypot": binary(gc.hypot) + [Case(gc.hypot, [(11,), (11,)], FLOATS, "special")],
+    "logaddexp2": binary(gc.logaddexp2),
+    "hypot": binary(gc.hypot) + [Case(gc.hypot, [(11,), (11,)], FLOATS, "special")],
     "reciprocal": unary(gc.reciprocal), "fabs": unary(gc.fabs),
     "mod": binary(gc.mod, NUMERIC, ("any", "pos")) + [Case(lambda a, b: a % b, [(11,), (11,)], FLOATS, "special")],
     "fmax": binary(gc.fmax, NUMERIC + (B,)) + [Case(gc.fmax, [(11,), (11,)], FLOATS, "special")],
@@ -205,6 +206,17 @@ CASES: dict[str, list[Case]] = {
     "deg2rad": unary(gc.deg2rad), "rad2deg": unary(gc.rad2deg),
     "nan_to_num": unary(gc.nan_to_num) + unary(lambda x: gc.nan_to_num(x, 1.0, 2.0, -3.0), shapes=[(11,)]),
     "heaviside": binary(gc.heaviside, FLOATS, ("halves", "any")),
+    "erfc": unary(gc.special.erfc) + unary(lambda x: gc.special.erfc(x * 5), shapes=[(40,)]),
+    "ndtr": unary(gc.special.ndtr), "log_ndtr": unary(gc.special.log_ndtr) + unary(lambda x: gc.special.log_ndtr(
+        x * 15), shapes=[(40,)]),
+    "erfinv": unary(gc.special.erfinv, domain="unit") + unary(gc.special.erfinv, shapes=[(11,)]),
+    "gammaln": unary(gc.special.gammaln, domain="pos") + unary(gc.special.gammaln),
+    "digamma": unary(gc.special.digamma, domain="pos") + unary(gc.special.digamma),
+    "polygamma": unary(lambda x: gc.special.polygamma(1, x))
+    + unary(lambda x: gc.special.polygamma(3, x), domain="pos"),
+    "logit": unary(gc.special.logit, domain="unit"),
+    "xlogy": binary(gc.special.xlogy, FLOATS, ("any", "pos")),
+    "xlog1py": binary(gc.special.xlog1py, FLOATS, ("any", "unit")),
     "identity": unary(gc.identity, NUMERIC), "stop_gradient": unary(gc.stop_gradient, NUMERIC),
     # comparisons and logic
     "equal": binary(gc.equal, NUMERIC + (B,)) + [Case(gc.equal, [(11,), (11,)], FLOATS, "special")],

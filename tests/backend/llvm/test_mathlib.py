@@ -102,16 +102,21 @@ def kernel(name: str, dtype: type) -> Kernel:
 
 # --- references and error measure --------------------------------------------------------
 
-def _erf_reference(x: np.ndarray) -> np.ndarray:
-    """erf in long double: scipy's float64 erf for float32 inputs, mpmath for float64."""
+def _erf_reference(x: np.ndarray, name: str = "erf") -> np.ndarray:
+    """erf or erfc in long double: scipy's float64 function for float32 inputs, mpmath for float64."""
     if x.dtype == np.float32:
         special = pytest.importorskip("scipy.special")
-        return special.erf(x.astype(np.float64)).astype(LD)
+        return getattr(special, name)(x.astype(np.float64)).astype(LD)
     mpmath = pytest.importorskip("mpmath")
+    fn = getattr(mpmath, name)
+    # Beyond |x| = 30 both are constants in long double (erf: +-1, erfc: 0 or 2); mpmath has no
+    # signed zero or infinities.
     with mpmath.workdps(40):
-        ref = [LD(mpmath.nstr(mpmath.erf(mpmath.mpf(float(v))), 30)) for v in x]
-    # mpmath has no signed zero or infinities.
-    return np.where(x == 0, x, np.where(np.isinf(x), np.sign(x), np.array(ref, dtype=LD)))
+        ref = np.array([LD(mpmath.nstr(fn(mpmath.mpf(float(v))), 30)) if abs(v) < 30 else np.nan for v in x],
+                       dtype=LD)
+    far = np.sign(x) if name == "erf" else 1 - np.sign(x)
+    ref = np.where(np.abs(x) >= 30, far, ref)
+    return np.where(x == 0, x, ref) if name == "erf" else ref
 
 
 _LONG_DOUBLE_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -140,8 +145,8 @@ _LONG_DOUBLE_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 def reference(name: str, x: np.ndarray) -> np.ndarray:
     """f(x) in long double, nearly exact for float32 and float64 inputs."""
-    if name == "erf":
-        return _erf_reference(x)
+    if name in ("erf", "erfc"):
+        return _erf_reference(x, name)
     with np.errstate(all="ignore"):
         return _LONG_DOUBLE_REFERENCE[name](x.astype(LD))
 
@@ -219,6 +224,8 @@ def random_inputs(name: str, dtype: type, n: int) -> np.ndarray:
     elif name == "acosh":
         x = np.concatenate([1 + _log_uniform(rng, h, -16 if f64 else -7, 300 if f64 else 38, signed=False),
                             rng.uniform(1, 3, n - h)])
+    elif name == "erfc":
+        x = np.concatenate([_log_uniform(rng, h, -300 if f64 else -30, 0.5), rng.uniform(-6, 27 if f64 else 10, n - h)])
     elif name in ("atanh", "asin", "acos"):
         x = np.concatenate([_log_uniform(rng, h, -300 if f64 else -30, 0),
                             rng.uniform(-1, 1, n - h - n // 10),
@@ -233,11 +240,13 @@ def special_inputs(name: str, dtype: type) -> np.ndarray:
     fi = np.finfo(dtype)
     values = [0.0, np.inf, np.nan, fi.tiny, fi.smallest_subnormal, 3 * fi.smallest_subnormal,
               fi.tiny / 3, fi.max, fi.eps, 0.5, 1.0, 2.0, 10.0]
-    if name in ("exp", "expm1", "sigmoid", "tanh", "erf", "sinh", "cosh", "exp2"):
+    if name in ("exp", "expm1", "sigmoid", "tanh", "erf", "erfc", "sinh", "cosh", "exp2"):
         # exp thresholds: overflow, denormal results, underflow to zero.
         values += [np.log(fi.max), np.log(fi.tiny), np.log(fi.smallest_subnormal) - np.log(2)]
     if name in ("sinh", "cosh"):
         values += [np.log(fi.max) + np.log(2), 1.0 + fi.eps]
+    if name == "erfc":
+        values += [0.84375, 2.2, 4.0, 26.5, 27.3, 9.0]
     if name == "exp2":
         values += [np.log2(fi.max), -np.log2(fi.tiny), np.log2(fi.smallest_subnormal), 3.0, -3.0]
     if name in ("log", "log1p", "log2", "log10"):
@@ -263,7 +272,7 @@ def special_inputs(name: str, dtype: type) -> np.ndarray:
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("name", UNARY)
 def test_accuracy(name: str, dtype: type) -> None:
-    slow = name == "erf" and dtype == np.float64
+    slow = name in ("erf", "erfc") and dtype == np.float64
     x = random_inputs(name, dtype, N_RANDOM_MPMATH if slow else N_RANDOM)
     _check(kernel(name, dtype)(x), reference(name, x), dtype, x)
 
