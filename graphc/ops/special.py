@@ -220,7 +220,7 @@ def _polygamma_ref(x: np.ndarray, *, n: int) -> np.ndarray:
     return np.where(x > 0, out, np.nan if n > 1 else out).astype(x.dtype)
 
 
-elementwise("polygamma", _polygamma_ref, _polygamma_scalar, float_only=True, heavy=True,
+elementwise("polygamma", _polygamma_ref, _polygamma_scalar, float_only=True, heavy=True, attrs={"n": "int"},
             **_linear(lambda v, out, x, *, n: v * polygamma(n + 1, x)),
             doc="the n-th derivative of digamma, n >= 1 (NaN for x <= 0 when n >= 2)")
 

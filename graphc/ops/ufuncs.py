@@ -256,7 +256,7 @@ def _nan_to_num_scalar(s, x, *, nan: float, posinf: float, neginf: float):
 
 
 elementwise("nan_to_num", lambda x, *, nan, posinf, neginf: np.nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf),
-            _nan_to_num_scalar, float_only=True,
+            _nan_to_num_scalar, float_only=True, attrs={"nan": "number", "posinf": "number", "neginf": "number"},
             **_linear(lambda v, out, x, **attrs: where(less(abs(x), np.inf), v, 0)),
             doc="x with NaN and infinities replaced by finite numbers (numpy.nan_to_num)")
 
