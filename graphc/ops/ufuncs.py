@@ -15,6 +15,7 @@ import numpy as np
 
 from ..dtypes import float32, is_float
 from ..ir.graph import Tensor
+from . import semantics
 from .core import promote
 from .elementwise import (
     _MAX_MIN_LINEAR,
@@ -189,10 +190,22 @@ def _nan_ignoring(pick: Callable) -> Callable:
     return scalar
 
 
-elementwise("fmax", np.fmax, _nan_ignoring(_max_scalar), **_MAX_MIN_LINEAR, commutative=True,
-            doc="the larger of a and b, ignoring NaN (numpy.fmax)")
-elementwise("fmin", np.fmin, _nan_ignoring(_min_scalar), **_MAX_MIN_LINEAR, commutative=True,
-            doc="the smaller of a and b, ignoring NaN (numpy.fmin)")
+def _nan_ignoring_ref(extremum: Callable) -> Callable:
+    """numpy.fmax/fmin with graphc's zeros (semantics.maximum/minimum: -0.0 < +0.0 in either order)."""
+
+    def ref(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = extremum(a, b)
+        if out.dtype.kind != "f":
+            return out
+        return np.where(np.isnan(a), b, np.where(np.isnan(b), a, out)).astype(out.dtype)
+
+    return ref
+
+
+elementwise("fmax", _nan_ignoring_ref(semantics.maximum), _nan_ignoring(_max_scalar), **_MAX_MIN_LINEAR,
+            commutative=True, doc="the larger of a and b, ignoring NaN (numpy.fmax; max(-0.0, +0.0) = +0.0)")
+elementwise("fmin", _nan_ignoring_ref(semantics.minimum), _nan_ignoring(_min_scalar), **_MAX_MIN_LINEAR,
+            commutative=True, doc="the smaller of a and b, ignoring NaN (numpy.fmin; min(-0.0, +0.0) = -0.0)")
 
 
 def fmax(a: Any, b: Any) -> Tensor:

@@ -122,8 +122,8 @@ CASES = [
     Case("mod", gc.mod, np.mod, ("any", "nonzero"), NUMERIC),
     Case("mod", gc.remainder, np.remainder, ("few", "nonzero"), FLOATS, label="remainder"),
     Case("mod", lambda a, b: a % b, np.mod, ("wide", "nonzero"), NUMERIC, label="%"),
-    Case("fmax", gc.fmax, np.fmax, ("any", "any"), ALL),
-    Case("fmin", gc.fmin, np.fmin, ("any", "any"), ALL),
+    Case("fmax", gc.fmax, lambda a, b: _ieee_zeros(np.fmax, a, b), ("any", "any"), ALL),
+    Case("fmin", gc.fmin, lambda a, b: _ieee_zeros(np.fmin, a, b), ("any", "any"), ALL),
     Case("sinc", gc.sinc, np.sinc, ("halves",)),
     Case("deg2rad", gc.deg2rad, np.deg2rad, ("wide",)),
     Case("rad2deg", gc.rad2deg, np.rad2deg, ("any",)),
@@ -230,7 +230,7 @@ def _ieee_zeros(fn, a, b):
     out = fn(a, b)
     if out.dtype.kind != "f":
         return out
-    neg = np.signbit(a) & np.signbit(b) if fn is np.maximum else np.signbit(a) | np.signbit(b)
+    neg = np.signbit(a) & np.signbit(b) if fn in (np.maximum, np.fmax) else np.signbit(a) | np.signbit(b)
     return np.where((a == 0) & (b == 0), np.where(neg, -0.0, 0.0).astype(out.dtype), out)
 
 
