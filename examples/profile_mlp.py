@@ -59,7 +59,7 @@ def draw(trace_path: str, png_path: str) -> None:
     for e in spans:
         y = rows.index(e["tid"]) + (0.25 if e["cat"] == "piece" else 0)
         height = 0.35 if e["cat"] == "piece" else 0.8
-        ax.broken_barh([((e["ts"] - t0) / 1e3, e["dur"] / 1e3)], (y, height), color=colors[e["cat"]],
+        ax.broken_barh([((e["ts"] - t0) / 1e3, e["dur"] / 1e3)], (y, height), color=colors.get(e["cat"], "tab:pink"),
                        edgecolor="black", linewidth=0.3)
         if e["dur"] > 0.04 * (t1 - t0) and e["cat"] != "piece":
             ax.text((e["ts"] - t0 + e["dur"] / 2) / 1e3, y + 0.65, e["name"].split()[0], ha="center", fontsize=7)

@@ -276,3 +276,13 @@ def test_traced_runs_compute_what_untraced_runs_do(target):
     for a, b in zip(got, expect):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert len(meta.steps) == len(sess.compile(outputs, feeds).plan.steps)
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference"])
+def test_lapack_steps_are_their_own_kind(backend):
+    a = gc.placeholder(gc.float64, (3, 3), name="a")
+    meta = gc.RunMetadata()
+    gc.Session(backend=backend).run(gc.linalg.cholesky(a), {a: 2 * np.eye(3)}, options=gc.RunOptions(trace=True),
+                                    run_metadata=meta)
+    (step,) = meta.steps
+    assert step.kind == "lapack" and step.nodes[0].op == "cholesky" and step.flops > 0 and step.bytes == 144
