@@ -260,3 +260,38 @@ def test_int_feed_out_of_range_refused():
     with pytest.raises(gc.FeedError, match="out of range for int32"):
         f(np.array([0, -2**40], np.int64))
     np.testing.assert_array_equal(f(np.array([2**31 - 1], np.int64) // 2), [2**31 - 2])
+
+
+def test_close_during_function_calls_raises_session_closed_not_keyerror():
+    """Calls of a gc.function racing Session.close() finish or raise GraphcError, never a raw KeyError."""
+    import time
+
+    x = gc.placeholder(gc.float32, (8,), name="x")
+    v = gc.Variable(np.zeros(8, np.float32), name="v")
+    for _ in range(3):
+        f = gc.function([x], gc.sum(v * x), updates=[(v, v + x)])
+        g = gc.function([x], gc.sum(v + x), session=f.session)
+        f(np.ones(8, np.float32))
+        g(np.ones(8, np.float32))
+        errors: list[BaseException] = []
+
+        def call(fn, errors=errors):
+            while True:
+                try:
+                    fn(np.ones(8, np.float32))
+                except gc.GraphcError as exc:
+                    if "closed" not in str(exc):
+                        errors.append(exc)
+                    return
+                except BaseException as exc:  # noqa: BLE001 (the defect class: a raw KeyError)
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=call, args=(fn,)) for fn in (f, g, f, g)]
+        for t in threads:
+            t.start()
+        time.sleep(0.002)
+        f.session.close()
+        for t in threads:
+            t.join()
+        assert not errors, errors
