@@ -24,7 +24,7 @@ INSTALL_HINT = ("gc.distributed needs MPI: install graphc's extra with  pip inst
 DEFAULT_TIMEOUT = 60.0
 
 _MPI: Any = None
-_timeout = float(os.environ.get("GRAPHC_DIST_TIMEOUT", DEFAULT_TIMEOUT))
+_timeout: float | None = None  # set_timeout's value, else GRAPHC_DIST_TIMEOUT, else DEFAULT_TIMEOUT
 _failure: str | None = None
 _fail_hooks: list = []  # callables that report a failure recorded in native code (or None)
 _timeout_hooks: list = []  # callables told the timeout (native code keeps its own copy)
@@ -58,6 +58,13 @@ def size() -> int:
 
 
 def timeout() -> float:
+    """Seconds any collective may wait for the other ranks."""
+    if _timeout is None:
+        text = os.environ.get("GRAPHC_DIST_TIMEOUT", str(DEFAULT_TIMEOUT))
+        try:
+            set_timeout(float(text))
+        except (ValueError, DistributedError):
+            raise DistributedError(f"GRAPHC_DIST_TIMEOUT must be a positive number of seconds, got {text!r}") from None
     return _timeout
 
 
@@ -74,7 +81,7 @@ def set_timeout(seconds: float) -> None:
 def add_timeout_hook(hook) -> None:
     """`hook(seconds)` is called now and whenever the timeout changes."""
     _timeout_hooks.append(hook)
-    hook(_timeout)
+    hook(timeout())
 
 
 def add_fail_hook(hook) -> None:
@@ -111,7 +118,7 @@ def _exit_without_finalize() -> None:
 def wait(request: Any, what: str) -> None:
     """Poll `request` until it completes; DistributedError on an MPI error or the timeout."""
     MPI = mpi()
-    deadline = time.monotonic() + _timeout
+    deadline = time.monotonic() + timeout()
     try:
         while not request.Test():
             if time.monotonic() > deadline:

@@ -1,5 +1,6 @@
 """gc.distributed in one process: the missing-extra error, shards, buckets, op checks (a world of one)."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,20 @@ def test_import_graphc_never_needs_mpi4py_and_the_error_says_what_to_install():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'graphc[mpi]'" in proc.stdout and "mpiexec -n 2" in proc.stdout
+
+
+def test_a_bad_timeout_in_the_environment_is_a_clear_error():
+    script = textwrap.dedent("""
+        import graphc as gc
+        try:
+            gc.distributed.barrier()
+        except gc.DistributedError as exc:
+            print(exc)
+    """)
+    env = dict(os.environ, GRAPHC_DIST_TIMEOUT="soon")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "GRAPHC_DIST_TIMEOUT must be a positive number of seconds, got 'soon'" in proc.stdout
 
 
 def test_shard_splits_every_row_once_deterministically():
