@@ -118,8 +118,11 @@ class Process:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.stdin.close()
-            proc.stdout.close()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except OSError:  # a dead child: its pipe is broken
+                    pass
             proc.wait()
 
 

@@ -94,3 +94,14 @@ def test_compiles_run_in_process_without_the_optimizer_process(monkeypatch):
         y = gc.sum(gc.exp(x) * 2.5)
         with gc.Session() as sess:
             np.testing.assert_allclose(sess.run(y, {x: np.zeros(3, np.float32)}), 7.5)
+
+
+def test_a_dead_optimizer_process_falls_back_to_in_process():
+    ir = "define i32 @graphc_entry() {\n  ret i32 7\n}\n"
+    child = optimizer.Process()
+    child.broken = False
+    assert child.object_code(ir) is not None
+    child._proc.kill()
+    child._proc.wait()
+    assert child.object_code(ir) is None and child.broken  # the caller compiles in process from now on
+    assert child.object_code(ir) is None
