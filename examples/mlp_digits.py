@@ -54,7 +54,7 @@ def compile_summary(sess: gc.Session, fetches: list[gc.Tensor], feed: dict) -> l
         return lines
     shapes = {p: feed[p].shape for p in feed}
     records = optimize(program_outputs(fetches), shapes, sess.options, Instrumentation(measure=LLVM.measure),
-                       backend=LLVM).records
+                       backend=LLVM, lower=True).records
     lines.append(f"pass table (train step, batch {len(next(iter(feed.values())))}):")
     lines += ["  " + row for row in format_table(records).splitlines()]
     program = sess.compile(fetches, feed)

@@ -26,6 +26,7 @@ import numpy as np
 from .errors import GraphcError
 from .ir.graph import Tensor
 from .ir.traverse import toposort
+from .ops.state import assign, check_single_assignments
 from .options import CompileOptions
 from .profiler import recording
 from .profiler.records import RunOptions
@@ -85,7 +86,7 @@ class Function:
         (self.graph,) = graphs
         order = toposort(nodes)
         self.assigns = [n for n in order if n.op == "assign"]
-        _check_single_assignments(self.assigns)
+        check_single_assignments(self.assigns, "updated", "call")
         given = set(self.inputs)
         missing = [n.name for n in order if n.op == "placeholder" and n not in given]
         if missing:
@@ -216,8 +217,6 @@ class Function:
 
 
 def _update_nodes(updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] | None) -> list[Tensor]:
-    from .ops.state import assign
-
     pairs = list(updates.items()) if isinstance(updates, Mapping) else list(updates or ())
     nodes = []
     for pair in pairs:
@@ -225,15 +224,6 @@ def _update_nodes(updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] |
             raise GraphcError(f"an update is a (variable, new value) pair, not {pair!r}")
         nodes.append(assign(*pair))
     return nodes
-
-
-def _check_single_assignments(assigns: list[Tensor]) -> None:
-    seen: dict[Tensor, Tensor] = {}
-    for a in assigns:
-        var = a.inputs[0]
-        if var in seen:
-            raise GraphcError(f"variable {var.name} is updated twice in one call ({seen[var].name} and {a.name})")
-        seen[var] = a
 
 
 def compile_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor],

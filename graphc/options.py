@@ -13,8 +13,10 @@ CHECKPOINT_POLICIES = ("none", "sqrt", "mincut", "revolve")
 class CompileOptions:
     """Compilation settings (hashable: they are part of a compiled program's cache key).
 
-    opt_level: 0 (no graph passes), 1 (simplify, fold, CSE, DCE) or 2 (also stabilizing
-    rewrites and fusion). checkpoint: one of CHECKPOINT_POLICIES. memory_budget: bytes the
+    opt_level: the graph pass pipeline (`graphc.passes.pipeline.PIPELINES`): 0 runs only
+    the checkpoint pass, 1 simplify, fold, CSE and DCE before it, 2 also the stabilizing
+    rewrites; the backend's late passes (fusion, ...) run at every level. checkpoint: one of
+    CHECKPOINT_POLICIES. memory_budget: bytes the
     planned peak must fit (picks the least recomputation that fits). slots: checkpoint
     slots for "revolve". threads: worker threads for large kernels (None: all cores).
     program_cache: compiled programs kept in memory per fetch list of a Session, or per

@@ -16,9 +16,15 @@ _SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "b
 
 
 def type_str(node: Tensor) -> str:
+    """A node's type as the printer writes it: ``f32(3,4)``, ``()`` for a node without a value."""
     if node.dtype is None:
         return "()"
-    return _SHORT[node.dtype.name] + shape_str(node.shape).replace(" ", "").replace(",)", ")")
+    return type_str_of(node.dtype, node.shape)
+
+
+def type_str_of(dtype: np.dtype, shape: tuple[int, ...]) -> str:
+    """``f32(3,4)`` for a dtype and a shape."""
+    return _SHORT[np.dtype(dtype).name] + shape_str(tuple(shape)).replace(" ", "").replace(",)", ")")
 
 
 def _attr_str(value: Any) -> str:

@@ -329,13 +329,6 @@ def _unary_float(name: str, ref: Callable, scalar: Callable, lin: Callable, doc:
     return fn
 
 
-def _sigmoid_scalar(s, x):
-    one = _const(s, 1, x)
-    e = s.exp(s.neg(s.abs(x)))  # in (0, 1]: no overflow for any x
-    d = s.add(one, e)
-    return s.select(s.cmp("ge", x, _const(s, 0, x)), s.div(one, d), s.div(e, d))
-
-
 def _softplus_scalar(s, x):
     return s.add(s.maximum(x, _const(s, 0, x)), s.log1p(s.exp(s.neg(s.abs(x)))))
 
@@ -368,7 +361,7 @@ def _sigmoid_ref(x: np.ndarray) -> np.ndarray:
     return _special().expit(x.astype(np.float64)).astype(x.dtype)  # float32 expit flushes sigmoid(-100) to 0
 
 
-sigmoid = _unary_float("sigmoid", _sigmoid_ref, _sigmoid_scalar, lambda v, out, x: v * (out * sigmoid(-x)),
+sigmoid = _unary_float("sigmoid", _sigmoid_ref, lambda s, x: s.sigmoid(x), lambda v, out, x: v * (out * sigmoid(-x)),
                        "logistic sigmoid 1 / (1 + e**-x), stable for large |x|", heavy=True)
 softplus = _unary_float("softplus", lambda x: np.logaddexp(x, 0), _softplus_scalar,
                         lambda v, out, x: v * sigmoid(x), "log(1 + e**x), stable for large |x|", heavy=True)

@@ -15,8 +15,6 @@ import numpy as np
 
 from . import semantics
 
-PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
-
 
 class Emitter(Protocol):
     """Scalar operations on opaque values; each value has one of graphc's dtypes.
@@ -48,6 +46,7 @@ class Emitter(Protocol):
     def log(self, a: Any) -> Any: ...
     def log1p(self, a: Any) -> Any: ...
     def tanh(self, a: Any) -> Any: ...
+    def sigmoid(self, a: Any) -> Any: ...
     def erf(self, a: Any) -> Any: ...
     def erfc(self, a: Any) -> Any: ...
     def sin(self, a: Any) -> Any: ...
@@ -142,6 +141,11 @@ class NumpyEmitter:
 
     def tanh(self, a):
         return np.tanh(a)
+
+    def sigmoid(self, a):
+        a = np.asarray(a)
+        e = np.exp(-np.abs(a))  # in (0, 1]: no overflow
+        return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype)
 
     def erf(self, a):
         from scipy import special

@@ -49,6 +49,16 @@ def assign_sub(var: Tensor, delta: Any, name: str | None = None) -> Tensor:
     return assign(var, var - delta, name=name)
 
 
+def check_single_assignments(assigns: list[Tensor], verb: str = "assigned", unit: str = "run") -> None:
+    """Refuse two assignments to one variable (a run applies all of its assignments together)."""
+    seen: dict[Tensor, Tensor] = {}
+    for a in assigns:
+        var = a.inputs[0]
+        if var in seen:
+            raise GraphcError(f"variable {var.name} is {verb} twice in one {unit} ({seen[var].name} and {a.name})")
+        seen[var] = a
+
+
 register(OpDef("group", "control", lambda inputs, attrs: ((), None), ref=lambda *xs: None, effect=True,
                doc="runs its inputs; has no value"))
 

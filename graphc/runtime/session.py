@@ -16,6 +16,7 @@ from ..ir.bind import bind_shapes
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
 from ..ops.registry import OpKind
+from ..ops.state import check_single_assignments
 from ..options import CompileOptions
 from ..profiler import recording
 from .feeds import check_feeds
@@ -204,14 +205,8 @@ class _Plan:
         self.outputs = outputs
         self.placeholders = [n for n in order if n.op == "placeholder"]
         self.variables = [n for n in order if n.op == "variable"]
-        assigns = [n for n in order if n.op == "assign"]
-        seen: dict[Tensor, Tensor] = {}
-        for a in assigns:
-            var = a.inputs[0]
-            if var in seen:
-                raise GraphcError(f"variable {var.name} is assigned twice in one run ({seen[var].name} and {a.name})")
-            seen[var] = a
-        self.assigns = assigns
+        self.assigns = [n for n in order if n.op == "assign"]
+        check_single_assignments(self.assigns)
         self.programs = LRU(cache_size)  # feed shapes -> compiled program
         self._declared = [(p, p.dtype, p.shape) for p in self.placeholders]
 

@@ -1,4 +1,4 @@
-"""Autodiff tests run on every backend the Session offers (the LLVM one once it exists)."""
+"""Autodiff tests run on every backend the Session offers (reference and llvm)."""
 
 import pytest
 

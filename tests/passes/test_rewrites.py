@@ -1,6 +1,7 @@
 """Each rewrite rule on a small graph: its text before/after, and values preserved."""
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,10 @@ def test_rules_that_undo_each_other_stop_with_an_error_naming_them():
     with pytest.raises(GraphcError, match=r"did not reach a fixed point in 8 walks .*: swap-add, swap-add"):
         run_rules(Module((x + gc.exp(x),)), swap)
 
+
+
+def test_the_pipeline_table_in_docs_is_pipelines():
+    """docs/passes.md lists each opt level's passes; the list must be `PIPELINES`, not a copy that drifts."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "passes.md").read_text()
+    rows = dict(re.findall(r"^\| (\d)(?: \(default\))? \| ([a-z, ]+) \|$", text, flags=re.M))
+    assert {int(k): v.split(", ") for k, v in rows.items()} == PIPELINES

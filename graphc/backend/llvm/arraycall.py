@@ -36,13 +36,13 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 
+from ...passes.memory import ALIGNMENT
 from .jit import compile_ir
 
 __all__ = ["NAME", "STACK_ARENA", "array_call_address", "build_caller", "spec_words", "struct_layout"]
 
 NAME = "graphc_array_call"
 STACK_ARENA = 32 * 1024  # larger arenas come from the caller (a pool of arrays)
-ARENA_ALIGN = 64
 _C_CONTIGUOUS = 0x1  # NPY_ARRAY_C_CONTIGUOUS
 # spec header: ndarray type; offsets of type, data, nd, dimensions, descr, flags; C-contiguous
 # bit; tuple items offset; number of inputs; number of arguments; table size; arena slot, bytes
@@ -151,8 +151,8 @@ def _module() -> ir.Module:
                          b.icmp_signed(">", arena_bytes, const(0)))
     b.cbranch(needs_stack, blocks["on.stack"], blocks["table"])
     goto("on.stack")
-    raw = b.ptrtoint(b.alloca(_I8, size=b.add(arena_bytes, const(ARENA_ALIGN))), _I64)
-    b.store(b.inttoptr(b.and_(b.add(raw, const(ARENA_ALIGN - 1)), const(-ARENA_ALIGN)), _PTR), arena_var)
+    raw = b.ptrtoint(b.alloca(_I8, size=b.add(arena_bytes, const(ALIGNMENT))), _I64)
+    b.store(b.inttoptr(b.and_(b.add(raw, const(ALIGNMENT - 1)), const(-ALIGNMENT)), _PTR), arena_var)
     b.branch(blocks["table"])
     goto("table")
     b.store(b.load(arena_var), b.gep(table, [arena_slot], source_etype=_PTR))

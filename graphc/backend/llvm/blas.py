@@ -8,13 +8,12 @@ column-major) as PyCapsules. Generated code declares them under private names
 
 Threads: numpy and scipy each bundle an OpenBLAS with its own spinning thread pool. When
 both pools run multi-threaded and calls alternate between them, each pool's spinning
-workers starve the other's: on the 2-core reference machine a numpy matmul followed by a
-scipy sgemm (256x512x512 each, about 0.7 ms alone) took 15-20 ms per pair, against 1-2 ms
-with either pool at one thread. The same would happen between scipy's pool and graphc's
-own kernel pool (`graphc.backend.llvm.parallel`). So `gemm_symbols` caps scipy's OpenBLAS
-at one thread (threadpoolctl) and graphc's pool is the one pool that parallelizes our
-work: `emit_gemm_parallel` splits a large product into blocks of rows or columns of C,
-one single-threaded BLAS call each, over that pool. numpy's own pool is left alone.
+workers starve the other's (measured: docs/backend.md, "Threads"). The same would happen
+between scipy's pool and graphc's own kernel pool (`graphc.backend.llvm.parallel`). So
+`gemm_symbols` caps scipy's OpenBLAS at one thread (threadpoolctl) and graphc's pool is the
+one pool that parallelizes our work: `emit_gemm_parallel` splits a large product into
+blocks of rows or columns of C, one single-threaded BLAS call each, over that pool.
+numpy's own pool is left alone.
 """
 
 from __future__ import annotations
@@ -30,15 +29,16 @@ import sys
 import numpy as np
 from llvmlite import ir
 
+from .loops import entry_allocas
+
 __all__ = ["DGEMM", "GEMM_GFLOPS", "SGEMM", "capsule_address", "cython_module", "declare_gemm", "emit_gemm",
-           "emit_gemm_parallel", "entry_allocas", "gemm_symbols", "limit_scipy_blas_threads"]
+           "emit_gemm_parallel", "gemm_symbols", "limit_scipy_blas_threads"]
 
 SGEMM = "graphc_sgemm"
 DGEMM = "graphc_dgemm"
 
-# Single-thread GEMM speed assumed when deciding whether a product is worth splitting.
-# Measured on one core of the reference machine: 65-100 GFLOP/s for sgemm with OpenBLAS's
-# Haswell kernels, 130-170 with its SkylakeX (AVX-512) kernels; dgemm about half.
+# Single-thread GEMM speed assumed when deciding whether a product is worth splitting: below
+# every figure measured for sgemm (docs/backend.md, "Threads").
 GEMM_GFLOPS = 60.0
 
 _I8 = ir.IntType(8)
@@ -188,9 +188,8 @@ def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: obj
     The product is split into blocks of columns of C, or of rows when it has too few
     columns, each at least the `parallel.min_chunk_for` of its cost (estimated at
     `GEMM_GFLOPS`); each block is one single-threaded BLAS call. Columns first: splitting
-    rows makes every block repack all of B, which measured 1.5-2x slower for few rows
-    (32x784 @ 784x512: rows in 2 blocks 270 us, columns 220 us, one call 320 us). Products
-    too small for two blocks are emitted as one inline `emit_gemm`.
+    rows makes every block repack all of B, which is slower for few rows (docs/backend.md,
+    "Threads"). Products too small for two blocks are emitted as one inline `emit_gemm`.
     """
     from .parallel import min_chunk_for
 
@@ -244,18 +243,6 @@ def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_
                   shifted(b, ldb if trans_b else 1), ldb, shifted(c, 1), ldc, alpha, beta)
     builder.ret_void()
     return fn
-
-
-def entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]:
-    """Stack slots at the top of the entry block, so a call inside a loop reuses them.
-
-    Like llvmlite's ``goto_block``, this leaves the builder at the end of its current block.
-    """
-    block = builder.block
-    builder.position_at_start(builder.function.entry_basic_block)
-    slots = [builder.alloca(ty) for ty in types]
-    builder.position_at_end(block)
-    return slots
 
 
 def _lookup(dtype: object) -> tuple[str, str, ir.Type]:

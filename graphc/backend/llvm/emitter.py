@@ -19,6 +19,7 @@ from ...dtypes import bool_, float32, float64, int32, int64
 from ...errors import GraphcError
 from . import mathlib
 from .affine import Affine
+from .loops import entry_allocas
 
 F32, F64 = ir.FloatType(), ir.DoubleType()
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -264,6 +265,9 @@ class LLVMEmitter:
     def tanh(self, a: Any) -> Any:
         return self._math("tanh", a)
 
+    def sigmoid(self, a: Any) -> Any:
+        return self._math("sigmoid", a)
+
     def erf(self, a: Any) -> Any:
         return self._math("erf", a)
 
@@ -335,13 +339,7 @@ class LLVMEmitter:
         bld, ty = self.b, a.type
         zero, one = ir.Constant(ty, 0), ir.Constant(ty, 1)
         fn = bld.function
-        entry = fn.entry_basic_block
-        slots = []
-        alloca_builder = ir.IRBuilder(entry)
-        alloca_builder.position_at_start(entry)
-        for _ in range(3):
-            slots.append(alloca_builder.alloca(ty))
-        res_p, base_p, exp_p = slots
+        res_p, base_p, exp_p = entry_allocas(bld, [ty] * 3)
         neg = bld.icmp_signed("<", e, zero)
         bld.store(one, res_p)
         bld.store(a, base_p)

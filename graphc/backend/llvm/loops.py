@@ -15,6 +15,19 @@ I64 = ir.IntType(64)
 PTR = ir.PointerType()
 
 
+def entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]:
+    """Stack slots at the top of the function's entry block, so code inside a loop reuses them.
+
+    Like llvmlite's ``goto_block``, this leaves the builder at the end of its current block.
+    (`FunctionBuilder.slot` is the same for the functions it builds.)
+    """
+    block = builder.block
+    builder.position_at_start(builder.function.entry_basic_block)
+    slots = [builder.alloca(ty) for ty in types]
+    builder.position_at_end(block)
+    return slots
+
+
 class FunctionBuilder:
     """An `ir.Function` under construction: `b` is the builder, `slot` makes stack variables."""
 

@@ -33,10 +33,8 @@ import threading
 
 __all__ = ["MIN_PARALLEL_NS", "PIECES_PER_THREAD", "ThreadPool", "default_threads", "get_pool", "min_chunk_for"]
 
-# The least work per piece worth handing out. On the 2-core reference machine (quiet),
-# splitting a trivial range costs about 15-20 us, and a vectorized kernel gained 1.1x at
-# 60 us of work, 1.3x at 0.18 ms, 1.55x at 0.6 ms and 1.8x at 6 ms (bench_threads.py,
-# docs/benchmarks.md). 150 us per piece means ranges of 0.3 ms and more get split.
+# The least work per piece worth handing out: ranges of two pieces (0.3 ms) and more get
+# split (why this figure: docs/backend.md, "Threads"; bench/bench_threads.py).
 MIN_PARALLEL_NS = 150_000
 # A range is cut into up to this many pieces per thread, claimed dynamically, so a thread
 # that another process delays costs its share only while it actually runs a piece.

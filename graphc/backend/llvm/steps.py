@@ -8,10 +8,9 @@ from enum import Enum
 
 import numpy as np
 
-from ...dtypes import shape_str
 from ...errors import GraphcError
 from ...ir.graph import Tensor
-from ...ir.printer import type_str
+from ...ir.printer import type_str, type_str_of
 from .views import Immediate
 
 
@@ -240,11 +239,6 @@ class Plan:
         for step in self.steps:
             lines += ["  " + line for line in describe_step(step)]
         return "\n".join(lines) + "\n"
-
-
-def type_str_of(dtype: np.dtype, shape: Sequence[int]) -> str:
-    short = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "bool"}
-    return short[np.dtype(dtype).name] + shape_str(tuple(shape)).replace(" ", "").replace(",)", ")")
 
 
 def describe_step(step: Step) -> list[str]:
