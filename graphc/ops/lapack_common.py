@@ -37,11 +37,14 @@ def check_matrix(x: Tensor, what: str = "a", square: bool = False) -> tuple[int,
     return rows, cols
 
 
-def check_same_batch(a: Tensor, b: Tensor) -> None:
+def check_same_batch(a: Tensor, b: Tensor) -> tuple:
+    """The batch dims a and b share (a None dim takes the other's value)."""
     if a.dtype != b.dtype:
         raise DTypeError(f"operands have different dtypes ({a.dtype} and {b.dtype})")
-    if a.shape[:-2] != b.shape[:-2]:
+    ba, bb = a.shape[:-2], b.shape[:-2]
+    if len(ba) != len(bb) or any(x is not None and y is not None and x != y for x, y in zip(ba, bb)):
         raise ShapeError(f"batch dims differ: {shape_str(a.shape)} and {shape_str(b.shape)}")
+    return tuple(y if x is None else x for x, y in zip(ba, bb))
 
 
 def batched_ref(fn: Callable[..., np.ndarray], out_shape: tuple, *arrays: np.ndarray) -> np.ndarray:

@@ -36,10 +36,10 @@ def _solve_type(inputs: tuple, attrs: dict):
     a, b = inputs
     n, _ = check_matrix(a, "a", square=True)
     rows, k = check_matrix(b, "b")
-    check_same_batch(a, b)
+    batch = check_same_batch(a, b)
     if rows != n:
         raise ShapeError(f"b has {rows} rows for a {n} x {n} system")
-    return b.shape, a.dtype
+    return batch + (n, k), a.dtype
 
 
 def solve(a: Tensor, b: Tensor) -> Tensor:

@@ -310,3 +310,29 @@ def test_export_refuses_lapack_ops_clearly(tmp_path):
         f = gc.function(a, L.inv(a) * 2.0)
     with pytest.raises(gc.GraphcError, match="solve .gc.linalg. calls LAPACK"):
         f.export(tmp_path, "inv_twice")
+
+
+def test_derivatives_with_unknown_batch_dims_agree_in_both_modes():
+    a, b = gc.placeholder(np.float64, (None, 3, 3)), gc.placeholder(np.float64, (None, 3, 2))
+    rng = np.random.default_rng(4)
+    x, y = spd(rng, (5, 3, 3)), rng.standard_normal((5, 3, 2))
+    loss = (gc.sum(L.det(a)) + gc.sum(L.cholesky(a)) + gc.sum(L.eigvalsh(a) ** 2) + gc.sum(L.svdvals(a))
+            + gc.sum(L.qr(a).R) + gc.sum(L.solve(a, b)) + gc.sum(L.pinv(a)))
+    da, db = rng.standard_normal(x.shape), rng.standard_normal(y.shape)
+    (tangent,) = gc.jvp(loss, [a, b], [gc.constant(da), gc.constant(db)])
+    for ga, gb, t in _run([*gc.gradients(loss, [a, b]), tangent], {a: x, b: y}):
+        np.testing.assert_allclose(np.sum(ga * da) + np.sum(gb * db), t, rtol=1e-10)
+
+
+def test_graphs_with_linalg_ops_save_and_load(tmp_path):
+    with gc.Graph().as_default():
+        a = gc.placeholder(np.float64, (4, 3), name="a")
+        out = gc.sum(L.qr(a, "complete").R) + L.norm(a, "nuc") + gc.sum(L.svd(a).U ** 2) \
+            + gc.sum(L.solve_triangular(a[:3], a[:3, :2], lower=True))
+        gc.save([out], tmp_path / "g.json")
+        x = np.random.default_rng(5).standard_normal((4, 3))
+        want = gc.Session().run(out, {a: x})
+    graph = gc.Graph()
+    (loaded,) = gc.load(tmp_path / "g.json", graph)
+    (feed,) = [n for n in toposort([loaded]) if n.op == "placeholder"]
+    np.testing.assert_allclose(gc.Session(graph).run(loaded, {feed: x}), want, rtol=1e-12)
