@@ -476,10 +476,8 @@ def _erf(o: _Ops, x: ir.Value) -> ir.Value:
 
 # --- sin and cos ------------------------------------------------------------------------
 
-def _sincos(o: _Ops, x: ir.Value, quadrant: int) -> ir.Value:
-    """sin(x + quadrant * pi/2): quadrant 0 gives sin, 1 gives cos."""
-    finite = o.lt(o.abs(x), _INF)
-    xs = o.sel(finite, x, 0.0)
+def _reduce_pio2(o: _Ops, xs: ir.Value) -> tuple[ir.Value, tuple[ir.Value, Num], tuple[ir.Value, Num]]:
+    """(n, sin r, cos r) for finite xs = n pi/2 + r; sin and cos as (hi, lo) pairs (lo is 0 for float32)."""
     n = o.rint(o.mul(xs, _TWO_OVER_PI))
     p1, p2, p3 = o.pick((_PIO2_32, _PIO2_64))
     r = o.fma(n, -p1, xs)  # exact in the supported range
@@ -492,17 +490,22 @@ def _sincos(o: _Ops, x: ir.Value, quadrant: int) -> ir.Value:
         z = o.mul(r, r)
         hz = o.mul(0.5, z)
         c_poly = o.fma(o.mul(z, z), o.poly(z, _COS_C64), o.neg(o.mul(r, rl)))
-        s_tail = o.mul(rl, o.sub(1.0, hz))
-        sin_r = o.add(r, o.fma(o.mul(r, z), o.poly(z, _SIN_S64), s_tail))
+        sin_r = o.fast_two_sum(r, o.fma(o.mul(r, z), o.poly(z, _SIN_S64), o.mul(rl, o.sub(1.0, hz))))
     else:
         r = o.fma(n, -p3, o.fma(n, -p2, r))
         z = o.mul(r, r)
         hz = o.mul(0.5, z)
         c_poly = o.mul(o.mul(z, z), o.poly(z, _COS_C32))
-        sin_r = o.fma(o.mul(r, z), o.poly(z, _SIN_S32), r)
+        sin_r = o.fma(o.mul(r, z), o.poly(z, _SIN_S32), r), 0.0
     # 1 - hz rounds; add its rounding error back before the small terms.
     w = o.sub(1.0, hz)
-    cos_r = o.add(w, o.add(o.sub(o.sub(1.0, w), hz), c_poly))
+    return n, sin_r, o.fast_two_sum(w, o.add(o.sub(o.sub(1.0, w), hz), c_poly))
+
+
+def _sincos(o: _Ops, x: ir.Value, quadrant: int) -> ir.Value:
+    """sin(x + quadrant * pi/2): quadrant 0 gives sin, 1 gives cos."""
+    finite = o.lt(o.abs(x), _INF)
+    n, (sin_r, _), (cos_r, _) = _reduce_pio2(o, o.sel(finite, x, 0.0))
     # Quadrant n mod 4, computed in floating point so huge n cannot overflow an integer.
     q = o.to_i32(o.sub(n, o.mul(4.0, o.floor(o.mul(n, 0.25)))))
     q = o.b.add(q, _i32(quadrant))
@@ -762,28 +765,9 @@ def _acos(o: _Ops, x: ir.Value) -> ir.Value:
     return _asin_acos(o, x, cos=True)
 
 
-def _sincos_dd(o: _Ops, x: ir.Value) -> tuple[tuple[ir.Value, ir.Value], tuple[ir.Value, ir.Value], ir.Value]:
-    """(sin r, cos r) as double-doubles and the quadrant bit q (n odd) for x = n pi/2 + r (float64)."""
-    finite = o.lt(o.abs(x), _INF)
-    xs = o.sel(finite, x, 0.0)
-    n = o.rint(o.mul(xs, _TWO_OVER_PI))
-    p1, p2, p3 = _PIO2_64
-    r = o.fma(n, -p1, xs)
-    p, pe = o.two_prod(n, p2)
-    r, e = o.two_sum(r, o.neg(p))
-    r, rl = o.fast_two_sum(r, o.fma(n, -p3, o.sub(e, pe)))
-    z = o.mul(r, r)
-    hz = o.mul(0.5, z)
-    c_poly = o.fma(o.mul(z, z), o.poly(z, _COS_C64), o.neg(o.mul(r, rl)))
-    sin_tail = o.fma(o.mul(r, z), o.poly(z, _SIN_S64), o.mul(rl, o.sub(1.0, hz)))
-    w = o.sub(1.0, hz)
-    cos_tail = o.add(o.sub(o.sub(1.0, w), hz), c_poly)
-    odd = o.b.fcmp_ordered("!=", o.sub(n, o.mul(2.0, o.floor(o.mul(n, 0.5)))), o.v(0.0))
-    return o.fast_two_sum(r, sin_tail), o.fast_two_sum(w, cos_tail), odd
-
-
 def _tan(o: _Ops, x: ir.Value) -> ir.Value:
-    (sh, sl), (ch, cl), odd = _sincos_dd(o, x)
+    n, (sh, sl), (ch, cl) = _reduce_pio2(o, o.sel(o.lt(o.abs(x), _INF), x, 0.0))
+    odd = o.b.fcmp_ordered("!=", o.sub(n, o.mul(2.0, o.floor(o.mul(n, 0.5)))), o.v(0.0))
     # tan = sin r / cos r for even n, -cos r / sin r for odd n.
     nh, nl = o.sel(odd, o.neg(ch), sh), o.sel(odd, o.neg(cl), sl)
     dh, dl = o.sel(odd, sh, ch), o.sel(odd, sl, cl)
