@@ -217,7 +217,7 @@ def _right_solve_r(x: Tensor, r: Tensor) -> Tensor:
 
 
 def _tall_vjp(q: Tensor, r: Tensor, gq: Tensor, gr: Tensor) -> Tensor:
-    """Ā of A = QR with R square (m >= n): (Q̄ + Q copyltu(M)) R⁻ᵀ, M = R̄Rᵀ - QᵀQ̄."""
+    """Ā of A = QR with R square (m >= n): (Q̄ + Q (triu(M) + triu(M, 1)ᵀ)) R⁻ᵀ, M = R̄Rᵀ - QᵀQ̄."""
     k = r.shape[-1]
     mm = gr @ mT(r) - mT(q) @ gq
     sym = mm * mask(k, k, 0, mm, upper=True) + mT(mm * mask(k, k, 1, mm, upper=True))
