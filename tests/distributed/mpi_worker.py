@@ -59,11 +59,13 @@ def check_collectives(r: int, n: int) -> None:
     fetches = [D.allreduce(x, op="sum"), D.allreduce(x, op="mean"), D.allgather(x), D.broadcast(x, root=n - 1),
                D.allreduce(gc.cast(x, gc.int32), op="sum")]
     want = [sum(every), sum(every) / n, np.stack(every), every[-1], sum(every).astype(np.int32)]
-    for backend in ("reference", "llvm"):
+    for backend, call in (("reference", "c"), ("llvm", "c"), ("llvm", "callback")):
+        os.environ["GRAPHC_MPI_CALL"] = call  # how a compiled program calls MPI (read when it compiles)
         got = gc.Session(backend=backend).run(fetches, {x: mine})
         for g, w in zip(got, want):
-            assert g.dtype == w.dtype and g.shape == w.shape, (backend, g, w)
-            np.testing.assert_allclose(g, w, rtol=1e-15, err_msg=backend)
+            assert g.dtype == w.dtype and g.shape == w.shape, (backend, call, g, w)
+            np.testing.assert_allclose(g, w, rtol=1e-15, err_msg=f"{backend} {call}")
+    os.environ["GRAPHC_MPI_CALL"] = "c"
 
 
 def check_gradients_across_ranks(r: int) -> None:
