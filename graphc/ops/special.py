@@ -200,13 +200,23 @@ def _polygamma_scalar(s, x, *, n: int):
     head = s.add(_c(s, math.factorial(n - 1), x), s.mul(_c(s, math.factorial(n) / 2, x), w))
     asym = s.mul(_ipow(s, w, n), s.add(head, series))
     res = s.mul(_c(s, sign, x), s.add(s.mul(_c(s, math.factorial(n), x), acc), asym))
-    if n == 1:  # x <= 0: pi^2 / sin^2(pi x) - psi1(1 - x)
-        sin_pr = s.sin(s.mul(_c(s, math.pi, x), r))
-        reflected = s.sub(s.div(_c(s, math.pi ** 2, x), s.mul(sin_pr, sin_pr)), res)
-        reflected = s.select(s.cmp("eq", x, _c(s, -np.inf, x)), _c(s, np.inf, x), reflected)  # as scipy
-    else:
-        reflected = _c(s, np.nan, x)
+    # x <= 0: psi^(n)(x) = (-1)^n psi^(n)(1 - x) - pi d^n/dx^n cot(pi x), the latter a polynomial in
+    # c = cot(pi x); at the poles and at -inf, scipy's (-1)^(n+1) inf.
+    pr = s.mul(_c(s, math.pi, x), r)
+    cot = s.div(s.cos(pr), s.sin(pr))
+    d_cot = _horner(s, cot, _cot_derivative(n), x)
+    reflected = s.sub(s.mul(_c(s, (-1.0) ** n, x), res), s.mul(_c(s, math.pi, x), d_cot))
+    pole = s.or_(s.cmp("eq", r, _c(s, 0, x)), s.cmp("eq", x, _c(s, -np.inf, x)))
+    reflected = s.select(pole, _c(s, sign * np.inf, x), reflected)
     return s.select(positive, res, reflected)
+
+
+def _cot_derivative(n: int) -> tuple[float, ...]:
+    """Coefficients (lowest first) of P with d^n/dx^n cot(pi x) = P(cot(pi x)): P' (-pi (1 + c^2)) each step."""
+    p = np.array([0.0, 1.0])
+    for _ in range(n):
+        p = -math.pi * np.polynomial.polynomial.polymul([1.0, 0.0, 1.0], np.polynomial.polynomial.polyder(p))
+    return tuple(float(c) for c in p)
 
 
 gammaln = _unary_float("gammaln", _scipy("gammaln"), _gammaln_scalar, lambda v, out, x: v * digamma(x),
@@ -216,17 +226,16 @@ digamma = _unary_float("digamma", _scipy("digamma"), _digamma_scalar, lambda v, 
 
 
 def _polygamma_ref(x: np.ndarray, *, n: int) -> np.ndarray:
-    out = np.asarray(_special().polygamma(n, x)).astype(x.dtype)
-    return np.where(x > 0, out, np.nan if n > 1 else out).astype(x.dtype)
+    return np.asarray(_special().polygamma(n, x)).astype(x.dtype)
 
 
 elementwise("polygamma", _polygamma_ref, _polygamma_scalar, float_only=True, heavy=True, attrs={"n": "int"},
             **_linear(lambda v, out, x, *, n: v * polygamma(n + 1, x)),
-            doc="the n-th derivative of digamma, n >= 1 (NaN for x <= 0 when n >= 2)")
+            doc="the n-th derivative of digamma, n >= 1 (reflection for x <= 0)")
 
 
 def polygamma(n: int, x: Any) -> Tensor:
-    """scipy.special.polygamma for n >= 1 (n = 0 is `digamma`); for n >= 2 only x > 0 (NaN otherwise)."""
+    """scipy.special.polygamma: the n-th derivative of digamma (n = 0 is `digamma` itself)."""
     n = int(n)
     if n == 0:
         return digamma(x)

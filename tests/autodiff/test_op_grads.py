@@ -209,10 +209,11 @@ CASES: dict[str, list[Case]] = {
     "erfinv": unary(gc.special.erfinv, "unit"),
     "gammaln": unary(gc.special.gammaln, "positive") + [Case(gc.special.gammaln, values=[[-2.5, -0.3, 3.7, 11.0]],
                                                              order=2)],
-    "digamma": unary(gc.special.digamma, "positive") + [Case(gc.special.digamma, values=[[-2.5, -0.3, 9.5]])],
-    # polygamma(n >= 2) is defined for x > 0 only, so polygamma(1)'s derivative too
+    "digamma": unary(gc.special.digamma, "positive") + [Case(gc.special.digamma, values=[[-2.5, -0.3, 9.5]],
+                                                             order=2)],
     "polygamma": unary(lambda x: gc.special.polygamma(1, x), "positive")
-    + [Case(lambda x: gc.special.polygamma(2, x), [(3,)], "positive", order=2)],
+    + [Case(lambda x: gc.special.polygamma(1, x), values=[[-2.5, -0.3, 4.5]], order=2),
+       Case(lambda x: gc.special.polygamma(2, x), [(3,)], "positive", order=2)],
     "logit": unary(gc.special.logit, "prob"),
     "xlogy": binary(gc.special.xlogy, ("normal", "positive")),
     "xlog1py": binary(gc.special.xlog1py, ("normal", "unit")),
