@@ -34,9 +34,9 @@ class Session:
     at its end. `backend` is "llvm" (compiled; the default) or "reference" (numpy).
     `threads` caps the LLVM backend's thread pool (default: ``GRAPHC_THREADS`` or the
     CPU count); large kernels split their rows across it, small ones stay serial.
-    Compiled programs are cached per (fetches, feed shapes): a plan per fetch list, a
+    Compiled programs are cached per (fetches, feed shapes): one request per fetch list, a
     program per feed-shape signature within it (options are fixed per session), at most
-    `options.program_cache` programs per plan, least recently used dropped first.
+    `options.program_cache` programs per request, least recently used dropped first.
     """
 
     def __init__(self, graph: Graph | None = None, backend: str = "llvm", options: CompileOptions | None = None,
@@ -51,7 +51,7 @@ class Session:
         self.options = options if threads is None else dataclasses.replace(options, threads=threads)
         self.threads = self.options.threads
         self._values: dict[Tensor, np.ndarray] = {}
-        self._plans: dict[tuple[Tensor, ...], _Plan] = {}
+        self._requests: dict[tuple[Tensor, ...], _Request] = {}
         self._lock = threading.Lock()  # guards the dicts above
         self._compile_lock = threading.Lock()
         self._state = _ReadWriteLock()  # runs that assign variables exclude all other runs
@@ -74,7 +74,7 @@ class Session:
         self._closed = True  # new runs refuse at once, so waiting for the lock cannot starve
         with self._state.write():
             with self._lock:
-                self._plans.clear()
+                self._requests.clear()
                 self._values.clear()
 
     def _check_open(self) -> None:
@@ -97,16 +97,16 @@ class Session:
             outputs, spec = [fetches], 0
         else:
             outputs, spec = flatten(fetches)
-        plan = self._plan_for(outputs)
-        feeds = plan.fast_feeds(feed_dict)
+        req = self._request_for(outputs)
+        feeds = req.fast_feeds(feed_dict)
         if feeds is None:
-            feeds = check_feeds(feed_dict, self.graph, plan.placeholders)
-        program = self._program(plan, feeds)
+            feeds = check_feeds(feed_dict, self.graph, req.placeholders)
+        program = self._program(req, feeds)
         run = program.run if trace is None else functools.partial(recording.traced_run, program, to=trace)
-        if not plan.variables:
+        if not req.variables:
             values = run(feeds, {})
         else:
-            state, write = self._state, bool(plan.assigns)
+            state, write = self._state, bool(req.assigns)
             state.acquire(write)
             try:
                 self._check_open()  # closed while this run waited for the lock
@@ -123,42 +123,42 @@ class Session:
         """
         self._check_open()
         outputs, _ = flatten(fetches)
-        plan = self._plan_for(outputs)
-        return self._program(plan, check_feeds(feed_dict, self.graph, plan.placeholders))
+        req = self._request_for(outputs)
+        return self._program(req, check_feeds(feed_dict, self.graph, req.placeholders))
 
-    def _plan_for(self, outputs: list[Tensor]) -> _Plan:
+    def _request_for(self, outputs: list[Tensor]) -> _Request:
         key = tuple(outputs)
-        plan = self._plans.get(key)
-        if plan is None:
+        req = self._requests.get(key)
+        if req is None:
             for t in outputs:
                 if t.graph is not self.graph:
                     raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
-            plan = _Plan(outputs, self.options.program_cache)
+            req = _Request(outputs, self.options.program_cache)
             with self._lock:
-                for v in plan.variables:
+                for v in req.variables:
                     self._variable(v)
-                self._plans[key] = plan
-        return plan
+                self._requests[key] = req
+        return req
 
-    def _program(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
-        """The compiled program of a plan for these feed shapes (compiled on first use)."""
-        sig = tuple([feeds[p].shape for p in plan.placeholders])
-        program = plan.programs.get(sig)
+    def _program(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Any:
+        """The compiled program of a request for these feed shapes (compiled on first use)."""
+        sig = tuple([feeds[p].shape for p in req.placeholders])
+        program = req.programs.get(sig)
         if program is None:
             with self._compile_lock:
-                program = plan.programs.get(sig)
+                program = req.programs.get(sig)
                 if program is None:
-                    program = self._compile(plan, feeds)
-                    plan.programs.put(sig, program)
+                    program = self._compile(req, feeds)
+                    req.programs.put(sig, program)
         return program
 
-    def _compile(self, plan: _Plan, feeds: dict[Tensor, np.ndarray]) -> Any:
+    def _compile(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Any:
         if self.backend == "reference":
-            bind_shapes(plan.outputs + plan.assigns, {p: feeds[p].shape for p in plan.placeholders})  # type checks
-            return _ReferenceRun(plan)
+            bind_shapes(req.outputs + req.assigns, {p: feeds[p].shape for p in req.placeholders})  # type checks
+            return _ReferenceRun(req)
         from ..backend.llvm.program import LLVMProgram
 
-        return LLVMProgram(plan.outputs, plan.assigns, {p: feeds[p].shape for p in plan.placeholders}, self.options)
+        return LLVMProgram(req.outputs, req.assigns, {p: feeds[p].shape for p in req.placeholders}, self.options)
 
     def _variable(self, var: Tensor) -> np.ndarray:
         value = self._values.get(var)
@@ -197,7 +197,7 @@ class Session:
             raise GraphcError(f"variable {var.name} belongs to another graph than the session's")
 
 
-class _Plan:
+class _Request:
     """What one fetch list needs: its placeholders, variables and assignments."""
 
     def __init__(self, outputs: list[Tensor], cache_size: int):
@@ -231,12 +231,12 @@ class _Plan:
 class _ReferenceRun:
     """The numpy interpreter behind the same interface as a compiled program."""
 
-    def __init__(self, plan: _Plan):
+    def __init__(self, req: _Request):
         from ..backend.interpreter import ReferenceProgram
 
-        self.n = len(plan.outputs)
-        self.assigned = [a.inputs[0] for a in plan.assigns]
-        self.program = ReferenceProgram(list(plan.outputs) + plan.assigns)
+        self.n = len(req.outputs)
+        self.assigned = [a.inputs[0] for a in req.assigns]
+        self.program = ReferenceProgram(list(req.outputs) + req.assigns)
         collectives = [n for n in self.program.order if n.opdef.kind is OpKind.COLLECTIVE]
         if collectives:  # every rank must run the same collectives (checked at the first run)
             from .mpi_check import check_program

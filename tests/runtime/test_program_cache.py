@@ -20,7 +20,7 @@ def test_program_cache_is_bounded_lru_in_session():
     with gc.Session(options=gc.CompileOptions(program_cache=3)) as sess:
         for n in (1, 2, 3, 1, 4):  # 1 is used again, so 2 is the least recently used when 4 arrives
             np.testing.assert_allclose(sess.run(y, {x: np.ones((n, 3), np.float32)}), np.full(n, 3 * np.e), rtol=1e-6)
-        (plan,) = sess._plans.values()
+        (plan,) = sess._requests.values()
         assert sorted(plan.programs) == [((1, 3),), ((3, 3),), ((4, 3),)]
         np.testing.assert_allclose(sess.run(y, {x: np.ones((2, 3), np.float32)}), np.full(2, 3 * np.e), rtol=1e-6)
         assert len(plan.programs) == 3
@@ -42,7 +42,7 @@ def test_dropped_programs_are_freed():
     x, y = _graph()
     sess = gc.Session(options=gc.CompileOptions(program_cache=1))
     sess.run(y, {x: np.ones((1, 3), np.float32)})
-    (plan,) = sess._plans.values()
+    (plan,) = sess._requests.values()
     first = weakref.ref(plan.programs.values()[0])
     sess.run(y, {x: np.ones((2, 3), np.float32)})
     pygc.collect()

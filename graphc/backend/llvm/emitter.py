@@ -265,9 +265,6 @@ class LLVMEmitter:
     def tanh(self, a: Any) -> Any:
         return self._math("tanh", a)
 
-    def sigmoid(self, a: Any) -> Any:
-        return self._math("sigmoid", a)
-
     def erf(self, a: Any) -> Any:
         return self._math("erf", a)
 

@@ -16,9 +16,11 @@ values.  Measured maxima, in ulps (float32: every third float32 bit pattern, aga
 numpy; float64: 2e6 random arguments over each function's range, against long double numpy, or
 6e4 against mpmath for erf; pow: 6e6 random pairs from underflow to overflow):
 
-    function  exp   expm1  log   log1p  tanh  sigmoid  erf   sin   cos   pow
-    float32   1.01  1.43   0.82  1.39   1.33  1.48     1.17  1.53  1.53  0.50
-    float64   0.74  1.00   0.79  1.25   1.29  1.44     1.11  0.76  0.77  0.82
+    function  exp   expm1  log   log1p  tanh  erf   sin   cos   pow
+    float32   1.01  1.43   0.82  1.39   1.33  1.17  1.53  1.53  0.50
+    float64   0.74  1.00   0.79  1.25   1.29  1.11  0.76  0.77  0.82
+
+(sigmoid is not here: the op composes it from `emit_exp`, see graphc/ops/elementwise.py.)
 
 The functions added for numpy's ufuncs compute in float64 with double-double steps where
 a rounding would cost accuracy (exp2/log2/log10 scale a double-double exp or log; sinh and
@@ -441,7 +443,7 @@ def _log1p(o: _Ops, x: ir.Value) -> ir.Value:
     return o.sel(o.lt(o.abs(x), tiny), x, res)
 
 
-# --- tanh, sigmoid, erf -----------------------------------------------------------------
+# --- tanh, erf -----------------------------------------------------------------------
 
 def _tanh(o: _Ops, x: ir.Value) -> ir.Value:
     a = o.abs(x)
@@ -450,18 +452,6 @@ def _tanh(o: _Ops, x: ir.Value) -> ir.Value:
     # 1 - 2 / (exp(2a) + 1): exp overflows to inf for large a, giving exactly 1.
     big = o.sub(1.0, o.div(2.0, o.add(_exp(o, o.add(a, a)), 1.0)))
     return o.copysign(o.sel(o.lt(a, _TANH_SMALL), small, big), x)
-
-
-def _sigmoid(o: _Ops, x: ir.Value) -> ir.Value:
-    e = _exp(o, o.neg(o.abs(x)))  # in [0, 1]: never overflows
-    neg = o.lt(x, 0.0)
-    num = o.sel(neg, e, 1.0)
-    s, se = o.fast_two_sum(o.v(1.0), e)  # s + se = 1 + e exactly
-    q = o.div(num, s)
-    # One correction step for the roundings of 1 + e and of the division:
-    # q += (num - q (s + se)) / s, where 1/s is q (x >= 0) or 1 - q (x < 0).
-    rem = o.sub(o.fma(o.neg(q), s, num), o.mul(q, se))
-    return o.fma(rem, o.sel(neg, o.sub(1.0, q), q), q)
 
 
 def _erf(o: _Ops, x: ir.Value) -> ir.Value:
@@ -853,11 +843,6 @@ def emit_tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return _tanh(_Ops(b, x.type), x)
 
 
-def emit_sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """1 / (1 + exp(-x)), without overflow for large |x|; sigmoid(-inf) = 0."""
-    return _sigmoid(_Ops(b, x.type), x)
-
-
 def emit_erf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """The error function; erf(+-inf) = +-1."""
     return _erf(_Ops(b, x.type), x)
@@ -897,7 +882,6 @@ MATH_FUNCTIONS: dict[str, Callable[..., ir.Value]] = {
     "log": emit_log,
     "log1p": emit_log1p,
     "tanh": emit_tanh,
-    "sigmoid": emit_sigmoid,
     "erf": emit_erf,
     "sin": emit_sin,
     "cos": emit_cos,
