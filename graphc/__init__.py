@@ -13,7 +13,7 @@ from .export import ExportedFunction, load_exported
 from .function import Function, function
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph
 from .ir.printer import as_text
-from .ir.serialize import load, save
+from .ir.serialize import LoadedGraph, load, save
 from .ops import catalog as _catalog  # noqa: F401  (registers every op)
 from .ops.contract import *  # noqa: F403
 from .ops.core import *  # noqa: F403

@@ -31,7 +31,7 @@ EXAMPLES = """examples:
   graphc memory examples/cli/targets.py:chain
   graphc profile examples/cli/targets.py:chain --runs 20 --trace chain.json
   graphc export examples/cli/targets.py:mlp --name mlp -o build --inputs x,labels --outputs 0 --grad-wrt w1,b1,w2
-  graphc passes model.json --print-after-all --dump-dir /tmp/stages
+  graphc passes model.json --shape x=32,784 --print-after-all --dump-dir /tmp/stages
 """
 
 
@@ -61,7 +61,7 @@ def load_target(spec: str, extra_shapes: dict[str, tuple[int, ...]] | None = Non
             except Exception as exc:
                 raise UsageError(f"{spec}: {type(exc).__name__}: {exc}") from None
     elif os.path.exists(spec):
-        result = load(spec)
+        result = load(spec).outputs
     else:
         raise UsageError(f"no such target: {spec} (expected path/file.py:function or a saved graph file)")
     shapes: dict[Any, Any] = {}
@@ -69,6 +69,27 @@ def load_target(spec: str, extra_shapes: dict[str, tuple[int, ...]] | None = Non
         result, shapes = result
     fetches, _ = flatten(result)
     return fetches, _bind_shapes(fetches, {**shapes, **(extra_shapes or {})})
+
+
+def parse_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    """``name=dims`` arguments (``x=32,784``; ``s=`` for a scalar) as {name: shape}."""
+    shapes = {}
+    for spec in specs or ():
+        name, sep, dims = spec.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split(",") if d.strip())
+        except ValueError:
+            raise UsageError(f"--shape {spec!r}: expected NAME=DIMS such as x=32,784") from None
+        if any(d < 0 for d in shapes[name]):
+            raise UsageError(f"--shape {spec!r}: dims must not be negative")
+    return shapes
+
+
+def _target(args: argparse.Namespace) -> tuple[list[Tensor], dict[Tensor, tuple[int, ...]]]:
+    """The subcommand's target with its ``--shape`` arguments applied."""
+    return load_target(args.target, parse_shapes(args.shape))
 
 
 def _bind_shapes(fetches: list[Tensor], shapes: dict) -> dict[Tensor, tuple[int, ...]]:
@@ -83,8 +104,9 @@ def _bind_shapes(fetches: list[Tensor], shapes: dict) -> dict[Tensor, tuple[int,
     for ph in placeholders:
         if ph not in bound:
             if any(d is None for d in ph.shape):
-                raise UsageError(f"placeholder {ph.name} has unknown dims {ph.shape}; return "
-                                 f"(fetches, {{'{ph.name}': shape}}) from the target function")
+                raise UsageError(f"placeholder {ph.name} has unknown dims {ph.shape}; pass --shape "
+                                 f"{ph.name}=DIMS, or return (fetches, {{'{ph.name}': shape}}) from the target "
+                                 "function")
             bound[ph] = tuple(ph.shape)
     return bound
 
@@ -109,7 +131,7 @@ def _optimize(args: argparse.Namespace, passes: Sequence[str] | None = None, low
     from .backend.llvm.backend import LLVM
     from .compiler import optimize
 
-    fetches, shapes = load_target(args.target)
+    fetches, shapes = _target(args)
     return optimize(program_outputs(fetches), shapes, _options(args), _instrument(args, **extra), passes,
                     backend=LLVM, lower=lower)
 
@@ -188,7 +210,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 def _program(args: argparse.Namespace):
     from .backend.llvm.program import LLVMProgram
 
-    fetches, shapes = load_target(args.target)
+    fetches, shapes = _target(args)
     outputs = program_outputs(fetches)
     fetched = [o for o in outputs if o.op != "assign"]
     assigns = [o for o in outputs if o.op == "assign"]
@@ -206,7 +228,7 @@ def cmd_memory(args: argparse.Namespace) -> None:
     from .compiler import bind
     from .passes.checkpoint import place_checkpoints, split
 
-    fetches, shapes = load_target(args.target)
+    fetches, shapes = _target(args)
     module, _ = bind(program_outputs(fetches), shapes)
     n = len(split(module).residuals)
     policies: list[tuple[str, dict]] = [("none", {}), ("sqrt", {}), ("mincut", {})]
@@ -225,9 +247,9 @@ def cmd_memory(args: argparse.Namespace) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
-    from .profiler.command import parse_shapes, profile_program
+    from .profiler.command import profile_program
 
-    fetches, shapes = load_target(args.target, parse_shapes(args.shape))
+    fetches, shapes = _target(args)
     options = CompileOptions(opt_level=args.opt_level, checkpoint=args.checkpoint, memory_budget=args.budget,
                              slots=args.slots, threads=args.threads)
     prof = profile_program(program_outputs(fetches), shapes, args.runs, options, args.backend)
@@ -239,18 +261,19 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
 
 def export_target(target: str, name: str, directory: str, inputs: str | None = None, outputs: str | None = None,
-                  grad_wrt: str | None = None, cpu: str = "x86-64-v3") -> Path:
+                  grad_wrt: str | None = None, cpu: str = "x86-64-v3",
+                  shapes: dict[str, tuple[int, ...]] | None = None) -> Path:
     """`graphc export`: export the fetches of a CLI target (see `load_target`).
 
     `inputs`/`outputs`/`grad_wrt` are comma-separated node names: the placeholders taken as
     inputs (default: every placeholder the outputs need), the outputs (default: the
     target's fetches; a number picks the target's fetch at that position), and tensors to
     append gradients of the first output for (named ``grad_<name>``). The target's bound
-    shapes are the one exported signature.
+    shapes (with `shapes`, by placeholder name, applied) are the one exported signature.
     """
     from .function import Function
 
-    fetches, shapes = load_target(target)
+    fetches, shapes = load_target(target, shapes)
     known = {n.name: n for n in toposort(fetches)}
 
     def lookup(names: str, what: str) -> list:
@@ -293,7 +316,8 @@ def export_target(target: str, name: str, directory: str, inputs: str | None = N
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    export_target(args.target, args.name, args.out, args.inputs, args.outputs, args.grad_wrt, args.cpu)
+    export_target(args.target, args.name, args.out, args.inputs, args.outputs, args.grad_wrt, args.cpu,
+                  parse_shapes(args.shape))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,8 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def target(p: argparse.ArgumentParser) -> None:
         p.add_argument("target", help="path/file.py:function or a saved graph file")
+        p.add_argument("--shape", action="append", metavar="NAME=DIMS",
+                       help="bind a placeholder's shape (x=32,784; s= for a scalar); repeatable")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        target(p)
         p.add_argument("--opt-level", type=int, default=2, choices=(0, 1, 2))
         p.add_argument("--checkpoint", default="none", choices=("none", "sqrt", "mincut", "revolve"))
         p.add_argument("--budget", type=int, default=None, metavar="BYTES", help="memory budget for checkpointing")
@@ -334,7 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="run with random feeds and print where the time goes (docs/profiling.md)",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     common(p)
-    p.add_argument("--shape", action="append", metavar="NAME=DIMS", help="bind a placeholder's shape (x=32,784)")
     p.add_argument("--runs", type=int, default=10, help="traced runs after one warm-up run (default 10)")
     p.add_argument("--trace", metavar="FILE.json", help="also write a Chrome trace (Perfetto, chrome://tracing)")
     p.add_argument("--backend", choices=("llvm", "reference"), default="llvm")
@@ -346,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_profile)
     p = sub.add_parser("export", help="compile to lib<NAME>.so + <NAME>.h + <NAME>.json (see docs/export.md)",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", help="path/file.py:function or a saved graph file")
+    target(p)
     p.add_argument("--name", required=True, help="the C function's name (a C identifier)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="directory to write the files to")
     p.add_argument("--inputs", help="comma-separated placeholders, in argument order (default: all needed)")

@@ -85,6 +85,22 @@ def test_saved_graph_file_is_a_target(tmp_path, capsys):
     assert "multiply" not in capsys.readouterr().out
 
 
+def test_saved_graph_file_takes_shapes_on_every_subcommand(tmp_path, capsys):
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    path = str(tmp_path / "g.json")
+    gc.save(gc.sum(gc.exp(x)), path)
+    assert main(["show", path]) == 1
+    assert "--shape x=DIMS" in capsys.readouterr().err
+    for argv in (["show", path, "--stage", "bound"], ["passes", path], ["llvm", path], ["memory", path],
+                 ["profile", path, "--runs", "1", "--no-peak"],
+                 ["export", path, "--name", "f", "-o", str(tmp_path / "out")]):
+        assert main(argv + ["--shape", "x=5,3"]) == 0, argv
+    out = capsys.readouterr().out
+    assert "f32(5,3)" in out and "wrote" in out
+    assert main(["show", path, "--shape", "y=5,3"]) == 1
+    assert "unknown placeholder 'y'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,message", [
     (["show", "nope.py:f"], "no such file"),
     (["show", f"{TARGETS}:missing"], "has no function"),

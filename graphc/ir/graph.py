@@ -13,6 +13,7 @@ so autodiff rules, passes and user code all speak one vocabulary.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import itertools
 import math
 import threading
@@ -188,6 +189,30 @@ class Graph:
             name = f"{base}_{n}"
         self._name_counts[base] = n + 1
         return name
+
+    def get_operation_by_name(self, name: str) -> Tensor:
+        """The node called `name` (TF1's ``graph.get_operation_by_name``; in graphc an op is its node)."""
+        if not isinstance(name, str):
+            raise GraphcError(f"get_operation_by_name: the name must be a string, not {type(name).__name__}")
+        with self._lock:
+            node = self._names.get(name)
+            if node is None:
+                close = difflib.get_close_matches(name, list(self._names), n=3)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise GraphcError(f"the graph has no node named {name!r}{hint}")
+        return node
+
+    def get_tensor_by_name(self, name: str) -> Tensor:
+        """The node called `name`; TF1's ``"name:0"`` (its only output) is accepted too."""
+        if not isinstance(name, str):
+            raise GraphcError(f"get_tensor_by_name: the name must be a string, not {type(name).__name__}")
+        base, sep, index = name.rpartition(":")
+        if not (sep and index.isdigit()) or name in self._names:
+            return self.get_operation_by_name(name)
+        node = self.get_operation_by_name(base)
+        if index != "0":
+            raise GraphcError(f"get_tensor_by_name({name!r}): a graphc node has one output, {base}:0")
+        return node
 
     def make(self, op: str, inputs: tuple[Tensor, ...] = (), attrs: dict[str, Any] | None = None,
              name: str | None = None, loc: str | None = None) -> Tensor:

@@ -17,6 +17,7 @@ Placeholders and variables get fresh identities when loaded.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import os
@@ -32,6 +33,18 @@ from .traverse import toposort
 FORMAT = "graphc-graph"
 VERSION = 1
 _FRESH_IDENTITY = "uid"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedGraph:
+    """What `load` returns: the saved fetch structure, the placeholders by name, the graph."""
+
+    outputs: Any
+    inputs: dict[str, Tensor]
+    graph: Graph
+
+    def __repr__(self) -> str:
+        return f"<LoadedGraph inputs={list(self.inputs)} nodes={len(self.graph.nodes)}>"
 
 
 def _encode_attr(value: Any) -> Any:
@@ -83,6 +96,8 @@ def to_json(fetches: Any, session: Any = None) -> dict:
     """
     from ..runtime.fetches import flatten
 
+    if isinstance(fetches, LoadedGraph):
+        fetches = fetches.outputs
     outputs, spec = flatten(fetches)
     order = toposort(outputs)
     index = {n: i for i, n in enumerate(order)}
@@ -112,7 +127,7 @@ def to_json(fetches: Any, session: Any = None) -> dict:
     return {"format": FORMAT, "version": VERSION, "nodes": nodes, "fetches": encode_spec(spec)}
 
 
-def from_json(doc: Any, graph: Graph | None = None) -> Any:
+def from_json(doc: Any, graph: Graph | None = None) -> LoadedGraph:
     """Rebuild the fetches saved by `to_json` in `graph` (a new Graph by default)."""
 
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -147,7 +162,8 @@ def from_json(doc: Any, graph: Graph | None = None) -> Any:
                 return {k: decode_spec(v) for k, v in body}
         raise GraphcError(f"bad fetch structure {s!r}")
 
-    return decode_spec(doc["fetches"])
+    outputs = decode_spec(doc["fetches"])
+    return LoadedGraph(outputs, {n.name: n for n in built if n.op == "placeholder"}, g)
 
 
 def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
@@ -181,7 +197,7 @@ def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
 
 
 def save(fetches: Any, path: str | os.PathLike, session: Any = None) -> None:
-    """Write the graph needed by `fetches` to a JSON file.
+    """Write the graph needed by `fetches` (or a `LoadedGraph`'s outputs) to a JSON file.
 
     Variables keep their initial values, or with ``session=sess`` their current values in it
     (so a loaded trained model predicts as the trained one).
@@ -191,8 +207,9 @@ def save(fetches: Any, path: str | os.PathLike, session: Any = None) -> None:
         json.dump(doc, f, separators=(",", ":"))
 
 
-def load(path: str | os.PathLike, graph: Graph | None = None) -> Any:
-    """Read a file written by `save`; returns the fetches in their saved structure.
+def load(path: str | os.PathLike, graph: Graph | None = None) -> LoadedGraph:
+    """Read a file written by `save`: ``.outputs`` are the fetches in their saved structure,
+    ``.inputs`` the placeholders by name, ``.graph`` the graph they were built in.
 
     A garbled or foreign file raises GraphcError; nothing in the file is executed.
     """

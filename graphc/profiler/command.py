@@ -13,22 +13,6 @@ from .recording import profile
 from .report import Profile
 
 
-def parse_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
-    """``name=dims`` arguments (``x=32,784``; ``s=`` for a scalar) as {name: shape}."""
-    shapes = {}
-    for spec in specs or ():
-        name, sep, dims = spec.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            shapes[name] = tuple(int(d) for d in dims.split(",") if d.strip())
-        except ValueError:
-            raise GraphcError(f"--shape {spec!r}: expected NAME=DIMS such as x=32,784") from None
-        if any(d < 0 for d in shapes[name]):
-            raise GraphcError(f"--shape {spec!r}: dims must not be negative")
-    return shapes
-
-
 def random_feed(ph: Tensor, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """A feed for `ph`: standard normal floats, zeros for integers (valid indices), random bools."""
     kind = np.dtype(ph.dtype).kind

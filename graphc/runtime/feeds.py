@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import shape_str
-from ..errors import FeedError
+from ..errors import FeedError, GraphcError
 from ..ir.graph import Graph, Tensor
 
 
@@ -16,14 +16,22 @@ def check_feeds(feed_dict: Mapping[Any, Any] | None, graph: Graph | None,
                 needed: Iterable[Tensor]) -> dict[Tensor, np.ndarray]:
     """Validate feeds: known placeholders, every needed one fed, shapes and dtypes compatible.
 
+    A key is a placeholder or its name (``"x"`` or TF1's ``"x:0"``, looked up in `graph`).
     Returns C-contiguous arrays of exactly the placeholders' dtypes.
     """
     feeds: dict[Tensor, np.ndarray] = {}
     for key, value in (feed_dict or {}).items():
+        if isinstance(key, str) and graph is not None:
+            try:
+                key = graph.get_tensor_by_name(key)
+            except GraphcError as exc:
+                raise FeedError(f"feed key: {exc}") from None
         if not isinstance(key, Tensor) or key.op != "placeholder":
             raise FeedError(f"feed key {key!r} is not a placeholder")
         if graph is not None and key.graph is not graph:
             raise FeedError(f"placeholder {key.name} belongs to another graph than the session's")
+        if key in feeds:
+            raise FeedError(f"placeholder {key.name} is fed twice (by the tensor and by its name)")
         feeds[key] = convert_feed(key, value)
     missing = [n.name for n in needed if n.op == "placeholder" and n not in feeds]
     if missing:

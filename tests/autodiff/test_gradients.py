@@ -243,7 +243,7 @@ def test_gradient_graph_saves_loads_and_differentiates_again(tmp_path):
     (g,) = gc.gradients(gc.sum(gc.sin(x) * x), x)
     path = tmp_path / "grad.json"
     gc.save({"x": x, "g": g}, path)
-    loaded = gc.load(path, graph=gc.Graph())
+    loaded = gc.load(path, graph=gc.Graph()).outputs
     x2, g2 = loaded["x"], loaded["g"]
     (gg,) = gc.gradients(gc.sum(g2), x2)  # the loaded gradient is ordinary nodes
     xv = np.array([0.1, -0.7, 2.0])

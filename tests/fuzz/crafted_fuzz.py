@@ -201,7 +201,7 @@ class GraphFile(Kind):
         gc = _graphc()
         self.path.write_bytes(data)
         try:
-            fetches = gc.load(self.path)
+            fetches = gc.load(self.path).outputs
         except gc.GraphcError:
             return "refused"
         outputs = [t for t in (fetches if isinstance(fetches, (list, tuple)) else [fetches])

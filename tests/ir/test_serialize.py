@@ -18,7 +18,7 @@ def test_round_trip_text_and_values(tmp_path):
     x, w, c, y = _model()
     path = tmp_path / "g.json"
     gc.save({"y": y, "rest": [x, (c,)]}, path)
-    loaded = gc.load(path)
+    loaded = gc.load(path).outputs
     assert gc.as_text(loaded["y"]) == gc.as_text(y)
     assert isinstance(loaded["rest"][1], tuple)
     lx, lc = loaded["rest"][0], loaded["rest"][1][0]
@@ -156,8 +156,24 @@ def test_fuzz_findings_slice_spec_and_one_hot_arity_refused_at_load(tmp_path):
     one_hot["inputs"] = one_hot["inputs"] * 2
     _refused(path, doc, r"one_hot: takes 1 input\(s\), got 2")
     path.write_text(json.dumps(original))
-    loaded = gc.load(path)
+    loaded = gc.load(path).outputs
     with gc.Session(loaded[0].graph) as sess:
         got = sess.run(loaded, {loaded[0].inputs[0]: np.ones((2, 4), np.float32),
                                 loaded[1].inputs[0]: np.array([1, 4], np.int32)})
     assert got[0].shape == (2, 2) and got[1].shape == (2, 5)
+
+
+def test_load_returns_outputs_inputs_and_graph(tmp_path):
+    x, w, c, y = _model()
+    gc.save({"y": y}, tmp_path / "m.json")
+    loaded = gc.load(tmp_path / "m.json")
+    assert isinstance(loaded, gc.LoadedGraph) and set(loaded.outputs) == {"y"}
+    assert list(loaded.inputs) == ["x"] and loaded.inputs["x"].op == "placeholder"
+    assert loaded.graph is loaded.outputs["y"].graph
+    assert loaded.graph.get_tensor_by_name("x:0") is loaded.inputs["x"]
+    feed = np.ones((2, 3), np.float32)
+    with gc.Session(loaded.graph) as sess:
+        np.testing.assert_array_equal(sess.run(loaded.outputs["y"], {"x": feed}),
+                                      gc.Session().run(y, {x: feed}))
+    gc.save(loaded, tmp_path / "again.json")  # a LoadedGraph saves its outputs
+    assert (tmp_path / "again.json").read_text() == (tmp_path / "m.json").read_text()
