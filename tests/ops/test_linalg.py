@@ -333,6 +333,6 @@ def test_graphs_with_linalg_ops_save_and_load(tmp_path):
         x = np.random.default_rng(5).standard_normal((4, 3))
         want = gc.Session().run(out, {a: x})
     graph = gc.Graph()
-    (loaded,) = gc.load(tmp_path / "g.json", graph)
+    (loaded,) = gc.load(tmp_path / "g.json", graph).outputs
     (feed,) = [n for n in toposort([loaded]) if n.op == "placeholder"]
     np.testing.assert_allclose(gc.Session(graph).run(loaded, {feed: x}), want, rtol=1e-12)
