@@ -154,10 +154,10 @@ class NumpyEmitter:
         return special.erfc(a).astype(a.dtype)
 
     def sin(self, a):
-        return np.sin(a)
+        return semantics.sin(a)
 
     def cos(self, a):
-        return np.cos(a)
+        return semantics.cos(a)
 
     def pow(self, a, b):
         return semantics.power(a, b)

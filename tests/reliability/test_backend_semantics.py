@@ -69,3 +69,20 @@ def test_interning_keeps_negative_zero_attribute_apart(backend):
     assert neg is not pos
     a, b = _run(backend, [neg, pos], {x: np.ones(2)})
     assert np.signbit(a[[0, -1]]).all() and not np.signbit(b[[0, -1]]).any()
+
+
+@pytest.mark.parametrize("dtype, bound", [(np.float32, 2.0**20), (np.float64, 2.0**47)])
+def test_llvm_sin_cos_large_arguments_accurate_in_domain_nan_beyond(dtype, bound):
+    x = gc.placeholder(dtype, (None,))
+    rng = np.random.default_rng(12)
+    inside = np.concatenate([rng.uniform(-bound, bound, 2000), [bound, -bound, 4e6 if dtype == np.float64 else 1e6]])
+    inside = inside.astype(dtype)
+    beyond = np.array([np.nextafter(dtype(bound), dtype(np.inf)), 4e6, 1e16, 1e30, -3e38], np.float64)
+    beyond = beyond[np.abs(beyond) > bound].astype(dtype)
+    exact_sin, exact_cos = np.sin(inside.astype(np.float64)), np.cos(inside.astype(np.float64))
+    tol = 3 * np.finfo(dtype).eps
+    for backend in BACKENDS:
+        s, c = _run(backend, [gc.sin(x), gc.cos(x)], {x: inside})
+        assert np.max(np.abs(s - exact_sin)) < tol and np.max(np.abs(c - exact_cos)) < tol, backend
+        s, c = _run(backend, [gc.sin(x), gc.cos(x)], {x: beyond})
+        assert np.isnan(s).all() and np.isnan(c).all(), backend
