@@ -124,7 +124,7 @@ CASES = [
     Case("mod", lambda a, b: a % b, np.mod, ("wide", "nonzero"), NUMERIC, label="%"),
     Case("fmax", gc.fmax, lambda a, b: _ieee_zeros(np.fmax, a, b), ("any", "any"), ALL),
     Case("fmin", gc.fmin, lambda a, b: _ieee_zeros(np.fmin, a, b), ("any", "any"), ALL),
-    Case("sinc", gc.sinc, np.sinc, ("halves",)),
+    Case("sinc", gc.sinc, lambda x: _sincos_domain(np.sinc, x, far=_sinc_far), ("halves",)),
     Case("deg2rad", gc.deg2rad, np.deg2rad, ("wide",)),
     Case("rad2deg", gc.rad2deg, np.rad2deg, ("any",)),
     Case("nan_to_num", gc.nan_to_num, np.nan_to_num, ("any",), FLOATS),
@@ -225,11 +225,22 @@ def _check(actual, expected, exact: bool, dtype=None) -> None:
         np.testing.assert_allclose(actual, expected, **_tol(expected.dtype))
 
 
-def _sincos_domain(fn, x):
-    """numpy's sin/cos, NaN beyond |x| = 2**20 (float32) or 2**47 (float64), as graphc documents."""
+def _sincos_domain(fn, x, far=None):
+    """numpy's sin/cos, NaN beyond |x| = 2**20 (float32) or 2**47 (float64), as graphc documents.
+
+    sinc's argument is pi x; beyond the bound it is `far` (sin(pi (x mod 2)) / (pi x)).
+    """
     y = fn(x)
     bound = 2.0**20 if y.dtype == np.float32 else 2.0**47
-    return np.where(np.abs(x) <= bound, y, np.nan).astype(y.dtype)
+    with np.errstate(all="ignore"):
+        arg = x if far is None else np.pi * x
+        beyond = np.nan if far is None else far(x)
+        return np.where(np.abs(arg) <= bound, y, beyond).astype(y.dtype)
+
+
+def _sinc_far(x):
+    y = np.pi * x
+    return np.where(np.isfinite(y), np.sin(np.pi * np.fmod(x, 2)) / y, np.nan)
 
 
 def _ieee_zeros(fn, a, b):
