@@ -24,7 +24,7 @@ def build(batch: int, width: int):
     sizes = (784, width, width, 10)
     params = []
     for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-        params += [gc.Variable(rng.standard_normal((m, n)).astype(np.float32) * np.sqrt(2 / m), name=f"w{i}"),
+        params += [gc.Variable((rng.standard_normal((m, n)) * np.sqrt(2 / m)).astype(np.float32), name=f"w{i}"),
                    gc.Variable(np.zeros(n, np.float32), name=f"b{i}")]
     h = x
     for i in range(0, len(params), 2):

@@ -8,7 +8,7 @@ module's ``__all__`` and re-exported here.
 from . import distributed, linalg, nn, special, train
 from .autodiff import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
-from .errors import CheckpointError, DistributedError, DTypeError, FeedError, GraphcError, ShapeError
+from .errors import CheckpointError, DistributedError, DTypeError, FeedError, Float64Warning, GraphcError, ShapeError
 from .export import ExportedFunction, load_exported
 from .function import Function, function
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph

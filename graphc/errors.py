@@ -36,6 +36,10 @@ class DistributedError(GraphcError):
     """A collective across MPI ranks failed: a rank died, hung or built a different program."""
 
 
+class Float64Warning(UserWarning):
+    """float64 entered float32 arithmetic (numpy's promotion), and `gc.enable_x64` is off."""
+
+
 def user_location() -> str:
     """Return "file:line" of the innermost stack frame outside the graphc package."""
     frame = sys._getframe(1)

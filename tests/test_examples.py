@@ -16,6 +16,7 @@ def run(name: str, *args: str) -> str:
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--quick", *args], capture_output=True,
                           text=True, timeout=TIMEOUT, env=env, cwd=ROOT)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "Float64Warning" not in proc.stderr, f"{name} mixes float64 into float32:\n{proc.stderr}"
     return proc.stdout
 
 

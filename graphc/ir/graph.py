@@ -153,6 +153,7 @@ class Graph:
         self.adjoint: set[Tensor] = set() if keep_all else weakref.WeakSet()  # nodes autodiff built (backward)
         self._no_grad_depth = 0
         self._adjoint_depth = 0
+        self.warned_float64 = False  # float64 mixed into float32 arithmetic was reported (gc.enable_x64)
         self.composite: dict[Tensor, str] = {} if keep_all else weakref.WeakKeyDictionary()  # node -> the
         # composite function that built it
 

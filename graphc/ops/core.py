@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import itertools
+import os
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ..dtypes import as_dtype, as_shape, result_dtype, shape_str
-from ..errors import DTypeError, GraphcError, ShapeError, user_location
+from ..errors import DTypeError, Float64Warning, GraphcError, ShapeError, user_location
 from ..ir.graph import Const, Graph, Tensor, get_default_graph
 from .registry import OpDef, register
 
-__all__ = ["Variable", "constant", "placeholder"]
+__all__ = ["Variable", "constant", "enable_x64", "placeholder"]
+
+_x64 = [os.environ.get("GRAPHC_ENABLE_X64", "") not in ("", "0")]
+
+
+def enable_x64(enabled: bool = True) -> None:
+    """Declare float64 intentional (JAX's ``jax_enable_x64``; env ``GRAPHC_ENABLE_X64=1``).
+
+    graphc always computes float64 where numpy's promotion gives it; this switch only
+    silences the `Float64Warning` that float64 mixed into float32 arithmetic raises once per
+    graph (process-wide).
+    """
+    _x64[0] = bool(enabled)
 
 
 def _source_type(inputs: tuple, attrs: dict):
@@ -156,12 +170,28 @@ def promote(*values: Any) -> tuple[Tensor, ...]:
     """Convert operands to tensors of their common dtype, numpy-style (NEP 50)."""
     values = tuple(pack(v) if holds_tensor(v) else v for v in values)
     g = graph_of(*values)
+    weak = [_weak(v) for v in values]
     try:
-        dt = result_dtype(*(_weak(v) for v in values))
+        dt = result_dtype(*weak)
     except TypeError as exc:
         raise DTypeError(f"operands {values!r} have no common dtype") from exc
+    if dt == np.float64 and not _x64[0] and np.dtype(np.float32) in weak and not g.warned_float64:
+        _warn_float64(g, values, weak)
     return tuple(_cast_to(as_tensor(v, dtype=dt if not isinstance(v, Tensor) else None, graph=g), dt)
                  for v in values)
+
+
+def _warn_float64(g: Graph, values: tuple, weak: list) -> None:
+    """The once-per-graph warning that a float32 computation became float64."""
+    g.warned_float64 = True
+    wide = [v.name if isinstance(v, Tensor) else f"a {dt} array" for v, dt in zip(values, weak)
+            if isinstance(dt, np.dtype) and dt != np.float32]
+    loc = user_location()
+    filename, _, line = loc.rpartition(":")
+    warnings.warn_explicit(
+        f"float32 arithmetic with {', '.join(wide)} promotes to float64 (numpy's rule) at {loc}; make it "
+        "float32 (e.g. gc.Variable(np.zeros(shape, np.float32))), or call gc.enable_x64() if float64 is "
+        "intended (warned once per graph)", Float64Warning, filename or loc, int(line) if line.isdigit() else 0)
 
 
 def _cast_to(t: Tensor, dt: np.dtype) -> Tensor:

@@ -36,7 +36,7 @@ def test_matmul_with_a_scalar_is_an_error_as_in_numpy():
     with pytest.raises(gc.ShapeError, match="matmul: scalar operand"):
         gc.matmul(x, 2.0)
     with pytest.raises(gc.ShapeError, match="matmul: scalar operand"):
-        gc.constant(2.0) @ x
+        gc.constant(2.0, dtype=gc.float64) @ x
 
 
 @pytest.mark.parametrize("sa, sb", [((2, 3), (2, 3, 4)), ((2, 2, 3), (2, 3, 2)), ((), (2, 3))])

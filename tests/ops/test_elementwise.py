@@ -460,6 +460,7 @@ def test_gelu_forms_agree_with_scipy_definitions():
     (lambda f32, f64, i32: gc.where(i32 > 0, i32, f32), F64),
     (lambda f32, f64, i32: gc.abs(i32), I32),
 ])
+@pytest.mark.filterwarnings("ignore::graphc.errors.Float64Warning")  # the mixes are the point here
 def test_dtype_promotion_follows_numpy(build, expected):
     f32 = gc.placeholder(F32, (3,))
     f64 = gc.placeholder(F64, (3,))
