@@ -19,11 +19,11 @@ from ...dtypes import bool_
 from ...ir.graph import Tensor, attr_key
 from ...ops.registry import OpKind
 from ...ops.shape import broadcast_index
+from . import reductions
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, mem_type
 from .loops import PTR, FunctionBuilder
 from .parallel import MIN_PARALLEL_NS
-from .reductions import ReductionsMixin
 from .steps import Buffer, Kernel, KernelMode, View, numel
 
 
@@ -101,7 +101,7 @@ def kernel_rows(k: Kernel) -> int:
     return kept[0] if kept else 1
 
 
-class KernelCodegen(ReductionsMixin):
+class KernelCodegen:
     """Emits the function(s) for one kernel."""
 
     def __init__(self, module: ir.Module, k: Kernel):
@@ -131,16 +131,16 @@ class KernelCodegen(ReductionsMixin):
         space = k.shape if k.mode is KernelMode.MAP else k.root.inputs[0].shape
         per_row = element_ns(k) * numel(space) / max(rows, 1)
         if k.split:
-            self.emit_reduce_split()
+            reductions.emit_reduce_split(self)
             self.f.finish()
-            combine = self.emit_split_combine()
+            combine = reductions.emit_split_combine(self)
             return [Call(self.fn, self.bufs, k.split, per_row * rows / k.split), Call(combine, self.bufs, 1, None)]
         if k.mode is KernelMode.MAP:
             self.emit_map()
         elif k.mode is KernelMode.REDUCE_INNER:
-            self.emit_reduce_inner()
+            reductions.emit_reduce_inner(self)
         else:
-            self.emit_reduce_outer()
+            reductions.emit_reduce_outer(self)
         self.f.finish()
         return [Call(self.fn, self.bufs, rows, None if k.mode is KernelMode.REDUCE_OUTER else per_row)]
 

@@ -1,4 +1,4 @@
-"""Reduction loop nests, mixed into `KernelCodegen`.
+"""Reduction loop nests: functions of a `KernelCodegen` (`cg`), which calls them for reduce kernels.
 
 * reduce-inner (the innermost live input dim is reduced): loops over the kept dims, an
   accumulator in registers, the reduced dims inside. Floating sums add blocks of `BLOCK`
@@ -33,215 +33,220 @@ BLOCK = 1024
 REASSOC = ("reassoc", "contract")
 
 
-class ReductionsMixin:
-    """Reduction emitters; the host class provides the kernel, builder, emitter and loops."""
+def reduce_parts(cg: Any) -> tuple[Tensor, tuple[int, ...], list[int], list[int]]:
+    root = cg.k.root
+    x = root.inputs[0]
+    axes = root.attrs["axis"]
+    kept = [a for a in range(x.ndim) if a not in axes]
+    return x, axes, kept, list(axes)
 
-    def reduce_parts(self) -> tuple[Tensor, tuple[int, ...], list[int], list[int]]:
-        root = self.k.root
-        x = root.inputs[0]
-        axes = root.attrs["axis"]
-        kept = [a for a in range(x.ndim) if a not in axes]
-        return x, axes, kept, list(axes)
 
-    def out_index(self, idx: dict[int, Affine], kept: list[int], axes: tuple[int, ...]) -> tuple:
-        """The output index for an input index (keepdims puts 0 at reduced dims)."""
-        if self.k.root.attrs.get("keepdims"):
-            return tuple(Affine(0) if a in axes else idx[a] for a in range(self.k.root.inputs[0].ndim))
-        return tuple(idx[a] for a in kept)
+def out_index(cg: Any, idx: dict[int, Affine], kept: list[int], axes: tuple[int, ...]) -> tuple:
+    """The output index for an input index (keepdims puts 0 at reduced dims)."""
+    if cg.k.root.attrs.get("keepdims"):
+        return tuple(Affine(0) if a in axes else idx[a] for a in range(cg.k.root.inputs[0].ndim))
+    return tuple(idx[a] for a in kept)
 
-    def reduced_linear(self, idx: dict[int, Affine], x: Tensor, axes: tuple[int, ...]) -> Any:
-        """Row-major position of the reduced coordinates (argmax/argmin results)."""
-        strides = row_major_strides([x.shape[a] for a in axes])
-        acc: Any = Affine(0)
-        for a, s in zip(axes, strides):
-            acc = self.em.add(acc, self.em.mul(idx[a], Affine(s)))
-        return acc
 
-    def reduce_roots(self) -> list[tuple[Tensor, View, Any]]:
-        """(node, out, scratch) of the kernel's reductions: its root and reducing extras."""
-        k = self.k
-        more = [(e.node, e.out, e.scratch) for e in k.more if e.node.opdef.kind is OpKind.REDUCE]
-        return [(k.root, k.out, k.scratch), *more]
+def reduced_linear(cg: Any, idx: dict[int, Affine], x: Tensor, axes: tuple[int, ...]) -> Any:
+    """Row-major position of the reduced coordinates (argmax/argmin results)."""
+    strides = row_major_strides([x.shape[a] for a in axes])
+    acc: Any = Affine(0)
+    for a, s in zip(axes, strides):
+        acc = cg.em.add(acc, cg.em.mul(idx[a], Affine(s)))
+    return acc
 
-    def store_maps(self, ix: tuple) -> None:
-        """Store the kernel's map results (extras over the iteration space) at index `ix`."""
-        for extra in self.k.more:
-            if extra.node.opdef.kind is not OpKind.REDUCE:
-                self.store(extra.out, ix, extra.node.shape, self.value(extra.node, ix))
 
-    def emit_reduce_inner(self) -> None:
-        f = self.f
-        x, axes, kept, red = self.reduce_parts()
-        roots = self.reduce_roots()
-        accs = [Accumulator(self, r.opdef.reduce, r.inputs[0].dtype) for r, _, _ in roots]
-        live_red = [a for a in red if x.shape[a] != 1]
-        blocked = any(a.block is not None for a in accs) and live_red and x.shape[live_red[-1]] > 1
-        block_vid = x.ndim
+def reduce_roots(cg: Any) -> list[tuple[Tensor, View, Any]]:
+    """(node, out, scratch) of the kernel's reductions: its root and reducing extras."""
+    k = cg.k
+    more = [(e.node, e.out, e.scratch) for e in k.more if e.node.opdef.kind is OpKind.REDUCE]
+    return [(k.root, k.out, k.scratch), *more]
 
-        def element(idx: dict[int, Affine]) -> None:
-            ix = tuple(idx[a] for a in range(x.ndim))
-            for (r, _, _), acc in zip(roots, accs):
-                acc.add(self.value(r.inputs[0], ix), self.reduced_linear(idx, x, axes))
-            self.store_maps(ix)
-            self.memo.clear()
 
-        def inner(idx: dict[int, Affine]) -> None:
-            rest = [(a, x.shape[a]) for a in red if a != (live_red[-1] if blocked else None)]
-            if not blocked:
-                self.nest(rest, lambda i2: element({**idx, **i2}), outer_range=False)
+def store_maps(cg: Any, ix: tuple) -> None:
+    """Store the kernel's map results (extras over the iteration space) at index `ix`."""
+    for extra in cg.k.more:
+        if extra.node.opdef.kind is not OpKind.REDUCE:
+            cg.store(extra.out, ix, extra.node.shape, cg.value(extra.node, ix))
+
+
+def emit_reduce_inner(cg: Any) -> None:
+    f = cg.f
+    x, axes, kept, red = reduce_parts(cg)
+    roots = reduce_roots(cg)
+    accs = [Accumulator(cg, r.opdef.reduce, r.inputs[0].dtype) for r, _, _ in roots]
+    live_red = [a for a in red if x.shape[a] != 1]
+    blocked = any(a.block is not None for a in accs) and live_red and x.shape[live_red[-1]] > 1
+    block_vid = x.ndim
+
+    def element(idx: dict[int, Affine]) -> None:
+        ix = tuple(idx[a] for a in range(x.ndim))
+        for (r, _, _), acc in zip(roots, accs):
+            acc.add(cg.value(r.inputs[0], ix), reduced_linear(cg, idx, x, axes))
+        store_maps(cg, ix)
+        cg.memo.clear()
+
+    def inner(idx: dict[int, Affine]) -> None:
+        rest = [(a, x.shape[a]) for a in red if a != (live_red[-1] if blocked else None)]
+        if not blocked:
+            cg.nest(rest, lambda i2: element({**idx, **i2}), outer_range=False)
+            return
+        last = live_red[-1]
+        n = x.shape[last]
+
+        def blocks(i2: dict[int, Affine]) -> None:
+            nblocks = math.ceil(n / BLOCK)
+            if nblocks == 1:
+                for acc in accs:
+                    acc.start_block()
+                cg.nest([(last, n)], lambda i3: element({**idx, **i2, **i3}), outer_range=False)
+                for acc in accs:
+                    acc.end_block()
                 return
-            last = live_red[-1]
-            n = x.shape[last]
+            cg.ranges[block_vid] = nblocks
+            with f.loop(0, nblocks, "blk") as blk:
+                cg.loopvars[block_vid] = blk
+                start = f.b.mul(blk, ir.Constant(I64, BLOCK), flags=("nsw",))
+                stop = f.b.add(start, ir.Constant(I64, BLOCK), flags=("nsw",))
+                stop = f.b.select(f.b.icmp_signed("<", stop, ir.Constant(I64, n)), stop, ir.Constant(I64, n))
+                for acc in accs:
+                    acc.start_block()
+                cg.ranges[last] = n
+                with f.loop(start, stop, "j") as j:
+                    cg.loopvars[last] = j
+                    element({**idx, **i2, last: Affine.var(last)})
+                for acc in accs:
+                    acc.end_block()
+        cg.nest(rest, blocks, outer_range=False)
 
-            def blocks(i2: dict[int, Affine]) -> None:
-                nblocks = math.ceil(n / BLOCK)
-                if nblocks == 1:
-                    for acc in accs:
-                        acc.start_block()
-                    self.nest([(last, n)], lambda i3: element({**idx, **i2, **i3}), outer_range=False)
-                    for acc in accs:
-                        acc.end_block()
-                    return
-                self.ranges[block_vid] = nblocks
-                with f.loop(0, nblocks, "blk") as blk:
-                    self.loopvars[block_vid] = blk
-                    start = f.b.mul(blk, ir.Constant(I64, BLOCK), flags=("nsw",))
-                    stop = f.b.add(start, ir.Constant(I64, BLOCK), flags=("nsw",))
-                    stop = f.b.select(f.b.icmp_signed("<", stop, ir.Constant(I64, n)), stop, ir.Constant(I64, n))
-                    for acc in accs:
-                        acc.start_block()
-                    self.ranges[last] = n
-                    with f.loop(start, stop, "j") as j:
-                        self.loopvars[last] = j
-                        element({**idx, **i2, last: Affine.var(last)})
-                    for acc in accs:
-                        acc.end_block()
-            self.nest(rest, blocks, outer_range=False)
+    def per_output(idx: dict[int, Affine]) -> None:
+        for acc in accs:
+            acc.init()
+        inner(idx)
+        for (r, out, _), acc in zip(roots, accs):
+            cg.store(out, out_index(cg, idx, kept, axes), r.shape, acc.result(r.dtype))
 
-        def per_output(idx: dict[int, Affine]) -> None:
-            for acc in accs:
-                acc.init()
-            inner(idx)
-            for (r, out, _), acc in zip(roots, accs):
-                self.store(out, self.out_index(idx, kept, axes), r.shape, acc.result(r.dtype))
+    if kept:
+        cg.nest([(a, x.shape[a]) for a in kept], per_output, outer_range=True)
+    else:
+        cg.guarded(lambda: per_output({}))
 
-        if kept:
-            self.nest([(a, x.shape[a]) for a in kept], per_output, outer_range=True)
+
+def emit_reduce_split(cg: Any) -> None:
+    """Rows are the parts of one long reduced dim; each part's results go to scratch."""
+    k, f = cg.k, cg.f
+    x = k.root.inputs[0]
+    (r,) = [a for a, d in enumerate(x.shape) if d != 1]
+    n, parts = x.shape[r], k.split
+    roots = reduce_roots(cg)
+    accs = [Accumulator(cg, node.opdef.reduce, node.inputs[0].dtype) for node, _, _ in roots]
+    cg.ranges[r] = n
+    with f.loop(cg.begin, cg.end, "part") as c:
+        start = f.b.sdiv(f.b.mul(c, ir.Constant(I64, n)), ir.Constant(I64, parts))
+        stop = f.b.sdiv(f.b.mul(f.b.add(c, ir.Constant(I64, 1)), ir.Constant(I64, n)), ir.Constant(I64, parts))
+        for acc in accs:
+            acc.init()
+
+        def elements(lo: ir.Value, hi: ir.Value) -> None:
+            with f.loop(lo, hi, "j") as j:
+                cg.loopvars[r] = j
+                ix = tuple(Affine.var(r) if a == r else Affine(0) for a in range(x.ndim))
+                for (node, _, _), acc in zip(roots, accs):
+                    acc.add(cg.value(node.inputs[0], ix), None)
+                store_maps(cg, ix)
+                cg.memo.clear()
+
+        if all(acc.block is None for acc in accs):
+            elements(start, stop)
         else:
-            self.guarded(lambda: per_output({}))
+            nblocks = f.b.sdiv(f.b.add(f.b.sub(stop, start), ir.Constant(I64, BLOCK - 1)), ir.Constant(I64, BLOCK))
+            with f.loop(0, nblocks, "blk") as blk:
+                lo = f.b.add(start, f.b.mul(blk, ir.Constant(I64, BLOCK)))
+                hi = f.b.add(lo, ir.Constant(I64, BLOCK))
+                hi = f.b.select(f.b.icmp_signed("<", hi, stop), hi, stop)
+                for acc in accs:
+                    acc.start_block()
+                elements(lo, hi)
+                for acc in accs:
+                    acc.end_block()
+        for (_, _, scratch), acc in zip(roots, accs):
+            cg.store(View(scratch, 0, (1,)), (c,), (parts,), f.b.load(acc.slot))
 
-    def emit_reduce_split(self) -> None:
-        """Rows are the parts of one long reduced dim; each part's results go to scratch."""
-        k, f = self.k, self.f
-        x = k.root.inputs[0]
-        (r,) = [a for a, d in enumerate(x.shape) if d != 1]
-        n, parts = x.shape[r], k.split
-        roots = self.reduce_roots()
-        accs = [Accumulator(self, node.opdef.reduce, node.inputs[0].dtype) for node, _, _ in roots]
-        self.ranges[r] = n
-        with f.loop(self.begin, self.end, "part") as c:
-            start = f.b.sdiv(f.b.mul(c, ir.Constant(I64, n)), ir.Constant(I64, parts))
-            stop = f.b.sdiv(f.b.mul(f.b.add(c, ir.Constant(I64, 1)), ir.Constant(I64, n)), ir.Constant(I64, parts))
-            for acc in accs:
-                acc.init()
 
-            def elements(lo: ir.Value, hi: ir.Value) -> None:
-                with f.loop(lo, hi, "j") as j:
-                    self.loopvars[r] = j
-                    ix = tuple(Affine.var(r) if a == r else Affine(0) for a in range(x.ndim))
-                    for (node, _, _), acc in zip(roots, accs):
-                        acc.add(self.value(node.inputs[0], ix), None)
-                    self.store_maps(ix)
-                    self.memo.clear()
+def emit_split_combine(cg: Any) -> ir.Function:
+    """Combine the parts of a split reduction (in part order) into the outputs."""
+    k = cg.k
+    g = FunctionBuilder(cg.fn.module, k.name + "_combine", [PTR] * len(cg.bufs) + [I64, I64])
+    g.fn.attributes.add("noinline")
+    ptr = dict(zip(cg.bufs, g.args))
+    em = LLVMEmitter(g.b, {}, {})
+    for node, out, scratch in reduce_roots(cg):
+        dtype = scratch.dtype
 
-            if all(acc.block is None for acc in accs):
-                elements(start, stop)
-            else:
-                nblocks = f.b.sdiv(f.b.add(f.b.sub(stop, start), ir.Constant(I64, BLOCK - 1)), ir.Constant(I64, BLOCK))
-                with f.loop(0, nblocks, "blk") as blk:
-                    lo = f.b.add(start, f.b.mul(blk, ir.Constant(I64, BLOCK)))
-                    hi = f.b.add(lo, ir.Constant(I64, BLOCK))
-                    hi = f.b.select(f.b.icmp_signed("<", hi, stop), hi, stop)
-                    for acc in accs:
-                        acc.start_block()
-                    elements(lo, hi)
-                    for acc in accs:
-                        acc.end_block()
-            for (_, _, scratch), acc in zip(roots, accs):
-                self.store(View(scratch, 0, (1,)), (c,), (parts,), f.b.load(acc.slot))
+        def part(i: ir.Value, scratch=scratch, dtype=dtype) -> ir.Value:
+            ety = mem_type(dtype)
+            v = g.b.load(g.b.gep(ptr[scratch], [i], inbounds=True, source_etype=ety), typ=ety)
+            return g.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0)) if dtype == bool_ else v
 
-    def emit_split_combine(self) -> ir.Function:
-        """Combine the parts of a split reduction (in part order) into the outputs."""
-        k = self.k
-        g = FunctionBuilder(self.fn.module, k.name + "_combine", [PTR] * len(self.bufs) + [I64, I64])
-        g.fn.attributes.add("noinline")
-        ptr = dict(zip(self.bufs, g.args))
-        em = LLVMEmitter(g.b, {}, {})
-        for node, out, scratch in self.reduce_roots():
-            dtype = scratch.dtype
+        total = g.slot(reg_type(dtype), part(ir.Constant(I64, 0)))
+        with g.loop(1, k.split, "part") as c:
+            g.b.store(em.value(Accumulator.combine(em, node.opdef.reduce, g.b.load(total), part(c))), total)
+        out_dtype = out.buffer.dtype
+        result = em.value(em.cast(g.b.load(total), out_dtype))
+        if out_dtype == bool_:
+            result = g.b.zext(result, mem_type(bool_))
+        target = g.b.gep(ptr[out.buffer], [ir.Constant(I64, out.offset)], source_etype=mem_type(out_dtype))
+        g.b.store(result, target)
+    g.finish()
+    return g.fn
 
-            def part(i: ir.Value, scratch=scratch, dtype=dtype) -> ir.Value:
-                ety = mem_type(dtype)
-                v = g.b.load(g.b.gep(ptr[scratch], [i], inbounds=True, source_etype=ety), typ=ety)
-                return g.b.icmp_unsigned("!=", v, ir.Constant(v.type, 0)) if dtype == bool_ else v
 
-            total = g.slot(reg_type(dtype), part(ir.Constant(I64, 0)))
-            with g.loop(1, k.split, "part") as c:
-                g.b.store(em.value(Accumulator.combine(em, node.opdef.reduce, g.b.load(total), part(c))), total)
-            out_dtype = out.buffer.dtype
-            result = em.value(em.cast(g.b.load(total), out_dtype))
-            if out_dtype == bool_:
-                result = g.b.zext(result, mem_type(bool_))
-            target = g.b.gep(ptr[out.buffer], [ir.Constant(I64, out.offset)], source_etype=mem_type(out_dtype))
-            g.b.store(result, target)
-        g.finish()
-        return g.fn
-
-    def emit_reduce_outer(self) -> None:
-        k, f = self.k, self.f
-        x, axes, kept, _ = self.reduce_parts()
-        comb = k.root.opdef.reduce
-        n_out = numel(k.shape)
-        flat_out = View(k.out.buffer, 0, (1,))
-        acc_view = View(k.scratch, 0, (1,)) if k.scratch is not None else flat_out
-        acc_dtype = k.scratch.dtype if k.scratch is not None else k.out.buffer.dtype
+def emit_reduce_outer(cg: Any) -> None:
+    k, f = cg.k, cg.f
+    x, axes, kept, _ = reduce_parts(cg)
+    comb = k.root.opdef.reduce
+    n_out = numel(k.shape)
+    flat_out = View(k.out.buffer, 0, (1,))
+    acc_view = View(k.scratch, 0, (1,)) if k.scratch is not None else flat_out
+    acc_dtype = k.scratch.dtype if k.scratch is not None else k.out.buffer.dtype
+    if comb in ("argmax", "argmin"):
+        acc_dtype = x.dtype
+    init = Accumulator.initial(comb, acc_dtype)
+    with f.loop(0, n_out, "o") as o:
+        cg.store(acc_view, (o,), (n_out,), cg.em.const(init, acc_dtype))
         if comb in ("argmax", "argmin"):
-            acc_dtype = x.dtype
-        init = Accumulator.initial(comb, acc_dtype)
+            cg.store(flat_out, (o,), (n_out,), cg.em.const(0, int64))
+    out_strides = row_major_strides(k.shape)
+
+    def element(idx: dict[int, Affine]) -> None:
+        ix = tuple(idx[a] for a in range(x.ndim))
+        v = cg.value(x, ix)
+        o = Affine(0)
+        for pos, s in zip(out_index(cg, idx, kept, axes), out_strides):
+            o = o.add(pos.scale(s))
+        best = cg.load(acc_view, (o,), (n_out,))
+        if comb in ("argmax", "argmin"):
+            take = Accumulator.better(cg.em, comb, v, best)
+            cg.store(acc_view, (o,), (n_out,), cg.em.select(take, v, best))
+            old = cg.load(flat_out, (o,), (n_out,))
+            cg.store(flat_out, (o,), (n_out,), cg.em.select(take, cg.em.value(
+                reduced_linear(cg, idx, x, axes)), old))
+        else:
+            cg.store(acc_view, (o,), (n_out,), Accumulator.combine(cg.em, comb, best,
+                                                                     cg.em.cast(v, acc_dtype)))
+        cg.memo.clear()
+
+    cg.nest([(a, x.shape[a]) for a in range(x.ndim)], element, outer_range=False)
+    if k.scratch is not None and comb in ("sum", "prod"):
         with f.loop(0, n_out, "o") as o:
-            self.store(acc_view, (o,), (n_out,), self.em.const(init, acc_dtype))
-            if comb in ("argmax", "argmin"):
-                self.store(flat_out, (o,), (n_out,), self.em.const(0, int64))
-        out_strides = row_major_strides(k.shape)
-
-        def element(idx: dict[int, Affine]) -> None:
-            ix = tuple(idx[a] for a in range(x.ndim))
-            v = self.value(x, ix)
-            o = Affine(0)
-            for pos, s in zip(self.out_index(idx, kept, axes), out_strides):
-                o = o.add(pos.scale(s))
-            best = self.load(acc_view, (o,), (n_out,))
-            if comb in ("argmax", "argmin"):
-                take = Accumulator.better(self.em, comb, v, best)
-                self.store(acc_view, (o,), (n_out,), self.em.select(take, v, best))
-                old = self.load(flat_out, (o,), (n_out,))
-                self.store(flat_out, (o,), (n_out,), self.em.select(take, self.em.value(
-                    self.reduced_linear(idx, x, axes)), old))
-            else:
-                self.store(acc_view, (o,), (n_out,), Accumulator.combine(self.em, comb, best,
-                                                                         self.em.cast(v, acc_dtype)))
-            self.memo.clear()
-
-        self.nest([(a, x.shape[a]) for a in range(x.ndim)], element, outer_range=False)
-        if k.scratch is not None and comb in ("sum", "prod"):
-            with f.loop(0, n_out, "o") as o:
-                self.store(flat_out, (o,), (n_out,), self.load(acc_view, (o,), (n_out,)))
+            cg.store(flat_out, (o,), (n_out,), cg.load(acc_view, (o,), (n_out,)))
 
 
 class Accumulator:
     """A reduction accumulator held in stack slots (promoted to registers by LLVM)."""
 
-    def __init__(self, cg: ReductionsMixin, comb: str, in_dtype: np.dtype):
+    def __init__(self, cg: Any, comb: str, in_dtype: np.dtype):
         self.cg, self.comb, self.in_dtype = cg, comb, in_dtype
         f = cg.f
         self.is_float = in_dtype.kind == "f"
