@@ -71,11 +71,11 @@ class Session:
         Waits for runs in flight that use variables; runs that start later (and
         `variable_value`) raise GraphcError("this session is closed").
         """
-        self._closed = True  # new runs refuse at once, so waiting for the lock cannot starve
-        with self._state.write():
-            with self._lock:
-                self._requests.clear()
-                self._values.clear()
+        self._closed = True
+        self._state.shut()  # new runs refuse at once (also compiled fast paths); waits for runs in flight
+        with self._lock:
+            self._requests.clear()
+            self._values.clear()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -262,6 +262,7 @@ class _ReadWriteLock:
         self._readers = 0
         self._writer = False
         self._waiting = 0
+        self._shut = False
 
     def read(self) -> _Held:
         return _Held(self, False)
@@ -271,6 +272,8 @@ class _ReadWriteLock:
 
     def acquire(self, write: bool) -> None:
         with self._mutex:
+            if self._shut:
+                raise GraphcError("this session is closed")
             if not self._writer and not (write and self._readers):
                 if write:
                     self._writer = True
@@ -279,13 +282,25 @@ class _ReadWriteLock:
                 return
         with self._cond:
             self._waiting += 1
-            while self._writer or (write and self._readers):
+            while (self._writer or (write and self._readers)) and not self._shut:
                 self._cond.wait()
             self._waiting -= 1
+            if self._shut:
+                raise GraphcError("this session is closed")
             if write:
                 self._writer = True
             else:
                 self._readers += 1
+
+    def shut(self) -> None:
+        """Refuse every later acquire, then wait until the runs holding the lock release it."""
+        with self._cond:
+            self._shut = True
+            self._cond.notify_all()
+            while self._writer or self._readers:
+                self._waiting += 1
+                self._cond.wait()
+                self._waiting -= 1
 
     def release(self, write: bool) -> None:
         with self._mutex:
