@@ -22,12 +22,14 @@ from .ir.graph import Tensor
 from .layers import dense  # creates variables, so it lives in graphc/layers.py
 from .ops import elementwise as ew
 from .ops import shape as shp
+from .ops.conv import conv1d, conv2d, conv2d_transpose
 from .ops.core import as_tensor, promote
 from .ops.reduce import max as reduce_max
 from .ops.reduce import mean, sum
 from .ops.state import stop_gradient
 
-__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mse", "dense"]
+__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mse", "dense",
+           "conv1d", "conv2d", "conv2d_transpose"]
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -3,6 +3,7 @@
 from . import (  # noqa: F401
     collective,
     contract,
+    conv,
     core,
     create,
     elementwise,
@@ -18,4 +19,5 @@ from . import (  # noqa: F401
     special,
     state,
     ufuncs,
+    window,
 )

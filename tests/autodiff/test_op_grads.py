@@ -283,6 +283,14 @@ CASES: dict[str, list[Case]] = {
                         Case(lambda x: gc.take_along_axis(x, np.array([[0, 0, 1]]), axis=-1), [(3, 2)])],
     "permute": [Case(lambda x: gc.sort(x, axis=0), [(4, 2)], order=2),
                 Case(lambda x: make("permute", x, gc.constant(np.array([[2, 0, 1], [0, 1, 2]])), axis=1), [(2, 3)])],
+    # sliding windows (graphc/ops/window.py): the cases go through conv2d, conv1d, pooling
+    "conv_patches": [Case(lambda x, w: gc.nn.conv2d(x, w, strides=(2, 1), padding="SAME", dilations=(1, 2)),
+                          [(2, 5, 4, 3), (2, 3, 3, 2)], order=2),
+                     Case(lambda x, w: gc.nn.conv1d(x, w, padding=[(2, 1)], groups=2), [(1, 6, 4), (3, 2, 4)])],
+    "conv_patches_t": [Case(lambda x, w: gc.nn.conv2d_transpose(x, w, strides=2, padding="SAME"),
+                            [(1, 3, 2, 2), (3, 2, 3, 2)], order=2),
+                       Case(lambda x: make("conv_patches_t", x, window=(2,), strides=(3,), dilation=(2,),
+                                           padding=((1, 2),), in_shape=(7,)), [(2, 3, 2, 1)])],
     # autodiff's own op
     "custom_vjp": [Case(_exp_with_custom_vjp, [(3,)], order=2)],
 }

@@ -118,3 +118,30 @@ def test_float32_sum_of_1e7_is_accurate():
         cols = sess.run(gc.sum(gc.reshape(x, (-1, 10)), axis=0), {x: xv})
     exact_cols = xv.astype(np.float64).reshape(-1, 10).sum(axis=0)
     np.testing.assert_allclose(cols, exact_cols, rtol=1e-6)
+
+
+WINDOW_GRAPHS = {  # sliding-window kernels (im2col with padding, col2im with strides) and their gradients
+    "conv-same": lambda x, w: gc.nn.conv2d(x, w, strides=(2, 1), padding="SAME", dilations=(1, 2)),
+    "conv-explicit": lambda x, w: gc.nn.conv2d(x, w, padding=[(2, 3), (1, 1)]),
+    "conv-transpose": lambda x, w: gc.nn.conv2d_transpose(x, gc.transpose(w, (0, 1, 3, 2)), strides=(3, 2),
+                                                          padding="SAME"),
+    "conv-grads": lambda x, w: gc.concatenate([gc.reshape(g, (-1,)) for g in gc.gradients(
+        gc.sum(gc.nn.conv2d(x, w, strides=2, padding="SAME") ** 2), [x, w])]),
+}
+
+
+@pytest.mark.parametrize("spatial", [(1, 1), (5, 7)])
+def test_window_kernels_against_guard_pages(spatial):
+    rng = np.random.default_rng(sum(spatial))
+    x = gc.placeholder(gc.float32, (None, *spatial, 3), name="x")
+    w = gc.placeholder(gc.float32, (2, 3, 3, 5), name="w")
+    fetches = {name: build(x, w) for name, build in WINDOW_GRAPHS.items()}
+    xv = rng.standard_normal((2, *spatial, 3)).astype(np.float32)
+    wv = rng.standard_normal((2, 3, 3, 5)).astype(np.float32)
+    want = gc.Session(backend="reference").run(fetches, {x: xv, w: wv})
+    guard = Guarded()
+    for at_end in (True, False):
+        with gc.Session(backend="llvm") as sess:
+            got = sess.run(fetches, {x: guard.array(xv, at_end), w: guard.array(wv, at_end)})
+        for name in fetches:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4, err_msg=name)

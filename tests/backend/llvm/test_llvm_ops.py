@@ -276,6 +276,14 @@ CASES: dict[str, list[Case]] = {
     "pad": [Case(lambda x: gc.pad(x, ((1, 2), (0, 1))), [(2, 3)], NUMERIC + (B,)),
             Case(lambda x: gc.pad(x, 2, constant_values=-1.5), [(3,)], FLOATS)],
     "custom_vjp": [Case(_custom_exp, [(3,)], FLOATS)],
+    "conv_patches": [Case(lambda x, w: gc.nn.conv2d(x, w, strides=(2, 1), padding="SAME", dilations=(1, 2)),
+                          [(2, 5, 7, 3), (2, 3, 3, 5)], FLOATS),
+                     Case(lambda x: make("conv_patches", x, window=(3,), strides=(2,), dilation=(1,), padding=((2, 3),),
+                                         pad_value=-np.inf), [(2, 5, 3)], FLOATS)],
+    "conv_patches_t": [Case(lambda x, w: gc.nn.conv2d_transpose(x, w, strides=(2, 3), padding=[(1, 0), (2, 1)]),
+                            [(2, 3, 4, 3), (3, 4, 2, 3)], FLOATS),
+                       Case(lambda x: make("conv_patches_t", x, window=(2,), strides=(3,), dilation=(2,),
+                                           padding=((1, 2),), in_shape=(7,)), [(2, 3, 2, 1)], FLOATS)],
     # matrix products
     # collectives (a world of one here; tests/distributed runs them across ranks)
     "allreduce": [Case(lambda x: gc.distributed.allreduce(x * 2, op="sum"), [(3, 4)], NUMERIC),
