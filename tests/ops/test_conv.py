@@ -115,13 +115,19 @@ def test_table_matches_numpy(backend, dtype):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol, err_msg=label)
 
 
-def test_transpose_is_the_input_gradient_of_conv2d():
-    rng = np.random.default_rng(1)
+def _transposes(seed):
+    """Per TRANSPOSE row: (strides, padding, dilation, input x, filter w, placeholder for x, its transpose)."""
+    rng = np.random.default_rng(seed)
     for spatial, window, strides, dilation, padding, out_shape in TRANSPOSE:
         x = rng.standard_normal((2, *spatial, 3))
         w = rng.standard_normal((*window, 2, 3))
         xp = gc.placeholder(F64, x.shape)
         y = gc.nn.conv2d_transpose(xp, w, out_shape, strides=strides, padding=padding, dilations=dilation)
+        yield strides, padding, dilation, x, w, xp, y
+
+
+def test_transpose_is_the_input_gradient_of_conv2d():
+    for strides, padding, dilation, x, w, xp, y in _transposes(1):
         z = gc.placeholder(F64, y.shape)
         (gz,) = gc.gradients(gc.nn.conv2d(z, w, strides, padding, dilation), [z], grad_ys=xp)
         a, b = gc.Session(backend="llvm").run([y, gz], {xp: x, z: np.zeros(y.shape)})
@@ -223,12 +229,7 @@ def test_against_jax_conv_general_dilated(fmt):
 def test_transpose_against_jax():
     jax = _jax()
     from jax import lax
-    rng = np.random.default_rng(4)
-    for spatial, window, strides, dilation, padding, out_shape in TRANSPOSE:
-        x = rng.standard_normal((2, *spatial, 3))
-        w = rng.standard_normal((*window, 2, 3))
-        xp = gc.placeholder(F64, x.shape)
-        y = gc.nn.conv2d_transpose(xp, w, out_shape, strides=strides, padding=padding, dilations=dilation)
+    for strides, padding, dilation, x, w, xp, y in _transposes(4):
         z0 = np.zeros(y.shape)
         _, pull = jax.vjp(lambda z: lax.conv_general_dilated(z, w, strides, padding, rhs_dilation=dilation,
                                                              dimension_numbers=("NHWC", "HWIO", "NHWC")), z0)
