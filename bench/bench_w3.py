@@ -1,8 +1,8 @@
 """W3: y = x*w + b on 4-element float32 vectors: microseconds per run, value and value+grad.
 
 x is fed on every run; w and b are variables (session state). The gradient is that of
-sum(y) with respect to w and b. Target (issue 4): a graphc `run` within 3x of numpy's own
-time for the same tiny expression.
+sum(y) with respect to w and b. Targets (issue 11): `Session.run` within 2x of numpy's own
+time for the same tiny expression, `gc.function` (w and b as variables) within 1.2x.
 """
 
 from __future__ import annotations
@@ -39,6 +39,16 @@ def graphc_timing(gc, grad: bool, args):
         sess = gc.Session()
         check("graphc", sess.run(fetches, {x: X}), numpy_value_grad(X) if grad else [numpy_value(X)])
         return measure(lambda: sess.run(fetches, {x: X}), args.repeat, args.target)
+
+
+def function_timing(gc, grad: bool, args):
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, (4,), name="x")
+        w, b = gc.Variable(W, name="w"), gc.Variable(B, name="b")
+        y = x * w + b
+        f = gc.function([x], [y, *gc.gradients(gc.sum(y), [w, b])] if grad else y)
+        check("gc.function", f(X) if grad else [f(X)], numpy_value_grad(X) if grad else [numpy_value(X)])
+        return measure(lambda: f(X), args.repeat, args.target)
 
 
 def jax_timing(jax, grad: bool, args):
@@ -81,7 +91,8 @@ def main() -> None:
     for grad in (False, True):
         fn = numpy_value_grad if grad else numpy_value
         results = {"numpy": measure(lambda: fn(X), args.repeat, args.target)}
-        results[f"graphc ({backend})"] = attempt(lambda: graphc_timing(gc, grad, args)) if gc else backend
+        results[f"graphc Session.run ({backend})"] = attempt(lambda: graphc_timing(gc, grad, args)) if gc else backend
+        results[f"graphc gc.function ({backend})"] = attempt(lambda: function_timing(gc, grad, args)) if gc else backend
         results["jax.jit"] = attempt(lambda: jax_timing(jax, grad, args)) if jax else "not installed"
         results["torch eager"] = attempt(lambda: torch_timing(torch, grad, args)) if torch else "not installed"
         print(table(f"W3 y = x*w + b, 4 float32, {'value + grad' if grad else 'value'}, per run",
