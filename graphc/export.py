@@ -22,7 +22,6 @@ import json
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 
 from . import manifest as mf
 from .errors import FeedError, GraphcError
+from .runtime.executable import Executable, VariableStore
 from .runtime.feeds import convert_feed
 from .version import __version__
 
@@ -190,7 +190,7 @@ def _manifest(name: str, args: list, variants: list, layout: list, state: bytes,
     manifest = {"format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "name": name,
                 "graphc_version": __version__, "target": {"cpu": cpu, "features": features},
                 "files": {"library": f"lib{name}.so", "header": f"{name}.h", "state": f"{name}.state.bin"},
-                "single_output": fn._single, "function": name, **roles, "signatures": signatures,
+                "single_output": fn.single_output, "function": name, **roles, "signatures": signatures,
                 "workspace_bytes": workspace_size(variants), "state_file": mf.digest(state)}
     manifest["abi_hash"] = mf.abi_hash(manifest)
     return manifest
@@ -248,14 +248,11 @@ class ExportedFunction:
         argtypes: list[Any] = []
         for spec in self.inputs + self.state_specs + self.outputs:
             argtypes += [ctypes.c_void_p] + [ctypes.c_int64] * len(spec.shape)
-        self._fn = _symbol(self.library, name, ctypes.c_int, argtypes + [ctypes.c_void_p, ctypes.c_size_t])
+        entry = _symbol(self.library, name, ctypes.c_int, argtypes + [ctypes.c_void_p, ctypes.c_size_t])
         self.state = _load_state(directory / manifest["files"]["state"], manifest)
         self._by_inputs = {tuple(tuple(s) for s in sig["inputs"]): sig for sig in manifest["signatures"]}
         self._single = manifest["single_output"]
-        self._updated = [e["updated"] for e in manifest["state"]]
-        self._lock = threading.Lock() if any(self._updated) else None
-        self._workspace_bytes = manifest["workspace_bytes"]
-        self._workspaces: list[np.ndarray] = []
+        self._executable = Executable(_Library(self, entry), VariableStore(self.state))
         if blas not in ("auto", None):
             raise GraphcError(f"blas must be 'auto' or None, not {blas!r}")
         self.set_blas(*(_scipy_gemm() if blas == "auto" else (None, None)))
@@ -268,25 +265,6 @@ class ExportedFunction:
     def strerror(self, code: int) -> str:
         return self._strerror(code).decode()
 
-    def _state_arrays(self) -> list[np.ndarray]:
-        """The `state` arrays as the library needs them; an entry the user replaced with another
-        dtype or layout is converted (a copy, which then replaces it in `state`)."""
-        arrays = []
-        for spec, updated in zip(self.state_specs, self._updated):
-            a = self.state.get(spec.name)
-            if not (type(a) is np.ndarray and a.dtype == spec.dtype and a.shape == spec.shape
-                    and a.flags.c_contiguous and a.flags.aligned and (a.flags.writeable or not updated)):
-                if a is None:
-                    raise GraphcError(f"{self.name}: state[{spec.name!r}] is missing")
-                try:
-                    a = np.array(convert_feed(spec, a), order="C", copy=True)
-                except FeedError as exc:
-                    raise GraphcError(f"{self.name}: state[{spec.name!r}] was replaced by an unusable value: "
-                                      f"{str(exc).removeprefix('placeholder ')}") from None
-                self.state[spec.name] = a
-            arrays.append(a)
-        return arrays
-
     def __call__(self, *args: Any) -> Any:
         if self.trust_input:
             if len(args) != len(self.inputs):
@@ -294,31 +272,55 @@ class ExportedFunction:
             arrays = args
         else:
             arrays = check_arguments(self.name, self.inputs, args)
-        sig = self._by_inputs.get(tuple(a.shape for a in arrays))
-        if sig is None:
+        if tuple(a.shape for a in arrays) not in self._by_inputs:
             raise no_match(self.name, [a.shape for a in arrays], list(self._by_inputs))
-        outs = [np.empty(shape, spec.dtype) for spec, shape in zip(self.outputs, sig["outputs"])]
-        state = self._state_arrays()
+        outs = self._executable.run(arrays)
+        return outs[0] if self._single else outs
+
+
+class _Library:
+    """The exported C entry point as a program of the executable layer: `run` converts the
+    state arrays where needed and makes one ctypes call with the executable's workspace."""
+
+    def __init__(self, fn: ExportedFunction, entry: Any):
+        self.fn, self.entry_point = fn, entry
+        self.variables = [spec.name for spec in fn.state_specs]  # keys of the store's values (fn.state)
+        self.updated = [e["updated"] for e in fn.manifest["state"]]
+        self.writes = any(self.updated)
+        self.workspace_bytes = fn.manifest["workspace_bytes"]
+
+    def run(self, inputs: Sequence[np.ndarray], state: dict[str, np.ndarray], workspace: np.ndarray) -> list:
+        fn = self.fn
+        sig = fn._by_inputs[tuple(a.shape for a in inputs)]
+        outs = [np.empty(shape, spec.dtype) for spec, shape in zip(fn.outputs, sig["outputs"])]
         cargs: list[Any] = []
-        for a in list(arrays) + state + outs:
+        for a in list(inputs) + self._state_arrays(state) + outs:
             cargs.append(a.__array_interface__["data"][0])
             cargs += a.shape
-        try:
-            workspace = self._workspaces.pop()
-        except IndexError:
-            workspace = np.empty(self._workspace_bytes, np.uint8)
-        try:
-            cargs += [workspace.__array_interface__["data"][0] if workspace.size else None, workspace.size]
-            if self._lock is None:
-                rc = self._fn(*cargs)
-            else:
-                with self._lock:
-                    rc = self._fn(*cargs)
-        finally:
-            self._workspaces.append(workspace)
+        cargs += [workspace.__array_interface__["data"][0] if workspace.size else None, workspace.size]
+        rc = self.entry_point(*cargs)
         if rc:
-            raise GraphcError(f"{self.name} returned {rc}: {self.strerror(rc)}")
-        return outs[0] if self._single else outs
+            raise GraphcError(f"{fn.name} returned {rc}: {fn.strerror(rc)}")
+        return outs
+
+    def _state_arrays(self, state: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The state arrays as the library needs them; an entry the user replaced with another
+        dtype or layout is converted (a copy, which then replaces it in `state`)."""
+        arrays, name = [], self.fn.name
+        for spec, updated in zip(self.fn.state_specs, self.updated):
+            a = state.get(spec.name)
+            if not (type(a) is np.ndarray and a.dtype == spec.dtype and a.shape == spec.shape
+                    and a.flags.c_contiguous and a.flags.aligned and (a.flags.writeable or not updated)):
+                if a is None:
+                    raise GraphcError(f"{name}: state[{spec.name!r}] is missing")
+                try:
+                    a = np.array(convert_feed(spec, a), order="C", copy=True)
+                except FeedError as exc:
+                    raise GraphcError(f"{name}: state[{spec.name!r}] was replaced by an unusable value: "
+                                      f"{str(exc).removeprefix('placeholder ')}") from None
+                state[spec.name] = a
+            arrays.append(a)
+        return arrays
 
 
 def check_arguments(name: str, specs: Sequence[_Spec], args: tuple) -> tuple[np.ndarray, ...]:

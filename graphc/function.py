@@ -16,6 +16,7 @@ size there) and kept for the function's lifetime.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,8 +65,8 @@ class Function:
                  updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] | None = None,
                  options: CompileOptions | None = None, session: Any = None):
         self.inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        self._single = isinstance(outputs, Tensor)
-        self.outputs = [outputs] if self._single else list(outputs)
+        self.single_output = isinstance(outputs, Tensor)  # the call returns one array, not a list
+        self.outputs = [outputs] if self.single_output else list(outputs)
         self.options = options or CompileOptions()
         for t in self.inputs:
             if not isinstance(t, Tensor) or t.op != "placeholder":
@@ -132,7 +133,7 @@ class Function:
                     return out
             return self._call_checked(args)
         except KeyError:  # a variable missing from the session's values
-            if self.session._closed:
+            if self.session.closed:
                 raise GraphcError("the function's session is closed") from None
             raise
 
@@ -156,17 +157,14 @@ class Function:
         if len(args) != self._n:
             raise TypeError(f"function takes {self._n} input array(s), got {len(args)}")
         arrays = tuple(_exact(convert_feed(ph, a), np.dtype(ph.dtype)) for ph, a in zip(self.inputs, args))
-        program = self._runner(tuple(a.shape for a in arrays)).program
+        executable = self._runner(tuple(a.shape for a in arrays)).executable
         to = recording.targets(None if meta is None else RunOptions(trace=True), meta)
-        feeds = dict(zip(self.inputs, arrays))
-        session = self.session
-        if session._closed:
+        if self.session.closed:
             raise GraphcError("the function's session is closed")
-        with session._state.write() if self.assigns else session._state.read():
-            values = recording.traced_run(program, feeds, session._values, to)
+        values = executable.run(dict(zip(self.inputs, arrays)), functools.partial(recording.traced_run, to=to))
         fetches = list(dict.fromkeys(self.outputs))
         result = [values[fetches.index(t)] for t in self.outputs]
-        return result[0] if self._single else result
+        return result[0] if self.single_output else result
 
     def _runner(self, shapes: tuple[tuple[int, ...], ...]) -> _Runner:
         """The compiled program for these input shapes (compiled on first use)."""
@@ -240,113 +238,15 @@ def _exact(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 class _Runner:
-    """One compiled program and its two generated callers, `checked` and `trusted`.
-
-    A call allocates fresh outputs and makes one native call (`arraycall`) that checks the
-    arrays (`checked` only), builds the program's pointer table with its own arena, so
-    concurrent calls never share one, and runs the program.
-    """
+    """One compiled program, its executable and the executable's two generated callers,
+    `checked` and `trusted` (`Executable.callers`)."""
 
     def __init__(self, fn: Function, shapes: tuple[tuple[int, ...], ...]):
-        from .backend.llvm import arraycall
-        from .backend.llvm.codegen import table_bases
-        from .backend.llvm.parallel import get_pool
-        from .backend.llvm.program import _ffi as ffi
+        from .runtime.executable import Executable
 
         feed_shapes = {ph: s for ph, s in zip(fn.inputs, shapes) if ph in fn._used}
         fetches = list(dict.fromkeys(fn.outputs))
         self.program = program = compile_program(fetches, fn.assigns, feed_shapes, fn.options)
-        plan, bases = program.plan, table_bases(program.plan)
-        keys = [var for var, _ in program.var_slots]
-        variables = None
-        if keys:
-            session = fn.session
-            with session._lock:  # make sure the session holds every variable's array
-                held = [session._variable(var) for var in keys]
-            variables = (session._values, keys, session._state, bool(fn.assigns))
-        slot_of = dict(program.feed_slots)
-        args = [(slot_of.get(ph, -1), np.dtype(ph.dtype), s) for ph, s in zip(fn.inputs, shapes)]
-        # a session's arrays are never replaced: check them against their own dtype objects
-        args += [(slot, a.dtype, var.shape) for (var, slot), a in zip(program.var_slots, held if keys else ())]
-        args += [(slot, np.dtype(dtype), shape) for shape, dtype, slot in program.out_slots]
-        outputs = [(shape, np.dtype(dtype)) for shape, dtype, _ in program.out_slots]
-        index = [program.fetch_index[fetches.index(t)] for t in fn.outputs]
-        order = None if index == list(range(len(index))) else index
-        template = [0] * bases["size"]
-        for i, c in enumerate(plan.consts):
-            template[bases["const"] + i] = c.ctypes.data
-        if program.threads > 1:
-            template[bases["parallel_for"]] = get_pool(program.threads).parallel_for_address
-        arena = None
-        if plan.arena_bytes > arraycall.STACK_ARENA:
-            pool: list = []
-            arena = (pool.pop, pool.append, lambda: _arena(ffi, plan.arena_bytes))
-        if arraycall.struct_layout() is None:
-            caller = _BufferCaller(ffi, program, fn, args, outputs, order, template, bases, variables)
-            self.checked, self.trusted = caller.checked, caller.trusted
-            return
-        spec = ffi.new("int64_t[]", arraycall.spec_words(len(fn.inputs), template, bases["arena"], plan.arena_bytes,
-                                                          args))
-        self._keep = spec  # the constants it points at are kept by the program's plan
-        common = (ffi, program.compiled.address, spec, len(fn.inputs), outputs, order, fn._single)
-        self.checked = arraycall.build_caller(*common, True, MISS, arena, variables)
-        self.trusted = arraycall.build_caller(*common, False, MISS, arena, variables)
-
-
-def _arena(ffi: Any, nbytes: int) -> tuple:
-    """(array, its first 64-byte aligned address as a cdata pointer) with room for `nbytes`."""
-    from .passes.memory import ALIGNMENT
-
-    array = np.empty(nbytes + ALIGNMENT, np.uint8)
-    pointer = ffi.from_buffer(array)
-    return array, pointer + (-int(ffi.cast("uintptr_t", pointer)) % ALIGNMENT)
-
-
-class _BufferCaller:
-    """The same calls through ``ffi.from_buffer`` where numpy's struct layout is unknown."""
-
-    def __init__(self, ffi: Any, program: Any, fn: Function, args: list, outputs: list, order: list | None,
-                 template: list[int], bases: dict[str, int], variables: tuple | None):
-        self.ffi, self.fn, self.args, self.outputs, self.order = ffi, fn, args, outputs, order
-        self.template, self.arena_slot = template, bases["arena"]
-        self.entry = ffi.cast("void(*)(void**)", program.compiled.address)
-        self.arena_bytes = program.plan.arena_bytes
-        self.variables = variables
-
-    def checked(self, *arrays: np.ndarray) -> Any:
-        return self._call(arrays, True)
-
-    def trusted(self, *arrays: np.ndarray) -> Any:
-        return self._call(arrays, False)
-
-    def _call(self, arrays: tuple, check: bool) -> Any:
-        if len(arrays) != self.fn._n:
-            return MISS
-        if check:
-            for a, (_, dtype, shape) in zip(arrays, self.args):
-                if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape or not a.flags.c_contiguous:
-                    return MISS
-        ffi = self.ffi
-        table = ffi.new("void*[]", [ffi.cast("void*", w) for w in self.template])
-        outs = [np.empty(shape, dtype) for shape, dtype in self.outputs]
-        arena = _arena(ffi, self.arena_bytes)
-        table[self.arena_slot] = arena[1]
-        if self.variables:
-            values, keys, lock, write = self.variables
-            lock.acquire(write)
-            try:
-                self._run(table, list(arrays) + [values[k] for k in keys] + outs)
-            finally:
-                lock.release(write)
-        else:
-            self._run(table, list(arrays) + outs)
-        picks = self.order if self.order is not None else list(range(len(outs)))
-        result = [outs[i].copy() if i in picks[:k] else outs[i] for k, i in enumerate(picks)]
-        return result[0] if self.fn._single else result
-
-    def _run(self, table: Any, arrays: list[np.ndarray]) -> None:
-        hold = [self.ffi.from_buffer(a) for a in arrays]
-        for (slot, _, _), buf in zip(self.args, hold):
-            if slot >= 0:
-                table[slot] = buf
-        self.entry(table)
+        self.executable = Executable(program, fn.session.variable_store)
+        picks = [program.fetch_index[fetches.index(t)] for t in fn.outputs]
+        self.checked, self.trusted = self.executable.callers(fn.inputs, shapes, picks, fn.single_output, MISS)

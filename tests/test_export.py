@@ -76,6 +76,20 @@ def test_exported_results_match_in_process(mlp_export):
         loaded(_batch(8)[0], np.zeros(8, np.float32))
 
 
+def test_loaded_library_runs_through_the_executable_layer(mlp_export, monkeypatch):
+    """gc.load_exported is a front end of `Executable`, as Session.run and gc.function are."""
+    from graphc.runtime.executable import Executable
+
+    directory, fn = mlp_export
+    loaded = gc.load_exported(directory, "mlp")
+    calls = []
+    run = Executable.run
+    monkeypatch.setattr(Executable, "run", lambda self, *a: calls.append(self) or run(self, *a))
+    _close(loaded(*_batch(8)), fn(*_batch(8)))
+    (exe,) = calls
+    assert exe.store.values is loaded.state and exe.variables == ["w1", "b1", "w2"] and not exe.writes
+
+
 def test_int_feed_out_of_range_refused(mlp_export):
     directory, _ = mlp_export
     loaded = gc.load_exported(directory, "mlp")

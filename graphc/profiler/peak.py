@@ -73,6 +73,7 @@ def measure(threads: int) -> Peak:
     from ..ops.linalg import matmul
     from ..ops.state import assign
     from ..options import CompileOptions
+    from ..runtime.executable import Executable, VariableStore
 
     graph = Graph()
     with graph.as_default():
@@ -88,8 +89,9 @@ def measure(threads: int) -> Peak:
     update = LLVMProgram([], [triad], {b: b.shape, c: c.shape}, options)
     am = rng.random((GEMM_N, GEMM_N), np.float32)
     bv, cv, held = rng.random(TRIAD_N, np.float32), rng.random(TRIAD_N, np.float32), np.zeros(TRIAD_N, np.float32)
-    gemm_s = _best(lambda: gemm.run({a: am}, {}))
-    triad_s = _best(lambda: update.run({b: bv, c: cv}, {out: held}))
+    gemm_s = _best(lambda: Executable(gemm, None).call({a: am}, {}))
+    triad = Executable(update, VariableStore({out: held}))
+    triad_s = _best(lambda: triad.call({b: bv, c: cv}, {out: held}))
     return Peak(2.0 * GEMM_N**3 / gemm_s / 1e9, 3 * 4 * TRIAD_N / triad_s / 1e9, threads,
                 time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 

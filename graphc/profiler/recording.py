@@ -61,35 +61,37 @@ def targets(options: Any, run_metadata: Any) -> list[Profile]:
     return out
 
 
-def traced_run(program: Any, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray],
+def traced_run(executable: Any, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray],
                to: list[Profile]) -> list:
-    """Run `program` (an LLVMProgram or the session's reference run) traced; add the trace to `to`."""
+    """Run `executable` (of an LLVMProgram or a reference program) traced, with its variable
+    lock held; add the trace to `to`."""
     from ..backend.llvm.program import LLVMProgram
 
-    if isinstance(program, LLVMProgram):
-        outputs, run = _llvm_run(program, feeds, variables)
+    if isinstance(executable.program, LLVMProgram):
+        outputs, run = _llvm_run(executable, feeds, variables)
     else:
-        outputs, run = _reference_run(program, feeds, variables)
+        outputs, run = _reference_run(executable.program, feeds, variables)
     for prof in to:
         prof.add(run)
     return outputs
 
 
-def _llvm_run(program: Any, feeds: Mapping, variables: Mapping) -> tuple[list, RunTrace]:
+def _llvm_run(executable: Any, feeds: Mapping, variables: Mapping) -> tuple[list, RunTrace]:
+    program = executable.program
     with _lock:
         variant = _variants.get(program)
     if variant is None:
         from ..backend.llvm.trace import TracedProgram, step_facts
 
-        variant = (next(_ids), TracedProgram(program), step_facts(program))
+        variant = (next(_ids), executable.sibling(TracedProgram(program)), step_facts(program))
         with _lock:
             variant = _variants.setdefault(program, variant)
     ident, traced, facts = variant
     start = time.monotonic_ns()
-    outputs, raw = traced.run_traced(feeds, variables)
+    outputs, raw = traced.program.run_traced(lambda: traced.call(feeds, variables), traced.clear)
     end = time.monotonic_ns()
     steps = functools.partial(_llvm_steps, facts, raw)
-    return outputs, RunTrace("llvm", ident, start, end, steps, traced.threads, _thread_names(), raw.dropped)
+    return outputs, RunTrace("llvm", ident, start, end, steps, traced.program.threads, _thread_names(), raw.dropped)
 
 
 def _llvm_steps(facts: list[StepFacts], raw: Any) -> list[StepRecord]:
@@ -107,7 +109,7 @@ def _reference_run(program: Any, feeds: Mapping, variables: Mapping) -> tuple[li
             ident = _variants[program] = next(_ids)
     clock: list = []
     start = time.monotonic_ns()
-    outputs = program.run(feeds, variables, clock)
+    outputs = program.run(feeds, variables, clock=clock)
     end = time.monotonic_ns()
     thread = threading.get_ident()
     steps = [StepRecord(i, node_facts(node, args, value), thread, t0, t1)

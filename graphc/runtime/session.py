@@ -19,6 +19,7 @@ from ..ops.registry import OpKind
 from ..ops.state import check_single_assignments
 from ..options import CompileOptions
 from ..profiler import recording
+from .executable import Executable, VariableStore
 from .feeds import check_feeds
 from .fetches import flatten, unflatten
 from .lru import LRU
@@ -50,14 +51,12 @@ class Session:
             raise GraphcError(f"options must be a gc.CompileOptions, not {type(options).__name__}")
         self.options = options if threads is None else dataclasses.replace(options, threads=threads)
         self.threads = self.options.threads
-        self._values: dict[Tensor, np.ndarray] = {}
+        self._store = VariableStore()  # runs that assign variables exclude all other runs
         self._requests: dict[tuple[Tensor, ...], _Request] = {}
-        self._lock = threading.Lock()  # guards the dicts above
+        self._lock = threading.Lock()  # guards the dict above
         self._compile_lock = threading.Lock()
-        self._state = _ReadWriteLock()  # runs that assign variables exclude all other runs
         self._closed = False
-        for var in self.graph.variables:
-            self._values[var] = var.attrs["initial"].array.copy()
+        self._store.arrays(self.graph.variables)
 
     def __enter__(self) -> Session:
         return self
@@ -72,10 +71,19 @@ class Session:
         `variable_value`) raise GraphcError("this session is closed").
         """
         self._closed = True
-        self._state.shut()  # new runs refuse at once (also compiled fast paths); waits for runs in flight
+        self._store.close()  # new runs refuse at once (also compiled fast paths); waits for runs in flight
         with self._lock:
             self._requests.clear()
-            self._values.clear()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    @property
+    def variable_store(self) -> VariableStore:
+        """Where this session's variable values live (shared with the `gc.function`s built on it)."""
+        return self._store
 
     def _check_open(self) -> None:
         if self._closed:
@@ -101,18 +109,8 @@ class Session:
         feeds = req.fast_feeds(feed_dict)
         if feeds is None:
             feeds = check_feeds(feed_dict, self.graph, req.placeholders)
-        program = self._program(req, feeds)
-        run = program.run if trace is None else functools.partial(recording.traced_run, program, to=trace)
-        if not req.variables:
-            values = run(feeds, {})
-        else:
-            state, write = self._state, bool(req.assigns)
-            state.acquire(write)
-            try:
-                self._check_open()  # closed while this run waited for the lock
-                values = run(feeds, self._values)
-            finally:
-                state.release(write)
+        traced = None if trace is None else functools.partial(recording.traced_run, to=trace)
+        values = self._executable(req, feeds).run(feeds, traced)
         return values[0] if spec == 0 else unflatten(spec, values)
 
     def compile(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
@@ -124,7 +122,7 @@ class Session:
         self._check_open()
         outputs, _ = flatten(fetches)
         req = self._request_for(outputs)
-        return self._program(req, check_feeds(feed_dict, self.graph, req.placeholders))
+        return self._executable(req, check_feeds(feed_dict, self.graph, req.placeholders)).program
 
     def _request_for(self, outputs: list[Tensor]) -> _Request:
         key = tuple(outputs)
@@ -135,22 +133,20 @@ class Session:
                     raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
             req = _Request(outputs, self.options.program_cache)
             with self._lock:
-                for v in req.variables:
-                    self._variable(v)
                 self._requests[key] = req
         return req
 
-    def _program(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Any:
-        """The compiled program of a request for these feed shapes (compiled on first use)."""
+    def _executable(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Executable:
+        """The executable of a request for these feed shapes (compiled on first use)."""
         sig = tuple([feeds[p].shape for p in req.placeholders])
-        program = req.programs.get(sig)
-        if program is None:
+        exe = req.programs.get(sig)
+        if exe is None:
             with self._compile_lock:
-                program = req.programs.get(sig)
-                if program is None:
-                    program = self._compile(req, feeds)
-                    req.programs.put(sig, program)
-        return program
+                exe = req.programs.get(sig)
+                if exe is None:
+                    exe = Executable(self._compile(req, feeds), self._store)
+                    req.programs.put(sig, exe)
+        return exe
 
     def _compile(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Any:
         if self.backend == "reference":
@@ -160,18 +156,10 @@ class Session:
 
         return LLVMProgram(req.outputs, req.assigns, {p: feeds[p].shape for p in req.placeholders}, self.options)
 
-    def _variable(self, var: Tensor) -> np.ndarray:
-        value = self._values.get(var)
-        if value is None:  # created after the session started
-            value = self._values[var] = var.attrs["initial"].array.copy()
-        return value
-
     def variable_value(self, var: Tensor) -> np.ndarray:
         """A copy of a variable's current value in this session."""
         self._check_variable(var)
-        with self._state.read(), self._lock:
-            self._check_open()
-            return self._variable(var).copy()
+        return self._store.value(var)
 
     def set_variable_value(self, var: Tensor, value: Any) -> None:
         """Set a variable of this session's graph to `value` (its exact shape; an array of its dtype,
@@ -185,8 +173,7 @@ class Session:
         if arr.shape != var.shape:
             raise ShapeError(f"set_variable_value: {var.name} has shape {shape_str(var.shape)}, "
                              f"the value {shape_str(arr.shape)}")
-        with self._state.write(), self._lock:
-            np.copyto(self._variable(var), arr, casting="same_kind")
+        self._store.assign(var, arr)
 
     def _check_variable(self, var: Any) -> None:
         if self._closed:
@@ -237,6 +224,9 @@ class _ReferenceRun:
         self.n = len(req.outputs)
         self.assigned = [a.inputs[0] for a in req.assigns]
         self.program = ReferenceProgram(list(req.outputs) + req.assigns)
+        self.variables = [n for n in self.program.order if n.op == "variable"]
+        self.writes = bool(self.assigned)
+        self.workspace_bytes = 0
         collectives = [n for n in self.program.order if n.opdef.kind is OpKind.COLLECTIVE]
         if collectives:  # every rank must run the same collectives (checked at the first run)
             from .mpi_check import check_program
@@ -244,82 +234,10 @@ class _ReferenceRun:
             check_program(collectives)
 
     def run(self, feeds: Mapping[Tensor, np.ndarray], variables: Mapping[Tensor, np.ndarray],
-            clock: list | None = None) -> list:
+            workspace: np.ndarray | None = None, clock: list | None = None) -> list:
         values = self.program.run(feeds, variables, clock)
         results = [None if v is None else np.array(v, copy=True) for v in values[:self.n]]
         new = [np.array(v, dtype=var.dtype, copy=True) for var, v in zip(self.assigned, values[self.n:])]
         for var, value in zip(self.assigned, new):
             np.copyto(variables[var], value)
         return results
-
-
-class _ReadWriteLock:
-    """Many readers or one writer (runs that assign variables are the writers)."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()  # taken directly on the uncontended paths (cheaper than the Condition)
-        self._cond = threading.Condition(self._mutex)
-        self._readers = 0
-        self._writer = False
-        self._waiting = 0
-        self._shut = False
-
-    def read(self) -> _Held:
-        return _Held(self, False)
-
-    def write(self) -> _Held:
-        return _Held(self, True)
-
-    def acquire(self, write: bool) -> None:
-        with self._mutex:
-            if self._shut:
-                raise GraphcError("this session is closed")
-            if not self._writer and not (write and self._readers):
-                if write:
-                    self._writer = True
-                else:
-                    self._readers += 1
-                return
-        with self._cond:
-            self._waiting += 1
-            while (self._writer or (write and self._readers)) and not self._shut:
-                self._cond.wait()
-            self._waiting -= 1
-            if self._shut:
-                raise GraphcError("this session is closed")
-            if write:
-                self._writer = True
-            else:
-                self._readers += 1
-
-    def shut(self) -> None:
-        """Refuse every later acquire, then wait until the runs holding the lock release it."""
-        with self._cond:
-            self._shut = True
-            self._cond.notify_all()
-            while self._writer or self._readers:
-                self._waiting += 1
-                self._cond.wait()
-                self._waiting -= 1
-
-    def release(self, write: bool) -> None:
-        with self._mutex:
-            if write:
-                self._writer = False
-            else:
-                self._readers -= 1
-            if self._waiting and not self._readers:
-                self._cond.notify_all()
-
-
-class _Held:
-    __slots__ = ("lock", "write")
-
-    def __init__(self, lock: _ReadWriteLock, write: bool):
-        self.lock, self.write = lock, write
-
-    def __enter__(self) -> None:
-        self.lock.acquire(self.write)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.lock.release(self.write)

@@ -123,9 +123,9 @@ def test_trace_buffer_overflow_is_counted_not_written():
     sess.run(y, feed, options=gc.RunOptions(trace=True), run_metadata=meta)
     assert meta.steps[0].pieces  # a parallel kernel: its pieces go through the recording wrapper
     program = next(p for p in _variants if isinstance(p, LLVMProgram) and p.fetches[0].shape == (2048, 1024))
-    variant = _variants[program][1]
-    variant._buffer = variant._new_buffer(0)  # no room for any piece
-    variant._pool = []
+    traced = _variants[program][1]  # the executable of the traced variant
+    traced.program._buffer = traced.program._new_buffer(0)  # no room for any piece
+    traced.clear()
     np.testing.assert_array_equal(sess.run(y, feed, options=gc.RunOptions(trace=True), run_metadata=meta),
                                   np.tanh(feed[x]))
     (run,) = meta.runs
@@ -146,7 +146,7 @@ def test_untraced_program_is_the_program_without_the_profiler(monkeypatch):
     assert program.ir_text == ir_text and program.compiled.address == address
     for name in (CLOCK, THREAD, TRAMPOLINE, "graphc_trace"):
         assert name not in ir_text
-        assert name in _variants[program][1].ir_text
+        assert name in _variants[program][1].program.ir_text
     # the same module, built with the profiler's code unavailable
     monkeypatch.setitem(sys.modules, "graphc.backend.llvm.trace", None)
     assert str(build_module(program.plan)) == ir_text

@@ -43,11 +43,11 @@ def test_dropped_programs_are_freed():
     sess = gc.Session(options=gc.CompileOptions(program_cache=1))
     sess.run(y, {x: np.ones((1, 3), np.float32)})
     (plan,) = sess._requests.values()
-    first = weakref.ref(plan.programs.values()[0])
+    first = weakref.ref(plan.programs.values()[0].program)
     sess.run(y, {x: np.ones((2, 3), np.float32)})
     pygc.collect()
     assert first() is None
-    second = weakref.ref(plan.programs.values()[0])
+    second = weakref.ref(plan.programs.values()[0].program)
     sess.close()
     del plan
     pygc.collect()

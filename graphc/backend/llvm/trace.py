@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -39,7 +38,7 @@ from .emitter import I32
 from .jit import compile_ir
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
-from .program import LLVMProgram, _ffi, external_symbols
+from .program import LLVMProgram, external_symbols
 from .steps import Collective, Gemm, Kernel, Lapack, Step, View, numel
 
 COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
@@ -148,7 +147,8 @@ class TracedProgram(LLVMProgram):
     """The traced variant of an `LLVMProgram`: same plan and slots, its own machine code.
 
     Built from a compiled program (its optimised graph and plan are reused, not rebuilt);
-    `run_traced` runs it and returns the outputs with the `RawTrace`.
+    `run_traced` runs it (through an executable of it) and returns the outputs with the
+    `RawTrace`.
     """
 
     def __init__(self, program: LLVMProgram):
@@ -157,11 +157,9 @@ class TracedProgram(LLVMProgram):
         self.ir_text = str(build_module(self.plan, Probe(len(self.plan.steps), slot)))
         symbols = timing_symbols() | external_symbols(self.plan)
         self.compiled = compile_ir(self.ir_text, ENTRY, symbols)
-        self._fn = _ffi.cast("void(*)(void**)", self.compiled.address)
+        self.entry = self.compiled.address
         self._trampoline = self.compiled.engine.get_function_address(TRAMPOLINE)
         self._trace_slot = slot
-        self._size = slot + 1
-        self._pool = []
         self._turn = threading.Lock()
         self._buffer = self._new_buffer(PIECES_PER_THREAD * self.threads * max(16, len(self.plan.steps)))
 
@@ -172,22 +170,21 @@ class TracedProgram(LLVMProgram):
             buf[PARALLEL_FOR] = self._pool_ref.parallel_for_address
         return buf
 
-    def _table(self) -> list:
-        item = super()._table()
-        table, keep = item[0], item[1]
-        pointer = _ffi.from_buffer(self._buffer)
-        keep.append(pointer)
-        table[self._trace_slot] = pointer
+    def template(self) -> list[int]:
+        """The program's fixed words plus the trace buffer; ``parallel_for`` is the recording
+        trampoline, which calls the pool's."""
+        words = super().template() + [self._buffer.ctypes.data]
         if self._pool_ref is not None:
-            table[self._parallel_slot] = _ffi.cast("void*", self._trampoline)
-        return item
+            words[self.bases["parallel_for"]] = self._trampoline
+        return words
 
-    def run_traced(self, feeds: Any, variables: Any) -> tuple[list, RawTrace]:
-        """The outputs of one run and what it recorded."""
+    def run_traced(self, run: Callable[[], list], stale: Callable[[], None]) -> tuple[list, RawTrace]:
+        """The outputs of `run()` (one run of this program) and what it recorded. When the
+        buffer overflowed it is replaced, and `stale()` drops the tables that point at it."""
         with self._turn:
             buf = self._buffer
             buf[COUNT] = 0
-            outputs = self.run(feeds, variables)
+            outputs = run()
             steps = len(self.plan.steps)
             count, capacity = int(buf[COUNT]), int(buf[CAPACITY])
             kept = min(count, capacity)
@@ -196,7 +193,7 @@ class TracedProgram(LLVMProgram):
                            threading.get_ident())
             if count > capacity:  # the next run records every piece
                 self._buffer = self._new_buffer(2 * count)
-                self._pool = []
+                stale()
         return outputs, raw
 
 

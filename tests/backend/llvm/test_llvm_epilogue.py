@@ -14,7 +14,7 @@ from graphc.backend.llvm.steps import Gemm
 def _program(fetches, feeds) -> tuple[list, LLVMProgram]:
     with gc.Session(backend="llvm") as sess:
         got = sess.run(fetches, feeds)
-        (prog,) = [p for plan in sess._requests.values() for p in plan.programs.values()]
+        (prog,) = [e.program for plan in sess._requests.values() for e in plan.programs.values()]
     return got, prog
 
 
@@ -122,7 +122,7 @@ def test_mlp_training_steps_match_the_reference():
             with gc.Session(backend=backend) as sess:
                 losses[backend] = [sess.run([loss, step], {x: xs, y: labels})[0] for _ in range(5)]
                 if backend == "llvm":
-                    (prog,) = [p for plan in sess._requests.values() for p in plan.programs.values()]
+                    (prog,) = [e.program for plan in sess._requests.values() for e in plan.programs.values()]
                     assert len(_epilogues(prog)) >= 2
     np.testing.assert_allclose(losses["llvm"], losses["reference"], rtol=1e-4)
     assert losses["llvm"][-1] < losses["llvm"][0]

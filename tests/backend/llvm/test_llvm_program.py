@@ -13,7 +13,7 @@ from graphc.backend.llvm.program import LLVMProgram
 
 
 def _programs(sess: gc.Session) -> list[LLVMProgram]:
-    return [p for plan in sess._requests.values() for p in plan.programs.values()]
+    return [e.program for plan in sess._requests.values() for e in plan.programs.values()]
 
 
 def test_stages_as_text():
