@@ -19,7 +19,7 @@ def entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]
     """Stack slots at the top of the function's entry block, so code inside a loop reuses them.
 
     Like llvmlite's ``goto_block``, this leaves the builder at the end of its current block.
-    (`FunctionBuilder.slot` is the same for the functions it builds.)
+    The one stack-allocation helper of the backend (`FunctionBuilder.slot` calls it).
     """
     block = builder.block
     builder.position_at_start(builder.function.entry_basic_block)
@@ -37,10 +37,8 @@ class FunctionBuilder:
             self.fn.linkage = "internal"
         self.fn.attributes.add("nounwind")
         entry = self.fn.append_basic_block("entry")
-        self._slots = ir.IRBuilder(entry)
         body = self.fn.append_basic_block("body")
-        self._slots.branch(body)
-        self._slots.position_at_start(entry)
+        ir.IRBuilder(entry).branch(body)
         self.b = ir.IRBuilder(body)
 
     @property
@@ -49,7 +47,7 @@ class FunctionBuilder:
 
     def slot(self, ty: ir.Type, init: ir.Value | None = None) -> ir.Value:
         """A stack variable (allocated in the entry block); `init` is stored at the current point."""
-        ptr = self._slots.alloca(ty)
+        (ptr,) = entry_allocas(self.b, [ty])
         if init is not None:
             self.b.store(init, ptr)
         return ptr
