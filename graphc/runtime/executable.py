@@ -20,6 +20,7 @@ This module imports no llvmlite (`caller` loads arraycall, which does, on first 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -40,14 +41,25 @@ _NO_VALUES: dict = {}
 
 class ReadWriteLock:
     """Many readers or one writer (runs that assign variables are the writers); `shut` refuses
-    every later acquire with GraphcError("this session is closed")."""
+    every later acquire with GraphcError("this session is closed").
+
+    Readers take no mutex: a reader counts itself in (``enter()``, a C-level counter step,
+    atomic under the GIL), then checks `gate`; when the gate is closed (a writer holds or
+    waits for the lock, or it is shut) it counts itself out and waits on the slow path. A
+    writer closes the gate under the mutex, then waits until every counted reader has left
+    (``enter`` and ``leave`` counts equal). Generated callers inline this reader protocol
+    (`graphc.backend.llvm.arraycall.build_caller`): a read costs two counter steps and two
+    attribute reads. Waiting writers keep new readers out, so writers do not starve.
+    """
 
     def __init__(self) -> None:
-        self._mutex = threading.Lock()  # taken directly on the uncontended paths (cheaper than the Condition)
-        self._cond = threading.Condition(self._mutex)
-        self._readers = 0
+        self._cond = threading.Condition(threading.Lock())
+        entered, left = itertools.count(), itertools.count()
+        self._entered, self._left = entered, left
+        self.enter, self.leave = entered.__next__, left.__next__  # readers count themselves in and out
+        self.gate = False  # closed: a writer holds or awaits the lock, or the lock is shut
         self._writer = False
-        self._waiting = 0
+        self._writers_waiting = 0
         self._shut = False
 
     def read(self) -> _Held:
@@ -56,46 +68,74 @@ class ReadWriteLock:
     def write(self) -> _Held:
         return _Held(self, True)
 
+    def _readers(self) -> int:
+        """Readers counted in and not yet out, or more (a writer asks, holding the mutex). The
+        leaves are read first: every leave counted has its enter counted too."""
+        left = _count(self._left)
+        return _count(self._entered) - left
+
     def acquire(self, write: bool) -> None:
-        with self._mutex:
-            if self._shut:
-                raise GraphcError("this session is closed")
-            if not self._writer and not (write and self._readers):
-                if write:
-                    self._writer = True
-                else:
-                    self._readers += 1
+        if not write:
+            self.enter()
+            if not self.gate:
                 return
+            self.leave()
+            self.wake()
+            self.acquire_read_slow()
+            return
         with self._cond:
-            self._waiting += 1
-            while (self._writer or (write and self._readers)) and not self._shut:
-                self._cond.wait()
-            self._waiting -= 1
             if self._shut:
                 raise GraphcError("this session is closed")
-            if write:
-                self._writer = True
-            else:
-                self._readers += 1
+            self._writers_waiting += 1
+            self.gate = True
+            try:
+                while (self._writer or self._readers()) and not self._shut:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            if self._shut:
+                self._cond.notify_all()
+                raise GraphcError("this session is closed")
+            self._writer = True
+
+    def acquire_read_slow(self) -> None:
+        """A reader's wait while the gate is closed (it has counted itself out)."""
+        with self._cond:
+            while (self._writer or self._writers_waiting) and not self._shut:
+                self._cond.wait()
+            if self._shut:
+                raise GraphcError("this session is closed")
+            self.enter()
+
+    def release(self, write: bool) -> None:
+        if not write:
+            self.leave()
+            if self.gate:
+                self.wake()
+            return
+        with self._cond:
+            self._writer = False
+            self.gate = self._shut or self._writers_waiting > 0
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake the waiters (a reader left while the gate was closed)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def shut(self) -> None:
         """Refuse every later acquire, then wait until the runs holding the lock release it."""
         with self._cond:
             self._shut = True
+            self.gate = True
             self._cond.notify_all()
-            while self._writer or self._readers:
-                self._waiting += 1
+            while self._writer or self._readers():
                 self._cond.wait()
-                self._waiting -= 1
 
-    def release(self, write: bool) -> None:
-        with self._mutex:
-            if write:
-                self._writer = False
-            else:
-                self._readers -= 1
-            if self._waiting and not self._readers:
-                self._cond.notify_all()
+
+def _count(counter: itertools.count) -> int:
+    """The next value of an itertools.count, without taking it."""
+    return int(repr(counter)[6:-1])
 
 
 class _Held:
@@ -180,6 +220,7 @@ class Executable:
         self._tables: list[list] = []
         self._workspaces: list[np.ndarray] = []
         self._specs: list = []
+        self._callers: dict[tuple, tuple] = {}
 
     def sibling(self, program: Any) -> Executable:
         """An executable of another program over the same store (the traced variant)."""
@@ -270,6 +311,14 @@ class Executable:
         input's dtype and shape (`checked`; then nothing ran). Each makes one native call
         (`arraycall`) that checks the arrays and builds the table on its stack, with a pooled
         arena when the stack is too small."""
+        key = (tuple(inputs), tuple(map(tuple, shapes)), tuple(picks), single, miss)
+        made = self._callers.get(key)
+        if made is None:
+            made = self._callers[key] = self._make_callers(inputs, shapes, picks, single, miss)
+        return made
+
+    def _make_callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], picks: Sequence[int],
+                      single: bool, miss: object) -> tuple[Callable[..., Any], Callable[..., Any]]:
         from ..backend.llvm import arraycall
 
         program = self.program
@@ -336,7 +385,7 @@ class _BufferCaller:
         else:
             self._run(table, list(arrays) + outs)
         picks = self.order if self.order is not None else list(range(len(outs)))
-        result = [outs[i].copy() if i in picks[:k] else outs[i] for k, i in enumerate(picks)]
+        result = [None if i is None else outs[i].copy() if i in picks[:k] else outs[i] for k, i in enumerate(picks)]
         return result[0] if self.single else result
 
     def _run(self, table: Any, arrays: list[np.ndarray]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,31 @@ from .fetches import flatten, unflatten
 from .lru import LRU
 
 BACKENDS = ("llvm", "reference")
+MAX_PLANS = 256  # run plans kept per session (a plan per fetch structure and feed keys)
+MISS = object()
+
+
+def _plan_key(fetches: Any, feed_dict: Mapping[Any, Any] | None) -> tuple:
+    """(fetch structure, feed keys...): hashable for a tensor and flat lists or tuples of them."""
+    kind = type(fetches)
+    head = (kind, *fetches) if kind is list or kind is tuple else fetches
+    return (head, *feed_dict) if feed_dict else (head,)
+
+
+def _plan_function(call: Callable[..., Any], keys: list, as_tuple: bool) -> Callable[..., Any]:
+    """``plan(feed_dict)``: `call` with the fed arrays in the order of `keys`."""
+    if as_tuple:
+        def plan(feed_dict: Mapping) -> Any:
+            out = call(*[feed_dict[k] for k in keys])
+            return out if out is MISS else tuple(out)
+    elif not keys:
+        plan = lambda feed_dict: call()  # noqa: E731
+    elif len(keys) == 1:
+        (k0,) = keys
+        plan = lambda feed_dict: call(feed_dict[k0])  # noqa: E731
+    else:
+        plan = lambda feed_dict: call(*[feed_dict[k] for k in keys])  # noqa: E731
+    return plan
 
 
 class Session:
@@ -53,6 +78,7 @@ class Session:
         self.threads = self.options.threads
         self._store = VariableStore()  # runs that assign variables exclude all other runs
         self._requests: dict[tuple[Tensor, ...], _Request] = {}
+        self._plans: dict[tuple, Callable[..., Any]] = {}  # (fetch structure, feed keys) -> plan (`_plan`)
         self._lock = threading.Lock()  # guards the dict above
         self._compile_lock = threading.Lock()
         self._closed = False
@@ -71,6 +97,7 @@ class Session:
         `variable_value`) raise GraphcError("this session is closed").
         """
         self._closed = True
+        self._plans.clear()
         self._store.close()  # new runs refuse at once (also compiled fast paths); waits for runs in flight
         with self._lock:
             self._requests.clear()
@@ -97,6 +124,17 @@ class Session:
         the run into the metadata, as in TensorFlow 1; so does any open ``gc.profile()``
         block (docs/profiling.md).
         """
+        if options is None and run_metadata is None and not recording.active:
+            kind = type(fetches)  # the plan key of `_plan_key`, inline (this is the hot path)
+            head = (kind, *fetches) if kind is list or kind is tuple else fetches
+            try:
+                plan = self._plans.get((head, *feed_dict) if feed_dict else (head,))
+            except TypeError:  # unhashable fetches (nested, dicts): no plan
+                plan = None
+            if plan is not None:  # a repeated run: its plan checks the feeds natively and runs
+                out = plan(feed_dict)
+                if out is not MISS:
+                    return out
         self._check_open()
         trace = None
         if options is not None or run_metadata is not None or recording.active:
@@ -110,8 +148,30 @@ class Session:
         if feeds is None:
             feeds = check_feeds(feed_dict, self.graph, req.placeholders)
         traced = None if trace is None else functools.partial(recording.traced_run, to=trace)
-        values = self._executable(req, feeds).run(feeds, traced)
+        exe = self._executable(req, feeds)
+        values = exe.run(feeds, traced)
+        if trace is None and self.backend == "llvm":
+            self._plan(fetches, spec, feed_dict, req, feeds, exe)
         return values[0] if spec == 0 else unflatten(spec, values)
+
+    def _plan(self, fetches: Any, spec: Any, feed_dict: Mapping[Any, Any] | None, req: _Request,
+              feeds: dict[Tensor, np.ndarray], exe: Executable) -> None:
+        """Keep the plan of a run whose fetches are a tensor or a flat list or tuple of them and
+        whose feed keys are exactly the needed placeholders: ``plan(feed_dict)`` passes the
+        fed arrays to the executable's checked caller (`Executable.callers`), which runs the
+        program for arrays of exactly these dtypes and shapes, C-contiguous, and returns MISS
+        for anything else (then `run` checks and converts as on a first run)."""
+        kind = type(fetches)
+        if not (spec == 0 or ((kind is list or kind is tuple) and spec[1] == list(range(len(req.outputs))))):
+            return
+        keys = list(feed_dict or ())
+        if len(keys) != len(req.placeholders) or len(self._plans) >= MAX_PLANS:
+            return
+        fed = {k if isinstance(k, Tensor) else self.graph.get_tensor_by_name(k): k for k in keys}
+        keys = [fed[p] for p in req.placeholders]
+        shapes = [feeds[p].shape for p in req.placeholders]
+        checked, _ = exe.callers(req.placeholders, shapes, exe.program.fetch_index, spec == 0, MISS)
+        self._plans[_plan_key(fetches, feed_dict)] = _plan_function(checked, keys, kind is tuple)
 
     def compile(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
         """The compiled program `run(fetches, feed_dict)` would use (compiling it if needed).

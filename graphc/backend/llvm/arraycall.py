@@ -210,11 +210,12 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
     """A Python function ``call(*arrays)`` for one program, generated for its argument counts.
 
     It allocates the outputs, makes one native call and returns the outputs (one array if
-    `single`, else a list of the outputs in `order`, copying repeats), or `miss` when the
+    `single`, else a list of the outputs in `order`, None for a None entry, copying repeats), or `miss` when the
     argument count differs or, with `check`, an argument does not match the spec.
     `arena`: (pop, push, new) of a pool of ``(array, aligned pointer)`` for arenas too big
     for the stack. `variables`: (values, keys, lock, write): the arrays ``values[key]`` come
-    before the outputs, read while ``lock.acquire(write)`` is held.
+    before the outputs, read while `lock` (a `graphc.runtime.executable.ReadWriteLock`) is
+    held, alone if `write`.
 
     The function is generated from argument counts only (as `dataclasses` generates
     methods): a fixed sequence of statements per call is what keeps a tiny call near
@@ -229,11 +230,16 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
     body = [f"rest = ({''.join(x + ', ' for x in rest)})", call]
     if variables:
         env["values"], _, lock, write = variables
-        env["acquire"], env["release"] = lock.acquire, lock.release
         env.update({f"V{i}": key for i, key in enumerate(keys)})
         reads = [f"v{i} = values[V{i}]" for i in range(len(keys))]
-        body = ([f"acquire({write})", "try:"] + ["    " + line for line in reads + body]
-                + ["finally:", f"    release({write})"])
+        if write:
+            env["acquire"], env["release"] = lock.acquire, lock.release
+            take, give = ["acquire(True)"], ["release(True)"]
+        else:  # the lock's reader protocol, inline (graphc.runtime.executable.ReadWriteLock)
+            env.update(lock=lock, enter=lock.enter, leave=lock.leave, wake=lock.wake, slow=lock.acquire_read_slow)
+            take = ["enter()", "if lock.gate:", "    leave()", "    wake()", "    slow()"]
+            give = ["leave()", "if lock.gate:", "    wake()"]
+        body = take + ["try:"] + ["    " + line for line in reads + body] + ["finally:"] + ["    " + g for g in give]
     if arena:
         env["pop"], env["push"], env["new"] = arena
         body = (["try:", "    ar = pop()", "except IndexError:", "    ar = new()", "try:"]
@@ -245,7 +251,7 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
     lines += ["    " + line for line in body]
     lines += ["    if rc:", "        return MISS"]
     picks = list(order) if order is not None else list(range(len(outputs)))
-    items = [f"o{i}.copy()" if i in picks[:k] else f"o{i}" for k, i in enumerate(picks)]
+    items = ["None" if i is None else f"o{i}.copy()" if i in picks[:k] else f"o{i}" for k, i in enumerate(picks)]
     lines.append(f"    return {items[0]}" if single else f"    return [{', '.join(items)}]")
     exec("\n".join(lines), env)
     return env["call"]
