@@ -8,7 +8,16 @@ module's ``__all__`` and re-exported here.
 from . import distributed, linalg, nn, special, train
 from .autodiff import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
-from .errors import CheckpointError, DistributedError, DTypeError, FeedError, Float64Warning, GraphcError, ShapeError
+from .errors import (
+    CheckpointError,
+    DistributedError,
+    DTypeError,
+    FeedError,
+    Float64Warning,
+    GraphcError,
+    NumericsError,
+    ShapeError,
+)
 from .export import ExportedFunction, load_exported
 from .function import Function, function
 from .ir.graph import Graph, Tensor, get_default_graph, no_grad, reset_default_graph
@@ -18,6 +27,7 @@ from .ops import catalog as _catalog  # noqa: F401  (registers every op)
 from .ops.contract import *  # noqa: F403
 from .ops.core import *  # noqa: F403
 from .ops.create import *  # noqa: F403
+from .ops.debug import *  # noqa: F403
 from .ops.elementwise import *  # noqa: F403
 from .ops.linalg import *  # noqa: F403
 from .ops.rearrange import *  # noqa: F403

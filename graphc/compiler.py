@@ -77,6 +77,8 @@ def optimize(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, 
     options = options or CompileOptions()
     module, mapping = bind(outputs, feed_shapes)
     names = list(passes) if passes is not None else pipeline_for(options.opt_level)
+    if options.check_numerics:  # last, so the checks see the values the program computes
+        names.append("check_numerics")
     module, records = run_pipeline(module, names, instrument, options=PassContext(options, backend))
     kept = set(module.nodes)  # what refers to nodes the passes replaced would keep them alive for nothing
     module = Module(module.outputs, frozenset(n for n in module.adjoint if n in kept))

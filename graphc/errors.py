@@ -36,6 +36,10 @@ class DistributedError(GraphcError):
     """A collective across MPI ranks failed: a rank died, hung or built a different program."""
 
 
+class NumericsError(GraphcError, ArithmeticError):
+    """gc.check_numerics (or CompileOptions(check_numerics=True)) found a NaN or Inf; the run stopped."""
+
+
 class Float64Warning(UserWarning):
     """float64 entered float32 arithmetic (numpy's promotion), and `gc.enable_x64` is off."""
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import manifest as mf
-from .errors import FeedError, GraphcError
+from .errors import FeedError, GraphcError, NumericsError
 from .runtime.executable import Executable, VariableStore
 from .runtime.feeds import convert_feed
 from .version import __version__
@@ -126,6 +126,7 @@ def _signatures(fn: Any, signatures: Sequence[Sequence[Sequence[int]]] | None) -
 
 def _variant(fn: Any, shapes: tuple, program: Any, variables: list, entry: str) -> Any:
     """How the C wrapper fills one program's table from the export's arguments."""
+    from .backend.llvm import capi
     from .backend.llvm.capi import Variant
     from .backend.llvm.codegen import table_bases
 
@@ -147,8 +148,10 @@ def _variant(fn: Any, shapes: tuple, program: Any, variables: list, entry: str) 
             first[index] = len(slots)
             slots.append(slot)
             copy_from.append(-1)
+    hosts = tuple((capi.HOST_KINDS[n.op], n.attrs.get("summarize", 0), n.attrs["message"],
+                   f"{n.inputs[0].name} (op {n.inputs[0].op}) at {n.loc}") for n in program.hosts)
     return Variant(entry, tuple(all_shapes), tuple(slots), tuple(copy_from), tuple(program.plan.consts),
-                   bases["const"], bases["arena"], program.plan.arena_bytes, bases["size"])
+                   bases["const"], bases["arena"], program.plan.arena_bytes, bases["size"], bases["host"], hosts)
 
 
 def _state(fn: Any, variables: list) -> tuple[list[tuple[int, int]], bytes]:
@@ -300,7 +303,10 @@ class _Library:
         cargs += [workspace.__array_interface__["data"][0] if workspace.size else None, workspace.size]
         rc = self.entry_point(*cargs)
         if rc:
-            raise GraphcError(f"{fn.name} returned {rc}: {fn.strerror(rc)}")
+            from .backend.llvm.capi import ERRORS  # no llvmlite behind it
+
+            error = NumericsError if ERRORS.get(rc, ("",))[0] == "ERR_NUMERICS" else GraphcError
+            raise error(f"{fn.name} returned {rc}: {fn.strerror(rc)}")
         return outs
 
     def _state_arrays(self, state: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -22,6 +22,8 @@ class CompileOptions:
     program_cache: compiled programs kept in memory per fetch list of a Session, or per
     gc.function: one per feed-shape signature, the least recently used dropped beyond it
     (compiling one again is fast when the disk cache holds its object code).
+    check_numerics: check every float op's result for NaN and Inf, as if each were wrapped
+    in `gc.check_numerics` (a slow mode for debugging; docs/runtime.md).
     """
 
     opt_level: int = 2
@@ -30,6 +32,7 @@ class CompileOptions:
     slots: int | None = None
     threads: int | None = None
     program_cache: int = 64
+    check_numerics: bool = False
 
     def __post_init__(self) -> None:
         if self.opt_level not in (0, 1, 2):

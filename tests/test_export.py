@@ -455,6 +455,32 @@ def test_state_updates_and_float64(tmp_path):
     assert "double* w1, int64_t w1_dim0" in header and "state, updated 'w1'" in header
 
 
+def test_print_and_check_numerics_in_a_library(tmp_path, capfd):
+    """print writes to stdout from C; a failed check returns NAME_ERR_NUMERICS, updating no state."""
+    x = gc.placeholder(gc.float32, (4,), name="x")
+    w = gc.Variable(np.ones(4, np.float32), name="w")
+    shown = gc.print(x * w, "xw", summarize=1)
+    loss = gc.sum(gc.check_numerics(gc.log(shown), "log of xw"))
+    fn = gc.function([x], loss, updates=[(w, w + 1.0)])
+    fn.export(tmp_path, "dbg")
+    header = (tmp_path / "dbg.h").read_text()
+    assert "DBG_ERR_NUMERICS 6" in header
+    loaded = gc.load_exported(tmp_path, "dbg")
+    capfd.readouterr()
+    assert loaded(np.full(4, np.e, np.float32)) == pytest.approx(4.0)
+    assert capfd.readouterr().out == "xw [2.718282 ... 2.718282]\n"
+    with pytest.raises(gc.NumericsError, match="returned 6: a check_numerics op found a NaN or Inf"):
+        loaded(np.array([1, 2, -3, 4], np.float32))
+    assert "check_numerics: log of xw" in capfd.readouterr().err
+    np.testing.assert_array_equal(loaded.state["w"], [2, 2, 2, 2])  # the failed call updated nothing
+    lib = ctypes.CDLL(str(tmp_path / "libdbg.so"))
+    xs, out, state = np.array([1, -1, 1, 1], np.float32), np.zeros((), np.float32), loaded.state["w"]
+    args = [ctypes.c_void_p(a.ctypes.data) for a in (xs, state)]
+    rc = lib.dbg(args[0], ctypes.c_int64(4), args[1], ctypes.c_int64(4), ctypes.c_void_p(out.ctypes.data), None,
+                 ctypes.c_size_t(0))
+    assert rc == 6 and state.tolist() == [2, 2, 2, 2]
+
+
 def test_repeated_outputs_zero_sizes_and_null_pointers(tmp_path):
     x = gc.placeholder(gc.float32, (None, 2), name="x")
     y = x * 2.0

@@ -9,14 +9,20 @@ import numpy as np
 
 from ..ir.graph import Tensor
 from ..ir.traverse import toposort
+from ..ops.debug import check_finite
 
 
 class ReferenceProgram:
-    """A fixed evaluation order for some outputs; `run` evaluates it with numpy."""
+    """A fixed evaluation order for some outputs; `run` evaluates it with numpy.
 
-    def __init__(self, outputs: Sequence[Tensor]):
+    Ops with a `host` rule (gc.print, gc.check_numerics) call it with their value; with
+    `check_numerics` every float op's result is checked too (CompileOptions(check_numerics=True)).
+    """
+
+    def __init__(self, outputs: Sequence[Tensor], check_numerics: bool = False):
         self.outputs = list(outputs)
         self.order = toposort(self.outputs)
+        self.check_numerics = check_numerics
 
     def run(self, feeds: Mapping[Tensor, np.ndarray],
             variables: Mapping[Tensor, np.ndarray], clock: list | None = None) -> list[np.ndarray | None]:
@@ -37,6 +43,10 @@ class ReferenceProgram:
                 with np.errstate(all="ignore"):
                     value = node.opdef.ref(*args, **node.params)
                 env[node] = None if node.dtype is None else _as_type(value, node)
+                if node.opdef.host is not None:
+                    node.opdef.host(node, env[node])
+                elif self.check_numerics and node.dtype is not None and node.dtype.kind == "f":
+                    check_finite(node, env[node], "CompileOptions(check_numerics=True)", node.loc)
                 if clock is not None:
                     clock.append((node, start, time.monotonic_ns(), args, env[node]))
         return [env[o] for o in self.outputs]

@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     conv,
     core,
     create,
+    debug,
     elementwise,
     linalg,
     linalg_decomp,

@@ -26,6 +26,8 @@ Rule signatures (fixed; autodiff and the backends rely on them):
   the node's ``axes`` and ``keepdims`` attributes give the reduced axes.
 * Kind LAPACK ops lower to LAPACK calls, one per matrix of the batch
   (`graphc.backend.llvm.lapack` holds one emitter per op).
+* ``host(node, value)`` (kind HOST) is what the program does with the (identity) op's value
+  when it runs it; raising stops the run (`graphc.ops.debug`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class OpKind(str, Enum):
     STATE = "state"  # assign: a variable's new value
     CONTROL = "control"  # group: no value, runs its inputs
     COLLECTIVE = "collective"  # MPI allreduce/allgather/broadcast across ranks (gc.distributed)
+    HOST = "host"  # an identity whose value the program hands to the host (`host` rule): print, check_numerics
 
     def __str__(self) -> str:
         return self.value
@@ -90,6 +93,7 @@ class OpDef:
     effect: bool = False
     heavy: bool = False
     carries: int | None = None
+    host: Callable[[Any, np.ndarray], None] | None = None  # kind HOST: host(node, value) when the op runs
     attrs: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)  # name -> type
     arity: Arity | None = None  # (min, max) inputs, max None = any; derived from scalar/ref if None
     doc: str = ""

@@ -7,7 +7,7 @@ late passes belong to the backend (graphc/backend/llvm/backend.py).
 from __future__ import annotations
 
 from ..errors import GraphcError
-from . import checkpoint, cse, dce, fold, simplify, stabilize  # noqa: F401  (register the passes)
+from . import checkpoint, cse, dce, fold, numerics, simplify, stabilize  # noqa: F401  (register the passes)
 
 PIPELINES: dict[int, list[str]] = {
     0: ["checkpoint"],

@@ -120,7 +120,7 @@ def _reference_run(program: Any, feeds: Mapping, variables: Mapping) -> tuple[li
 def node_facts(node: Tensor, args: list, value: Any) -> StepFacts:
     """A reference-backend step: one node, its kind, FLOPs and the bytes of its inputs and result."""
     kind = {"matmul": "gemm", "reduce": "reduce", "elementwise": "map", "lapack": "lapack",
-            "collective": "collective"}.get(node.opdef.kind, "copy")
+            "collective": "collective", "host": "host call"}.get(node.opdef.kind, "copy")
     arrays = [np.asarray(a) for a in args if a is not None]
     result = () if value is None else np.shape(value)
     count = flops_of(node.opdef.kind, result, arrays[0].shape if arrays else ())

@@ -278,7 +278,8 @@ class Executable:
         finally:
             if len(pool) < POOL_SIZE:
                 pool.append(item)
-        program.after_run()
+        if program.checks_after_run:
+            program.after_run()
         return program.fetch_values(outs)
 
     def _interpret(self, feeds: Mapping[Any, np.ndarray], values: Mapping[Any, np.ndarray]) -> list:
@@ -343,9 +344,10 @@ class Executable:
         spec = _ffi.new("int64_t[]", arraycall.spec_words(len(inputs), template, bases["arena"], plan.arena_bytes,
                                                            args))
         self._specs.append(spec)  # the constants it points at are kept by the program's plan
+        after = program.after_run if program.checks_after_run else None
         common = (_ffi, program.entry, spec, len(inputs), outputs, order, single)
-        return (arraycall.build_caller(*common, True, miss, arena, variables),
-                arraycall.build_caller(*common, False, miss, arena, variables))
+        return (arraycall.build_caller(*common, True, miss, arena, variables, after),
+                arraycall.build_caller(*common, False, miss, arena, variables, after))
 
 
 class _BufferCaller:
@@ -384,6 +386,8 @@ class _BufferCaller:
                 store.lock.release(exe.writes)
         else:
             self._run(table, list(arrays) + outs)
+        if exe.program.checks_after_run:
+            exe.program.after_run()
         picks = self.order if self.order is not None else list(range(len(outs)))
         result = [None if i is None else outs[i].copy() if i in picks[:k] else outs[i] for k, i in enumerate(picks)]
         return result[0] if self.single else result

@@ -211,7 +211,7 @@ class Session:
     def _compile(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Any:
         if self.backend == "reference":
             bind_shapes(req.outputs + req.assigns, {p: feeds[p].shape for p in req.placeholders})  # type checks
-            return _ReferenceRun(req)
+            return _ReferenceRun(req, self.options.check_numerics)
         from ..backend.llvm.program import LLVMProgram
 
         return LLVMProgram(req.outputs, req.assigns, {p: feeds[p].shape for p in req.placeholders}, self.options)
@@ -278,12 +278,12 @@ class _Request:
 class _ReferenceRun:
     """The numpy interpreter behind the same interface as a compiled program."""
 
-    def __init__(self, req: _Request):
+    def __init__(self, req: _Request, check_numerics: bool = False):
         from ..backend.interpreter import ReferenceProgram
 
         self.n = len(req.outputs)
         self.assigned = [a.inputs[0] for a in req.assigns]
-        self.program = ReferenceProgram(list(req.outputs) + req.assigns)
+        self.program = ReferenceProgram(list(req.outputs) + req.assigns, check_numerics)
         self.variables = [n for n in self.program.order if n.op == "variable"]
         self.writes = bool(self.assigned)
         self.workspace_bytes = 0

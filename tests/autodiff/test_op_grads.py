@@ -226,6 +226,9 @@ CASES: dict[str, list[Case]] = {
     "max": [Case(lambda x: gc.max(x), [(3, 4)]), Case(lambda x: gc.max(x, 1, keepdims=True), [(2, 3, 4)]),
             Case(lambda x: gc.max(x, (0, 2)), [(2, 3, 4)])],
     "min": [Case(lambda x: gc.min(x), [(3, 4)]), Case(lambda x: gc.min(x, -1), [(2, 3, 4)])],
+    # host calls: identities for derivatives
+    "print": [Case(lambda x: gc.print(gc.sin(x), "g") * x, [(2, 3)], order=2)],
+    "check_numerics": [Case(lambda x: gc.check_numerics(x * x, "c"), [(3,)], order=2)],
     # collectives (a world of one here; tests/distributed checks them across ranks)
     "allreduce": [Case(lambda x: gc.distributed.allreduce(x * x, op="sum"), [(3, 4)], order=2)],
     "allgather": [Case(lambda x: gc.distributed.allgather(gc.sin(x)), [(2, 3)])],

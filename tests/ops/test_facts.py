@@ -35,9 +35,14 @@ def test_commutative_ops_give_one_result_for_either_operand_order(op):
     np.testing.assert_array_equal(opdef.ref(a, b), opdef.ref(b, a))
 
 
-def test_effects_are_the_state_and_control_ops():
+def test_effects_are_the_state_control_and_host_ops():
     assert {n for n, o in OPS.items() if o.effect} == {n for n, o in OPS.items()
-                                                        if o.kind in (OpKind.STATE, OpKind.CONTROL)}
+                                                        if o.kind in (OpKind.STATE, OpKind.CONTROL, OpKind.HOST)}
+
+
+def test_host_ops_have_a_host_rule():
+    host = {n for n, o in OPS.items() if o.kind is OpKind.HOST}
+    assert host == {n for n, o in OPS.items() if o.host is not None} == {"print", "check_numerics"}
 
 
 @pytest.mark.parametrize("op", sorted(n for n, o in OPS.items() if o.carries is not None))

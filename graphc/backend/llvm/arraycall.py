@@ -206,7 +206,7 @@ def _module() -> ir.Module:
 
 def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence[tuple[tuple[int, ...], np.dtype]],
                  order: Sequence[int] | None, single: bool, check: bool, miss: object, arena: tuple | None = None,
-                 variables: tuple | None = None) -> Callable[..., Any]:
+                 variables: tuple | None = None, after: Callable[[], None] | None = None) -> Callable[..., Any]:
     """A Python function ``call(*arrays)`` for one program, generated for its argument counts.
 
     It allocates the outputs, makes one native call and returns the outputs (one array if
@@ -215,7 +215,7 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
     `arena`: (pop, push, new) of a pool of ``(array, aligned pointer)`` for arenas too big
     for the stack. `variables`: (values, keys, lock, write): the arrays ``values[key]`` come
     before the outputs, read while `lock` (a `graphc.runtime.executable.ReadWriteLock`) is
-    held, alone if `write`.
+    held, alone if `write`. `after()` runs after the native call (it raises what the run recorded).
 
     The function is generated from argument counts only (as `dataclasses` generates
     methods): a fixed sequence of statements per call is what keeps a tiny call near
@@ -228,6 +228,9 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
                                                             "intptr_t)", array_call_address())}
     call = f"rc = native(entry, spec, {'ar[1]' if arena else 'NULL'}, {int(check)}, id(args), id(rest))"
     body = [f"rest = ({''.join(x + ', ' for x in rest)})", call]
+    if after is not None:
+        env["after"] = after
+        body.append("after()")
     if variables:
         env["values"], _, lock, write = variables
         env.update({f"V{i}": key for i, key in enumerate(keys)})

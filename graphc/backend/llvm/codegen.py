@@ -4,7 +4,8 @@ The entry ``void graphc_entry(void** table)`` reads its buffers from a pointer t
 out as [feeds..., variables..., outputs..., constants..., arena] and calls the steps in
 order. GEMM steps loop over the broadcast batch dims and call BLAS per matrix, then run
 their epilogue kernel, if any, over the product in place. LAPACK steps (`lapack.py`) loop
-over the batch and call LAPACK per matrix; collective steps call MPI.
+over the batch and call LAPACK per matrix; collective steps call MPI; host calls call the
+host's callback and return from the entry when it refuses (`host.py`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from typing import Any
 
 from llvmlite import ir
 
-from . import blas, collective
+from . import blas, collective, host
 from .emitter import I8, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
-from .steps import Buffer, Collective, Gemm, Kernel, Lapack, Plan, blas_layout, numel, row_major_strides
+from .steps import Buffer, Collective, Gemm, HostCall, Kernel, Lapack, Plan, blas_layout, numel, row_major_strides
 
 ENTRY = "graphc_entry"
 I32 = ir.IntType(32)
@@ -31,7 +32,8 @@ def table_bases(plan: Plan) -> dict[str, int]:
     """Index of the first pointer of each kind in the entry's table.
 
     The arena comes after the constants, then the thread pool's ``parallel_for``
-    (NULL: run every step on the calling thread).
+    (NULL: run every step on the calling thread), then the host callback and its context
+    (read only by programs with host calls, `host.py`).
     """
     counts = {"feed": len(plan.feeds), "variable": len(plan.variables), "output": len(plan.outputs),
               "const": len(plan.consts)}
@@ -41,7 +43,8 @@ def table_bases(plan: Plan) -> dict[str, int]:
         at += counts[kind]
     bases["arena"] = at
     bases["parallel_for"] = at + 1
-    bases["size"] = at + 2
+    bases["host"] = at + 2
+    bases["size"] = at + 4
     return bases
 
 
@@ -74,6 +77,7 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
     parallel_for = table_entry(bases["parallel_for"])
     threaded = b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
     emitted: dict[tuple, list] = {}  # steps of equal structure share their functions
+    hosts = 0  # host calls so far: the index the next one passes
 
     def kernel(step: Kernel) -> None:
         if numel(step.shape) == 0:
@@ -99,6 +103,11 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
         if isinstance(step, Collective):
             collective.emit_call(module, b, step.node, numel(step.node.inputs[0].shape), pointer(step.src.buffer),
                                  pointer(step.out.buffer))
+            continue
+        if isinstance(step, HostCall):
+            host.emit_call(b, table_entry(bases["host"]), table_entry(bases["host"] + 1), hosts, step,
+                           pointer(step.src.buffer))
+            hosts += 1
             continue
         key = gemm_key(step)
         if key not in emitted:

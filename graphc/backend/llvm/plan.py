@@ -17,9 +17,12 @@ Steps (`steps.py`):
 * `Lapack`: a linear-algebra op (kind LAPACK) through LAPACK, with a workspace in the arena.
 * `Collective`: an MPI allreduce, allgather or broadcast from a dense operand into a
   dense buffer, called from the entry like a GEMM (`collective.py`).
+* `HostCall`: a host op (print, check_numerics) hands a dense buffer to the host, which
+  may stop the run (`host.py`); its value is that buffer.
 * At the end, one copy kernel per assignment moves the new value into the variable,
   so every read in the run sees the value from the start of the run (unless the
-  kernel can write the variable directly: nothing reads it afterwards).
+  kernel can write the variable directly: nothing reads it afterwards, and the program
+  has no host call, so a run the host stops has written no variable).
 
 `build_steps` and `place_arena` are pure functions of their stage; `build_steps` uses a
 private builder for the bookkeeping while it walks the units.
@@ -37,7 +40,21 @@ from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
 from .grouping import Units, _Stage, reduce_mode
 from .lapack import workspace
-from .steps import Buffer, Collective, Extra, Gemm, Kernel, KernelMode, Lapack, Plan, Step, View, blas_layout, numel
+from .steps import (
+    Buffer,
+    Collective,
+    Extra,
+    Gemm,
+    HostCall,
+    Kernel,
+    KernelMode,
+    Lapack,
+    Plan,
+    Step,
+    View,
+    blas_layout,
+    numel,
+)
 from .views import Immediate, Loaded
 
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
@@ -74,9 +91,10 @@ def build_steps(units: Units) -> Steps:
     for o in nodes.outputs:
         if o not in b.written:
             b.copy(o, b.out_buffer(o))
+    stoppable = any(isinstance(s, HostCall) for s in b.steps)
     for a in nodes.assigns:
         var = a.inputs[0]
-        if not b.assign_in_place(a):
+        if stoppable or not b.assign_in_place(a):
             b.copy(a, View.dense(b.var_buffer[var], var.shape))
     program = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0, tuple(b.steps),
                    tuple(b.buffers))
@@ -168,6 +186,8 @@ class _Builder:
             self.lapack(n)
         elif kind is OpKind.COLLECTIVE:
             self.collective(n)
+        elif kind is OpKind.HOST:
+            self.host_call(n)
 
     def assign_in_place(self, a: Tensor) -> bool:
         """Let the kernel computing assignment `a` write the variable directly, when safe.
@@ -305,15 +325,25 @@ class _Builder:
         self.steps.append(Gemm(f"g{len(self.steps)}", n, a, b, out))
         self.view[n] = out
 
-    def collective(self, n: Tensor) -> None:
+    def dense_input(self, n: Tensor) -> View:
+        """The view of n's input as one contiguous block (copied into the arena if it is not)."""
         x = n.inputs[0]
         src = self.view.get(x)
-        if src is None or not src.is_dense(x.shape):  # MPI reads one contiguous block
+        if src is None or not src.is_dense(x.shape):
             src = View.dense(self.buffer("arena", x.dtype, numel(x.shape), x.name), x.shape)
             self.copy(x, src)
+        return src
+
+    def collective(self, n: Tensor) -> None:
+        src = self.dense_input(n)  # MPI reads one contiguous block
         out = self.out_buffer(n)
         self.steps.append(Collective(f"c{len(self.steps)}", n, src, out))
         self.view[n] = out
+
+    def host_call(self, n: Tensor) -> None:
+        src = self.dense_input(n)
+        self.steps.append(HostCall(f"h{len(self.steps)}", n, src))
+        self.view[n] = src
 
 
 def step_reads(step: Step) -> list[View]:
@@ -322,7 +352,7 @@ def step_reads(step: Step) -> list[View]:
         return list(step.reads.values())
     if isinstance(step, Lapack):
         return list(step.inputs)
-    if isinstance(step, Collective):
+    if isinstance(step, (Collective, HostCall)):
         return [step.src]
     extra = [v for n, v in step.epilogue.reads.items() if n is not step.node] if step.epilogue else []
     return [step.a, step.b, *extra]

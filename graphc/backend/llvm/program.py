@@ -10,6 +10,7 @@ the executable layer's job (`graphc.runtime.executable`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,12 +21,12 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import as_text
 from ...options import CompileOptions
-from . import blas, collective, lapack
+from . import blas, collective, host, lapack
 from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
-from .steps import Collective, Gemm, Lapack, Plan
+from .steps import Collective, Gemm, Lapack, Plan, host_nodes
 
 STAGES = ("graph", "kernels", "llvm", "llvm-opt", "asm")
 
@@ -76,6 +77,11 @@ class LLVMProgram:
         self._unique = len(used) == len(set(used))
         self.threads = default_threads() if self.options.threads is None else self.options.threads
         self._pool_ref = get_pool(self.threads) if self.threads > 1 else None
+        self.hosts = host_nodes(self.plan)  # gc.print / gc.check_numerics: the run calls back
+        self._host_key = host.register(self.hosts) if self.hosts else 0
+        if self.hosts:
+            weakref.finalize(self, host.unregister, self._host_key)
+        self.checks_after_run = bool(self.hosts) or self.uses_mpi
 
     def template(self) -> list[int]:
         """The pointer table's fixed words: constants and the thread pool's ``parallel_for``
@@ -85,10 +91,16 @@ class LLVMProgram:
             words[self.bases["const"] + i] = c.ctypes.data
         if self._pool_ref is not None:
             words[self.bases["parallel_for"]] = self._pool_ref.parallel_for_address
+        if self.hosts:
+            words[self.bases["host"]] = host.callback_address()
+            words[self.bases["host"] + 1] = self._host_key
         return words
 
     def after_run(self) -> None:
-        """Called after each native run: raises what the run recorded (a failed collective)."""
+        """Called after each native run (when `checks_after_run`): raises what the run recorded
+        (a host call's error, which stopped it; a failed collective)."""
+        if self.hosts:
+            host.raise_pending()
         if self.uses_mpi:
             collective.check_after_run()
 

@@ -190,7 +190,30 @@ class Collective:
         return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
 
 
-Step = Kernel | Gemm | Lapack | Collective
+@dataclass(eq=False)
+class HostCall:
+    """A host op (kind HOST: print, check_numerics): the program hands the dense `src` to the
+    host callback (`graphc.backend.llvm.host`) and returns at once if it refuses; the node's
+    value is `src` itself."""
+
+    name: str
+    node: Tensor
+    src: View
+
+    def buffers(self) -> list[Buffer]:
+        return [self.src.buffer]
+
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> HostCall:
+        """The call with its buffer replaced by `new` (the arena's placed buffers)."""
+        return replace(self, src=self.src.with_buffers(new))
+
+
+Step = Kernel | Gemm | Lapack | Collective | HostCall
+
+
+def host_nodes(plan: Plan) -> list[Tensor]:
+    """The host ops of a plan, in step order: a host call passes its index in this list."""
+    return [s.node for s in plan.steps if isinstance(s, HostCall)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,6 +271,8 @@ def describe_step(step: Step) -> list[str]:
                 f"(work {step.work.name})"]
     if isinstance(step, Collective):
         return [f"{step.name} = {step.node.op} {type_str(step.node)} <- {step.src} -> {step.out}"]
+    if isinstance(step, HostCall):
+        return [f"{step.name} = host {step.node.op} {type_str(step.node)} <- {step.src}"]
     if isinstance(step, Gemm):
         n = step.node
         lines = [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]

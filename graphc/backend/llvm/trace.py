@@ -39,7 +39,7 @@ from .jit import compile_ir
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
 from .program import LLVMProgram, external_symbols
-from .steps import Collective, Gemm, Kernel, Lapack, Step, View, numel
+from .steps import Collective, Gemm, HostCall, Kernel, Lapack, Step, View, numel
 
 COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
 HEADER = 4
@@ -225,6 +225,8 @@ def _facts(step: Step, name: Callable[[Tensor], str]) -> StepFacts:
     if isinstance(step, Collective):  # MPI moves the input in and the result out
         moved = nbytes(step.node.inputs[0]) + nbytes(step.node)
         return StepFacts(step.name, "collective", _infos((step.node,), name), 0, moved)
+    if isinstance(step, HostCall):  # the host reads the value
+        return StepFacts(step.name, "host call", _infos((step.node,), name), 0, nbytes(step.node))
     if isinstance(step, Gemm):
         a, b = step.node.inputs
         members = (step.node,) + (step.epilogue.members if step.epilogue is not None else ())

@@ -284,6 +284,12 @@ CASES: dict[str, list[Case]] = {
                             [(2, 3, 4, 3), (3, 4, 2, 3)], FLOATS),
                        Case(lambda x: make("conv_patches_t", x, window=(2,), strides=(3,), dilation=(2,),
                                            padding=((1, 2),), in_shape=(7,)), [(2, 3, 2, 1)], FLOATS)],
+    # host calls (what they print and stop: tests/runtime/test_debug_ops.py)
+    "print": [Case(lambda x: gc.print(gc.exp(x) * 2, "p", summarize=1), [(3, 4)], FLOATS),
+              Case(lambda x: gc.print(x[::2], summarize=-1) + 1, [(4, 3)], NUMERIC),
+              Case(lambda x: gc.print(x), [()], (B,))],
+    "check_numerics": [Case(lambda x: gc.check_numerics(gc.tanh(x).T, "c") * 3, [(3, 4)], FLOATS),
+                       Case(gc.check_numerics, [(0, 3)], FLOATS)],
     # matrix products
     # collectives (a world of one here; tests/distributed runs them across ranks)
     "allreduce": [Case(lambda x: gc.distributed.allreduce(x * 2, op="sum"), [(3, 4)], NUMERIC),

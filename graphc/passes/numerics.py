@@ -1,0 +1,21 @@
+"""The `check_numerics` pass: CompileOptions(check_numerics=True) checks every float op's result."""
+
+from __future__ import annotations
+
+from ..ir.graph import Tensor
+from ..ops.registry import OpKind
+from .manager import register_pass
+from .module import Module, rebuild
+
+CHECKED_KINDS = (OpKind.ELEMENTWISE, OpKind.REDUCE, OpKind.INDEX, OpKind.MATMUL, OpKind.LAPACK, OpKind.COLLECTIVE)
+MESSAGE = "CompileOptions(check_numerics=True)"
+
+
+@register_pass("check_numerics", "wrap every float op's result in check_numerics (the option's slow debug mode)")
+def check_numerics(module: Module, options: object = None) -> tuple[Module, int]:
+    def wrap(node: Tensor) -> Tensor | None:
+        if node.dtype is None or node.dtype.kind != "f" or node.opdef.kind not in CHECKED_KINDS:
+            return None
+        return node.graph.make("check_numerics", (node,), {"message": MESSAGE}, loc=node.loc)
+
+    return rebuild(module, wrap)
