@@ -165,8 +165,10 @@ class Session:
         if not (spec == 0 or ((kind is list or kind is tuple) and spec[1] == list(range(len(req.outputs))))):
             return
         keys = list(feed_dict or ())
-        if len(keys) != len(req.placeholders) or len(self._plans) >= MAX_PLANS:
+        if len(keys) != len(req.placeholders):
             return
+        if len(self._plans) >= MAX_PLANS:  # fetch structures come and go: start over
+            self._plans.clear()
         fed = {k if isinstance(k, Tensor) else self.graph.get_tensor_by_name(k): k for k in keys}
         keys = [fed[p] for p in req.placeholders]
         shapes = [feeds[p].shape for p in req.placeholders]
