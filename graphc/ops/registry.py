@@ -75,7 +75,9 @@ class OpDef:
     either order); `effect` (changes session state, so DCE keeps it inside a group);
     `heavy` (its scalar form costs a libm-style call: the backend's cost model weighs it);
     `carries` (the input whose values the result passes on unchanged, moved, broadcast or
-    selected: rewrites look through it).
+    selected: rewrites look through it); `row_major` (index ops: the result is the input's
+    elements in the same row-major order, only the shape differs, so the backend reads a
+    dense input's buffer as it is even where the gather is not affine, e.g. merging dims).
     """
 
     name: str
@@ -93,6 +95,7 @@ class OpDef:
     effect: bool = False
     heavy: bool = False
     carries: int | None = None
+    row_major: bool = False
     host: Callable[[Any, np.ndarray], None] | None = None  # kind HOST: host(node, value) when the op runs
     attrs: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)  # name -> type
     arity: Arity | None = None  # (min, max) inputs, max None = any; derived from scalar/ref if None

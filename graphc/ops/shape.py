@@ -147,7 +147,7 @@ def _reshape_like_type(inputs: tuple, attrs: dict):
 
 
 register(OpDef(
-    "reshape", "index", _reshape_type, carries=0, attrs={"shape": "ints"},
+    "reshape", "index", _reshape_type, carries=0, row_major=True, attrs={"shape": "ints"},
     ref=lambda x, *, shape: np.reshape(x, shape).copy(),
     gather=_reshape_gather,
     vjp=lambda g, out, x, *, shape: (reshape_like(g, x),),
@@ -155,7 +155,7 @@ register(OpDef(
     doc="x's elements in row-major order, in a new shape (one dim may be -1)"))
 
 register(OpDef(
-    "reshape_like", "index", _reshape_like_type, shape_only=(1,), carries=0,
+    "reshape_like", "index", _reshape_like_type, shape_only=(1,), carries=0, row_major=True,
     ref=lambda x, like: np.reshape(x, like.shape).copy(),
     gather=_reshape_gather,
     vjp=lambda g, out, x, like: (reshape_like(g, x), None),

@@ -1,4 +1,4 @@
-"""The facts an OpDef declares about its op (kind, commutative, effect, heavy, carries) hold."""
+"""The facts an OpDef declares about its op (kind, commutative, effect, heavy, carries, row_major) hold."""
 
 import numpy as np
 import pytest
@@ -58,6 +58,19 @@ def test_carried_input_values_pass_on_unchanged(op):
     value = np.arange(1.0, 7.0).reshape(2, 3)
     got = gc.Session(backend="reference").run(out, {x: value, big: np.zeros((4, 2, 3)), flat: np.zeros(6)})
     assert set(np.unique(got)) <= set(value.ravel()) | {0.0}
+
+
+@pytest.mark.parametrize("op", sorted(n for n, o in OPS.items() if o.row_major))
+def test_row_major_ops_keep_the_element_order(op):
+    """The result's elements in row-major order are the input's (only the shape changes)."""
+    x = gc.placeholder(gc.float64, (2, 3, 4), name="x")
+    like = gc.placeholder(gc.float64, (6, 4))
+    out = {"reshape": lambda: gc.reshape(x, (6, 4)),
+           "reshape_like": lambda: x.graph.make("reshape_like", (x, like))}[op]()
+    assert OPS[op].kind is OpKind.INDEX and out.op == op
+    value = np.arange(24.0).reshape(2, 3, 4)
+    got = gc.Session(backend="reference").run(out, {x: value, like: np.zeros((6, 4))})
+    np.testing.assert_array_equal(got.ravel(), value.ravel())
 
 
 def test_heavy_ops_are_elementwise_float_functions():

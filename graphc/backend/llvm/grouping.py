@@ -27,7 +27,7 @@ from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.schedule import schedule
 from .steps import KernelMode, numel
-from .views import Immediate, Loaded, probe_gather
+from .views import FLAT, Flat, Immediate, Loaded, probe_gather
 
 MERGE_SEARCH = 64  # units a fusion's cycle check may visit before it gives up (and does not fuse)
 
@@ -102,7 +102,7 @@ class Groups(_Stage):
     """Which kernel computes each computed node: `group` maps a node to its kernel's key node."""
 
     nodes: Nodes
-    probes: Mapping[Tensor, Loaded | Immediate | None]  # index nodes: a view, an immediate, or computed (None)
+    probes: Mapping[Tensor, Loaded | Flat | Immediate | None]  # index nodes: a view, an immediate, or computed (None)
     group: Mapping[Tensor, Tensor]
     members: Mapping[Tensor, tuple[Tensor, ...]]  # kernel key -> its nodes in order
 
@@ -127,7 +127,7 @@ class Groups(_Stage):
 
 def group_kernels(nodes: Nodes) -> Groups:
     """The `Groups` of `nodes`: single-use inlining, sibling fusion, GEMM epilogues."""
-    probes = {n: probe_gather(n) for n in nodes.order if n.opdef.kind is OpKind.INDEX}
+    probes = _probes(nodes)
     group: dict[Tensor, Tensor] = {}
     for n in reversed(nodes.order):
         if not _computed(n, probes):
@@ -328,7 +328,24 @@ def reduce_mode(node: Tensor) -> KernelMode:
     return KernelMode.REDUCE_OUTER
 
 
-def _computed(n: Tensor, probes: Mapping[Tensor, Loaded | Immediate | None]) -> bool:
+def _probes(nodes: Nodes) -> dict[Tensor, Loaded | Flat | Immediate | None]:
+    """Each index node's view (`probe_gather`), or `FLAT` for a `row_major` op whose gather is not
+    affine (a reshape merging dims) but whose input is dense: a source, a computed node (kernels,
+    GEMMs, LAPACK and collectives write dense buffers), an immediate or itself such a flat view.
+    """
+    probes: dict[Tensor, Loaded | Flat | Immediate | None] = {}
+    for n in nodes.order:
+        if n.opdef.kind is not OpKind.INDEX:
+            continue
+        probes[n] = probe_gather(n)
+        if probes[n] is None and n.opdef.row_major:
+            src = n.inputs[0]
+            if not isinstance(probes.get(src), Loaded):
+                probes[n] = FLAT
+    return probes
+
+
+def _computed(n: Tensor, probes: Mapping[Tensor, Loaded | Flat | Immediate | None]) -> bool:
     kind = n.opdef.kind
     if kind is OpKind.INDEX:
         return probes[n] is None

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ...dtypes import float32, float64
+from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
@@ -55,7 +56,7 @@ from .steps import (
     blas_layout,
     numel,
 )
-from .views import Immediate, Loaded
+from .views import Flat, Immediate, Loaded
 
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
 SPLIT_MIN = 1 << 16
@@ -214,15 +215,20 @@ class _Builder:
         self.view[a] = self.steps[found[0]].out
         return True
 
-    def index_view(self, n: Tensor, probe: Loaded | Immediate) -> None:
+    def index_view(self, n: Tensor, probe: Loaded | Flat | Immediate) -> None:
         if isinstance(probe, Immediate):
             self.imm[n] = probe
             return
-        src = n.inputs[probe.i]
+        src = n.inputs[0 if isinstance(probe, Flat) else probe.i]
         if src in self.imm:
             self.imm[n] = self.imm[src]
             return
         base = self.view[src]
+        if isinstance(probe, Flat):
+            if not base.is_dense(src.shape):
+                raise GraphcError(f"{n.op} {n.name}: a row-major view of a non-dense input {base}")
+            self.view[n] = View.dense(base.buffer, n.shape)
+            return
         offset = base.offset + sum(ix.const * s for ix, s in zip(probe.index, base.strides))
         strides = tuple(sum(ix.coef(k) * s for ix, s in zip(probe.index, base.strides)) for k in range(n.ndim))
         self.view[n] = View(base.buffer, offset, strides)

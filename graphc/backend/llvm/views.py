@@ -41,6 +41,14 @@ class Immediate:
     dtype: np.dtype
 
 
+@dataclass(frozen=True)
+class Flat:
+    """A `row_major` index op over a dense input: the input's buffer read with the result's row-major strides."""
+
+
+FLAT = Flat()
+
+
 def loop_index(shape: tuple[int, ...]) -> tuple[tuple[Affine, ...], dict[int, int]]:
     """Affine loop variables over `shape` (size-1 dims are the constant 0) and their ranges."""
     idx = tuple(Affine(0) if d == 1 else Affine.var(k) for k, d in enumerate(shape))
