@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from .errors import ShapeError
 from .ir.graph import Tensor
+from .layers_conv import BatchNorm, Conv2D
 from .ops.core import Variable, as_tensor
 from .ops.linalg import matmul
 from .train import init
 
-__all__ = ["dense"]
+__all__ = ["BatchNorm", "Conv2D", "dense"]
 
 
 def dense(x: Tensor, units: int, activation: Callable[[Tensor], Tensor] | None = None, name: str | None = None,

@@ -20,16 +20,19 @@ from .errors import ShapeError
 from .ir.composite import composite
 from .ir.graph import Tensor
 from .layers import dense  # creates variables, so it lives in graphc/layers.py
+from .layers_conv import batch_norm, update_ops
 from .ops import elementwise as ew
 from .ops import shape as shp
 from .ops.conv import conv1d, conv2d, conv2d_transpose
 from .ops.core import as_tensor, promote
+from .ops.pool import avg_pool2d, global_avg_pool2d, max_pool2d
 from .ops.reduce import max as reduce_max
 from .ops.reduce import mean, sum
 from .ops.state import stop_gradient
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mse", "dense",
-           "conv1d", "conv2d", "conv2d_transpose"]
+           "conv1d", "conv2d", "conv2d_transpose", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
+           "batch_norm", "update_ops"]
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     linalg_decomp,
     linalg_solve,
     methods,
+    pool,
     rearrange,
     reduce,
     scan,
