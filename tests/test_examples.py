@@ -26,7 +26,7 @@ def floats(pattern: str, text: str) -> list[float]:
 
 def test_every_example_is_tested():
     tested = {"linear_regression.py", "mlp_digits.py", "jacobian_modes.py", "hessian.py",
-              "deep_chain_checkpoint.py", "profile_mlp.py"}
+              "deep_chain_checkpoint.py", "profile_mlp.py", "cnn_digits.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -44,6 +44,15 @@ def test_mlp_digits_learns_and_repeats_its_losses():
     assert len(losses) == 2 and losses[1] < losses[0]
     assert "steps/s" in out and "compile: pass table" in out and "planned peak" in out
     assert floats(r"epoch\s+\d+/\d+\s+loss (\S+)", run("mlp_digits.py")) == losses
+
+
+def test_cnn_digits_learns_with_batch_norm_in_both_modes():
+    out = run("cnn_digits.py")
+    losses = floats(r"epoch\s+\d+/\d+\s+loss (\S+)", out)
+    assert len(losses) == 2 and losses[1] < losses[0], out
+    accuracy, = floats(r"test: loss \S+\s+accuracy (\S+)", out)
+    assert accuracy >= 0.8, out  # inference mode (moving averages) after 2 epochs; the full run reaches >= 0.98
+    assert "steps/s" in out
 
 
 def test_jacobian_modes_agree_and_count_passes():
