@@ -11,7 +11,7 @@ from graphc.backend.llvm.steps import Kernel
 def _run(fetches, feeds):
     with gc.Session(backend="llvm") as sess:
         got = sess.run(fetches, feeds)
-        (prog,) = [p for plan in sess._requests.values() for p in plan.programs.values()]
+        (prog,) = [e.program for plan in sess._requests.values() for e in plan.programs.values()]
     want = gc.Session(backend="reference").run(fetches, feeds)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-14, atol=1e-15)
