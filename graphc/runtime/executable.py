@@ -304,22 +304,27 @@ class Executable:
         nv, nf = len(program.var_slots), len(program.feed_slots)
         return [table, arena, [None] * nv, [None] * nv, [None] * nf, [None] * nf]
 
-    def callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], picks: Sequence[int],
-                single: bool, miss: object) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    def callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], picks: Sequence[int | None],
+                single: bool, miss: object, keys: Sequence[Any] | None = None,
+                as_tuple: bool = False) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """(checked, trusted): functions ``call(*arrays)`` for positional `inputs` of `shapes` that
-        return the program's outputs at `picks` (one array if `single`, else a list; a repeated
-        output is copied) or `miss` when an argument is not an exact C-contiguous array of its
-        input's dtype and shape (`checked`; then nothing ran). Each makes one native call
-        (`arraycall`) that checks the arrays and builds the table on its stack, with a pooled
-        arena when the stack is too small."""
-        key = (tuple(inputs), tuple(map(tuple, shapes)), tuple(picks), single, miss)
+        return the program's outputs at `picks` (one array if `single`, else a list, or a tuple
+        `as_tuple`; None for a None pick; a repeated output is copied) or `miss` when an
+        argument is not an exact C-contiguous array of its input's dtype and shape (`checked`;
+        then nothing ran). With `keys` they are ``call(feed_dict)`` and take input i from
+        ``feed_dict[keys[i]]`` (Session.run's plans). Each makes one native call (`arraycall`)
+        that checks the arrays and builds the table on its stack, with a pooled arena when
+        the stack is too small."""
+        keys = None if keys is None else tuple(keys)
+        key = (tuple(inputs), tuple(map(tuple, shapes)), tuple(picks), single, miss, keys, as_tuple)
         made = self._callers.get(key)
         if made is None:
-            made = self._callers[key] = self._make_callers(inputs, shapes, picks, single, miss)
+            made = self._callers[key] = self._make_callers(inputs, shapes, picks, single, miss, keys, as_tuple)
         return made
 
-    def _make_callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], picks: Sequence[int],
-                      single: bool, miss: object) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    def _make_callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], picks: Sequence[int | None],
+                      single: bool, miss: object, keys: tuple | None,
+                      as_tuple: bool) -> tuple[Callable[..., Any], Callable[..., Any]]:
         from ..backend.llvm import arraycall
 
         program = self.program
@@ -335,7 +340,7 @@ class Executable:
         order = None if list(picks) == list(range(len(picks))) else list(picks)
         template = program.template()
         if arraycall.struct_layout() is None:
-            fallback = _BufferCaller(self, args, outputs, order, single, template, miss)
+            fallback = _BufferCaller(self, args, outputs, order, single, template, miss, keys, as_tuple)
             return fallback.checked, fallback.trusted
         arena = None
         if plan.arena_bytes > arraycall.STACK_ARENA:
@@ -346,26 +351,28 @@ class Executable:
         self._specs.append(spec)  # the constants it points at are kept by the program's plan
         after = program.after_run if program.checks_after_run else None
         common = (_ffi, program.entry, spec, len(inputs), outputs, order, single)
-        return (arraycall.build_caller(*common, True, miss, arena, variables, after),
-                arraycall.build_caller(*common, False, miss, arena, variables, after))
+        return (arraycall.build_caller(*common, True, miss, arena, variables, after, keys, as_tuple),
+                arraycall.build_caller(*common, False, miss, arena, variables, after, keys, as_tuple))
 
 
 class _BufferCaller:
     """`Executable.callers` through ``ffi.from_buffer`` where numpy's struct layout is unknown."""
 
     def __init__(self, exe: Executable, args: list, outputs: list, order: list | None, single: bool,
-                 template: list[int], miss: object):
+                 template: list[int], miss: object, keys: tuple | None, as_tuple: bool):
         self.exe, self.args, self.outputs, self.order, self.single = exe, args, outputs, order, single
         self.n = len(args) - len(exe.program.var_slots) - len(outputs)
-        self.template, self.miss = template, miss
+        self.template, self.miss, self.keys, self.as_tuple = template, miss, keys, as_tuple
 
-    def checked(self, *arrays: np.ndarray) -> Any:
+    def checked(self, *arrays: Any) -> Any:
         return self._call(arrays, True)
 
-    def trusted(self, *arrays: np.ndarray) -> Any:
+    def trusted(self, *arrays: Any) -> Any:
         return self._call(arrays, False)
 
     def _call(self, arrays: tuple, check: bool) -> Any:
+        if self.keys is not None:  # call(feed_dict)
+            arrays = tuple((arrays[0] or {})[k] for k in self.keys)
         if len(arrays) != self.n:
             return self.miss
         if check:
@@ -390,7 +397,7 @@ class _BufferCaller:
             exe.program.after_run()
         picks = self.order if self.order is not None else list(range(len(outs)))
         result = [None if i is None else outs[i].copy() if i in picks[:k] else outs[i] for k, i in enumerate(picks)]
-        return result[0] if self.single else result
+        return result[0] if self.single else tuple(result) if self.as_tuple else result
 
     def _run(self, table: Any, arrays: list[np.ndarray]) -> None:
         hold = [_ffi.from_buffer(a) for a in arrays]

@@ -36,22 +36,6 @@ def _plan_key(fetches: Any, feed_dict: Mapping[Any, Any] | None) -> tuple:
     return (head, *feed_dict) if feed_dict else (head,)
 
 
-def _plan_function(call: Callable[..., Any], keys: list, as_tuple: bool) -> Callable[..., Any]:
-    """``plan(feed_dict)``: `call` with the fed arrays in the order of `keys`."""
-    if as_tuple:
-        def plan(feed_dict: Mapping) -> Any:
-            out = call(*[feed_dict[k] for k in keys])
-            return out if out is MISS else tuple(out)
-    elif not keys:
-        plan = lambda feed_dict: call()  # noqa: E731
-    elif len(keys) == 1:
-        (k0,) = keys
-        plan = lambda feed_dict: call(feed_dict[k0])  # noqa: E731
-    else:
-        plan = lambda feed_dict: call(*[feed_dict[k] for k in keys])  # noqa: E731
-    return plan
-
-
 class Session:
     """Runs fetches of one graph, TensorFlow 1 style; usable as a context manager.
 
@@ -172,8 +156,9 @@ class Session:
         fed = {k if isinstance(k, Tensor) else self.graph.get_tensor_by_name(k): k for k in keys}
         keys = [fed[p] for p in req.placeholders]
         shapes = [feeds[p].shape for p in req.placeholders]
-        checked, _ = exe.callers(req.placeholders, shapes, exe.program.fetch_index, spec == 0, MISS)
-        self._plans[_plan_key(fetches, feed_dict)] = _plan_function(checked, keys, kind is tuple)
+        checked, _ = exe.callers(req.placeholders, shapes, exe.program.fetch_index, spec == 0, MISS, keys,
+                                 kind is tuple)
+        self._plans[_plan_key(fetches, feed_dict)] = checked
 
     def compile(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
         """The compiled program `run(fetches, feed_dict)` would use (compiling it if needed).

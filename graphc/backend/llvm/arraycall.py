@@ -206,7 +206,8 @@ def _module() -> ir.Module:
 
 def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence[tuple[tuple[int, ...], np.dtype]],
                  order: Sequence[int] | None, single: bool, check: bool, miss: object, arena: tuple | None = None,
-                 variables: tuple | None = None, after: Callable[[], None] | None = None) -> Callable[..., Any]:
+                 variables: tuple | None = None, after: Callable[[], None] | None = None,
+                 feed_keys: Sequence[Any] | None = None, as_tuple: bool = False) -> Callable[..., Any]:
     """A Python function ``call(*arrays)`` for one program, generated for its argument counts.
 
     It allocates the outputs, makes one native call and returns the outputs (one array if
@@ -216,6 +217,8 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
     for the stack. `variables`: (values, keys, lock, write): the arrays ``values[key]`` come
     before the outputs, read while `lock` (a `graphc.runtime.executable.ReadWriteLock`) is
     held, alone if `write`. `after()` runs after the native call (it raises what the run recorded).
+    With `feed_keys` the function is ``call(feed_dict)`` and takes its arrays from
+    ``feed_dict[key]`` (Session.run's plans); `as_tuple` returns a tuple instead of a list.
 
     The function is generated from argument counts only (as `dataclasses` generates
     methods): a fixed sequence of statements per call is what keeps a tiny call near
@@ -247,7 +250,13 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
         env["pop"], env["push"], env["new"] = arena
         body = (["try:", "    ar = pop()", "except IndexError:", "    ar = new()", "try:"]
                 + ["    " + line for line in body] + ["finally:", "    push(ar)"])
-    lines = ["def call(*args):", f"    if len(args) != {inputs}:", "        return MISS"]
+    if feed_keys is None:
+        lines = ["def call(*args):", f"    if len(args) != {inputs}:", "        return MISS"]
+    else:  # the native routine reads `inputs` items of args: one key per input, always
+        if len(feed_keys) != inputs:
+            raise ValueError(f"internal: {len(feed_keys)} feed keys for {inputs} inputs")
+        env.update({f"K{i}": key for i, key in enumerate(feed_keys)})
+        lines = ["def call(feed_dict):", f"    args = ({''.join(f'feed_dict[K{i}], ' for i in range(len(feed_keys)))})"]
     for i, (shape, dtype) in enumerate(outputs):
         env[f"S{i}"], env[f"D{i}"] = shape, dtype
         lines.append(f"    o{i} = empty(S{i}, D{i})")
@@ -255,6 +264,11 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
     lines += ["    if rc:", "        return MISS"]
     picks = list(order) if order is not None else list(range(len(outputs)))
     items = ["None" if i is None else f"o{i}.copy()" if i in picks[:k] else f"o{i}" for k, i in enumerate(picks)]
-    lines.append(f"    return {items[0]}" if single else f"    return [{', '.join(items)}]")
+    if single:
+        lines.append(f"    return {items[0]}")
+    elif as_tuple:
+        lines.append(f"    return ({''.join(i + ', ' for i in items)})")
+    else:
+        lines.append(f"    return [{', '.join(items)}]")
     exec("\n".join(lines), env)
     return env["call"]
