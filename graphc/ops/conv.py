@@ -2,10 +2,12 @@
 
 A convolution is ``patches(x) @ w``: the `conv_patches` windows of x (graphc.ops.window)
 flattened to rows of K*C values, times the filter flattened to (K*C, O). Grouped
-convolutions (``groups`` > 1, depthwise when groups == channels) do one batched matmul per
-group. Gradients follow from the primitives: dL/dw = patches(x)ᵀ @ g (a convolution of x
-with g) and dL/dx = col2im(g @ wᵀ) (the transposed convolution), so they are linear maps
-of the same kinds and differentiate again to any order.
+convolutions (``groups`` > 1) do one batched matmul per group; those with one input channel
+per group (depthwise, or a single-channel input) are instead a sum over window offsets of
+shifted inputs times filter rows, one fused kernel, which measured faster (docs/backend.md).
+Gradients follow from the primitives: dL/dw = patches(x)ᵀ @ g (a convolution of x with g)
+and dL/dx = col2im(g @ wᵀ) (the transposed convolution), so they are linear maps of the
+same kinds and differentiate again to any order.
 
 Layouts follow TensorFlow: NHWC inputs with HWIO filters, or NCHW inputs with OIHW filters
 (NCHW is transposed to channels-last around the same computation); conv1d takes NWC/WIO or
@@ -15,6 +17,7 @@ row or column on the high side) or explicit (lo, hi) pairs per spatial dim.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +28,7 @@ from ..ir.composite import composite
 from ..ir.graph import Tensor
 from .core import promote
 from .linalg import matmul
-from .shape import reshape, transpose
+from .shape import pad, reshape, transpose
 from .window import out_dims, patches, patches_t
 
 __all__ = ["conv1d", "conv2d", "conv2d_transpose", "conv_nd", "parse_padding", "spatial_tuple"]
@@ -117,6 +120,8 @@ def conv_nd(x: Tensor, w: Tensor, strides: tuple, pads: tuple, dilation: tuple, 
         raise fail(fn, f"input {shape_str(x.shape)} has {c} channels, the filter {shape_str(w.shape)} takes {cg} "
                        f"per group and gives {o}; with groups={groups} both channel counts must divide by "
                        f"groups and the filter must take channels/groups")
+    if groups == c:  # one input channel per group: depthwise (any multiplier), or a single-channel input
+        return _depthwise(x, w, strides, pads, dilation)
     cols = patches(x, window, strides, dilation, pads)
     out_sp = cols.shape[1:1 + nsp]
     kp = math.prod(window)
@@ -130,6 +135,23 @@ def conv_nd(x: Tensor, w: Tensor, strides: tuple, pads: tuple, dilation: tuple, 
     wg = reshape(transpose(reshape(w, (kp, cg, groups, og)), (2, 0, 1, 3)), (groups, kp * cg, og))
     y = matmul(rows, wg)
     return reshape(transpose(y, (1, 0, 2)), (batch, *out_sp, o))
+
+
+def _depthwise(x: Tensor, w: Tensor, strides: tuple, pads: tuple, dilation: tuple) -> Tensor:
+    """groups = channels (each output channel c*m + j reads input channel c only): the sum over
+    window offsets of the shifted input times that offset's filter row, which fuses into one
+    elementwise kernel (measured against im2col + GEMM in docs/backend.md)."""
+    window, (c, o) = w.shape[:-2], (x.shape[-1], w.shape[-1])
+    mult = o // c
+    outs = out_dims(x.shape[1:-1], {"window": window, "strides": strides, "dilation": dilation, "padding": pads})
+    xp = pad(x, ((0, 0), *pads, (0, 0))) if any(lo or hi for lo, hi in pads) else x
+    y = None
+    for ks in itertools.product(*(range(k) for k in window)):
+        taps = tuple(slice(k * d, k * d + (n - 1) * s + 1, s) for k, d, n, s in zip(ks, dilation, outs, strides))
+        xs, row = xp[(slice(None), *taps, slice(None))], w[(*ks, 0)]
+        term = xs * row if mult == 1 else xs[..., None] * reshape(row, (c, mult))
+        y = term if y is None else y + term
+    return y if mult == 1 else reshape(y, (-1 if x.shape[0] is None else x.shape[0], *outs, o))
 
 
 def _conv(x: Any, w: Any, strides: Any, padding: Any, dilations: Any, groups: int, data_format: str, nsp: int,

@@ -60,6 +60,8 @@ CONV2D = [
     ((6, 5), (2, 3), (2, 1), (2, 1), [(0, 1), (2, 2)], 1, 2, 2),
     ((5, 5), (3, 3), (1, 1), (1, 1), "SAME", 2, 4, 6),
     ((7, 6), (3, 2), (2, 1), (1, 2), "VALID", 3, 3, 6),  # depthwise, multiplier 2
+    ((7, 6), (3, 3), (2, 1), (1, 2), "SAME", 4, 4, 4),  # depthwise, one filter per channel (direct form)
+    ((6, 7), (2, 3), (1, 2), (2, 1), [(1, 0), (0, 2)], 3, 3, 3),
     ((6, 6), (1, 1), (2, 2), (1, 1), "SAME", 1, 5, 3),
     ((4, 4), (4, 4), (1, 1), (1, 1), "VALID", 1, 2, 3),  # the window covers the input
 ]
@@ -150,6 +152,7 @@ GRAD_CASES = [
     (lambda x, w: gc.nn.conv2d(x, w, strides=(2, 1), padding="SAME", dilations=(1, 2)), (2, 5, 6, 3), (3, 2, 3, 2)),
     (lambda x, w: gc.nn.conv2d(x, w, 2, [(1, 0), (2, 1)], groups=2, data_format="NCHW"), (1, 4, 5, 5), (4, 2, 2, 3)),
     (lambda x, w: gc.nn.conv1d(x, w, strides=2, padding="SAME", data_format="NCW"), (2, 3, 7), (2, 3, 3)),
+    (lambda x, w: gc.nn.conv2d(x, w, (1, 2), "SAME", (2, 1), groups=3), (2, 5, 6, 3), (3, 2, 1, 3)),
     (lambda x, w: gc.nn.conv2d_transpose(x, w, strides=(2, 3), padding="VALID", dilations=(2, 1)), (1, 3, 2, 3),
      (2, 3, 2, 3)),
 ]

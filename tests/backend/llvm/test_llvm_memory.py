@@ -125,6 +125,7 @@ WINDOW_GRAPHS = {  # sliding-window kernels (im2col with padding, col2im with st
     "conv-explicit": lambda x, w: gc.nn.conv2d(x, w, padding=[(2, 3), (1, 1)]),
     "conv-transpose": lambda x, w: gc.nn.conv2d_transpose(x, gc.transpose(w, (0, 1, 3, 2)), strides=(3, 2),
                                                           padding="SAME"),
+    "conv-depthwise": lambda x, w: gc.nn.conv2d(x, w[:, :, :1, :3], strides=(1, 2), padding="SAME", groups=3),
     "conv-grads": lambda x, w: gc.concatenate([gc.reshape(g, (-1,)) for g in gc.gradients(
         gc.sum(gc.nn.conv2d(x, w, strides=2, padding="SAME") ** 2), [x, w])]),
 }
