@@ -48,9 +48,11 @@ class Optimized:
     mapping: dict[Tensor, Tensor]  # user graph node -> bound node, for the bound nodes the module still has
     user_names: dict[tuple[str, str], str] = field(default_factory=dict)  # (bound name, op) -> user's name, all
     plan: Any = field(default=None)  # the backend's lowered program when `optimize(lower=True)`
+    reports: dict[str, Any] = field(default_factory=dict)  # what passes reported ("checkpoint")
 
     def checkpoint_report(self, policy: str) -> CheckpointReport:
-        return report(self.module, policy)
+        """The checkpoint pass's own report (it says when a policy was not used), else one for `policy`."""
+        return self.reports.get("checkpoint") or report(self.module, policy)
 
 
 def bind(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, ...]]) -> tuple[Module, dict]:
@@ -79,11 +81,12 @@ def optimize(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[int, 
     names = list(passes) if passes is not None else pipeline_for(options.opt_level)
     if options.check_numerics:  # last, so the checks see the values the program computes
         names.append("check_numerics")
-    module, records = run_pipeline(module, names, instrument, options=PassContext(options, backend))
+    context = PassContext(options, backend)
+    module, records = run_pipeline(module, names, instrument, options=context)
     kept = set(module.nodes)  # what refers to nodes the passes replaced would keep them alive for nothing
     module = Module(module.outputs, frozenset(n for n in module.adjoint if n in kept))
     result = Optimized(module, records, {old: new for old, new in mapping.items() if new in kept},
-                       {(new.name, new.op): old.name for old, new in mapping.items()})
+                       {(new.name, new.op): old.name for old, new in mapping.items()}, reports=context.reports)
     if lower:
         if backend is None:
             raise GraphcError("optimize(lower=True) needs a backend")
@@ -99,6 +102,7 @@ class PassContext:
     def __init__(self, options: CompileOptions, backend: Backend | None = None):
         self.options = options
         self.peak_bytes = None if backend is None else (lambda module: backend.measure(module)["peak_bytes"])
+        self.reports: dict[str, Any] = {}  # a pass may leave its report here (Optimized.reports)
 
     def __getattr__(self, name: str):
         return getattr(self.options, name)

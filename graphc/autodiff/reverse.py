@@ -131,13 +131,22 @@ def _seeds(ys: list[Tensor], grad_ys: Any) -> list[Tensor | None]:
 
 def _backpropagate(order: list[Tensor], live: set[Tensor], pending: dict[Tensor, list[Tensor]],
                    wanted: set[Tensor]) -> dict[Tensor, Tensor]:
-    """Walk `order` backwards calling VJP rules; return the total cotangent of each wanted node."""
+    """Walk `order` backwards calling VJP rules; return the total cotangent of each wanted node.
+
+    A node's cotangent parts are summed in the order they can be computed: by their depth
+    (VJP calls between the seed and the part), ties in walk order. The walk order alone
+    may sum first the part that is computed last (a shared weight's contributions, one per
+    step of an unrolled RNN), which keeps every other part alive until the sum can start.
+    """
     total: dict[Tensor, Tensor] = {}
+    depth: dict[Tensor, int] = {}  # a part's depth below the seeds
     for node in reversed(order):
         parts = pending.pop(node, None)
         if not parts:
             continue
+        parts = sorted(parts, key=lambda p: depth.get(p, 0))
         g = add_all(parts)
+        level = depth.get(parts[-1], 0) + 1
         if node in wanted:
             total[node] = g
         if not any(i in live for i in node.inputs):
@@ -148,7 +157,9 @@ def _backpropagate(order: list[Tensor], live: set[Tensor], pending: dict[Tensor,
                               f"for {len(node.inputs)} inputs")
         for inp, ct in zip(node.inputs, cts):
             if ct is not None and inp in live:
-                pending.setdefault(inp, []).append(fit_derivative(ct, inp, node, "vjp"))
+                part = fit_derivative(ct, inp, node, "vjp")
+                depth[part] = max(depth.get(part, 0), level)
+                pending.setdefault(inp, []).append(part)
     return total
 
 

@@ -18,7 +18,7 @@ takes the least recomputation whose planned peak fits.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import GraphcError
@@ -41,11 +41,17 @@ def _graph_peak(module: Module) -> int:
 
 @dataclass(frozen=True)
 class Split:
-    """Forward nodes (in order), backward nodes, and the residuals between them."""
+    """Forward nodes (in order), backward nodes, and the residuals between them.
+
+    `residuals` are the ones that cost memory; `free` ones are index ops over inputs
+    (``xs[t]`` of a fed sequence): views of buffers that exist anyway, always kept and not
+    counted, so they neither dilute sqrt's segments nor break revolve's chain.
+    """
 
     forward: list[Tensor]
     backward: frozenset[Tensor]
     residuals: list[Tensor]
+    free: frozenset[Tensor] = frozenset()
 
 
 def split(module: Module) -> Split:
@@ -69,8 +75,13 @@ def split(module: Module) -> Split:
             backward.add(n)
     forward = [n for n in module.nodes if n not in backward]
     read_by_backward = {i for n in backward for i in n.inputs}
+    views: set[Tensor] = set()  # index ops over inputs only
+    for n in forward:
+        if n.opdef.kind is OpKind.INDEX and all(is_source(i) or i in views for i in n.inputs):
+            views.add(n)
     residuals = [n for n in forward if not is_source(n) and n in read_by_backward]
-    return Split(forward, frozenset(backward), residuals)
+    return Split(forward, frozenset(backward), [r for r in residuals if r not in views],
+                 frozenset(r for r in residuals if r in views))
 
 
 @dataclass
@@ -82,6 +93,7 @@ class CheckpointReport:
     recomputed: list[tuple[str, str, int]] = field(default_factory=list)  # (name, op, flops)
     forward_flops: int = 0
     backward_flops: int = 0
+    note: str = ""  # why the policy was not applied, when it was not
 
     @property
     def saved_bytes(self) -> int:
@@ -92,7 +104,7 @@ class CheckpointReport:
         return sum(f for *_, f in self.recomputed)
 
     def as_text(self) -> str:
-        lines = [f"checkpoint policy: {self.policy}",
+        lines = [f"checkpoint policy: {self.policy}"] + ([f"  {self.note}"] if self.note else []) + [
                  f"saved residuals: {len(self.saved)} ({self.saved_bytes} bytes)"]
         lines += [f"  {name} {list(shape)} {b} B" for name, shape, b in self.saved]
         lines.append(f"recomputed nodes: {len(self.recomputed)} ({self.recomputed_flops} FLOPs)")
@@ -104,7 +116,7 @@ class CheckpointReport:
 def recompute(module: Module, keep: Iterable[Tensor], tag: int = 1) -> Module:
     """Give backward readers of residuals not in `keep` recomputed clones."""
     parts = split(module)
-    keep = set(keep)
+    keep = set(keep) | parts.free
     forward = set(parts.forward)
     clones: dict[Tensor, Tensor] = {}
 
@@ -185,11 +197,23 @@ def keep_mincut(parts: Split) -> set[Tensor]:
             and ("in", n) in reachable and ("out", n) not in reachable}
 
 
-def _candidates(parts: Split) -> list[tuple[str, set[Tensor]]]:
+def _candidates(module: Module, parts: Split) -> Iterator[tuple[str, Module]]:
+    """Every module `fit_budget` weighs: none, mincut, keep-every-k, and revolve for
+    1, 2, 3, 4, 6, 8, ... slots when the residuals form a chain."""
+    from .revolve import chain_steps, revolve
+
     n = len(parts.residuals)
-    cands = [("none", set(parts.residuals)), ("mincut", keep_mincut(parts))]
-    cands += [(f"every {k}", every_kth(parts, k)) for k in range(2, n + 1)]
-    return cands
+    yield "none", module
+    yield "mincut", recompute(module, keep_mincut(parts))
+    for k in range(2, n + 1):
+        yield f"every {k}", recompute(module, every_kth(parts, k))
+    try:
+        chain_steps(parts.residuals, set(parts.forward), parts.free)
+    except GraphcError:
+        return
+    slots = sorted({s for k in range(n.bit_length()) for s in (1 << k, 3 << k >> 1) if 1 <= s < n})
+    for s in slots:
+        yield f"revolve ({s} slots)", revolve(module, parts, s)
 
 
 def fit_budget(module: Module, budget: int, peak_bytes: PeakFn | None = None) -> tuple[Module, str]:
@@ -202,8 +226,7 @@ def fit_budget(module: Module, budget: int, peak_bytes: PeakFn | None = None) ->
     parts = split(module)
     best: tuple[int, Module, str] | None = None
     smallest: tuple[int, str] | None = None
-    for name, keep in _candidates(parts):
-        candidate = recompute(module, keep)
+    for name, candidate in _candidates(module, parts):
         peak = peak_bytes(candidate)
         if smallest is None or peak < smallest[0]:
             smallest = (peak, name)
@@ -214,33 +237,48 @@ def fit_budget(module: Module, budget: int, peak_bytes: PeakFn | None = None) ->
     if best is None:
         assert smallest is not None
         raise GraphcError(f"memory budget of {budget} bytes cannot be met: the smallest planned peak found is "
-                          f"{smallest[0]} bytes (keeping {smallest[1]} residuals); raise the budget to at "
-                          f"least {smallest[0]}")
+                          f"{smallest[0]} bytes ({smallest[1]}); raise the budget to at least {smallest[0]}")
     return best[1], best[2]
+
+
+def apply_policy(module: Module, policy: str, slots: int | None = None) -> tuple[Module, str]:
+    """The module rewritten by one policy (no measurement), and the policy's label."""
+    parts = split(module)
+    if policy == "none" or not parts.residuals:
+        return module, policy
+    if policy == "sqrt":
+        return recompute(module, keep_sqrt(parts)), policy
+    if policy == "mincut":
+        return recompute(module, keep_mincut(parts)), policy
+    if policy == "revolve":
+        from .revolve import revolve
+        return revolve(module, parts, slots or 1), f"revolve ({slots} slots)"
+    raise GraphcError(f"unknown checkpoint policy {policy!r}")
 
 
 def place_checkpoints(module: Module, policy: str = "none", memory_budget: int | None = None,
                       slots: int | None = None, peak_bytes: PeakFn | None = None,
                       ) -> tuple[Module, CheckpointReport]:
-    """Apply a checkpoint policy (or fit a memory budget); return the module and its report."""
+    """Apply a checkpoint policy (or fit a memory budget); return the module and its report.
+
+    A policy whose planned peak (`peak_bytes`, by default the graph-level plan) is not
+    below the peak of keeping everything is not used: the module is returned unchanged
+    and the report's `note` says so, so no policy ever raises the peak.
+    """
     if memory_budget is not None:
         out, chosen = fit_budget(module, memory_budget, peak_bytes)
         return out, report(out, f"budget {memory_budget} B -> {chosen}")
-    parts = split(module)
-    if policy == "none" or not parts.residuals:
-        return module, report(module, policy)
-    if policy == "sqrt":
-        keep = keep_sqrt(parts)
-    elif policy == "mincut":
-        keep = keep_mincut(parts)
-    elif policy == "revolve":
-        from .revolve import revolve
-        out = revolve(module, parts, slots or 1)
-        return out, report(out, f"revolve ({slots} slots)")
-    else:
-        raise GraphcError(f"unknown checkpoint policy {policy!r}")
-    out = recompute(module, keep)
-    return out, report(out, policy)
+    out, label = apply_policy(module, policy, slots)
+    if out is module:
+        return module, report(module, label)
+    peak_bytes = peak_bytes or _graph_peak
+    base, peak = peak_bytes(module), peak_bytes(out)
+    if peak >= base:
+        rep = report(module, label)
+        rep.note = (f"not used: its planned peak ({peak} B) is not below keeping every residual "
+                    f"({base} B), so every residual is kept")
+        return module, rep
+    return out, report(out, label)
 
 
 @register_pass("checkpoint", "choose saved vs recomputed forward values (policy or memory budget)")
@@ -251,4 +289,7 @@ def checkpoint(module: Module, options: object = None) -> tuple[Module, int]:
         return module, 0
     out, rep = place_checkpoints(module, policy, budget, getattr(options, "slots", None),
                                  getattr(options, "peak_bytes", None))
+    reports = getattr(options, "reports", None)
+    if reports is not None:
+        reports["checkpoint"] = rep
     return out, len(rep.recomputed)

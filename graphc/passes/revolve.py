@@ -53,16 +53,18 @@ def griewank_walther(steps: int, snaps: int) -> int:
     return r * steps - comb(snaps + r, r - 1) if r else 0
 
 
-def chain_steps(residuals: list[Tensor], forward: set[Tensor]) -> list[list[Tensor]]:
-    """For each residual, the forward nodes that compute it from the previous one.
+def chain_steps(residuals: list[Tensor], forward: set[Tensor], free: frozenset[Tensor] = frozenset(),
+                ) -> list[list[Tensor]]:
+    """For each residual, the forward nodes that compute it from the previous one (inputs and
+    the `free` residuals, views of inputs, are available everywhere).
 
     Raises GraphcError when the residuals do not form a chain.
     """
     steps: list[list[Tensor]] = []
-    seen: set[Tensor] = set()
+    seen: set[Tensor] = set(free)
     for j, r in enumerate(residuals):
         step = [n for n in toposort([r]) if n in forward and not is_source(n) and n not in seen]
-        allowed = set(step) | ({residuals[j - 1]} if j else set())
+        allowed = set(step) | ({residuals[j - 1]} if j else set()) | free
         for n in step:
             for i in n.inputs:
                 if i not in allowed and not is_source(i):
@@ -77,7 +79,7 @@ def revolve(module: Module, parts, slots: int) -> Module:
     """Rewrite backward reads of the chain's residuals to follow the optimal binomial schedule."""
     residuals = parts.residuals
     forward = set(parts.forward)
-    steps = chain_steps(residuals, forward)
+    steps = chain_steps(residuals, forward, parts.free)
     n = len(residuals)
     provided: dict[int, Tensor] = {}
     tags = iter(range(1, 10**9))

@@ -1,26 +1,73 @@
 """Scheduling: the order kernels run in, chosen to keep few values alive at once.
 
-Outputs are scheduled one at a time, each time the one with the fewest ancestors not yet
-scheduled, and each by a depth-first walk of its inputs. So a value is computed right
-before its first use (recomputed checkpoints land just before the backward step that
-reads them), and in a backward chain the gradient of the last layer completes before
-the walk descends to earlier layers, freeing each activation as soon as it is read.
+Two candidate orders are built and the one whose values need fewer bytes alive at once
+wins (as XLA's memory scheduler tries several algorithms and keeps the best):
 
-Cost: one pass to find which outputs need each node (bitsets), then each node is
-visited once when scheduled and updates the pending counts of the outputs needing it.
+* depth-first: outputs one at a time, each time the one with the fewest ancestors not
+  yet scheduled, each by a depth-first walk of its inputs. A value is computed right
+  before its first use, and recomputed checkpoints land just before the backward step
+  that reads them.
+* list: among the nodes whose inputs are all computed, the one that adds the fewest
+  bytes (its value, minus the inputs it is the last reader of), ties broken by the
+  depth-first position. Where outputs share a long chain (the gradients of weights a
+  recurrent network reuses at every step), the depth-first walk finishes one output's
+  chain and leaves every step's cotangent alive for the others; the list order consumes
+  each step's cotangent into every accumulation as soon as it exists.
+
+Cost: O(E log V) for the list order (a heap with stale entries skipped), linear otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Callable, Sequence
 
 from ..ir.graph import Tensor
 from ..ir.traverse import toposort
+from .cost import is_source, nbytes
+
+SizeFn = Callable[[Tensor], int]
+BaseFn = Callable[[Tensor], "Tensor | None"]
+VIEW_FIRST = -(1 << 62)  # the key of a view: scheduled as soon as its base exists
 
 
-def schedule(outputs: Sequence[Tensor]) -> list[Tensor]:
-    """A topological order of everything `outputs` need (deterministic)."""
+def schedule(outputs: Sequence[Tensor], size: SizeFn | None = None, view_of: BaseFn | None = None) -> list[Tensor]:
+    """A topological order of everything `outputs` need (deterministic), of low peak bytes.
+
+    `size(node)` is the bytes a node's value occupies while alive (default: its bytes, 0
+    for sources and outputs, which live outside the arena). `view_of(node)` is the input
+    whose memory a view reads (None for values of their own): a view costs nothing, and
+    its readers keep its base alive.
+    """
     roots = list(dict.fromkeys(outputs))
+    if size is None:
+        out = set(roots)
+        size = lambda n: 0 if is_source(n) or n in out else nbytes(n)  # noqa: E731
+    base = _bases(toposort(roots), view_of)
+    first = depth_first(roots)
+    second = list_order(first, size, base)
+    return second if live_peak(second, size, base) < live_peak(first, size, base) else first
+
+
+def _reads(n: Tensor) -> list[Tensor]:
+    """The inputs whose data n reads (not those read for their shape, nothing for a `group`)."""
+    if n.dtype is None:
+        return []
+    skip = n.opdef.shape_only
+    return [i for k, i in enumerate(n.inputs) if k not in skip]
+
+
+def _bases(order: list[Tensor], view_of: BaseFn | None) -> dict[Tensor, Tensor]:
+    """Each node's buffer owner: itself, or for a view the owner of the node it views."""
+    base: dict[Tensor, Tensor] = {}
+    for n in order:
+        v = view_of(n) if view_of is not None else None
+        base[n] = n if v is None else base[v]
+    return base
+
+
+def depth_first(roots: list[Tensor]) -> list[Tensor]:
+    """Outputs one at a time (fewest unscheduled ancestors first), each depth-first."""
     order = toposort(roots)
     needed_by: dict[Tensor, int] = {n: 0 for n in order}  # bit k: roots[k] needs the node
     for k, r in enumerate(roots):
@@ -48,3 +95,100 @@ def schedule(outputs: Sequence[Tensor]) -> list[Tensor]:
                 remaining[low.bit_length() - 1] -= 1
                 mask ^= low
     return result
+
+
+def list_order(order: list[Tensor], size: SizeFn, base: dict[Tensor, Tensor]) -> list[Tensor]:
+    """Greedy list scheduling of the nodes of `order` (a topological order: the tie-break)."""
+    position = {n: k for k, n in enumerate(order)}
+    consumers: dict[Tensor, list[Tensor]] = {n: [] for n in order}
+    users: dict[Tensor, list[Tensor]] = {n: [] for n in order}  # a buffer's readers, through views too
+    reads = {n: list(dict.fromkeys(base[i] for i in _reads(n))) for n in order}  # the buffers n reads
+    for n in order:
+        for i in dict.fromkeys(n.inputs):
+            consumers[i].append(n)
+        if base[n] is n:
+            for b in reads[n]:
+                users[b].append(n)
+    left = {n: len(users[n]) for n in order}  # readers of the buffer not yet scheduled
+    waiting = {n: len(set(n.inputs)) for n in order}  # inputs (and reads of its variable) not yet scheduled
+    after: dict[Tensor, list[Tensor]] = {}  # reader of a variable -> the assignments that wait for it
+    for a in order:
+        if a.op == "assign":  # after every other read of the variable: then it can write in place
+            for u in users[a.inputs[0]]:
+                if u is not a:
+                    after.setdefault(u, []).append(a)
+                    waiting[a] += 1
+    done: set[Tensor] = set()
+
+    def gain(n: Tensor, also: Tensor | None = None) -> int:
+        """Bytes that scheduling n adds (less those it frees; `also` counts as freed too)."""
+        return size(n) - sum(size(b) for b in reads[n] if left[b] == 1 or b is also)
+
+    def key(n: Tensor) -> tuple[int, int]:
+        """n's gain, or n's and its only reader's together when n is all that reader waits for
+        (a weight-gradient term and the accumulation that consumes it); views come first."""
+        if base[n] is not n:
+            return VIEW_FIRST, position[n]
+        d = gain(n)
+        if len(users[n]) == 1 and all(i in done or base[i] is n for i in users[n][0].inputs):
+            d = min(d, d + gain(users[n][0], also=n))
+        return d, position[n]
+
+    def update(n: Tensor) -> None:
+        current[n] = key(n)
+        heapq.heappush(heap, (current[n], n))
+
+    current = {n: key(n) for n in order if waiting[n] == 0}  # ready nodes and their keys (which only fall)
+    heap = [(k, n) for n, k in current.items()]
+    heapq.heapify(heap)
+    result: list[Tensor] = []
+    while heap:
+        k, n = heapq.heappop(heap)
+        if current.get(n) != k:
+            continue  # stale: scheduled already, or its key fell since
+        del current[n]
+        result.append(n)
+        done.add(n)
+        if base[n] is n:
+            for b in reads[n]:
+                left[b] -= 1
+                if left[b] == 1:  # its last reader, if ready, now frees it
+                    for u in users[b]:
+                        if u in current:
+                            update(u)
+        for u in consumers[n] + after.get(n, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                update(u)
+            elif waiting[u] == 1:  # u waits for one input only: that one's key may fall
+                for i in u.inputs:
+                    if base[i] in current:
+                        update(base[i])
+    return result if len(result) == len(order) else order  # (an assignment that waits for its own reader)
+
+
+def live_peak(order: Sequence[Tensor], size: SizeFn, base: dict[Tensor, Tensor] | None = None) -> int:
+    """The most bytes alive at once when `order` runs (a value lives from its node to its last
+    reader; a view's readers read its base)."""
+    step = {n: k for k, n in enumerate(order)}
+    last = dict(step)
+    read = {}  # a variable's (or any buffer's) last reader other than assignments
+    for n in order:
+        for i in _reads(n):
+            b = base[i] if base else i
+            last[b] = max(last[b], step[n])
+            if n.op != "assign":
+                read[b] = step[n]
+    for a in order:  # an assignment before a read of its variable keeps its value to the end
+        v = a.inputs[0] if a.op == "assign" else None
+        if v is not None and read.get(base[v] if base else v, -1) > step[a]:
+            last[a] = len(order) - 1
+    delta = [0] * (len(order) + 1)
+    for n in order:
+        delta[step[n]] += size(n)
+        delta[last[n] + 1] -= size(n)
+    peak = live = 0
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    return peak

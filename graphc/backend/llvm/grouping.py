@@ -73,7 +73,7 @@ def program_nodes(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = ()) -> 
             raise GraphcError(f"{n.name} has unbound shape {shape_str(n.shape)}")
     roots = list(fetches) + list(assigns)
     needed = _needed(roots)
-    order = tuple(n for n in schedule(roots) if n in needed)
+    order = tuple(n for n in schedule(roots, *_memory_model(roots)) if n in needed)
     users: dict[Tensor, list[Tensor]] = {n: [] for n in order}
     for n in order:
         for pos, i in enumerate(n.inputs):
@@ -82,6 +82,28 @@ def program_nodes(fetches: Sequence[Tensor], assigns: Sequence[Tensor] = ()) -> 
     outputs = tuple(dict.fromkeys(f for f in fetches if f.dtype is not None))
     return Nodes(tuple(fetches), tuple(assigns), order, {n: tuple(u) for n, u in users.items()}, outputs,
                  {n: i for i, n in enumerate(order)})
+
+
+def _memory_model(roots: Sequence[Tensor]) -> tuple[Callable[[Tensor], int], Callable[[Tensor], Tensor | None]]:
+    """(bytes of a node's own buffer, the node a view reads) for `schedule`: sources, outputs,
+    views and immediates own no arena bytes, and a view keeps its base alive."""
+    outputs = {r for r in roots if r.op != "assign"}  # (an assignment's value needs a buffer unless in place)
+    probes: dict[Tensor, Loaded | Immediate | None] = {}
+
+    def probe(n: Tensor) -> Loaded | Immediate | None:
+        if n not in probes:
+            probes[n] = probe_gather(n) if n.opdef.kind is OpKind.INDEX else None
+        return probes[n]
+
+    def size(n: Tensor) -> int:
+        if n.dtype is None or n in outputs or n.opdef.kind is OpKind.SOURCE or probe(n) is not None:
+            return 0
+        return numel(n.shape) * n.dtype.itemsize
+
+    def view_of(n: Tensor) -> Tensor | None:
+        p = probe(n)
+        return n.inputs[p.i] if isinstance(p, Loaded) else None
+    return size, view_of
 
 
 def _needed(roots: Sequence[Tensor]) -> set[Tensor]:
@@ -129,16 +151,18 @@ def group_kernels(nodes: Nodes) -> Groups:
     """The `Groups` of `nodes`: single-use inlining, sibling fusion, GEMM epilogues."""
     probes = _probes(nodes)
     group: dict[Tensor, Tensor] = {}
+    members: dict[Tensor, int] = {}
+    keeps_alive = _keeps_alive(nodes, probes, members)
     for n in reversed(nodes.order):
         if not _computed(n, probes):
             continue
         group[n] = n
         users = set(nodes.users[n])
-        if n.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.INDEX) or n in nodes.outputs or len(users) != 1:
-            continue
-        (c,) = users
-        if c in group and _inlinable_into(n, c):
-            group[n] = group[c]
+        if n.opdef.kind in (OpKind.ELEMENTWISE, OpKind.INDEX) and n not in nodes.outputs and len(users) == 1:
+            (c,) = users
+            if c in group and _inlinable_into(n, c) and not keeps_alive(n, group[c]):
+                group[n] = group[c]
+        members[group[n]] = members.get(group[n], 0) + 1
     _merge_siblings(nodes, group)
     _attach_epilogues(nodes, group)
     members: dict[Tensor, list[Tensor]] = {}
@@ -146,6 +170,49 @@ def group_kernels(nodes: Nodes) -> Groups:
         if n in group:
             members.setdefault(group[n], []).append(n)
     return Groups(nodes, probes, group, {k: tuple(v) for k, v in members.items()})
+
+
+def _keeps_alive(nodes: Nodes, probes: Mapping[Tensor, Loaded | Immediate | None],
+                 members: Mapping[Tensor, int]) -> Callable[[Tensor, Tensor], bool]:
+    """`keeps_alive(n, root)`: would computing `n` inside the kernel of `root` (which has
+    `members[root]` nodes so far, all after n) keep more bytes alive across other steps
+    that allocate than n's own buffer? Such a join saves n's buffer but holds the inputs
+    that would otherwise die at n (through the producers that would join too): an
+    accumulation chain ``((g20 + g19) + g18) + ...`` fused into one kernel kept all twenty
+    terms alive until the last one."""
+    position = nodes.position
+    allocating = [0]  # allocating[k]: nodes with a buffer of their own before position k
+    for m in nodes.order:
+        allocating.append(allocating[-1] + (m.dtype is not None and _has_buffer(m, probes)))
+    read_at: dict[Tensor, int] = {}  # when a reader reads: a view, when its last reader does
+    for m in reversed(nodes.order):
+        view = m.opdef.kind is OpKind.INDEX and isinstance(probes.get(m), Loaded)
+        read_at[m] = max((read_at[u] for u in nodes.users[m]), default=position[m]) if view else position[m]
+
+    def keeps_alive(n: Tensor, root: Tensor) -> bool:
+        between = allocating[position[root]] - allocating[position[n] + 1] - (members[root] - 1)
+        if between <= 0:
+            return False
+        stack, seen, held = [n], {n}, 0
+        while stack and len(seen) <= MERGE_SEARCH:  # through inputs that will join n's kernel too
+            m = stack.pop()
+            for x in set(m.inputs):
+                if x in seen or x not in position or not _has_buffer(x, probes):
+                    continue
+                seen.add(x)
+                if nodes.users[x] == (m,) and x.opdef.kind is OpKind.ELEMENTWISE and x.shape == m.shape:
+                    stack.append(x)
+                elif max((read_at[u] for u in nodes.users[x] if u is not m), default=-1) < position[root]:
+                    held += numel(x.shape) * x.dtype.itemsize
+        return held > numel(n.shape) * n.dtype.itemsize  # what stays alive instead of n's own buffer
+    return keeps_alive
+
+
+def _has_buffer(n: Tensor, probes: Mapping[Tensor, Loaded | Immediate | None]) -> bool:
+    """A node whose value occupies a buffer of the program's own (not a source, view or immediate)."""
+    if n.opdef.kind is OpKind.SOURCE:
+        return False
+    return n.opdef.kind is not OpKind.INDEX or probes.get(n) is None
 
 
 def _sets(nodes: Nodes, group: dict[Tensor, Tensor]) -> dict[Tensor, list[Tensor]]:

@@ -121,11 +121,9 @@ class LLVMProgram:
 
     def report(self) -> str:
         """Saved residuals, recomputed nodes and FLOPs of the checkpoint policy, and the arena size."""
-        from ...passes.checkpoint import report
-
         opts = self.options
         policy = f"budget {opts.memory_budget} B" if opts.memory_budget else opts.checkpoint
-        text = report(self.optimized.module, policy).as_text()
+        text = self.optimized.checkpoint_report(policy).as_text()
         return f"{text}\nplanned peak (arena): {self.plan.arena_bytes} bytes in {len(self.plan.steps)} steps\n"
 
     def as_text(self, stage: str = "kernels") -> str:

@@ -64,7 +64,7 @@ def test_relu_gradient_of_a_product_fuses_into_the_backward_gemm(monkeypatch):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
     fused = _epilogues(prog)
     ops = [{m.op for m in g.epilogue.members} for g in fused]
-    assert {"relu", "add"} in ops  # forward: bias and activation (pre-activation kept for backward)
+    assert any({"relu", "add"} <= o for o in ops)  # forward: bias and activation (+ the relu mask, maybe)
     assert any("where" in o or "greater" in o for o in ops)  # backward: the relu gradient of g @ w2.T
     unfused_got, unfused = _unfused(monkeypatch, fetches, feeds)
     assert len(prog.plan.steps) <= len(unfused.plan.steps) - 2
