@@ -82,7 +82,7 @@ def test_deep_chain_checkpoint_policies():
     assert int(rows["sqrt"][0]) < saved and int(rows["sqrt"][1]) < peak and int(rows["sqrt"][3]) > 0
     peaks = {k: int(v[1]) for k, v in rows.items()}
     assert all(p <= peak for p in peaks.values()), out  # no policy raises the planned peak
-    assert peaks["revolve(1)"] <= peaks["revolve(2)"] < peak and peaks["budget"] <= 0.6 * peak, out
+    assert peaks["revolve(1)"] <= peaks["revolve(2)"] < peak and peaks["budget"] <= 0.7 * peak, out
     losses = [float(v) for v in rows["none"][6:]]
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert re.search(r"losses equal under every policy \(.*\): yes", out), out

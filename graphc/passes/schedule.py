@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 from ..ir.graph import Tensor
 from ..ir.traverse import toposort
+from ..ops.registry import OpKind
 from .cost import is_source, nbytes
 
 SizeFn = Callable[[Tensor], int]
@@ -45,13 +46,15 @@ def schedule(outputs: Sequence[Tensor], size: SizeFn | None = None, view_of: Bas
         size = lambda n: 0 if is_source(n) or n in out else nbytes(n)  # noqa: E731
     base = _bases(toposort(roots), view_of)
     first = depth_first(roots)
+    if any(n.opdef.kind is OpKind.COLLECTIVE for n in first):
+        return first  # ranks with shards of other shapes must build the same program: no size-driven order
     second = list_order(first, size, base)
     return second if live_peak(second, size, base) < live_peak(first, size, base) else first
 
 
 def _reads(n: Tensor) -> list[Tensor]:
     """The inputs whose data n reads (not those read for their shape, nothing for a `group`)."""
-    if n.dtype is None:
+    if n.opdef.kind is OpKind.CONTROL:
         return []
     skip = n.opdef.shape_only
     return [i for k, i in enumerate(n.inputs) if k not in skip]
@@ -111,7 +114,7 @@ def list_order(order: list[Tensor], size: SizeFn, base: dict[Tensor, Tensor]) ->
                 users[b].append(n)
     left = {n: len(users[n]) for n in order}  # readers of the buffer not yet scheduled
     waiting = {n: len(set(n.inputs)) for n in order}  # inputs (and reads of its variable) not yet scheduled
-    after: dict[Tensor, list[Tensor]] = {}  # reader of a variable -> the assignments that wait for it
+    after: dict[Tensor, list[Tensor]] = {}  # node -> the nodes that also wait for it
     for a in order:
         if a.op == "assign":  # after every other read of the variable: then it can write in place
             for u in users[a.inputs[0]]:

@@ -181,6 +181,8 @@ def _keeps_alive(nodes: Nodes, probes: Mapping[Tensor, Loaded | Immediate | None
     accumulation chain ``((g20 + g19) + g18) + ...`` fused into one kernel kept all twenty
     terms alive until the last one."""
     position = nodes.position
+    if any(m.opdef.kind is OpKind.COLLECTIVE for m in nodes.order):
+        return lambda n, root: False  # (as the schedule: ranks with other shard shapes fuse alike)
     allocating = [0]  # allocating[k]: nodes with a buffer of their own before position k
     for m in nodes.order:
         allocating.append(allocating[-1] + (m.dtype is not None and _has_buffer(m, probes)))
