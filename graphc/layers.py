@@ -21,7 +21,8 @@ def dense(x: Tensor, units: int, activation: Callable[[Tensor], Tensor] | None =
     W has shape (x.shape[-1], units) with Glorot-uniform values drawn with `seed` and b is
     zeros, both in x's dtype. ``seed=None`` uses the number of variables already in the
     graph, so a script that builds the same model gets the same weights on every run.
-    The variables are named ``<name>/kernel`` and ``<name>/bias`` (name defaults to "dense").
+    The variables are named ``<name>/kernel`` and ``<name>/bias`` (name defaults to "dense",
+    made unique and put under the open `gc.name_scope`), as are the ops it builds.
     """
     x = as_tensor(x)
     if x.ndim < 1 or x.shape[-1] is None:
@@ -32,11 +33,10 @@ def dense(x: Tensor, units: int, activation: Callable[[Tensor], Tensor] | None =
     if units < 1:
         raise ShapeError(f"dense needs units >= 1, got {units}")
     graph = x.graph
-    scope = graph.unique_name(name or "dense")
     if seed is None:
         seed = len(graph.variables)
-    with graph.as_default():
-        kernel = Variable(init.glorot_uniform((x.shape[-1], units), seed=seed, dtype=x.dtype), name=f"{scope}/kernel")
-        bias = Variable(init.zeros((units,), dtype=x.dtype), name=f"{scope}/bias")
-    y = matmul(x, kernel) + bias
-    return y if activation is None else activation(y)
+    with graph.as_default(), graph.name_scope(name or "dense"):
+        kernel = Variable(init.glorot_uniform((x.shape[-1], units), seed=seed, dtype=x.dtype), name="kernel")
+        bias = Variable(init.zeros((units,), dtype=x.dtype), name="bias")
+        y = matmul(x, kernel) + bias
+        return y if activation is None else activation(y)

@@ -16,6 +16,7 @@ import contextlib
 import difflib
 import itertools
 import math
+import re
 import threading
 import weakref
 from collections.abc import Iterator
@@ -147,7 +148,8 @@ class Graph:
         self._table: dict[tuple, Tensor] = table()
         self._name_counts: dict[str, int] = {}
         self._names: dict[str, Tensor] = table()  # the nodes' names
-        self._scopes: set[str] = set()  # names `unique_name` handed out for other uses (layer scopes)
+        self._scopes: set[str] = set()  # names `unique_name` handed out for other uses (name scopes)
+        self._scope_local = threading.local()  # this thread's stack of open name scopes
         self._lock = threading.RLock()
         self.variables: list[Tensor] = []
         self.adjoint: set[Tensor] = set() if keep_all else weakref.WeakSet()  # nodes autodiff built (backward)
@@ -176,11 +178,68 @@ class Graph:
             stack.pop()
 
     def unique_name(self, base: str) -> str:
-        """A name not yet used in this graph: base, base_1, base_2, ... (reserved for good)."""
+        """A name not yet used in this graph: base, base_1, base_2, ... under the open name scope
+        (TF1's ``graph.unique_name``); reserved for good."""
         with self._lock:
-            name = self._fresh_name(base)
+            name = self._fresh_name(self._scoped(base))
             self._scopes.add(name)
             return name
+
+    def unique_name_exact(self, name: str) -> str:
+        """`name` itself (no open scope is added) made unique and reserved."""
+        with self._lock:
+            name = self._fresh_name(name)
+            self._scopes.add(name)
+            return name
+
+    def _scope_stack(self) -> list[str]:
+        stack = getattr(self._scope_local, "stack", None)
+        if stack is None:
+            stack = self._scope_local.stack = []
+        return stack
+
+    def _scoped(self, name: str) -> str:
+        stack = self._scope_stack()
+        return f"{stack[-1]}/{name}" if stack and stack[-1] else name
+
+    @contextlib.contextmanager
+    def name_scope(self, name: str | None) -> Iterator[str]:
+        """TF1's ``name_scope``: nodes built inside are named ``<scope>/<name>``; yields ``"<scope>/"``.
+
+        Scopes nest (``outer/inner/add``); opening a used scope name again gives a fresh one
+        (``block1_1``), as in TF1. A name ending in "/" re-enters that exact (absolute) scope,
+        and ``None`` or ``""`` returns to the top level.
+        """
+        if name is not None and not isinstance(name, str):
+            raise GraphcError(f"name_scope: the name must be a string, not {type(name).__name__}")
+        if not name:
+            scope = ""
+        elif name.endswith("/"):
+            scope = name[:-1]
+        else:
+            check_name(name, "name_scope")
+            scope = self.unique_name(name)
+        stack = self._scope_stack()
+        stack.append(scope)
+        try:
+            yield scope + "/" if scope else ""
+        finally:
+            stack.pop()
+
+    def set_name(self, node: Tensor, name: str) -> str:
+        """Give `node` the (already scoped and reserved) `name`; names never split or merge nodes.
+
+        A node that still has its automatic name (its op's, e.g. ``add_3``) takes `name`,
+        so the first name a user gives a node wins; its old name stays as an alias for
+        lookups. A node already named by the user (and placeholders and variables) keeps
+        its name, and `name` becomes an alias that ``get_tensor_by_name`` finds.
+        """
+        with self._lock:
+            self._scopes.discard(name)
+            if is_auto_name(node) and node.op not in ("placeholder", "variable"):
+                object.__setattr__(node, "name", name)
+            self._names[name] = node
+        return node.name
 
     def _fresh_name(self, base: str) -> str:
         n = self._name_counts.get(base, 0)
@@ -244,7 +303,7 @@ class Graph:
             node = object.__new__(Tensor)
             for field, value in (("op", op), ("inputs", inputs), ("attrs", attrs), ("shape", tuple(shape)),
                                  ("dtype", dtype), ("graph", self), ("loc", loc), ("uid", next(_uids)),
-                                 ("name", self._fresh_name(name or op))):
+                                 ("name", self._fresh_name(self._scoped(name or op)))):
                 object.__setattr__(node, field, value)
             self._table[key] = node
             self._names[node.name] = node
@@ -257,6 +316,24 @@ class Graph:
         if self._no_grad_depth and opdef.differentiable:
             return self.make("stop_gradient", (node,), loc=loc)
         return node
+
+
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*")
+
+
+def check_name(name: object, what: str) -> str:
+    """A user's node or scope name: a non-empty string of letters, digits and ``_ . - /`` (TF1's rule)."""
+    if not isinstance(name, str) or not _NAME_CHARS.fullmatch(name) or name.endswith("/"):
+        raise GraphcError(f"{what}: {name!r} is not a valid name (letters, digits, '_', '.', '-', '/' "
+                          "between parts; not starting with '-' or '/')")
+    return name
+
+
+def is_auto_name(node: Tensor) -> bool:
+    """Whether the node's name is the one graphc made up from its op (``add``, ``block1/add_3``)."""
+    base = node.name.rpartition("/")[2]
+    auto = "const" if node.op == "constant" else node.op
+    return re.fullmatch(re.escape(auto) + r"(_\d+)?", base) is not None
 
 
 @contextlib.contextmanager
@@ -283,6 +360,11 @@ def get_default_graph() -> Graph:
     """The innermost graph of `with g.as_default()`, else the global default graph."""
     stack = _graph_stack()
     return stack[-1] if stack else _default_graph
+
+
+def name_scope(name: str | None) -> contextlib.AbstractContextManager[str]:
+    """``gc.name_scope("block1")``: TF1's name scope on the default graph (see `Graph.name_scope`)."""
+    return get_default_graph().name_scope(name)
 
 
 def reset_default_graph() -> None:

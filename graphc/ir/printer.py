@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import shape_str
-from .graph import Const, Graph, Tensor
+from .graph import Const, Graph, Tensor, is_auto_name
 from .traverse import toposort
 
 _HIDDEN_ATTRS = {"uid"}
@@ -51,7 +51,9 @@ def node_names(order: list[Tensor]) -> dict[Tensor, str]:
 def as_text(fetches: Tensor | Iterable[Tensor] | Graph, *, show_names: bool = False) -> str:
     """One line per node: ``%3 = add(%1, %2) {attrs} : f32(?,3)``; last line lists outputs.
 
-    A whole Graph prints every node; its outputs are the nodes nothing else reads.
+    A whole Graph prints every node; its outputs are the nodes nothing else reads. A node
+    named by the user (``name=``) or inside a ``name_scope`` ends its line with ``# <name>``;
+    ``show_names=True`` adds the automatic names (``add_3``) too.
     """
     if isinstance(fetches, Graph):
         used = {i for n in fetches.nodes for i in n.inputs}
@@ -66,7 +68,8 @@ def as_text(fetches: Tensor | Iterable[Tensor] | Graph, *, show_names: bool = Fa
             attrs = {k: v for k, v in attrs.items() if k not in ("shape", "dtype", "initial")}
         attr = (" {" + ", ".join(f"{k}={_attr_str(v)}" for k, v in attrs.items()) + "}") if attrs else ""
         args = ", ".join(names[i] for i in n.inputs)
-        comment = f"  # {n.name}" if show_names and n.op not in ("placeholder", "variable") else ""
+        shown = show_names or not is_auto_name(n)
+        comment = f"  # {n.name}" if shown and n.op not in ("placeholder", "variable") else ""
         lines.append(f"{names[n]} = {n.op}({args}){attr} : {type_str(n)}{comment}")
     lines.append("return " + ", ".join(names[o] for o in outputs))
     return "\n".join(lines) + "\n"
