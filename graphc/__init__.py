@@ -5,7 +5,7 @@ run it with `Session.run`. The public names of each op family are listed in that
 module's ``__all__`` and re-exported here.
 """
 
-from . import distributed, linalg, nn, special, train
+from . import distributed, linalg, nn, random, special, train
 from .autodiff import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import (
@@ -62,7 +62,7 @@ from .version import __version__
 _NOT_BUILDERS = {"einsum_path", "enable_x64"}
 _OP_MODULES = (_contract, _core, _create, _elementwise, _linalg, _rearrange, _reduce, _scan, _selection, _shape,
                _state, _ufuncs)  # their builders are re-exported here
-_API_MODULES = (nn, linalg, special)  # the gc.<module> namespaces of builders
+_API_MODULES = (nn, linalg, special, random)  # the gc.<module> namespaces of builders
 for _module in _OP_MODULES:
     _add_names(globals(), [n for n in _module.__all__ if n not in _NOT_BUILDERS])
 for _module in _API_MODULES:

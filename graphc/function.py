@@ -27,6 +27,7 @@ import numpy as np
 from .errors import GraphcError
 from .ir.graph import Tensor
 from .ir.traverse import toposort
+from .ops.random import counter_steps
 from .ops.state import assign, check_single_assignments
 from .options import CompileOptions
 from .profiler import recording
@@ -88,6 +89,7 @@ class Function:
         order = toposort(nodes)
         self.assigns = [n for n in order if n.op == "assign"]
         check_single_assignments(self.assigns, "updated", "call")
+        self.assigns += counter_steps(order, self.assigns)  # a call that draws random numbers advances the counter
         given = set(self.inputs)
         missing = [n.name for n in order if n.op == "placeholder" and n not in given]
         if missing:

@@ -29,10 +29,12 @@ from .ops.pool import avg_pool2d, global_avg_pool2d, max_pool2d
 from .ops.reduce import max as reduce_max
 from .ops.reduce import mean, sum
 from .ops.state import stop_gradient
+from .regularize import dropout  # in-graph randomness (graphc/random.py)
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mse", "dense",
            "conv1d", "conv2d", "conv2d_transpose", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
            "batch_norm", "update_ops"]
+__all__ += ["dropout"]
 
 REDUCTIONS = ("mean", "sum", "none")
 

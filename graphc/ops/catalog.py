@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     linalg_solve,
     methods,
     pool,
+    random,
     rearrange,
     reduce,
     scan,

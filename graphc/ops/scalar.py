@@ -70,6 +70,7 @@ class Emitter(Protocol):
     def and_(self, a: Any, b: Any) -> Any: ...
     def or_(self, a: Any, b: Any) -> Any: ...
     def not_(self, a: Any) -> Any: ...
+    def bitxor(self, a: Any, b: Any) -> Any: ...  # integers (random numbers' Philox rounds)
 
 
 class NumpyEmitter:
@@ -188,3 +189,6 @@ class NumpyEmitter:
 
     def not_(self, a):
         return np.logical_not(a)
+
+    def bitxor(self, a, b):
+        return np.bitwise_xor(a, b)

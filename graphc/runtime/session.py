@@ -15,6 +15,7 @@ from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.bind import bind_shapes
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
+from ..ops.random import counter_steps
 from ..ops.registry import OpKind
 from ..ops.state import check_single_assignments
 from ..options import CompileOptions
@@ -241,6 +242,7 @@ class _Request:
         self.variables = [n for n in order if n.op == "variable"]
         self.assigns = [n for n in order if n.op == "assign"]
         check_single_assignments(self.assigns)
+        self.assigns += counter_steps(order, self.assigns)  # a run that draws random numbers advances the counter
         self.programs = LRU(cache_size)  # feed shapes -> compiled program
         self._declared = [(p, p.dtype, p.shape) for p in self.placeholders]
 

@@ -308,6 +308,8 @@ NOT_DIFFERENTIABLE = {
     "round": "piecewise constant: zero gradient", "sign": "piecewise constant: zero gradient",
     "equal": "bool result", "not_equal": "bool result", "less": "bool result", "less_equal": "bool result",
     "greater": "bool result", "greater_equal": "bool result",
+    "random_uniform": "random numbers: no input to differentiate",
+    "random_normal": "random numbers: no input to differentiate",
     "logical_and": "bool result", "logical_or": "bool result", "logical_not": "bool result",
 }
 

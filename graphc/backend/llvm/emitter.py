@@ -394,6 +394,10 @@ class LLVMEmitter:
     def not_(self, a: Any) -> Any:
         return self.b.xor(self.value(a), ir.Constant(I1, 1))
 
+    def bitxor(self, a: Any, b: Any) -> Any:
+        a, b = self._ints(a, b)
+        return self.b.xor(a, b)
+
 
 def _decide(op: str, lo: int, hi: int) -> bool | None:
     """The value of ``d <op> 0`` when d is known to lie in [lo, hi], else None."""

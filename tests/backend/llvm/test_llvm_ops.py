@@ -16,6 +16,7 @@ import pytest
 import graphc as gc
 from graphc.ir.traverse import toposort
 from graphc.ops import shape as shp
+from graphc.ops.random import run_counter
 from graphc.ops.registry import all_ops
 
 F32, F64, I32, I64, B = np.float32, np.float64, np.int32, np.int64, np.bool_
@@ -96,6 +97,11 @@ def _size(a):
     if a.shape[-1] is None:
         raise gc.ShapeError(f"matrix dims of {a.shape} must be known when the graph is built")
     return a.shape[-1]
+
+
+def _random_like(op, x):
+    """The form with a tensor giving the shape (as unknown batch dims build it)."""
+    return make(op, run_counter(x.graph), x, shape=(), dtype=x.dtype, key=(3, 4))
 
 
 def _cond(a):
@@ -239,6 +245,10 @@ CASES: dict[str, list[Case]] = {
     + [Case(lambda x: gc.argmax(x, 0), [(11, 3)], FLOATS, "special")],
     "argmin": [Case(lambda x, a=a: gc.argmin(x, a, keepdims=True), [(4, 5, 6)], NUMERIC) for a in (None, 0, -1)]
     + [Case(lambda x: gc.argmin(x, -1), [(3, 11)], FLOATS, "special")],
+    "random_uniform": [Case(lambda x: gc.random.uniform(x, x.dtype) + x, [(3, 5)]),
+                       Case(lambda x: _random_like("random_uniform", x), [(2, 7)])],
+    "random_normal": [Case(lambda x: gc.random.normal(x, x.dtype) + x, [(3, 5)]),
+                      Case(lambda x: _random_like("random_normal", x), [(2, 7)])],
     "size_of": [Case(lambda x: x * gc.cast(gc.size_of(x, 0, gc.int64), x.dtype), [(3, 4)], NUMERIC)],
     # shape ops
     "broadcast_to": [Case(lambda x: gc.broadcast_to(x, (2, 3, 4)) + 0, [(3, 1)], NUMERIC + (B,)),
