@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from .attention import embedding, scaled_dot_product_attention
 from .dtypes import bool_, is_float, is_int, normalize_axes, shape_str
 from .errors import ShapeError
 from .ir.composite import composite
 from .ir.graph import Tensor
 from .layers import dense  # creates variables, so it lives in graphc/layers.py
 from .layers_conv import batch_norm, update_ops
+from .normalization import layer_norm, rms_norm
 from .ops import elementwise as ew
 from .ops import shape as shp
 from .ops.conv import conv1d, conv2d, conv2d_transpose
@@ -34,7 +36,7 @@ from .regularize import dropout  # in-graph randomness (graphc/random.py)
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mse", "dense",
            "conv1d", "conv2d", "conv2d_transpose", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
            "batch_norm", "update_ops"]
-__all__ += ["dropout"]
+__all__ += ["dropout", "layer_norm", "rms_norm", "scaled_dot_product_attention", "embedding"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
