@@ -5,7 +5,7 @@ run it with `Session.run`. The public names of each op family are listed in that
 module's ``__all__`` and re-exported here.
 """
 
-from . import distributed, linalg, nn, random, special, train
+from . import distributed, layers, linalg, nn, random, special, train
 from .autodiff import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import (
