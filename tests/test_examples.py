@@ -27,6 +27,7 @@ def floats(pattern: str, text: str) -> list[float]:
 def test_every_example_is_tested():
     tested = {"linear_regression.py", "mlp_digits.py", "jacobian_modes.py", "hessian.py",
               "deep_chain_checkpoint.py", "profile_mlp.py", "cnn_digits.py"}
+    tested |= {"transformer_char.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -96,3 +97,11 @@ def test_profile_mlp_prints_the_table_and_writes_a_trace(tmp_path):
     assert out.startswith("2 run(s) on llvm") and "by step" in out and "profile_mlp.py:" in out
     events = json.loads(trace.read_text())["traceEvents"]
     assert sum(e["ph"] == "X" and e["cat"] == "run" for e in events) == 2
+
+
+def test_transformer_char_loss_goes_down_and_samples():
+    out = run("transformer_char.py")
+    losses = floats(r"step\s+\d+\s+loss (\S+)", out)
+    assert len(losses) >= 5 and losses[-1] < losses[0] - 0.5, out
+    (sample,) = re.findall(r"sample: '(.*)'$|sample: \"(.*)\"$", out, flags=re.M)
+    assert len("".join(sample)) >= 20, out
