@@ -60,28 +60,29 @@ def _float_dtype(dtype: Any, fn: str) -> np.dtype:
     return dt
 
 
+def _draw(kind: str, fn: str, shape: Any, dtype: Any, seed: int | None) -> Tensor:
+    """A random_<kind> node for the public function `fn`."""
+    dt = _float_dtype(dtype, fn)
+    g = graph_of(shape)
+    return random_node(kind, shape, dt, _key(g, seed, fn), g)
+
+
+def _scaled(t: Tensor, scale: float, shift: float) -> Tensor:
+    return t if (scale, shift) == (1.0, 0.0) else t * scale + shift
+
+
 @composite
 def uniform(shape: Any, dtype: Any = np.float32, seed: int | None = None, minval: float = 0.0,
             maxval: float = 1.0) -> Tensor:
     """Uniform floats in [minval, maxval) (tf.random.uniform)."""
-    dt = _float_dtype(dtype, "uniform")
-    g = graph_of(shape)
-    u = random_node("uniform", shape, dt, _key(g, seed, "uniform"), g)
-    if (minval, maxval) == (0.0, 1.0):
-        return u
-    return u * (maxval - minval) + minval
+    return _scaled(_draw("uniform", "uniform", shape, dtype, seed), maxval - minval, minval)
 
 
 @composite
 def normal(shape: Any, dtype: Any = np.float32, seed: int | None = None, mean: float = 0.0,
            stddev: float = 1.0) -> Tensor:
     """Normal floats with `mean` and `stddev` (tf.random.normal)."""
-    dt = _float_dtype(dtype, "normal")
-    g = graph_of(shape)
-    z = random_node("normal", shape, dt, _key(g, seed, "normal"), g)
-    if (mean, stddev) == (0.0, 1.0):
-        return z
-    return z * stddev + mean
+    return _scaled(_draw("normal", "normal", shape, dtype, seed), stddev, mean)
 
 
 @composite
@@ -92,11 +93,8 @@ def truncated_normal(shape: Any, dtype: Any = np.float32, seed: int | None = Non
     Drawn by inverting the normal CDF on [Phi(-2), Phi(2)] (no rejection loop):
     ``sqrt(2) * erfinv(erf(sqrt(2)) * (2u - 1))``.
     """
-    dt = _float_dtype(dtype, "truncated_normal")
-    g = graph_of(shape)
-    u = random_node("uniform", shape, dt, _key(g, seed, "truncated_normal"), g)
-    z = erfinv((u * 2 - 1) * math.erf(math.sqrt(2.0))) * math.sqrt(2.0)
-    return z if (mean, stddev) == (0.0, 1.0) else z * stddev + mean
+    u = _draw("uniform", "truncated_normal", shape, dtype, seed)
+    return _scaled(erfinv((u * 2 - 1) * math.erf(math.sqrt(2.0))) * math.sqrt(2.0), stddev, mean)
 
 
 @composite
@@ -104,6 +102,4 @@ def bernoulli(shape: Any, p: float = 0.5, seed: int | None = None) -> Tensor:
     """Bools that are True with probability `p` (jax.random.bernoulli): ``uniform < p`` in float32."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 1:
         raise GraphcError(f"random.bernoulli: p must be a number in [0, 1], got {p!r}")
-    g = graph_of(shape)
-    u = random_node("uniform", shape, np.float32, _key(g, seed, "bernoulli"), g)
-    return ew.less(u, np.float32(p))
+    return ew.less(_draw("uniform", "bernoulli", shape, np.float32, seed), np.float32(p))
