@@ -155,10 +155,12 @@ RANDOM_OPS = ("random_uniform", "random_normal")
 def run_counter(graph: Graph) -> Tensor:
     """The graph's run counter: an int64 scalar variable ``random/run_count`` (not trainable)."""
     counter = _counters.get(graph)
+    if counter is None:  # a graph loaded from a file has its counter among its variables
+        counter = next((v for v in graph.variables if v.name == "random/run_count"), None)
     if counter is None:
         with graph.as_default(), graph.name_scope(None), graph.name_scope("random/"):
             counter = Variable(np.zeros((), np.int64), name="run_count", trainable=False)
-        _counters[graph] = counter
+    _counters[graph] = counter
     return counter
 
 

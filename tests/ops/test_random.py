@@ -198,3 +198,17 @@ def test_bad_random_input():
         gc.random.normal((2,), seed=1.5)
     with pytest.raises(gc.GraphcError, match=r"bernoulli: p must be a number in \[0, 1\]"):
         gc.random.bernoulli((2,), 1.5)
+
+
+def test_saved_graph_draws_the_same_numbers(tmp_path):
+    g = gc.Graph()
+    with g.as_default():
+        u = gc.random.uniform((5,), seed=3)
+        gc.save(u, tmp_path / "g.json")
+    loaded = gc.load(tmp_path / "g.json")
+    with loaded.graph.as_default():
+        more = gc.random.normal((2,))  # new random ops reuse the loaded graph's counter
+    assert run_counter(loaded.graph).name == "random/run_count" and more.inputs[0] is run_counter(loaded.graph)
+    with gc.Session(g) as a, gc.Session(loaded.graph) as b:
+        for _ in range(2):
+            np.testing.assert_array_equal(a.run(u), b.run(loaded.outputs))
