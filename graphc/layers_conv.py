@@ -76,12 +76,11 @@ class BatchNorm:
         channels = x.shape[axis]
         if channels is None:
             raise _fail(ShapeError, f"BatchNorm: the channel axis {axis} of {shape_str(x.shape)} must be known")
-        scope = x.graph.unique_name(self.name or "batch_norm")
-        with x.graph.as_default():
+        scope = x.graph.unique_name(self.name or "batch_norm")  # under the open gc.name_scope
+        with x.graph.as_default(), x.graph.name_scope(scope + "/"):
             for key, value, trainable in (("gamma", init.ones, True), ("beta", init.zeros, True),
                                           ("moving_mean", init.zeros, False), ("moving_variance", init.ones, False)):
-                self.variables[key] = Variable(value((channels,), dtype=x.dtype), name=f"{scope}/{key}",
-                                               trainable=trainable)
+                self.variables[key] = Variable(value((channels,), dtype=x.dtype), name=key, trainable=trainable)
 
     def __call__(self, x: Any, training: Any) -> Tensor:
         x = as_tensor(x)
@@ -161,12 +160,11 @@ class Conv2D:
         hwio = (*self.kernel_size, channels // self.groups, self.filters)
         seed = len(x.graph.variables) if self.seed is None else self.seed
         w = init.glorot_uniform(hwio, seed=seed, dtype=x.dtype)
-        scope = x.graph.unique_name(self.name or "conv2d")
-        with x.graph.as_default():
-            self.kernel = Variable(np.ascontiguousarray(np.transpose(w, (3, 2, 0, 1))) if first else w,
-                                   name=f"{scope}/kernel")
+        scope = x.graph.unique_name(self.name or "conv2d")  # under the open gc.name_scope
+        with x.graph.as_default(), x.graph.name_scope(scope + "/"):
+            self.kernel = Variable(np.ascontiguousarray(np.transpose(w, (3, 2, 0, 1))) if first else w, name="kernel")
             if self.use_bias:
-                self.bias = Variable(init.zeros((self.filters,), dtype=x.dtype), name=f"{scope}/bias")
+                self.bias = Variable(init.zeros((self.filters,), dtype=x.dtype), name="bias")
 
     def __call__(self, x: Any) -> Tensor:
         x = as_tensor(x)

@@ -117,3 +117,17 @@ def test_names_in_text_reports_show_and_export(tmp_path, capsys):
         gc.save(loss, tmp_path / "g.json")
     assert main(["show", str(tmp_path / "g.json"), "--shape", "x=5,3"]) == 0
     assert "# block1/loss" in capsys.readouterr().out
+
+
+def test_layers_inside_a_name_scope():
+    g = gc.Graph()
+    with g.as_default(), gc.name_scope("block"):
+        x = gc.placeholder(gc.float32, (None, 8, 8, 3), name="x")
+        conv = gc.layers.Conv2D(4, 3)
+        bn = gc.layers.BatchNorm()
+        y = bn(conv(x), training=True)
+        d = gc.layers.Dense(2)
+        d(gc.reshape(y, (-1, 6 * 6 * 4)))
+    names = {v.name for v in g.variables}
+    assert {"block/conv2d/kernel", "block/conv2d/bias", "block/batch_norm/gamma", "block/batch_norm/moving_mean",
+            "block/dense/kernel", "block/dense/bias"} <= names, names
