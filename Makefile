@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint bench clean fuzz
+.PHONY: install test demo lint bench bench-all clean fuzz
 
 install: $(STAMP)
 
@@ -27,8 +27,14 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check graphc tests examples bench
 
+# W1-W5 in one table (graphc, numpy, numpy 1 BLAS thread, JAX, PyTorch); BENCH_PY may name a Python
+# with the `bench` extra (JAX, PyTorch) installed, e.g. make bench BENCH_PY=/path/to/venv/bin/python
+BENCH_PY ?= $(PY)
 bench: install
-	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	$(BENCH_PY) bench/run_all.py
+
+bench-all: install
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BENCH_PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

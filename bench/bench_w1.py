@@ -31,18 +31,23 @@ def check(name: str, loss: float, grad: np.ndarray, ref: tuple[float, np.ndarray
         raise AssertionError(f"{name} disagrees with the float64 reference (loss {loss} vs {ref[0]})")
 
 
-def graphc_timing(gc, x: np.ndarray, ref, args) -> object:
+def graphc_step(gc, x: np.ndarray, ref):
+    """A callable running the compiled value and gradient (checked once against the reference)."""
     with gc.Graph().as_default():
         xp = gc.placeholder(gc.float32, x.shape, name="x")
         loss = gc.sum(gc.tanh(xp) * gc.sigmoid(xp) + 0.5 * xp * xp)
         (grad,) = gc.gradients(loss, [xp])
         sess = gc.Session()
-        value, g = sess.run([loss, grad], {xp: x})
-        check("graphc", float(value), g, ref)
-        return measure(lambda: sess.run([loss, grad], {xp: x}), args.repeat, args.target)
+    value, g = sess.run([loss, grad], {xp: x})
+    check("graphc", float(value), g, ref)
+    return lambda: sess.run([loss, grad], {xp: x})
 
 
-def jax_timing(jax, x: np.ndarray, ref, args) -> object:
+def graphc_timing(gc, x: np.ndarray, ref, args) -> object:
+    return measure(graphc_step(gc, x, ref), args.repeat, args.target)
+
+
+def jax_step(jax, x: np.ndarray, ref):
     jnp = jax.numpy
 
     def f(v):
@@ -52,10 +57,14 @@ def jax_timing(jax, x: np.ndarray, ref, args) -> object:
     xd = jax.device_put(x)
     value, g = step(xd)
     check("jax", float(value), np.asarray(g), ref)
-    return measure(lambda: step(xd)[1].block_until_ready(), args.repeat, args.target)
+    return lambda: step(xd)[1].block_until_ready()
 
 
-def torch_timing(torch, x: np.ndarray, ref, args) -> object:
+def jax_timing(jax, x: np.ndarray, ref, args) -> object:
+    return measure(jax_step(jax, x, ref), args.repeat, args.target)
+
+
+def torch_step(torch, x: np.ndarray, ref):
     xt = torch.from_numpy(x)
 
     def step():
@@ -66,7 +75,11 @@ def torch_timing(torch, x: np.ndarray, ref, args) -> object:
 
     value, g = step()
     check("torch", float(value), g.numpy(), ref)
-    return measure(step, args.repeat, args.target)
+    return step
+
+
+def torch_timing(torch, x: np.ndarray, ref, args) -> object:
+    return measure(torch_step(torch, x, ref), args.repeat, args.target)
 
 
 def main() -> None:

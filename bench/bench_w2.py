@@ -127,7 +127,8 @@ def jax_timing(jax, x, y, ref, args):
     return measure(jax_step(jax, x, y, ref), args.repeat, args.target)
 
 
-def torch_timing(torch, x, y, ref, args):
+def torch_step(torch, x, y, ref):
+    """A callable running one eager PyTorch training step (checked once against numpy)."""
     params = [torch.from_numpy(p.copy()).requires_grad_(True) for p in init_params()]
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
     opt = torch.optim.SGD(params, lr=LR)
@@ -146,7 +147,11 @@ def torch_timing(torch, x, y, ref, args):
 
     loss = step()
     check("torch", float(loss), [p.detach().numpy() for p in params], *ref)
-    return measure(step, args.repeat, args.target)
+    return step
+
+
+def torch_timing(torch, x, y, ref, args):
+    return measure(torch_step(torch, x, y, ref), args.repeat, args.target)
 
 
 def main() -> None:

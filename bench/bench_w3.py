@@ -30,7 +30,8 @@ def check(name: str, got, want) -> None:
         raise AssertionError(f"{name} disagrees with numpy")
 
 
-def graphc_timing(gc, grad: bool, args):
+def graphc_step(gc, grad: bool):
+    """A callable making one `Session.run` (checked once against numpy)."""
     with gc.Graph().as_default():
         x = gc.placeholder(gc.float32, (4,), name="x")
         w, b = gc.Variable(W, name="w"), gc.Variable(B, name="b")
@@ -38,7 +39,11 @@ def graphc_timing(gc, grad: bool, args):
         fetches = [y, *gc.gradients(gc.sum(y), [w, b])] if grad else [y]
         sess = gc.Session()
         check("graphc", sess.run(fetches, {x: X}), numpy_value_grad(X) if grad else [numpy_value(X)])
-        return measure(lambda: sess.run(fetches, {x: X}), args.repeat, args.target)
+    return lambda: sess.run(fetches, {x: X})
+
+
+def graphc_timing(gc, grad: bool, args):
+    return measure(graphc_step(gc, grad), args.repeat, args.target)
 
 
 def function_timing(gc, grad: bool, args):
@@ -51,7 +56,7 @@ def function_timing(gc, grad: bool, args):
         return measure(lambda: f(X), args.repeat, args.target)
 
 
-def jax_timing(jax, grad: bool, args):
+def jax_step(jax, grad: bool):
     jnp = jax.numpy
     w, b = jax.device_put(W), jax.device_put(B)
 
@@ -65,14 +70,22 @@ def jax_timing(jax, grad: bool, args):
     fn = jax.jit(value_grad if grad else f)
     out = fn(X, w, b)
     check("jax", out if grad else [out], numpy_value_grad(X) if grad else [numpy_value(X)])
-    return measure(lambda: jax.block_until_ready(fn(X, w, b)), args.repeat, args.target)
+    return lambda: jax.block_until_ready(fn(X, w, b))
 
 
-def torch_timing(torch, grad: bool, args):
+def jax_timing(jax, grad: bool, args):
+    return measure(jax_step(jax, grad), args.repeat, args.target)
+
+
+def torch_step(torch, grad: bool):
     x, w, b = torch.from_numpy(X), torch.from_numpy(W.copy()), torch.from_numpy(B.copy())
     if not grad:
-        with torch.no_grad():
-            return measure(lambda: x * w + b, args.repeat, args.target)
+        def value():
+            with torch.no_grad():
+                return x * w + b
+
+        check("torch", [value().numpy()], [numpy_value(X)])
+        return value
     w.requires_grad_(True)
     b.requires_grad_(True)
 
@@ -83,7 +96,11 @@ def torch_timing(torch, grad: bool, args):
         return y.detach(), w.grad, b.grad
 
     check("torch", [t.numpy() for t in step()], numpy_value_grad(X))
-    return measure(step, args.repeat, args.target)
+    return step
+
+
+def torch_timing(torch, grad: bool, args):
+    return measure(torch_step(torch, grad), args.repeat, args.target)
 
 
 def main() -> None:

@@ -99,7 +99,8 @@ def jax_timing(jax, ws, x, ref, args):
     return measure(jax_step(jax, ws, x, ref), args.repeat, args.target)
 
 
-def torch_timing(torch, ws, x, ref, args):
+def torch_step(torch, ws, x, ref):
+    """A callable running the eager PyTorch value and gradients (checked once against the reference)."""
     wt = [torch.from_numpy(w.copy()).requires_grad_(True) for w in ws]
     xt = torch.from_numpy(x)
 
@@ -115,7 +116,11 @@ def torch_timing(torch, ws, x, ref, args):
 
     value, grads = step()
     check("torch", float(value), [g.numpy() for g in grads], ref)
-    return measure(step, args.repeat, args.target)
+    return step
+
+
+def torch_timing(torch, ws, x, ref, args):
+    return measure(torch_step(torch, ws, x, ref), args.repeat, args.target)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
+import math
 import os
 import sys
 
@@ -31,8 +32,8 @@ from llvmlite import ir
 
 from .loops import entry_allocas
 
-__all__ = ["DGEMM", "GEMM_GFLOPS", "SGEMM", "capsule_address", "cython_module", "declare_gemm", "emit_gemm",
-           "emit_gemm_parallel", "gemm_symbols", "limit_scipy_blas_threads"]
+__all__ = ["DGEMM", "GEMM_GFLOPS", "GEMM_MIN_PIECE_NS", "GEMM_MIN_WIDTH", "SGEMM", "capsule_address", "cython_module",
+           "declare_gemm", "emit_gemm", "emit_gemm_parallel", "gemm_split", "gemm_symbols", "limit_scipy_blas_threads"]
 
 SGEMM = "graphc_sgemm"
 DGEMM = "graphc_dgemm"
@@ -40,6 +41,10 @@ DGEMM = "graphc_dgemm"
 # Single-thread GEMM speed assumed when deciding whether a product is worth splitting: below
 # every figure measured for sgemm (docs/backend.md, "Threads").
 GEMM_GFLOPS = 60.0
+# The least rows or columns of C per piece of a split product, and the least work (at
+# GEMM_GFLOPS): below these, repacking and waking a worker cost more than the piece gains.
+GEMM_MIN_WIDTH = 128
+GEMM_MIN_PIECE_NS = 30_000
 
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
@@ -185,23 +190,15 @@ def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: obj
 
     `parallel_for` is a pointer to ``void parallel_for(void* f, void** args, int64 n,
     int64 min_chunk)`` (`graphc.backend.llvm.parallel.ThreadPool.parallel_for_address`).
-    The product is split into blocks of columns of C, or of rows when it has too few
-    columns, each at least the `parallel.min_chunk_for` of its cost (estimated at
-    `GEMM_GFLOPS`); each block is one single-threaded BLAS call. Columns first: splitting
-    rows makes every block repack all of B, which is slower for few rows (docs/backend.md,
-    "Threads"). Products too small for two blocks are emitted as one inline `emit_gemm`.
+    The product is split into blocks of columns or rows of C, each one single-threaded BLAS
+    call (`gemm_split`). Products too small for two blocks are emitted as one inline
+    `emit_gemm`.
     """
-    from .parallel import min_chunk_for
-
-    col_chunk = min_chunk_for(2.0 * m * k / GEMM_GFLOPS)
-    row_chunk = min_chunk_for(2.0 * n * k / GEMM_GFLOPS)
-    if k and n >= 2 * col_chunk:
-        by_rows, items, min_chunk = False, n, col_chunk
-    elif k and m >= 2 * row_chunk:
-        by_rows, items, min_chunk = True, m, row_chunk
-    else:
+    split = gemm_split(m, n, k)
+    if split is None:
         emit_gemm(builder, dtype, trans_a, trans_b, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr, ldc, alpha, beta)
         return
+    by_rows, min_chunk = split
     chunk = _gemm_chunk_function(builder.module, dtype, trans_a, trans_b, by_rows, m, n, k, lda, ldb, ldc,
                                  alpha, beta)
     slots = ir.ArrayType(_I8P, 3)
@@ -211,7 +208,28 @@ def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: obj
         builder.store(builder.bitcast(p, _I8P), builder.gep(table, [zero, ir.Constant(_I32, i)]))
     builder.call(_function_pointer(builder, parallel_for, _PARALLEL_FOR_TYPE),
                  [builder.bitcast(chunk, _I8P), builder.gep(table, [zero, zero]),
-                  ir.Constant(_I64, items), ir.Constant(_I64, min_chunk)])
+                  ir.Constant(_I64, m if by_rows else n), ir.Constant(_I64, -min_chunk)])
+
+
+def gemm_split(m: int, n: int, k: int) -> tuple[bool, int] | None:
+    """How to split an m x n (x k) product over a pool: (by rows, least rows or columns per
+    piece), or None to run it as one call.
+
+    Each piece is a separate BLAS call that packs the operand it shares with the others
+    again: splitting columns of C repacks all of op(A) (m x k), splitting rows all of op(B)
+    (k x n). So the product is split along the dim whose shared operand is smaller, into
+    pieces of at least `GEMM_MIN_WIDTH` rows or columns (then the repacking costs about 10%
+    of a piece, measured: docs/backend.md, "Threads") and at least `GEMM_MIN_PIECE_NS` of
+    work at `GEMM_GFLOPS`, at most one piece per thread (`emit_gemm_parallel` passes the
+    least piece to ``parallel_for`` negated).
+    """
+    if not k:
+        return None
+    by_rows = m * k > k * n
+    items, per_item = (m, n) if by_rows else (n, m)
+    ns_per_item = 2.0 * per_item * k / GEMM_GFLOPS
+    min_chunk = max(GEMM_MIN_WIDTH, math.ceil(GEMM_MIN_PIECE_NS / ns_per_item))
+    return (by_rows, min_chunk) if items >= 2 * min_chunk else None
 
 
 def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_b: bool, by_rows: bool,

@@ -25,6 +25,10 @@ from .steps import Buffer, Collective, Gemm, HostCall, Kernel, Lapack, Plan, bla
 ENTRY = "graphc_entry"
 I32 = ir.IntType(32)
 _PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
+# The least work (at blas.GEMM_GFLOPS) of each product of a pair that runs on two threads.
+PAIR_MIN_NS = 20_000
+PAIR_MAX_RATIO = 2.0  # the larger product of a pair has at most this many times the other's work
+PAIR_WINDOW = 4  # how many steps ahead the second product of a pair may be
 TABLE_KINDS = ("feed", "variable", "output", "const")
 
 
@@ -92,7 +96,35 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
             else:
                 b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
 
-    for step in plan.steps if probe is None else probe.wrap(entry, table, plan.steps):
+    def gemm_fn(step: Gemm) -> ir.Function | None:
+        key = gemm_key(step)
+        if key not in emitted:
+            emitted[key] = [gemm_function(module, step)]
+        return emitted[key][0]
+
+    def gemm(step: Gemm) -> None:
+        fn = gemm_fn(step)
+        if fn is not None:
+            b.call(fn, [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
+        if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
+            kernel(step.epilogue)
+
+    steps = list(plan.steps)
+    paired = concurrent_pairs(steps) if probe is None else {}
+    seconds = set(paired.values())
+    for i, step in enumerate(steps if probe is None else probe.wrap(entry, table, steps)):
+        if i in seconds:
+            continue  # ran with the first product of its pair
+        if i in paired:
+            pair = (step, steps[paired[i]])
+            fns, pair_pointers = [gemm_fn(g) for g in pair], [pointer(x) for x in _pair_buffers(pair)]
+            with b.if_else(threaded) as (then, otherwise):
+                with then:
+                    _pair_call(entry, pair, fns, emitted, pair_pointers, parallel_for)
+                with otherwise:
+                    for g in pair:
+                        gemm(g)
+            continue
         if isinstance(step, Kernel):
             kernel(step)
             continue
@@ -109,15 +141,125 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
                            pointer(step.src.buffer))
             hosts += 1
             continue
-        key = gemm_key(step)
-        if key not in emitted:
-            emitted[key] = [gemm_function(module, step)]
-        if emitted[key][0] is not None:
-            b.call(emitted[key][0], [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
-        if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
-            kernel(step.epilogue)
+        gemm(step)
     entry.finish()
     return module
+
+
+def concurrent_pairs(steps: list) -> dict[int, int]:
+    """{i: j}: GEMM steps i and j > i run at the same time, one on each of two threads.
+
+    Two products (with their epilogues) pair up when each has at least `PAIR_MIN_NS` of work,
+    neither has more than `PAIR_MAX_RATIO` times the other's (the pair takes as long as
+    the larger), and step j can move up to run right after step i: neither it nor any step
+    between writes memory the other reads or writes (arena bytes compared by range), and no
+    LAPACK, collective or host-call step lies between. Typically the weight gradient and the input
+    gradient of one layer. Each product then runs as one single-threaded BLAS call, without
+    the repacking that splitting it costs (docs/backend.md, "Threads").
+    """
+    pairs: dict[int, int] = {}
+    taken: set[int] = set()
+    for i, first in enumerate(steps):
+        if i in taken or _work_ns(first) < PAIR_MIN_NS:
+            continue
+        for j in range(i + 1, min(i + 1 + PAIR_WINDOW, len(steps))):
+            second = steps[j]
+            if not isinstance(second, (Gemm, Kernel)):  # LAPACK, collectives and host calls stay in place
+                break
+            if j not in taken and _balanced(first, second) and all(
+                    _independent(second, steps[h]) for h in range(i, j)):
+                pairs[i] = j
+                taken.update((i, j))
+                break
+    return pairs
+
+
+def _work_ns(step: object) -> float:
+    """A GEMM step's work at blas.GEMM_GFLOPS, in ns (0 for other steps)."""
+    if not isinstance(step, Gemm):
+        return 0.0
+    return 2.0 * numel(step.node.shape) * step.node.inputs[0].shape[-1] / blas.GEMM_GFLOPS
+
+
+def _balanced(first: Gemm, second: object) -> bool:
+    a, b = _work_ns(first), _work_ns(second)
+    return b >= PAIR_MIN_NS and max(a, b) <= PAIR_MAX_RATIO * min(a, b)
+
+
+def _written(step: Gemm | Kernel) -> list[Buffer]:
+    """The buffers a GEMM (with its epilogue) or a kernel writes."""
+    kernels = [step] if isinstance(step, Kernel) else [step.epilogue] if step.epilogue is not None else []
+    out = [step.out.buffer] if isinstance(step, Gemm) else []
+    for k in kernels:
+        out += [k.out.buffer, *(x.out.buffer for x in k.more)]
+        out += [s for s in (k.scratch, *(x.scratch for x in k.more)) if s is not None]
+    return out
+
+
+def _overlap(x: Buffer, y: Buffer) -> bool:
+    if x is y:
+        return True
+    if x.kind != y.kind:
+        return False
+    if x.kind != "arena":
+        return x.slot == y.slot
+    return x.slot < y.slot + y.size * y.dtype.itemsize and y.slot < x.slot + x.size * x.dtype.itemsize
+
+
+def _independent(g: Gemm, step: Gemm | Kernel) -> bool:
+    """Neither step writes a byte the other reads or writes."""
+    return not any(_overlap(w, t) for w in _written(g) for t in step.buffers()) and \
+        not any(_overlap(w, t) for w in _written(step) for t in g.buffers())
+
+
+def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], fns: list[ir.Function | None],
+               emitted: dict[tuple, list], pointers: list[ir.Value], parallel_for: ir.Value) -> None:
+    """Hand the pair to the pool as a range of two items: item j runs product j and its epilogue.
+
+    `pointers` are those of `_pair_buffers(pair)`, in order.
+    """
+    b = entry.b
+    module = entry.fn.module
+    bufs = _pair_buffers(pair)
+    position = {buf: i for i, buf in enumerate(bufs)}
+    layout = [([position[x] for x in gemm_buffers(g)], g.epilogue and [position[x] for x in kernel_buffers(g.epilogue)])
+              for g in pair]
+    key = ("pair", *(gemm_key(g) for g in pair), *(g.epilogue and kernel_key(g.epilogue) for g in pair), repr(layout))
+    if key not in emitted:
+        emitted[key] = [_pair_function(module, pair, fns, emitted, layout, len(bufs))]
+    table = entry.slot(ir.ArrayType(PTR, len(bufs)))
+    for i, p in enumerate(pointers):
+        b.store(p, b.gep(table, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
+    fn = b.inttoptr(b.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
+    b.call(fn, [emitted[key][0], table, ir.Constant(I64, 2), ir.Constant(I64, 1)])
+
+
+def _pair_buffers(pair: tuple[Gemm, Gemm]) -> list[Buffer]:
+    return list(dict.fromkeys(buf for g in pair for buf in gemm_buffers(g) + (
+        kernel_buffers(g.epilogue) if g.epilogue is not None else [])))
+
+
+def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], fns: list[ir.Function | None],
+                   emitted: dict[tuple, list], layout: list, count: int) -> ir.Function:
+    """``void pair(void** buffers, i64 begin, i64 end)``: items 0 and 1 are the two products."""
+    f = FunctionBuilder(module, f"pair_{pair[0].name}_{pair[1].name}", [PTR, I64, I64])
+    table, begin, end = f.args
+    b = f.b
+    args = [b.load(b.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(count)]
+    with f.loop(begin, end, "item") as item:
+        for j, (g, (gemm_at, epilogue_at)) in enumerate(zip(pair, layout)):
+            with b.if_then(b.icmp_signed("==", item, ir.Constant(I64, j))):
+                if fns[j] is not None:  # serial BLAS: the pool is busy with this pair
+                    b.call(fns[j], [args[i] for i in gemm_at] + [ir.Constant(PTR, None)])
+                if g.epilogue is not None and numel(g.epilogue.shape):
+                    key = kernel_key(g.epilogue)
+                    if key not in emitted:
+                        emitted[key] = KernelCodegen(module, g.epilogue).emit()
+                    for call in emitted[key]:
+                        b.call(call.fn, [args[i] for i in epilogue_at] + [ir.Constant(I64, 0),
+                                                                          ir.Constant(I64, call.rows)])
+    f.finish()
+    return f.fn
 
 
 def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], threaded: ir.Value,

@@ -1,23 +1,30 @@
-"""A persistent thread pool that runs native chunk functions over an index range.
+"""A persistent native thread pool that runs chunk functions over an index range.
 
 A chunk function has the C signature ``void f(void** args, int64_t begin, int64_t end)``
-and processes items ``[begin, end)``. `ThreadPool.run` cuts ``[0, n)`` into contiguous
-pieces of at least `min_chunk` items (at most `PIECES_PER_THREAD` per thread), wakes the
-workers, and the calling thread and the workers claim pieces until none is left; it returns
-when all have run. Claiming pieces rather than assigning one per thread keeps a worker that
-is slow to wake (another process holds its core) from holding up the run: the caller takes
-its share. Workers call through ctypes, which releases the GIL for the native call, so
-pieces run truly in parallel.
+and processes items ``[begin, end)``. ``parallel_for(f, args, n, min_chunk)`` cuts ``[0, n)``
+into contiguous pieces of at least `min_chunk` items (at most `PIECES_PER_THREAD` per
+thread, a multiple of the thread count when there are more pieces than threads; a negative
+`min_chunk` asks for pieces of at least ``-min_chunk`` items and at most one per thread, for
+work whose every piece repeats a fixed cost, such as a split GEMM's packing), wakes the
+workers, and the calling thread and the workers claim pieces until none is left; it
+returns when all have run. Claiming pieces rather than assigning one per thread keeps a
+worker that is slow to wake (another process holds its core) from holding up the run: the
+caller takes its share. No thread ever waits for a particular other thread to *start*.
 
-Waking a worker costs tens of microseconds, so a range is split only into pieces of at
-least `min_chunk` items; when that gives fewer than two, `run` calls ``f(args, 0, n)``
+The pool is native code (`_POOL_IR`, compiled once per process at O0): the generated program
+calls ``parallel_for`` directly, with no Python and no GIL between a step and its pieces.
+Workers are Python threads that call the native worker loop through ctypes (so they hold
+no GIL) and park on a condition variable. After a job a worker watches for the next one
+for at most `WORKER_SPIN_TICKS` of the cycle counter (back-to-back steps then start
+without a wake-up), then parks: an idle pool uses no CPU. The caller, once its pieces are
+done, watches for the last piece for at most `CALLER_SPIN_TICKS`, then sleeps until the
+worker that finishes it signals.
+
+Waking a worker costs microseconds, so a range is split only into pieces of at least
+`min_chunk` items; when that gives fewer than two, ``parallel_for`` calls ``f(args, 0, n)``
 inline. Choose `min_chunk` with `min_chunk_for` from an estimate of nanoseconds per item.
 
-Generated code can also call a pool directly: `ThreadPool.parallel_for_address` is a C
-function ``void parallel_for(void* f, void** args, int64_t n, int64_t min_chunk)`` with the
-same behaviour as `run` (it takes the GIL while it hands out work).
-
-Thread safety: any number of Python threads may call `run` at once. One call at a time
+Thread safety: any number of threads may call ``parallel_for`` at once. One call at a time
 owns the workers; a call that finds them busy (another thread's, or a nested call from
 inside a chunk) runs its range inline on its own thread, which is also where the core
 it would have waited for is busy.
@@ -29,9 +36,12 @@ import ctypes
 import functools
 import math
 import os
+import platform
 import threading
+import weakref
 
-__all__ = ["MIN_PARALLEL_NS", "PIECES_PER_THREAD", "ThreadPool", "default_threads", "get_pool", "min_chunk_for"]
+__all__ = ["CALLER_SPIN_TICKS", "MIN_PARALLEL_NS", "PIECES_PER_THREAD", "WORKER_SPIN_TICKS", "ThreadPool",
+           "default_threads", "get_pool", "min_chunk_for"]
 
 # The least work per piece worth handing out: ranges of two pieces (0.3 ms) and more get
 # split (why this figure: docs/backend.md, "Threads"; bench/bench_threads.py).
@@ -39,9 +49,248 @@ MIN_PARALLEL_NS = 150_000
 # A range is cut into up to this many pieces per thread, claimed dynamically, so a thread
 # that another process delays costs its share only while it actually runs a piece.
 PIECES_PER_THREAD = 4
+# How long (cycle-counter ticks, about 0.3-0.5 ns each) a worker watches for the next job
+# before parking, and the caller for the last piece before sleeping (docs/backend.md).
+WORKER_SPIN_TICKS = 60_000
+CALLER_SPIN_TICKS = 60_000
 
 CHUNK_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 PARALLEL_FOR_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_POOL_FOR_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                ctypes.c_int64)
+_WORKER_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+# The pool's state: int64 words, then a mutex and two condition variables (128 bytes each
+# reserved: pthread's types are at most 64 bytes on the platforms Python supports).
+TICKET, UNFINISHED, OWNER, FN, ARGS, N, GEN, STOP, THREADS, WORKER_SPIN, CALLER_SPIN = range(11)
+MUTEX, WORK_COND, DONE_COND, STATE_BYTES = 128, 256, 384, 512
+_LOCK, _UNLOCK, _WAIT, _BROADCAST, _SIGNAL = (f"graphc_pool_{n}" for n in ("lock", "unlock", "wait", "broadcast",
+                                                                           "signal"))
+_PTHREAD = {_LOCK: "pthread_mutex_lock", _UNLOCK: "pthread_mutex_unlock", _WAIT: "pthread_cond_wait",
+            _BROADCAST: "pthread_cond_broadcast", _SIGNAL: "pthread_cond_signal"}
+
+# ticket = generation << 32 | pieces << 16 | next piece: a piece is claimed by one
+# compare-and-swap on it, so a worker that wakes late can never claim a piece of a later job
+# with the bounds of an earlier one (the job's fields are read only after the claim).
+_POOL_IR = r"""
+declare i32 @graphc_pool_lock(ptr)
+declare i32 @graphc_pool_unlock(ptr)
+declare i32 @graphc_pool_wait(ptr, ptr)
+declare i32 @graphc_pool_broadcast(ptr)
+declare i32 @graphc_pool_signal(ptr)
+declare i64 @llvm.readcyclecounter()
+PAUSE_DECL
+
+define internal ptr @word(ptr %s, i64 %i) alwaysinline {
+  %p = getelementptr i64, ptr %s, i64 %i
+  ret ptr %p
+}
+
+define internal ptr @byte(ptr %s, i64 %i) alwaysinline {
+  %p = getelementptr i8, ptr %s, i64 %i
+  ret ptr %p
+}
+
+; a pause, then whether fewer than %spin cycle-counter ticks have passed since %t0
+define internal i1 @patient(i64 %t0, i64 %spin) {
+  PAUSE_CALL
+  %t = call i64 @llvm.readcyclecounter()
+  %dt = sub i64 %t, %t0
+  %more = icmp ult i64 %dt, %spin
+  ret i1 %more
+}
+
+; claim and run pieces of job %g until none is left (or a later job has started)
+define internal void @work(ptr %s, i64 %g) {
+entry:
+  %unf = call ptr @word(ptr %s, i64 1)
+  br label %claim
+claim:
+  %t = load atomic i64, ptr %s seq_cst, align 8
+  %tg = lshr i64 %t, 32
+  %same = icmp eq i64 %tg, %g
+  br i1 %same, label %check, label %done
+check:
+  %i = and i64 %t, 65535
+  %p16 = lshr i64 %t, 16
+  %p = and i64 %p16, 65535
+  %left = icmp ult i64 %i, %p
+  br i1 %left, label %cas, label %done
+cas:
+  %t1 = add i64 %t, 1
+  %r = cmpxchg ptr %s, i64 %t, i64 %t1 seq_cst seq_cst
+  %ok = extractvalue {i64, i1} %r, 1
+  br i1 %ok, label %run, label %claim
+run:
+  %fnp = call ptr @word(ptr %s, i64 3)
+  %fn = load ptr, ptr %fnp
+  %argp = call ptr @word(ptr %s, i64 4)
+  %args = load ptr, ptr %argp
+  %np = call ptr @word(ptr %s, i64 5)
+  %n = load i64, ptr %np
+  %ni = mul i64 %n, %i
+  %begin = udiv i64 %ni, %p
+  %i1 = add i64 %i, 1
+  %ni1 = mul i64 %n, %i1
+  %end = udiv i64 %ni1, %p
+  call void %fn(ptr %args, i64 %begin, i64 %end)
+  %old = atomicrmw sub ptr %unf, i64 1 seq_cst
+  %last = icmp eq i64 %old, 1
+  br i1 %last, label %signal, label %claim
+signal:
+  %m = call ptr @byte(ptr %s, i64 128)
+  %dc = call ptr @byte(ptr %s, i64 384)
+  call i32 @graphc_pool_lock(ptr %m)
+  call i32 @graphc_pool_signal(ptr %dc)
+  call i32 @graphc_pool_unlock(ptr %m)
+  br label %claim
+done:
+  ret void
+}
+
+define void @graphc_pool_parallel_for(ptr %s, ptr %f, ptr %args, i64 %n, i64 %min_chunk) {
+entry:
+  %pos = icmp sgt i64 %n, 0
+  br i1 %pos, label %size, label %ret
+size:
+  %thp = call ptr @word(ptr %s, i64 8)
+  %threads = load i64, ptr %thp
+  %neg = icmp slt i64 %min_chunk, 0
+  %flipped = sub i64 0, %min_chunk
+  %least = select i1 %neg, i64 %flipped, i64 %min_chunk
+  %mcpos = icmp sgt i64 %least, 1
+  %mc = select i1 %mcpos, i64 %least, i64 1
+  %byn = sdiv i64 %n, %mc
+  %per_thread = select i1 %neg, i64 1, i64 PIECES_PER_THREAD
+  %cap0 = mul i64 %threads, %per_thread
+  %capbig = icmp ugt i64 %cap0, 65535
+  %cap = select i1 %capbig, i64 65535, i64 %cap0
+  %fewer = icmp slt i64 %byn, %cap
+  %pieces0 = select i1 %fewer, i64 %byn, i64 %cap
+  %many = icmp sgt i64 %pieces0, %threads
+  %rem = srem i64 %pieces0, %threads
+  %rounded = sub i64 %pieces0, %rem
+  %pieces = select i1 %many, i64 %rounded, i64 %pieces0
+  %two_threads = icmp sge i64 %threads, 2
+  %two_pieces = icmp sge i64 %pieces, 2
+  %split = and i1 %two_threads, %two_pieces
+  br i1 %split, label %try, label %inline
+try:
+  %ownp = call ptr @word(ptr %s, i64 2)
+  %own = cmpxchg ptr %ownp, i64 0, i64 1 seq_cst seq_cst
+  %owned = extractvalue {i64, i1} %own, 1
+  br i1 %owned, label %publish, label %inline
+inline:
+  call void %f(ptr %args, i64 0, i64 %n)
+  br label %ret
+publish:
+  %fnp = call ptr @word(ptr %s, i64 3)
+  store ptr %f, ptr %fnp
+  %argp = call ptr @word(ptr %s, i64 4)
+  store ptr %args, ptr %argp
+  %np = call ptr @word(ptr %s, i64 5)
+  store i64 %n, ptr %np
+  %unf = call ptr @word(ptr %s, i64 1)
+  store atomic i64 %pieces, ptr %unf seq_cst, align 8
+  %old = load atomic i64, ptr %s seq_cst, align 8
+  %oldg = lshr i64 %old, 32
+  %g1 = add i64 %oldg, 1
+  %g = and i64 %g1, 4294967295
+  %gs = shl i64 %g, 32
+  %ps = shl i64 %pieces, 16
+  %ticket = or i64 %gs, %ps
+  store atomic i64 %ticket, ptr %s seq_cst, align 8
+  %m = call ptr @byte(ptr %s, i64 128)
+  %wc = call ptr @byte(ptr %s, i64 256)
+  %dc = call ptr @byte(ptr %s, i64 384)
+  call i32 @graphc_pool_lock(ptr %m)
+  %genp = call ptr @word(ptr %s, i64 6)
+  store atomic i64 %g, ptr %genp seq_cst, align 8
+  call i32 @graphc_pool_broadcast(ptr %wc)
+  call i32 @graphc_pool_unlock(ptr %m)
+  call void @work(ptr %s, i64 %g)
+  %spinp = call ptr @word(ptr %s, i64 10)
+  %spin = load i64, ptr %spinp
+  %t0 = call i64 @llvm.readcyclecounter()
+  br label %watch
+watch:
+  %u = load atomic i64, ptr %unf seq_cst, align 8
+  %finished = icmp eq i64 %u, 0
+  br i1 %finished, label %release, label %watch_more
+watch_more:
+  %patient = call i1 @patient(i64 %t0, i64 %spin)
+  br i1 %patient, label %watch, label %sleep
+sleep:
+  call i32 @graphc_pool_lock(ptr %m)
+  br label %sleep_check
+sleep_check:
+  %u2 = load atomic i64, ptr %unf seq_cst, align 8
+  %finished2 = icmp eq i64 %u2, 0
+  br i1 %finished2, label %woken, label %sleep_wait
+sleep_wait:
+  call i32 @graphc_pool_wait(ptr %dc, ptr %m)
+  br label %sleep_check
+woken:
+  call i32 @graphc_pool_unlock(ptr %m)
+  br label %release
+release:
+  store atomic i64 0, ptr %ownp seq_cst, align 8
+  br label %ret
+ret:
+  ret void
+}
+
+; a worker: park until a job (or stop), help with it, watch a while for the next one
+define void @graphc_pool_worker(ptr %s) {
+entry:
+  %m = call ptr @byte(ptr %s, i64 128)
+  %wc = call ptr @byte(ptr %s, i64 256)
+  %genp = call ptr @word(ptr %s, i64 6)
+  %stopp = call ptr @word(ptr %s, i64 7)
+  %spinp = call ptr @word(ptr %s, i64 9)
+  %seen = alloca i64
+  store i64 0, ptr %seen  ; the state's generation before its first job: never miss that job
+  br label %park
+park:
+  call i32 @graphc_pool_lock(ptr %m)
+  br label %check
+check:
+  %stop = load atomic i64, ptr %stopp seq_cst, align 8
+  %stopping = icmp ne i64 %stop, 0
+  br i1 %stopping, label %quit, label %check_gen
+check_gen:
+  %g = load atomic i64, ptr %genp seq_cst, align 8
+  %old = load i64, ptr %seen
+  %new = icmp ne i64 %g, %old
+  br i1 %new, label %take, label %wait
+wait:
+  call i32 @graphc_pool_wait(ptr %wc, ptr %m)
+  br label %check
+take:
+  store i64 %g, ptr %seen
+  call i32 @graphc_pool_unlock(ptr %m)
+  call void @work(ptr %s, i64 %g)
+  %spin = load i64, ptr %spinp
+  %t0 = call i64 @llvm.readcyclecounter()
+  br label %watch
+watch:
+  %tk = load atomic i64, ptr %s seq_cst, align 8
+  %tg = lshr i64 %tk, 32
+  %last = load i64, ptr %seen
+  %next = icmp ne i64 %tg, %last
+  br i1 %next, label %join, label %watch_more
+join:
+  store i64 %tg, ptr %seen
+  call void @work(ptr %s, i64 %tg)
+  br label %park
+watch_more:
+  %patient = call i1 @patient(i64 %t0, i64 %spin)
+  br i1 %patient, label %watch, label %park
+quit:
+  call i32 @graphc_pool_unlock(ptr %m)
+  ret void
+}
+"""
 
 
 def default_threads() -> int:
@@ -63,133 +312,127 @@ def min_chunk_for(ns_per_item: float) -> int:
     return max(1, math.ceil(MIN_PARALLEL_NS / max(ns_per_item, 1e-3)))
 
 
-@functools.lru_cache(maxsize=1024)
-def _chunk_function(address: int) -> ctypes._CFuncPtr:
-    return CHUNK_FN(address)
+def _pool_ir() -> str:
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    return (_POOL_IR.replace("PIECES_PER_THREAD", str(PIECES_PER_THREAD))
+            .replace("PAUSE_DECL", "declare void @llvm.x86.sse2.pause()" if x86 else "")
+            .replace("PAUSE_CALL", "call void @llvm.x86.sse2.pause()" if x86 else ""))
 
 
-class _Job:
-    """One `run`: the range cut into pieces, which threads claim one at a time."""
+def _jit(text: str, names: tuple[str, ...], symbols: dict[str, int]) -> tuple[object, list[int]]:
+    """(engine, addresses of `names`) for a small hand-written module: no optimizer, no disk
+    cache, O0 code generation (about 7 ms of CPU for the pool, against 17 at O3; the code
+    is control flow around calls, where optimization gains nothing measurable)."""
+    from llvmlite import binding as llvm
 
-    def __init__(self, fn: ctypes._CFuncPtr, args: int, bounds: list[int]):
-        self.fn, self.args, self.bounds = fn, args, bounds
-        self._lock = threading.Lock()
-        self._next = 0
-        self._unfinished = len(bounds) - 1
-        self._finished = threading.Lock()
-        self._finished.acquire()
+    from .jit import _lock
 
-    def work(self) -> None:
-        """Claim and run pieces until none is left."""
-        last = len(self.bounds) - 1
-        while True:
-            with self._lock:
-                i = self._next
-                if i >= last:
-                    return
-                self._next = i + 1
-            try:
-                self.fn(self.args, self.bounds[i], self.bounds[i + 1])
-            finally:
-                with self._lock:
-                    self._unfinished -= 1
-                    if self._unfinished == 0:
-                        self._finished.release()
-
-    def wait(self) -> None:
-        """Until every piece has run (not until every thread has woken)."""
-        self._finished.acquire()
+    with _lock:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        for name, address in symbols.items():
+            llvm.add_symbol(name, address)
+        machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=0, jit=True)
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(text), machine)
+        engine.finalize_object()
+        return engine, [engine.get_function_address(name) for name in names]
 
 
-class _Worker:
-    """A daemon thread that joins the pool's current job whenever it is woken."""
+@functools.cache
+def _native() -> tuple[object, int, int]:
+    """(the compiled pool module, address of graphc_pool_parallel_for, of graphc_pool_worker)."""
+    libc = ctypes.CDLL(None)
+    symbols = {ours: ctypes.cast(getattr(libc, theirs), ctypes.c_void_p).value for ours, theirs in _PTHREAD.items()}
+    engine, (parallel_for, worker) = _jit(_pool_ir(), ("graphc_pool_parallel_for", "graphc_pool_worker"), symbols)
+    return engine, parallel_for, worker
 
-    def __init__(self, pool: ThreadPool):
-        self._pool = pool
-        self._wake = threading.Lock()  # a binary semaphore: held = nothing to do
-        self._wake.acquire()
-        self._thread = threading.Thread(target=self._loop, name="graphc-worker", daemon=True)
-        self._thread.start()
 
-    def _loop(self) -> None:
-        while True:
-            self._wake.acquire()
-            if self._pool._stopping:
-                return
-            job = self._pool._job
-            if job is not None:
-                job.work()
+@functools.cache
+def _pool_for() -> ctypes._CFuncPtr:
+    return _POOL_FOR_FN(_native()[1])
 
-    def wake(self) -> None:
-        """Only the pool's owner calls this; an unconsumed wake-up is not repeated."""
-        if self._wake.locked():
-            self._wake.release()
 
-    def stop(self) -> None:
-        self.wake()
-        self._thread.join()
+def _thunk(state: int) -> tuple[object, int]:
+    """A native ``parallel_for(f, args, n, min_chunk)`` bound to one pool's state."""
+    text = f"""
+define void @parallel_for(ptr %f, ptr %a, i64 %n, i64 %c) {{
+  %s = inttoptr i64 {state} to ptr
+  %g = inttoptr i64 {_native()[1]} to ptr
+  call void %g(ptr %s, ptr %f, ptr %a, i64 %n, i64 %c)
+  ret void
+}}
+"""
+    engine, (address,) = _jit(text, ("parallel_for",), {})
+    return engine, address
 
 
 class ThreadPool:
-    """`threads` - 1 persistent workers plus the calling thread.
+    """`threads` - 1 persistent native workers plus the calling thread.
 
-    Workers start on the first split and live until `close`; sessions share one pool per
-    thread count through `get_pool` rather than creating their own.
+    Workers start on first use and live until `close`; sessions share one pool per thread
+    count through `get_pool` rather than creating their own.
     """
 
     def __init__(self, threads: int | None = None):
         self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise ValueError(f"a thread pool needs at least one thread, not {threads}")
-        self._owner = threading.Lock()
-        self._workers: list[_Worker] = []
-        self._job: _Job | None = None
-        self._stopping = False
-        self._pid = os.getpid()
-        self._parallel_for = PARALLEL_FOR_FN(self._native_parallel_for)
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+        self._state = ctypes.create_string_buffer(STATE_BYTES + 64)
+        self._address = -(-ctypes.addressof(self._state) // 64) * 64
+        self._reset()
+        self._engine, self._parallel_for = _thunk(self._address)
+        self._finalizer = weakref.finalize(self, _stop, self._address, self._state)
+        _live_pools.add(self)
+
+    def _reset(self) -> None:
+        """Fresh state (a new pool, or the child of a fork, where no worker thread exists)."""
+        ctypes.memset(self._address, 0, STATE_BYTES)
+        words = (ctypes.c_int64 * 16).from_address(self._address)
+        words[THREADS] = 1 if self._closed else self.threads
+        words[WORKER_SPIN], words[CALLER_SPIN] = WORKER_SPIN_TICKS, CALLER_SPIN_TICKS
+        libc = ctypes.CDLL(None)
+        libc.pthread_mutex_init(ctypes.c_void_p(self._address + MUTEX), None)
+        for offset in (WORK_COND, DONE_COND):
+            libc.pthread_cond_init(ctypes.c_void_p(self._address + offset), None)
+        self._workers = []
+
+    def _start_workers(self) -> None:
+        with self._lock:
+            if self._closed or len(self._workers) >= self.threads - 1:
+                return
+            worker = _WORKER_FN(_native()[2])
+            while len(self._workers) < self.threads - 1:
+                # the thread holds the state buffer: it outlives a pool collected without `close`
+                thread = threading.Thread(target=_work, args=(worker, self._state, self._address),
+                                          name="graphc-worker", daemon=True)
+                thread.start()
+                self._workers.append(thread)
 
     def run(self, fn_address: int, args_pointer: int, n: int, min_chunk: int = 1) -> None:
-        """Run the chunk function at `fn_address` over ``[0, n)`` with `args_pointer`."""
-        if n <= 0:
-            return
-        fn = _chunk_function(fn_address)
-        pieces = min(self.threads * PIECES_PER_THREAD, n // max(1, min_chunk))
-        if self.threads < 2 or pieces < 2 or self._stopping or not self._owner.acquire(blocking=False):
-            fn(args_pointer, 0, n)
-            return
-        try:
-            job = self._job = _Job(fn, args_pointer, [n * i // pieces for i in range(pieces + 1)])
-            for worker in self._ready_workers()[:pieces - 1]:
-                worker.wake()
-            job.work()
-            job.wait()
-        finally:
-            self._job = None
-            self._owner.release()
+        """Run the chunk function at `fn_address` over ``[0, n)`` with `args_pointer` (GIL released)."""
+        self._start_workers()
+        _pool_for()(self._address, fn_address, args_pointer or None, n, min_chunk)
 
     @property
     def parallel_for_address(self) -> int:
         """Address of ``void parallel_for(void* f, void** args, int64_t n, int64_t min_chunk)``."""
-        return ctypes.cast(self._parallel_for, ctypes.c_void_p).value
-
-    def _native_parallel_for(self, fn_address: int, args_pointer: int, n: int, min_chunk: int) -> None:
-        self.run(fn_address, args_pointer or 0, n, min_chunk)
-
-    def _ready_workers(self) -> list[_Worker]:
-        if self._pid != os.getpid():  # forked: the parent's worker threads do not exist here
-            self._workers, self._pid = [], os.getpid()
-        while len(self._workers) < self.threads - 1:
-            self._workers.append(_Worker(self))
-        return self._workers
+        self._start_workers()
+        return self._parallel_for
 
     def close(self) -> None:
-        """Stop the workers; later `run` calls execute inline."""
-        with self._owner:
-            self._stopping = True
-            if self._pid == os.getpid():
-                for worker in self._workers:
-                    worker.stop()
-            self._workers = []
+        """Stop the workers; later calls run inline."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers, self._workers = self._workers, []
+        self._finalizer()
+        for thread in workers:
+            thread.join()
 
     def __enter__(self) -> ThreadPool:
         return self
@@ -198,8 +441,38 @@ class ThreadPool:
         self.close()
 
 
+def _work(worker: ctypes._CFuncPtr, state: ctypes.Array, address: int) -> None:
+    worker(address)  # returns when the pool stops; `state` stays alive until then
+
+
+def _stop(address: int, state: ctypes.Array) -> None:
+    """Make every later call run inline and wake the workers to exit."""
+    words = (ctypes.c_int64 * 16).from_address(address)
+    libc = ctypes.CDLL(None)
+    mutex = ctypes.c_void_p(address + MUTEX)
+    libc.pthread_mutex_lock(mutex)
+    words[THREADS] = 1
+    words[STOP] = 1
+    libc.pthread_cond_broadcast(ctypes.c_void_p(address + WORK_COND))
+    libc.pthread_mutex_unlock(mutex)
+
+
 _pools: dict[int, ThreadPool] = {}
 _pools_lock = threading.Lock()
+_live_pools: weakref.WeakSet[ThreadPool] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child no worker exists and the state's lock may be held: start afresh."""
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    for pool in list(_live_pools):
+        pool._lock = threading.Lock()
+        pool._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def get_pool(threads: int | None = None) -> ThreadPool:

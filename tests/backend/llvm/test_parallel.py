@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -160,10 +162,12 @@ def test_chunks_are_contiguous_and_balanced(kernels, pool):
         assert np.all(marks[b:e] == b)
 
 
-@pytest.mark.parametrize("n,min_chunk,chunks", [(0, 1, 0), (1, 1, 1), (3, 1, 3), (100, 1, 8), (1999, 1000, 1),
-                                                (2000, 1000, 2), (10**6, 10**6, 1)])
+@pytest.mark.parametrize("n,min_chunk,chunks", [(0, 1, 0), (1, 1, 1), (3, 1, 2), (5, 1, 4), (100, 1, 8),
+                                                (1999, 1000, 1), (2000, 1000, 2), (3000, 1000, 2), (10**6, 10**6, 1)])
 def test_piece_count(kernels, n, min_chunk, chunks):
-    """Pieces of at least min_chunk items, at most PIECES_PER_THREAD per thread, else inline."""
+    """Pieces of at least min_chunk items, at most PIECES_PER_THREAD per thread, a multiple of
+    the thread count when more than the threads (3 pieces on 2 threads would leave one idle
+    for a third of the time), else inline."""
     marks = np.full(max(n, 1), -1, np.int64)
     keep, args = _args(marks)
     with ThreadPool(2) as pool:
@@ -171,6 +175,16 @@ def test_piece_count(kernels, n, min_chunk, chunks):
     assert len(np.unique(marks[:n])) == chunks
     if n == 0:
         assert marks[0] == -1
+
+
+@pytest.mark.parametrize("threads,n,min_chunk,chunks", [(2, 100, -1, 2), (4, 100, -1, 4), (4, 100, -30, 3),
+                                                        (2, 100, -60, 1), (3, 10, -1, 3)])
+def test_negative_min_chunk_is_one_piece_per_thread(kernels, threads, n, min_chunk, chunks):
+    marks = np.full(n, -1, np.int64)
+    keep, args = _args(marks)
+    with ThreadPool(threads) as pool:
+        pool.run(kernels["mark"], args, n, min_chunk)
+    assert len(np.unique(marks)) == chunks and marks.min() == 0
 
 
 def test_concurrent_callers(kernels):
@@ -215,14 +229,52 @@ def test_parallel_for_from_generated_code(kernels):
 
 
 def test_caller_finishes_alone_when_workers_never_wake(kernels, monkeypatch):
-    """A worker kept off its core (simulated: never woken) must not hold up the run."""
-    monkeypatch.setattr(parallel._Worker, "wake", lambda self: None)
+    """A worker kept off its core (simulated: never started) must not hold up the run."""
+    monkeypatch.setattr(ThreadPool, "_start_workers", lambda self: None)
     with ThreadPool(4) as pool:
         out = np.full(N, np.nan)
         keep, args = _args(out)
         pool.run(kernels["fill"], args, N, min_chunk=1000)
         np.testing.assert_array_equal(out, _expected(N))
-        monkeypatch.undo()
+        marks = np.full(N, -1, np.int64)
+        keep, args = _args(marks)
+        pool.run(kernels["mark"], args, N, min_chunk=1000)
+        assert len(np.unique(marks)) == 4 * parallel.PIECES_PER_THREAD  # split, all run by the caller
+
+
+def test_idle_workers_park(kernels):
+    """After a job the workers stop watching for the next one: an idle pool uses no CPU."""
+    with ThreadPool(2) as pool:
+        out = np.full(N, np.nan)
+        keep, args = _args(out)
+        pool.run(kernels["fill"], args, N, min_chunk=1000)
+        time.sleep(0.05)  # far longer than WORKER_SPIN_TICKS
+        before = time.process_time()
+        time.sleep(0.3)
+        used = time.process_time() - before
+    assert used < 0.05, f"the idle pool used {used:.3f} s of CPU in 0.3 s"
+
+
+def test_fork_child_runs_with_fresh_workers(kernels):
+    """A forked child has none of the parent's worker threads: its pool starts its own."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    pool = parallel.get_pool(2)
+    out = np.full(N, np.nan)
+    keep, args = _args(out)
+    pool.run(kernels["fill"], args, N, min_chunk=1000)
+    pid = os.fork()
+    if pid == 0:  # the child: any failure or hang shows as its exit status
+        code = 1
+        try:
+            ids, flag = np.zeros(64, np.int64), np.zeros(1, np.int64)
+            table = (ctypes.c_void_p * 2)(ids.ctypes.data, flag.ctypes.data)
+            pool.run(kernels["who"], ctypes.addressof(table), 64, 1)
+            code = 0 if flag[0] == 1 and len(np.unique(ids)) >= 2 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def test_closed_pool_runs_inline(kernels):

@@ -1,0 +1,117 @@
+"""How products run on the pool: split into blocks of rows or columns, or two independent
+products at once (a pair). Every form against the reference backend, at odd sizes, with
+transposed operands and with feeds against guard pages; the thresholds are lowered so that
+small products take these paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_llvm_memory import Guarded
+
+import graphc as gc
+from graphc.backend.llvm import blas, codegen
+from graphc.backend.llvm.program import LLVMProgram
+from graphc.backend.llvm.steps import Buffer, Gemm
+
+
+@pytest.fixture
+def small_products(monkeypatch):
+    """Split and pair even tiny products."""
+    monkeypatch.setattr(blas, "GEMM_MIN_WIDTH", 4)
+    monkeypatch.setattr(blas, "GEMM_MIN_PIECE_NS", 0)
+    monkeypatch.setattr(codegen, "PAIR_MIN_NS", 0)
+
+
+def _run(fetches, feeds, threads: int) -> tuple[list, LLVMProgram]:
+    with gc.Session(backend="llvm", threads=threads) as sess:
+        got = sess.run(fetches, feeds)
+        (prog,) = [e.program for plan in sess._requests.values() for e in plan.programs.values()]
+    return got, prog
+
+
+def _reference(fetches, feeds) -> list:
+    with gc.Session(backend="reference") as sess:
+        return sess.run(fetches, feeds)
+
+
+def _close(got, want, dtype) -> None:
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
+def test_split_rule():
+    """Columns of C when op(A) is the smaller shared operand, rows otherwise; None when small."""
+    assert blas.gemm_split(64, 512, 256) == (False, blas.GEMM_MIN_WIDTH)
+    by_rows, chunk = blas.gemm_split(784, 512, 256)
+    assert by_rows and chunk >= blas.GEMM_MIN_WIDTH
+    assert blas.gemm_split(64, 255, 256) is None  # fewer than two pieces of GEMM_MIN_WIDTH
+    assert blas.gemm_split(64, 512, 0) is None
+    by_rows, chunk = blas.gemm_split(100, 100_000, 4)  # cheap columns: pieces of more than the least width
+    assert not by_rows and chunk * 2.0 * 100 * 4 / blas.GEMM_GFLOPS >= blas.GEMM_MIN_PIECE_NS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m,n,k", [(37, 53, 29), (61, 9, 17), (5, 70, 3)])
+def test_split_products_match_reference(small_products, dtype, ta, tb, m, n, k):
+    rng = np.random.default_rng(m * n + k)
+    a = gc.placeholder(dtype, (k, m) if ta else (m, k), name="a")
+    b = gc.placeholder(dtype, (n, k) if tb else (k, n), name="b")
+    y = (a.T if ta else a) @ (b.T if tb else b)
+    fetches = [y, gc.tanh(y) * 0.5]  # a plain product and one with an epilogue
+    values = {a: rng.standard_normal(a.shape).astype(dtype), b: rng.standard_normal(b.shape).astype(dtype)}
+    want = _reference(fetches, values)
+    guard = Guarded()
+    for at_end in (True, False):
+        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
+        got, prog = _run(fetches, feeds, threads=2)
+        _close(got, want, dtype)
+    assert "graphc_gemm_chunk" in prog.ir_text  # the split path was built
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_paired_layer_gradients_match_reference(small_products, dtype, threads):
+    """The weight gradient and the input gradient of each layer run as pairs."""
+    rng = np.random.default_rng(threads)
+    x = gc.placeholder(dtype, (13, 21), name="x")
+    w1 = gc.placeholder(dtype, (21, 19), name="w1")
+    w2 = gc.placeholder(dtype, (19, 21), name="w2")
+    h = gc.tanh(gc.tanh(x @ w1) @ w2)
+    loss = gc.sum(h * h)
+    fetches = [loss, *gc.gradients(loss, [x, w1, w2])]
+    values = {t: rng.standard_normal(t.shape).astype(dtype) * 0.5 for t in (x, w1, w2)}
+    want = _reference(fetches, values)
+    guard = Guarded()
+    for at_end in (True, False):
+        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
+        got, prog = _run(fetches, feeds, threads)
+        _close(got, want, dtype)
+    pairs = codegen.concurrent_pairs(list(prog.plan.steps))
+    assert pairs and "pair_" in prog.ir_text
+    steps = list(prog.plan.steps)
+    for i, j in pairs.items():
+        assert isinstance(steps[i], Gemm) and isinstance(steps[j], Gemm) and i < j
+
+
+def test_dependent_products_never_pair(small_products):
+    rng = np.random.default_rng(5)
+    a, b, c = (gc.placeholder(gc.float64, (9, 9), name=n) for n in "abc")
+    ab = a @ b
+    fetches = [(ab @ c) @ a, ab + 1.0]
+    values = {t: rng.standard_normal((9, 9)) for t in (a, b, c)}
+    got, prog = _run(fetches, values, threads=2)
+    _close(got, _reference(fetches, values), np.float64)
+    steps = list(prog.plan.steps)
+    assert sum(isinstance(s, Gemm) for s in steps) == 3 and codegen.concurrent_pairs(steps) == {}
+
+
+def test_arena_overlap_is_by_byte_range():
+    f4 = np.dtype(np.float32)
+    x = Buffer("arena", 0, f4, 16, "x")  # bytes [0, 64)
+    assert codegen._overlap(x, Buffer("arena", 60, f4, 1, "y"))
+    assert not codegen._overlap(x, Buffer("arena", 64, f4, 4, "z"))
+    assert codegen._overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("variable", 2, f4, 4, "w"))
+    assert not codegen._overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("output", 2, f4, 4, "o"))
