@@ -59,12 +59,12 @@ from .train import global_variables, global_variables_initializer, init, trainab
 from .version import __version__
 
 # Every public op builder takes ``name=`` (graphc/ir/naming.py); these are not builders.
-_NOT_BUILDERS = {"einsum_path", "enable_x64"}
+_NOT_BUILDERS = {"einsum_path", "enable_x64", "set_seed", "update_ops"}
 _OP_MODULES = (_contract, _core, _create, _elementwise, _linalg, _rearrange, _reduce, _scan, _selection, _shape,
                _state, _ufuncs)  # their builders are re-exported here
 _API_MODULES = (nn, linalg, special, random)  # the gc.<module> namespaces of builders
 for _module in _OP_MODULES:
     _add_names(globals(), [n for n in _module.__all__ if n not in _NOT_BUILDERS])
 for _module in _API_MODULES:
-    _add_names(vars(_module), _module.__all__)
+    _add_names(vars(_module), [n for n in _module.__all__ if n not in _NOT_BUILDERS])
 del _module
