@@ -22,6 +22,7 @@ from .ops.reduce import max as reduce_max
 from .ops.reduce import sum
 from .ops.shape import matrix_transpose, take
 from .ops.state import stop_gradient
+from .regularize import dropout
 
 __all__ = ["embedding", "scaled_dot_product_attention"]
 
@@ -32,7 +33,8 @@ def _describe(**tensors: Tensor) -> str:
 
 @composite
 def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None, causal: bool = False,
-                                 scale: float | None = None) -> Tensor:
+                                 scale: float | None = None, dropout_rate: float = 0.0,
+                                 training: bool | Tensor = False, seed: int | None = None) -> Tensor:
     """softmax(q kᵀ * scale, masked) v for q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv).
 
     Batch dims broadcast. `mask` is bool, broadcastable to (..., Lq, Lk), True where a query
@@ -40,7 +42,8 @@ def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None, causa
     query's position (top-left aligned, query i sees keys 0..i). `scale` defaults to
     1/sqrt(d). The softmax subtracts the (gradient-stopped) row max over the kept scores
     and zeroes masked weights, so a fully masked row gives an output of 0 and finite
-    gradients, never NaN (PyTorch returns NaN there, JAX the mean of v).
+    gradients, never NaN (PyTorch returns NaN there, JAX the mean of v). ``dropout_rate``
+    drops attention weights (`gc.nn.dropout`, PyTorch's ``dropout_p``) when `training`.
     """
     q, k, v = promote(q, k, v)
     if not is_float(q.dtype):
@@ -77,12 +80,15 @@ def scaled_dot_product_attention(q: Any, k: Any, v: Any, mask: Any = None, causa
     if keep is None:
         shifted = scores - stop_gradient(reduce_max(scores, -1, keepdims=True))
         e = ew.exp(shifted)
-        return matmul(e / sum(e, -1, keepdims=True), v)
-    low = float(np.finfo(scores.dtype).min)
-    kept = ew.where(keep, scores, low)
-    e = ew.where(keep, ew.exp(kept - stop_gradient(reduce_max(kept, -1, keepdims=True))), 0.0)
-    total = sum(e, -1, keepdims=True)
-    weights = e / ew.where(ew.greater(total, 0.0), total, 1.0)
+        weights = e / sum(e, -1, keepdims=True)
+    else:
+        low = float(np.finfo(scores.dtype).min)
+        kept = ew.where(keep, scores, low)
+        e = ew.where(keep, ew.exp(kept - stop_gradient(reduce_max(kept, -1, keepdims=True))), 0.0)
+        total = sum(e, -1, keepdims=True)
+        weights = e / ew.where(ew.greater(total, 0.0), total, 1.0)
+    if dropout_rate:
+        weights = dropout(weights, dropout_rate, training, seed)
     return matmul(weights, v)
 
 

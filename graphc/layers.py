@@ -186,7 +186,7 @@ class MultiHeadAttention(Layer):
     """Keras-style multi-head attention: Dense projections of query/key/value into `num_heads` heads of
     `key_dim`, `gc.nn.scaled_dot_product_attention` per head, and an output Dense back to the
     query's feature size. Inputs are (batch, length, features); batch may be None. `dropout`
-    applies to the attended values of each head (Keras drops attention weights instead)."""
+    drops attention weights in training calls, as Keras does."""
 
     def __init__(self, num_heads: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0,
                  use_bias: bool = True, name: str | None = None, seed: int | None = None):
@@ -196,7 +196,7 @@ class MultiHeadAttention(Layer):
                 raise ShapeError(f"MultiHeadAttention needs {what} >= 1, got {v!r}")
         self.num_heads, self.key_dim = int(num_heads), int(key_dim)
         self.value_dim = int(value_dim or key_dim)
-        self.dropout = Dropout(dropout, seed=seed) if dropout else None
+        self.rate = dropout
         base = None if seed is None else seed * 8
         h = self.num_heads
         self.query_dense = Dense(h * self.key_dim, use_bias=use_bias, name="query", seed=base)
@@ -225,9 +225,8 @@ class MultiHeadAttention(Layer):
         q = self._heads(self.query_dense(query), self.key_dim)
         k = self._heads(self.key_dense(key), self.key_dim)
         v = self._heads(self.value_dense(value), self.value_dim)
-        out = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)
-        if self.dropout is not None:
-            out = self.dropout(out, training)
+        out = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal, dropout_rate=self.rate,
+                                           training=training)
         out = transpose(out, (0, 2, 1, 3))
         out = reshape(out, (-1, out.shape[1], self.num_heads * self.value_dim))
         assert self.output_dense is not None

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.ir.traverse import toposort
 
 RNG = np.random.default_rng(5)
 
@@ -125,3 +126,23 @@ def test_layer_errors():
             layer(gc.placeholder(gc.float32, (None, 3)))
     with pytest.raises(gc.ShapeError, match="MultiHeadAttention needs num_heads >= 1"):
         gc.layers.MultiHeadAttention(0, 4)
+
+
+def test_multi_head_attention_dropout_drops_weights_only_in_training():
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, (None, 6, 8))
+        training = gc.placeholder(gc.bool_, ())
+        mha = gc.layers.MultiHeadAttention(2, 4, dropout=0.5, seed=1)
+        plain = gc.layers.MultiHeadAttention(2, 4, seed=1)
+        out, ref = mha(x, causal=True, training=training), plain(x, causal=True)
+        ops = {n.op for n in toposort([out])}
+    a = RNG.standard_normal((2, 6, 8)).astype(np.float32)
+    with gc.Session(g) as sess:
+        for v, w in zip(mha.trainable_variables, plain.trainable_variables):
+            sess.set_variable_value(w, sess.variable_value(v))
+        inference, want = sess.run([out, ref], {x: a, training: False})
+        train1, train2 = (sess.run(out, {x: a, training: True}) for _ in range(2))
+    np.testing.assert_allclose(inference, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(train1, want) and not np.array_equal(train1, train2)  # fresh masks every run
+    assert "random_uniform" in ops
