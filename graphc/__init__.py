@@ -7,6 +7,7 @@ module's ``__all__`` and re-exported here.
 
 from . import distributed, layers, linalg, nn, random, special, train
 from .autodiff import *  # noqa: F403
+from .control import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import (
     CheckpointError,

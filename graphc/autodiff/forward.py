@@ -9,7 +9,7 @@ from ..errors import GraphcError, ShapeError
 from ..ir.graph import Tensor
 from ..ir.traverse import toposort
 from ..ops.core import as_tensor
-from .reverse import UNCONNECTED, add_all, as_list, fit_derivative, zeros_like_tensor
+from .reverse import UNCONNECTED, add_all, as_list, fit_derivative, float_valued, has_results, zeros_like_tensor
 
 __all__ = ["jvp"]
 
@@ -44,7 +44,7 @@ def jvp(ys: Any, xs: Any, tangents: Any, unconnected: str = "zero") -> list[Tens
     ys_list, xs_list = as_list(ys, "jvp: ys"), as_list(xs, "jvp: xs")
     tans: dict[Tensor, Tensor] = _input_tangents(xs_list, tangents)
     for node in toposort(ys_list):
-        if node in tans or not is_float(node.dtype):
+        if node in tans or not float_valued(node):
             continue
         in_t = tuple(tans.get(i) for i in node.inputs)
         if all(t is None for t in in_t) or not node.opdef.differentiable:
@@ -52,8 +52,8 @@ def jvp(ys: Any, xs: Any, tangents: Any, unconnected: str = "zero") -> list[Tens
         if node.opdef.jvp is None:
             raise GraphcError(f"op {node.op!r} has a vjp rule but no jvp rule (node {node.name})")
         t = node.opdef.jvp(in_t, node, *node.inputs, **node.attrs)
-        if t is not None:
-            tans[node] = fit_derivative(t, node, node, "jvp")
+        if t is not None:  # a node with several results gets a tuple of tangents (its rule fits them)
+            tans[node] = t if has_results(node) else fit_derivative(t, node, node, "jvp")
     result: list[Tensor | None] = []
     for y in ys_list:
         t = tans.get(y)

@@ -95,11 +95,23 @@ def add_all(parts: Sequence[Tensor]) -> Tensor:
     return reduce(lambda a, b: a + b, parts)
 
 
+def has_results(node: Tensor) -> bool:
+    """Whether the node has several results (a region op: its value is a tuple; OpDef.results)."""
+    return node.opdef.results is not None
+
+
+def float_valued(node: Tensor) -> bool:
+    """A float node, or a node with several results of which one is float."""
+    if has_results(node):
+        return any(is_float(d) for _, d in node.opdef.results(node.inputs, node.attrs))
+    return is_float(node.dtype)
+
+
 def connected_from(order: Iterable[Tensor], sources: set[Tensor]) -> set[Tensor]:
     """Nodes of `order` (inputs first) that a float source reaches through differentiable ops."""
     live: set[Tensor] = set()
     for node in order:
-        if not is_float(node.dtype):
+        if not float_valued(node):
             continue
         if node in sources or (node.opdef.differentiable and any(i in live for i in node.inputs)):
             live.add(node)
@@ -144,9 +156,9 @@ def _backpropagate(order: list[Tensor], live: set[Tensor], pending: dict[Tensor,
         parts = pending.pop(node, None)
         if not parts:
             continue
-        parts = sorted(parts, key=lambda p: depth.get(p, 0))
-        g = add_all(parts)
-        level = depth.get(parts[-1], 0) + 1
+        parts = sorted(parts, key=lambda p: depth.get(_part(p), 0))
+        g = _by_result(node, parts) if has_results(node) else add_all(parts)
+        level = depth.get(_part(parts[-1]), 0) + 1
         if node in wanted:
             total[node] = g
         if not any(i in live for i in node.inputs):
@@ -156,11 +168,24 @@ def _backpropagate(order: list[Tensor], live: set[Tensor], pending: dict[Tensor,
             raise GraphcError(f"the vjp rule of op {node.op!r} returned {len(cts)} cotangents "
                               f"for {len(node.inputs)} inputs")
         for inp, ct in zip(node.inputs, cts):
-            if ct is not None and inp in live:
-                part = fit_derivative(ct, inp, node, "vjp")
-                depth[part] = max(depth.get(part, 0), level)
+            if ct is not None and inp in live:  # (index, cotangent) pairs for a node with several results
+                part = ct if has_results(inp) else fit_derivative(ct, inp, node, "vjp")
+                depth[_part(part)] = max(depth.get(_part(part), 0), level)
                 pending.setdefault(inp, []).append(part)
     return total
+
+
+def _part(part: Tensor | tuple[int, Tensor]) -> Tensor:
+    """The cotangent of a part (an (index, cotangent) pair for a node with several results)."""
+    return part[1] if isinstance(part, tuple) else part
+
+
+def _by_result(node: Tensor, parts: list[tuple[int, Tensor]]) -> list[Tensor | None]:
+    """The cotangent of each result of a node with several results (None = zero), summed in order."""
+    per: list[list[Tensor]] = [[] for _ in node.opdef.results(node.inputs, node.attrs)]
+    for index, ct in parts:
+        per[index].append(ct)
+    return [add_all(p) if p else None for p in per]
 
 
 def gradients(ys: Any, xs: Any, grad_ys: Any = None, unconnected: str = "none") -> list[Tensor | None]:

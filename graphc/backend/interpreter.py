@@ -26,14 +26,15 @@ class ReferenceProgram:
 
     def run(self, feeds: Mapping[Tensor, np.ndarray],
             variables: Mapping[Tensor, np.ndarray], clock: list | None = None) -> list[np.ndarray | None]:
-        """Values of the outputs. Placeholders come from feeds, variables from `variables`.
+        """Values of the outputs. Placeholders (and a region's params) come from feeds, variables
+        from `variables`; a node with several results (a region op) holds their tuple.
 
         `clock` (the profiler's) receives ``(node, start_ns, end_ns, inputs, value)`` for each
         node evaluated.
         """
         env: dict[Tensor, np.ndarray | None] = {}
         for node in self.order:
-            if node.op == "placeholder":
+            if node.op in ("placeholder", "param"):  # params: a region's values (graphc.ir.region)
                 env[node] = feeds[node]
             elif node.op == "variable":
                 env[node] = variables[node]
@@ -42,7 +43,7 @@ class ReferenceProgram:
                 args = [env[i] for i in node.inputs]
                 with np.errstate(all="ignore"):
                     value = node.opdef.ref(*args, **node.params)
-                env[node] = None if node.dtype is None else _as_type(value, node)
+                env[node] = value if node.opdef.results else None if node.dtype is None else _as_type(value, node)
                 if node.opdef.host is not None:
                     node.opdef.host(node, env[node])
                 elif self.check_numerics and node.dtype is not None and node.dtype.kind == "f":

@@ -142,6 +142,8 @@ class Graph:
     replaced. Either way the graph keeps its variables (what `gc.global_variables()` lists).
     """
 
+    parent: Graph | None = None  # the enclosing graph of a region's graph (graphc.ir.region)
+
     def __init__(self, keep_all: bool = True) -> None:
         table = dict if keep_all else weakref.WeakValueDictionary
         self.keep_all = keep_all
@@ -278,11 +280,18 @@ class Graph:
              name: str | None = None, loc: str | None = None) -> Tensor:
         """Return the node op(inputs, attrs), creating and type-checking it if new."""
         opdef = get_op(op)
+        target = self
         for t in inputs:
             if not isinstance(t, Tensor):
                 raise GraphcError(f"{op}: inputs must be graphc tensors, got {type(t).__name__}")
-            if t.graph is not self:
-                raise GraphcError(f"{op}: input {t.name} belongs to another graph")
+            if t.graph is not target:
+                target = _deeper(target, t, op)
+        if _open_regions[0] and op != "param":  # a param belongs to the region that asks for it
+            target = _tracing_target(target)
+        if target is not self:
+            return target.make(op, inputs, attrs, name, loc)
+        if any(t.graph is not self for t in inputs):
+            inputs = tuple(t if t.graph is self else self.capture(t) for t in inputs)
         check_arity(opdef, inputs, loc)
         if opdef.canon is not None:
             loc = loc or user_location()
@@ -317,6 +326,10 @@ class Graph:
             return self.make("stop_gradient", (node,), loc=loc)
         return node
 
+    def capture(self, outer: Tensor) -> Tensor:
+        """A tensor of an enclosing graph, as a node of this graph (only region graphs have them)."""
+        raise GraphcError(f"{outer.name} belongs to another graph")
+
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*")
 
@@ -334,6 +347,47 @@ def is_auto_name(node: Tensor) -> bool:
     base = node.name.rpartition("/")[2]
     auto = "const" if node.op == "constant" else node.op
     return re.fullmatch(re.escape(auto) + r"(_\d+)?", base) is not None
+
+
+_open_regions = [0]  # how many region bodies are being traced (graphc.ir.region.tracing)
+
+
+def encloses(outer: Graph, inner: Graph) -> bool:
+    """Whether `outer` is `inner` or a graph that `inner` (a region's graph) is nested in."""
+    g: Graph | None = inner
+    while g is not None:
+        if g is outer:
+            return True
+        g = g.parent
+    return False
+
+
+def _deeper(target: Graph, t: Tensor, op: str) -> Graph:
+    """The graph among `target` and t's that the other encloses (a node goes in the innermost)."""
+    if encloses(t.graph, target):
+        return target
+    if encloses(target, t.graph):
+        return t.graph
+    raise GraphcError(f"{op}: input {t.name} belongs to another graph")
+
+
+def _tracing_target(graph: Graph) -> Graph:
+    """While a region body is traced, nodes asked of an enclosing graph go into the body."""
+    default = get_default_graph()
+    if default is not graph and not getattr(default, "closed", True) and encloses(graph, default):
+        return default
+    return graph
+
+
+@contextlib.contextmanager
+def open_region(graph: Graph) -> Iterator[Graph]:
+    """Trace into region graph `graph` (the default graph inside the block)."""
+    _open_regions[0] += 1
+    try:
+        with graph.as_default():
+            yield graph
+    finally:
+        _open_regions[0] -= 1
 
 
 @contextlib.contextmanager

@@ -49,6 +49,10 @@ def _is_array(v: Any) -> bool:  # a graphc.ir.graph.Const (attribute arrays are 
     return isinstance(getattr(v, "array", None), np.ndarray) and not isinstance(v, np.ndarray)
 
 
+def _is_region(v: Any) -> bool:  # a graphc.ir.region.Region
+    return type(v).__name__ == "Region" and hasattr(v, "params") and hasattr(v, "results")
+
+
 TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "a bool"),
     "int": (_is_int, "an int"),
@@ -64,6 +68,7 @@ TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "numbers": (_nested(_is_number), "nested tuples of numbers"),
     "slice": (_is_slice_spec, "a slice spec (per axis an int or a (start, stop, step) triple)"),
     "array": (_is_array, "an array"),
+    "region": (_is_region, "a region (a sub-graph: graphc.ir.region.Region)"),
     "object": (lambda v: True, "any value (objects such as a custom gradient are not saved to files)"),
 }
 

@@ -62,6 +62,7 @@ class OpKind(str, Enum):
     CONTROL = "control"  # group: no value, runs its inputs
     COLLECTIVE = "collective"  # MPI allreduce/allgather/broadcast across ranks (gc.distributed)
     HOST = "host"  # an identity whose value the program hands to the host (`host` rule): print, check_numerics
+    REGION = "region"  # owns sub-graphs (cond, scan, while_loop: graphc.ir.region), or reads their results
 
     def __str__(self) -> str:
         return self.value
@@ -77,7 +78,10 @@ class OpDef:
     `carries` (the input whose values the result passes on unchanged, moved, broadcast or
     selected: rewrites look through it); `row_major` (index ops: the result is the input's
     elements in the same row-major order, only the shape differs, so the backend reads a
-    dense input's buffer as it is even where the gather is not affine, e.g. merging dims).
+    dense input's buffer as it is even where the gather is not affine, e.g. merging dims);
+    `results` (the op has several results, of these types: its node's value is a tuple,
+    which ``result`` nodes read one by one; its VJP receives a list of cotangents, None =
+    zero, and its JVP returns a tuple of tangents).
     """
 
     name: str
@@ -97,6 +101,7 @@ class OpDef:
     carries: int | None = None
     row_major: bool = False
     host: Callable[[Any, np.ndarray], None] | None = None  # kind HOST: host(node, value) when the op runs
+    results: Callable[[tuple, dict], list[tuple[Shape, np.dtype]]] | None = None  # several results
     attrs: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)  # name -> type
     arity: Arity | None = None  # (min, max) inputs, max None = any; derived from scalar/ref if None
     doc: str = ""
