@@ -166,7 +166,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     xs_l, xspec = _leaves(xs, "gc.scan xs", loc)
     for x in xs_l:
         if x.ndim == 0:
-            raise ShapeError(f"gc.scan: xs leaves need a leading axis to scan over, got the scalar {x.name}\n  at {loc}")
+            raise ShapeError(f"gc.scan: xs leaves need a leading axis to scan over, got the scalar {x.name}"
+                             f"\n  at {loc}")
     if length is not None:
         if isinstance(length, Tensor) or int(length) != length or length < 0:
             raise GraphcError(f"gc.scan: length must be a non-negative Python int, got {length!r}\n  at {loc}")

@@ -93,7 +93,7 @@ def cond_jvp(tangents: Sequence, out: Tensor, pred: Tensor, *args: Tensor, true_
 def scan_vjp(cts: list, out: Tensor, *inputs: Tensor, body: Region, num_consts: int, num_carry: int,
              length: int | None, reverse: bool):
     nc, nk = num_consts, num_carry
-    consts, init, xs = list(inputs[:nc]), list(inputs[nc:nc + nk]), list(inputs[nc + nk:])
+    consts, xs = list(inputs[:nc]), list(inputs[nc + nk:])
     results = results_of(out)
     ny = len(body.results) - nk
     attrs = {"num_consts": nc, "num_carry": nk, "length": length, "reverse": reverse}

@@ -23,6 +23,10 @@ def bind_shapes(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[in
     mapping: dict[Tensor, Tensor] = {}
     for node in toposort(outputs):
         attrs = dict(node.attrs)
+        if node.op == "param":
+            what = getattr(node.graph, "what", "region")
+            raise GraphcError(f"{node.name} is a value of a {what} (a control-flow function's argument) used "
+                              "outside it; values leave a body as its results")
         if node.op == "placeholder":
             if node not in feed_shapes:
                 raise GraphcError(f"placeholder {node.name} has no bound shape")

@@ -12,8 +12,7 @@ operands the same way). Printing, saving, verifying and every pass recurse into 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,3 +169,14 @@ def retype(region: Region, types: Sequence[Type]) -> Region:
 def regions_of(node: Tensor) -> list[tuple[str, Region]]:
     """The (attribute name, region) pairs a node owns, in attribute order."""
     return [(k, v) for k, v in node.attrs.items() if isinstance(v, Region)]
+
+
+def walk(outputs: Sequence[Tensor]) -> list[Tensor]:
+    """Every node the outputs depend on, the nodes of their regions (nested) included."""
+    seen: list[Tensor] = []
+    stack = [toposort(outputs)]
+    while stack:
+        for node in stack.pop():
+            seen.append(node)
+            stack.extend(r.params + tuple(toposort(r.results, set(r.params))) for _, r in regions_of(node))
+    return seen

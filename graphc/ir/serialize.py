@@ -8,8 +8,10 @@ File format (version 1), one JSON object::
 
 Nodes are listed inputs-first; ``inputs`` are indices of earlier nodes. Attribute values
 are JSON scalars, or tagged objects: ``{"tuple": [...]}``, ``{"dtype": "float32"}``,
-``{"float": "nan" | "inf" | "-inf"}`` and ``{"array": {"dtype", "shape", "base64"}}``
-(C-order bytes, little-endian). ``fetches`` is a node index, or
+``{"float": "nan" | "inf" | "-inf"}``, ``{"array": {"dtype", "shape", "base64"}}``
+(C-order bytes, little-endian) and ``{"region": {"nodes": [...], "params": [...],
+"results": [...]}}`` (a control-flow op's sub-graph: its own node list, indices local to
+it; params are its ``param`` nodes, all of them). ``fetches`` is a node index, or
 ``{"list": [...]}``, ``{"tuple": [...]}``, ``{"dict": [[key, value], ...]}``.
 Placeholders and variables get fresh identities when loaded.
 """
@@ -28,6 +30,7 @@ import numpy as np
 from ..dtypes import as_dtype
 from ..errors import GraphcError
 from .graph import Const, Graph, Tensor
+from .region import Region, RegionGraph
 from .traverse import toposort
 
 FORMAT = "graphc-graph"
@@ -48,6 +51,11 @@ class LoadedGraph:
 
 
 def _encode_attr(value: Any) -> Any:
+    if isinstance(value, Region):
+        order = [*value.params, *toposort(value.results, set(value.params))]
+        index = {n: i for i, n in enumerate(order)}
+        return {"region": {"nodes": _encode_nodes(order, index), "params": list(range(len(value.params))),
+                           "results": [index[r] for r in value.results]}}
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -63,12 +71,19 @@ def _encode_attr(value: Any) -> Any:
     raise GraphcError(f"cannot save attribute value {value!r} of type {type(value).__name__}")
 
 
+def _encode_nodes(order: list[Tensor], index: dict[Tensor, int], attrs: Any = None) -> list[dict]:
+    attrs = attrs or (lambda n: {k: _encode_attr(v) for k, v in n.attrs.items() if k != _FRESH_IDENTITY})
+    return [{"op": n.op, "name": n.name, "inputs": [index[i] for i in n.inputs], "attrs": attrs(n)} for n in order]
+
+
 def _decode_attr(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if not isinstance(value, dict) or len(value) != 1:
         raise GraphcError(f"bad attribute encoding {value!r}")
     (tag, body), = value.items()
+    if tag == "region" and isinstance(body, dict) and set(body) == {"nodes", "params", "results"}:
+        return _load_region(body)
     if tag == "tuple" and isinstance(body, list):
         return tuple(_decode_attr(v) for v in body)
     if tag == "dtype" and isinstance(body, str):
@@ -110,8 +125,7 @@ def to_json(fetches: Any, session: Any = None) -> dict:
             values["initial"] = Const(session.variable_value(n))
         return {k: _encode_attr(v) for k, v in values.items() if k != _FRESH_IDENTITY}
 
-    nodes = [{"op": n.op, "name": n.name, "inputs": [index[i] for i in n.inputs], "attrs": attrs(n)}
-             for n in order]
+    nodes = _encode_nodes(order, index, attrs)
 
     def encode_spec(s: Any) -> Any:
         if isinstance(s, int):
@@ -135,16 +149,7 @@ def from_json(doc: Any, graph: Graph | None = None) -> LoadedGraph:
     if doc.get("version") != VERSION:
         raise GraphcError(f"unsupported graphc graph file version {doc.get('version')!r}")
     g = graph or Graph()
-    built: list[Tensor] = []
-    nodes = doc.get("nodes")
-    if not isinstance(nodes, list):
-        raise GraphcError("the graph file has no node list")
-    for i, entry in enumerate(nodes):
-        try:
-            built.append(_load_node(g, entry, built))
-        except Exception as exc:  # noqa: BLE001 (untrusted input: every failure is the file's fault)
-            what = entry.get("op") if isinstance(entry, dict) else None
-            raise GraphcError(f"node {i}{f' ({what})' if isinstance(what, str) else ''}: {exc}") from None
+    built = _load_nodes(g, doc.get("nodes"))
 
     def decode_spec(s: Any) -> Any:
         if isinstance(s, int) and not isinstance(s, bool):
@@ -166,6 +171,37 @@ def from_json(doc: Any, graph: Graph | None = None) -> LoadedGraph:
     return LoadedGraph(outputs, {n.name: n for n in built if n.op == "placeholder"}, g)
 
 
+def _load_nodes(g: Graph, nodes: Any) -> list[Tensor]:
+    """The nodes of a node list, built in `g` in order."""
+    if not isinstance(nodes, list):
+        raise GraphcError("the graph file has no node list")
+    built: list[Tensor] = []
+    for i, entry in enumerate(nodes):
+        try:
+            built.append(_load_node(g, entry, built))
+        except Exception as exc:  # noqa: BLE001 (untrusted input: every failure is the file's fault)
+            what = entry.get("op") if isinstance(entry, dict) else None
+            raise GraphcError(f"node {i}{f' ({what})' if isinstance(what, str) else ''}: {exc}") from None
+    return built
+
+
+def _load_region(body: dict) -> Region:
+    """A region of a file: its nodes in a region graph of their own, checked as every node is;
+    its params must be exactly its param nodes (so it is closed)."""
+    g = RegionGraph(None, "loaded region")
+    built = _load_nodes(g, body["nodes"])
+
+    def pick(indices: Any, what: str) -> list[Tensor]:
+        if not isinstance(indices, list) or not all(type(j) is int and 0 <= j < len(built) for j in indices):
+            raise GraphcError(f"bad region {what} {indices!r}")
+        return [built[j] for j in indices]
+
+    params, results = pick(body["params"], "params"), pick(body["results"], "results")
+    if {n for n in built if n.op == "param"} != set(params):
+        raise GraphcError("a region's param nodes must be exactly its params")
+    return Region(params, results)
+
+
 def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
     """One node of a file, checked as user code is (arity, attributes, types) by Graph.make.
 
@@ -184,6 +220,8 @@ def _load_node(g: Graph, entry: Any, built: list[Tensor]) -> Tensor:
     if name is not None and not isinstance(name, str):
         raise GraphcError(f"bad name {name!r}")
     opdef = get_op(op)
+    if op == "param" and not isinstance(g, RegionGraph):
+        raise GraphcError("a param node outside a region")
     for j in inputs:
         if type(j) is not int or not 0 <= j < len(built):
             raise GraphcError(f"input index {j!r} does not name an earlier node")

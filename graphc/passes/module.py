@@ -8,6 +8,7 @@ from functools import cached_property
 
 from ..ir.graph import Tensor
 from ..ir.printer import as_text
+from ..ir.region import Region, regions_of
 from ..ir.traverse import toposort
 from .verify import verify_nodes
 
@@ -63,15 +64,32 @@ def rebuild(module: Module, rewrite: Callable[[Tensor], Tensor | None]) -> tuple
 
     Returns the new module and how many nodes were replaced. A replacement must have the
     node's shape and dtype; a rewrite is repeated on its own result (capped) so one
-    walk applies chains of rules.
+    walk applies chains of rules. The rewrite runs inside regions (loop bodies, branches) too.
     """
-    mapping: dict[Tensor, Tensor] = {}
+    mapping, changes = _rebuild_nodes(module.nodes, rewrite)
+    return module.remap(mapping), changes
+
+
+def _rebuild_nodes(order: list[Tensor], rewrite: Callable[[Tensor], Tensor | None],
+                   mapping: dict[Tensor, Tensor] | None = None) -> tuple[dict[Tensor, Tensor], int]:
+    """`rebuild` over nodes in topological order; a region op's regions are rebuilt first (the
+    same rewrite runs inside every body, whose params stay as they are)."""
+    mapping = {} if mapping is None else mapping
     changes = 0
-    for node in module.nodes:
+    for node in order:
+        if node in mapping:  # a region's params
+            continue
         new_inputs = tuple(mapping[i] for i in node.inputs)
+        attrs = node.attrs
+        for key, region in regions_of(node):
+            inner, n = _rebuild_nodes(toposort(region.results, set(region.params)), rewrite,
+                                      {p: p for p in region.params})
+            if n:
+                attrs = {**attrs, key: Region(region.params, [inner[r] for r in region.results])}
+                changes += n
         current = node
-        if new_inputs != node.inputs:
-            current = node.graph.make(node.op, new_inputs, node.attrs, name=node.name, loc=node.loc)
+        if new_inputs != node.inputs or attrs is not node.attrs:
+            current = node.graph.make(node.op, new_inputs, attrs, name=node.name, loc=node.loc)
         for _ in range(16):
             replacement = rewrite(current)
             if replacement is None or replacement is current:
@@ -81,4 +99,4 @@ def rebuild(module: Module, rewrite: Callable[[Tensor], Tensor | None]) -> tuple
             current = replacement
             changes += 1
         mapping[node] = current
-    return module.remap(mapping), changes
+    return mapping, changes

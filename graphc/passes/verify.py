@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..ir.printer import node_names, type_str
+from ..ir.region import Region, regions_of
+from ..ir.traverse import toposort
 from ..ops.registry import infer_type
 
 
@@ -12,15 +14,18 @@ class VerifyError(GraphcError):
     """A pass produced an ill-formed module (a compiler bug, not a user error)."""
 
 
-def verify_nodes(order: list[Tensor], after: str = "?") -> None:
+def verify_nodes(order: list[Tensor], after: str = "?", region: Region | None = None) -> None:
     """Raise VerifyError, showing the offending node and its neighbours, if the nodes (a
-    module's, in topological order) are ill-formed."""
-    graph = order[0].graph if order else None
+    module's, in topological order; or a region's) are ill-formed. Regions are verified too:
+    their nodes live in their own graph, and a param is read only inside its own region."""
+    graph = region.graph if region is not None else order[0].graph if order else None
     assigned: dict[Tensor, Tensor] = {}
     for node in order:
         problem = None
         if node.graph is not graph:
             problem = "belongs to another graph than the rest of the module"
+        elif node.op == "param" and (region is None or node not in region.params):
+            problem = "a param read outside its region"
         else:
             try:
                 shape, dtype = infer_type(node.opdef, node.inputs, node.attrs, node.loc)
@@ -35,6 +40,8 @@ def verify_nodes(order: list[Tensor], after: str = "?") -> None:
             assigned[var] = node
         if problem:
             raise VerifyError(f"after pass {after}: {_describe(order, node)}: {problem}")
+        for _, body in regions_of(node):
+            verify_nodes(toposort(body.results), after, body)
 
 
 def _describe(order: list[Tensor], node: Tensor) -> str:
