@@ -19,6 +19,7 @@ from ..ir.graph import Tensor, get_default_graph
 from ..ir.printer import type_str
 from ..ir.region import Region, RegionGraph, trace
 from ..ops.core import as_tensor
+from ..ops.elementwise import not_equal
 from . import ops as _ops  # noqa: F401  (registers the region ops)
 from .rules import results_of
 
@@ -126,7 +127,7 @@ def cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any], *
         raise ShapeError(f"gc.cond: the predicate must be a scalar, got {pred_t.dtype}{shape_str(pred_t.shape)}"
                          f"\n  at {loc}")
     if pred_t.dtype != np.bool_:
-        pred_t = pred_t != 0
+        pred_t = not_equal(pred_t, 0)
     args, spec = _leaves(list(operands), "gc.cond operands", loc)
     types = [(a.shape, a.dtype) for a in args]
 
