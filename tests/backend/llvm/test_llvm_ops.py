@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from pending_llvm import pending_on_llvm
+from pending_llvm import pending_llvm_ops, pending_on_llvm  # noqa: F401  (graph_fuzz reads pending_llvm_ops)
 
 import graphc as gc
 from graphc.ir.region import walk
