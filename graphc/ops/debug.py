@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import shape_str
-from ..errors import DTypeError, NumericsError
+from ..errors import DTypeError, GraphcError, NumericsError, user_location
 from ..ir.graph import Tensor
 from .core import as_tensor
 from .registry import OpDef, OpKind, register
@@ -48,7 +48,7 @@ def format_value(value: np.ndarray, summarize: int) -> str:
     dim (all of them when `summarize` is negative), as TensorFlow's ``summarize``."""
     if summarize < 0:
         return np.array2string(value, threshold=sys.maxsize, separator=" ")
-    return np.array2string(value, threshold=0, edgeitems=max(summarize, 1), separator=" ")
+    return np.array2string(value, threshold=0, edgeitems=summarize, separator=" ")
 
 
 def _print_host(node: Tensor, value: np.ndarray) -> None:
@@ -90,6 +90,9 @@ register(OpDef("check_numerics", OpKind.HOST, _float_type, ref=lambda x, **attrs
 def print(x: Any, message: str = "", summarize: int = 3) -> Tensor:  # noqa: A001  (gc.print, as tf.print)
     """x, printed to stdout with `message` each time the program computes it (``summarize``:
     entries shown at each end of every dim; -1 shows all). Use the result, or DCE drops it."""
+    if isinstance(summarize, bool) or not isinstance(summarize, (int, np.integer)) or summarize == 0 or summarize < -1:
+        raise GraphcError(f"print: summarize is a count of entries >= 1, or -1 for all, not {summarize!r}\n"
+                          f"  at {user_location()}")
     t = as_tensor(x)
     return t.graph.make("print", (t,), {"message": str(message), "summarize": int(summarize)})
 

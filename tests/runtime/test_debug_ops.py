@@ -90,6 +90,13 @@ def test_check_numerics_in_a_function_keeps_the_updates_back():
     np.testing.assert_array_equal(f.session.variable_value(v), [2.0, 2.0, 2.0])
 
 
+def test_print_refuses_a_bad_summarize():
+    x = gc.placeholder(gc.float32, (2,), name="x")
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(gc.GraphcError, match=f"summarize.*{bad!r}"):
+            gc.print(x, summarize=bad)
+
+
 def test_check_numerics_refuses_integers():
     with pytest.raises(gc.DTypeError, match=f"(?s)check_numerics.*int32.*{_line('gc.check_numerics(n)')}"):
         n = gc.placeholder(gc.int32, (2,), name="n")
