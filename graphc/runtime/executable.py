@@ -88,13 +88,17 @@ class ReadWriteLock:
                 raise GraphcError("this session is closed")
             self._writers_waiting += 1
             self.gate = True
+            acquired = False
             try:
                 while (self._writer or self._readers()) and not self._shut:
                     self._cond.wait()
+                acquired = not self._shut
             finally:
                 self._writers_waiting -= 1
-            if self._shut:
-                self._cond.notify_all()
+                if not acquired:  # shut, or interrupted while waiting: open the gate again if no one else closes it
+                    self.gate = self._shut or self._writer or self._writers_waiting > 0
+                    self._cond.notify_all()
+            if not acquired:
                 raise GraphcError("this session is closed")
             self._writer = True
 

@@ -4,6 +4,8 @@ and the runtime's modules use no other module's private state."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 import graphc as gc
 from graphc.runtime import executable
-from graphc.runtime.executable import Executable, VariableStore
+from graphc.runtime.executable import Executable, ReadWriteLock, VariableStore
 
 ROOT = Path(gc.__file__).parent
 # documented names with a leading underscore: os._exit, ctypes.CDLL._name
@@ -117,3 +119,43 @@ def test_arena_is_aligned():
     array, pointer = executable.new_arena(100)
     address = int(executable._ffi.cast("uintptr_t", pointer))
     assert address % 64 == 0 and array.ctypes.data <= address < array.ctypes.data + 64
+
+
+def _until(condition) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_lock_a_waiting_writer_keeps_new_readers_out():
+    lock = ReadWriteLock()
+    lock.acquire(False)
+    order: list[str] = []
+    writer = threading.Thread(target=lambda: (lock.acquire(True), order.append("w"), lock.release(True)))
+    writer.start()
+    _until(lambda: lock.gate)  # the writer waits for the reader
+    reader = threading.Thread(target=lambda: (lock.acquire(False), order.append("r"), lock.release(False)))
+    reader.start()
+    time.sleep(0.05)
+    assert order == []  # neither the writer (a reader holds the lock) nor the new reader (a writer waits) went on
+    lock.release(False)
+    writer.join(10)
+    reader.join(10)
+    assert order == ["w", "r"] and not lock.gate
+
+
+def test_lock_shut_waits_for_readers_then_refuses():
+    lock = ReadWriteLock()
+    lock.acquire(False)
+    done = threading.Event()
+    closer = threading.Thread(target=lambda: (lock.shut(), done.set()))
+    closer.start()
+    _until(lambda: lock.gate)
+    assert not done.wait(0.05)  # a reader still holds the lock
+    lock.release(False)
+    closer.join(10)
+    assert done.is_set()
+    for write in (False, True):
+        with pytest.raises(gc.GraphcError, match="closed"):
+            lock.acquire(write)
