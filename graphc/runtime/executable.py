@@ -350,13 +350,12 @@ class Executable:
         if plan.arena_bytes > arraycall.STACK_ARENA:
             pool: list = []
             arena = (pool.pop, pool.append, lambda: new_arena(plan.arena_bytes))
-        spec = _ffi.new("int64_t[]", arraycall.spec_words(len(inputs), template, bases["arena"], plan.arena_bytes,
-                                                           args))
-        self._specs.append(spec)  # the constants it points at are kept by the program's plan
+        specs = [_ffi.new("int64_t[]", arraycall.spec_words(len(inputs), template, bases["arena"], plan.arena_bytes,
+                                                             args, program.entry, check)) for check in (True, False)]
+        self._specs += specs  # the constants they point at are kept by the program's plan
         after = program.after_run if program.checks_after_run else None
-        common = (_ffi, program.entry, spec, len(inputs), outputs, order, single)
-        return (arraycall.build_caller(*common, True, miss, arena, variables, after, keys, as_tuple),
-                arraycall.build_caller(*common, False, miss, arena, variables, after, keys, as_tuple))
+        rest = (len(inputs), outputs, order, single, miss, arena, variables, after, keys, as_tuple)
+        return tuple(arraycall.build_caller(_ffi, spec, *rest) for spec in specs)
 
 
 class _BufferCaller:

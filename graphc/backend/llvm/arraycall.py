@@ -8,16 +8,17 @@ runs. Instead the caller passes two tuples by address, ``id(inputs)`` and ``id(r
 item arrays, checks each array against a spec, builds the program's pointer table on its
 own stack and calls the program's entry point::
 
-    int64 graphc_array_call(void* entry, int64* spec, void* arena, int64 check,
-                            intptr inputs, intptr rest)
+    int64 graphc_array_call(int64* spec, void* arena, intptr inputs, intptr rest)
 
 `spec` holds a header (the ndarray type's address, field offsets, the C-contiguous flag
-bit, the tuple item offset, argument counts), the table size, the arena's table slot and
-bytes, a table template (constants, thread pool), then per argument ``slot, ndim, descr
-address, dims...`` (slot -1: check only). The routine returns 0 after the program has
-run, or k + 1 when argument k is not an exact C-contiguous ndarray of the spec's dtype
-object and dims (then nothing has run). With `check` = 0 the fields are trusted. A NULL
-`arena` puts the arena on the native stack (arenas up to `STACK_ARENA` bytes).
+bit, the tuple item offset, argument counts, the table size, the arena's table slot and
+bytes, the program's entry address, whether to check), a table template (constants,
+thread pool), then per argument ``slot, ndim, descr address, dims...`` (slot -1: check
+only). Every argument of a cffi call costs time, so everything fixed per caller is in
+the spec. The routine returns 0 after the program has run, or k + 1 when argument k is
+not an exact C-contiguous ndarray of the spec's dtype object and dims (then nothing has
+run). With check = 0 the fields are trusted. A NULL `arena` puts the arena on the native
+stack (arenas up to `STACK_ARENA` bytes).
 
 The offsets come from ``object.__basicsize__`` and ``tuple.__basicsize__`` and are
 verified at first use on sample objects (`struct_layout`); where they do not hold,
@@ -45,8 +46,9 @@ NAME = "graphc_array_call"
 STACK_ARENA = 32 * 1024  # larger arenas come from the caller (a pool of arrays)
 _C_CONTIGUOUS = 0x1  # NPY_ARRAY_C_CONTIGUOUS
 # spec header: ndarray type; offsets of type, data, nd, dimensions, descr, flags; C-contiguous
-# bit; tuple items offset; number of inputs; number of arguments; table size; arena slot, bytes
-_HEADER = 14
+# bit; tuple items offset; number of inputs; number of arguments; table size; arena slot, bytes;
+# the program's entry; check (1) or trust (0) the arguments
+_HEADER = 16
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -83,9 +85,10 @@ def struct_layout() -> tuple[int, ...] | None:
 
 
 def spec_words(inputs: int, template: Sequence[int], arena_slot: int, arena_bytes: int,
-               args: Sequence[tuple[int, np.dtype, tuple[int, ...]]]) -> list[int]:
-    """The spec of a program: its table template and arena, and its arguments as (slot,
-    dtype, shape), the first `inputs` of them taken from the inputs tuple.
+               args: Sequence[tuple[int, np.dtype, tuple[int, ...]]], entry: int, check: bool) -> list[int]:
+    """The spec of a call of the program at `entry`: its table template and arena, its
+    arguments as (slot, dtype, shape), the first `inputs` of them taken from the inputs
+    tuple, and whether the call checks them.
 
     Needs `struct_layout()`. The check compares dtype objects by identity: give the object
     the arrays carry (``np.dtype(...)`` for arrays numpy makes; an equal but distinct dtype
@@ -94,7 +97,7 @@ def spec_words(inputs: int, template: Sequence[int], arena_slot: int, arena_byte
     layout = struct_layout()
     if layout is None:
         raise RuntimeError("numpy's array struct is not laid out as expected")
-    words = [*layout, inputs, len(args), len(template), arena_slot, arena_bytes, *template]
+    words = [*layout, inputs, len(args), len(template), arena_slot, arena_bytes, entry, int(check), *template]
     for slot, dtype, shape in args:
         words += [slot, len(shape), id(np.dtype(dtype)), *shape]
     return words
@@ -110,8 +113,8 @@ def array_call_address() -> int:
 
 def _module() -> ir.Module:
     module = ir.Module(name=NAME)
-    fn = ir.Function(module, ir.FunctionType(_I64, [_PTR, _PTR, _PTR, _I64, _I64, _I64]), NAME)
-    entry_fn, spec, arena_arg, check, inputs_tuple, rest_tuple = fn.args
+    fn = ir.Function(module, ir.FunctionType(_I64, [_PTR, _PTR, _I64, _I64]), NAME)
+    spec, arena_arg, inputs_tuple, rest_tuple = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     blocks = {x: fn.append_basic_block(x) for x in ("copy.head", "copy.body", "arena", "on.stack", "table",
                                                      "head", "body", "checks", "dims.head", "dims.body",
@@ -132,7 +135,7 @@ def _module() -> ir.Module:
     k_var, pos_var, d_var, arena_var = b.alloca(_I64), b.alloca(_I64), b.alloca(_I64), b.alloca(_PTR)
     array_type, off_type, off_data, off_nd, off_dims, off_descr, off_flags, bit, off_items = (
         word(i) for i in range(9))
-    n_inputs, n_args, size, arena_slot, arena_bytes = (word(i) for i in range(9, _HEADER))
+    n_inputs, n_args, size, arena_slot, arena_bytes, entry_fn, check = (word(i) for i in range(9, _HEADER))
     table = b.alloca(_PTR, size=size)
     b.store(const(0), k_var)
     b.branch(blocks["copy.head"])
@@ -198,21 +201,21 @@ def _module() -> ir.Module:
     goto("fail")
     b.ret(b.add(b.load(k_var), const(1)))
     goto("done")
-    callee = b.inttoptr(b.ptrtoint(entry_fn, _I64), ir.FunctionType(ir.VoidType(), [_PTR]).as_pointer())
+    callee = b.inttoptr(entry_fn, ir.FunctionType(ir.VoidType(), [_PTR]).as_pointer())
     b.call(callee, [table])
     b.ret(const(0))
     return module
 
 
-def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence[tuple[tuple[int, ...], np.dtype]],
-                 order: Sequence[int] | None, single: bool, check: bool, miss: object, arena: tuple | None = None,
+def build_caller(ffi: Any, spec: Any, inputs: int, outputs: Sequence[tuple[tuple[int, ...], np.dtype]],
+                 order: Sequence[int] | None, single: bool, miss: object, arena: tuple | None = None,
                  variables: tuple | None = None, after: Callable[[], None] | None = None,
                  feed_keys: Sequence[Any] | None = None, as_tuple: bool = False) -> Callable[..., Any]:
     """A Python function ``call(*arrays)`` for one program, generated for its argument counts.
 
     It allocates the outputs, makes one native call and returns the outputs (one array if
     `single`, else a list of the outputs in `order`, None for a None entry, copying repeats), or `miss` when the
-    argument count differs or, with `check`, an argument does not match the spec.
+    argument count differs or, when the spec checks, an argument does not match it.
     `arena`: (pop, push, new) of a pool of ``(array, aligned pointer)`` for arenas too big
     for the stack. `variables`: (values, keys, lock, write): the arrays ``values[key]`` come
     before the outputs, read while `lock` (a `graphc.runtime.executable.ReadWriteLock`) is
@@ -226,10 +229,9 @@ def build_caller(ffi: Any, entry: int, spec: Any, inputs: int, outputs: Sequence
     """
     keys = variables[1] if variables else ()
     rest = [f"v{i}" for i in range(len(keys))] + [f"o{i}" for i in range(len(outputs))]
-    env: dict[str, Any] = {"MISS": miss, "NULL": ffi.NULL, "empty": np.empty, "entry": ffi.cast("void*", entry),
-                           "spec": spec, "native": ffi.cast("int64_t(*)(void*, int64_t*, void*, int64_t, intptr_t, "
-                                                            "intptr_t)", array_call_address())}
-    call = f"rc = native(entry, spec, {'ar[1]' if arena else 'NULL'}, {int(check)}, id(args), id(rest))"
+    env: dict[str, Any] = {"MISS": miss, "NULL": ffi.NULL, "empty": np.empty, "spec": spec,
+                           "native": ffi.cast("int64_t(*)(int64_t*, void*, intptr_t, intptr_t)", array_call_address())}
+    call = f"rc = native(spec, {'ar[1]' if arena else 'NULL'}, id(args), id(rest))"
     body = [f"rest = ({''.join(x + ', ' for x in rest)})", call]
     if after is not None:
         env["after"] = after
