@@ -166,3 +166,10 @@ def test_against_jax():
     x = RNG.standard_normal((4, 6)) * 3 + 5
     got = _run_both(lambda a: gc.nn.layer_norm(a, eps=1e-5), [x])[0]
     np.testing.assert_allclose(got, jax.nn.standardize(x, axis=-1, epsilon=1e-5), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["layer_norm_affine", "rms_norm", "attention_causal"])
+def test_second_order_matches_finite_differences(name):
+    build, _, shapes = CASES[name]
+    small = [tuple(min(d, 3) for d in s) for s in shapes]
+    check_grads(build, [RNG.standard_normal(s) for s in small], order=2)
