@@ -2,9 +2,9 @@
 
 A convolution is ``patches(x) @ w``: the `conv_patches` windows of x (graphc.ops.window)
 flattened to rows of K*C values, times the filter flattened to (K*C, O). Grouped
-convolutions (``groups`` > 1) do one batched matmul per group; those with one input channel
-per group (depthwise, or a single-channel input) are instead a sum over window offsets of
-shifted inputs times filter rows, one fused kernel, which measured faster (docs/backend.md).
+convolutions (``groups`` > 1) do one batched matmul per group, except depthwise ones (one
+input channel per group), which are a sum over window offsets of shifted inputs times filter
+rows, one fused kernel, measured much faster (docs/backend.md).
 Gradients follow from the primitives: dL/dw = patches(x)ᵀ @ g (a convolution of x with g)
 and dL/dx = col2im(g @ wᵀ) (the transposed convolution), so they are linear maps of the
 same kinds and differentiate again to any order.
@@ -120,7 +120,7 @@ def conv_nd(x: Tensor, w: Tensor, strides: tuple, pads: tuple, dilation: tuple, 
         raise fail(fn, f"input {shape_str(x.shape)} has {c} channels, the filter {shape_str(w.shape)} takes {cg} "
                        f"per group and gives {o}; with groups={groups} both channel counts must divide by "
                        f"groups and the filter must take channels/groups")
-    if groups == c:  # one input channel per group: depthwise (any multiplier), or a single-channel input
+    if groups == c > 1:  # depthwise (one input channel per group, any multiplier)
         return _depthwise(x, w, strides, pads, dilation)
     cols = patches(x, window, strides, dilation, pads)
     out_sp = cols.shape[1:1 + nsp]
@@ -138,7 +138,7 @@ def conv_nd(x: Tensor, w: Tensor, strides: tuple, pads: tuple, dilation: tuple, 
 
 
 def _depthwise(x: Tensor, w: Tensor, strides: tuple, pads: tuple, dilation: tuple) -> Tensor:
-    """groups = channels (each output channel c*m + j reads input channel c only): the sum over
+    """Depthwise, groups = channels (output channel c*m + j reads input channel c only): the sum over
     window offsets of the shifted input times that offset's filter row, which fuses into one
     elementwise kernel (measured against im2col + GEMM in docs/backend.md)."""
     window, (c, o) = w.shape[:-2], (x.shape[-1], w.shape[-1])
