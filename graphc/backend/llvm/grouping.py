@@ -226,9 +226,10 @@ def _sets(nodes: Nodes, group: dict[Tensor, Tensor]) -> dict[Tensor, list[Tensor
 
 
 def _attach_epilogues(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:
-    """Make each GEMM whose only readers form one elementwise kernel over exactly the
-    product's index space (every member of the product's shape, a result of its dtype)
-    a member of that kernel's group: the kernel is then emitted as the GEMM's epilogue,
+    """Make each GEMM whose only readers (directly, or through one `row_major` reshape)
+    form one elementwise kernel over exactly the product's index space (every member of
+    the product's, or the reshape's, shape; a result of its dtype) a member of that
+    kernel's group: the kernel is then emitted as the GEMM's epilogue,
     in place over the product, so the product needs no buffer of its own. Other inputs
     of the kernel (a bias) are read through their views as before. At most one GEMM per
     kernel.
@@ -238,7 +239,9 @@ def _attach_epilogues(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:
     for n in nodes.order:
         if n.opdef.kind is not OpKind.MATMUL or n in nodes.outputs or not nodes.users[n]:
             continue
-        owners = {group.get(u) for u in nodes.users[n]}
+        via = _reshaped(nodes, group, n)
+        target = n if via is None else via
+        owners = {group.get(u) for u in nodes.users[target]}
         if len(owners) != 1 or None in owners or owners <= taken:
             continue
         (root,) = owners
@@ -247,9 +250,21 @@ def _attach_epilogues(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:
         results = [m for m in members if m in nodes.outputs or m.op == "assign"
                    or any(u not in inside for u in nodes.users[m])]
         if (any(r.dtype == n.dtype for r in results)
-                and all(m.opdef.kind is OpKind.ELEMENTWISE and m.shape == n.shape for m in members)):
+                and all(m.opdef.kind is OpKind.ELEMENTWISE and m.shape == target.shape for m in members)):
             group[n] = root
+            if via is not None:
+                group[via] = root
             taken.add(root)
+
+
+def _reshaped(nodes: Nodes, group: Mapping[Tensor, Tensor], n: Tensor) -> Tensor | None:
+    """The product's only reader when that is a `row_major` reshape of it (a convolution's
+    (N*OH*OW, O) product seen as (N, OH, OW, O)) that nothing fetches: its readers can then be
+    the epilogue, reading the product through the reshape's gather at their own index."""
+    (r, *more) = nodes.users[n]
+    if more or not r.opdef.row_major or r in group or r in nodes.outputs or not nodes.users[r]:
+        return None
+    return r
 
 
 def _merge_siblings(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:

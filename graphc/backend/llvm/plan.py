@@ -55,6 +55,7 @@ from .steps import (
     View,
     blas_layout,
     numel,
+    row_major_strides,
 )
 from .views import Flat, Immediate, Loaded
 
@@ -268,8 +269,8 @@ class _Builder:
         if gemms:
             (g,) = gemms
             a, b = (self.dense_operand(i) for i in g.inputs)
-            out = self.out_buffer(root)
-            reads[g] = self.view[g] = out
+            out = self.out_buffer(root)  # dense; the product may have another shape (read through a reshape)
+            reads[g] = self.view[g] = View(out.buffer, out.offset, row_major_strides(g.shape))
             k = Kernel(f"k{len(self.steps)}", root, members, out, reads, imms, more=more)
             self.steps.append(Gemm(f"g{len(self.steps)}", g, a, b, out, k))
         else:

@@ -126,3 +126,21 @@ def test_mlp_training_steps_match_the_reference():
                     assert len(_epilogues(prog)) >= 2
     np.testing.assert_allclose(losses["llvm"], losses["reference"], rtol=1e-4)
     assert losses["llvm"][-1] < losses["llvm"][0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_bias_relu_is_the_epilogue_of_its_gemm_through_the_reshape(dtype, monkeypatch):
+    """conv2d's product (N*OH*OW, O) is reshaped to (N, OH, OW, O) before the bias: still one step."""
+    rng = np.random.default_rng(5)
+    x = gc.placeholder(dtype, (3, 6, 5, 4), name="x")
+    w = gc.Variable(rng.standard_normal((3, 3, 4, 7)).astype(dtype) * 0.3)
+    b = gc.Variable(rng.standard_normal(7).astype(dtype))
+    y = gc.relu(gc.nn.conv2d(x, w, padding="SAME") + b)
+    feeds = {x: rng.standard_normal((3, 6, 5, 4)).astype(dtype)}
+    got, prog = _program(y, feeds)
+    np.testing.assert_allclose(got, gc.Session(backend="reference").run(y, feeds), rtol=1e-5, atol=1e-6)
+    (fused,) = _epilogues(prog)
+    assert {m.op for m in fused.epilogue.members} == {"reshape", "add", "relu"}
+    before, unfused = _unfused(monkeypatch, y, feeds)
+    np.testing.assert_array_equal(got, before)
+    assert len(prog.plan.steps) < len(unfused.plan.steps)
