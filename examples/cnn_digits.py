@@ -1,11 +1,12 @@
-"""Train a LeNet-style CNN (conv, batch norm, max pool) on scikit-learn's 8x8 digits with Adam.
+"""Train a LeNet-style CNN (conv, batch norm, max pool, dropout) on scikit-learn's 8x8 digits.
 
     python examples/cnn_digits.py [--quick] [--epochs N] [--seed N] [--backend NAME]
 
 Model: conv 3x3x16 SAME, batch norm (momentum 0.9), ReLU, 2x2 max pool (4x4), conv 3x3x32 SAME, batch norm,
-ReLU, 2x2 max pool (2x2), dense 64 ReLU, dense 10. Batch norm runs in training mode (batch
-statistics, moving averages updated by `gc.nn.update_ops()`) while training and in
-inference mode (moving averages) for the test set: one bool placeholder selects it. The
+ReLU, 2x2 max pool (2x2), dense 64 ReLU, dropout 0.25, dense 10, trained with Adam. Batch
+norm and dropout run in training mode (batch statistics, moving averages updated by
+`gc.nn.update_ops()`, a fresh dropout mask per step) while training and in inference mode
+(moving averages, no dropout) for the test set: one bool placeholder selects it. The
 data ships with scikit-learn (no download); the split, weights and batch order derive
 from --seed, so the printed losses are the same on every run.
 """
@@ -48,19 +49,20 @@ def model(x: gc.Tensor, training: gc.Tensor, seed: int) -> gc.Tensor:
         h = gc.nn.max_pool2d(h, 2)
     h = gc.reshape(h, (-1, 2 * 2 * 32))
     h = gc.nn.dense(h, 64, activation=gc.relu, name="fc1", seed=seed + 2)
+    h = gc.nn.dropout(h, 0.25, training, seed=seed + 4)
     return gc.nn.dense(h, 10, name="fc2", seed=seed + 3)
 
 
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 epochs (used by the tests)")
+    parser.add_argument("--quick", action="store_true", help="3 epochs (used by the tests)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--backend", default=None, help="Session backend (default: graphc's default)")
     args = parser.parse_args(argv)
-    epochs = args.epochs or (2 if args.quick else 20)
+    epochs = args.epochs or (3 if args.quick else 20)
 
     X_train, X_test, y_train, y_test = load(args.seed)
     print(f"digits: {len(X_train)} train / {len(X_test)} test images of 8x8 pixels, 10 classes")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> float:
     correct = gc.sum(gc.cast(gc.equal(gc.argmax(logits, axis=1), gc.cast(labels, gc.int64)), gc.int32))
     train_op = gc.group(gc.train.Adam(lr).minimize(loss), *gc.nn.update_ops())
     n_params = sum(int(np.prod(v.shape)) for v in gc.trainable_variables())
-    print(f"model: conv16-bn-pool conv32-bn-pool dense64 dense10, {n_params} parameters; "
+    print(f"model: conv16-bn-pool conv32-bn-pool dense64-dropout dense10, {n_params} parameters; "
           f"Adam(lr={args.lr}, cosine decay), batch {args.batch_size}, shifts of up to 1 pixel")
 
     data = gc.train.batches(X_train, y_train, batch_size=args.batch_size, seed=args.seed)

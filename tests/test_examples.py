@@ -50,9 +50,9 @@ def test_mlp_digits_learns_and_repeats_its_losses():
 def test_cnn_digits_learns_with_batch_norm_in_both_modes():
     out = run("cnn_digits.py")
     losses = floats(r"epoch\s+\d+/\d+\s+loss (\S+)", out)
-    assert len(losses) == 2 and losses[1] < losses[0], out
+    assert len(losses) == 3 and losses[2] < losses[1] < losses[0], out
     accuracy, = floats(r"test: loss \S+\s+accuracy (\S+)", out)
-    assert accuracy >= 0.8, out  # inference mode (moving averages) after 2 epochs; the full run reaches >= 0.98
+    assert accuracy >= 0.85, out  # inference mode (moving averages) after 3 epochs; the full run reaches >= 0.98
     assert "steps/s" in out
 
 
