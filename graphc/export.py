@@ -99,7 +99,7 @@ def _refuse_lapack(programs: list) -> None:
     from .backend.llvm.steps import Lapack
 
     for p in programs:
-        for step in p.plan.steps:
+        for step in p.plan.all_steps():
             if isinstance(step, Lapack):
                 raise GraphcError(f"export: {step.node.op} (gc.linalg) calls LAPACK, which exported libraries do "
                                   f"not provide; export a function without it\n  at {step.node.loc}")

@@ -12,7 +12,7 @@ import pytest
 
 from graphc.errors import GraphcError
 
-LOWERS_REGIONS = False
+LOWERS_REGIONS = True
 REGION_OPS = frozenset({"cond", "scan", "while_loop", "param", "result"})
 
 

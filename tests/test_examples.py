@@ -28,6 +28,7 @@ def test_every_example_is_tested():
     tested = {"linear_regression.py", "mlp_digits.py", "jacobian_modes.py", "hessian.py",
               "deep_chain_checkpoint.py", "profile_mlp.py", "cnn_digits.py"}
     tested |= {"transformer_char.py"}
+    tested |= {"rnn_scan.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -105,3 +106,18 @@ def test_transformer_char_loss_goes_down_and_samples():
     assert len(losses) >= 5 and losses[-1] < losses[0] - 0.5, out
     (sample,) = re.findall(r"sample: '(.*)'$|sample: \"(.*)\"$", out, flags=re.M)
     assert len("".join(sample)) >= 20, out
+
+
+def test_rnn_scan_trains_and_compiles_independently_of_the_length():
+    out = run("rnn_scan.py", "--steps", "12")
+    for kind in ("tanh RNN", "LSTM"):
+        part = out.split(kind + "\n", 1)[1]
+        steps = [int(v) for v in re.findall(r"compile, +\d+-step sequences: +\S+ s \((\d+) program steps\)", part)[:2]]
+        assert len(steps) == 2 and abs(steps[0] - steps[1]) <= 2, out  # one loop, whatever the length
+        first, last = (float(v) for v in re.findall(r"loss: (\S+) -> (\S+)", part)[0])
+        assert last < first, out
+        rows = {line.split()[0]: line.split()[1:] for line in part.splitlines()[:20]
+                if line.split() and line.split()[0] in ("none", "sqrt", "revolve(4)")}
+        assert set(rows) == {"none", "sqrt", "revolve(4)"}, out
+        peak = int(rows["none"][1].replace(",", ""))
+        assert all(int(v[1].replace(",", "")) <= peak for v in rows.values()), out  # no policy raises the peak

@@ -25,6 +25,7 @@ from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..ops.registry import OpKind
 from .cost import flops, is_source, nbytes
+from .loop_checkpoint import checkpoint_loops, loop_line, share_forward
 from .manager import register_pass
 from .memory import arena_peak
 from .module import Module
@@ -94,6 +95,7 @@ class CheckpointReport:
     forward_flops: int = 0
     backward_flops: int = 0
     note: str = ""  # why the policy was not applied, when it was not
+    loops: list[str] = field(default_factory=list)  # one line per loop checkpointed in segments
 
     @property
     def saved_bytes(self) -> int:
@@ -109,6 +111,7 @@ class CheckpointReport:
         lines += [f"  {name} {list(shape)} {b} B" for name, shape, b in self.saved]
         lines.append(f"recomputed nodes: {len(self.recomputed)} ({self.recomputed_flops} FLOPs)")
         lines += [f"  {name} {op} {f} FLOPs" for name, op, f in self.recomputed]
+        lines += [f"loop {line}" for line in self.loops]
         lines.append(f"forward FLOPs: {self.forward_flops}  backward FLOPs: {self.backward_flops}")
         return "\n".join(lines)
 
@@ -204,6 +207,9 @@ def _candidates(module: Module, parts: Split) -> Iterator[tuple[str, Module]]:
 
     n = len(parts.residuals)
     yield "none", module
+    segmented, loops = checkpoint_loops(module)
+    if loops:
+        yield "loops in segments", segmented
     yield "mincut", recompute(module, keep_mincut(parts))
     for k in range(2, n + 1):
         yield f"every {k}", recompute(module, every_kth(parts, k))
@@ -243,6 +249,10 @@ def fit_budget(module: Module, budget: int, peak_bytes: PeakFn | None = None) ->
 
 def apply_policy(module: Module, policy: str, slots: int | None = None) -> tuple[Module, str]:
     """The module rewritten by one policy (no measurement), and the policy's label."""
+    if policy == "sqrt":  # loops: every k-th carry of each differentiated scan (loop_checkpoint.py)
+        segmented, loops = checkpoint_loops(module)
+        if loops:  # (the residual policy on top would recompute whole loops by cloning them)
+            return segmented, policy
     parts = split(module)
     if policy == "none" or not parts.residuals:
         return module, policy
@@ -269,6 +279,7 @@ def place_checkpoints(module: Module, policy: str = "none", memory_budget: int |
         out, chosen = fit_budget(module, memory_budget, peak_bytes)
         return out, report(out, f"budget {memory_budget} B -> {chosen}")
     out, label = apply_policy(module, policy, slots)
+    loops = [loop_line(r) for r in checkpoint_loops(module)[1]] if policy == "sqrt" else []
     if out is module:
         return module, report(module, label)
     peak_bytes = peak_bytes or _graph_peak
@@ -278,15 +289,18 @@ def place_checkpoints(module: Module, policy: str = "none", memory_budget: int |
         rep.note = (f"not used: its planned peak ({peak} B) is not below keeping every residual "
                     f"({base} B), so every residual is kept")
         return module, rep
-    return out, report(out, label)
+    rep = report(out, label)
+    rep.loops = loops
+    return out, rep
 
 
 @register_pass("checkpoint", "choose saved vs recomputed forward values (policy or memory budget)")
 def checkpoint(module: Module, options: object = None) -> tuple[Module, int]:
     policy = getattr(options, "checkpoint", "none")
     budget = getattr(options, "memory_budget", None)
+    module, shared = share_forward(module)
     if policy == "none" and budget is None:
-        return module, 0
+        return module, shared
     out, rep = place_checkpoints(module, policy, budget, getattr(options, "slots", None),
                                  getattr(options, "peak_bytes", None))
     reports = getattr(options, "reports", None)

@@ -16,10 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ...compiler import split_outputs
-from ...errors import GraphcError
 from ...ir.graph import Tensor
-from ...ir.traverse import toposort
-from ...ops.registry import OpKind
 from ...passes.manager import Instrumentation, Pass, PassRecord, run_pipeline
 from ...passes.module import Module
 from .grouping import Groups, Nodes, Units, group_kernels, order_units, program_nodes
@@ -66,7 +63,6 @@ class LLVMBackend:
               instrument: Instrumentation | None = None, first: int = 1) -> tuple[Plan, list[PassRecord]]:
         """The `Plan` of a program computing `fetches` (bound, static shapes) and applying `assigns`,
         and one record per late pass (dump files numbered from `first`, after the graph passes)."""
-        refuse_regions(list(fetches) + list(assigns))
         plan, records = run_pipeline(program_nodes(fetches, assigns), self.late_pipeline, instrument,
                                      passes=self.passes, first=first)
         return replace(plan, records=tuple(records)), records
@@ -77,14 +73,4 @@ class LLVMBackend:
         return {"kernels": len(plan.steps), "peak_bytes": plan.arena_bytes}
 
 
-def refuse_regions(roots: Sequence[Tensor]) -> None:
-    """A clear error for the control-flow ops (cond, scan, while_loop): not lowered to LLVM yet."""
-    for n in toposort(roots):
-        if n.opdef.kind is OpKind.REGION and n.op != "result":
-            raise GraphcError(f"{n.op} ({n.name}, built at {n.loc}): control flow runs on "
-                              f"gc.Session(backend=\"reference\") for now; the LLVM backend does not lower "
-                              f"{', '.join(REGION_KINDS)} yet")
-
-
-REGION_KINDS = ("cond", "scan", "while_loop")
 LLVM = LLVMBackend()

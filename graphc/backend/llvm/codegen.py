@@ -15,12 +15,13 @@ from typing import Any
 from llvmlite import ir
 
 from . import blas, collective, host
+from .control import emit_loop
 from .emitter import I8, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
-from .steps import Buffer, Collective, Gemm, HostCall, Kernel, Lapack, Plan, blas_layout, numel, row_major_strides
+from .steps import Buffer, Collective, Gemm, HostCall, Kernel, Lapack, Loop, Plan, blas_layout, numel, row_major_strides
 
 ENTRY = "graphc_entry"
 I32 = ir.IntType(32)
@@ -60,27 +61,38 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
     of the profiler is emitted.
     """
     module = ir.Module(name="graphc_program")
-    entry = FunctionBuilder(module, ENTRY, [PTR], internal=False)
+    emit_entry(module, ENTRY, plan, {}, probe, internal=False)
+    return module
+
+
+def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, list], probe: Any = None,
+               internal: bool = True) -> ir.Function:
+    """``void name(void** table)`` running the plan's steps over the buffers of its table.
+
+    The program's entry, and the function of each region a `Loop` step runs (control.py);
+    `emitted` holds the functions of steps of equal structure, which every entry shares.
+    """
+    entry = FunctionBuilder(module, name, [PTR], internal=internal)
     b = entry.b
     table = entry.args[0]
     bases = table_bases(plan)
     pointers: dict[Buffer, ir.Value] = {}
 
-    def table_entry(i: int) -> ir.Value:
-        return b.load(b.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR)
+    def table_entry(i: int) -> ir.Value:  # loaded in the entry block, which dominates every use
+        top = entry.top
+        return top.load(top.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR)
 
     def pointer(buf: Buffer) -> ir.Value:
         if buf not in pointers:
             if buf.kind == "arena":
-                pointers[buf] = b.gep(table_entry(bases["arena"]), [ir.Constant(I64, buf.slot)], inbounds=True,
-                                      source_etype=I8)
+                base = table_entry(bases["arena"])
+                pointers[buf] = entry.top.gep(base, [ir.Constant(I64, buf.slot)], inbounds=True, source_etype=I8)
             else:
                 pointers[buf] = table_entry(bases[buf.kind] + buf.slot)
         return pointers[buf]
 
     parallel_for = table_entry(bases["parallel_for"])
     threaded = b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
-    emitted: dict[tuple, list] = {}  # steps of equal structure share their functions
     hosts = 0  # host calls so far: the index the next one passes
 
     def kernel(step: Kernel) -> None:
@@ -128,6 +140,10 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
         if isinstance(step, Kernel):
             kernel(step)
             continue
+        if isinstance(step, Loop):
+            emit_loop(entry, step, pointer, parallel_for,
+                      lambda nm, body: (emit_entry(module, nm, body, emitted), table_bases(body)))
+            continue
         if isinstance(step, Lapack):
             if numel(step.node.shape):
                 b.call(lapack_function(module, step), [pointer(x) for x in lapack_buffers(step)])
@@ -143,7 +159,7 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
             continue
         gemm(step)
     entry.finish()
-    return module
+    return entry.fn
 
 
 def concurrent_pairs(steps: list) -> dict[int, int]:

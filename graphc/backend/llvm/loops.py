@@ -45,6 +45,14 @@ class FunctionBuilder:
     def args(self) -> tuple[ir.Argument, ...]:
         return self.fn.args
 
+    @property
+    def top(self) -> ir.IRBuilder:
+        """A builder at the end of the entry block: what it emits dominates the whole function."""
+        entry = self.fn.entry_basic_block
+        builder = ir.IRBuilder(entry)
+        builder.position_before(entry.terminator)
+        return builder
+
     def slot(self, ty: ir.Type, init: ir.Value | None = None) -> ir.Value:
         """A stack variable (allocated in the entry block); `init` is stored at the current point."""
         (ptr,) = entry_allocas(self.b, [ty])

@@ -30,6 +30,7 @@ private builder for the bookkeeping while it walks the units.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,7 +40,8 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
-from .grouping import Units, _Stage, reduce_mode
+from .control import plan_region_op, prefixed
+from .grouping import Units, _Stage, group_kernels, order_units, program_nodes, reduce_mode
 from .lapack import workspace
 from .steps import (
     Buffer,
@@ -50,6 +52,7 @@ from .steps import (
     Kernel,
     KernelMode,
     Lapack,
+    Loop,
     Plan,
     Step,
     View,
@@ -103,6 +106,11 @@ def build_steps(units: Units) -> Steps:
     return Steps(units, program)
 
 
+def lower_region(results: Sequence[Tensor], prefix: str) -> Plan:
+    """The placed plan of a region computing `results` from its params, its step names prefixed."""
+    return prefixed(place_arena(build_steps(order_units(group_kernels(program_nodes(results))))), prefix)
+
+
 def place_arena(steps: Steps) -> Plan:
     """The finished plan: arena buffers get offsets by liveness (buffers never live at the
     same step share bytes), and the table buffers are checked against their slots."""
@@ -139,6 +147,7 @@ class _Builder:
         self.variables: list[Tensor] = []
         self.written: set[Tensor] = set()  # outputs computed straight into their arrays
         self.var_buffer: dict[Tensor, Buffer] = {}
+        self.region_outs: dict[Tensor, tuple[View, ...]] = {}  # a region op's result views (control.py)
 
     def buffer(self, kind: str, dtype: np.dtype, size: int, name: str, slot: int | None = None) -> Buffer:
         """A new buffer; arena offsets are assigned by `place_arena`."""
@@ -150,6 +159,11 @@ class _Builder:
         buf = Buffer(kind, slot, np.dtype(dtype), size, f"b{len(self.buffers)}")
         self.buffers.append(buf)
         return buf
+
+    def const_buffer(self, arr: np.ndarray, name: str) -> Buffer:
+        """A buffer of the program's constants holding `arr`."""
+        self.consts.append(np.ascontiguousarray(arr))
+        return self.buffer("const", arr.dtype, arr.size, name)
 
     def out_buffer(self, node: Tensor) -> View:
         """A dense buffer for a computed node: its output array when fetched, else arena."""
@@ -166,7 +180,9 @@ class _Builder:
         kind = n.opdef.kind
         if n in self.groups.group:
             self.kernel(self.groups.members[self.groups.group[n]])  # a GEMM with an epilogue if it has a matmul
-        elif n.op == "placeholder":
+        elif kind is OpKind.REGION:
+            plan_region_op(self, n, lower_region)
+        elif n.op in ("placeholder", "param"):  # (a region's params are the feeds of its plan)
             self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
             self.feeds.append(n)
         elif n.op == "variable":
@@ -178,8 +194,7 @@ class _Builder:
             if arr.size == 1:
                 self.imm[n] = Immediate(arr.reshape(()).item(), arr.dtype)
             else:
-                self.consts.append(np.ascontiguousarray(arr))
-                self.view[n] = View.dense(self.buffer("const", arr.dtype, arr.size, n.name), n.shape)
+                self.view[n] = View.dense(self.const_buffer(arr, n.name), n.shape)
         elif kind is OpKind.INDEX:
             self.index_view(n, self.groups.probes[n])
         elif kind is OpKind.MATMUL:
@@ -361,6 +376,8 @@ def step_reads(step: Step) -> list[View]:
         return list(step.inputs)
     if isinstance(step, (Collective, HostCall)):
         return [step.src]
+    if isinstance(step, Loop):
+        return list(step.args)
     extra = [v for n, v in step.epilogue.reads.items() if n is not step.node] if step.epilogue else []
     return [step.a, step.b, *extra]
 

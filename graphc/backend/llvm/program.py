@@ -34,11 +34,12 @@ STAGES = ("graph", "kernels", "llvm", "llvm-opt", "asm")
 def external_symbols(plan: Plan) -> dict[str, int]:
     """The BLAS, LAPACK and MPI routines the plan's steps call, by the names generated code uses."""
     symbols = {}
-    if any(isinstance(s, Gemm) for s in plan.steps):
+    steps = plan.all_steps()
+    if any(isinstance(s, Gemm) for s in steps):
         symbols.update(blas.gemm_symbols())
-    if any(isinstance(s, Lapack) for s in plan.steps):
+    if any(isinstance(s, Lapack) for s in steps):
         symbols.update(lapack.lapack_symbols())
-    if any(isinstance(s, Collective) for s in plan.steps):
+    if any(isinstance(s, Collective) for s in steps):
         symbols.update(collective.symbols())
     return symbols
 

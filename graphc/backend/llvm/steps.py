@@ -190,6 +190,45 @@ class Collective:
         return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
 
 
+REGIONS = {"scan": ("body",), "while_loop": ("cond", "body"), "cond": ("true_branch", "false_branch")}
+
+
+@dataclass(frozen=True, eq=False)
+class Loop:
+    """A region op (`graphc.backend.llvm.control`): the plans of its regions, each emitted
+    once as a function over a pointer table, run by one native loop (scan, while_loop) or
+    branch (cond). `args` are the op's operands (dense), `outs` one dense view per result;
+    `carry` holds two buffers per loop carry (the iterations alternate between them);
+    `consts[i]` are the buffers of `bodies[i]`'s constants among the program's, `arenas[i]`
+    its arena inside the program's; `flag` receives a while_loop's condition."""
+
+    name: str
+    node: Tensor
+    bodies: tuple[Plan, ...]  # one per REGIONS[node.op]
+    args: tuple[View, ...]
+    outs: tuple[View, ...]
+    carry: tuple[tuple[Buffer, Buffer], ...]
+    consts: tuple[tuple[Buffer, ...], ...]
+    arenas: tuple[Buffer, ...]
+    flag: Buffer | None = None
+
+    def buffers(self) -> list[Buffer]:
+        bufs = [*(v.buffer for v in self.args), *(v.buffer for v in self.outs), *self.arenas]
+        bufs += [b for pair in self.carry for b in pair] + [b for cs in self.consts for b in cs]
+        return bufs + ([self.flag] if self.flag is not None else [])
+
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> Loop:
+        """The step with its buffers replaced by `new` (the arena's placed buffers)."""
+        swap = lambda b: new.get(b, b)  # noqa: E731
+        return replace(self, args=tuple(v.with_buffers(new) for v in self.args),
+                       outs=tuple(v.with_buffers(new) for v in self.outs),
+                       carry=tuple((swap(a), swap(b)) for a, b in self.carry),
+                       consts=tuple(tuple(map(swap, cs)) for cs in self.consts),
+                       arenas=tuple(map(swap, self.arenas)), flag=None if self.flag is None else swap(self.flag))
+
+
+
+
 @dataclass(eq=False)
 class HostCall:
     """A host op (kind HOST: print, check_numerics): the program hands the dense `src` to the
@@ -208,7 +247,7 @@ class HostCall:
         return replace(self, src=self.src.with_buffers(new))
 
 
-Step = Kernel | Gemm | Lapack | Collective | HostCall
+Step = Kernel | Gemm | Lapack | Collective | HostCall | Loop
 
 
 def host_nodes(plan: Plan) -> list[Tensor]:
@@ -232,6 +271,15 @@ class Plan:
 
     def node_count(self) -> int:
         return self.nodes
+
+    def all_steps(self) -> list[Step]:
+        """The steps, with those of the region plans inside loops (nested)."""
+        out: list[Step] = []
+        for step in self.steps:
+            out.append(step)
+            if isinstance(step, Loop):
+                out += [s for body in step.bodies for s in body.all_steps()]
+        return out
 
     def stats(self) -> dict[str, int]:
         return {"kernels": len(self.steps), "peak_bytes": self.arena_bytes}
@@ -265,6 +313,13 @@ class Plan:
 
 
 def describe_step(step: Step) -> list[str]:
+    if isinstance(step, Loop):
+        args = ", ".join(map(str, step.args))
+        lines = [f"{step.name} = {step.node.op} <- {args} -> " + ", ".join(map(str, step.outs))]
+        for body, plan in zip(REGIONS[step.node.op], step.bodies):
+            lines.append(f"    {body}: {len(plan.steps)} steps, arena {plan.arena_bytes} bytes")
+            lines += ["      " + line for s in plan.steps for line in describe_step(s)]
+        return lines
     if isinstance(step, Lapack):
         reads = ", ".join(map(str, step.inputs))
         return [f"{step.name} = lapack {step.node.op} {type_str(step.node)} <- {reads} -> {step.out} "

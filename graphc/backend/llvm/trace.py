@@ -39,7 +39,7 @@ from .jit import compile_ir
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
 from .program import LLVMProgram, external_symbols
-from .steps import Collective, Gemm, HostCall, Kernel, Lapack, Step, View, numel
+from .steps import Collective, Gemm, HostCall, Kernel, Lapack, Loop, Step, View, numel
 
 COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
 HEADER = 4
@@ -219,6 +219,9 @@ def step_facts(program: LLVMProgram) -> list[StepFacts]:
 
 
 def _facts(step: Step, name: Callable[[Tensor], str]) -> StepFacts:
+    if isinstance(step, Loop):  # its bodies' steps run inside it, untraced one by one
+        moved = sum(_view_bytes(v, i) for v, i in zip(step.args, step.node.inputs))
+        return StepFacts(step.name, step.node.op, _infos((step.node,), name), 0, moved)
     if isinstance(step, Lapack):
         moved = sum(_view_bytes(v, i) for v, i in zip(step.inputs, step.node.inputs)) + nbytes(step.node)
         return StepFacts(step.name, "lapack", _infos((step.node,), name), flops(step.node), moved)

@@ -1,0 +1,231 @@
+"""Checkpointing of loops: store every k-th carry of a scan instead of every one.
+
+Reverse mode through a scan (graphc/control/rules.py) runs a forward scan that stacks the
+carry entering each of the T iterations (T carries stored), then a reverse scan whose
+body recomputes its iteration from the stored carry and runs the body's VJP. With
+segments of k iterations (k divides T, S = T/k segments), `segment` rewrites that pair:
+
+* forward: a scan over the S segments, each an inner scan of the body over its k
+  iterations, stacking only the carry entering each segment (S carries stored); it gives
+  the loop's values too (final carry, ys), so the forward loop still runs once;
+* reverse: a scan over the segments in the opposite order whose body first re-runs the
+  segment from its stored carry, stacking the segment's k carries, then runs the
+  original reverse scan over them.
+
+So the stored carries fall from T to S (plus k while a segment is reversed) and every
+iteration is computed once more: k = √T gives O(√T) memory for one more forward pass
+(Chen et al. 2016, over iterations). Values are the same computations in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..control.rules import results_of
+from ..ir.graph import Tensor
+from ..ir.region import Region, build_region
+from ..ops.shape import reshape
+from .cost import nbytes
+from .module import Module
+
+
+@dataclass(frozen=True)
+class LoopPair:
+    """A forward scan that stacks its carries and the reverse scan that reads them."""
+
+    forward: Tensor
+    backward: Tensor
+    length: int
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    """One segmented loop: iterations, segment length, stored carry bytes before and after."""
+
+    name: str
+    iterations: int
+    segment: int
+    stored_before: int
+    stored_after: int
+
+    @property
+    def recomputed(self) -> int:
+        """Iterations computed once more than without segments."""
+        return self.iterations if self.segment > 1 else 0
+
+
+def loop_pairs(module: Module) -> list[LoopPair]:
+    """The (forward, reverse) scan pairs that reverse mode built, in module order."""
+    pairs = []
+    for r in module.nodes:
+        if r.op != "scan":
+            continue
+        for f in {i.inputs[0] for i in r.inputs if i.op == "result" and i.inputs[0].op == "scan"}:
+            length = _stacking(f, r)
+            if length is not None:
+                pairs.append(LoopPair(f, r, length))
+    return pairs
+
+
+def _stacking(f: Tensor, r: Tensor) -> int | None:
+    """T when `f` stacks its carries (cf. rules.scan_vjp) and `r` reads exactly them after its carry."""
+    nc, nk = f.attrs["num_consts"], f.attrs["num_carry"]
+    body = f.attrs["body"]
+    ny = len(body.results) - 2 * nk
+    if nk == 0 or ny < 0 or tuple(body.results[nk + ny:]) != tuple(body.params[nc:nc + nk]):
+        return None
+    n_xs = len(f.inputs) - nc - nk
+    start = nc + r.attrs["num_carry"]
+    stacked = r.inputs[start:start + nk]
+    if r.attrs["num_consts"] != nc or tuple(r.inputs[:nc]) != tuple(f.inputs[:nc]) \
+            or tuple(r.inputs[start + nk:start + nk + n_xs]) != tuple(f.inputs[nc + nk:]) \
+            or r.attrs["reverse"] == f.attrs["reverse"] \
+            or [(s.op, s.inputs[0], s.attrs.get("index")) for s in stacked] != \
+            [("result", f, nk + ny + i) for i in range(nk)]:
+        return None
+    types = f.opdef.results(f.inputs, f.attrs)
+    length = types[nk + ny][0][0]
+    return length if isinstance(length, int) and length > 1 else None
+
+
+def share_forward(module: Module) -> tuple[Module, int]:
+    """Read a differentiated scan's values from the scan that also stacks its carries.
+
+    Reverse mode leaves two forward scans over the same operands: the user's, and the one
+    that also stacks the carries for the reverse loop (its body returns the same results,
+    then the carry params). The second gives both, so the first is dropped: the body runs
+    once forward instead of twice, and its ys are stored once. The stacking scan becomes
+    a forward node (its values are the forward part's now).
+    """
+    scans = [n for n in module.nodes if n.op == "scan"]
+    replace: dict[Tensor, Tensor] = {}
+    stackers = set()
+    for f in scans:
+        nk, body = f.attrs["num_carry"], f.attrs["body"]
+        ny = len(body.results) - 2 * nk
+        nc = f.attrs["num_consts"]
+        if nk == 0 or ny < 0 or tuple(body.results[nk + ny:]) != tuple(body.params[nc:nc + nk]):
+            continue
+        for o in scans:
+            ob = o.attrs["body"]
+            if o is not f and o.inputs == f.inputs and ob.params == body.params \
+                    and tuple(ob.results) == tuple(body.results[:nk + ny]) \
+                    and all(o.attrs[k] == f.attrs[k] for k in ("num_consts", "num_carry", "length", "reverse")):
+                for old, new in zip(results_of(o), results_of(f)):
+                    replace[old] = new
+                stackers.add(f)
+    if not replace:
+        return module, 0
+    out = module.remap(_rebuilt(module, replace))
+    return Module(out.outputs, frozenset(n for n in out.adjoint if n not in stackers)), len(stackers)
+
+
+def segment_length(length: int) -> int:
+    """The divisor of `length` nearest √length (1 when there is none but 1 and length)."""
+    best = 1
+    for k in range(2, length):
+        if length % k == 0 and abs(k - math.sqrt(length)) < abs(best - math.sqrt(length)):
+            best = k
+    return best
+
+
+def segment(module: Module, pair: LoopPair, k: int) -> tuple[Module, LoopReport]:
+    """The module with `pair` running in segments of `k` iterations (k divides its length)."""
+    f, r, n = pair.forward, pair.backward, pair.length
+    nc, nk = f.attrs["num_consts"], f.attrs["num_carry"]
+    keep: Region = f.attrs["body"]
+    ny = len(keep.results) - 2 * nk
+    segs = n // k
+    consts, init, xs = list(f.inputs[:nc]), list(f.inputs[nc:nc + nk]), list(f.inputs[nc + nk:])
+    fold = lambda t: reshape(t, (segs, k, *t.shape[1:]))  # noqa: E731
+    carry_types = [(c.shape, c.dtype) for c in init]
+    seg_types = lambda ts: [((k, *t.shape[1:]), t.dtype) for t in ts]  # noqa: E731
+    const_types = [(c.shape, c.dtype) for c in consts]
+    fwd_attrs = {"num_consts": nc, "reverse": f.attrs["reverse"]}
+    body = Region(keep.params, keep.results[:nk + ny])  # the user's body: carry and ys
+
+    def forward_segment(g, *ps):
+        c, carry, x = ps[:nc], ps[nc:nc + nk], ps[nc + nk:]
+        inner = g.make("scan", (*c, *carry, *x), {**fwd_attrs, "body": body, "num_carry": nk,
+                                                   "length": None if x else k})
+        return [*results_of(inner), *carry]  # new carry, the segment's ys, the carry entering it
+
+    seg_xs = [fold(x) for x in xs]
+    fwd_body = build_region(const_types + carry_types + seg_types(xs), forward_segment, keep.graph.what)
+    fwd = f.graph.make("scan", (*consts, *init, *seg_xs),
+                       {**fwd_attrs, "body": fwd_body, "num_carry": nk, "length": None if xs else segs}, loc=f.loc)
+    outs = results_of(fwd)
+    checkpoints = outs[nk + ny:]
+    values = [*outs[:nk], *(reshape(y, old.shape) for y, old in zip(outs[nk:nk + ny], results_of(f)[nk:nk + ny]))]
+    first = _rebuilt(module, dict(zip(results_of(f)[:nk + ny], values)))  # f's values from the segments
+    tagged = module.adjoint | {first[n] for n in module.adjoint if n in first}
+    module = module.remap(first)
+    r = first.get(r, r)
+    n_rc = r.attrs["num_carry"]
+    ct_carry = list(r.inputs[nc:nc + n_rc])
+    ct_ys = list(r.inputs[nc + n_rc + nk + len(xs):])
+
+    step: Region = r.attrs["body"]
+
+    def reverse_segment(g, *ps):
+        it = iter(ps)
+        c = [next(it) for _ in range(nc)]
+        cts = [next(it) for _ in range(n_rc)]
+        start = [next(it) for _ in range(nk)]
+        x = [next(it) for _ in xs]
+        cty = list(it)
+        again = g.make("scan", (*c, *start, *x), {**fwd_attrs, "body": keep, "num_carry": nk,
+                                                  "length": None if x else k})
+        stacked = results_of(again)[nk + ny:]
+        back = g.make("scan", (*c, *cts, *stacked, *x, *cty),
+                      {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
+                       "body": step})
+        return results_of(back)
+
+    types = const_types + [(t.shape, t.dtype) for t in ct_carry] + carry_types + seg_types(xs) + seg_types(ct_ys)
+    rev_body = build_region(types, reverse_segment, step.graph.what)
+    rev = r.graph.make("scan", (*consts, *ct_carry, *checkpoints, *seg_xs, *map(fold, ct_ys)),
+                       {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
+                        "body": rev_body}, loc=r.loc)
+    new = results_of(rev)
+    old = results_of(r)
+    mapping = {o: (m if i < n_rc else reshape(m, o.shape)) for i, (o, m) in enumerate(zip(old, new))}
+    rebuilt = _rebuilt(module, mapping)
+    out = module.remap(rebuilt)
+    before = set(module.nodes)
+    forward = {fwd, *outs, *values, *seg_xs} | {v for k, v in {**first, **rebuilt}.items() if k not in tagged}
+    adjoint = out.adjoint | {n for n in out.nodes if n not in before and n not in forward}  # the new loops
+    stored = sum(nbytes(c) for c in init)
+    rep = LoopReport(f.name, n, k, n * stored, segs * stored)
+    return Module(out.outputs, frozenset(adjoint)), rep
+
+
+def _rebuilt(module: Module, replace: dict[Tensor, Tensor]) -> dict[Tensor, Tensor]:
+    """A mapping of every node of the module that reads a replaced node (transitively) to its rebuild."""
+    mapping: dict[Tensor, Tensor] = {}
+    for n in module.nodes:
+        if n in replace:
+            mapping[n] = replace[n]
+            continue
+        inputs = tuple(mapping.get(i, i) for i in n.inputs)
+        if inputs != n.inputs:
+            mapping[n] = n.graph.make(n.op, inputs, n.attrs, name=n.name, loc=n.loc)
+    return mapping
+
+
+def checkpoint_loops(module: Module) -> tuple[Module, list[LoopReport]]:
+    """Every reverse-mode loop pair of the module in segments of about √T iterations."""
+    reports = []
+    for pair in loop_pairs(module):
+        k = segment_length(pair.length)
+        if k > 1 and pair.forward in module.nodes and pair.backward in module.nodes:
+            module, rep = segment(module, pair, k)
+            reports.append(rep)
+    return module, reports
+
+
+def loop_line(rep: LoopReport) -> str:
+    """The report's line for one segmented loop."""
+    return (f"{rep.name}: {rep.iterations} iterations in segments of {rep.segment}: stored carries "
+            f"{rep.stored_before} -> {rep.stored_after} B, {rep.recomputed} iterations recomputed")
