@@ -20,6 +20,7 @@ from ..ir.printer import type_str
 from ..ir.region import Region, RegionGraph, trace
 from ..ops.core import as_tensor
 from ..ops.elementwise import not_equal
+from ..runtime.fetches import unflatten
 from . import ops as _ops  # noqa: F401  (registers the region ops)
 from .rules import results_of
 
@@ -47,15 +48,8 @@ def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
 
 
 def tree_unflatten(spec: Any, leaves: Sequence[Any]) -> Any:
-    if spec is None:
-        return None
-    if isinstance(spec, int):
-        return leaves[spec]
-    kind, items = spec
-    if kind is dict:
-        return {k: tree_unflatten(v, leaves) for k, v in items}
-    built = [tree_unflatten(x, leaves) for x in items]
-    return kind(*built) if hasattr(kind, "_fields") else kind(built)
+    """The structure `spec` (of `tree_flatten`) holding `leaves`."""
+    return unflatten(spec, list(leaves))
 
 
 def _spec_str(spec: Any) -> str:

@@ -26,7 +26,9 @@ def flatten(fetches: Any) -> tuple[list[Tensor], Any]:
 
 
 def unflatten(spec: Any, values: list[Any]) -> Any:
-    """Rebuild the fetch structure described by `spec` with `values`."""
+    """Rebuild the fetch structure described by `spec` with `values` (a None spec is None)."""
+    if spec is None:
+        return None
     if isinstance(spec, int):
         return values[spec]
     kind, items = spec
