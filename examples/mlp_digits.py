@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import builtins
-import re
 import sys
 import time
-from collections import Counter
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -58,8 +56,6 @@ def compile_summary(sess: gc.Session, fetches: list[gc.Tensor], feed: dict) -> l
     lines.append(f"pass table (train step, batch {len(next(iter(feed.values())))}):")
     lines += ["  " + row for row in format_table(records).splitlines()]
     program = sess.compile(fetches, feed)
-    modes = Counter(m.group(1) for m in re.finditer(r"^  \S+ = (\S+) ", program.as_text("kernels"), flags=re.M))
-    lines.append("program steps: " + ", ".join(f"{n} {mode}" for mode, n in sorted(modes.items())))
     lines += [ln for ln in program.report().splitlines() if ln and not ln.startswith(" ")]
     return lines
 

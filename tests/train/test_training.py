@@ -61,5 +61,7 @@ def test_checkpointed_training_repeats_the_losses(options, optimizer):
                 return [float(sess.run([loss, step], {x: X})[0]) for _ in range(4)]
 
     baseline = train(gc.CompileOptions(checkpoint="none"))
-    assert train(gc.CompileOptions(**options)) == baseline
+    # the same arithmetic, but recomputed values fuse into other kernels than saved ones, and
+    # LLVM may contract a multiply-add into an FMA in one kernel and not in another (last bit)
+    np.testing.assert_allclose(train(gc.CompileOptions(**options)), baseline, rtol=1e-6)
     assert baseline[-1] < baseline[0]

@@ -45,7 +45,8 @@ def _memory(steps: Steps, options: object = None) -> tuple[Plan, int]:
 
 
 LATE_PASSES = (
-    Pass("fusion", "kernel grouping: inline single-use producers, fuse siblings, attach GEMM epilogues", _fusion),
+    Pass("fusion", "kernel grouping: inline single-use producers, fuse siblings and row kernels, attach GEMM epilogues",
+         _fusion),
     Pass("schedule", "order kernels, GEMMs and views by dependencies, in memory-aware node order", _schedule),
     Pass("steps", "buffers, views and steps for the units; output copies; in-place assignments", _steps),
     Pass("memory", "arena placement by liveness over the steps (buffers with disjoint lifetimes share)", _memory),

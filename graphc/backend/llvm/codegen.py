@@ -96,7 +96,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     hosts = 0  # host calls so far: the index the next one passes
 
     def kernel(step: Kernel) -> None:
-        if numel(step.shape) == 0:
+        if step.empty:
             return
         key = kernel_key(step)
         if key not in emitted:

@@ -9,8 +9,9 @@ Each stage is an immutable value made by a pure function of the previous one, wi
   `graphc.passes.schedule`, with their readers.
 * `Groups` (`group_kernels`): the set of nodes each kernel evaluates. First, an
   elementwise or (non-view) index node joins its only consumer when that consumer reads
-  it once per element. Then kernels that share an elementwise producer merge when one
-  loop nest can compute the union and the graph of kernels stays acyclic, and GEMMs take
+  it once per element. Then kernels that share an elementwise producer merge, and a
+  kernel merges with the kernels reading its results (row kernels, `rows.py`), when one
+  loop nest can compute the union and the graph of kernels stays acyclic; GEMMs take
   their elementwise consumers as epilogues.
 * `Units` (`order_units`): kernels, GEMMs, views and sources in an order where inputs
   come first.
@@ -26,9 +27,11 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.schedule import schedule
+from .rows import after_reduction, outer_fusable, reduce_mode, row_fusable
 from .steps import KernelMode, numel
 from .views import FLAT, Flat, Immediate, Loaded, probe_gather
 
+Probes = Mapping[Tensor, Loaded | Flat | Immediate | None]  # index node -> view, flat view, immediate, or computed
 MERGE_SEARCH = 64  # units a fusion's cycle check may visit before it gives up (and does not fuse)
 
 
@@ -124,7 +127,7 @@ class Groups(_Stage):
     """Which kernel computes each computed node: `group` maps a node to its kernel's key node."""
 
     nodes: Nodes
-    probes: Mapping[Tensor, Loaded | Flat | Immediate | None]  # index nodes: a view, an immediate, or computed (None)
+    probes: Probes  # index nodes: a view, an immediate, or computed (None)
     group: Mapping[Tensor, Tensor]
     members: Mapping[Tensor, tuple[Tensor, ...]]  # kernel key -> its nodes in order
 
@@ -148,7 +151,7 @@ class Groups(_Stage):
 
 
 def group_kernels(nodes: Nodes) -> Groups:
-    """The `Groups` of `nodes`: single-use inlining, sibling fusion, GEMM epilogues."""
+    """The `Groups` of `nodes`: single-use inlining, sibling and row fusion, GEMM epilogues."""
     probes = _probes(nodes)
     group: dict[Tensor, Tensor] = {}
     members: dict[Tensor, int] = {}
@@ -163,7 +166,12 @@ def group_kernels(nodes: Nodes) -> Groups:
             if c in group and _inlinable_into(n, c) and not keeps_alive(n, group[c]):
                 group[n] = group[c]
         members[group[n]] = members.get(group[n], 0) + 1
-    _merge_siblings(nodes, group)
+    merger = _Merger(nodes, group, probes, keeps_alive, members)
+    _merge_siblings(merger)
+    _merge_rows(merger)
+    merger.outer = True  # a second round, so that row kernels claim their maps first
+    _merge_rows(merger)
+    merger.finish()
     _attach_epilogues(nodes, group)
     members: dict[Tensor, list[Tensor]] = {}
     for n in nodes.order:
@@ -231,8 +239,10 @@ def _attach_epilogues(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:
     the product's, or the reshape's, shape; a result of its dtype) a member of that
     kernel's group: the kernel is then emitted as the GEMM's epilogue,
     in place over the product, so the product needs no buffer of its own. Other inputs
-    of the kernel (a bias) are read through their views as before. At most one GEMM per
-    kernel.
+    of the kernel (a bias) are read through their views as before. The kernel may also
+    hold a column reduction over the product and the maps after it (`rows.outer_fusable`:
+    the ReLU gradient, the bias gradient and the bias update in one pass). At most one
+    GEMM per kernel.
     """
     sets = _sets(nodes, group)
     taken: set[Tensor] = set()  # groups that already have a GEMM
@@ -249,8 +259,16 @@ def _attach_epilogues(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:
         inside = set(members)
         results = [m for m in members if m in nodes.outputs or m.op == "assign"
                    or any(u not in inside for u in nodes.users[m])]
-        if (any(r.dtype == n.dtype for r in results)
-                and all(m.opdef.kind is OpKind.ELEMENTWISE and m.shape == target.shape for m in members)):
+        reduces = [m for m in members if m.opdef.kind is OpKind.REDUCE]
+        after: set[Tensor] = set()
+        if reduces:  # a column reduction over the product (a bias gradient) and what follows it
+            if via is not None or len(reduces) > 1 or reduce_mode(reduces[0]) is not KernelMode.REDUCE_OUTER \
+                    or reduces[0].inputs[0].shape != n.shape:
+                continue
+            after = after_reduction(members, reduces[0])
+        if (any(r.dtype == n.dtype and r.shape == target.shape and r not in after for r in results)
+                and all(m.opdef.kind is OpKind.ELEMENTWISE and m.shape == target.shape
+                        for m in members if m not in after)):
             group[n] = root
             if via is not None:
                 group[via] = root
@@ -267,41 +285,131 @@ def _reshaped(nodes: Nodes, group: Mapping[Tensor, Tensor], n: Tensor) -> Tensor
     return r
 
 
-def _merge_siblings(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:
+class _Merger:
+    """Kernels being merged: union-find over kernel keys, with each kernel's nodes."""
+
+    def __init__(self, nodes: Nodes, group: dict[Tensor, Tensor], probes: Probes,
+                 keeps_alive: Callable[[Tensor, Tensor], bool], members: dict[Tensor, int]):
+        self.nodes, self.group, self.probes, self.outer = nodes, group, probes, False
+        self.keeps_alive, self.members = keeps_alive, members
+        self.parent: dict[Tensor, Tensor] = {}
+        self.sets = _sets(nodes, group)
+
+    def find(self, r: Tensor) -> Tensor:
+        root = r
+        while self.parent.get(root, root) is not root:
+            root = self.parent[root]
+        while r is not root:  # path compression
+            self.parent[r], r = root, self.parent[r]
+        return root
+
+    def unit_of(self, m: Tensor) -> Tensor:
+        return self.find(self.group[m]) if m in self.group else m
+
+    def try_merge(self, a: Tensor, b: Tensor) -> bool:
+        """Merge the kernels of members `a` and `b` (and the views linking them) when one
+        loop nest can compute the union and the kernel graph stays acyclic."""
+        reps = list(dict.fromkeys([self.unit_of(a), self.unit_of(b)]))
+        if len(reps) < 2:
+            return False
+        union = self.sets[reps[0]] + self.sets[reps[1]]
+        views = self._linking_views(union)
+        if views is None:
+            return False
+        union = sorted(union + views, key=self.nodes.position.get)
+        if not _fusable(union, self.probes, self.outer) or self._holds_inputs(reps):
+            return False
+        for v in views:  # the views belong to the merged kernel for the cycle check
+            self.group[v] = reps[0]
+        self.sets[reps[0]], kept = union, self.sets[reps[0]]
+        if _joins_a_cycle(self.nodes, reps, self.sets, self.unit_of):
+            for v in views:
+                del self.group[v]
+            self.sets[reps[0]] = kept
+            return False
+        self.parent[reps[1]] = reps[0]
+        del self.sets[reps[1]]
+        return True
+
+    def _holds_inputs(self, reps: list[Tensor]) -> bool:
+        """Would running the earlier kernel where the later one runs keep more bytes alive
+        across the allocating steps in between than it saves (`_keeps_alive`)? Only when
+        the later kernel is its only reader: a kernel whose results other units read runs
+        when they need it (the units are scheduled by their dependencies), not later."""
+        position = self.nodes.position
+        earlier, later = sorted(reps, key=lambda r: position[max(self.sets[r], key=position.get)])
+        inside = set(self.sets[earlier]) | set(self.sets[later])
+        if any(u not in inside for m in self.sets[earlier] for u in self.nodes.users[m]):
+            return False
+        first, second = (max(self.sets[r], key=position.get) for r in (earlier, later))
+        self.members[second] = len(self.sets[later])
+        return self.keeps_alive(first, second)
+
+    def _linking_views(self, union: list[Tensor]) -> list[Tensor] | None:
+        """The views (not computed by any kernel) through which a member reads another
+        member; None when one of them is also read outside the union (it would have to
+        be stored)."""
+        inside, views = set(union), []
+        stack = list(union)
+        while stack:
+            m = stack.pop()
+            for pos, i in enumerate(m.inputs):
+                if i in inside or pos in m.opdef.shape_only or not self._is_view(i):
+                    continue
+                chain = [i]
+                while self._is_view(chain[-1].inputs[self.probes[chain[-1]].i]):
+                    chain.append(chain[-1].inputs[self.probes[chain[-1]].i])
+                if chain[-1].inputs[self.probes[chain[-1]].i] in inside:
+                    views += chain
+                    inside.update(chain)
+                    stack += chain
+        if any(u not in inside for v in views for u in self.nodes.users[v]):
+            return None
+        return views
+
+    def _is_view(self, n: Tensor) -> bool:
+        return n not in self.group and isinstance(self.probes.get(n), Loaded)
+
+    def finish(self) -> None:
+        for n in self.group:
+            self.group[n] = self.find(self.group[n])
+
+
+def _merge_siblings(merger: _Merger) -> None:
     """Fuse the kernels that share an elementwise producer over one iteration space.
 
     An elementwise node read by several kernels (``tanh(x)`` in a loss and in its
     gradient) joins each of them into its own kernel when the union is computable in one
-    loop nest (maps of one shape S plus reductions of S over the same axes, no member
-    reading a reduction of the union) and the kernel graph stays acyclic. Each node is
-    still computed once; a member read by a kernel that could not join is stored too.
+    loop nest (`_fusable`) and the kernel graph stays acyclic. Each node is still
+    computed in one kernel; a member read by a kernel that could not join is stored too.
     """
-    parent: dict[Tensor, Tensor] = {}
-
-    def find(r: Tensor) -> Tensor:
-        root = r
-        while parent.get(root, root) is not root:
-            root = parent[root]
-        while r is not root:  # path compression
-            parent[r], r = root, parent[r]
-        return root
-
-    sets = _sets(nodes, group)
+    nodes, group = merger.nodes, merger.group
     for n in nodes.order:
         users = set(nodes.users[n])
         if n not in group or n.opdef.kind is not OpKind.ELEMENTWISE or len(users) < 2:
             continue
-        users = {u for u in users if u in group}
-        for u in sorted(users, key=nodes.position.get):  # each consumer's kernel that can join, joins
-            reps = list(dict.fromkeys([find(group[n]), find(group[u])]))
-            if len(reps) < 2:
-                continue
-            unit_of = lambda m: find(group[m]) if m in group else m  # noqa: E731
-            if _fusable(nodes, sets[reps[0]] + sets[reps[1]]) and not _joins_a_cycle(nodes, reps, sets, unit_of):
-                parent[reps[1]] = reps[0]
-                sets[reps[0]] = sets[reps[0]] + sets.pop(reps[1])
-    for n in group:
-        group[n] = find(group[n])
+        for u in sorted((u for u in users if u in group), key=nodes.position.get):
+            merger.try_merge(n, u)
+
+
+def _merge_rows(merger: _Merger) -> None:
+    """Fuse each kernel with the kernels that read its results, directly or through views,
+    when one loop nest computes the union (`_fusable`: a map over one space, or a row
+    kernel, `rows.py`) and the kernel graph stays acyclic: softmax's max, exp-sum and
+    division become one kernel, a cross-entropy's forward and backward over the logits another.
+    With `merger.outer` (a second round, so that row kernels claim their maps first),
+    column reductions also merge with the maps before and after them."""
+    nodes, group = merger.nodes, merger.group
+    for n in nodes.order:
+        if n not in group:
+            continue
+        stack = list(nodes.users[n])
+        while stack:
+            u = stack.pop()
+            if u in group:
+                merger.try_merge(n, u)
+            elif merger._is_view(u):
+                stack.extend(nodes.users[u])
 
 
 def _joins_a_cycle(nodes: Nodes, reps: list[Tensor], sets: dict[Tensor, list[Tensor]],
@@ -330,22 +438,15 @@ def _joins_a_cycle(nodes: Nodes, reps: list[Tensor], sets: dict[Tensor, list[Ten
     return False
 
 
-def _fusable(nodes: Nodes, union: list[Tensor]) -> bool:
-    """Can one loop nest compute these nodes (see `_merge_siblings`)?"""
-    inside = set(union)
-    reduces = [m for m in union if m.opdef.kind is OpKind.REDUCE]
-    if any(m.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.REDUCE) for m in union):
-        return False
-    space = reduces[0].inputs[0].shape if reduces else union[0].shape
-    if any(m.shape != space for m in union if m.opdef.kind is OpKind.ELEMENTWISE):
-        return False
-    for r in reduces:
-        if (r.inputs[0].shape != space or r.attrs["axis"] != reduces[0].attrs["axis"]
-                or r.attrs.get("keepdims") != reduces[0].attrs.get("keepdims")
-                or reduce_mode(r) is not KernelMode.REDUCE_INNER
-                or any(u in inside for u in nodes.users[r])):
-            return False
-    return True
+def _fusable(union: list[Tensor], probes: Probes, outer: bool) -> bool:
+    """Can one loop nest compute these nodes: maps (and assignments) over one shape, a row
+    kernel, or a column reduction with the maps before and after it (`rows.py`)?"""
+    red = next((m for m in union if m.opdef.kind is OpKind.REDUCE), None)
+    if red is not None:
+        if reduce_mode(red) is KernelMode.REDUCE_OUTER:
+            return outer and outer_fusable(union)
+        return row_fusable(union, probes)
+    return all(m.opdef.kind in (OpKind.ELEMENTWISE, OpKind.STATE) and m.shape == union[0].shape for m in union)
 
 
 @dataclass(frozen=True, eq=False)
@@ -400,16 +501,37 @@ def order_units(groups: Groups) -> Units:
                 stack.pop()
                 state[k] = 2
                 out.append(tuple(units[k]))
-    return Units(groups, tuple(out))
+    return Units(groups, _defer_assignments(groups, out))
 
 
-def reduce_mode(node: Tensor) -> KernelMode:
-    """reduce-inner when the innermost non-trivial input dim is reduced, else reduce-outer."""
-    x = node.inputs[0]
-    live = [k for k, d in enumerate(x.shape) if d != 1]
-    if not live or live[-1] in node.attrs["axis"]:
-        return KernelMode.REDUCE_INNER
-    return KernelMode.REDUCE_OUTER
+def _defer_assignments(groups: Groups, units: list[tuple[Tensor, ...]]) -> tuple[tuple[Tensor, ...], ...]:
+    """Move each kernel that assigns a variable still read by later units (an SGD update
+    scheduled before the input gradient that reads the old weights) to just after the last
+    such reader, when no unit in between reads the kernel's results: the kernel can then
+    write the variable in place (`plan.assign_in_place`) instead of a buffer copied at the
+    end. The value the kernel reads live that much longer; the new value no longer does."""
+    out = list(units)
+    for unit in [u for u in units if any(m.op == "assign" for m in u)]:
+        i = out.index(unit)
+        aliases = {m.inputs[0] for m in unit if m.op == "assign"}
+        for n in groups.nodes.order:  # views of the variables read their memory too
+            probe = groups.probes.get(n)
+            src = n.inputs[probe.i] if isinstance(probe, Loaded) else n.inputs[0] if probe is FLAT else None
+            if src in aliases and n not in groups.group:
+                aliases.add(n)
+        users = groups.nodes.users
+        readers = {r for m in unit for r in users[m]}
+        alias_readers = {r for a in aliases for r in users[a]} - aliases
+        last = None
+        for j in range(i + 1, len(out)):
+            if readers.intersection(out[j]):
+                last = None
+                break
+            if alias_readers.intersection(out[j]):
+                last = j
+        if last is not None:
+            out.insert(last, out.pop(i))
+    return tuple(out)
 
 
 def _probes(nodes: Nodes) -> dict[Tensor, Loaded | Flat | Immediate | None]:
@@ -429,7 +551,7 @@ def _probes(nodes: Nodes) -> dict[Tensor, Loaded | Flat | Immediate | None]:
     return probes
 
 
-def _computed(n: Tensor, probes: Mapping[Tensor, Loaded | Flat | Immediate | None]) -> bool:
+def _computed(n: Tensor, probes: Probes) -> bool:
     kind = n.opdef.kind
     if kind is OpKind.INDEX:
         return probes[n] is None

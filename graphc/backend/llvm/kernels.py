@@ -24,6 +24,7 @@ from .affine import Affine
 from .emitter import I64, LLVMEmitter, mem_type
 from .loops import PTR, FunctionBuilder
 from .parallel import MIN_PARALLEL_NS
+from .rows import levels
 from .steps import Buffer, Kernel, KernelMode, View, numel
 
 
@@ -97,7 +98,8 @@ def kernel_rows(k: Kernel) -> int:
     """The trip count of the kernel's outermost (row) loop."""
     if k.mode is KernelMode.MAP:
         return k.shape[0] if k.shape else 1
-    kept = [d for a, d in enumerate(k.root.inputs[0].shape) if a not in k.root.attrs["axis"]]
+    red = k.reduction
+    kept = [d for a, d in enumerate(red.inputs[0].shape) if a not in red.attrs["axis"]]
     return kept[0] if kept else 1
 
 
@@ -119,6 +121,7 @@ class KernelCodegen:
         self.ranges: dict[int, int] = {}
         self.em = LLVMEmitter(self.f.b, self.loopvars, self.ranges)
         self.memo: dict[tuple, Any] = {}
+        self.fixed: dict[tuple, Any] = {}  # values kept for a whole row (a row kernel's reductions)
 
     @property
     def fn(self) -> ir.Function:
@@ -128,8 +131,9 @@ class KernelCodegen:
         """Emit the kernel's function(s); returns the calls the entry makes, in order."""
         k = self.k
         rows = kernel_rows(k)
-        space = k.shape if k.mode is KernelMode.MAP else k.root.inputs[0].shape
-        per_row = element_ns(k) * numel(space) / max(rows, 1)
+        space = k.shape if k.mode is KernelMode.MAP else k.reduction.inputs[0].shape
+        passes = 1 if k.mode is KernelMode.MAP else 1 + max(levels(k.members).values())
+        per_row = element_ns(k) * numel(space) * passes / max(rows, 1)
         if k.split:
             reductions.emit_reduce_split(self)
             self.f.finish()
@@ -179,6 +183,11 @@ class KernelCodegen:
         self.f.b.store(value, self.address(view, idx, shape), align=dtype.itemsize)
 
     # --- evaluation ---------------------------------------------------------------------
+    def forget(self) -> None:
+        """Drop the memoised values of one element; values `fixed` for the row stay."""
+        self.memo.clear()
+        self.memo.update(self.fixed)
+
     def value(self, node: Tensor, idx: tuple) -> Any:
         """The value of `node` at index `idx` (a tuple of Affine or i64 values).
 

@@ -41,8 +41,9 @@ from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
 from .control import plan_region_op, prefixed
-from .grouping import Units, _Stage, group_kernels, order_units, program_nodes, reduce_mode
+from .grouping import Units, _Stage, group_kernels, order_units, program_nodes
 from .lapack import workspace
+from .rows import after_reduction, reduce_mode, single_pass
 from .steps import (
     Buffer,
     Collective,
@@ -210,25 +211,44 @@ class _Builder:
         """Let the kernel computing assignment `a` write the variable directly, when safe.
 
         Safe when nothing after that kernel reads the variable (reads see start-of-run
-        values) or the kernel's own result, and the kernel reads the variable only at the
-        element it writes (elementwise members, the variable itself, not a view of it).
+        values) or the assignment's result, and the kernel reads the variable only at the
+        element it writes, before writing it: a map's members read the variable itself
+        (not a view of it), or the assignment follows a column reduction (`rows.after_reduction`),
+        whose input loop reads everything before the loop over the output writes. A kernel
+        may so write several variables (an optimizer's slots and its parameter): each
+        element's results are all computed before any is stored.
         """
         var_buf = self.var_buffer[a.inputs[0]]
-        found = [i for i, s in enumerate(self.steps) if isinstance(s, Kernel) and s.members and s.root is a]
+        found = [i for i, s in enumerate(self.steps) if (k := kernel_of(s)) is not None and k.members
+                 and (k.root is a or any(e.node is a for e in k.more))]
         if not found or a in self.nodes.outputs:
             return False
-        k = self.steps[found[0]]
-        if any(m.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.STATE) for m in k.members):
+        step = self.steps[found[0]]
+        k = kernel_of(step)
+        if k.mode is KernelMode.REDUCE_OUTER:
+            late = after_reduction(k.members, k.reduction)
+            if a not in late:
+                return False
+        elif k.mode is KernelMode.MAP and all(m.opdef.kind in (OpKind.ELEMENTWISE, OpKind.STATE) for m in k.members):
+            late = set(k.members)
+        else:
             return False
         for node, view in k.reads.items():
-            if view.buffer is var_buf and (node is not a.inputs[0] or node.shape != a.shape):
+            if view.buffer is var_buf and (node is not a.inputs[0] or node.shape != a.shape) \
+                    and any(node in m.inputs for m in late):
                 return False
+        result = self.view[a].buffer
         for later in self.steps[found[0] + 1:]:
             touched = [v.buffer for v in step_reads(later)]
-            if var_buf in touched or k.out.buffer in touched:
+            if var_buf in touched or result in touched:
                 return False
-        self.steps[found[0]] = replace(k, out=View.dense(var_buf, a.shape))
-        self.view[a] = self.steps[found[0]].out
+        out = View.dense(var_buf, a.shape)
+        if k.root is a:
+            k = replace(k, out=out)
+        else:
+            k = replace(k, more=tuple(replace(e, out=out) if e.node is a else e for e in k.more))
+        self.steps[found[0]] = replace(step, epilogue=k) if isinstance(step, Gemm) else k
+        self.view[a] = out
         return True
 
     def index_view(self, n: Tensor, probe: Loaded | Flat | Immediate) -> None:
@@ -261,10 +281,15 @@ class _Builder:
         inside = set(members)
         roots = [m for m in members if m in outputs or any(u not in inside for u in users[m])
                  or m.op == "assign"] or [members[-1]]
+        space = next((m for m in members if m.opdef.kind is OpKind.REDUCE), None)
+        if space is not None and reduce_mode(space) is KernelMode.REDUCE_OUTER and space not in roots:
+            roots.insert(0, space)  # a column reduction accumulates in its own buffer
         reduces = [r for r in roots if r.opdef.kind is OpKind.REDUCE]
         root = reduces[0] if reduces else roots[-1]
-        if gemms:  # the result that overwrites the product has the product's dtype
-            root = [r for r in roots if r.dtype == gemms[0].dtype][-1]
+        if gemms:  # the result that overwrites the product: its dtype and size, not after a reduction
+            late = after_reduction(members, space) if space is not None else set()
+            root = [r for r in roots if r.dtype == gemms[0].dtype and numel(r.shape) == numel(gemms[0].shape)
+                    and r not in late][-1]
         reads, imms = {}, {}
         for m in members:
             for pos, i in enumerate(m.inputs):
@@ -274,10 +299,14 @@ class _Builder:
                     imms[i] = self.imm[i]
                 else:
                     reads[i] = self.view[i]
+        if not reads and not gemms and roots == [root] and root not in outputs and root.ndim == 0 \
+                and all(m.opdef.kind is OpKind.ELEMENTWISE and not m.opdef.effect for m in members):
+            self.imm[root] = fold_scalar(members, imms)  # arithmetic on immediates only (1 / batch size)
+            return
         mode, split = KernelMode.MAP, 0
-        if reduces:
-            mode = reduce_mode(root)
-            if mode is KernelMode.REDUCE_INNER and splittable(root):
+        if space is not None:
+            mode = reduce_mode(space)
+            if mode is KernelMode.REDUCE_INNER and reduces and splittable(root) and single_pass(members):
                 split = SPLIT
         scratch = self.root_scratch(root, mode, split)
         more = tuple(Extra(r, self.out_buffer(r), self.root_scratch(r, mode, split)) for r in roots if r is not root)
@@ -286,7 +315,7 @@ class _Builder:
             a, b = (self.dense_operand(i) for i in g.inputs)
             out = self.out_buffer(root)  # dense; the product may have another shape (read through a reshape)
             reads[g] = self.view[g] = View(out.buffer, out.offset, row_major_strides(g.shape))
-            k = Kernel(f"k{len(self.steps)}", root, members, out, reads, imms, more=more)
+            k = Kernel(f"k{len(self.steps)}", root, members, out, reads, imms, mode, scratch, more=more)
             self.steps.append(Gemm(f"g{len(self.steps)}", g, a, b, out, k))
         else:
             out = self.out_buffer(root)
@@ -366,6 +395,22 @@ class _Builder:
         src = self.dense_input(n)
         self.steps.append(HostCall(f"h{len(self.steps)}", n, src))
         self.view[n] = src
+
+
+def fold_scalar(members: tuple[Tensor, ...], imms: dict[Tensor, Immediate]) -> Immediate:
+    """The value of a 0-d elementwise group over immediates, by the ops' numpy references
+    (what the reference backend computes)."""
+    values = {n: np.asarray(imm.value, dtype=imm.dtype) for n, imm in imms.items()}
+    for m in members:
+        args = [values[i] for pos, i in enumerate(m.inputs) if pos not in m.opdef.shape_only]
+        values[m] = np.asarray(m.opdef.ref(*args, **m.params), dtype=m.dtype)
+    root = members[-1]
+    return Immediate(values[root].reshape(()).item(), root.dtype)
+
+
+def kernel_of(step: Step) -> Kernel | None:
+    """The kernel a step runs: itself, or a GEMM's epilogue."""
+    return step if isinstance(step, Kernel) else step.epilogue if isinstance(step, Gemm) else None
 
 
 def step_reads(step: Step) -> list[View]:

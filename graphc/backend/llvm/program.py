@@ -121,11 +121,14 @@ class LLVMProgram:
         return results
 
     def report(self) -> str:
-        """Saved residuals, recomputed nodes and FLOPs of the checkpoint policy, and the arena size."""
+        """Saved residuals, recomputed nodes and FLOPs of the checkpoint policy, the arena size, and the
+        kernel count: every step (a kernel, a GEMM with its epilogue, a LAPACK or MPI call) by kind."""
         opts = self.options
         policy = f"budget {opts.memory_budget} B" if opts.memory_budget else opts.checkpoint
         text = self.optimized.checkpoint_report(policy).as_text()
-        return f"{text}\nplanned peak (arena): {self.plan.arena_bytes} bytes in {len(self.plan.steps)} steps\n"
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.plan.step_kinds().items()))
+        return (f"{text}\nplanned peak (arena): {self.plan.arena_bytes} bytes in {len(self.plan.steps)} steps\n"
+                f"kernels: {len(self.plan.steps)} ({kinds})\n")
 
     def as_text(self, stage: str = "kernels") -> str:
         """The program at one stage: graph, kernels, llvm (generated IR), llvm-opt, asm."""

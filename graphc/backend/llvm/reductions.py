@@ -27,6 +27,7 @@ from ...ops.registry import OpKind
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, dtype_of_type, mem_type, reg_type
 from .loops import PTR, FunctionBuilder
+from .rows import RowSpace, after_reduction, levels
 from .steps import View, numel, row_major_strides
 
 BLOCK = 1024
@@ -34,18 +35,11 @@ REASSOC = ("reassoc", "contract")
 
 
 def reduce_parts(cg: Any) -> tuple[Tensor, tuple[int, ...], list[int], list[int]]:
-    root = cg.k.root
-    x = root.inputs[0]
-    axes = root.attrs["axis"]
+    red = cg.k.reduction
+    x = red.inputs[0]
+    axes = red.attrs["axis"]
     kept = [a for a in range(x.ndim) if a not in axes]
     return x, axes, kept, list(axes)
-
-
-def out_index(cg: Any, idx: dict[int, Affine], kept: list[int], axes: tuple[int, ...]) -> tuple:
-    """The output index for an input index (keepdims puts 0 at reduced dims)."""
-    if cg.k.root.attrs.get("keepdims"):
-        return tuple(Affine(0) if a in axes else idx[a] for a in range(cg.k.root.inputs[0].ndim))
-    return tuple(idx[a] for a in kept)
 
 
 def reduced_linear(cg: Any, idx: dict[int, Affine], x: Tensor, axes: tuple[int, ...]) -> Any:
@@ -72,65 +66,88 @@ def store_maps(cg: Any, ix: tuple) -> None:
 
 
 def emit_reduce_inner(cg: Any) -> None:
-    f = cg.f
+    """Per row: one pass over the reduced dims per level (`rows.py`), then the row results."""
+    f, k = cg.f, cg.k
     x, axes, kept, red = reduce_parts(cg)
-    roots = reduce_roots(cg)
-    accs = [Accumulator(cg, r.opdef.reduce, r.inputs[0].dtype) for r, _, _ in roots]
+    rs = RowSpace.of(k.reduction)
+    level = levels(k.members)
+    results = [(k.root, k.out), *((e.node, e.out) for e in k.more)]
+    full = {n for n, _ in results if n.opdef.kind is not OpKind.REDUCE and n.shape == x.shape}
+    passes = []
+    for p in range(1 + max(level.values())):
+        reduces = [m for m in k.members if m.opdef.kind is OpKind.REDUCE and level.get(m.inputs[0], 0) == p]
+        stores = [(n, out) for n, out in results if n in full and level[n] == p]
+        if reduces or stores:
+            passes.append((reduces, stores))
     live_red = [a for a in red if x.shape[a] != 1]
-    blocked = any(a.block is not None for a in accs) and live_red and x.shape[live_red[-1]] > 1
     block_vid = x.ndim
 
-    def element(idx: dict[int, Affine]) -> None:
-        ix = tuple(idx[a] for a in range(x.ndim))
-        for (r, _, _), acc in zip(roots, accs):
-            acc.add(cg.value(r.inputs[0], ix), reduced_linear(cg, idx, x, axes))
-        store_maps(cg, ix)
-        cg.memo.clear()
+    def one_pass(idx: dict[int, Affine], reduces: list[Tensor], stores: list) -> None:
+        accs = [Accumulator(cg, r.opdef.reduce, r.inputs[0].dtype) for r in reduces]
+        blocked = any(a.block is not None for a in accs) and live_red and x.shape[live_red[-1]] > 1
 
-    def inner(idx: dict[int, Affine]) -> None:
-        rest = [(a, x.shape[a]) for a in red if a != (live_red[-1] if blocked else None)]
-        if not blocked:
-            cg.nest(rest, lambda i2: element({**idx, **i2}), outer_range=False)
-            return
-        last = live_red[-1]
-        n = x.shape[last]
+        def element(i2: dict[int, Affine]) -> None:
+            full = {**idx, **i2}
+            ix = tuple(full[a] for a in range(x.ndim))
+            for r, acc in zip(reduces, accs):
+                acc.add(cg.value(r.inputs[0], ix), reduced_linear(cg, full, x, axes))
+            for n, out in stores:
+                cg.store(out, ix, n.shape, cg.value(n, ix))
+            cg.forget()
 
-        def blocks(i2: dict[int, Affine]) -> None:
-            nblocks = math.ceil(n / BLOCK)
-            if nblocks == 1:
-                for acc in accs:
-                    acc.start_block()
-                cg.nest([(last, n)], lambda i3: element({**idx, **i2, **i3}), outer_range=False)
-                for acc in accs:
-                    acc.end_block()
-                return
-            cg.ranges[block_vid] = nblocks
-            with f.loop(0, nblocks, "blk") as blk:
-                cg.loopvars[block_vid] = blk
-                start = f.b.mul(blk, ir.Constant(I64, BLOCK), flags=("nsw",))
-                stop = f.b.add(start, ir.Constant(I64, BLOCK), flags=("nsw",))
-                stop = f.b.select(f.b.icmp_signed("<", stop, ir.Constant(I64, n)), stop, ir.Constant(I64, n))
-                for acc in accs:
-                    acc.start_block()
-                cg.ranges[last] = n
-                with f.loop(start, stop, "j") as j:
-                    cg.loopvars[last] = j
-                    element({**idx, **i2, last: Affine.var(last)})
-                for acc in accs:
-                    acc.end_block()
-        cg.nest(rest, blocks, outer_range=False)
-
-    def per_output(idx: dict[int, Affine]) -> None:
         for acc in accs:
             acc.init()
-        inner(idx)
-        for (r, out, _), acc in zip(roots, accs):
-            cg.store(out, out_index(cg, idx, kept, axes), r.shape, acc.result(r.dtype))
+        cg.forget()
+        rest = [(a, x.shape[a]) for a in red if a != (live_red[-1] if blocked else None)]
+        if blocked:
+            cg.nest(rest, lambda i2: blocks({**idx, **i2}, accs, element), outer_range=False)
+        else:
+            cg.nest(rest, element, outer_range=False)
+        for r, acc in zip(reduces, accs):
+            cg.fixed[(r, rs.row_index(r.shape, idx))] = acc.result(r.dtype)
+
+    def blocks(idx: dict[int, Affine], accs: list[Accumulator], element) -> None:
+        last = live_red[-1]
+        n = x.shape[last]
+        nblocks = math.ceil(n / BLOCK)
+        if nblocks == 1:
+            for acc in accs:
+                acc.start_block()
+            cg.nest([(last, n)], lambda i3: element({**idx, **i3}), outer_range=False)
+            for acc in accs:
+                acc.end_block()
+            return
+        cg.ranges[block_vid] = nblocks
+        with f.loop(0, nblocks, "blk") as blk:
+            cg.loopvars[block_vid] = blk
+            start = f.b.mul(blk, ir.Constant(I64, BLOCK), flags=("nsw",))
+            stop = f.b.add(start, ir.Constant(I64, BLOCK), flags=("nsw",))
+            stop = f.b.select(f.b.icmp_signed("<", stop, ir.Constant(I64, n)), stop, ir.Constant(I64, n))
+            for acc in accs:
+                acc.start_block()
+            cg.ranges[last] = n
+            with f.loop(start, stop, "j") as j:
+                cg.loopvars[last] = j
+                element({**idx, last: Affine.var(last)})
+            for acc in accs:
+                acc.end_block()
+
+    def per_row(idx: dict[int, Affine]) -> None:
+        idx = {a: Affine(0) if x.shape[a] == 1 else v for a, v in idx.items()}  # as operands index size-1 dims
+        for reduces, stores in passes:
+            one_pass(idx, reduces, stores)
+        cg.forget()
+        for n, out in results:
+            if n not in full:
+                ix = rs.row_index(n.shape, idx)
+                cg.store(out, ix, n.shape, cg.value(n, ix))
+        cg.fixed.clear()
+        cg.forget()
 
     if kept:
-        cg.nest([(a, x.shape[a]) for a in kept], per_output, outer_range=True)
+        cg.nest([(a, x.shape[a]) for a in kept], per_row, outer_range=True)
     else:
-        cg.guarded(lambda: per_output({}))
+        cg.guarded(lambda: per_row({}))
 
 
 def emit_reduce_split(cg: Any) -> None:
@@ -203,13 +220,22 @@ def emit_split_combine(cg: Any) -> ir.Function:
 
 
 def emit_reduce_outer(cg: Any) -> None:
+    """Accumulate the reduction over the input in memory order into a buffer of its
+    output's size, storing the maps over the input space as they are computed; then one
+    loop over the output copies the accumulators out and computes the members after the
+    reduction (`rows.after_reduction`: an optimizer's update of the reduced parameter)."""
     k, f = cg.k, cg.f
     x, axes, kept, _ = reduce_parts(cg)
-    comb = k.root.opdef.reduce
-    n_out = numel(k.shape)
-    flat_out = View(k.out.buffer, 0, (1,))
-    acc_view = View(k.scratch, 0, (1,)) if k.scratch is not None else flat_out
-    acc_dtype = k.scratch.dtype if k.scratch is not None else k.out.buffer.dtype
+    r = k.reduction
+    rs = RowSpace.of(r)
+    comb = r.opdef.reduce
+    results = [(k.root, k.out, k.scratch), *((e.node, e.out, e.scratch) for e in k.more)]
+    out, scratch = next((o, s) for n, o, s in results if n is r)
+    after = after_reduction(k.members, r)
+    n_out = numel(r.shape)
+    flat_out = View(out.buffer, 0, (1,))
+    acc_view = View(scratch, 0, (1,)) if scratch is not None else flat_out
+    acc_dtype = scratch.dtype if scratch is not None else out.buffer.dtype
     if comb in ("argmax", "argmin"):
         acc_dtype = x.dtype
     init = Accumulator.initial(comb, acc_dtype)
@@ -217,14 +243,18 @@ def emit_reduce_outer(cg: Any) -> None:
         cg.store(acc_view, (o,), (n_out,), cg.em.const(init, acc_dtype))
         if comb in ("argmax", "argmin"):
             cg.store(flat_out, (o,), (n_out,), cg.em.const(0, int64))
-    out_strides = row_major_strides(k.shape)
+    out_strides = row_major_strides(r.shape)
+
+    def flat(ix: tuple) -> Affine:
+        o = Affine(0)
+        for pos, s in zip(ix, out_strides):
+            o = o.add(pos.scale(s))
+        return o
 
     def element(idx: dict[int, Affine]) -> None:
         ix = tuple(idx[a] for a in range(x.ndim))
         v = cg.value(x, ix)
-        o = Affine(0)
-        for pos, s in zip(out_index(cg, idx, kept, axes), out_strides):
-            o = o.add(pos.scale(s))
+        o = flat(rs.row_index(r.shape, idx))
         best = cg.load(acc_view, (o,), (n_out,))
         if comb in ("argmax", "argmin"):
             take = Accumulator.better(cg.em, comb, v, best)
@@ -235,12 +265,30 @@ def emit_reduce_outer(cg: Any) -> None:
         else:
             cg.store(acc_view, (o,), (n_out,), Accumulator.combine(cg.em, comb, best,
                                                                      cg.em.cast(v, acc_dtype)))
-        cg.memo.clear()
+        for n, view, _ in results:  # maps over the input space (stored over a GEMM's product, in place)
+            if n not in after:
+                cg.store(view, ix, n.shape, cg.value(n, ix))
+        cg.forget()
 
     cg.nest([(a, x.shape[a]) for a in range(x.ndim)], element, outer_range=False)
-    if k.scratch is not None and comb in ("sum", "prod"):
-        with f.loop(0, n_out, "o") as o:
+    copy = scratch is not None and comb in ("sum", "prod")
+    if not copy and after == {r}:
+        return
+
+    def finish(idx: dict[int, Affine]) -> None:
+        ix = tuple(idx[d] for d in range(r.ndim))
+        o = flat(ix)
+        if copy:
             cg.store(flat_out, (o,), (n_out,), cg.load(acc_view, (o,), (n_out,)))
+        cg.fixed[(r, ix)] = cg.load(flat_out, (o,), (n_out,))
+        cg.forget()
+        for n, view, _ in results:
+            if n in after and n is not r:
+                cg.store(view, ix, n.shape, cg.value(n, ix))
+        cg.fixed.clear()
+        cg.forget()
+
+    cg.nest(list(enumerate(r.shape)), finish, outer_range=False)
 
 
 class Accumulator:

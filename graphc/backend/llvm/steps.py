@@ -11,6 +11,7 @@ import numpy as np
 from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import type_str, type_str_of
+from ...ops.registry import OpKind
 from .views import Immediate
 
 
@@ -107,6 +108,16 @@ class Kernel:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.root.shape
+
+    @property
+    def reduction(self) -> Tensor | None:
+        """The first reduction member: its input shape and axes are a reduce kernel's loop space."""
+        return next((m for m in self.members if m.opdef.kind is OpKind.REDUCE), None)
+
+    @property
+    def empty(self) -> bool:
+        """No result has an element (the kernel does nothing)."""
+        return all(numel(n.shape) == 0 for n in (self.root, *(e.node for e in self.more)))
 
     def buffers(self) -> list[Buffer]:
         """Every buffer the kernel touches (outputs, reads, scratch), possibly repeated."""
@@ -286,6 +297,15 @@ class Plan:
 
     def verify(self, after: str) -> None:
         """Checked as it is built (`check`, by `plan.place_arena`)."""
+
+    def step_kinds(self) -> dict[str, int]:
+        """How many steps of each kind: kernel modes (map, reduce-inner, ...), gemm, lapack, collective ops."""
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            kind = (str(step.mode) if isinstance(step, Kernel) else "gemm" if isinstance(step, Gemm)
+                    else "lapack" if isinstance(step, Lapack) else step.node.op)
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
     def check(self) -> None:
         """Every table buffer matches the array the run will pass for its slot."""

@@ -192,12 +192,13 @@ def test_repeated_layers_share_their_functions():
 
 
 def test_arena_bytes_are_reused_by_buffers_with_disjoint_lifetimes():
-    x = gc.placeholder(gc.float64, (1000,), name="x")
+    n = 1 << 17  # one row this long is not a row kernel (rows.SINGLE_ROW_LIMIT): a split sum, then a map
+    x = gc.placeholder(gc.float64, (n,), name="x")
     h = x
     for _ in range(10):
         h = gc.sum(h * h, keepdims=True) * h  # h has two readers: each step gets its own buffers
     with gc.Session(backend="llvm") as sess:
-        xv = np.linspace(0.1, 0.2, 1000)
+        xv = np.linspace(0.99, 1.01, n) / np.sqrt(n)  # sum(h * h) stays near 1
         got = sess.run(h, {x: xv})
         (prog,) = _programs(sess)
     np.testing.assert_allclose(got, gc.Session(backend="reference").run(h, {x: xv}), rtol=1e-9)
