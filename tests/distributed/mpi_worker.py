@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -124,6 +125,25 @@ def check_training(r: int, out_dir: str) -> None:
         np.save(os.path.join(out_dir, f"w0_n{D.size()}.npy"), sess.variable_value(model["vars"][0]))
 
 
+def first_step():
+    """The 2-rank model after one training step (compiled, graphs checked) on every rank."""
+    model = build(distributed=True)
+    sess = gc.Session()
+    X, Y = data()
+    feed = {model["x"]: D.shard(X[:8]), model["y"]: D.shard(Y[:8]), model["count"]: np.asarray(4.0)}
+    sess.run(model["train"], feed)
+    return model, sess, feed
+
+
+def expect_distributed_error(scenario: str, r: int, run) -> None:
+    try:
+        run()
+    except gc.DistributedError as exc:
+        print(f"OK {scenario} rank {r}: {exc}", flush=True)
+        raise
+    raise AssertionError("training went on after a rank failed")
+
+
 def main(scenario: str, out_dir: str) -> None:
     D.set_timeout(float(os.environ.get("WORKER_TIMEOUT", "60")))
     r, n = D.rank(), D.size()
@@ -140,22 +160,22 @@ def main(scenario: str, out_dir: str) -> None:
             print(f"OK {scenario} rank {r}: {exc}", flush=True)
             return
         raise AssertionError("mismatched graphs were not refused")
-    elif scenario in ("raise", "kill"):  # rank 1 fails after one step; rank 0's next step must not hang
-        model = build(distributed=True)
-        sess = gc.Session()
-        X, Y = data()
-        feed = {model["x"]: D.shard(X[:8]), model["y"]: D.shard(Y[:8]), model["count"]: np.asarray(4.0)}
-        sess.run(model["train"], feed)
-        if r == 1 and scenario == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
+    elif scenario == "raise":  # rank 1 fails after one step; rank 0's next step must not hang
+        model, sess, feed = first_step()
         if r == 1:
             raise RuntimeError("rank 1 fails on purpose")
-        try:
-            sess.run(model["train"], feed)
-        except gc.DistributedError as exc:
-            print(f"OK {scenario} rank {r}: {exc}", flush=True)
-            raise
-        raise AssertionError("the step after a rank failed did not fail")
+        expect_distributed_error(scenario, r, lambda: sess.run(model["train"], feed))
+    elif scenario == "kill":  # rank 1 is killed by SIGKILL at a random moment of training (steps or collectives)
+        model, sess, feed = first_step()
+        if r == 1:
+            delay = np.random.default_rng().uniform(0.0, 0.3)
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+
+        def train_on():
+            for _ in range(10**6):  # ends when rank 1 dies: every step has an allreduce
+                sess.run(model["train"], feed)
+
+        expect_distributed_error(scenario, r, train_on)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     print(f"OK {scenario} rank {r}", flush=True)

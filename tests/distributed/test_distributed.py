@@ -31,6 +31,18 @@ def test_import_graphc_never_needs_mpi4py_and_the_error_says_what_to_install():
     assert "pip install 'graphc[mpi]'" in proc.stdout and "mpiexec -n 2" in proc.stdout
 
 
+@pytest.mark.parametrize("code, status, says", [
+    ("raise SystemExit(3)", 3, None),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + 9, "killed by SIGKILL; exit status 137"),
+])
+def test_supervise_ends_with_the_ranks_status_as_an_exit_code(code, status, says):
+    """graphc.distributed.supervise exits normally even when its rank was killed by a signal."""
+    proc = subprocess.run([sys.executable, "-m", "graphc.distributed.supervise", "-c", code], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == status, proc.stderr
+    assert (says in proc.stderr) if says else proc.stderr == ""
+
+
 def test_a_bad_timeout_in_the_environment_is_a_clear_error():
     script = textwrap.dedent("""
         import graphc as gc

@@ -19,12 +19,14 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"
 TIMEOUT = 300  # seconds for a whole mpiexec job; a hang would hit it, a healthy job takes a few seconds
 
 
-def mpiexec(n: int, scenario: str, out_dir: Path, *flags: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def mpiexec(n: int, scenario: str, out_dir: Path, *flags: str, timeout: float = 60,
+            supervise: bool = False) -> subprocess.CompletedProcess:
     if not MPIEXEC.exists():
         pytest.skip(f"no mpiexec next to {sys.executable} (install the extra graphc[mpi])")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                WORKER_TIMEOUT=str(timeout))
-    cmd = [str(MPIEXEC), *flags, "-n", str(n), sys.executable, str(HERE / "mpi_worker.py"), scenario, str(out_dir)]
+    rank = [sys.executable, *(["-m", "graphc.distributed.supervise"] if supervise else []), str(HERE / "mpi_worker.py")]
+    cmd = [str(MPIEXEC), *flags, "-n", str(n), *rank, scenario, str(out_dir)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=ROOT)
 
 
@@ -63,8 +65,21 @@ def test_a_failing_rank_gives_the_others_a_distributed_error_within_the_timeout(
     assert "DistributedError" in proc.stderr and "rank 1 fails on purpose" in proc.stderr
 
 
-def test_a_killed_rank_ends_the_job(tmp_path):
-    """Under mpiexec (hydra) a rank killed by a signal makes the launcher end every rank at once."""
+def test_a_killed_rank_gives_the_others_a_distributed_error_within_the_timeout(tmp_path):
+    """Rank 1 is SIGKILLed at a random moment of training; under the recommended launch
+    (-disable-auto-cleanup, each rank under graphc.distributed.supervise) rank 0 survives and
+    its next collective raises DistributedError after the 2 s timeout."""
+    proc = mpiexec(2, "kill", tmp_path, "-disable-auto-cleanup", timeout=2, supervise=True)
+    assert proc.returncode != 0
+    assert oks(proc, "kill") == ["0"], proc.stdout + proc.stderr
+    assert "rank 0 waited 2 s for the other ranks" in proc.stdout
+    assert "graphc.distributed.supervise: the rank" in proc.stderr and "killed by SIGKILL" in proc.stderr
+    assert "DistributedError" in proc.stderr
+
+
+def test_a_killed_rank_ends_the_job_under_plain_mpiexec(tmp_path):
+    """Under plain mpiexec (hydra's auto-cleanup) a rank killed by a signal makes the launcher
+    SIGKILL every rank at once: the job ends, without a DistributedError."""
     proc = mpiexec(2, "kill", tmp_path, timeout=2)
     assert proc.returncode != 0
     assert "Killed (signal 9)" in proc.stdout + proc.stderr
