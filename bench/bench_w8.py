@@ -122,8 +122,7 @@ def main() -> None:
     for label, opts in (("graphc", None), ("graphc sqrt", gc.CompileOptions(checkpoint="sqrt")),
                         ("graphc revolve(4)", gc.CompileOptions(checkpoint="revolve", slots=4))):
         _, program, run = graphc_step(gc, d, opts)
-        if "revolve" not in label:
-            systems[label] = run
+        systems[label] = run
         rep = program.optimized.checkpoint_report(opts.checkpoint if opts else "none")
         what = "; ".join(["planned arena", *rep.loops, rep.note][:3 if rep.note else 2])
         rows_mem.append({"system": label, "peak bytes": f"{program.plan.arena_bytes:,}",

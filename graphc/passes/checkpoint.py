@@ -25,7 +25,8 @@ from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..ops.registry import OpKind
 from .cost import flops, is_source, nbytes
-from .loop_checkpoint import checkpoint_loops, loop_line, share_forward
+from .loop_checkpoint import LoopReport, checkpoint_loops, loop_line, share_forward
+from .loop_revolve import revolve_loops
 from .manager import register_pass
 from .memory import arena_peak
 from .module import Module
@@ -158,7 +159,13 @@ def report(module: Module, policy: str) -> CheckpointReport:
     live = set(module.nodes)
     memo: dict[Tensor, Tensor] = {}
     rep = CheckpointReport(policy)
-    rep.saved = [(n.name, n.shape, nbytes(n)) for n in parts.residuals]
+    read = {(b.inputs[0], b.attrs["index"]): b for b in parts.backward if b.op == "result"}
+    for n in parts.residuals:
+        if n.dtype is not None:
+            rep.saved.append((n.name, n.shape, nbytes(n)))
+            continue
+        for i, b in sorted((i, b) for (m, i), b in read.items() if m is n):  # a region op: the results read
+            rep.saved.append((f"{n.name}.{i}", b.shape, nbytes(b)))
     rep.recomputed = [(original_of(n, memo).name, n.op, flops(n)) for n in module.nodes
                       if "_remat" in n.attrs and original_of(n, memo) in live]
     rep.forward_flops = sum(flops(n) for n in parts.forward)
@@ -200,69 +207,97 @@ def keep_mincut(parts: Split) -> set[Tensor]:
             and ("in", n) in reachable and ("out", n) not in reachable}
 
 
-def _candidates(module: Module, parts: Split) -> Iterator[tuple[str, Module]]:
-    """Every module `fit_budget` weighs: none, mincut, keep-every-k, and revolve for
-    1, 2, 3, 4, 6, 8, ... slots when the residuals form a chain."""
+LOOP_REVOLVE_SLOTS = (1, 2, 4, 8)  # the loop revolve candidates a memory budget weighs
+
+
+def loop_policy(module: Module, policy: str, slots: int | None = None) -> tuple[Module, list[LoopReport]]:
+    """The module with its differentiated scans checkpointed by `policy` (sqrt: segments;
+    revolve: the binomial schedule for `slots`), and one report per loop rewritten."""
+    if policy == "sqrt":
+        return checkpoint_loops(module)
+    if policy == "revolve":
+        return revolve_loops(module, slots or 1)
+    return module, []
+
+
+def _candidates(module: Module, parts: Split) -> Iterator[tuple[str, Module, list[LoopReport]]]:
+    """Every module `fit_budget` weighs, with the reports of its checkpointed loops: none, loops in
+    segments and loops on revolve's schedule (for LOOP_REVOLVE_SLOTS) when the module has
+    differentiated scans, mincut, keep-every-k, and revolve for 1, 2, 3, 4, 6, 8, ... slots
+    when the residuals form a chain."""
     from .revolve import chain_steps, revolve
 
     n = len(parts.residuals)
-    yield "none", module
+    yield "none", module, []
     segmented, loops = checkpoint_loops(module)
     if loops:
-        yield "loops in segments", segmented
-    yield "mincut", recompute(module, keep_mincut(parts))
+        yield "loops in segments", segmented, loops
+    for s in LOOP_REVOLVE_SLOTS:
+        looped, loops = revolve_loops(module, s)
+        if loops:
+            yield f"loops revolve ({s} slots)", looped, loops
+    yield "mincut", recompute(module, keep_mincut(parts)), []
     for k in range(2, n + 1):
-        yield f"every {k}", recompute(module, every_kth(parts, k))
+        yield f"every {k}", recompute(module, every_kth(parts, k)), []
     try:
         chain_steps(parts.residuals, set(parts.forward), parts.free)
     except GraphcError:
         return
     slots = sorted({s for k in range(n.bit_length()) for s in (1 << k, 3 << k >> 1) if 1 <= s < n})
     for s in slots:
-        yield f"revolve ({s} slots)", revolve(module, parts, s)
+        yield f"revolve ({s} slots)", revolve(module, parts, s), []
 
 
-def fit_budget(module: Module, budget: int, peak_bytes: PeakFn | None = None) -> tuple[Module, str]:
-    """The least-recomputation candidate whose planned peak fits `budget` bytes.
+def fit_budget(module: Module, budget: int, peak_bytes: PeakFn | None = None,
+               ) -> tuple[Module, str, list[LoopReport]]:
+    """The least-recomputation candidate whose planned peak fits `budget` bytes (its label
+    and the reports of its checkpointed loops; a loop's recomputation: its recomputed
+    iterations times its body's FLOPs).
 
     `peak_bytes(module)` measures a candidate; by default the graph-level plan (one buffer
     per intermediate), which a backend replaces with the arena of the program it would build.
     """
     peak_bytes = peak_bytes or _graph_peak
     parts = split(module)
-    best: tuple[int, Module, str] | None = None
+    best: tuple[int, Module, str, list[LoopReport]] | None = None
     smallest: tuple[int, str] | None = None
-    for name, candidate in _candidates(module, parts):
+    for name, candidate, loops in _candidates(module, parts):
         peak = peak_bytes(candidate)
         if smallest is None or peak < smallest[0]:
             smallest = (peak, name)
         if peak <= budget:
-            cost = report(candidate, name).recomputed_flops
+            cost = report(candidate, name).recomputed_flops + sum(r.recomputed * r.body_flops for r in loops)
             if best is None or cost < best[0]:
-                best = (cost, candidate, name)
+                best = (cost, candidate, name, loops)
     if best is None:
         assert smallest is not None
         raise GraphcError(f"memory budget of {budget} bytes cannot be met: the smallest planned peak found is "
                           f"{smallest[0]} bytes ({smallest[1]}); raise the budget to at least {smallest[0]}")
-    return best[1], best[2]
+    return best[1:]
 
 
 def apply_policy(module: Module, policy: str, slots: int | None = None) -> tuple[Module, str]:
     """The module rewritten by one policy (no measurement), and the policy's label."""
-    if policy == "sqrt":  # loops: every k-th carry of each differentiated scan (loop_checkpoint.py)
-        segmented, loops = checkpoint_loops(module)
-        if loops:  # (the residual policy on top would recompute whole loops by cloning them)
-            return segmented, policy
+    out, label, _ = _apply(module, policy, slots)
+    return out, label
+
+
+def _apply(module: Module, policy: str, slots: int | None) -> tuple[Module, str, list[LoopReport]]:
+    """`apply_policy`, with the reports of the loops it checkpointed."""
+    label = f"revolve ({slots or 1} slots)" if policy == "revolve" else policy
+    looped, loops = loop_policy(module, policy, slots)  # differentiated scans (loop_checkpoint.py, loop_revolve.py)
+    if loops:  # (the residual policy on top would recompute whole loops by cloning them)
+        return looped, label, loops
     parts = split(module)
     if policy == "none" or not parts.residuals:
-        return module, policy
+        return module, label, []
     if policy == "sqrt":
-        return recompute(module, keep_sqrt(parts)), policy
+        return recompute(module, keep_sqrt(parts)), label, []
     if policy == "mincut":
-        return recompute(module, keep_mincut(parts)), policy
+        return recompute(module, keep_mincut(parts)), label, []
     if policy == "revolve":
         from .revolve import revolve
-        return revolve(module, parts, slots or 1), f"revolve ({slots} slots)"
+        return revolve(module, parts, slots or 1), label, []
     raise GraphcError(f"unknown checkpoint policy {policy!r}")
 
 
@@ -276,10 +311,11 @@ def place_checkpoints(module: Module, policy: str = "none", memory_budget: int |
     and the report's `note` says so, so no policy ever raises the peak.
     """
     if memory_budget is not None:
-        out, chosen = fit_budget(module, memory_budget, peak_bytes)
-        return out, report(out, f"budget {memory_budget} B -> {chosen}")
-    out, label = apply_policy(module, policy, slots)
-    loops = [loop_line(r) for r in checkpoint_loops(module)[1]] if policy == "sqrt" else []
+        out, chosen, loops = fit_budget(module, memory_budget, peak_bytes)
+        rep = report(out, f"budget {memory_budget} B -> {chosen}")
+        rep.loops = [loop_line(r) for r in loops]
+        return out, rep
+    out, label, loops = _apply(module, policy, slots)
     if out is module:
         return module, report(module, label)
     peak_bytes = peak_bytes or _graph_peak
@@ -290,7 +326,7 @@ def place_checkpoints(module: Module, policy: str = "none", memory_budget: int |
                     f"({base} B), so every residual is kept")
         return module, rep
     rep = report(out, label)
-    rep.loops = loops
+    rep.loops = [loop_line(r) for r in loops]
     return out, rep
 
 

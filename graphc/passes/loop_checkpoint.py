@@ -20,13 +20,14 @@ iteration is computed once more: k = √T gives O(√T) memory for one more forw
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..control.rules import results_of
 from ..ir.graph import Tensor
 from ..ir.region import Region, build_region
 from ..ops.shape import reshape
-from .cost import nbytes
+from .cost import flops, nbytes
 from .module import Module
 
 
@@ -41,18 +42,17 @@ class LoopPair:
 
 @dataclass(frozen=True)
 class LoopReport:
-    """One segmented loop: iterations, segment length, stored carry bytes before and after."""
+    """One checkpointed loop: iterations, segment length (0: revolve), stored carry bytes
+    before and after, iterations recomputed, and how (the report's words)."""
 
     name: str
     iterations: int
     segment: int
     stored_before: int
     stored_after: int
-
-    @property
-    def recomputed(self) -> int:
-        """Iterations computed once more than without segments."""
-        return self.iterations if self.segment > 1 else 0
+    recomputed: int
+    how: str
+    body_flops: int  # FLOPs of one iteration (passes/cost.py's estimate)
 
 
 def loop_pairs(module: Module) -> list[LoopPair]:
@@ -158,47 +158,62 @@ def segment(module: Module, pair: LoopPair, k: int) -> tuple[Module, LoopReport]
     outs = results_of(fwd)
     checkpoints = outs[nk + ny:]
     values = [*outs[:nk], *(reshape(y, old.shape) for y, old in zip(outs[nk:nk + ny], results_of(f)[nk:nk + ny]))]
-    first = _rebuilt(module, dict(zip(results_of(f)[:nk + ny], values)))  # f's values from the segments
-    tagged = module.adjoint | {first[n] for n in module.adjoint if n in first}
-    module = module.remap(first)
-    r = first.get(r, r)
-    n_rc = r.attrs["num_carry"]
-    ct_carry = list(r.inputs[nc:nc + n_rc])
-    ct_ys = list(r.inputs[nc + n_rc + nk + len(xs):])
-
     step: Region = r.attrs["body"]
 
-    def reverse_segment(g, *ps):
-        it = iter(ps)
-        c = [next(it) for _ in range(nc)]
-        cts = [next(it) for _ in range(n_rc)]
-        start = [next(it) for _ in range(nk)]
-        x = [next(it) for _ in xs]
-        cty = list(it)
-        again = g.make("scan", (*c, *start, *x), {**fwd_attrs, "body": keep, "num_carry": nk,
-                                                  "length": None if x else k})
-        stacked = results_of(again)[nk + ny:]
-        back = g.make("scan", (*c, *cts, *stacked, *x, *cty),
-                      {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
-                       "body": step})
-        return results_of(back)
+    def reverse(r: Tensor) -> tuple[dict[Tensor, Tensor], set[Tensor]]:
+        n_rc = r.attrs["num_carry"]
+        ct_carry = list(r.inputs[nc:nc + n_rc])
+        ct_ys = list(r.inputs[nc + n_rc + nk + len(xs):])
 
-    types = const_types + [(t.shape, t.dtype) for t in ct_carry] + carry_types + seg_types(xs) + seg_types(ct_ys)
-    rev_body = build_region(types, reverse_segment, step.graph.what)
-    rev = r.graph.make("scan", (*consts, *ct_carry, *checkpoints, *seg_xs, *map(fold, ct_ys)),
-                       {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
-                        "body": rev_body}, loc=r.loc)
-    new = results_of(rev)
-    old = results_of(r)
-    mapping = {o: (m if i < n_rc else reshape(m, o.shape)) for i, (o, m) in enumerate(zip(old, new))}
+        def reverse_segment(g, *ps):
+            it = iter(ps)
+            c = [next(it) for _ in range(nc)]
+            cts = [next(it) for _ in range(n_rc)]
+            start = [next(it) for _ in range(nk)]
+            x = [next(it) for _ in xs]
+            cty = list(it)
+            again = g.make("scan", (*c, *start, *x), {**fwd_attrs, "body": keep, "num_carry": nk,
+                                                      "length": None if x else k})
+            stacked = results_of(again)[nk + ny:]
+            back = g.make("scan", (*c, *cts, *stacked, *x, *cty),
+                          {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
+                           "body": step})
+            return results_of(back)
+
+        types = const_types + [(t.shape, t.dtype) for t in ct_carry] + carry_types + seg_types(xs) + seg_types(ct_ys)
+        rev_body = build_region(types, reverse_segment, step.graph.what)
+        rev = r.graph.make("scan", (*consts, *ct_carry, *checkpoints, *seg_xs, *map(fold, ct_ys)),
+                           {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
+                            "body": rev_body}, loc=r.loc)
+        new = results_of(rev)
+        return {o: (m if i < n_rc else reshape(m, o.shape)) for i, (o, m) in enumerate(zip(results_of(r), new))}, set()
+
+    out = replace_pair(module, f, r, dict(zip(results_of(f)[:nk + ny], values)), {fwd, *outs, *seg_xs}, reverse)
+    stored = sum(nbytes(c) for c in init)
+    return out, LoopReport(f.name, n, k, n * stored, segs * stored, n, f"in segments of {k}", body_flops(keep))
+
+
+def body_flops(body: Region) -> int:
+    """One iteration's FLOPs (passes/cost.py's estimate; nested loops count nothing)."""
+    return sum(flops(node) for node in body.nodes)
+
+
+def replace_pair(module: Module, f: Tensor, r: Tensor, values: dict[Tensor, Tensor], forward: set[Tensor],
+                 reverse: Callable[[Tensor], tuple[dict[Tensor, Tensor], set[Tensor]]]) -> Module:
+    """The module with forward scan `f`'s results read from `values` (new forward nodes, with
+    `forward`) and reverse scan `r`'s results from ``reverse(r)`` (r as rebuilt on the new
+    values; its mapping, and any further forward nodes it made); new nodes that are not
+    forward are tagged as the adjoint's."""
+    first = _rebuilt(module, values)
+    tagged = module.adjoint | {first[n] for n in module.adjoint if n in first}
+    module = module.remap(first)
+    mapping, more = reverse(first.get(r, r))
     rebuilt = _rebuilt(module, mapping)
     out = module.remap(rebuilt)
     before = set(module.nodes)
-    forward = {fwd, *outs, *values, *seg_xs} | {v for k, v in {**first, **rebuilt}.items() if k not in tagged}
-    adjoint = out.adjoint | {n for n in out.nodes if n not in before and n not in forward}  # the new loops
-    stored = sum(nbytes(c) for c in init)
-    rep = LoopReport(f.name, n, k, n * stored, segs * stored)
-    return Module(out.outputs, frozenset(adjoint)), rep
+    forward = forward | more | set(values.values()) | {v for k, v in {**first, **rebuilt}.items() if k not in tagged}
+    adjoint = out.adjoint | {n for n in out.nodes if n not in before and n not in forward}
+    return Module(out.outputs, frozenset(adjoint))
 
 
 def _rebuilt(module: Module, replace: dict[Tensor, Tensor]) -> dict[Tensor, Tensor]:
@@ -227,5 +242,5 @@ def checkpoint_loops(module: Module) -> tuple[Module, list[LoopReport]]:
 
 def loop_line(rep: LoopReport) -> str:
     """The report's line for one segmented loop."""
-    return (f"{rep.name}: {rep.iterations} iterations in segments of {rep.segment}: stored carries "
+    return (f"{rep.name}: {rep.iterations} iterations {rep.how}: stored carries "
             f"{rep.stored_before} -> {rep.stored_after} B, {rep.recomputed} iterations recomputed")

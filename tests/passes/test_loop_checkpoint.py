@@ -1,4 +1,5 @@
-"""Checkpointing of loops: a differentiated scan stores every k-th carry and recomputes segments."""
+"""Checkpointing of loops: a differentiated scan stores every k-th carry and recomputes segments, or
+follows revolve's binomial schedule; memory budgets choose among the loop policies."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,9 @@ import pytest
 import graphc as gc
 from graphc.backend.interpreter import evaluate
 from graphc.passes.loop_checkpoint import checkpoint_loops, segment_length, share_forward
+from graphc.passes.loop_revolve import revolve_loops, schedule
 from graphc.passes.module import Module
+from graphc.passes.revolve import min_steps
 
 
 def _rnn(steps, reverse=False, seed=0):
@@ -69,3 +72,109 @@ def test_the_forward_loop_runs_once_without_checkpointing():
     assert len(loops) == 1 and sum(n.op == "scan" for n in segmented.nodes) == 2  # (segments give the values)
     for want, got in zip(evaluate(module.outputs, feed), evaluate(segmented.outputs, feed)):
         np.testing.assert_array_equal(got, want)
+
+
+def _replay(length: int, slots: int) -> int:
+    """Run the schedule on positions: every reverse step must find the carry it needs."""
+    sched = schedule(length, slots)
+    held = {0: 0}
+    for t, slot in enumerate(sched.store):
+        if slot >= 0:
+            held[slot] = t
+    for p in reversed(range(length)):
+        pos = held[sched.restore[p]]
+        assert pos == sched.start[p]
+        for k in range(sched.count[p]):
+            pos += 1
+            if sched.dst[sched.offset[p] + k] >= 0:
+                held[sched.dst[sched.offset[p] + k]] = pos
+        assert pos == p, (length, slots, p)
+    assert set(held) <= set(range(sched.slots + 2))
+    return sched.recomputed
+
+
+def test_the_schedule_provides_every_carry_with_the_fewest_recomputed_iterations():
+    for length in range(2, 40):
+        for slots in range(1, 6):
+            n, s = length - 1, min(slots, length - 1)
+            assert _replay(length, slots) == min_steps(n, s) - n, (length, slots)
+    assert _replay(1000, 4) == 5285  # r = 8 sweeps: C(999, 4) - 999
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("slots", [1, 2, 4])
+def test_revolved_scans_give_the_same_values_and_gradients_bit_for_bit(reverse, slots):
+    g, fetches, feed = _rnn(13, reverse)
+    module, _ = share_forward(Module(tuple(fetches), frozenset(g.adjoint)))
+    out, loops = revolve_loops(module, slots)
+    n = min(slots, 12)
+    assert [(r.stored_before, r.stored_after, r.recomputed) for r in loops] == \
+        [(13 * 96, (n + 2) * 96, min_steps(12, n) - 12)]
+    for want, got in zip(evaluate(module.outputs, feed), evaluate(out.outputs, feed)):
+        np.testing.assert_array_equal(got, want)
+
+
+def _compiled(options: dict, steps: int = 300, graph=_rnn):
+    g, fetches, feed = graph(steps)
+    with gc.Session(g, options=gc.CompileOptions(**options)) as sess:
+        program = sess.compile(fetches, feed)
+        values = sess.run(fetches, feed)
+    return program, values
+
+
+def test_planned_peak_falls_with_the_policy_and_the_slots_on_the_llvm_backend():
+    none, want = _compiled({})
+    peaks = {"none": none.plan.arena_bytes}
+    for label, options in (("sqrt", {"checkpoint": "sqrt"}), *((f"revolve({s})", {"checkpoint": "revolve", "slots": s})
+                                                              for s in (8, 4, 2, 1))):
+        program, got = _compiled(options)
+        peaks[label] = program.plan.arena_bytes
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+        if label.startswith("revolve"):
+            slots = int(label[8:-1])
+            assert f"300 iterations on revolve's schedule for {slots} slots: stored carries 28800 -> " \
+                   f"{(slots + 2) * 96} B, {min_steps(299, slots) - 299} iterations recomputed" in program.report()
+    print(peaks)
+    assert peaks["none"] >= peaks["sqrt"]
+    assert all(peaks[f"revolve({a})"] >= peaks[f"revolve({b})"] for a, b in ((8, 4), (4, 2), (2, 1)))
+    assert peaks["revolve(1)"] < peaks["none"]
+
+
+def test_a_memory_budget_chooses_a_loop_policy():
+    none, want = _compiled({})
+    sqrt, _ = _compiled({"checkpoint": "sqrt"})
+    budget = (none.plan.arena_bytes + sqrt.plan.arena_bytes) // 2
+    program, got = _compiled({"memory_budget": budget})
+    assert program.plan.arena_bytes <= budget
+    report = program.report()
+    assert "loops in segments" in report or "loops revolve" in report, report
+    assert "300 iterations" in report
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def _bounded_while(steps):
+    rng = np.random.default_rng(1)
+    g = gc.Graph()
+    with g.as_default():
+        w = gc.Variable(rng.standard_normal((4, 4)) * 0.4, name="w")
+        x0 = gc.placeholder(gc.float64, (2, 4), name="x0")
+
+        def body(carry):
+            i, h = carry
+            return i + 1, gc.tanh(h @ w + 0.1)
+
+        _, h = gc.while_loop(lambda c: c[0] < steps - 5, body, (gc.constant(0), x0), max_iterations=steps)
+        loss = gc.sum(h * h)
+        fetches = [loss, *gc.gradients(loss, [w, x0])]
+    return g, fetches, {x0: rng.standard_normal((2, 4))}
+
+
+@pytest.mark.parametrize("options", [{"checkpoint": "sqrt"}, {"checkpoint": "revolve", "slots": 2}])
+def test_a_bounded_while_loop_is_checkpointed_too(options):
+    _, want = _compiled({}, 100, _bounded_while)
+    program, got = _compiled(options, 100, _bounded_while)
+    assert "loop " in program.report() and "100 iterations" in program.report()
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
