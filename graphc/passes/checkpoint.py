@@ -25,7 +25,7 @@ from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..ops.registry import OpKind
 from .cost import flops, is_source, nbytes
-from .loop_checkpoint import LoopReport, checkpoint_loops, loop_line, share_forward
+from .loop_checkpoint import LoopReport, checkpoint_loops, share_forward
 from .loop_revolve import revolve_loops
 from .manager import register_pass
 from .memory import arena_peak
@@ -96,7 +96,7 @@ class CheckpointReport:
     forward_flops: int = 0
     backward_flops: int = 0
     note: str = ""  # why the policy was not applied, when it was not
-    loops: list[str] = field(default_factory=list)  # one line per loop checkpointed in segments
+    loops: list[LoopReport] = field(default_factory=list)  # the loops checkpointed (str: the report's line)
 
     @property
     def saved_bytes(self) -> int:
@@ -313,7 +313,7 @@ def place_checkpoints(module: Module, policy: str = "none", memory_budget: int |
     if memory_budget is not None:
         out, chosen, loops = fit_budget(module, memory_budget, peak_bytes)
         rep = report(out, f"budget {memory_budget} B -> {chosen}")
-        rep.loops = [loop_line(r) for r in loops]
+        rep.loops = loops
         return out, rep
     out, label, loops = _apply(module, policy, slots)
     if out is module:
@@ -326,7 +326,7 @@ def place_checkpoints(module: Module, policy: str = "none", memory_budget: int |
                     f"({base} B), so every residual is kept")
         return module, rep
     rep = report(out, label)
-    rep.loops = [loop_line(r) for r in loops]
+    rep.loops = loops
     return out, rep
 
 

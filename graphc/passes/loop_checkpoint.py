@@ -54,6 +54,11 @@ class LoopReport:
     how: str
     body_flops: int  # FLOPs of one iteration (passes/cost.py's estimate)
 
+    def __str__(self) -> str:
+        """The checkpoint report's line for the loop."""
+        return (f"{self.name}: {self.iterations} iterations {self.how}: stored carries "
+                f"{self.stored_before} -> {self.stored_after} B, {self.recomputed} iterations recomputed")
+
 
 def loop_pairs(module: Module) -> list[LoopPair]:
     """The (forward, reverse) scan pairs that reverse mode built, in module order."""
@@ -238,9 +243,3 @@ def checkpoint_loops(module: Module) -> tuple[Module, list[LoopReport]]:
             module, rep = segment(module, pair, k)
             reports.append(rep)
     return module, reports
-
-
-def loop_line(rep: LoopReport) -> str:
-    """The report's line for one segmented loop."""
-    return (f"{rep.name}: {rep.iterations} iterations {rep.how}: stored carries "
-            f"{rep.stored_before} -> {rep.stored_after} B, {rep.recomputed} iterations recomputed")
