@@ -60,7 +60,6 @@ class PassRecord:
     seconds: float
     nodes: int
     changes: int
-    text: str = ""
     stats: dict[str, int] = field(default_factory=dict)  # the stage's own, or Instrumentation.measure's
 
 
@@ -91,12 +90,22 @@ def run_pipeline(stage: Stage, names: Sequence[str], instrumentation: Instrument
 
     def record(name: str, seconds: float, changes: int) -> PassRecord:
         stats = inst.measure(stage) if inst.measure else stage.stats()
-        return PassRecord(name, seconds, stage.node_count(), changes, stage.as_text(), stats)
+        return PassRecord(name, seconds, stage.node_count(), changes, stats)
+
+    def show(index: int, name: str) -> None:
+        """Print and dump the stage's listing when asked (it is not made otherwise: it costs compile time)."""
+        printed = inst.print_after == "all" or name in inst.print_after
+        if printed or inst.dump_dir:
+            text = stage.as_text()
+            if printed:
+                inst.printer(f"# after {name}\n{text}")
+            _dump(inst, index, name, text)
 
     records = []
     if first == 0:
         records.append(record("input", 0.0, 0))
-        _dump(inst, 0, "input", records[0].text)
+        if inst.dump_dir:
+            _dump(inst, 0, "input", stage.as_text())
     for k, name in enumerate(names, start=first + (first == 0)):
         start = time.perf_counter()
         stage, changes = passes[name].run(stage, options)
@@ -104,9 +113,7 @@ def run_pipeline(stage: Stage, names: Sequence[str], instrumentation: Instrument
         if inst.verify:
             stage.verify(after=name)
         records.append(record(name, elapsed, changes))
-        if inst.print_after == "all" or name in inst.print_after:
-            inst.printer(f"# after {name}\n{records[-1].text}")
-        _dump(inst, k, name, records[-1].text)
+        show(k, name)
     return stage, records
 
 
