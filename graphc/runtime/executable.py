@@ -223,7 +223,6 @@ class Executable:
         self._fn = None if entry is None else _ffi.cast("void(*)(void**)", entry)
         self._tables: list[list] = []
         self._workspaces: list[np.ndarray] = []
-        self._specs: list = []
         self._callers: dict[tuple, tuple] = {}
 
     def sibling(self, program: Any) -> Executable:
@@ -350,12 +349,13 @@ class Executable:
         if plan.arena_bytes > arraycall.STACK_ARENA:
             pool: list = []
             arena = (pool.pop, pool.append, lambda: new_arena(plan.arena_bytes))
-        specs = [_ffi.new("int64_t[]", arraycall.spec_words(len(inputs), template, bases["arena"], plan.arena_bytes,
-                                                             args, program.entry, check)) for check in (True, False)]
-        self._specs += specs  # the constants they point at are kept by the program's plan
+        natives = [arraycall.native_function(arraycall.spec_words(len(inputs), template, bases["arena"],
+                                                                  plan.arena_bytes, args, program.entry, check, miss,
+                                                                  arena is not None))
+                   for check in (True, False)]  # the constants the specs point at are kept by the program's plan
         after = program.after_run if program.checks_after_run else None
         rest = (len(inputs), outputs, order, single, miss, arena, variables, after, keys, as_tuple)
-        return tuple(arraycall.build_caller(_ffi, spec, *rest) for spec in specs)
+        return tuple(arraycall.build_caller(native, *rest) for native in natives)
 
 
 class _BufferCaller:

@@ -1,36 +1,41 @@
 """Calling a compiled program with numpy arrays, without looking up their pointers in Python.
 
 Getting an array's data pointer in Python costs 0.15 us or more per array (``ffi.from_buffer``),
-and each integer argument of a cffi call about 0.04 us: together more than a tiny program
-runs. Instead the caller passes two tuples by address, ``id(inputs)`` and ``id(rest)``
-(variables then outputs), to one native routine that reads the arrays' numpy structs
-(``PyArrayObject_fields``: type, data, nd, dimensions, descr, flags) through the tuples'
-item arrays, checks each array against a spec, builds the program's pointer table on its
-own stack and calls the program's entry point::
+and a cffi call with arguments goes through libffi, about 0.3 us more than one without
+(measured on W3's 2-core Xeon): together more than a tiny program runs. Instead one
+native routine, made a Python builtin function (``METH_FASTCALL``, through
+``PyCFunction_NewEx``), receives the arrays themselves: ``native(inputs, *rest)``, where
+`inputs` is the tuple of the input arrays and `rest` the variables, the outputs and,
+when the arena is too big for the stack, an arena array::
 
-    int64 graphc_array_call(int64* spec, void* arena, intptr inputs, intptr rest)
+    PyObject* graphc_array_call(PyObject* spec, PyObject* const* args, Py_ssize_t nargs)
 
-`spec` holds a header (the ndarray type's address, field offsets, the C-contiguous flag
-bit, the tuple item offset, argument counts, the table size, the arena's table slot and
-bytes, the program's entry address, whether to check), a table template (constants,
-thread pool), then per argument ``slot, ndim, descr address, dims...`` (slot -1: check
-only). Every argument of a cffi call costs time, so everything fixed per caller is in
-the spec. The routine returns 0 after the program has run, or k + 1 when argument k is
-not an exact C-contiguous ndarray of the spec's dtype object and dims (then nothing has
-run). With check = 0 the fields are trusted. A NULL `arena` puts the arena on the native
-stack (arenas up to `STACK_ARENA` bytes).
+Its ``self`` is the caller's spec, an int64 numpy array: a header (the ndarray type's
+address, field offsets, the C-contiguous flag bit, the tuple item offset, argument
+counts, the table size, the arena's table slot and bytes, the program's entry address,
+whether to check, the objects returned on success and on a mismatch, the addresses of
+``PyEval_SaveThread`` and ``PyEval_RestoreThread``, whether the last argument is the
+arena), a table template (constants, thread pool), then per argument ``slot, ndim, descr
+address, dims...`` (slot -1: check only). It reads the arrays' numpy structs
+(``PyArrayObject_fields``: type, data, nd, dimensions, descr, flags), checks each array
+against the spec, builds the program's pointer table on its own stack and calls the
+program's entry point with the GIL released. It returns the success object after the
+program has run, or the mismatch object (the caller's MISS) when the argument count
+differs or, checking, an argument is not an exact C-contiguous ndarray of the spec's
+dtype object and dims (then nothing has run). A stack arena holds arenas up to
+`STACK_ARENA` bytes.
 
 The offsets come from ``object.__basicsize__`` and ``tuple.__basicsize__`` and are
-verified at first use on sample objects (`struct_layout`); where they do not hold,
-`struct_layout` returns None and callers use ``ffi.from_buffer``. The tuples must stay
-referenced by the caller during the call: the routine reads them without the GIL (cffi
-releases it).
+verified at first use on sample objects, with the reference count at offset 0 and a GIL
+(`struct_layout`); where they do not hold, `struct_layout` returns None and callers use
+``ffi.from_buffer``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,26 +45,36 @@ from llvmlite import ir
 from ...passes.memory import ALIGNMENT
 from .jit import compile_ir
 
-__all__ = ["NAME", "STACK_ARENA", "array_call_address", "build_caller", "spec_words", "struct_layout"]
+__all__ = ["NAME", "STACK_ARENA", "build_caller", "native_function", "spec_words", "struct_layout"]
 
 NAME = "graphc_array_call"
 STACK_ARENA = 32 * 1024  # larger arenas come from the caller (a pool of arrays)
 _C_CONTIGUOUS = 0x1  # NPY_ARRAY_C_CONTIGUOUS
+_METH_FASTCALL = 0x0080
 # spec header: ndarray type; offsets of type, data, nd, dimensions, descr, flags; C-contiguous
-# bit; tuple items offset; number of inputs; number of arguments; table size; arena slot, bytes;
-# the program's entry; check (1) or trust (0) the arguments
-_HEADER = 16
+# bit; tuple items offset; number of inputs; number of arguments after the inputs tuple; table
+# size; arena slot, bytes; the program's entry; check (1) or trust (0) the arguments; the
+# objects returned on success and on a mismatch; PyEval_SaveThread, PyEval_RestoreThread;
+# whether an arena array follows the arguments
+_HEADER = 21
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _PTR = ir.PointerType()
-_keep: list = []  # the compiled routine stays loaded for the process
+DONE = object()  # what a native call returns after the program ran
+
+
+class _MethodDef(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("meth", ctypes.c_void_p), ("flags", ctypes.c_int),
+                ("doc", ctypes.c_char_p)]
 
 
 @functools.cache
 def struct_layout() -> tuple[int, ...] | None:
     """The first 9 spec words for this process, or None when numpy's or CPython's structs
-    are not laid out as expected."""
+    are not laid out as expected (or the interpreter has no GIL)."""
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return None
     head = object.__basicsize__  # PyObject_HEAD; ob_type is its last word
     words = (id(np.ndarray), head - 8, head, head + 8, head + 16, head + 40, head + 48, _C_CONTIGUOUS,
              tuple.__basicsize__)
@@ -70,7 +85,9 @@ def struct_layout() -> tuple[int, ...] | None:
 
     base = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     samples = (base, base[:, ::2], np.zeros((), np.int64), np.ones(5, np.float64))
-    if tuple.__itemsize__ != 8 or any(word(id(samples) + off_items + 8 * i) != id(a) for i, a in enumerate(samples)):
+    refcount = ctypes.c_ssize_t.from_address(id(base)).value  # what the routine increments for its result
+    if (tuple.__itemsize__ != 8 or head != 16 or refcount != sys.getrefcount(base) - 1
+            or any(word(id(samples) + off_items + 8 * i) != id(a) for i, a in enumerate(samples))):
         return None
     for a in samples:
         addr = id(a)
@@ -85,10 +102,12 @@ def struct_layout() -> tuple[int, ...] | None:
 
 
 def spec_words(inputs: int, template: Sequence[int], arena_slot: int, arena_bytes: int,
-               args: Sequence[tuple[int, np.dtype, tuple[int, ...]]], entry: int, check: bool) -> list[int]:
+               args: Sequence[tuple[int, np.dtype, tuple[int, ...]]], entry: int, check: bool,
+               miss: object, arena_arg: bool = False) -> list[int]:
     """The spec of a call of the program at `entry`: its table template and arena, its
     arguments as (slot, dtype, shape), the first `inputs` of them taken from the inputs
-    tuple, and whether the call checks them.
+    tuple, whether the call checks them, the object it returns on a mismatch (`miss`; kept
+    alive by the caller), and whether an arena array follows the arguments (`arena_arg`).
 
     Needs `struct_layout()`. The check compares dtype objects by identity: give the object
     the arrays carry (``np.dtype(...)`` for arrays numpy makes; an equal but distinct dtype
@@ -97,48 +116,81 @@ def spec_words(inputs: int, template: Sequence[int], arena_slot: int, arena_byte
     layout = struct_layout()
     if layout is None:
         raise RuntimeError("numpy's array struct is not laid out as expected")
-    words = [*layout, inputs, len(args), len(template), arena_slot, arena_bytes, entry, int(check), *template]
+    api = ctypes.pythonapi
+    threads = [ctypes.cast(f, ctypes.c_void_p).value for f in (api.PyEval_SaveThread, api.PyEval_RestoreThread)]
+    words = [*layout, inputs, len(args) - inputs, len(template), arena_slot, arena_bytes, entry, int(check),
+             id(DONE), id(miss), *threads, int(arena_arg), *template]
     for slot, dtype, shape in args:
         words += [slot, len(shape), id(np.dtype(dtype)), *shape]
     return words
 
 
+def native_function(words: Sequence[int]) -> Callable[..., object]:
+    """The builtin ``native(inputs, *rest)`` for a spec (`spec_words`): it holds the spec."""
+    spec = np.array(words, np.int64)
+    return _new_function()(ctypes.addressof(_method()), spec, None)
+
+
 @functools.cache
-def array_call_address() -> int:
-    """Address of `graphc_array_call` (compiled once per process; the disk cache keeps it)."""
-    compiled = compile_ir(str(_module()), NAME, {})
-    _keep.append(compiled)
-    return compiled.address
+def _method() -> _MethodDef:
+    """The method definition every native function shares (kept for the process)."""
+    return _MethodDef(NAME.encode(), _compiled().address, _METH_FASTCALL, None)
 
 
-def _module() -> ir.Module:
+@functools.cache
+def _new_function() -> Any:
+    new = ctypes.pythonapi.PyCFunction_NewEx
+    new.restype = ctypes.py_object
+    new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
+    return new
+
+
+@functools.cache
+def _compiled() -> Any:
+    """`graphc_array_call` compiled once per process (the disk cache keeps it); kept loaded."""
+    return compile_ir(str(_module(struct_layout()[2])), NAME, {})
+
+
+def _module(off_data: int) -> ir.Module:
     module = ir.Module(name=NAME)
-    fn = ir.Function(module, ir.FunctionType(_I64, [_PTR, _PTR, _I64, _I64]), NAME)
-    spec, arena_arg, inputs_tuple, rest_tuple = fn.args
+    fn = ir.Function(module, ir.FunctionType(_PTR, [_PTR, _PTR, _I64]), NAME)
+    self_obj, argv, nargs = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    blocks = {x: fn.append_basic_block(x) for x in ("copy.head", "copy.body", "arena", "on.stack", "table",
-                                                     "head", "body", "checks", "dims.head", "dims.body",
+    blocks = {x: fn.append_basic_block(x) for x in ("copy.head", "copy.body", "arena", "from.arg", "on.stack",
+                                                     "table", "head", "body", "checks", "dims.head", "dims.body",
                                                      "dims.next", "store", "fail", "done")}
 
     def const(v: int) -> ir.Constant:
         return ir.Constant(_I64, v)
 
-    def word(i: ir.Value | int) -> ir.Value:
-        return b.load(b.gep(spec, [const(i) if isinstance(i, int) else i], source_etype=_I64), typ=_I64)
-
     def field(base: ir.Value, offset: ir.Value, ty: ir.Type) -> ir.Value:
         return b.load(b.gep(base, [offset], source_etype=_I8), typ=ty)
+
+    spec = field(self_obj, const(off_data), _PTR)  # the spec array's data
+
+    def word(i: ir.Value | int) -> ir.Value:
+        return b.load(b.gep(spec, [const(i) if isinstance(i, int) else i], source_etype=_I64), typ=_I64)
 
     def goto(block: str) -> None:
         b.position_at_end(blocks[block])
 
+    def give(address: ir.Value) -> None:
+        """Return the object at `address` as a new reference (the GIL is held)."""
+        obj = b.inttoptr(address, _PTR)
+        b.store(b.add(b.load(obj, typ=_I64), const(1)), obj)
+        b.ret(obj)
+
     k_var, pos_var, d_var, arena_var = b.alloca(_I64), b.alloca(_I64), b.alloca(_I64), b.alloca(_PTR)
-    array_type, off_type, off_data, off_nd, off_dims, off_descr, off_flags, bit, off_items = (
+    array_type, off_type, off_data_w, off_nd, off_dims, off_descr, off_flags, bit, off_items = (
         word(i) for i in range(9))
-    n_inputs, n_args, size, arena_slot, arena_bytes, entry_fn, check = (word(i) for i in range(9, _HEADER))
+    n_inputs, n_rest, size, arena_slot, arena_bytes, entry_fn, check = (word(i) for i in range(9, 16))
+    done_obj, miss_obj, save_thread, restore_thread, arena_arg = (word(i) for i in range(16, _HEADER))
+    n_args = b.add(n_inputs, n_rest)
+    inputs_tuple = b.load(argv, typ=_PTR)
+    wanted = b.add(b.add(n_rest, const(1)), arena_arg)
     table = b.alloca(_PTR, size=size)
     b.store(const(0), k_var)
-    b.branch(blocks["copy.head"])
+    b.cbranch(b.icmp_signed("==", nargs, wanted), blocks["copy.head"], blocks["fail"])
 
     goto("copy.head")  # the table template onto the stack
     k = b.load(k_var)
@@ -148,14 +200,18 @@ def _module() -> ir.Module:
     b.store(b.add(k, const(1)), k_var)
     b.branch(blocks["copy.head"])
 
-    goto("arena")  # the caller's arena, or a block of this stack frame
-    b.store(arena_arg, arena_var)
-    needs_stack = b.and_(b.icmp_unsigned("==", arena_arg, ir.Constant(_PTR, None)),
-                         b.icmp_signed(">", arena_bytes, const(0)))
-    b.cbranch(needs_stack, blocks["on.stack"], blocks["table"])
-    goto("on.stack")
-    raw = b.ptrtoint(b.alloca(_I8, size=b.add(arena_bytes, const(ALIGNMENT))), _I64)
+    goto("arena")  # the caller's arena array, or a block of this stack frame
+    b.store(ir.Constant(_PTR, None), arena_var)
+    b.cbranch(b.icmp_signed("!=", arena_arg, const(0)), blocks["from.arg"], blocks["on.stack"])
+    goto("from.arg")
+    arena_obj = b.load(b.gep(argv, [b.add(n_rest, const(1))], source_etype=_PTR), typ=_PTR)
+    raw = b.ptrtoint(field(arena_obj, off_data_w, _PTR), _I64)
     b.store(b.inttoptr(b.and_(b.add(raw, const(ALIGNMENT - 1)), const(-ALIGNMENT)), _PTR), arena_var)
+    b.branch(blocks["table"])
+    goto("on.stack")
+    with b.if_then(b.icmp_signed(">", arena_bytes, const(0))):
+        raw = b.ptrtoint(b.alloca(_I8, size=b.add(arena_bytes, const(ALIGNMENT))), _I64)
+        b.store(b.inttoptr(b.and_(b.add(raw, const(ALIGNMENT - 1)), const(-ALIGNMENT)), _PTR), arena_var)
     b.branch(blocks["table"])
     goto("table")
     b.store(b.load(arena_var), b.gep(table, [arena_slot], source_etype=_PTR))
@@ -169,9 +225,9 @@ def _module() -> ir.Module:
     goto("body")
     pos = b.load(pos_var)
     is_input = b.icmp_signed("<", k, n_inputs)
-    holder = b.inttoptr(b.select(is_input, inputs_tuple, rest_tuple), _PTR)
-    item = b.select(is_input, k, b.sub(k, n_inputs))
-    obj = field(holder, b.add(off_items, b.mul(item, const(8))), _PTR)
+    from_tuple = b.gep(inputs_tuple, [b.add(off_items, b.mul(k, const(8)))], source_etype=_I8)
+    from_argv = b.gep(argv, [b.add(b.sub(k, n_inputs), const(1))], source_etype=_PTR)
+    obj = b.load(b.select(is_input, from_tuple, from_argv), typ=_PTR)
     slot, ndim, descr = word(pos), word(b.add(pos, const(1))), word(b.add(pos, const(2)))
     b.store(const(0), d_var)
     b.cbranch(b.icmp_signed("!=", check, const(0)), blocks["checks"], blocks["store"])
@@ -193,31 +249,33 @@ def _module() -> ir.Module:
     b.branch(blocks["dims.head"])
     goto("store")
     with b.if_then(b.icmp_signed(">=", slot, const(0))):
-        b.store(field(obj, off_data, _PTR), b.gep(table, [slot], source_etype=_PTR))
+        b.store(field(obj, off_data_w, _PTR), b.gep(table, [slot], source_etype=_PTR))
     b.store(b.add(pos, b.add(ndim, const(3))), pos_var)
     b.store(b.add(k, const(1)), k_var)
     b.branch(blocks["head"])
 
     goto("fail")
-    b.ret(b.add(b.load(k_var), const(1)))
-    goto("done")
-    callee = b.inttoptr(entry_fn, ir.FunctionType(ir.VoidType(), [_PTR]).as_pointer())
-    b.call(callee, [table])
-    b.ret(const(0))
+    give(miss_obj)
+    goto("done")  # the program runs with the GIL released
+    state = b.call(b.inttoptr(save_thread, ir.FunctionType(_PTR, []).as_pointer()), [])
+    b.call(b.inttoptr(entry_fn, ir.FunctionType(ir.VoidType(), [_PTR]).as_pointer()), [table])
+    b.call(b.inttoptr(restore_thread, ir.FunctionType(ir.VoidType(), [_PTR]).as_pointer()), [state])
+    give(done_obj)
     return module
 
 
-def build_caller(ffi: Any, spec: Any, inputs: int, outputs: Sequence[tuple[tuple[int, ...], np.dtype]],
+def build_caller(native: Callable[..., object], inputs: int, outputs: Sequence[tuple[tuple[int, ...], np.dtype]],
                  order: Sequence[int] | None, single: bool, miss: object, arena: tuple | None = None,
                  variables: tuple | None = None, after: Callable[[], None] | None = None,
                  feed_keys: Sequence[Any] | None = None, as_tuple: bool = False) -> Callable[..., Any]:
     """A Python function ``call(*arrays)`` for one program, generated for its argument counts.
 
-    It allocates the outputs, makes one native call and returns the outputs (one array if
-    `single`, else a list of the outputs in `order`, None for a None entry, copying repeats), or `miss` when the
-    argument count differs or, when the spec checks, an argument does not match it.
+    It allocates the outputs, makes one native call (`native`, from `native_function`) and
+    returns the outputs (one array if `single`, else a list of the outputs in `order`, None
+    for a None entry, copying repeats), or `miss` when the argument count differs or, when
+    the spec checks, an argument does not match it.
     `arena`: (pop, push, new) of a pool of ``(array, aligned pointer)`` for arenas too big
-    for the stack. `variables`: (values, keys, lock, write): the arrays ``values[key]`` come
+    for the stack (the spec's `arena_arg`). `variables`: (values, keys, lock, write): the arrays ``values[key]`` come
     before the outputs, read while `lock` (a `graphc.runtime.executable.ReadWriteLock`) is
     held, alone if `write`. `after()` runs after the native call (it raises what the run recorded).
     With `feed_keys` the function is ``call(feed_dict)`` and takes its arrays from
@@ -228,11 +286,9 @@ def build_caller(ffi: Any, spec: Any, inputs: int, outputs: Sequence[tuple[tuple
     numpy's own overhead.
     """
     keys = variables[1] if variables else ()
-    rest = [f"v{i}" for i in range(len(keys))] + [f"o{i}" for i in range(len(outputs))]
-    env: dict[str, Any] = {"MISS": miss, "NULL": ffi.NULL, "empty": np.empty, "spec": spec,
-                           "native": ffi.cast("int64_t(*)(int64_t*, void*, intptr_t, intptr_t)", array_call_address())}
-    call = f"rc = native(spec, {'ar[1]' if arena else 'NULL'}, id(args), id(rest))"
-    body = [f"rest = ({''.join(x + ', ' for x in rest)})", call]
+    rest = [f"v{i}" for i in range(len(keys))] + [f"o{i}" for i in range(len(outputs))] + (["ar[0]"] if arena else [])
+    env: dict[str, Any] = {"MISS": miss, "DONE": DONE, "empty": np.empty, "native": native}
+    body = [f"rc = native(args, {', '.join(rest)})"]
     if after is not None:
         env["after"] = after
         body.append("after()")
@@ -263,7 +319,7 @@ def build_caller(ffi: Any, spec: Any, inputs: int, outputs: Sequence[tuple[tuple
         env[f"S{i}"], env[f"D{i}"] = shape, dtype
         lines.append(f"    o{i} = empty(S{i}, D{i})")
     lines += ["    " + line for line in body]
-    lines += ["    if rc:", "        return MISS"]
+    lines += ["    if rc is not DONE:", "        return MISS"]
     picks = list(order) if order is not None else list(range(len(outputs)))
     items = ["None" if i is None else f"o{i}.copy()" if i in picks[:k] else f"o{i}" for k, i in enumerate(picks)]
     if single:
