@@ -5,6 +5,14 @@ directory; "warm" reuses the directory a previous process filled. The child repo
 time to import graphc and, separately, the time from there to the first result (build the
 graph, create the session, compile, run once). The targets of issue 4 (W2 cold <= 1 s,
 warm <= 0.15 s) are compared with the second figure; the import is listed beside it.
+
+Python's bytecode is cached as for an installed package (pip writes .pyc files): the
+children write and read it under one directory of this run (PYTHONPYCACHEPREFIX), filled
+by an untimed child first, whatever PYTHONDONTWRITEBYTECODE says. The row "warm, no .pyc"
+runs the children as this script did until 2026-12-05 (the environment's
+PYTHONDONTWRITEBYTECODE=1, no prefix): where the source tree has no __pycache__, every
+process compiles graphc's Python source, a cost that grows with the size of the source,
+not with what a first run does.
 """
 
 from __future__ import annotations
@@ -41,9 +49,16 @@ def child(workload: str) -> None:
     print(json.dumps({"import": imported - start, "first": done - imported}))
 
 
-def spawn(workload: str, cache_dir: str) -> dict[str, float]:
+def spawn(workload: str, cache_dir: str, pycache: str | None) -> dict[str, float]:
+    """One child's figures (and its whole process's wall time), its bytecode under `pycache`
+    (None: written nowhere, read from __pycache__ directories only)."""
     env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]))
-    env.pop("GRAPHC_CACHE", None)
+    for name in ("GRAPHC_CACHE", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
+        env.pop(name, None)
+    if pycache is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env["PYTHONPYCACHEPREFIX"] = pycache
     start = time.perf_counter()
     out = subprocess.run([sys.executable, str(Path(__file__)), "--child", workload], env=env,
                          capture_output=True, text=True, check=False)
@@ -55,30 +70,42 @@ def spawn(workload: str, cache_dir: str) -> dict[str, float]:
     return result
 
 
+def measure_workload(workload: str, runs: int, pycache: str) -> list[dict[str, str]]:
+    """Table rows: cold and warm disk cache with bytecode, and warm without."""
+    from _timing import fmt_time
+
+    cold, warm, source = [], [], []
+    try:
+        with tempfile.TemporaryDirectory(prefix="graphc-w5-") as cache_dir:
+            spawn(workload, cache_dir, pycache)  # untimed: writes the bytecode
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="graphc-w5-") as cache_dir:
+                cold.append(spawn(workload, cache_dir, pycache))
+                warm.append(spawn(workload, cache_dir, pycache))
+                source.append(spawn(workload, cache_dir, None))
+    except RuntimeError as exc:
+        return [{"workload": workload.upper(), "cache": "-", "first result": f"failed: {exc}"}]
+    rows = []
+    for label, results in (("cold", cold), ("warm", warm), ("warm, no .pyc", source)):
+        med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        rows.append({"workload": workload.upper(), "cache": label, "first result": fmt_time(med["first"]),
+                     "import graphc": fmt_time(med["import"]), "whole process": fmt_time(med["process"]),
+                     "range of first": f"{fmt_time(min(r['first'] for r in results))} - "
+                                       f"{fmt_time(max(r['first'] for r in results))}"})
+    return rows
+
+
 def main() -> None:
-    from _timing import describe, fmt_time, graphc_status, parse_args, table
+    from _timing import describe, graphc_status, parse_args, table
 
     args = parse_args(__doc__.splitlines()[0])
     _, backend = graphc_status()
     print(describe(backend))
     runs = 2 if args.quick else 5
     rows = []
-    for workload in ("w2", "w4"):
-        cold, warm = [], []
-        try:
-            for _ in range(runs):
-                with tempfile.TemporaryDirectory(prefix="graphc-w5-") as cache_dir:
-                    cold.append(spawn(workload, cache_dir))
-                    warm.append(spawn(workload, cache_dir))
-        except RuntimeError as exc:
-            rows.append({"workload": workload.upper(), "cache": "-", "first result": f"failed: {exc}"})
-            continue
-        for label, results in (("cold", cold), ("warm", warm)):
-            med = {k: statistics.median(r[k] for r in results) for k in results[0]}
-            rows.append({"workload": workload.upper(), "cache": label, "first result": fmt_time(med["first"]),
-                         "import graphc": fmt_time(med["import"]), "whole process": fmt_time(med["process"]),
-                         "range of first": f"{fmt_time(min(r['first'] for r in results))} - "
-                                           f"{fmt_time(max(r['first'] for r in results))}"})
+    with tempfile.TemporaryDirectory(prefix="graphc-w5-pyc-") as pycache:
+        for workload in ("w2", "w4"):
+            rows += measure_workload(workload, runs, pycache)
     print(table(f"W5 time to first result in a fresh process (graphc {backend}), median of {runs}", rows,
                 ["workload", "cache", "first result", "range of first", "import graphc", "whole process"]))
 
