@@ -63,7 +63,7 @@ class Session:
         self.threads = self.options.threads
         self._store = VariableStore()  # runs that assign variables exclude all other runs
         self._requests: dict[tuple[Tensor, ...], _Request] = {}
-        self._plans: dict[tuple, Callable[..., Any]] = {}  # (fetch structure, feed keys) -> plan (`_plan`)
+        self._plans: dict[tuple, Callable[..., Any] | None] = {}  # (fetch structure, feed keys) -> plan (`_plan`)
         self._lock = threading.Lock()  # guards the dict above
         self._compile_lock = threading.Lock()
         self._closed = False
@@ -145,21 +145,27 @@ class Session:
         whose feed keys are exactly the needed placeholders: ``plan(feed_dict)`` passes the
         fed arrays to the executable's checked caller (`Executable.callers`), which runs the
         program for arrays of exactly these dtypes and shapes, C-contiguous, and returns MISS
-        for anything else (then `run` checks and converts as on a first run)."""
+        for anything else (then `run` checks and converts as on a first run). The plan is
+        made at the second such run (the first marks its key with None): a run done once,
+        like a fresh process's first result, does not pay for compiling its caller."""
         kind = type(fetches)
         if not (spec == 0 or ((kind is list or kind is tuple) and spec[1] == list(range(len(req.outputs))))):
             return
         keys = list(feed_dict or ())
         if len(keys) != len(req.placeholders):
             return
+        key = _plan_key(fetches, feed_dict)
         if len(self._plans) >= MAX_PLANS:  # fetch structures come and go: start over
             self._plans.clear()
+        if key not in self._plans:
+            self._plans[key] = None
+            return
         fed = {k if isinstance(k, Tensor) else self.graph.get_tensor_by_name(k): k for k in keys}
         keys = [fed[p] for p in req.placeholders]
         shapes = [feeds[p].shape for p in req.placeholders]
         checked, _ = exe.callers(req.placeholders, shapes, exe.program.fetch_index, spec == 0, MISS, keys,
                                  kind is tuple)
-        self._plans[_plan_key(fetches, feed_dict)] = checked
+        self._plans[key] = checked
 
     def compile(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
         """The compiled program `run(fetches, feed_dict)` would use (compiling it if needed).
