@@ -51,7 +51,7 @@ def compile_map(name: str) -> tuple[Callable[[int, int, int], None], object]:
     b.store(MATH_FUNCTIONS[name](b, x), b.gep(dst, [i], inbounds=True, source_etype=f32))
     i_next = b.add(i, ir.Constant(i64, 1))
     i.add_incoming(ir.Constant(i64, 0), entry)
-    i.add_incoming(i_next, loop)
+    i.add_incoming(i_next, b.block)  # mathlib may have split the body
     b.cbranch(b.icmp_signed("<", i_next, n), loop, done)
     b.position_at_end(done)
     b.ret_void()

@@ -342,8 +342,8 @@ log1p = _unary_float("log1p", np.log1p, lambda s, x: s.log1p(x), lambda v, out, 
 sqrt = _unary_float("sqrt", np.sqrt, lambda s, x: s.sqrt(x), lambda v, out, x: v * (0.5 / out), "square root")
 rsqrt = _unary_float("rsqrt", lambda x: 1 / np.sqrt(x), lambda s, x: s.div(_const(s, 1, x), s.sqrt(x)),
                      lambda v, out, x: v * (-0.5 * out / x), "1 / sqrt(x)")
-sin = _unary_float("sin", semantics.sin, lambda s, x: s.sin(x), lambda v, out, x: v * cos(x), "sine", heavy=True)
-cos = _unary_float("cos", semantics.cos, lambda s, x: s.cos(x), lambda v, out, x: v * -sin(x), "cosine", heavy=True)
+sin = _unary_float("sin", np.sin, lambda s, x: s.sin(x), lambda v, out, x: v * cos(x), "sine", heavy=True)
+cos = _unary_float("cos", np.cos, lambda s, x: s.cos(x), lambda v, out, x: v * -sin(x), "cosine", heavy=True)
 tanh = _unary_float("tanh", np.tanh, lambda s, x: s.tanh(x), lambda v, out, x: v * (1 - square(out)),
                     "hyperbolic tangent", heavy=True)
 def _special():

@@ -155,10 +155,10 @@ class NumpyEmitter:
         return special.erfc(a).astype(a.dtype)
 
     def sin(self, a):
-        return semantics.sin(a)
+        return np.sin(a)
 
     def cos(self, a):
-        return semantics.cos(a)
+        return np.cos(a)
 
     def pow(self, a, b):
         return semantics.power(a, b)

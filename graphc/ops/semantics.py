@@ -9,16 +9,12 @@ LLVM backend follow one rule:
 * float -> int casts saturate: NaN gives 0, values beyond the range give its min or max
   (LLVM's ``fptosi.sat``, XLA's convert); numpy gives an arbitrary value (INT_MIN on x86);
 * integer ** negative integer is the exact result truncated toward zero: 1 for base 1,
-  +-1 for base -1, else 0 (0 ** -n included); numpy raises;
-* sin and cos are NaN beyond |x| = 2**20 (float32) or 2**47 (float64), where the LLVM
-  backend's Cody-Waite reduction stops being accurate (numpy is accurate everywhere).
+  +-1 for base -1, else 0 (0 ** -n included); numpy raises.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-SINCOS_DOMAIN = {np.dtype(np.float32): 2.0**20, np.dtype(np.float64): 2.0**47}
 
 
 def maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -75,18 +71,3 @@ def power(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     odd = (b % 2) != 0
     tiny = np.where(a == 1, 1, np.where(a == -1, np.where(odd, -1, 1), 0))
     return np.where(neg, tiny, out).astype(out.dtype)
-
-
-def _bounded(fn):
-    def bounded(x: np.ndarray) -> np.ndarray:
-        y = np.asarray(fn(x))
-        with np.errstate(invalid="ignore"):
-            return np.where(np.abs(x) <= SINCOS_DOMAIN.get(y.dtype, np.inf), y, np.nan).astype(y.dtype)
-    bounded.__name__ = fn.__name__
-    return bounded
-
-
-sin = _bounded(np.sin)
-sin.__doc__ = "np.sin, NaN beyond SINCOS_DOMAIN."
-cos = _bounded(np.cos)
-cos.__doc__ = "np.cos, NaN beyond SINCOS_DOMAIN."

@@ -239,14 +239,8 @@ _SINC_D = tuple((-1) ** k * 2 * k * math.pi ** (2 * k) / math.factorial(2 * k + 
 
 
 def _sinc_scalar(s, x):
-    pi = _const(s, np.pi, x)
-    y = s.mul(pi, x)
-    # beyond sin's domain (NaN there), sin(pi x) = sin(pi r) for r = x - 2 rint(x / 2) in [-1, 1] (exact)
-    r = s.sub(x, s.mul(_const(s, 2, x), s.rint(s.mul(_const(s, 0.5, x), x))))
-    inside = s.cmp("le", s.abs(y), _const(s, semantics.SINCOS_DOMAIN[np.dtype(s.dtype_of(x))], x))
-    q = s.div(s.select(inside, s.sin(y), s.sin(s.mul(pi, r))), y)
-    q = s.select(s.cmp("lt", s.abs(y), _const(s, np.inf, x)), q, _const(s, np.nan, x))  # pi x overflows: NaN
-    return s.select(s.cmp("eq", x, _const(s, 0, x)), _const(s, 1, x), q)
+    y = s.mul(_const(s, np.pi, x), x)
+    return s.select(s.cmp("eq", x, _const(s, 0, x)), _const(s, 1, x), s.div(s.sin(y), y))
 
 
 def _sinc_lin(v: Tensor, out: Tensor, x: Tensor) -> Tensor:
@@ -261,18 +255,7 @@ def _sinc_lin(v: Tensor, out: Tensor, x: Tensor) -> Tensor:
     return v * where(near, series * x, far)
 
 
-def _sinc_ref(x: np.ndarray) -> np.ndarray:
-    """numpy.sinc; beyond sin's domain sin(pi x) is sin(pi r), r = x mod 2 (docs/reliability.md)."""
-    x = np.asarray(x)
-    with np.errstate(all="ignore"):
-        y = np.pi * x
-        far = np.sin(np.pi * (x - 2 * np.rint(0.5 * x))) / y
-        out = np.where(np.abs(y) <= semantics.SINCOS_DOMAIN.get(y.dtype, np.inf), np.sinc(x),
-                       np.where(np.isfinite(y), far, np.nan))
-    return out.astype(y.dtype)
-
-
-sinc = _unary_float("sinc", _sinc_ref, _sinc_scalar, _sinc_lin, "sin(pi x) / (pi x), 1 at 0 (numpy.sinc)",
+sinc = _unary_float("sinc", np.sinc, _sinc_scalar, _sinc_lin, "sin(pi x) / (pi x), 1 at 0 (numpy.sinc)",
                     heavy=True)
 
 # --- nan_to_num and heaviside ------------------------------------------------------------------

@@ -53,10 +53,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import numpy as np
 from llvmlite import ir
 
-from ...ops.semantics import SINCOS_DOMAIN as _SEMANTICS_DOMAIN
+from . import payne_hanek
+from .rarecall import rare_call
 
 _I32 = ir.IntType(32)
 _F64 = ir.DoubleType()
@@ -121,8 +121,8 @@ _ERFC_Q64 = (0.1595353646591353, -0.043538687415040536, 0.01150382742878254,
              1.196674641522791e-12, 7.014143352183367e-14)
 
 # pi/2 as a sum of three parts of each type.
-# |x| up to which Cody-Waite reduction keeps sin/cos within 2 ulp; NaN beyond (docs/reliability.md).
-SINCOS_DOMAIN = (_SEMANTICS_DOMAIN[np.dtype(np.float32)], _SEMANTICS_DOMAIN[np.dtype(np.float64)])
+# |x| up to which Cody-Waite reduction keeps sin/cos within 2 ulp (float32, float64); Payne-Hanek beyond.
+CODY_WAITE_BOUND = (2.0**20, 2.0**47)
 _PIO2_32 = (1.5707963705062866, -4.371138828673793e-08, -1.7151245100058819e-15)
 _PIO2_64 = (1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33)
 # sin(r) = r + r^3 * S(r^2), cos(r) = 1 - r^2/2 + r^4 * C(r^2) on |r| <= pi/4.
@@ -473,46 +473,83 @@ def _erf(o: _Ops, x: ir.Value) -> ir.Value:
 
 # --- sin and cos ------------------------------------------------------------------------
 
-def _reduce_pio2(o: _Ops, xs: ir.Value) -> tuple[ir.Value, tuple[ir.Value, Num], tuple[ir.Value, Num]]:
-    """(n, sin r, cos r) for finite xs = n pi/2 + r; sin and cos as (hi, lo) pairs (lo is 0 for float32)."""
+def _cody_waite(o: _Ops, xs: ir.Value) -> tuple[ir.Value, ir.Value, Num]:
+    """(n, r, rl) with xs = n pi/2 + r + rl for |xs| <= CODY_WAITE_BOUND (rl is 0 for float32)."""
     n = o.rint(o.mul(xs, _TWO_OVER_PI))
     p1, p2, p3 = o.pick((_PIO2_32, _PIO2_64))
     r = o.fma(n, -p1, xs)  # exact in the supported range
+    if not o.is64:
+        return n, o.fma(n, -p3, o.fma(n, -p2, r)), 0.0
+    # r + rl = x - n pi/2 in double-double.
+    p, pe = o.two_prod(n, p2)
+    r, e = o.two_sum(r, o.neg(p))
+    return n, *o.fast_two_sum(r, o.fma(n, -p3, o.sub(e, pe)))
+
+
+def _sincos_kernel(o: _Ops, r: ir.Value, rl: Num) -> tuple[tuple[ir.Value, Num], tuple[ir.Value, Num]]:
+    """(sin, cos) of r + rl, |r| <= pi/4, as (hi, lo) pairs (lo is 0 for float32)."""
+    z = o.mul(r, r)
+    hz = o.mul(0.5, z)
     if o.is64:
-        # Reduce to r + rl = x - n pi/2 in double-double, then
         # sin(r + rl) = r + r^3 S + rl (1 - r^2/2) and cos(r + rl) = 1 - r^2/2 + r^4 C - r rl.
-        p, pe = o.two_prod(n, p2)
-        r, e = o.two_sum(r, o.neg(p))
-        r, rl = o.fast_two_sum(r, o.fma(n, -p3, o.sub(e, pe)))
-        z = o.mul(r, r)
-        hz = o.mul(0.5, z)
         c_poly = o.fma(o.mul(z, z), o.poly(z, _COS_C64), o.neg(o.mul(r, rl)))
         sin_r = o.fast_two_sum(r, o.fma(o.mul(r, z), o.poly(z, _SIN_S64), o.mul(rl, o.sub(1.0, hz))))
     else:
-        r = o.fma(n, -p3, o.fma(n, -p2, r))
-        z = o.mul(r, r)
-        hz = o.mul(0.5, z)
         c_poly = o.mul(o.mul(z, z), o.poly(z, _COS_C32))
         sin_r = o.fma(o.mul(r, z), o.poly(z, _SIN_S32), r), 0.0
     # 1 - hz rounds; add its rounding error back before the small terms.
     w = o.sub(1.0, hz)
-    return n, sin_r, o.fast_two_sum(w, o.add(o.sub(o.sub(1.0, w), hz), c_poly))
+    return sin_r, o.fast_two_sum(w, o.add(o.sub(o.sub(1.0, w), hz), c_poly))
 
 
-def _sincos(o: _Ops, x: ir.Value, quadrant: int) -> ir.Value:
-    """sin(x + quadrant * pi/2): quadrant 0 gives sin, 1 gives cos; NaN beyond SINCOS_DOMAIN."""
-    inside = o.b.fcmp_ordered("<=", o.abs(x), o.v(o.pick(SINCOS_DOMAIN)))
-    n, (sin_r, _), (cos_r, _) = _reduce_pio2(o, o.sel(inside, x, 0.0))
-    # Quadrant n mod 4, computed in floating point so huge n cannot overflow an integer.
-    q = o.to_i32(o.sub(n, o.mul(4.0, o.floor(o.mul(n, 0.25)))))
-    q = o.b.add(q, _i32(quadrant))
+def _reduce_pio2(o: _Ops, xs: ir.Value) -> tuple[ir.Value, tuple[ir.Value, Num], tuple[ir.Value, Num]]:
+    """(n, sin r, cos r) for xs = n pi/2 + r, |xs| <= CODY_WAITE_BOUND; (hi, lo) pairs as `_sincos_kernel`."""
+    n, r, rl = _cody_waite(o, xs)
+    return n, *_sincos_kernel(o, r, rl)
+
+
+def _quadrant(o: _Ops, q: ir.Value, sin_r: ir.Value, cos_r: ir.Value) -> ir.Value:
+    """sin(r + q pi/2) for an i32 quadrant q."""
     odd = o.b.trunc(q, ir.IntType(1))
     upper = o.b.icmp_unsigned("!=", o.b.and_(q, _i32(2)), _i32(0))
     res = o.sel(odd, cos_r, sin_r)
-    res = o.sel(upper, o.neg(res), res)
+    return o.sel(upper, o.neg(res), res)
+
+
+def _far_path(o: _Ops, name: str, x: ir.Value, key: int, near: ir.Value, bound: float,
+              far: Callable[[_Ops, ir.Value, ir.Value, ir.Value], ir.Value]) -> ir.Value:
+    """near, or for |x| > bound the out-of-line Payne-Hanek version (NaN for inf).
+
+    far(o, q, r, rl) computes the result in float64 from x = (4k + q + key) pi/2 + r + rl.
+    """
+    def build(b: ir.IRBuilder, arg: ir.Value, quadrant: ir.Value) -> ir.Value:
+        d = _Ops(b, _F64)
+        xd = arg if o.is64 else b.fpext(arg, _F64)
+        q, r, rl = payne_hanek.reduce_pio2(b, xd)
+        res = d.sel(d.lt(d.abs(xd), _INF), far(d, b.add(q, quadrant), r, rl), _NAN)
+        return res if o.is64 else b.fptrunc(res, o.ty)
+
+    fn_name = f"{name}.{'f64' if o.is64 else 'f32'}"
+    return rare_call(o.b, fn_name, o.ty, build, x, key, o.gt(o.abs(x), bound), near)
+
+
+def _far_sincos(o: _Ops, q: ir.Value, r: ir.Value, rl: ir.Value) -> ir.Value:
+    (sin_r, _), (cos_r, _) = _sincos_kernel(o, r, rl)
+    return _quadrant(o, q, sin_r, cos_r)
+
+
+def _sincos(o: _Ops, x: ir.Value, quadrant: int) -> ir.Value:
+    """sin(x + quadrant * pi/2): quadrant 0 gives sin, 1 gives cos."""
+    bound = o.pick(CODY_WAITE_BOUND)
+    inside = o.b.fcmp_ordered("<=", o.abs(x), o.v(bound))
+    n, (sin_r, _), (cos_r, _) = _reduce_pio2(o, o.sel(inside, x, 0.0))
+    # Quadrant n mod 4, computed in floating point (float64 n exceeds the i32 range).
+    q = o.b.add(o.to_i32(o.sub(n, o.mul(4.0, o.floor(o.mul(n, 0.25))))), _i32(quadrant))
+    res = _quadrant(o, q, sin_r, cos_r)
     if quadrant == 0:
         res = o.sel(o.eq(x, 0.0), x, res)  # sin(-0) = -0
-    return o.sel(inside, res, _NAN)
+    res = o.sel(inside, res, _NAN)
+    return _far_path(o, "sincos", x, quadrant, res, bound, _far_sincos)
 
 
 # --- pow --------------------------------------------------------------------------------
@@ -761,16 +798,26 @@ def _acos(o: _Ops, x: ir.Value) -> ir.Value:
     return _asin_acos(o, x, cos=True)
 
 
-def _tan(o: _Ops, x: ir.Value) -> ir.Value:
-    n, (sh, sl), (ch, cl) = _reduce_pio2(o, o.sel(o.lt(o.abs(x), _INF), x, 0.0))
-    odd = o.b.fcmp_ordered("!=", o.sub(n, o.mul(2.0, o.floor(o.mul(n, 0.5)))), o.v(0.0))
-    # tan = sin r / cos r for even n, -cos r / sin r for odd n.
+def _tan_of(o: _Ops, odd: ir.Value, sin_r: tuple[ir.Value, Num], cos_r: tuple[ir.Value, Num]) -> ir.Value:
+    """tan(r + n pi/2) from double-double sin r and cos r: sin r / cos r for even n, -cos r / sin r for odd n."""
+    (sh, sl), (ch, cl) = sin_r, cos_r
     nh, nl = o.sel(odd, o.neg(ch), sh), o.sel(odd, o.neg(cl), sl)
     dh, dl = o.sel(odd, sh, ch), o.sel(odd, sl, cl)
     qh, ql = _dd_div(o, nh, nl, dh, dl)
-    res = o.add(qh, ql)
-    res = o.sel(o.eq(x, 0.0), x, res)  # tan(-0) = -0
-    return o.sel(o.lt(o.abs(x), _INF), res, _NAN)
+    return o.add(qh, ql)
+
+
+def _far_tan(o: _Ops, q: ir.Value, r: ir.Value, rl: ir.Value) -> ir.Value:
+    return _tan_of(o, o.b.trunc(q, ir.IntType(1)), *_sincos_kernel(o, r, rl))
+
+
+def _tan(o: _Ops, x: ir.Value) -> ir.Value:
+    bound = CODY_WAITE_BOUND[1]
+    inside = o.b.fcmp_ordered("<=", o.abs(x), o.v(bound))
+    n, sin_r, cos_r = _reduce_pio2(o, o.sel(inside, x, 0.0))
+    odd = o.b.fcmp_ordered("!=", o.sub(n, o.mul(2.0, o.floor(o.mul(n, 0.5)))), o.v(0.0))
+    res = o.sel(o.eq(x, 0.0), x, _tan_of(o, odd, sin_r, cos_r))  # tan(-0) = -0
+    return _far_path(o, "tan", x, 0, o.sel(inside, res, _NAN), bound, _far_tan)
 
 
 def _poly_dd(o: _Ops, x: ir.Value, coeffs: Sequence[float]) -> tuple[ir.Value, ir.Value]:
@@ -855,12 +902,12 @@ def emit_erf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 
 def emit_sin(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """sin(x); accurate for |x| <= 2**20 (float32) or 2**47 (float64), NaN beyond."""
+    """sin(x) for all x; sin(+-inf) = nan."""
     return _sincos(_Ops(b, x.type), x, 0)
 
 
 def emit_cos(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """cos(x); accurate for |x| <= 2**20 (float32) or 2**47 (float64), NaN beyond."""
+    """cos(x) for all x; cos(+-inf) = nan."""
     return _sincos(_Ops(b, x.type), x, 1)
 
 

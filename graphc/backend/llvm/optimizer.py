@@ -23,6 +23,7 @@ import sys
 from typing import Any, BinaryIO
 
 SPEED_LEVEL = 3
+RARE_CALL_PREFIX = "graphc.rare."  # functions of rarecall.py (imported lazily here: a child imports llvmlite only)
 REQUESTS_PER_PROCESS = 200
 _LENGTH = struct.Struct("<Q")
 
@@ -48,6 +49,11 @@ def optimize_module(mod: Any, tm: Any) -> Any:
     pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
+    if any(fn.name.startswith(RARE_CALL_PREFIX) for fn in mod.functions):
+        # The vectorizer has placed calls to rare_call's variants: inline their mask tests.
+        late = llvm.create_new_module_pass_manager()
+        late.add_always_inliner_pass()
+        late.run(mod, llvm.create_pass_builder(tm, pto))
     return mod
 
 
