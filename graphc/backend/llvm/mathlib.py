@@ -4,6 +4,8 @@ The kernel code generator calls ``emit_<name>(builder, x)`` on scalar ``float`` 
 values inside a loop body.  The emitted code has no branches and no calls except the
 ``llvm.fabs``, ``llvm.floor``, ``llvm.fma`` and ``llvm.copysign`` intrinsics, so LLVM's loop
 vectorizer widens it like plain arithmetic (``llvm.exp`` and libm calls would be scalarized).
+The exception: sin, cos and tan branch, for arguments beyond the Cody-Waite range, to an
+out-of-line Payne-Hanek function that the vectorizer accepts (see rarecall.py).
 
 Method: Cody-Waite range reduction with FMA, then polynomials per type.  Coefficients come from
 fdlibm and Cephes or were fitted (weighted minimax, mpmath) for this module.  Special cases are
@@ -39,12 +41,25 @@ random pairs from 1e-300 to 1e300, or 1e-37 to 1e37 for float32):
 erfc (for gc.special) is 1 - erf below 0.84375 (with 1 - |x| exact) and exp(-x^2) erfcx(x)
 above, exp's argument and result and erfcx's fitted polynomials in double-double: 0.50 ulp
 (float32) and 1.48 ulp (float64, 3.5e4 arguments from 1e-300 to 27 against mpmath).
-``emit_tan`` is accurate for |x| <= 1e9 (both types, being float64 inside); it is not NaN beyond.
-Inputs ±0, ±inf, nan and denormals give the IEEE/numpy results.  ``emit_sin`` and ``emit_cos``
-reduce with Cody-Waite, which is accurate for |x| <= 2**20 (float32) and |x| <= 2**47 (float64);
-beyond that bound they return NaN, and so does the reference backend (a branch-free Payne-Hanek
-reduction made float32 sin 13x slower on in-range arguments, measured: the vectorized loop
-computes it for every element).  float32 pow is computed in float64 and rounded once.
+Inputs ±0, ±inf, nan and denormals give the IEEE/numpy results.  float32 pow is computed in
+float64 and rounded once.
+
+sin, cos and tan reduce with Cody-Waite up to |x| = 2**20 (float32) or 2**47 (float64)
+(``CODY_WAITE_BOUND``; tan, computed in float64, uses the float64 bound).  Beyond it those lanes
+take a rarely-taken branch to an out-of-line function per module (``rarecall.rare_call``):
+Payne-Hanek reduction with the exact quadrant from integer arithmetic on the bits of 2/pi
+(payne_hanek.py), then the float64 polynomials above, rounded once for float32.  Measured
+maxima there (3 x 2e5 random arguments log-uniform from the bound to the largest finite
+value, both signs, against long double numpy; at the floats closest to a multiple of pi/2,
+the worst case for the reduction, 0.49 ulp at most):
+
+    function  sin   cos   tan
+    float32   0.50  0.50  0.50
+    float64   0.76  0.76  0.88
+
+In-range vectors pay one compare and branch (about 5% on float32 sin, measured); a lane
+beyond the bound costs about 25 ns (the out-of-line functions are compiled ``optnone``); a
+module using sin/cos, or tan, compiles 20-30 ms longer (CPU, cache miss; docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -40,7 +40,11 @@ def host_target_machine() -> Any:
 
 
 def optimize_module(mod: Any, tm: Any) -> Any:
-    """Verify `mod` (triple and layout already set for `tm`) and run the O3 pipeline on it."""
+    """Verify `mod` (triple and layout already set for `tm`) and run the O3 pipeline on it.
+
+    A module with rare calls (rarecall.py) then gets the always-inliner, which puts their
+    vector variants' mask tests, placed by the loop vectorizer, into the loops.
+    """
     from llvmlite import binding as llvm
 
     mod.verify()
@@ -50,7 +54,6 @@ def optimize_module(mod: Any, tm: Any) -> Any:
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
     if any(fn.name.startswith(RARE_CALL_PREFIX) for fn in mod.functions):
-        # The vectorizer has placed calls to rare_call's variants: inline their mask tests.
         late = llvm.create_new_module_pass_manager()
         late.add_always_inliner_pass()
         late.run(mod, llvm.create_pass_builder(tm, pto))
