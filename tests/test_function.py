@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
+from testkit import race_close, run_threads
 
 import graphc as gc
 from graphc.backend.llvm import arraycall
@@ -162,11 +161,7 @@ def test_concurrent_calls_match_serial_calls():
     def work(i: int) -> None:
         results[i] = [f(batches[i]) for _ in range(20)]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, range(8))
     for i, outs in results.items():
         for out in outs:
             np.testing.assert_array_equal(out, serial[i])
@@ -175,11 +170,7 @@ def test_concurrent_calls_match_serial_calls():
 def test_concurrent_updates_are_not_lost():
     v = gc.Variable(np.zeros((), np.float64), name="count")
     bump = gc.function([], v, updates=[(v, v + 1.0)])
-    threads = [threading.Thread(target=lambda: [bump() for _ in range(50)]) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(lambda _: [bump() for _ in range(50)], range(4))
     assert bump.session.variable_value(v) == 200
 
 
@@ -264,8 +255,6 @@ def test_int_feed_out_of_range_refused():
 
 def test_close_during_function_calls_raises_session_closed_not_keyerror():
     """Calls of a gc.function racing Session.close() finish or raise GraphcError, never a raw KeyError."""
-    import time
-
     x = gc.placeholder(gc.float32, (8,), name="x")
     v = gc.Variable(np.zeros(8, np.float32), name="v")
     for _ in range(3):
@@ -273,25 +262,6 @@ def test_close_during_function_calls_raises_session_closed_not_keyerror():
         g = gc.function([x], gc.sum(v + x), session=f.session)
         f(np.ones(8, np.float32))
         g(np.ones(8, np.float32))
-        errors: list[BaseException] = []
-
-        def call(fn, errors=errors):
-            while True:
-                try:
-                    fn(np.ones(8, np.float32))
-                except gc.GraphcError as exc:
-                    if "closed" not in str(exc):
-                        errors.append(exc)
-                    return
-                except BaseException as exc:  # noqa: BLE001 (the defect class: a raw KeyError)
-                    errors.append(exc)
-                    return
-
-        threads = [threading.Thread(target=call, args=(fn,)) for fn in (f, g, f, g)]
-        for t in threads:
-            t.start()
-        time.sleep(0.002)
-        f.session.close()
-        for t in threads:
-            t.join()
+        calls = [lambda fn=fn: fn(np.ones(8, np.float32)) for fn in (f, g, f, g)]
+        errors = race_close(calls, f.session.close, "closed")
         assert not errors, errors

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from pending_llvm import pending_on_llvm
+from testkit import custom_exp
 
 import graphc as gc
 from graphc.ir.traverse import toposort
@@ -128,15 +129,6 @@ def _svd_invariant(u, s, vh):
     m, n = u.shape[-2], vh.shape[-1]
     return (gc.sum(u ** 2 * c(np.arange(1.0, m + 1)[:, None], u), -2) * s
             + gc.sum(vh ** 2 * c(np.arange(1.0, n + 1), u), -1))
-
-
-def _exp_with_custom_vjp(x):
-    @gc.custom_gradient
-    def f(t):
-        e = gc.exp(t)
-        return e, lambda dy: dy * e
-
-    return f(x)
 
 
 def _flat(*ts):
@@ -324,7 +316,7 @@ CASES: dict[str, list[Case]] = {
                        Case(lambda x: make("conv_patches_t", x, window=(2,), strides=(3,), dilation=(2,),
                                            padding=((1, 2),), in_shape=(7,)), [(2, 3, 2, 1)])],
     # autodiff's own op
-    "custom_vjp": [Case(_exp_with_custom_vjp, [(3,)], order=2)],
+    "custom_vjp": [Case(custom_exp, [(3,)], order=2)],
     # control flow (graphc/control): region ops and the result nodes that read them
     "scan": [Case(_rnn, [(4, 3), (3,)], order=2), Case(lambda x, w: _rnn(x, w, reverse=True), [(3, 2), (2,)]),
              Case(_powers, [(2,)], "unit", order=2), Case(_rnn, [(0, 3), (3,)])],

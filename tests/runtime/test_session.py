@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from testkit import race_close
 
 import graphc as gc
 
@@ -149,9 +150,6 @@ def test_variable_value_after_close_raises():
 @pytest.mark.parametrize("backend", ["llvm", "reference"])
 def test_close_during_run_raises_session_closed_not_keyerror(backend):
     """Runs racing Session.close() finish or raise GraphcError("... session is closed"), never KeyError."""
-    import threading
-    import time
-
     v = gc.Variable(np.zeros((64,), np.float32), name="v")
     x = gc.placeholder(gc.float32, (64,), name="x")
     reads, step = gc.sum(v * x), gc.assign(v, v + x)
@@ -159,27 +157,8 @@ def test_close_during_run_raises_session_closed_not_keyerror(backend):
     for _ in range(15):
         sess = gc.Session(backend=backend)
         sess.run([reads, step], feed)  # compiled before the race
-        errors: list[BaseException] = []
-
-        def runner(fetch, sess=sess, errors=errors):
-            while True:
-                try:
-                    sess.run(fetch, feed)
-                except gc.GraphcError as exc:
-                    if "session is closed" not in str(exc):
-                        errors.append(exc)
-                    return
-                except BaseException as exc:  # noqa: BLE001 (the defect was a raw KeyError)
-                    errors.append(exc)
-                    return
-
-        threads = [threading.Thread(target=runner, args=(f,)) for f in (reads, step, reads, step)]
-        for t in threads:
-            t.start()
-        time.sleep(0.002)
-        sess.close()
-        for t in threads:
-            t.join()
+        runs = [lambda f=f, sess=sess: sess.run(f, feed) for f in (reads, step, reads, step)]
+        errors = race_close(runs, sess.close, "session is closed")
         assert not errors, errors
 
 

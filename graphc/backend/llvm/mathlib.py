@@ -886,44 +886,33 @@ def _in_float64(fn: Callable[..., ir.Value]) -> Callable[..., ir.Value]:
 
 # --- public API -------------------------------------------------------------------------
 
-def emit_exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """exp(x); overflows to inf and underflows through denormals to 0."""
-    return _exp(_Ops(b, x.type), x)
+def _native(fn: Callable[[_Ops, ir.Value], ir.Value], doc: str) -> Callable[[ir.IRBuilder, ir.Value], ir.Value]:
+    """emit_<name>: fn computed in the operand's own type."""
+
+    def emit(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        return fn(_Ops(b, x.type), x)
+
+    emit.__name__ = f"emit_{fn.__name__.lstrip('_')}"
+    emit.__doc__ = doc
+    return emit
 
 
-def emit_expm1(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """exp(x) - 1, accurate for small |x|."""
-    return _expm1(_Ops(b, x.type), x)
+def _sin(o: _Ops, x: ir.Value) -> ir.Value:
+    return _sincos(o, x, 0)
 
 
-def emit_log(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """Natural logarithm; log(+-0) = -inf, log(x < 0) = nan."""
-    return _log(_Ops(b, x.type), x)
+def _cos(o: _Ops, x: ir.Value) -> ir.Value:
+    return _sincos(o, x, 1)
 
 
-def emit_log1p(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """log(1 + x), accurate for small |x|; log1p(-1) = -inf, log1p(x < -1) = nan."""
-    return _log1p(_Ops(b, x.type), x)
-
-
-def emit_tanh(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """tanh(x); tanh(+-inf) = +-1."""
-    return _tanh(_Ops(b, x.type), x)
-
-
-def emit_erf(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """The error function; erf(+-inf) = +-1."""
-    return _erf(_Ops(b, x.type), x)
-
-
-def emit_sin(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """sin(x) for all x; sin(+-inf) = nan."""
-    return _sincos(_Ops(b, x.type), x, 0)
-
-
-def emit_cos(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """cos(x) for all x; cos(+-inf) = nan."""
-    return _sincos(_Ops(b, x.type), x, 1)
+emit_exp = _native(_exp, "exp(x); overflows to inf and underflows through denormals to 0.")
+emit_expm1 = _native(_expm1, "exp(x) - 1, accurate for small |x|.")
+emit_log = _native(_log, "Natural logarithm; log(+-0) = -inf, log(x < 0) = nan.")
+emit_log1p = _native(_log1p, "log(1 + x), accurate for small |x|; log1p(-1) = -inf, log1p(x < -1) = nan.")
+emit_tanh = _native(_tanh, "tanh(x); tanh(+-inf) = +-1.")
+emit_erf = _native(_erf, "The error function; erf(+-inf) = +-1.")
+emit_sin = _native(_sin, "sin(x) for all x; sin(+-inf) = nan.")
+emit_cos = _native(_cos, "cos(x) for all x; cos(+-inf) = nan.")
 
 
 def emit_pow(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:

@@ -8,12 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from llvmlite import binding as llvm
+from testkit import run_threads
 
 from graphc.backend.llvm import cache
 
@@ -170,11 +170,7 @@ def test_concurrent_threads(cache_dir):
             if data is None or data != data[:2] * 5000:
                 errors.append(tag)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, range(4))
     assert errors == []
 
 

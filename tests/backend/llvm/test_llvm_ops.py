@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from pending_llvm import pending_llvm_ops, pending_on_llvm  # noqa: F401  (graph_fuzz reads pending_llvm_ops)
+from testkit import custom_exp
 
 import graphc as gc
 from graphc.ir.region import walk
@@ -128,14 +129,6 @@ def _squares(u, s, vh):
 
 def _reassembled(u, s, vh):
     return gc.concatenate([u * u, (u * s[..., None, :]) @ vh], -1)
-
-
-def _custom_exp(x):
-    @gc.custom_gradient
-    def f(t):
-        e = gc.exp(t)
-        return e, lambda dy: dy * e
-    return f(x)
 
 
 def _variable_read(x):
@@ -286,7 +279,7 @@ CASES: dict[str, list[Case]] = {
     "one_hot_like": [Case(_one_hot_like, [None, (2, 3)], (F64,), fixed=LABELS + [np.zeros((2, 3))])],
     "pad": [Case(lambda x: gc.pad(x, ((1, 2), (0, 1))), [(2, 3)], NUMERIC + (B,)),
             Case(lambda x: gc.pad(x, 2, constant_values=-1.5), [(3,)], FLOATS)],
-    "custom_vjp": [Case(_custom_exp, [(3,)], FLOATS)],
+    "custom_vjp": [Case(custom_exp, [(3,)], FLOATS)],
     "conv_patches": [Case(lambda x, w: gc.nn.conv2d(x, w, strides=(2, 1), padding="SAME", dilations=(1, 2)),
                           [(2, 5, 7, 3), (2, 3, 3, 5)], FLOATS),
                      Case(lambda x: make("conv_patches", x, window=(3,), strides=(2,), dilation=(1,), padding=((2, 3),),

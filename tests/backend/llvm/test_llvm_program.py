@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import threading
 
 import numpy as np
 import pytest
+from testkit import run_threads
 
 import graphc as gc
 from graphc.backend.llvm.program import LLVMProgram
@@ -94,11 +94,7 @@ def test_concurrent_runs_match_serial_runs():
             except BaseException as exc:  # noqa: BLE001 (reported below)
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(worker, range(8))
     assert not errors, errors
     assert len(results) == 48
     for i, got in results.values():
@@ -110,11 +106,7 @@ def test_concurrent_assignments_are_not_lost():
     v = gc.Variable(np.zeros(4), name="v")
     inc = gc.assign_add(v, 1.0)
     with gc.Session(backend="llvm") as sess:
-        threads = [threading.Thread(target=lambda: [sess.run(inc) for _ in range(50)]) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(lambda _: [sess.run(inc) for _ in range(50)], range(8))
         np.testing.assert_array_equal(sess.run(v), np.full(4, 400.0))
 
 

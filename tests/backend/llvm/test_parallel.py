@@ -14,46 +14,32 @@ from llvmlite import binding as llvm
 from graphc.backend.llvm import parallel
 from graphc.backend.llvm.parallel import ThreadPool
 
+
+def _store_loop(label: str, before: str, ty: str, value: str, after: str, compute: str = "") -> str:
+    """IR block `label`: out[i] = value for i in [%b, %e), then `after` (compute: lines making value)."""
+    return (f"{label}:\n  %i = phi i64 [%b, %{before}], [%next, %{label}]\n{compute}"
+            f"  %p = getelementptr {ty}, ptr %out, i64 %i\n  store {ty} {value}, ptr %p\n"
+            f"  %next = add i64 %i, 1\n  %more = icmp slt i64 %next, %e\n"
+            f"  br i1 %more, label %{label}, label %{after}\n")
+
+
+def _chunk_function(name: str, ty: str, value: str, compute: str = "") -> str:
+    """A chunk function @name(args, b, e) storing value at out[i] = args[0][i] over [b, e)."""
+    return (f"define void @{name}(ptr noalias %args, i64 %b, i64 %e) {{\nentry:\n"
+            "  %out = load ptr, ptr %args\n  %empty = icmp sge i64 %b, %e\n"
+            "  br i1 %empty, label %done, label %loop\n"
+            + _store_loop("loop", "entry", ty, value, "done", compute) + "done:\n  ret void\n}\n")
+
+
 # fill: out[i] = 0.5 * i + (i % 7)   mark: out[i] = begin of the chunk that wrote i
 # entry: calls the pool's parallel_for on fill, as generated code would.
-_IR = r"""
-define void @fill(ptr noalias %args, i64 %b, i64 %e) {
-entry:
-  %out = load ptr, ptr %args
-  %empty = icmp sge i64 %b, %e
-  br i1 %empty, label %done, label %loop
-loop:
-  %i = phi i64 [%b, %entry], [%next, %loop]
-  %f = sitofp i64 %i to double
+_FILL = """  %f = sitofp i64 %i to double
   %half = fmul double %f, 0.5
   %r = srem i64 %i, 7
   %rf = sitofp i64 %r to double
   %v = fadd double %half, %rf
-  %p = getelementptr double, ptr %out, i64 %i
-  store double %v, ptr %p
-  %next = add i64 %i, 1
-  %more = icmp slt i64 %next, %e
-  br i1 %more, label %loop, label %done
-done:
-  ret void
-}
-
-define void @mark(ptr noalias %args, i64 %b, i64 %e) {
-entry:
-  %out = load ptr, ptr %args
-  %empty = icmp sge i64 %b, %e
-  br i1 %empty, label %done, label %loop
-loop:
-  %i = phi i64 [%b, %entry], [%next, %loop]
-  %p = getelementptr i64, ptr %out, i64 %i
-  store i64 %b, ptr %p
-  %next = add i64 %i, 1
-  %more = icmp slt i64 %next, %e
-  br i1 %more, label %loop, label %done
-done:
-  ret void
-}
-
+"""
+_IR = _chunk_function("fill", "double", "%v", _FILL) + _chunk_function("mark", "i64", "%b") + r"""
 declare i64 @pthread_self()
 
 ; who: out[i] = id of the thread running the piece; the piece at 0 then waits (bounded)
@@ -65,14 +51,7 @@ entry:
   %flag = load ptr, ptr %flag_slot
   %tid = call i64 @pthread_self()
   br label %fill
-fill:
-  %i = phi i64 [%b, %entry], [%next, %fill]
-  %p = getelementptr i64, ptr %out, i64 %i
-  store i64 %tid, ptr %p
-  %next = add i64 %i, 1
-  %more = icmp slt i64 %next, %e
-  br i1 %more, label %fill, label %filled
-filled:
+""" + _store_loop("fill", "entry", "i64", "%tid", "filled") + r"""filled:
   %first = icmp eq i64 %b, 0
   br i1 %first, label %spin, label %signal
 spin:
