@@ -1,6 +1,6 @@
 """gc.distributed on this machine: allreduce time and bandwidth, W2 steps/s at 1 and 2 ranks.
 
-    python bench/bench_distributed.py [--quick]
+    python bench/bench_distributed.py [--quick] [--buckets]   (--buckets: only the bucket comparison)
 
 The script launches itself under ``mpiexec -n N`` (from the MPICH wheel of graphc[mpi]) for
 each measurement and prints Markdown tables (docs/distributed.md, docs/benchmarks.md):
@@ -11,7 +11,10 @@ each measurement and prints Markdown tables (docs/distributed.md, docs/benchmark
 * the latency and bandwidth constants of ``t(S) = a + S / B`` fitted to the C-ABI times, and
   the ring-allreduce model built on them;
 * W2 (MLP 784-512-512-10, SGD) training steps/s with DistributedOptimizer at 1 and 2 ranks,
-  for the same global batch (256, split over the ranks) and the same per-rank batch (256).
+  for the same global batch (256, split over the ranks) and the same per-rank batch (256);
+* W2 at 2 ranks (global batch 256) with one gradient buffer, and with 4 buckets whose
+  allreduces overlap the rest of the backward pass or wait right after they start
+  (GRAPHC_MPI_OVERLAP=0), run twice in turn.
 
 All ranks run the same fixed numbers of calls (collectives must match); rank 0 times them.
 Times are medians over repeats separated by barriers.
@@ -74,7 +77,7 @@ def worker_allreduce(gc, repeat: int, quick: bool) -> list[dict]:
     return rows
 
 
-def worker_w2(gc, repeat: int, quick: bool, per_rank: int) -> dict:
+def worker_w2(gc, repeat: int, quick: bool, per_rank: int, buckets: int) -> dict:
     from bench_w2 import LR, batch, graphc_loss
 
     from graphc.backend.llvm.parallel import default_threads
@@ -82,12 +85,13 @@ def worker_w2(gc, repeat: int, quick: bool, per_rank: int) -> dict:
     D = gc.distributed
     with gc.Graph().as_default():
         xp, yp, _, loss = graphc_loss(gc)
-        train = D.DistributedOptimizer(gc.train.SGD(LR)).minimize(loss)
+        train = D.DistributedOptimizer(gc.train.SGD(LR), buckets=buckets).minimize(loss)
         sess = gc.Session()
         x, y = batch(per_rank, seed=1 + D.rank())
         step = lambda: sess.run([loss, train], {xp: x, yp: y})  # noqa: E731
         seconds, best = timed(step, 3 if quick else 10, repeat, D.barrier)
-    return {"ranks": D.size(), "per_rank": per_rank, "global": per_rank * D.size(), "steps_per_s": 1 / seconds,
+    return {"ranks": D.size(), "per_rank": per_rank, "global": per_rank * D.size(), "buckets": buckets,
+            "overlap": os.environ.get("GRAPHC_MPI_OVERLAP", "1") == "1", "steps_per_s": 1 / seconds,
             "best_steps_per_s": 1 / best, "threads": sess.threads or default_threads()}
 
 
@@ -97,14 +101,16 @@ def worker(task: str, args) -> None:
     if task == "allreduce":
         result = worker_allreduce(gc, args.repeat, args.quick)
     else:
-        result = worker_w2(gc, args.repeat, args.quick, int(task.split(":")[1]))
+        _, per_rank, buckets = task.split(":")
+        result = worker_w2(gc, args.repeat, args.quick, int(per_rank), int(buckets))
     if gc.distributed.rank() == 0:
         print("RESULT " + json.dumps(result), flush=True)
 
 
-def launch(ranks: int, task: str, args, threads: int | None = None) -> object:
+def launch(ranks: int, task: str, args, threads: int | None = None, overlap: bool = True) -> object:
     mpiexec = Path(sys.executable).parent / "mpiexec"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE.parent)]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE.parent)]),
+               GRAPHC_MPI_OVERLAP="1" if overlap else "0")
     if threads is not None:
         env["GRAPHC_THREADS"] = str(threads)
     cmd = [str(mpiexec), "-n", str(ranks), sys.executable, str(HERE), "--worker", task, "--repeat", str(args.repeat)]
@@ -151,8 +157,8 @@ def driver(args) -> None:
                       **{f"N={n}": fmt_time((n - 1) * a + 2 * (n - 1) / n * nbytes / bw) for n in (2, 4, 8, 16)}})
     print(table("ring-allreduce model t(N, S) = (N-1) a + 2 (N-1)/N S/B with the minima's constants", model,
                 list(model[0])))
-    w2 = [launch(1, "w2:256", args), launch(1, "w2:256", args, threads=1),
-          launch(2, "w2:128", args, threads=1), launch(2, "w2:256", args, threads=1)]
+    w2 = [launch(1, "w2:256:1", args), launch(1, "w2:256:1", args, threads=1),
+          launch(2, "w2:128:1", args, threads=1), launch(2, "w2:256:1", args, threads=1)]
     print(table("W2 training step with DistributedOptimizer(SGD), float32",
                 [{"ranks": r["ranks"], "threads per rank": r["threads"], "batch per rank": r["per_rank"],
                   "global batch": r["global"], "steps/s (median)": f"{r['steps_per_s']:.1f}",
@@ -160,10 +166,28 @@ def driver(args) -> None:
                   "examples/s (median)": f"{r['steps_per_s'] * r['global']:.0f}"} for r in w2],
                 ["ranks", "threads per rank", "batch per rank", "global batch", "steps/s (median)", "steps/s (best)",
                  "examples/s (median)"]))
+    print_buckets(args)
+
+
+def print_buckets(args) -> None:
+    """W2 at 2 ranks, global batch 256: one buffer, 4 overlapping buckets, 4 blocking buckets, twice in turn."""
+    cases = [(1, True), (4, True), (4, False)] * 2
+    rows = [launch(2, f"w2:128:{buckets}", args, threads=1, overlap=overlap) for buckets, overlap in cases]
+    print(table("W2 at 2 ranks (1 thread each, batch 128 per rank): gradient buckets and overlap, two rounds",
+                [{"round": 1 + k // 3, "buckets": r["buckets"],
+                  "waits": "late (overlap)" if r["overlap"] else "right after start",
+                  "steps/s (median)": f"{r['steps_per_s']:.1f}", "steps/s (best)": f"{r['best_steps_per_s']:.1f}"}
+                 for k, r in enumerate(rows)],
+                ["round", "buckets", "waits", "steps/s (median)", "steps/s (best)"]))
 
 
 def main() -> None:
-    if "--worker" in sys.argv:
+    if "--buckets" in sys.argv:  # only the bucket comparison
+        sys.argv.remove("--buckets")
+        args = parse_args(__doc__.splitlines()[0])
+        print(describe("llvm"))
+        print_buckets(args)
+    elif "--worker" in sys.argv:
         i = sys.argv.index("--worker")
         task = sys.argv[i + 1]
         del sys.argv[i:i + 2]

@@ -14,6 +14,10 @@ wins (as XLA's memory scheduler tries several algorithms and keeps the best):
   chain and leaves every step's cotangent alive for the others; the list order consumes
   each step's cotangent into every accumulation as soon as it exists.
 
+A program with collectives gets neither: its order must not depend on sizes (ranks whose
+shards differ in shape must build the same program), so it is the depth-first order with
+the readers of collectives' results moved last (`readers_of_collectives_last`).
+
 Cost: O(E log V) for the list order (a heap with stale entries skipped), linear otherwise.
 """
 
@@ -47,9 +51,21 @@ def schedule(outputs: Sequence[Tensor], size: SizeFn | None = None, view_of: Bas
     base = _bases(toposort(roots), view_of)
     first = depth_first(roots)
     if any(n.opdef.kind is OpKind.COLLECTIVE for n in first):
-        return first  # ranks with shards of other shapes must build the same program: no size-driven order
+        return readers_of_collectives_last(first)  # ranks with shards of other shapes build the same program
     second = list_order(first, size, base)
     return second if live_peak(second, size, base) < live_peak(first, size, base) else first
+
+
+def readers_of_collectives_last(order: list[Tensor]) -> list[Tensor]:
+    """`order` with every node that depends on a collective's result moved after all the
+    others (each part keeps its order): a collective then starts as soon as its input
+    exists and the rest of the work (the rest of the backward pass, for gradient buckets)
+    runs before the first reader waits for it. A structural choice, the same on every rank."""
+    late: set[Tensor] = set()
+    for n in order:
+        if any(i in late or i.opdef.kind is OpKind.COLLECTIVE for i in n.inputs):
+            late.add(n)
+    return [n for n in order if n not in late] + [n for n in order if n in late]
 
 
 def _reads(n: Tensor) -> list[Tensor]:

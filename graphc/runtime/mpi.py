@@ -134,29 +134,41 @@ def _start(what: str) -> Any:
     return world()
 
 
+def start_allreduce_sum(x: np.ndarray, out: np.ndarray, what: str = "allreduce") -> tuple[Any, str]:
+    """Start the elementwise sum of `x` over the ranks into `out` (same shape); `wait(*started)` finishes it."""
+    return _start(what).Iallreduce(x, out, op=mpi().SUM), what
+
+
+def start_allgather(x: np.ndarray, out: np.ndarray, what: str = "allgather") -> tuple[Any, str]:
+    """Start gathering the ranks' `x` (C-contiguous, one shape and dtype) into `out`, in rank order."""
+    return _start(what).Iallgather(_bytes(x), _bytes(out)), what
+
+
+def start_broadcast(out: np.ndarray, root: int, what: str = "broadcast") -> tuple[Any, str]:
+    """Start sending rank `root`'s `out` (C-contiguous) into every rank's `out`."""
+    return _start(what).Ibcast(_bytes(out), root=root), what
+
+
 def allreduce_sum(x: np.ndarray, what: str = "allreduce") -> np.ndarray:
     """Elementwise sum of `x` over the ranks."""
-    comm = _start(what)
     send = np.asarray(x, order="C")
     out = np.empty_like(send)
-    wait(comm.Iallreduce(send, out, op=mpi().SUM), what)
+    wait(*start_allreduce_sum(send, out, what))
     return out
 
 
 def allgather(x: np.ndarray, what: str = "allgather") -> np.ndarray:
     """The ranks' arrays (all of one shape and dtype) stacked along a new first axis, in rank order."""
-    comm = _start(what)
     send = np.asarray(x, order="C")
-    out = np.empty((comm.Get_size(),) + send.shape, send.dtype)
-    wait(comm.Iallgather(_bytes(send), _bytes(out)), what)
+    out = np.empty((size(),) + send.shape, send.dtype)
+    wait(*start_allgather(send, out, what))
     return out
 
 
 def broadcast(x: np.ndarray, root: int, what: str = "broadcast") -> np.ndarray:
     """Rank `root`'s `x` on every rank (same shape and dtype everywhere)."""
-    comm = _start(what)
     out = np.array(x, copy=True, order="C")
-    wait(comm.Ibcast(_bytes(out), root=root), what)
+    wait(*start_broadcast(out, root, what))
     return out
 
 

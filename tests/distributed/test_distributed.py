@@ -105,6 +105,32 @@ def test_distributed_optimizer_reduces_one_flat_buffer_per_bucket(buckets):
         np.testing.assert_allclose(one.variable_value(v), two.variable_value(v), rtol=1e-6)
 
 
+def test_bucket_collectives_start_early_and_are_waited_for_before_their_first_reader():
+    """With buckets, each allreduce starts right after its gradients, the rest of the backward pass
+    runs while it is in flight, and its wait comes before the first step touching its buffers."""
+    from graphc.backend.llvm.steps import Collective, CollectiveWait, Gemm
+
+    x = gc.placeholder(gc.float32, (None, 4), name="x")
+    h = gc.nn.dense(gc.nn.dense(x, 6, activation=gc.tanh, name="h1", seed=0), 5, activation=gc.tanh, name="h2", seed=1)
+    loss = gc.mean(gc.nn.dense(h, 1, name="out", seed=2) ** 2)
+    train = D.DistributedOptimizer(gc.train.Adam(0.1), buckets=3).minimize(loss)
+    feed = {x: np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)}
+    steps = list(gc.Session().compile(train, feed).plan.steps)
+    starts = [i for i, s in enumerate(steps) if isinstance(s, Collective)]
+    waits = {s.start: i for i, s in enumerate(steps) if isinstance(s, CollectiveWait)}
+    assert len(starts) == 3 and sorted(waits) == sorted(steps[i].name for i in starts)
+    for i in starts:
+        start, w = steps[i], waits[steps[i].name]
+        assert i < w and steps[w].out.buffer is start.out.buffer
+        first = next(j for j in range(i + 1, len(steps)) if {start.src.buffer, start.out.buffer} & set(
+            steps[j].buffers()))
+        assert first == w  # nothing touches the buffers before the wait; the wait is the first
+        assert any(start.out.buffer in steps[j].buffers() for j in range(w + 1, len(steps)))  # its reader follows
+    first_start = starts[0]
+    assert any(isinstance(s, Gemm) for s in steps[first_start:waits[steps[first_start].name]])  # backward overlaps
+    assert max(starts) < min(waits.values())  # every bucket starts before the first wait
+
+
 def test_bad_arguments_are_clear_errors():
     x = gc.placeholder(gc.int32, (3,), name="x")
     with pytest.raises(gc.DistributedError, match="'sum' or 'mean'"):

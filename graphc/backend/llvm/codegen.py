@@ -21,7 +21,20 @@ from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
-from .steps import Buffer, Collective, Gemm, HostCall, Kernel, Lapack, Loop, Plan, blas_layout, numel, row_major_strides
+from .steps import (
+    Buffer,
+    Collective,
+    CollectiveWait,
+    Gemm,
+    HostCall,
+    Kernel,
+    Lapack,
+    Loop,
+    Plan,
+    blas_layout,
+    numel,
+    row_major_strides,
+)
 
 ENTRY = "graphc_entry"
 I32 = ir.IntType(32)
@@ -94,6 +107,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     parallel_for = table_entry(bases["parallel_for"])
     threaded = b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
     hosts = 0  # host calls so far: the index the next one passes
+    requests: dict[Buffer, ir.Value] = {}  # a started collective's result buffer -> its MPI request slot
 
     def kernel(step: Kernel) -> None:
         if step.empty:
@@ -149,8 +163,12 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
                 b.call(lapack_function(module, step), [pointer(x) for x in lapack_buffers(step)])
             continue
         if isinstance(step, Collective):
-            collective.emit_call(module, b, step.node, numel(step.node.inputs[0].shape), pointer(step.src.buffer),
-                                 pointer(step.out.buffer))
+            requests[step.out.buffer] = entry.slot(ir.ArrayType(I64, collective.REQUEST_BYTES // 8))
+            collective.emit_start(module, b, step.node, numel(step.node.inputs[0].shape), pointer(step.src.buffer),
+                                  pointer(step.out.buffer), requests[step.out.buffer])
+            continue
+        if isinstance(step, CollectiveWait):
+            collective.emit_wait(module, b, requests.pop(step.out.buffer))
             continue
         if isinstance(step, HostCall):
             host.emit_call(b, table_entry(bases["host"]), table_entry(bases["host"] + 1), hosts, step,

@@ -1,17 +1,21 @@
-"""Collective steps (allreduce, allgather, broadcast) in compiled programs.
+"""Collective steps (allreduce, allgather, broadcast) in compiled programs: start, then wait.
 
-A program calls ``i32 graphc_collective_<impl>(i32 kind, i32 dtype, ptr send, ptr recv,
-i64 count, i64 root)`` once per collective step. Two implementations resolve that symbol:
+A program starts a collective with ``i32 graphc_collective_start_<impl>(i32 kind, i32 dtype,
+ptr send, ptr recv, i64 count, i64 root, ptr request)`` and finishes it, as late as the plan
+allows (`plan.place_waits`), with ``i32 graphc_collective_wait_<impl>(ptr request)``; the
+request lives in a `REQUEST_BYTES` stack slot of the program. Two implementations resolve
+those symbols:
 
-* ``c`` (the default): a small LLVM function, compiled once per process, that calls MPI's C
+* ``c`` (the default): small LLVM functions, compiled once per process, that call MPI's C
   ABI directly: ``MPI_Iallreduce`` / ``MPI_Iallgather`` / ``MPI_Ibcast`` on the mpi4py
-  library's ``MPI_COMM_WORLD``, then polls ``MPI_Test`` (yielding the CPU every
+  library's ``MPI_COMM_WORLD``; the wait polls ``MPI_Test`` (yielding the CPU every
   `POLLS_BEFORE_YIELD` polls, for oversubscribed machines) until the request completes
   or ``MPI_Wtime`` passes the timeout.
-* ``callback``: a cffi callback into Python that does the same through mpi4py
+* ``callback``: cffi callbacks into Python that do the same through mpi4py
   (`graphc.runtime.mpi`).
 
-``GRAPHC_MPI_CALL=c|callback`` picks one (measured in docs/distributed.md). Either records
+``GRAPHC_MPI_CALL=c|callback`` picks one (measured in docs/distributed.md); ``GRAPHC_MPI_OVERLAP=0``
+puts every wait right after its start. Either records
 a timeout or MPI error in a flag instead of stopping the program; the program's caller
 raises `DistributedError` after the run (`check_after_run`), and later collectives return
 at once, so a run waits for at most one timeout.
@@ -35,9 +39,11 @@ DTYPES = {"float32": 0, "float64": 1, "int32": 2, "int64": 3}
 BYTES = 4  # dtype code: raw bytes (allgather and broadcast move bytes)
 IMPLS = ("c", "callback")
 MAX_COUNT = 2**31 - 1
+REQUEST_BYTES = 16  # a stack slot that holds any MPI library's MPI_Request (an int in MPICH, a pointer elsewhere)
 POLLS_BEFORE_YIELD = 1000  # MPI_Test polls between sched_yield calls (as MPICH's own waits spin, then yield)
 _I32 = ir.IntType(32)
-_TYPE = ir.FunctionType(_I32, [_I32, _I32, PTR, PTR, I64, I64])
+_START = ir.FunctionType(_I32, [_I32, _I32, PTR, PTR, I64, I64, PTR])
+_WAIT = ir.FunctionType(_I32, [PTR])
 _ffi = FFI()
 
 
@@ -49,8 +55,18 @@ def impl() -> str:
     return name
 
 
-def symbol() -> str:
-    return f"graphc_collective_{impl()}"
+def overlap() -> bool:
+    """Whether waits come as late as is safe (``GRAPHC_MPI_OVERLAP``, default 1) or right after
+    their start (0: blocking collectives, to measure what the overlap gains)."""
+    value = os.environ.get("GRAPHC_MPI_OVERLAP", "1")
+    if value not in ("0", "1"):
+        raise GraphcError(f"GRAPHC_MPI_OVERLAP must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def symbol(which: str) -> str:
+    """The name of the "start" or "wait" function programs call."""
+    return f"graphc_collective_{which}_{impl()}"
 
 
 def call_args(node, count: int) -> tuple[int, int, int, int]:
@@ -65,19 +81,28 @@ def call_args(node, count: int) -> tuple[int, int, int, int]:
     return kind, code, n, int(node.attrs.get("root", 0))
 
 
-def emit_call(module: ir.Module, b: ir.IRBuilder, node, count: int, send: ir.Value, recv: ir.Value) -> None:
-    """Call the collective for `node` from the program's entry."""
-    name = symbol()
-    fn = module.globals.get(name) or ir.Function(module, _TYPE, name)
+def emit_start(module: ir.Module, b: ir.IRBuilder, node, count: int, send: ir.Value, recv: ir.Value,
+               request: ir.Value) -> None:
+    """Start the collective for `node` from the program's entry; `request` is its `REQUEST_BYTES` slot."""
     kind, code, n, root = call_args(node, count)
-    b.call(fn, [ir.Constant(_I32, kind), ir.Constant(_I32, code), send, recv, ir.Constant(I64, n),
-                ir.Constant(I64, root)])
+    b.call(_declare(module, "start", _START), [ir.Constant(_I32, kind), ir.Constant(_I32, code), send, recv,
+                                               ir.Constant(I64, n), ir.Constant(I64, root), request])
+
+
+def emit_wait(module: ir.Module, b: ir.IRBuilder, request: ir.Value) -> None:
+    """Wait for the collective started with `request`."""
+    b.call(_declare(module, "wait", _WAIT), [request])
+
+
+def _declare(module: ir.Module, which: str, ty: ir.FunctionType) -> ir.Function:
+    name = symbol(which)
+    return module.globals.get(name) or ir.Function(module, ty, name)
 
 
 def symbols() -> dict[str, int]:
     """Symbol -> address for the JIT (compiles the C-ABI helper on first use)."""
-    name = impl()
-    return {symbol(): _c_helper()[0] if name == "c" else _callback_address()}
+    addresses = _c_helper()[0] if impl() == "c" else _callback_addresses()
+    return {symbol(which): address for which, address in addresses.items()}
 
 
 def check_after_run() -> None:
@@ -102,11 +127,10 @@ declare double @MPI_Wtime()
 declare i32 @sched_yield()
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 
-define i32 @graphc_collective_c(i32 %kind, i32 %dtype, ptr %send, ptr %recv, i64 %count, i64 %root) {{
+define i32 @graphc_collective_start_c(i32 %kind, i32 %dtype, ptr %send, ptr %recv, i64 %count, i64 %root,
+                                      ptr %req) {{
 entry:
-  %req = alloca [{req_bytes} x i8], align 8
-  %flag = alloca i32, align 4
-  %status = alloca [{status_bytes} x i8], align 8
+  store {rq} {request_null}, ptr %req
   %f = load i32, ptr @graphc_mpi_failed
   %bad = icmp ne i32 %f, 0
   br i1 %bad, label %early, label %start
@@ -138,7 +162,25 @@ bcast:
 started:
   %rc = phi i32 [%rc0, %ar], [%rc1, %ag], [%rc2, %bcast]
   %err = icmp ne i32 %rc, 0
-  br i1 %err, label %mpierr, label %clock0
+  br i1 %err, label %mpierr, label %ok
+ok:
+  ret i32 0
+mpierr:
+  store {rq} {request_null}, ptr %req
+  store i32 %rc, ptr @graphc_mpi_code
+  store i32 2, ptr @graphc_mpi_failed
+  ret i32 2
+}}
+
+define i32 @graphc_collective_wait_c(ptr %req) {{
+entry:
+  %flag = alloca i32, align 4
+  %status = alloca [{status_bytes} x i8], align 8
+  %f = load i32, ptr @graphc_mpi_failed
+  %bad = icmp ne i32 %f, 0
+  br i1 %bad, label %early, label %clock0
+early:
+  ret i32 %f
 clock0:
   %t0 = call double @MPI_Wtime()
   %limit = load double, ptr @graphc_mpi_timeout
@@ -171,8 +213,7 @@ timeout:
   store i32 1, ptr @graphc_mpi_failed
   ret i32 1
 mpierr:
-  %code = phi i32 [%rc, %started], [%rct, %poll]
-  store i32 %code, ptr @graphc_mpi_code
+  store i32 %rct, ptr @graphc_mpi_code
   store i32 2, ptr @graphc_mpi_failed
   ret i32 2
 }}
@@ -181,6 +222,9 @@ mpierr:
 
 def helper_ir(MPI) -> str:
     """The C-ABI helper's IR for this MPI library's handle sizes and values."""
+    if MPI._sizeof(MPI.Request) > REQUEST_BYTES:
+        raise GraphcError(f"this MPI library's MPI_Request takes {MPI._sizeof(MPI.Request)} bytes, more than "
+                          f"the {REQUEST_BYTES} graphc reserves; use GRAPHC_MPI_CALL=callback")
 
     def int_type(kind) -> str:
         return f"i{8 * MPI._sizeof(kind)}"
@@ -188,7 +232,7 @@ def helper_ir(MPI) -> str:
     return _HELPER.format(
         timeout=_llvm_double(60.0), polls_before_yield=POLLS_BEFORE_YIELD,
         dt=int_type(MPI.Datatype), op=int_type(MPI.Op), comm=int_type(MPI.Comm),
-        req_bytes=MPI._sizeof(MPI.Request), status_bytes=MPI._sizeof(MPI.Status),
+        rq=int_type(MPI.Request), request_null=MPI.REQUEST_NULL.handle, status_bytes=MPI._sizeof(MPI.Status),
         float=MPI.FLOAT.handle, double=MPI.DOUBLE.handle, int32=MPI.INT32_T.handle, int64=MPI.INT64_T.handle,
         byte=MPI.BYTE.handle, sum=MPI.SUM.handle, world=MPI.COMM_WORLD.handle)
 
@@ -198,8 +242,8 @@ def _llvm_double(value: float) -> str:
 
 
 @functools.cache
-def _c_helper() -> tuple[int, object, ctypes.c_double, ctypes.c_int, ctypes.c_int]:
-    """(entry address, compiled helper, its timeout, failed flag and MPI error code as ctypes views)."""
+def _c_helper() -> tuple[dict[str, int], object, ctypes.c_double, ctypes.c_int, ctypes.c_int]:
+    """({"start", "wait"}: address, compiled helper, its timeout, failed flag and MPI error code as ctypes views)."""
     from ...runtime import mpi as comm
     from .jit import compile_ir
 
@@ -209,14 +253,15 @@ def _c_helper() -> tuple[int, object, ctypes.c_double, ctypes.c_int, ctypes.c_in
     names = ["MPI_Iallreduce", "MPI_Iallgather", "MPI_Ibcast", "MPI_Test", "MPI_Wtime"]
     syms = {name: ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in names}
     syms["sched_yield"] = ctypes.cast(libc.sched_yield, ctypes.c_void_p).value
-    compiled = compile_ir(helper_ir(MPI), "graphc_collective_c", syms)
+    compiled = compile_ir(helper_ir(MPI), "graphc_collective_start_c", syms)
     engine = compiled.engine
+    addresses = {"start": compiled.address, "wait": engine.get_function_address("graphc_collective_wait_c")}
     timeout = ctypes.c_double.from_address(engine.get_global_value_address("graphc_mpi_timeout"))
     failed = ctypes.c_int.from_address(engine.get_global_value_address("graphc_mpi_failed"))
     code = ctypes.c_int.from_address(engine.get_global_value_address("graphc_mpi_code"))
     comm.add_timeout_hook(lambda seconds: setattr(timeout, "value", seconds))
     comm.add_fail_hook(lambda: _c_failure(MPI, failed.value, code.value))
-    return compiled.address, compiled, timeout, failed, code
+    return addresses, compiled, timeout, failed, code
 
 
 def _c_failure(MPI, failed: int, code: int) -> str | None:
@@ -233,9 +278,10 @@ def _c_failure(MPI, failed: int, code: int) -> str | None:
 # --- the host callback ---------------------------------------------------------------------
 
 _NP = {v: np.dtype(k) for k, v in DTYPES.items()} | {BYTES: np.dtype(np.uint8)}
+_PENDING: dict[int, tuple] = {}  # request slot address -> (mpi4py request, what) of a started collective
 
 
-def _callback(kind: int, dtype: int, send, recv, count: int, root: int) -> int:
+def _callback_start(kind: int, dtype: int, send, recv, count: int, root: int, request) -> int:
     from ...errors import DistributedError
     from ...runtime import mpi as comm
 
@@ -243,23 +289,42 @@ def _callback(kind: int, dtype: int, send, recv, count: int, root: int) -> int:
     nbytes = count * dt.itemsize
     x = np.frombuffer(_ffi.buffer(send, nbytes), dt)
     out = np.frombuffer(_ffi.buffer(recv, nbytes * (comm.size() if kind == KINDS["allgather"] else 1)), dt)
+    slot = int(_ffi.cast("uintptr_t", request))
+    _PENDING.pop(slot, None)
     try:
         if kind == KINDS["allreduce"]:
-            out[:] = comm.allreduce_sum(x)
+            started = comm.start_allreduce_sum(x, out)
         elif kind == KINDS["allgather"]:
-            out[:] = comm.allgather(x).reshape(-1)
+            started = comm.start_allgather(x, out)
         else:
-            out[:] = comm.broadcast(x, root)
+            out[:] = x
+            started = comm.start_broadcast(out, root)
     except DistributedError:
         return 1  # recorded by comm.fail; the caller raises after the run
+    _PENDING[slot] = started
+    return 0
+
+
+def _callback_wait(request) -> int:
+    from ...errors import DistributedError
+    from ...runtime import mpi as comm
+
+    started = _PENDING.pop(int(_ffi.cast("uintptr_t", request)), None)
+    if started is None:  # the start failed (recorded)
+        return 1
+    try:
+        comm.wait(*started)
+    except DistributedError:
+        return 1
     return 0
 
 
 @functools.cache
-def _callback_address() -> int:
-    cb = _ffi.callback("int(*)(int, int, void*, void*, int64_t, int64_t)", _callback, error=2)
-    _KEEP.append(cb)
-    return int(_ffi.cast("uintptr_t", cb))
+def _callback_addresses() -> dict[str, int]:
+    start = _ffi.callback("int(*)(int, int, void*, void*, int64_t, int64_t, void*)", _callback_start, error=2)
+    wait = _ffi.callback("int(*)(void*)", _callback_wait, error=2)
+    _KEEP.extend([start, wait])
+    return {"start": int(_ffi.cast("uintptr_t", start)), "wait": int(_ffi.cast("uintptr_t", wait))}
 
 
 _KEEP: list = []

@@ -31,7 +31,7 @@ from ...ir.graph import Tensor
 from ...ir.region import Region
 from .emitter import I8, mem_type
 from .loops import I64, PTR, FunctionBuilder
-from .steps import REGIONS, Buffer, Gemm, HostCall, Loop, Plan, View, numel
+from .steps import REGIONS, Buffer, CollectiveWait, Gemm, HostCall, Loop, Plan, View, numel
 
 MAX_BYTES = 1 << 62  # a buffer (or a loop's total extent) larger than this is refused before codegen
 LowerFn = Callable[[Sequence[Tensor], str], Plan]
@@ -94,6 +94,8 @@ def prefixed(plan: Plan, prefix: str) -> Plan:
             return replace(step, name=prefix + step.name, epilogue=rename(step.epilogue))
         if isinstance(step, Loop):  # (nested regions: their names are unique in their own graph only)
             return replace(step, name=prefix + step.name, bodies=tuple(prefixed(p, prefix) for p in step.bodies))
+        if isinstance(step, CollectiveWait):
+            return replace(step, name=prefix + step.name, start=prefix + step.start)
         return replace(step, name=prefix + step.name)
     return replace(plan, steps=tuple(rename(s) for s in plan.steps))
 

@@ -15,8 +15,9 @@ Steps (`steps.py`):
 * `Gemm`: a (batched) matrix product through BLAS; operands that are transposed views
   are passed as BLAS transposes.
 * `Lapack`: a linear-algebra op (kind LAPACK) through LAPACK, with a workspace in the arena.
-* `Collective`: an MPI allreduce, allgather or broadcast from a dense operand into a
-  dense buffer, called from the entry like a GEMM (`collective.py`).
+* `Collective`: starts an MPI allreduce, allgather or broadcast from a dense operand into a
+  dense buffer, called from the entry like a GEMM (`collective.py`); its `CollectiveWait`
+  comes as late as is safe (`place_waits`), so the steps in between overlap the transfer.
 * `HostCall`: a host op (print, check_numerics) hands a dense buffer to the host, which
   may stop the run (`host.py`); its value is that buffer.
 * At the end, one copy kernel per assignment moves the new value into the variable,
@@ -40,6 +41,7 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
+from . import collective
 from .control import plan_region_op, prefixed
 from .grouping import Units, _Stage, group_kernels, order_units, program_nodes
 from .lapack import workspace
@@ -47,6 +49,7 @@ from .rows import after_reduction, reduce_mode, single_pass
 from .steps import (
     Buffer,
     Collective,
+    CollectiveWait,
     Extra,
     Gemm,
     HostCall,
@@ -102,9 +105,26 @@ def build_steps(units: Units) -> Steps:
         var = a.inputs[0]
         if stoppable or not b.assign_in_place(a):
             b.copy(a, View.dense(b.var_buffer[var], var.shape))
-    program = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0, tuple(b.steps),
+    program = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0, place_waits(b.steps),
                    tuple(b.buffers))
     return Steps(units, program)
+
+
+def place_waits(steps: Sequence[Step]) -> tuple[Step, ...]:
+    """`steps` with a `CollectiveWait` for each collective started, as late as is safe: before
+    the first later step that touches the collective's input or result buffer (the arena
+    keeps both alive until the wait), or a host call (which may stop the run) or a region
+    op, else at the end (right after the start with ``GRAPHC_MPI_OVERLAP=0``)."""
+    out = list(steps)
+    starts = [s for s in steps if isinstance(s, Collective)]
+    overlap = bool(starts) and collective.overlap()
+    for start in starts:
+        i = out.index(start)
+        held = {start.src.buffer, start.out.buffer}
+        j = next((j for j in range(i + 1, len(out)) if not overlap or isinstance(out[j], (HostCall, Loop))
+                  or held.intersection(out[j].buffers())), len(out))
+        out.insert(j, CollectiveWait("w" + start.name[1:], start.name, start.node, start.src, start.out))
+    return tuple(out)
 
 
 def lower_region(results: Sequence[Tensor], prefix: str) -> Plan:
@@ -421,6 +441,8 @@ def step_reads(step: Step) -> list[View]:
         return list(step.inputs)
     if isinstance(step, (Collective, HostCall)):
         return [step.src]
+    if isinstance(step, CollectiveWait):
+        return [step.src, step.out]
     if isinstance(step, Loop):
         return list(step.args)
     extra = [v for n, v in step.epilogue.reads.items() if n is not step.node] if step.epilogue else []

@@ -185,8 +185,8 @@ class Lapack:
 
 @dataclass(eq=False)
 class Collective:
-    """An MPI collective (allreduce, allgather, broadcast) from the dense `src` into the dense `out`
-    (`graphc.backend.llvm.collective`)."""
+    """Starts an MPI collective (allreduce, allgather, broadcast) from the dense `src` into the
+    dense `out` (`graphc.backend.llvm.collective`); the `CollectiveWait` naming it finishes it."""
 
     name: str
     node: Tensor
@@ -198,6 +198,25 @@ class Collective:
 
     def with_buffers(self, new: Mapping[Buffer, Buffer]) -> Collective:
         """The call with its buffers replaced by `new` (the arena's placed buffers)."""
+        return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
+
+
+@dataclass(eq=False)
+class CollectiveWait:
+    """Waits until the collective started by the step named `start` has finished (`plan.place_waits`
+    puts it before the first step that touches `src` or `out`: until then both stay untouched)."""
+
+    name: str
+    start: str
+    node: Tensor
+    src: View
+    out: View
+
+    def buffers(self) -> list[Buffer]:
+        return [self.src.buffer, self.out.buffer]
+
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> CollectiveWait:
+        """The wait with its buffers replaced by `new` (the arena's placed buffers)."""
         return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
 
 
@@ -258,7 +277,7 @@ class HostCall:
         return replace(self, src=self.src.with_buffers(new))
 
 
-Step = Kernel | Gemm | Lapack | Collective | HostCall | Loop
+Step = Kernel | Gemm | Lapack | Collective | CollectiveWait | HostCall | Loop
 
 
 def host_nodes(plan: Plan) -> list[Tensor]:
@@ -303,7 +322,8 @@ class Plan:
         counts: dict[str, int] = {}
         for step in self.steps:
             kind = (str(step.mode) if isinstance(step, Kernel) else "gemm" if isinstance(step, Gemm)
-                    else "lapack" if isinstance(step, Lapack) else step.node.op)
+                    else "lapack" if isinstance(step, Lapack) else "wait" if isinstance(step, CollectiveWait)
+                    else step.node.op)
             counts[kind] = counts.get(kind, 0) + 1
         return counts
 
@@ -345,7 +365,9 @@ def describe_step(step: Step) -> list[str]:
         return [f"{step.name} = lapack {step.node.op} {type_str(step.node)} <- {reads} -> {step.out} "
                 f"(work {step.work.name})"]
     if isinstance(step, Collective):
-        return [f"{step.name} = {step.node.op} {type_str(step.node)} <- {step.src} -> {step.out}"]
+        return [f"{step.name} = start {step.node.op} {type_str(step.node)} <- {step.src} -> {step.out}"]
+    if isinstance(step, CollectiveWait):
+        return [f"{step.name} = wait {step.start} ({step.node.op} -> {step.out})"]
     if isinstance(step, HostCall):
         return [f"{step.name} = host {step.node.op} {type_str(step.node)} <- {step.src}"]
     if isinstance(step, Gemm):

@@ -39,7 +39,7 @@ from .jit import compile_ir
 from .loops import I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
 from .program import LLVMProgram, external_symbols
-from .steps import Collective, Gemm, HostCall, Kernel, Lapack, Loop, Step, View, numel
+from .steps import Collective, CollectiveWait, Gemm, HostCall, Kernel, Lapack, Loop, Step, View, numel
 
 COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
 HEADER = 4
@@ -225,9 +225,11 @@ def _facts(step: Step, name: Callable[[Tensor], str]) -> StepFacts:
     if isinstance(step, Lapack):
         moved = sum(_view_bytes(v, i) for v, i in zip(step.inputs, step.node.inputs)) + nbytes(step.node)
         return StepFacts(step.name, "lapack", _infos((step.node,), name), flops(step.node), moved)
-    if isinstance(step, Collective):  # MPI moves the input in and the result out
+    if isinstance(step, Collective):  # MPI moves the input in and the result out (until its wait)
         moved = nbytes(step.node.inputs[0]) + nbytes(step.node)
         return StepFacts(step.name, "collective", _infos((step.node,), name), 0, moved)
+    if isinstance(step, CollectiveWait):
+        return StepFacts(step.name, "collective wait", _infos((step.node,), name), 0, 0)
     if isinstance(step, HostCall):  # the host reads the value
         return StepFacts(step.name, "host call", _infos((step.node,), name), 0, nbytes(step.node))
     if isinstance(step, Gemm):
