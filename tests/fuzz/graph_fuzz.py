@@ -14,13 +14,23 @@ gradients with random seeds, and checks that
 A mismatch is narrowed to the first node that disagrees when run alone on the reference
 values of its inputs; every failure prints a reproduction (graph text and feeds).
 
-    python tests/fuzz/graph_fuzz.py --cases 20000 [--seed S] [--export-every K]
+    python tests/fuzz/graph_fuzz.py --cases 20000 [--seed S] [--export-every K] [--timeout T]
+
+`gc.print` nodes in the random graphs print nothing here: the cases run with stdout (Python's and
+file descriptor 1, which an exported library's printf writes to) sent to /dev/null. A case
+that runs longer than the timeout is a hang: a watchdog process prints its seed and aborts
+the campaign, whose faulthandler prints every thread's stack (resume with the next seed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import faulthandler
 import importlib.util
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -365,16 +375,80 @@ def is_tolerated(f: Finding) -> bool:
     return f.kind.endswith("(rounding flips a discontinuous op)") or "(known: " in f.kind
 
 
-def campaign(first_seed: int, cases: int, export_every: int = 0, out=sys.stdout) -> list[Finding]:
+@contextlib.contextmanager
+def _silenced():
+    """Python's stdout and file descriptor 1 go to /dev/null (gc.print in the random graphs)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # C stdio's buffer (an exported library's printf) goes to /dev/null too
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+_WATCHDOG = """
+import os, select, signal, sys
+parent, timeout, seed = int(sys.argv[1]), float(sys.argv[2]), None
+while True:
+    if not select.select([0], [], [], timeout if seed is not None else None)[0]:
+        sys.stderr.write(f"== fuzz finding (seed {seed}): HANG (the case ran longer than {timeout:.0f} s)\\n"
+                         f"-- replay: python tests/fuzz/graph_fuzz.py --seed {seed} --cases 1; "
+                         f"resume the campaign with --seed {seed + 1}\\n")
+        sys.stderr.flush()
+        os.kill(parent, signal.SIGABRT)
+        break
+    data = os.read(0, 4096)
+    if not data:
+        break
+    last = data.split()[-1]
+    seed = None if last == b"-" else int(last)
+"""
+
+
+class _Watchdog:
+    """A child process that, when a case runs longer than `timeout` s, prints its seed and sends this
+    process SIGABRT (faulthandler then prints every thread's stack). A Python timer thread would not
+    do: LAPACK hangs inside numpy while holding the GIL."""
+
+    def __init__(self, timeout: float):
+        faulthandler.enable()
+        self.proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout)],
+                                     stdin=subprocess.PIPE)
+
+    @contextlib.contextmanager
+    def case(self, seed: int):
+        self._say(str(seed))
+        try:
+            yield
+        finally:
+            self._say("-")
+
+    def _say(self, word: str) -> None:
+        self.proc.stdin.write(f"{word}\n".encode())
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def campaign(first_seed: int, cases: int, export_every: int = 0, out=sys.stdout,
+             timeout: float = 600.0) -> list[Finding]:
     """Run `cases` seeds from `first_seed`; print each real finding; return them all."""
     findings: list[Finding] = []
     start = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
+    watchdog = _Watchdog(timeout)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.closing(watchdog):
         for k in range(cases):
             seed = first_seed + k
             export = tmp if export_every and k % export_every == 0 else None
             try:
-                found = check_case(seed, export)
+                with watchdog.case(seed), _silenced():
+                    found = check_case(seed, export)
             except Exception:  # noqa: BLE001  (a harness error is reported, and the campaign goes on)
                 found = [Finding(seed, "fuzz harness error", traceback.format_exc(), "(harness)")]
             for f in found:
@@ -392,9 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None, help="first seed (default: from the clock)")
     parser.add_argument("--export-every", type=int, default=50, help="export/load every K-th case (0: never)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds after which a case is a hang")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time()) % 10**6 * 1000
-    findings = campaign(seed, args.cases, args.export_every)
+    findings = campaign(seed, args.cases, args.export_every, timeout=args.timeout)
     real = [f for f in findings if not is_tolerated(f)]
     print(f"graph fuzz: {args.cases} cases from seed {seed}: {len(real)} findings "
           f"({len(findings) - len(real)} tolerated: rounding flips or known, listed in KNOWN)")
