@@ -26,7 +26,7 @@ from .ops.create import ones_like
 from .ops.elementwise import abs as _abs
 from .ops.elementwise import exp, not_equal, power, sqrt, where
 from .ops.lapack_common import mT
-from .ops.shape import broadcast_like, broadcast_to, expand_dims, transpose
+from .ops.shape import broadcast_like, broadcast_to, expand_dims, filled_like, transpose
 
 __all__ = ["cho_solve", "cholesky", "det", "eigh", "eigvalsh", "inv", "matrix_power", "norm", "pinv", "qr", "slogdet",
            "solve", "solve_triangular", "svd", "svdvals", "triangular_solve"]
@@ -57,12 +57,13 @@ def _float_matrix(x: Any, fn: str, what: str = "a", square: bool = False) -> Ten
     return t
 
 
-def _with_batch(t: Tensor, batch: tuple) -> Tensor:
+def _with_batch(t: Tensor, other: Tensor, batch: tuple) -> Tensor:
+    """t broadcast to the batch dims `batch` that it shares with `other` (unknown ones included)."""
     if t.shape[:-2] == batch:
         return t
-    if any(d is None for d in batch):
-        raise _fail(ShapeError, f"linalg: cannot broadcast {shape_str(t.shape)} to the unknown batch dims "
-                                f"{shape_str(batch)}")
+    if any(d is None for d in batch):  # the target shape: other's batch dims and t's matrix dims, from zeros
+        like = filled_like(other[..., :1, :1], 0) + filled_like(t, 0)
+        return broadcast_like(t, like)
     return broadcast_to(t, batch + t.shape[-2:])
 
 
@@ -77,7 +78,7 @@ def _rhs(a: Tensor, b: Any, fn: str) -> tuple[Tensor, Tensor, bool]:
     except ShapeError:
         raise _fail(ShapeError, f"linalg.{fn}: batch dims of {shape_str(a.shape)} and {shape_str(b.shape)} "
                                 "do not broadcast") from None
-    return _with_batch(a, batch), _with_batch(b, batch), vector
+    return _with_batch(a, b, batch), _with_batch(b, a, batch), vector
 
 
 @composite

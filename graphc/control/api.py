@@ -21,7 +21,7 @@ from ..ir.region import Region, RegionGraph, trace
 from ..ops.core import as_tensor
 from ..ops.elementwise import not_equal
 from ..runtime.fetches import unflatten
-from . import ops as _ops  # noqa: F401  (registers the region ops)
+from .ops import carry_fits  # (importing it registers the region ops)
 from .rules import results_of
 
 __all__ = ["cond", "fori_loop", "scan", "while_loop"]
@@ -189,10 +189,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, le
     g, params, res, rspec = _trace(step, unpack, types, "gc.scan body")
     _, (ok_spec, y_spec) = rspec
     new = res[:_count(ok_spec)]
-    if ok_spec != cspec or [(t.shape, t.dtype) for t in new] != [(t.shape, t.dtype) for t in carry]:
+    if ok_spec != cspec or not carry_fits([(t.shape, t.dtype) for t in new], [(t.shape, t.dtype) for t in carry]):
         raise ShapeError(f"gc.scan: {_name(f)} takes a carry {_spec_str(cspec)} of {_types_str(carry)} but returns "
                          f"a carry {_spec_str(ok_spec)} of {_types_str(new)}; the carry must keep its structure, "
-                         f"shapes and dtypes\n  at {loc}")
+                         f"shapes (an unknown dim may become known) and dtypes\n  at {loc}")
     body = _region(g, params, res)
     node = get_default_graph().make("scan", (*g.captures, *carry, *xs_l),
                                     {"body": body, "num_consts": len(g.captures), "num_carry": nk,
@@ -252,10 +252,10 @@ def while_loop(cond_fn: Callable[[Any], Any], body_fn: Callable[[Any], Any], ini
         raise ShapeError(f"gc.while_loop: cond_fn {_name(cond_fn)} must return a bool scalar, got "
                          f"{_types_str(cres)}\n  at {loc}")
     bg, bp, bres, bspec = _trace(body_fn, unpack, types, "gc.while_loop body")
-    if bspec != cspec or [(t.shape, t.dtype) for t in bres] != types:
+    if bspec != cspec or not carry_fits([(t.shape, t.dtype) for t in bres], types):
         raise ShapeError(f"gc.while_loop: body_fn {_name(body_fn)} takes a carry {_spec_str(cspec)} of "
                          f"{_types_str(carry)} but returns {_spec_str(bspec)} of {_types_str(bres)}; the carry "
-                         f"must keep its structure, shapes and dtypes\n  at {loc}")
+                         f"must keep its structure, shapes (an unknown dim may become known) and dtypes\n  at {loc}")
     node = get_default_graph().make("while_loop", (*cg.captures, *bg.captures, *carry),
                                     {"cond": _region(cg, cp, cres), "body": _region(bg, bp, bres),
                                      "cond_nconsts": len(cg.captures), "body_nconsts": len(bg.captures)}, loc=loc)

@@ -42,6 +42,16 @@ def types_str(types: Sequence) -> str:
     return "(" + ", ".join(type_str_of(d, s) for s, d in types) + ")"
 
 
+def carry_fits(got: Sequence, want: Sequence) -> bool:
+    """Whether the types a loop body returns fit its carry's: the same dtypes and ranks, each dim
+    equal or unknown (None) on one side, as when the body makes an unknown dim known. When the
+    graph runs every dim is bound, so the types must then be equal."""
+    return len(got) == len(want) and all(
+        np.dtype(gd) == np.dtype(wd) and len(gs) == len(ws)
+        and all(a is None or b is None or a == b for a, b in zip(gs, ws))
+        for (gs, gd), (ws, wd) in zip(got, want))
+
+
 def _check_params(what: str, region: Region, types: list) -> None:
     """The region's params have exactly the types of the values bound to them."""
     if region.param_types != [(tuple(s), np.dtype(d)) for s, d in types]:
@@ -149,7 +159,7 @@ def _scan_type(inputs: tuple, attrs: dict):
     body = attrs["body"]
     _check_params("body", body, _types(consts + init) + _slice_types(xs))
     out = body.result_types
-    if out[:len(init)] != _types(init):
+    if not carry_fits(out[:len(init)], _types(init)):
         raise ShapeError(f"the body must return its carry's types {types_str(_types(init))} first, "
                          f"but returns {types_str(out[:len(init)])}")
     return (), None
@@ -212,7 +222,7 @@ def _while_type(inputs: tuple, attrs: dict):
     _check_params("body", attrs["body"], _types(bc + init))
     if attrs["cond"].result_types != [((), np.dtype(np.bool_))]:
         raise DTypeError(f"the condition must return one bool scalar, got {types_str(attrs['cond'].result_types)}")
-    if attrs["body"].result_types != _types(init):
+    if not carry_fits(attrs["body"].result_types, _types(init)):
         raise ShapeError(f"the body must return its carry's types {types_str(_types(init))}, "
                          f"but returns {types_str(attrs['body'].result_types)}")
     return (), None

@@ -98,7 +98,7 @@ def _operands(x: Any, w: Any, nsp: int, fn: str) -> tuple[Tensor, Tensor]:
             raise fail(fn, f"{name} must have rank {nsp + 2}, got shape {shape_str(t.shape)} "
                            f"(input {shape_str(x.shape)}, filter {shape_str(w.shape)})")
     if any(d is None for d in w.shape):
-        raise fail(fn, f"the filter shape must be known, got {shape_str(w.shape)}")
+        raise fail(fn, f"the filter shape must be known when the graph is built, got {shape_str(w.shape)}")
     return x, w
 
 
@@ -115,7 +115,7 @@ def conv_nd(x: Tensor, w: Tensor, strides: tuple, pads: tuple, dilation: tuple, 
     nsp = len(window)
     c, cg, o = x.shape[-1], w.shape[-2], w.shape[-1]
     if c is None:
-        raise fail(fn, f"the input's channel dim must be known, got {shape_str(x.shape)}")
+        raise fail(fn, f"the input's channel dim must be known when the graph is built, got {shape_str(x.shape)}")
     if groups < 1 or c % groups or o % groups or c // groups != cg:
         raise fail(fn, f"input {shape_str(x.shape)} has {c} channels, the filter {shape_str(w.shape)} takes {cg} "
                        f"per group and gives {o}; with groups={groups} both channel counts must divide by "
@@ -166,7 +166,7 @@ def _conv(x: Any, w: Any, strides: Any, padding: Any, dilations: Any, groups: in
     window = w.shape[:-2]
     spatial = xl.shape[1:-1]
     if any(n is None for n in spatial):
-        raise fail(fn, f"the input's spatial dims must be known, got {shape_str(x.shape)}")
+        raise fail(fn, f"the input's spatial dims must be known when the graph is built, got {shape_str(x.shape)}")
     pads = parse_padding(padding, spatial, window, strides, dilation, fn)
     if not isinstance(groups, int) or isinstance(groups, bool):
         raise fail(fn, f"groups must be an int, got {groups!r}")
@@ -215,7 +215,7 @@ def conv2d_transpose(x: Any, w: Any, output_shape: Any = None, strides: Any = 1,
     window, cout, cin = w.shape[:-2], w.shape[-2], w.shape[-1]
     spatial = xl.shape[1:-1]
     if any(n is None for n in spatial):
-        raise fail(fn, f"the input's spatial dims must be known, got {shape_str(x.shape)}")
+        raise fail(fn, f"the input's spatial dims must be known when the graph is built, got {shape_str(x.shape)}")
     if xl.shape[-1] is not None and xl.shape[-1] != cin:
         raise fail(fn, f"input {shape_str(x.shape)} has {xl.shape[-1]} channels but the filter "
                        f"{shape_str(w.shape)} takes {cin}")

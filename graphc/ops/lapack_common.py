@@ -47,18 +47,35 @@ def check_same_batch(a: Tensor, b: Tensor) -> tuple:
     return tuple(y if x is None else x for x, y in zip(ba, bb))
 
 
-def batched_ref(fn: Callable[..., np.ndarray], out_shape: tuple, *arrays: np.ndarray) -> np.ndarray:
-    """fn over the whole batch at once; where numpy raises LinAlgError, NaN for the failing matrices."""
+def batched_ref(fn: Callable[..., np.ndarray], out_shape: tuple, *arrays: np.ndarray,
+                reads: tuple | None = None) -> np.ndarray:
+    """fn over the whole batch at once; NaN for the matrices where numpy raises LinAlgError, and
+    for those with a NaN or ±inf among the entries LAPACK reads (`reads`: per array, a boolean
+    mask of the entries read, or None for all of them). Those matrices never reach numpy: its
+    LAPACK can hang on them (svd of a matrix holding -inf does)."""
+    bad = np.zeros((), bool)
+    for a, read in zip(arrays, reads or (None,) * len(arrays)):
+        wrong = ~np.isfinite(a) if read is None else ~np.isfinite(a) & read
+        bad = bad | wrong.any(axis=(-2, -1))
+    if not bad.any():
+        return _lapack_errors_as_nan(fn, out_shape, *arrays)
+    clean = tuple(np.where(bad[..., None, None], np.zeros((), a.dtype), a) for a in arrays)
+    out = _lapack_errors_as_nan(fn, out_shape, *clean)
+    out[bad, ...] = np.nan
+    return out
+
+
+def _lapack_errors_as_nan(fn: Callable[..., np.ndarray], out_shape: tuple, *arrays: np.ndarray) -> np.ndarray:
     try:
         return np.asarray(fn(*arrays))
     except np.linalg.LinAlgError:
         if arrays[0].ndim == 2:
             return np.full(out_shape, np.nan, arrays[0].dtype)
-    batch = arrays[0].shape[:-2]
+    batch = np.broadcast_shapes(*(a.shape[:-2] for a in arrays))
     out = np.empty(batch + tuple(out_shape), arrays[0].dtype)
     for idx in np.ndindex(*batch):
         try:
-            out[idx] = fn(*(a[idx] for a in arrays))
+            out[idx] = fn(*(np.broadcast_to(a, batch + a.shape[-2:])[idx] for a in arrays))
         except np.linalg.LinAlgError:
             out[idx] = np.nan
     return out

@@ -79,7 +79,8 @@ def _eigh_jvp(t, out, a):
 
 
 register(OpDef(
-    "eigh", "lapack", _eigh_type, ref=lambda a: batched_ref(_eigh_one, (a.shape[-1] + 1, a.shape[-1]), a),
+    "eigh", "lapack", _eigh_type, ref=lambda a: batched_ref(_eigh_one, (a.shape[-1] + 1, a.shape[-1]), a,
+                                                      reads=(np.tri(a.shape[-1], dtype=bool),)),
     vjp=_eigh_vjp, jvp=_eigh_jvp,
     doc="[eigenvalues; eigenvectors] of the lower triangle of A read as symmetric (LAPACK syevd)"))
 
@@ -190,9 +191,14 @@ def qr_packed(a: Tensor, mode: str) -> Tensor:
     return a.graph.make("qr", (a,), {"mode": mode})
 
 
-def _qr_ref(a: np.ndarray, *, mode: str) -> np.ndarray:
+def _qr_one(a: np.ndarray, mode: str) -> np.ndarray:
     q, r = np.linalg.qr(a, mode=mode)
     return np.concatenate([np.swapaxes(q, -1, -2), r], axis=-1)
+
+
+def _qr_ref(a: np.ndarray, *, mode: str) -> np.ndarray:
+    m, n = a.shape[-2:]
+    return batched_ref(lambda x: _qr_one(x, mode), (min(m, n) if mode == "reduced" else m, m + n), a)
 
 
 def _qr_parts(out: Tensor, m: int) -> tuple[Tensor, Tensor]:

@@ -85,10 +85,12 @@ def _triangular_ref(a, b, *, lower, trans, unit):
     def one(t: np.ndarray, r: np.ndarray) -> np.ndarray:
         return solve_triangular(t, r, trans=int(trans), lower=lower, unit_diagonal=unit, check_finite=False)
 
+    n = a.shape[-1]
+    read = np.tri(n, n, -int(unit), bool) if lower else np.tri(n, n, -int(unit), bool).T
     batch = a.shape[:-2]
     out = np.empty(b.shape, np.result_type(a, b))
     for idx in np.ndindex(*batch):
-        out[idx] = batched_ref(one, b.shape[-2:], a[idx], b[idx])
+        out[idx] = batched_ref(one, b.shape[-2:], a[idx], b[idx], reads=(read, None))
     return out
 
 
@@ -155,7 +157,7 @@ def _cholesky_jvp(t, low, a):
 
 
 def _cholesky_ref(a):
-    return batched_ref(np.linalg.cholesky, a.shape[-2:], a)
+    return batched_ref(np.linalg.cholesky, a.shape[-2:], a, reads=(np.tri(a.shape[-1], dtype=bool),))
 
 
 register(OpDef(
@@ -176,9 +178,13 @@ def slogdet_packed(a: Tensor) -> Tensor:
     return a.graph.make("slogdet", (a,))
 
 
-def _slogdet_ref(a):
+def _slogdet_one(a: np.ndarray) -> np.ndarray:
     sign, logdet = np.linalg.slogdet(a)
     return np.stack([sign, logdet], axis=-1)
+
+
+def _slogdet_ref(a):
+    return batched_ref(_slogdet_one, (2,), a)
 
 
 def inverse(a: Tensor) -> Tensor:

@@ -44,7 +44,7 @@ def _setup(x: Any, ksize: Any, strides: Any, padding: Any, data_format: str, fn:
     steps = window if strides is None else spatial_tuple(strides, 2, "strides", fn)
     spatial = xl.shape[1:3]
     if any(n is None for n in spatial):
-        raise fail(fn, f"the input's spatial dims must be known, got {shape_str(x.shape)}")
+        raise fail(fn, f"the input's spatial dims must be known when the graph is built, got {shape_str(x.shape)}")
     pads = parse_padding(padding, spatial, window, steps, (1, 1), fn)
     if any(lo >= k or hi >= k for (lo, hi), k in zip(pads, window)):
         raise fail(fn, f"padding {pads} must be smaller than the window {window} (a window of padding only)")

@@ -57,7 +57,7 @@ def _canon(inputs: tuple, attrs: dict) -> dict:
 
 def _check_spatial(spatial: tuple, attrs: dict, what: str) -> tuple[int, ...]:
     if any(n is None for n in spatial):
-        raise ShapeError(f"{what} needs known spatial dims, got {shape_str(spatial)}")
+        raise ShapeError(f"the spatial dims of {what} {shape_str(spatial)} must be known when the graph is built")
     outs = out_dims(spatial, attrs)
     for ax, (n, o, k, d, (lo, hi)) in enumerate(zip(spatial, outs, attrs["window"], attrs["dilation"],
                                                     attrs["padding"])):
@@ -74,7 +74,7 @@ def _patches_type(inputs: tuple, attrs: dict):
         raise ShapeError(f"input must have rank {nsp + 2} (batch, {nsp} spatial, channels), got {shape_str(x.shape)}")
     if not is_float(x.dtype):
         raise DTypeError(f"input must be floating point, got {x.dtype}")
-    outs = _check_spatial(x.shape[1:-1], attrs, "a sliding window")
+    outs = _check_spatial(x.shape[1:-1], attrs, "the input")
     return (x.shape[0], *outs, *attrs["window"], x.shape[-1]), x.dtype
 
 
@@ -84,7 +84,7 @@ def _patches_t_type(inputs: tuple, attrs: dict):
     nsp = len(window)
     if len(spatial) != nsp:
         raise ShapeError(f"in_shape {spatial} has {len(spatial)} dims for {nsp} window dims")
-    outs = _check_spatial(spatial, attrs, "col2im")
+    outs = _check_spatial(spatial, attrs, "in_shape")
     want = (cols.shape[0], *outs, *window, cols.shape[-1])
     if cols.ndim != len(want) or any(a is not None and a != b for a, b in zip(cols.shape[1:-1], want[1:-1])):
         raise ShapeError(f"columns of shape {shape_str(cols.shape)} do not match {shape_str(want)}")

@@ -60,7 +60,8 @@ LAYOUTS = ("c", "fortran", "reversed", "readonly", "unaligned")
 # Disagreements found by this fuzzer and not fixed yet, by the op that disagrees on its own: they are
 # printed as "known" and do not fail `make test`. Remove an entry when its op is fixed.
 KNOWN: dict[str, str] = {}
-# The one documented refusal of None dims while building: ops whose matrix dims must be static.
+# The documented refusals of None dims while building (docs/ops.md): LAPACK ops' matrix dims, and the
+# spatial, channel and filter dims of convolutions, pools and conv_patches, must be static.
 STATIC_ONLY = "must be known when the graph is built"
 
 
@@ -290,8 +291,8 @@ def check_case(seed: int, export_dir: str | None = None) -> list[Finding]:
         if built[0] == "crash" and _raised_in_graphc(built[1]):
             return [Finding(seed, "building crashed inside graphc", built[1], "(building)")]
         if built[0] != "ok" and seed % 2 == 1:
-            # A refusal with None dims must be one of the documented ones (docs/ops.md: LAPACK ops need
-            # their matrix dims when the graph is built); the fuzzer then uses static dims.
+            # A refusal with None dims must be one of the documented ones (STATIC_ONLY); the fuzzer then
+            # uses static dims.
             static = _outcome(lambda: random_graph(seed, unknown=False))
             if static[0] == "ok" and not (built[0] == "graphc" and STATIC_ONLY in str(built[1])):
                 return [Finding(seed, "refused with None dims (static dims build)", str(built[1]), "(building)")]

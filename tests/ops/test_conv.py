@@ -237,3 +237,28 @@ def test_transpose_against_jax():
         _, pull = jax.vjp(lambda z: lax.conv_general_dilated(z, w, strides, padding, rhs_dilation=dilation,
                                                              dimension_numbers=("NHWC", "HWIO", "NHWC")), z0)
         np.testing.assert_allclose(gc.Session().run(y, {xp: x}), np.asarray(pull(x)[0]), rtol=1e-10, atol=1e-10)
+
+
+KNOWN_WHEN_BUILT = "must be known when the graph is built"  # docs/ops.md; the graph fuzzer accepts this refusal
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda f32: gc.nn.conv2d(gc.placeholder(f32, (2, None, 5, 3)), np.ones((2, 2, 3, 4), f32)), "conv2d"),
+    (lambda f32: gc.nn.conv2d(gc.placeholder(f32, (2, 5, 5, 3)), gc.placeholder(f32, (2, None, 3, 4))), "conv2d"),
+    (lambda f32: gc.nn.conv2d(gc.placeholder(f32, (2, 5, 5, None)), np.ones((2, 2, 3, 4), f32)), "conv2d"),
+    (lambda f32: gc.nn.conv1d(gc.placeholder(f32, (2, None, 3)), np.ones((2, 3, 4), f32)), "conv1d"),
+    (lambda f32: gc.nn.conv2d_transpose(gc.placeholder(f32, (2, 5, None, 4)), np.ones((2, 2, 3, 4), f32)),
+     "conv2d_transpose"),
+    (lambda f32: gc.nn.conv2d_transpose(gc.placeholder(f32, (2, 5, 5, 4)), gc.placeholder(f32, (None, 2, 3, 4))),
+     "conv2d_transpose"),
+    (lambda f32: gc.nn.max_pool2d(gc.placeholder(f32, (2, None, 5, 3)), 2), "max_pool2d"),
+    (lambda f32: gc.get_default_graph().make("conv_patches", (gc.placeholder(f32, (2, None, 5, 3)),), {
+        "window": (2, 2), "strides": (1, 1), "dilation": (1, 1), "padding": ((0, 0), (0, 0)), "pad_value": 0.0}),
+     "conv_patches"),
+])
+def test_conv_none_spatial_or_filter_dims_is_a_documented_refusal(build, name):
+    """Fuzz finding (issue 12): None spatial/filter dims were refused with undocumented messages."""
+    with gc.Graph().as_default():
+        with pytest.raises(gc.ShapeError, match=KNOWN_WHEN_BUILT) as err:
+            build(np.float32)
+    assert name in str(err.value) and "?" in str(err.value)

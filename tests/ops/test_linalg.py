@@ -336,3 +336,34 @@ def test_graphs_with_linalg_ops_save_and_load(tmp_path):
     (loaded,) = gc.load(tmp_path / "g.json", graph).outputs
     (feed,) = [n for n in toposort([loaded]) if n.op == "placeholder"]
     np.testing.assert_allclose(gc.Session(graph).run(loaded, {feed: x}), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "llvm"])
+@pytest.mark.parametrize("sa, sb, fa, fb", [
+    ((None, 3, 3), (3, 2), (5, 3, 3), (3, 2)),
+    ((None, 3, 3), (3,), (4, 3, 3), (3,)),
+    ((2, None, 3, 3), (None, 1, 3, 2), (2, 4, 3, 3), (2, 1, 3, 2)),
+    ((1, 3, 3), (None, 3, 2), (1, 3, 3), (4, 3, 2)),
+])
+def test_linalg_broadcast_to_the_unknown_batch(backend, sa, sb, fa, fb):
+    """Fuzz finding (issue 12): solve/triangular_solve refused "cannot broadcast ... to the unknown batch"
+    when one operand's batch dims were None and the other's had to be broadcast to them."""
+    rng = np.random.default_rng(3)
+    av, bv = rng.standard_normal(fa) + 3 * np.eye(3), rng.standard_normal(fb)
+    g = gc.Graph()
+    with g.as_default():
+        a, b = gc.placeholder(np.float64, sa), gc.placeholder(np.float64, sb)
+        x = gc.linalg.solve(a, b)
+        t = gc.linalg.triangular_solve(a, b if len(sb) > 1 else b[:, None], lower=True)
+        gb = gc.gradients(gc.sum(x), b)[0]
+    with gc.Session(g, backend=backend) as sess:
+        xv, tv, gbv = sess.run([x, t, gb], {a: av, b: bv})
+    col = bv if len(fb) > 1 else bv[:, None]
+    batch = np.broadcast_shapes(av.shape[:-2], col.shape[:-2])
+    want = np.linalg.solve(av, np.broadcast_to(col, batch + col.shape[-2:]))
+    np.testing.assert_allclose(xv, want if len(fb) > 1 else want[..., 0], rtol=1e-10)
+    np.testing.assert_allclose(tv, np.linalg.solve(np.tril(av), np.broadcast_to(col, want.shape)), rtol=1e-10)
+    gw = np.linalg.solve(np.swapaxes(av, -1, -2), np.ones(want.shape))  # d sum(x) / d b = A⁻ᵀ 1, per matrix
+    gw = gw.sum(axis=tuple(range(gw.ndim - col.ndim)))  # summed over the batch dims b was broadcast along
+    gw = gw.sum(axis=tuple(i for i, d in enumerate(col.shape) if d == 1 and gw.shape[i] != 1), keepdims=True)
+    np.testing.assert_allclose(gbv, gw.reshape(fb), rtol=1e-10)

@@ -10,9 +10,12 @@ A `Lapack` step is one function: a loop over the batch; per matrix, the inputs a
 copied column-major into the step's workspace (any strides, broadcast batch dims too),
 one LAPACK routine (two for QR) runs there, and the results are copied into the dense
 output, NaN everywhere in that matrix's output when LAPACK reports a failure (singular,
-not positive definite, no convergence). One emitter per op (`EMITTERS`) does the middle
-part; workspace sizes are fixed when the plan is made (`workspace`), from LAPACK's own
-workspace query (lwork = -1) made through ctypes at the same addresses.
+not positive definite, no convergence). A matrix with a NaN or ±inf among the entries
+LAPACK would read is never handed to LAPACK (its iterations can hang on them: gesdd does
+on -inf): the copy-in notes it, the call is skipped, and that matrix's output is NaN.
+One emitter per op (`EMITTERS`) does the middle part; workspace sizes are fixed when the
+plan is made (`workspace`), from LAPACK's own workspace query (lwork = -1) made through
+ctypes at the same addresses.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = ["EMITTERS", "lapack_buffers", "lapack_function", "lapack_symbols", "w
 
 I32 = ir.IntType(32)
 I8 = ir.IntType(8)
+I1 = ir.IntType(1)
 ROUTINES = ("gesv", "trtrs", "potrf", "getrf", "syevd", "gesdd", "geqrf", "orgqr")
 _ALIGN = 16  # workspace segments start on 16-element boundaries
 
@@ -147,6 +151,7 @@ class Ctx:
     src: list[Callable[[ir.Value, ir.Value], ir.Value]]  # input k: (i, j) -> element pointer
     out: ir.Value  # this matrix's dense output
     work: dict[str, ir.Value]
+    finite: ir.Value  # i1 slot: no NaN or ±inf among the entries copied in so far that LAPACK reads
 
     @property
     def b(self) -> ir.IRBuilder:
@@ -160,10 +165,16 @@ class Ctx:
         return self.f.slot(I8, ir.Constant(I8, ord(c)))
 
     def call(self, routine: str, *args: ir.Value) -> None:
+        """The routine, only when every entry copied in is finite (else its info stays -1)."""
         name = symbol(routine, self.dtype)
         fn = self.b.module.globals.get(name) or ir.Function(
             self.b.module, ir.FunctionType(ir.VoidType(), [PTR] * len(args)), name)
-        self.b.call(fn, list(args))
+        with self.b.if_then(self.b.load(self.finite, typ=I1)):
+            self.b.call(fn, list(args))
+
+    def info(self) -> ir.Value:
+        """LAPACK's info argument, -1 (a failure) until a call sets it."""
+        return self.f.slot(I32, ir.Constant(I32, -1))
 
     def at(self, base: ir.Value, index: ir.Value, ty: ir.Type | None = None) -> ir.Value:
         return self.b.gep(base, [index], inbounds=True, source_etype=ty or self.elem)
@@ -176,12 +187,20 @@ class Ctx:
             acc = self.b.add(acc, self.b.mul(v, ir.Constant(I64, c)))
         return acc
 
-    def copy_in(self, k: int, dst: ir.Value, rows: int, cols: int) -> None:
-        """Input k (rows x cols) into `dst`, column-major with leading dim `rows`."""
+    def copy_in(self, k: int, dst: ir.Value, rows: int, cols: int,
+                read: Callable[[ir.Value, ir.Value], ir.Value] | None = None) -> None:
+        """Input k (rows x cols) into `dst`, column-major with leading dim `rows`; `finite` is
+        cleared by a NaN or ±inf where `read(i, j)` (LAPACK reads the entry; default: all)."""
         b = self.b
+        inf = ir.Constant(self.elem, float("inf"))
+        fabs = intrinsic(b.module, f"llvm.fabs.{_suffix(self.elem)}", self.elem, [self.elem])
         with self.f.loop(0, cols, "cj") as j, self.f.loop(0, rows, "ci") as i:
             v = b.load(self.src[k](i, j), typ=self.elem)
             b.store(v, self.at(dst, self.idx((i, 1), (j, rows))))
+            ok = b.fcmp_ordered("<", b.call(fabs, [v]), inf)  # false for NaN and ±inf
+            if read is not None:
+                ok = b.or_(ok, b.not_(read(i, j)))
+            b.store(b.and_(b.load(self.finite, typ=I1), ok), self.finite)
 
     def copy_out(self, src: ir.Value, rows: int, cols: int, ld: int, ok: ir.Value, row0: int = 0,
                  col0: int = 0, transpose: bool = False, keep: Callable | None = None) -> None:
@@ -228,7 +247,7 @@ def lapack_function(module: ir.Module, step: Lapack) -> ir.Function:
             return element
 
         flat = [(v, s * per_out) for v, s in zip(idx, row_major_strides(batch))]
-        ctx = Ctx(f, dtype, elem, node, [], None, {})
+        ctx = Ctx(f, dtype, elem, node, [], None, {}, f.slot(I1, ir.Constant(I1, 1)))
         ctx.out = ctx.at(ptr[step.out.buffer], ctx.idx(*flat)) if flat else ptr[step.out.buffer]
         ctx.src = [source(v, i.shape) for v, i in zip(step.inputs, node.inputs)]
         ctx.work = {name: b.gep(ptr[step.work], [ir.Constant(I64, off)], inbounds=True, source_etype=elem)
@@ -247,9 +266,9 @@ def _solve(ctx: Ctx, lower: bool | None = None, trans: bool = False, unit: bool 
     n = ctx.node.inputs[0].shape[-1]
     k = ctx.node.shape[-1]
     wa, wb = ctx.work["a"], ctx.work["b"]
-    ctx.copy_in(0, wa, n, n)
+    ctx.copy_in(0, wa, n, n, None if lower is None else _triangle(ctx, lower, unit))
     ctx.copy_in(1, wb, n, k)
-    info = ctx.f.slot(I32)
+    info = ctx.info()
     ld = ctx.i32(max(1, n))
     if lower is None:
         ctx.call("gesv", ctx.i32(n), ctx.i32(k), wa, ld, ctx.work["ipiv"], wb, ld, info)
@@ -259,23 +278,34 @@ def _solve(ctx: Ctx, lower: bool | None = None, trans: bool = False, unit: bool 
     ctx.copy_out(wb, n, k, n, ctx.info_ok(info))
 
 
+def _triangle(ctx: Ctx, lower: bool, unit: bool) -> Callable[[ir.Value, ir.Value], ir.Value]:
+    """(i, j) -> whether trtrs reads A[i, j]: its triangle, without the diagonal when `unit`."""
+    op = (">" if unit else ">=") if lower else ("<" if unit else "<=")
+    return lambda i, j: ctx.b.icmp_signed(op, i, j)
+
+
+def _lower(ctx: Ctx) -> Callable[[ir.Value, ir.Value], ir.Value]:
+    return _triangle(ctx, True, False)
+
+
 def _cholesky(ctx: Ctx) -> None:
     """potrf on the lower triangle (the column-major copy has A's own layout)."""
     n = ctx.node.shape[-1]
     wa = ctx.work["a"]
-    ctx.copy_in(0, wa, n, n)
-    info = ctx.f.slot(I32)
+    ctx.copy_in(0, wa, n, n, _lower(ctx))
+    info = ctx.info()
     ctx.call("potrf", ctx.char("L"), ctx.i32(n), wa, ctx.i32(max(1, n)), info)
-    ctx.copy_out(wa, n, n, n, ctx.info_ok(info), keep=lambda i, j: ctx.b.icmp_signed(">=", i, j))
+    ctx.copy_out(wa, n, n, n, ctx.info_ok(info), keep=_lower(ctx))
 
 
 def _slogdet(ctx: Ctx) -> None:
-    """getrf, then sign and log|det| from U's diagonal and the pivots (zero pivot: 0, -inf)."""
+    """getrf, then sign and log|det| from U's diagonal and the pivots (zero pivot: 0, -inf;
+    NaN, NaN when A holds NaN or ±inf and getrf was skipped)."""
     n = ctx.node.inputs[0].shape[-1]
     b, elem = ctx.b, ctx.elem
     wa, ipiv = ctx.work["a"], ctx.work["ipiv"]
     ctx.copy_in(0, wa, n, n)
-    info = ctx.f.slot(I32)
+    info = ctx.info()
     ctx.call("getrf", ctx.i32(n), ctx.i32(n), wa, ctx.i32(max(1, n)), ipiv, info)
     sign = ctx.f.slot(elem, ir.Constant(elem, 1.0))
     logabs = ctx.f.slot(elem, ir.Constant(elem, 0.0))
@@ -289,8 +319,9 @@ def _slogdet(ctx: Ctx) -> None:
         b.store(b.fmul(b.load(sign, typ=elem), s), sign)
         absd = b.call(intrinsic(b.module, f"llvm.fabs.{_suffix(elem)}", elem, [elem]), [d])
         b.store(b.fadd(b.load(logabs, typ=elem), mathlib.MATH_FUNCTIONS["log"](b, absd)), logabs)
-    b.store(b.load(sign, typ=elem), ctx.out)
-    b.store(b.load(logabs, typ=elem), ctx.at(ctx.out, ir.Constant(I64, 1)))
+    finite, nan = b.load(ctx.finite, typ=I1), ir.Constant(elem, float("nan"))
+    b.store(b.select(finite, b.load(sign, typ=elem), nan), ctx.out)
+    b.store(b.select(finite, b.load(logabs, typ=elem), nan), ctx.at(ctx.out, ir.Constant(I64, 1)))
 
 
 def _suffix(elem: ir.Type) -> str:
@@ -301,8 +332,8 @@ def _eigh(ctx: Ctx) -> None:
     """syevd on the lower triangle: eigenvalues to row 0, eigenvectors (columns) below."""
     n = ctx.node.shape[-1]
     w = ctx.work
-    ctx.copy_in(0, w["a"], n, n)
-    info = ctx.f.slot(I32)
+    ctx.copy_in(0, w["a"], n, n, _lower(ctx))
+    info = ctx.info()
     sizes = _segments(ctx.node)
     ctx.call("syevd", ctx.char("V"), ctx.char("L"), ctx.i32(n), w["a"], ctx.i32(max(1, n)), w["w"], w["work"],
              ctx.i32(sizes["work"][0]), w["iwork"], ctx.i32(sizes["iwork"][0]), info)
@@ -312,24 +343,25 @@ def _eigh(ctx: Ctx) -> None:
 
 
 def _svd(ctx: Ctx, full: bool) -> None:
-    """gesdd ('S', or 'A' when `full`): rows [U; s; V] of the output, blocks zero-padded."""
+    """gesdd ('S', or 'A' when `full`): rows [U; s; V] of the output, blocks zero-padded
+    (NaN-padded, as the rest, when gesdd fails)."""
     m, n = ctx.node.inputs[0].shape[-2:]
     k = min(m, n)
     ucols, vcols = (m, n) if full else (k, k)
     w = ctx.work
     ctx.copy_in(0, w["a"], m, n)
-    info = ctx.f.slot(I32)
+    info = ctx.info()
     sizes = _segments(ctx.node)
     ctx.call("gesdd", ctx.char("A" if full else "S"), ctx.i32(m), ctx.i32(n), w["a"], ctx.i32(max(1, m)), w["s"],
              w["u"], ctx.i32(max(1, m)), w["vt"], ctx.i32(max(1, vcols)), w["work"], ctx.i32(sizes["work"][0]),
              w["iwork"], info)
     ok = ctx.info_ok(info)
     width = ctx.node.shape[-1]
-    zero = ir.Constant(ctx.elem, 0.0)
+    pad = ctx.b.select(ok, ir.Constant(ctx.elem, 0.0), ir.Constant(ctx.elem, float("nan")))
     for row0, rows, cols in ((0, m, ucols), (m, 1, k), (m + 1, n, vcols)):  # the padding right of each block
         if cols < width:
             with ctx.f.loop(0, rows, "pi") as i, ctx.f.loop(cols, width, "pj") as j:
-                ctx.b.store(zero, ctx.at(ctx.out, ctx.idx((i, width), (j, 1), (row0 * width, 1))))
+                ctx.b.store(pad, ctx.at(ctx.out, ctx.idx((i, width), (j, 1), (row0 * width, 1))))
     ctx.copy_out(w["u"], m, ucols, m, ok)
     ctx.copy_out(w["s"], 1, k, 1, ok, row0=m)
     ctx.copy_out(w["vt"], n, vcols, vcols, ok, row0=m + 1, transpose=True)
@@ -341,7 +373,7 @@ def _qr(ctx: Ctx, mode: str) -> None:
     k, kq = min(m, n), ctx.node.shape[-2]
     w = ctx.work
     ctx.copy_in(0, w["a"], m, n)
-    info = ctx.f.slot(I32)
+    info = ctx.info()
     lwork = ctx.i32(_segments(ctx.node)["work"][0])
     ld = ctx.i32(max(1, m))
     ctx.call("geqrf", ctx.i32(m), ctx.i32(n), w["a"], ld, w["tau"], w["work"], lwork, info)
