@@ -17,9 +17,11 @@ test: install
 	$(PY) -m pytest tests
 
 N ?= 20000
+JOBS ?= 1
+# make fuzz N=20000 [SEED=S] [JOBS=J: graph-fuzz child campaigns in parallel] [KINDS=graph,export: crafted files]
 fuzz: install
-	nice $(PY) tests/fuzz/graph_fuzz.py --cases $(N) $(if $(SEED),--seed $(SEED))
-	nice $(PY) tests/fuzz/crafted_fuzz.py --cases $(N) $(if $(SEED),--seed $(SEED))
+	nice $(PY) tests/fuzz/graph_fuzz.py --cases $(N) --jobs $(JOBS) $(if $(SEED),--seed $(SEED))
+	nice $(PY) tests/fuzz/crafted_fuzz.py --cases $(N) $(if $(SEED),--seed $(SEED)) $(if $(KINDS),--kinds $(KINDS))
 
 demo: install
 	$(PY) examples/mlp_digits.py

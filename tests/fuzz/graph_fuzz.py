@@ -14,12 +14,14 @@ gradients with random seeds, and checks that
 A mismatch is narrowed to the first node that disagrees when run alone on the reference
 values of its inputs; every failure prints a reproduction (graph text and feeds).
 
-    python tests/fuzz/graph_fuzz.py --cases 20000 [--seed S] [--export-every K] [--timeout T]
+    python tests/fuzz/graph_fuzz.py --cases 20000 [--seed S] [--export-every K] [--timeout T] [--jobs J]
 
 `gc.print` nodes in the random graphs print nothing here: the cases run with stdout (Python's and
 file descriptor 1, which an exported library's printf writes to) sent to /dev/null. A case
 that runs longer than the timeout is a hang: a watchdog process prints its seed and aborts
-the campaign, whose faulthandler prints every thread's stack (resume with the next seed).
+the campaign, whose faulthandler prints every thread's stack; a case that kills the process
+is reported by the watchdog too. `--jobs J` splits the seeds into J child campaigns and
+resumes each after a hang or a crash.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import ctypes
 import faulthandler
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -404,6 +408,10 @@ while True:
         break
     data = os.read(0, 4096)
     if not data:
+        if seed is not None:
+            sys.stderr.write(f"== fuzz finding (seed {seed}): the process died during this case\\n"
+                             f"-- replay: python tests/fuzz/graph_fuzz.py --seed {seed} --cases 1; "
+                             f"resume the campaign with --seed {seed + 1}\\n")
         break
     last = data.split()[-1]
     seed = None if last == b"-" else int(last)
@@ -412,8 +420,9 @@ while True:
 
 class _Watchdog:
     """A child process that, when a case runs longer than `timeout` s, prints its seed and sends this
-    process SIGABRT (faulthandler then prints every thread's stack). A Python timer thread would not
-    do: LAPACK hangs inside numpy while holding the GIL."""
+    process SIGABRT (faulthandler then prints every thread's stack), and that names the case during
+    which this process died. A Python timer thread would not do: LAPACK hangs inside numpy while
+    holding the GIL."""
 
     def __init__(self, timeout: float):
         faulthandler.enable()
@@ -462,14 +471,57 @@ def campaign(first_seed: int, cases: int, export_every: int = 0, out=sys.stdout,
     return findings
 
 
+def sharded(first: int, cases: int, jobs: int, options: list[str]) -> int:
+    """The campaign as `jobs` child campaigns over contiguous seed ranges, each resumed after a hang
+    or a crash (counted as findings); their output passes through, each line tagged with its shard.
+    Returns the number of real findings."""
+    bounds = [first + cases * j // jobs for j in range(jobs + 1)]
+    lock, totals = threading.Lock(), []
+
+    def shard(tag: str, start: int, end: int) -> None:
+        found = 0
+        while start < end:
+            proc = subprocess.Popen([sys.executable, __file__, "--seed", str(start), "--cases", str(end - start),
+                                     *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            resume = None
+            for line in proc.stdout:
+                with lock:
+                    print(f"[{tag}] {line}", end="", flush=True)
+                if m := re.search(r"resume the campaign with --seed (\d+)", line):
+                    resume = int(m[1])
+                if m := re.match(r"graph fuzz: .*: (\d+) findings", line):
+                    found += int(m[1])
+            if proc.wait() in (0, 1) or resume is None:
+                found += proc.returncode not in (0, 1)
+                break
+            found, start = found + 1, resume
+        with lock:
+            totals.append(found)
+
+    threads = [threading.Thread(target=shard, args=(f"{a}-{b - 1}", a, b)) for a, b in zip(bounds, bounds[1:]) if b > a]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(totals)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=None, help="first seed (default: from the clock)")
     parser.add_argument("--export-every", type=int, default=50, help="export/load every K-th case (0: never)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds after which a case is a hang")
+    parser.add_argument("--jobs", type=int, default=1, help="child campaigns run in parallel")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time()) % 10**6 * 1000
+    if args.jobs > 1:
+        start = time.time()
+        real = sharded(seed, args.cases, args.jobs, ["--export-every", str(args.export_every),
+                                                     "--timeout", str(args.timeout)])
+        print(f"graph fuzz: {args.cases} cases from seed {seed} in {args.jobs} jobs: {real} findings, "
+              f"{time.time() - start:.0f} s")
+        return 1 if real else 0
     findings = campaign(seed, args.cases, args.export_every, timeout=args.timeout)
     real = [f for f in findings if not is_tolerated(f)]
     print(f"graph fuzz: {args.cases} cases from seed {seed}: {len(real)} findings "
