@@ -2,11 +2,12 @@
 
 * cond: the VJP is a cond of the branches' VJPs (each branch recomputes its forward part
   from the operands, then differentiates it); the JVP a cond of the branches' JVPs.
-* scan: reverse mode runs a forward scan that also stacks the carry entering each
-  iteration (the per-iteration residual), then a reverse scan whose body recomputes that
-  iteration's forward body from its stored carry and runs its VJP, carrying the carry's
-  cotangent and accumulating the consts' cotangents. Forward mode is one scan carrying
-  the tangents next to the values.
+* scan: reverse mode differentiates one iteration and splits the joint graph: a forward
+  scan also stacks each iteration's residuals (the values of the carry or the x slice that
+  the VJP reads), then a reverse scan runs the VJP part over them, carrying the carry's
+  cotangent and accumulating the consts' cotangents (values of the consts alone are
+  recomputed there, the x slices read again). Forward mode is one scan carrying the
+  tangents next to the values.
 * while_loop: forward mode as scan; reverse mode is refused (as JAX does): a bounded
   ``gc.while_loop(..., max_iterations=n)`` is a scan and differentiates.
 """
@@ -20,7 +21,8 @@ from ..autodiff.reverse import gradients, zeros_like_tensor
 from ..dtypes import is_float
 from ..errors import GraphcError
 from ..ir.graph import Tensor
-from ..ir.region import Region, build_region, clone
+from ..ir.region import Region, build_region, clone, new_params
+from ..ir.traverse import toposort
 
 
 def results_of(node: Tensor) -> list[Tensor]:
@@ -95,21 +97,22 @@ def scan_vjp(cts: list, out: Tensor, *inputs: Tensor, body: Region, num_consts: 
     nc, nk = num_consts, num_carry
     consts, xs = list(inputs[:nc]), list(inputs[nc + nk:])
     results = results_of(out)
-    ny = len(body.results) - nk
-    attrs = {"num_consts": nc, "num_carry": nk, "length": length, "reverse": reverse}
-    # forward: the same scan, also stacking the carry entering each iteration
-    keep = Region(body.params, (*body.results, *body.params[nc:nc + nk]))
-    stacked = results_of(out.graph.make("scan", inputs, {**attrs, "body": keep}, loc=out.loc))[nk + ny:]
-    fk = [i for i in _float(body.param_types[nc:nc + nk])]  # float carries
     fc = _float(body.param_types[:nc])
+    fk = _float(body.param_types[nc:nc + nk])  # float carries
     fx = _float(body.param_types[nc + nk:])
     fy = [j for j in _float(body.result_types[nk:]) if cts[nk + j] is not None]
-    step = _reverse_step(body, nc, nk, fc, fk, fx, fy)
+    forward, backward = _split_body(body, nc, nk, fc, fk, fx, fy)
+    # forward: the same scan, also stacking each iteration's residuals (none: nothing to run)
+    ny = len(body.results) - nk
+    attrs = {"num_consts": nc, "num_carry": nk, "length": length, "reverse": reverse}
+    stacked = results_of(out.graph.make("scan", inputs, {**attrs, "body": forward}, loc=out.loc))[nk + ny:] \
+        if len(forward.results) > len(body.results) else []
     carry0 = [*_cts(cts, results, fk), *(zeros_like_tensor(consts[i]) for i in fc)]
     ct_ys = _cts(cts, results, [nk + j for j in fy])
     node = out.graph.make("scan", (*consts, *carry0, *stacked, *xs, *ct_ys),
-                          {"body": step, "num_consts": nc, "num_carry": len(carry0), "length": length if not (
-                              stacked or xs or ct_ys) else None, "reverse": not reverse}, loc=out.loc)
+                          {"body": backward, "num_consts": nc, "num_carry": len(carry0),
+                           "length": length if not (stacked or xs or ct_ys) else None, "reverse": not reverse},
+                          loc=out.loc)
     back = results_of(node)
     ct_init, ct_consts, ct_xs = back[:len(fk)], back[len(fk):len(carry0)], back[len(carry0):]
     grads: list = [None] * len(inputs)
@@ -122,31 +125,58 @@ def scan_vjp(cts: list, out: Tensor, *inputs: Tensor, body: Region, num_consts: 
     return tuple(grads)
 
 
-def _reverse_step(body: Region, nc: int, nk: int, fc: list, fk: list, fx: list, fy: list) -> Region:
-    """The reverse scan's body: (consts; carry cotangents, const accumulators; the stored carry,
-    x slice, y cotangents) -> (earlier carry cotangents, accumulators; x cotangents)."""
-    types = body.param_types
-    carry_types, x_types = types[nc:nc + nk], types[nc + nk:]
-    layout = [*types[:nc], *(carry_types[i] for i in fk), *(types[i] for i in fc), *carry_types, *x_types,
-              *(body.result_types[nk + j] for j in fy)]
+def _split_body(body: Region, nc: int, nk: int, fc: list, fk: list, fx: list, fy: list) -> tuple[Region, Region]:
+    """The forward body (the body's params and results, then the residuals one iteration's
+    VJP reads, made in the body's graph so that the checkpoint pass's `share_forward` sees
+    the user's scan in it) and the backward body (the reverse scan's). One iteration is
+    differentiated, then the joint graph is split: values the VJP reads that depend on the
+    carry or the x slice are residuals (stacked by the forward scan); values of the consts
+    alone are recomputed in the reverse body; the x slices are read again from xs.
 
-    def build(g, *ps):
-        it = iter(ps)
-        consts = [next(it) for _ in range(nc)]
-        ct_k = [next(it) for _ in fk]
+    The reverse body takes (consts; carry cotangents, const accumulators; residuals, x slices,
+    y cotangents) and returns (earlier carry cotangents, accumulators; x cotangents)."""
+    n = len(body.params)
+    types = body.param_types
+    g, ps = new_params([*types, *(body.result_types[i] for i in fk), *(body.result_types[nk + j] for j in fy)],
+                       f"{body.graph.what}")
+    prm, cts = ps[:n], ps[n:]
+    outs = clone(body, g, prm)
+    wrt = [*(prm[i] for i in fc), *(prm[nc + i] for i in fk), *(prm[nc + nk + i] for i in fx)]
+    grads = gradients([*(outs[i] for i in fk), *(outs[nk + j] for j in fy)], wrt, grad_ys=list(cts),
+                      unconnected="zero")
+    order = toposort(grads)
+    backward, variant = set(cts), set(prm[nc:])
+    for node in order:
+        if any(i in backward for i in node.inputs):
+            backward.add(node)
+        if any(i in variant for i in node.inputs):
+            variant.add(node)
+    xparams = set(prm[nc + nk:])
+    residuals = list(dict.fromkeys(
+        i for node in order if node in backward for i in node.inputs
+        if i in variant and i not in backward and i not in xparams))
+    residuals += [r for r in dict.fromkeys(grads) if r in variant and r not in backward and r not in xparams
+                  and r not in residuals]
+    forward = Region(body.params, [*body.results, *clone(Region(prm, residuals), body.graph, body.params)])
+    x_types = types[nc + nk:]
+    layout = [*types[:nc], *(types[nc + i] for i in fk), *(types[i] for i in fc),
+              *((r.shape, r.dtype) for r in residuals), *x_types, *(body.result_types[nk + j] for j in fy)]
+
+    def build(rg, *qs):
+        it = iter(qs)
+        env = {prm[i]: next(it) for i in range(nc)}
+        env.update((cts[k], next(it)) for k in range(len(fk)))
         acc = [next(it) for _ in fc]
-        carry = [next(it) for _ in range(nk)]
-        x = [next(it) for _ in x_types]
-        ct_y = [next(it) for _ in fy]
-        args = [*consts, *carry, *x]
-        outs = clone(body, g, args)
-        wrt = [*(consts[i] for i in fc), *(carry[i] for i in fk), *(x[i] for i in fx)]
-        ys = [*(outs[i] for i in fk), *(outs[nk + j] for j in fy)]
-        grads = gradients(ys, wrt, grad_ys=[*ct_k, *ct_y], unconnected="zero")
-        gc_, gk, gx = grads[:len(fc)], grads[len(fc):len(fc) + len(fk)], grads[len(fc) + len(fk):]
+        env.update((r, next(it)) for r in residuals)
+        env.update((prm[nc + nk + i], next(it)) for i in range(len(x_types)))
+        env.update((cts[len(fk) + k], next(it)) for k in range(len(fy)))
+        for node in toposort(grads, set(env)):  # backward nodes and values of the consts alone
+            env[node] = rg.make(node.op, tuple(env[i] for i in node.inputs), node.attrs, name=node.name, loc=node.loc)
+        mapped = [env[d] for d in grads]
+        gc_, gk, gx = mapped[:len(fc)], mapped[len(fc):len(fc) + len(fk)], mapped[len(fc) + len(fk):]
         return [*gk, *(a + b for a, b in zip(acc, gc_)), *gx]
 
-    return build_region(layout, build, f"gradient of a {body.graph.what}")
+    return forward, build_region(layout, build, f"gradient of a {body.graph.what}")
 
 
 def scan_jvp(tangents: Sequence, out: Tensor, *inputs: Tensor, body: Region, num_consts: int, num_carry: int,

@@ -1,20 +1,21 @@
-"""Checkpointing of loops: store every k-th carry of a scan instead of every one.
+"""Checkpointing of loops: store every k-th carry of a scan instead of every iteration's residuals.
 
-Reverse mode through a scan (graphc/control/rules.py) runs a forward scan that stacks the
-carry entering each of the T iterations (T carries stored), then a reverse scan whose
-body recomputes its iteration from the stored carry and runs the body's VJP. With
-segments of k iterations (k divides T, S = T/k segments), `segment` rewrites that pair:
+Reverse mode through a scan (graphc/control/rules.py) runs a forward scan that also stacks
+each of the T iterations' residuals (the values its VJP reads), then a reverse scan whose
+body runs the VJP over them. With segments of k iterations (k divides T, S = T/k
+segments), `segment` rewrites that pair:
 
-* forward: a scan over the S segments, each an inner scan of the body over its k
+* forward: a scan over the S segments, each an inner scan of the user's body over its k
   iterations, stacking only the carry entering each segment (S carries stored); it gives
   the loop's values too (final carry, ys), so the forward loop still runs once;
 * reverse: a scan over the segments in the opposite order whose body first re-runs the
-  segment from its stored carry, stacking the segment's k carries, then runs the
-  original reverse scan over them.
+  segment from its stored carry with the residual-stacking body, then runs the original
+  reverse scan over that segment's residuals.
 
-So the stored carries fall from T to S (plus k while a segment is reversed) and every
-iteration is computed once more: k = √T gives O(√T) memory for one more forward pass
-(Chen et al. 2016, over iterations). Values are the same computations in the same order.
+So the stored values fall from T iterations' residuals to S carries (plus k iterations'
+residuals while a segment is reversed) and every iteration is computed once more: k = √T
+gives O(√T) memory for one more forward pass (Chen et al. 2016, over iterations). Values
+are the same computations in the same order.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from .module import Module
 
 @dataclass(frozen=True)
 class LoopPair:
-    """A forward scan that stacks its carries and the reverse scan that reads them."""
+    """A forward scan whose last results are stacked per-iteration residuals (its own
+    results are `ny` ys before them) and the reverse scan that reads them."""
 
     forward: Tensor
     backward: Tensor
     length: int
+    ny: int
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,8 @@ class LoopReport:
 
     def __str__(self) -> str:
         """The checkpoint report's line for the loop."""
-        return (f"{self.name}: {self.iterations} iterations {self.how}: stored carries "
-                f"{self.stored_before} -> {self.stored_after} B, {self.recomputed} iterations recomputed")
+        return (f"{self.name}: {self.iterations} iterations {self.how}: stored {self.stored_before} B of "
+                f"residuals -> {self.stored_after} B of carries, {self.recomputed} iterations recomputed")
 
 
 def loop_pairs(module: Module) -> list[LoopPair]:
@@ -67,55 +70,57 @@ def loop_pairs(module: Module) -> list[LoopPair]:
         if r.op != "scan":
             continue
         for f in {i.inputs[0] for i in r.inputs if i.op == "result" and i.inputs[0].op == "scan"}:
-            length = _stacking(f, r)
-            if length is not None:
-                pairs.append(LoopPair(f, r, length))
+            pair = _stacking(f, r)
+            if pair is not None:
+                pairs.append(pair)
     return pairs
 
 
-def _stacking(f: Tensor, r: Tensor) -> int | None:
-    """T when `f` stacks its carries (cf. rules.scan_vjp) and `r` reads exactly them after its carry."""
+def _stacking(f: Tensor, r: Tensor) -> LoopPair | None:
+    """The pair when `r` reads `f`'s last results (stacked per iteration, cf. rules.scan_vjp)
+    right after its carry, then `f`'s xs, with `f`'s consts, in the opposite order."""
     nc, nk = f.attrs["num_consts"], f.attrs["num_carry"]
-    body = f.attrs["body"]
-    ny = len(body.results) - 2 * nk
-    if nk == 0 or ny < 0 or tuple(body.results[nk + ny:]) != tuple(body.params[nc:nc + nk]):
-        return None
-    n_xs = len(f.inputs) - nc - nk
+    count = len(f.attrs["body"].results)
     start = nc + r.attrs["num_carry"]
-    stacked = r.inputs[start:start + nk]
-    if r.attrs["num_consts"] != nc or tuple(r.inputs[:nc]) != tuple(f.inputs[:nc]) \
-            or tuple(r.inputs[start + nk:start + nk + n_xs]) != tuple(f.inputs[nc + nk:]) \
+    nres = 0
+    while start + nres < len(r.inputs) and r.inputs[start + nres].op == "result" \
+            and r.inputs[start + nres].inputs[0] is f:
+        nres += 1
+    ny = count - nk - nres
+    n_xs = len(f.inputs) - nc - nk
+    if nk == 0 or nres == 0 or ny < 0 or r.attrs["num_consts"] != nc or tuple(r.inputs[:nc]) != tuple(f.inputs[:nc]) \
+            or tuple(r.inputs[start + nres:start + nres + n_xs]) != tuple(f.inputs[nc + nk:]) \
             or r.attrs["reverse"] == f.attrs["reverse"] \
-            or [(s.op, s.inputs[0], s.attrs.get("index")) for s in stacked] != \
-            [("result", f, nk + ny + i) for i in range(nk)]:
+            or [s.attrs["index"] for s in r.inputs[start:start + nres]] != list(range(nk + ny, count)):
         return None
-    types = f.opdef.results(f.inputs, f.attrs)
-    length = types[nk + ny][0][0]
-    return length if isinstance(length, int) and length > 1 else None
+    length = f.opdef.results(f.inputs, f.attrs)[nk + ny][0][0]
+    return LoopPair(f, r, length, ny) if isinstance(length, int) and length > 1 else None
+
+
+def stored_bytes(pair: LoopPair) -> int:
+    """Bytes the forward scan stacks for the reverse scan (all iterations)."""
+    return sum(nbytes(r) for r in results_of(pair.forward)[pair.forward.attrs["num_carry"] + pair.ny:])
 
 
 def share_forward(module: Module) -> tuple[Module, int]:
-    """Read a differentiated scan's values from the scan that also stacks its carries.
+    """Read a differentiated scan's values from the scan that also stacks its residuals.
 
     Reverse mode leaves two forward scans over the same operands: the user's, and the one
-    that also stacks the carries for the reverse loop (its body returns the same results,
-    then the carry params). The second gives both, so the first is dropped: the body runs
-    once forward instead of twice, and its ys are stored once. The stacking scan becomes
-    a forward node (its values are the forward part's now).
+    that also stacks the residuals for the reverse loop (its body has the same params and
+    returns the same results, then more). The second gives both, so the first is dropped:
+    the body runs once forward instead of twice, and its ys are stored once. The stacking
+    scan becomes a forward node (its values are the forward part's now).
     """
     scans = [n for n in module.nodes if n.op == "scan"]
     replace: dict[Tensor, Tensor] = {}
     stackers = set()
     for f in scans:
-        nk, body = f.attrs["num_carry"], f.attrs["body"]
-        ny = len(body.results) - 2 * nk
-        nc = f.attrs["num_consts"]
-        if nk == 0 or ny < 0 or tuple(body.results[nk + ny:]) != tuple(body.params[nc:nc + nk]):
-            continue
+        body = f.attrs["body"]
         for o in scans:
             ob = o.attrs["body"]
             if o is not f and o.inputs == f.inputs and ob.params == body.params \
-                    and tuple(ob.results) == tuple(body.results[:nk + ny]) \
+                    and len(ob.results) < len(body.results) \
+                    and tuple(ob.results) == tuple(body.results[:len(ob.results)]) \
                     and all(o.attrs[k] == f.attrs[k] for k in ("num_consts", "num_carry", "length", "reverse")):
                 for old, new in zip(results_of(o), results_of(f)):
                     replace[old] = new
@@ -137,10 +142,10 @@ def segment_length(length: int) -> int:
 
 def segment(module: Module, pair: LoopPair, k: int) -> tuple[Module, LoopReport]:
     """The module with `pair` running in segments of `k` iterations (k divides its length)."""
-    f, r, n = pair.forward, pair.backward, pair.length
+    f, r, n, ny = pair.forward, pair.backward, pair.length, pair.ny
     nc, nk = f.attrs["num_consts"], f.attrs["num_carry"]
     keep: Region = f.attrs["body"]
-    ny = len(keep.results) - 2 * nk
+    nres = len(keep.results) - nk - ny
     segs = n // k
     consts, init, xs = list(f.inputs[:nc]), list(f.inputs[nc:nc + nk]), list(f.inputs[nc + nk:])
     fold = lambda t: reshape(t, (segs, k, *t.shape[1:]))  # noqa: E731
@@ -168,7 +173,7 @@ def segment(module: Module, pair: LoopPair, k: int) -> tuple[Module, LoopReport]
     def reverse(r: Tensor) -> tuple[dict[Tensor, Tensor], set[Tensor]]:
         n_rc = r.attrs["num_carry"]
         ct_carry = list(r.inputs[nc:nc + n_rc])
-        ct_ys = list(r.inputs[nc + n_rc + nk + len(xs):])
+        ct_ys = list(r.inputs[nc + n_rc + nres + len(xs):])
 
         def reverse_segment(g, *ps):
             it = iter(ps)
@@ -194,8 +199,8 @@ def segment(module: Module, pair: LoopPair, k: int) -> tuple[Module, LoopReport]
         return {o: (m if i < n_rc else reshape(m, o.shape)) for i, (o, m) in enumerate(zip(results_of(r), new))}, set()
 
     out = replace_pair(module, f, r, dict(zip(results_of(f)[:nk + ny], values)), {fwd, *outs, *seg_xs}, reverse)
-    stored = sum(nbytes(c) for c in init)
-    return out, LoopReport(f.name, n, k, n * stored, segs * stored, n, f"in segments of {k}", body_flops(keep))
+    carry = sum(nbytes(c) for c in init)
+    return out, LoopReport(f.name, n, k, stored_bytes(pair), segs * carry, n, f"in segments of {k}", body_flops(keep))
 
 
 def body_flops(body: Region) -> int:

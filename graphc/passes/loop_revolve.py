@@ -1,20 +1,20 @@
 """Binomial checkpointing (Griewank–Walther "revolve") over the iterations of a scan.
 
-Reverse mode through a scan of T iterations needs the carry entering each iteration, C_{T-1}
-first, C_0 last (graphc/control/rules.py). With `slots` places to keep carries, revolve
-provides them with the fewest recomputed iterations (passes/revolve.py's dynamic program:
-C(T-1, slots) - (T-1) iterations more than the forward loop; about r per iteration, r the
-least with binom(slots + r, slots) >= T). The schedule is computed at compile time and
-given to the loops as integer tables, so the graph (and the generated code) does not
-grow with T:
+Reverse mode through a scan of T iterations needs each iteration's residuals, the last
+iteration's first (graphc/control/rules.py); they are computed from the carry entering the
+iteration, C_t. With `slots` places to keep carries, revolve provides C_{T-1}, ..., C_0 with
+the fewest recomputed iterations (passes/revolve.py's dynamic program: C(T-1, slots) -
+(T-1) iterations more than the forward loop; about r - 1 per iteration, r the least with
+binom(slots + r, slots) >= T). The schedule is computed at compile time and given to the
+loops as integer tables, so the graph (and the generated code) does not grow with T:
 
 * forward: the user's scan carrying a slot array ``[slots + 2, *carry]`` besides its carry;
   iteration t writes the carry entering it into the slot the table names (slot 0 holds
   the initial carry, slot ``slots + 1`` the carry entering the last iteration);
 * reverse: a scan in the opposite order carrying the slot array beside the cotangents;
   iteration t restores its table's slot, advances a `while_loop` over the iterations from
-  that slot's position to t (writing the carries the schedule keeps into slots), then runs
-  the original reverse body on C_t.
+  that slot's position to t (writing the carries the schedule keeps into slots), computes
+  iteration t's residuals from C_t and runs the original reverse body on them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..ops.core import constant
 from ..ops.elementwise import add, apply, subtract, where
 from ..ops.shape import broadcast_to, expand_dims, take
 from .cost import nbytes
-from .loop_checkpoint import LoopPair, LoopReport, body_flops, loop_pairs, replace_pair
+from .loop_checkpoint import LoopPair, LoopReport, body_flops, loop_pairs, replace_pair, stored_bytes
 from .module import Module
 from .revolve import griewank_walther
 
@@ -160,11 +160,11 @@ def _write(slots: Tensor, slot: Tensor, value: Tensor) -> Tensor:
 
 def revolve_pair(module: Module, pair: LoopPair, slots: int) -> tuple[Module, LoopReport]:
     """The module with `pair`'s carries provided by the binomial schedule for `slots` slots."""
-    f, r, n = pair.forward, pair.backward, pair.length
+    f, r, n, ny = pair.forward, pair.backward, pair.length, pair.ny
     nc, nk = f.attrs["num_consts"], f.attrs["num_carry"]
     rev = bool(f.attrs["reverse"])
     keep: Region = f.attrs["body"]
-    ny = len(keep.results) - 2 * nk
+    nres = len(keep.results) - nk - ny
     sched = schedule(n, slots)
     width = sched.slots + 2
     consts, init, xs = list(f.inputs[:nc]), list(f.inputs[nc:nc + nk]), list(f.inputs[nc + nk:])
@@ -214,7 +214,7 @@ def revolve_pair(module: Module, pair: LoopPair, slots: int) -> tuple[Module, Lo
         step: Region = r.attrs["body"]
         n_rc = r.attrs["num_carry"]
         ct_carry = list(r.inputs[nc:nc + n_rc])
-        ct_ys = list(r.inputs[nc + n_rc + nk + len(xs):])
+        ct_ys = list(r.inputs[nc + n_rc + nres + len(xs):])
         dst = constant(np.asarray(sched.dst or [-1], np.int32), graph=r.graph)
         tables = [_table(t, r.graph, rev) for t in (sched.restore, sched.start, sched.count, sched.offset)]
 
@@ -234,7 +234,8 @@ def revolve_pair(module: Module, pair: LoopPair, slots: int) -> tuple[Module, Lo
                           {"cond": test, "body": advance, "cond_nconsts": 1, "body_nconsts": nc + len(xs) + 3})
             done = results_of(loop)
             carry, slot_arrays = done[1:1 + nk], done[1 + nk:]
-            back = clone(step, g, [*c, *cts, *carry, *x, *cty])
+            residuals = clone(keep, g, [*c, *carry, *x])[nk + ny:]  # iteration t's, from C_t
+            back = clone(step, g, [*c, *cts, *residuals, *x, *cty])
             return [*back[:n_rc], *slot_arrays, *back[n_rc:]]
 
         types = (ctypes + [(x.shape, x.dtype) for x in xs] + [(dst.shape, dst.dtype)]
@@ -249,8 +250,8 @@ def revolve_pair(module: Module, pair: LoopPair, slots: int) -> tuple[Module, Lo
 
     forward_nodes = {fwd, *outs, *slots0, store}
     out = replace_pair(module, f, r, dict(zip(results_of(f)[:nk + ny], values)), forward_nodes, reverse_phase)
-    stored = sum(nbytes(c) for c in init)
-    rep = LoopReport(f.name, n, 0, n * stored, width * stored, sched.recomputed,
+    carry = sum(nbytes(c) for c in init)
+    rep = LoopReport(f.name, n, 0, stored_bytes(pair), width * carry, sched.recomputed,
                      f"on revolve's schedule for {sched.slots} slots", body_flops(advance_body))
     return out, rep
 
