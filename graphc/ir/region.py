@@ -91,6 +91,11 @@ class RegionGraph(Graph):
     def make(self, op: str, inputs: tuple[Tensor, ...] = (), attrs: dict[str, Any] | None = None,
              name: str | None = None, loc: str | None = None) -> Tensor:
         opdef = get_op(op)
+        if opdef.host is not None:
+            raise GraphcError(f"{op}: gc.print and gc.check_numerics are not supported inside a {self.what} (a "
+                              f"compiled loop body cannot call the host); apply them to the loop's results after "
+                              f"it (its final carry, or its stacked ys to see every iteration)\n"
+                              f"  at {loc or user_location()}")
         if opdef.effect or (opdef.kind is OpKind.SOURCE and op not in ("constant", "param")):
             what = "assigned" if opdef.effect else f"created ({op})"
             raise GraphcError(f"{op}: a variable or placeholder cannot be {what} inside a {self.what}; "

@@ -179,3 +179,26 @@ def test_llvm_matches_reference(op, request):
     fetch = {"scan": outs[:2], "cond": [outs[1]], "while_loop": [outs[2]]}[op]
     for a, b in zip(gc.Session().run(fetch, feeds), run(fetch, feeds)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("debug", [lambda c: gc.print(c, "c="), lambda c: gc.check_numerics(c, "c")])
+def test_debug_ops_inside_a_body_are_a_clear_error(debug):
+    with pytest.raises(gc.GraphcError, match=f"(?s)gc.print and gc.check_numerics are not supported inside a "
+                                             f"gc.scan body.*loop's results after it.*{HERE}"):
+        gc.scan(lambda c, _: (debug(c), None), np.float32(1), length=2)
+
+
+@pytest.mark.parametrize("backend", ["reference", "llvm"])
+def test_check_numerics_option_checks_a_loops_results(backend):
+    g = gc.Graph()
+    with g.as_default():
+        xs = gc.placeholder(gc.float32, (3, 2))
+        carry, _ = gc.scan(lambda h, x: (gc.log(h + x), None), gc.ones((2,), gc.float32), xs)
+    options = gc.CompileOptions(check_numerics=True)
+    with gc.Session(g, backend=backend, options=options) as sess:
+        want = np.ones(2)
+        for _ in range(3):
+            want = np.log(want + 1)
+        np.testing.assert_allclose(sess.run(carry, {xs: np.ones((3, 2), np.float32)}), want, rtol=1e-6)
+        with pytest.raises(gc.NumericsError, match="CompileOptions\\(check_numerics=True\\).*result"):
+            sess.run(carry, {xs: -np.ones((3, 2), np.float32)})
