@@ -8,9 +8,11 @@ body of `gc.scan`, so the graph, the compile time and the generated code do not 
 on the sequence length: the LLVM backend runs a native loop around the body's kernels.
 The script prints the compile time for a 10-step and a full-length sequence, the time of
 a train step, the memory report of the train step under each checkpoint policy (saved
-residual bytes, planned peak; sqrt also stores only every k-th carry of the scan, k about
-√length, and recomputes each segment in the backward loop: the lines under it), and the
-losses of a short training run.
+residual bytes, planned peak; instead of every iteration's residuals, sqrt stores every
+k-th carry of the scan, k about √length, and recomputes each segment in the backward
+loop; revolve(4) stores 4 carries (+ 2) on the binomial schedule; a memory budget of 90%
+of none's peak picks among them: the lines under each say what the loop stores and
+recomputes), and the losses of a short training run.
 """
 
 from __future__ import annotations
