@@ -14,7 +14,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from . import blas, collective, host
+from . import blas, collective, host, tiled
 from .control import emit_loop
 from .emitter import I8, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
@@ -377,11 +377,18 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
             c_off = bld.add(c_off, bld.mul(i, ir.Constant(I64, s * m * n)))
         c_ptr = bld.gep(ptr[g.out.buffer], [c_off], inbounds=True, source_etype=out_ety)
         args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n)
+        own = tiled.use_tiled(node.dtype, m, n, k, tb)
         with bld.if_else(bld.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))) as (then, otherwise):
             with then:
-                blas.emit_gemm_parallel(bld, parallel_for, *args)
+                if own:
+                    tiled.emit_tiled_gemm(bld, parallel_for, *args)
+                else:
+                    blas.emit_gemm_parallel(bld, parallel_for, *args)
             with otherwise:
-                blas.emit_gemm(bld, *args)
+                if own:
+                    tiled.emit_tiled_gemm(bld, None, *args)
+                else:
+                    blas.emit_gemm(bld, *args)
 
     f.nest(list(batch), body)
     f.finish()

@@ -17,7 +17,8 @@ from graphc.backend.llvm.steps import Buffer, Gemm
 
 @pytest.fixture
 def small_products(monkeypatch):
-    """Split and pair even tiny products."""
+    """Split and pair even tiny products (on the BLAS: graphc's own kernel is test_tiled_gemm.py's)."""
+    monkeypatch.setenv("GRAPHC_GEMM", "blas")
     monkeypatch.setattr(blas, "GEMM_MIN_WIDTH", 4)
     monkeypatch.setattr(blas, "GEMM_MIN_PIECE_NS", 0)
     monkeypatch.setattr(codegen, "PAIR_MIN_NS", 0)

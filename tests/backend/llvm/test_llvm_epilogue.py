@@ -37,7 +37,8 @@ def test_dense_relu_is_one_step_without_a_product_buffer(dtype, monkeypatch):
     y = gc.relu(x @ w + b)
     feeds = {x: rng.standard_normal((33, 70)).astype(dtype)}
     got, prog = _program(y, feeds)
-    np.testing.assert_array_equal(got, gc.Session(backend="reference").run(y, feeds))
+    tol = 1e-5 if dtype == np.float32 else 1e-12  # graphc's own kernel sums in another order than numpy
+    np.testing.assert_allclose(got, gc.Session(backend="reference").run(y, feeds), rtol=tol, atol=tol)
     assert len(prog.plan.steps) == 1 and len(_epilogues(prog)) == 1
     assert prog.plan.arena_bytes == 0  # the product is computed in the output array
     text = prog.as_text("kernels")

@@ -1,0 +1,139 @@
+"""graphc's own GEMM kernel (`graphc.backend.llvm.tiled`) against the reference backend: odd
+sizes (not multiples of the mr x nr tile), transposed operands, batches, epilogues,
+NaN/Inf, several thread counts, and feeds against guard pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_llvm_memory import Guarded
+
+import graphc as gc
+from graphc.backend.llvm import tiled
+
+pytestmark = pytest.mark.skipif(tiled.blocking(np.float32) is None, reason="host has no AVX2/FMA kernel")
+
+
+@pytest.fixture
+def tiled_mode(monkeypatch):
+    """Every product the kernel can take runs on it."""
+    monkeypatch.setenv("GRAPHC_GEMM", "tiled")
+
+
+def _run(fetches, feeds, threads: int, backend: str = "llvm"):
+    with gc.Session(backend=backend, threads=threads) as sess:
+        got = sess.run(fetches, feeds)
+        progs = [e.program for plan in sess._requests.values() for e in plan.programs.values()] \
+            if backend == "llvm" else []
+    return got, progs
+
+
+def _close(got, want, dtype) -> None:
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
+SIZES = [(1, 1, 1), (7, 33, 5), (8, 32, 16), (9, 65, 31), (37, 53, 29), (17, 100, 3), (64, 70, 130)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m,n,k", SIZES)
+def test_products_match_reference(tiled_mode, dtype, ta, tb, m, n, k):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = gc.placeholder(dtype, (k, m) if ta else (m, k), name="a")
+    b = gc.placeholder(dtype, (n, k) if tb else (k, n), name="b")
+    y = (a.T if ta else a) @ (b.T if tb else b)
+    fetches = [y, gc.tanh(y) * 0.5]  # a plain product and one with an epilogue
+    values = {a: rng.standard_normal(a.shape).astype(dtype), b: rng.standard_normal(b.shape).astype(dtype)}
+    want, _ = _run(fetches, values, 1, "reference")
+    for threads in (1, 2, 3):
+        got, (prog,) = _run(fetches, values, threads)
+        _close(got, want, dtype)
+    assert "graphc_tiled_" in prog.ir_text and "graphc_sgemm" not in prog.ir_text
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_and_broadcast_products(tiled_mode, dtype):
+    rng = np.random.default_rng(3)
+    a = gc.placeholder(dtype, (3, 1, 11, 19), name="a")
+    b = gc.placeholder(dtype, (2, 19, 35), name="b")
+    c = gc.placeholder(dtype, (2, 35, 19), name="c")
+    fetches = [a @ b, gc.relu(a @ gc.transpose(c, (0, 2, 1)))]
+    values = {t: rng.standard_normal(t.shape).astype(dtype) for t in (a, b, c)}
+    want, _ = _run(fetches, values, 1, "reference")
+    got, _ = _run(fetches, values, 2)
+    _close(got, want, dtype)
+
+
+def test_non_finite_values_propagate(tiled_mode):
+    """NaN and Inf in a row of A (or a column of B) reach exactly the entries numpy gives."""
+    a = gc.placeholder(gc.float32, (13, 40), name="a")
+    b = gc.placeholder(gc.float32, (40, 45), name="b")
+    av = np.ones((13, 40), np.float32)
+    bv = np.ones((40, 45), np.float32)
+    av[2, 5], av[12, 0], av[7, 3] = np.nan, np.inf, -np.inf
+    bv[3, 44] = 0.0  # -inf * 0 -> nan in row 7, column 44 only
+    bv[9, 31] = np.inf
+    (got,), _ = _run([a @ b], {a: av, b: bv}, 2)
+    with np.errstate(invalid="ignore"):
+        want = av.astype(np.float64) @ bv.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+@pytest.mark.parametrize("m,n,k", [(9, 65, 31), (1, 33, 7)])
+def test_operands_against_guard_pages(tiled_mode, ta, tb, m, n, k):
+    """Edge tiles (rows past m, columns past n) never read or write outside the buffers."""
+    rng = np.random.default_rng(k)
+    a = gc.placeholder(gc.float32, (k, m) if ta else (m, k), name="a")
+    b = gc.placeholder(gc.float32, (n, k) if tb else (k, n), name="b")
+    y = (a.T if ta else a) @ (b.T if tb else b)
+    fetches = [y, gc.sum(y, axis=0)]
+    values = {a: rng.standard_normal(a.shape).astype(np.float32), b: rng.standard_normal(b.shape).astype(np.float32)}
+    want, _ = _run(fetches, values, 1, "reference")
+    guard = Guarded()
+    for at_end in (True, False):
+        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
+        for threads in (1, 2):
+            got, _ = _run(fetches, feeds, threads)
+            _close(got, want, np.float32)
+
+
+def test_layer_gradients_match_reference(tiled_mode):
+    """An MLP's forward and backward products on the kernel (pairs call it without the pool)."""
+    rng = np.random.default_rng(11)
+    x = gc.placeholder(gc.float32, (13, 21), name="x")
+    w1 = gc.placeholder(gc.float32, (21, 19), name="w1")
+    w2 = gc.placeholder(gc.float32, (19, 21), name="w2")
+    loss = gc.sum(gc.tanh(gc.relu(x @ w1) @ w2) ** 2)
+    fetches = [loss, *gc.gradients(loss, [x, w1, w2])]
+    values = {t: (rng.standard_normal(t.shape) * 0.5).astype(np.float32) for t in (x, w1, w2)}
+    want, _ = _run(fetches, values, 1, "reference")
+    for threads in (1, 2):
+        got, _ = _run(fetches, values, threads)
+        _close(got, want, np.float32)
+
+
+def test_auto_rule(monkeypatch):
+    """auto: small op(A), B not transposed, a panel that fits; GRAPHC_GEMM overrides it."""
+    monkeypatch.delenv("GRAPHC_GEMM", raising=False)
+    f4 = np.float32
+    assert tiled.use_tiled(f4, 64, 256, 256, False)  # W4's forward product
+    assert tiled.use_tiled(f4, 256, 256, 64, False)  # W4's weight gradient
+    assert not tiled.use_tiled(f4, 64, 256, 256, True)  # transposed B: the BLAS
+    assert not tiled.use_tiled(f4, 256, 512, 784, False)  # large op(A): the BLAS
+    assert not tiled.use_tiled(f4, 4, 4, 100_000, False)  # the packed panel would not fit
+    assert not tiled.use_tiled(np.int32, 4, 4, 4, False)
+    monkeypatch.setenv("GRAPHC_GEMM", "tiled")
+    assert tiled.use_tiled(f4, 256, 512, 784, True)
+    monkeypatch.setenv("GRAPHC_GEMM", "blas")
+    assert not tiled.use_tiled(f4, 64, 256, 256, False)
+    monkeypatch.setenv("GRAPHC_GEMM", "fast")
+    with pytest.raises(ValueError, match="GRAPHC_GEMM"):
+        tiled.gemm_mode()
