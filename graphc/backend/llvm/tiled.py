@@ -7,7 +7,8 @@
   16 on AVX2). A piece of work is a range of panels, so the pool's threads share no
   packed data and no piece repacks anything another piece packed.
 - Per panel, the k x nr block of op(B) is packed once into a stack buffer (contiguous, one
-  row of nr per k, zero-padded past n), from either layout of B.
+  row of nr per k, zero-padded past n), from either layout of B (a transposed B in blocks
+  of lanes x lanes, transposed in registers).
 - Per tile of `mr` rows (8 on AVX-512, 6 on AVX2) the micro-kernel keeps the mr x nr
   accumulators in vector registers over the whole of k: per k it loads two vectors of the
   packed panel, broadcasts one element of each of the mr rows of op(A) (read in place,
@@ -40,7 +41,7 @@ _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleTy
 _PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 # Stack the packed panel of op(B) may take (k * nr elements).
 MAX_PANEL_BYTES = 128 * 1024
-# "auto" runs products whose op(A) has at most this many elements on the kernel.
+# "auto" runs products with a transposed A on the kernel up to this many elements of A.
 AUTO_MAX_A = 65536
 # Single-thread speed assumed when sizing the pieces of a split (as blas.GEMM_GFLOPS).
 TILED_GFLOPS = 60.0
@@ -80,13 +81,14 @@ def gemm_mode() -> str:
     return mode
 
 
-def use_tiled(dtype: object, m: int, n: int, k: int, trans_b: bool) -> bool:
+def use_tiled(dtype: object, m: int, n: int, k: int, trans_a: bool) -> bool:
     """Whether an m x n (x k) product runs on graphc's kernel rather than the BLAS.
 
     "auto" takes the products where the kernel measured faster than OpenBLAS
     (docs/backend.md, "Tiled products"): those whose packed panel fits `MAX_PANEL_BYTES`,
-    whose op(A) is small (m * k at most `AUTO_MAX_A` elements) and whose B is not
-    transposed (packing a transposed B is element by element, slower than OpenBLAS's).
+    with at least one whole panel (n >= nr), and whose op(A), when A is transposed, has at
+    most `AUTO_MAX_A` elements (a large transposed A, read in place with a long stride,
+    measured slower).
     """
     block = blocking(dtype)
     mode = gemm_mode()
@@ -94,7 +96,7 @@ def use_tiled(dtype: object, m: int, n: int, k: int, trans_b: bool) -> bool:
         return False
     if k * block[2] * np.dtype(dtype).itemsize > MAX_PANEL_BYTES:
         return False
-    return mode == "tiled" or (m * k <= AUTO_MAX_A and not trans_b)
+    return mode == "tiled" or (n >= block[2] and (m * k <= AUTO_MAX_A or not trans_a))
 
 
 def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype: object, trans_a: bool,
@@ -185,24 +187,65 @@ class _Kernel:
         """panel[kk * nr + jj] = op(B)[kk, j0 + jj] for jj < cols, else 0."""
         f, b, nr = self.f, self.b, self.nr
         full = b.icmp_signed("==", cols, self.const(nr))
-        with b.if_else(b.and_(full, ir.Constant(I1, int(not self.trans_b)))) as (then, otherwise):
-            with then:  # whole rows of B: vector copies
-                with f.loop(0, self.k, "pk") as kk:
-                    src = self.at(bm, b.add(b.mul(kk, self.const(self.ldb)), j0))
-                    dst = self.at(panel, b.mul(kk, self.const(nr)))
-                    for v in range(0, nr, self.lanes):
-                        x = b.load(self.vat(src, self.const(v)), typ=self.vec, align=self.elem_bytes)
-                        b.store(x, self.vat(dst, self.const(v)), align=self.elem_bytes)
-            with otherwise:
-                with f.loop(0, nr, "pj") as jj:
-                    inside = b.icmp_signed("<", jj, cols)
-                    col = b.add(j0, b.select(inside, jj, self.const(0)))  # in bounds: j0 < n
+        with b.if_else(full) as (then, otherwise):
+            with then:
+                if self.trans_b:
+                    self.pack_transposed(bm, panel, j0)
+                else:  # whole rows of B: vector copies
                     with f.loop(0, self.k, "pk") as kk:
+                        src = self.at(bm, b.add(b.mul(kk, self.const(self.ldb)), j0))
+                        dst = self.at(panel, b.mul(kk, self.const(nr)))
+                        for v in range(0, nr, self.lanes):
+                            x = b.load(self.vat(src, self.const(v)), typ=self.vec, align=self.elem_bytes)
+                            b.store(x, self.vat(dst, self.const(v)), align=self.elem_bytes)
+            with otherwise:  # the last panel, narrower than nr: zeros, then its columns
+                zero = ir.Constant(self.vec, [ir.Constant(self.elem, 0.0)] * self.lanes)
+                with f.loop(0, self.k, "pz") as kk:
+                    for v in range(0, nr, self.lanes):
+                        b.store(zero, self.vat(panel, b.add(b.mul(kk, self.const(nr)), self.const(v))),
+                                align=self.vec_align(v // self.lanes))
+                outer, inner = (("pj", cols), ("pk", self.k)) if self.trans_b else (("pk", self.k), ("pj", cols))
+                with f.loop(0, outer[1], outer[0]) as x:
+                    with f.loop(0, inner[1], inner[0]) as y:
+                        jj, kk = (x, y) if self.trans_b else (y, x)
+                        col = b.add(j0, jj)
                         index = (b.add(b.mul(col, self.const(self.ldb)), kk) if self.trans_b
                                  else b.add(b.mul(kk, self.const(self.ldb)), col))
-                        x = b.load(self.at(bm, index), typ=self.elem)
-                        x = b.select(inside, x, ir.Constant(self.elem, 0.0))
-                        b.store(x, self.at(panel, b.add(b.mul(kk, self.const(nr)), jj)))
+                        b.store(b.load(self.at(bm, index), typ=self.elem),
+                                self.at(panel, b.add(b.mul(kk, self.const(nr)), jj)))
+
+    def pack_transposed(self, bm: ir.Value, panel: ir.Value, j0: ir.Value) -> None:
+        """A whole panel of a transposed B (nr of its rows, contiguous along k): blocks of
+        lanes x lanes elements transposed in registers, the last k % lanes elements one by one."""
+        f, b, lanes, nr = self.f, self.b, self.lanes, self.nr
+        blocks = self.k // lanes
+        with f.loop(0, blocks, "tk") as kb:
+            k0 = b.mul(kb, self.const(lanes))
+            for jb in range(0, nr, lanes):
+                rows = [b.load(self.vat(bm, b.add(b.mul(b.add(j0, self.const(jb + r)), self.const(self.ldb)), k0)),
+                                typ=self.vec, align=self.elem_bytes) for r in range(lanes)]
+                for c, column in enumerate(self.transpose(rows)):
+                    b.store(column, self.vat(panel, b.add(b.mul(b.add(k0, self.const(c)), self.const(nr)),
+                                                          self.const(jb))), align=self.vec_align(jb // lanes))
+        with f.loop(blocks * lanes, self.k, "tr") as kk:
+            for jj in range(nr):
+                x = b.load(self.at(bm, b.add(b.mul(b.add(j0, self.const(jj)), self.const(self.ldb)), kk)),
+                           typ=self.elem)
+                b.store(x, self.at(panel, b.add(b.mul(kk, self.const(nr)), self.const(jj))))
+
+    def transpose(self, rows: list[ir.Value]) -> list[ir.Value]:
+        """The columns of a lanes x lanes block given as its rows: log2(lanes) rounds of
+        interleaving row i with row i + lanes/2 (lanes shuffles a round)."""
+        b, lanes, half = self.b, self.lanes, self.lanes // 2
+        mask_type = ir.VectorType(I32, lanes)
+        low = ir.Constant(mask_type, [x for i in range(half) for x in (i, lanes + i)])
+        high = ir.Constant(mask_type, [x for i in range(half, lanes) for x in (i, lanes + i)])
+        for _ in range(lanes.bit_length() - 1):
+            out = []
+            for i in range(half):
+                out += [b.shuffle_vector(rows[i], rows[i + half], low), b.shuffle_vector(rows[i], rows[i + half], high)]
+            rows = out
+        return rows
 
     def vec_align(self, v: int) -> int:
         """Alignment of vector `v` of a row of nr in a 64-byte aligned stack buffer."""

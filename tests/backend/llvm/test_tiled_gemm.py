@@ -121,17 +121,19 @@ def test_layer_gradients_match_reference(tiled_mode):
 
 
 def test_auto_rule(monkeypatch):
-    """auto: small op(A), B not transposed, a panel that fits; GRAPHC_GEMM overrides it."""
+    """auto: a panel that fits, a whole panel, a small op(A) when A is transposed;
+    GRAPHC_GEMM overrides it."""
     monkeypatch.delenv("GRAPHC_GEMM", raising=False)
     f4 = np.float32
-    assert tiled.use_tiled(f4, 64, 256, 256, False)  # W4's forward product
-    assert tiled.use_tiled(f4, 256, 256, 64, False)  # W4's weight gradient
-    assert not tiled.use_tiled(f4, 64, 256, 256, True)  # transposed B: the BLAS
-    assert not tiled.use_tiled(f4, 256, 512, 784, False)  # large op(A): the BLAS
-    assert not tiled.use_tiled(f4, 4, 4, 100_000, False)  # the packed panel would not fit
-    assert not tiled.use_tiled(np.int32, 4, 4, 4, False)
+    assert tiled.use_tiled(f4, 64, 256, 256, False)  # W4's forward product and input gradient
+    assert tiled.use_tiled(f4, 256, 256, 64, True)  # W4's weight gradient
+    assert tiled.use_tiled(f4, 256, 512, 784, False)
+    assert not tiled.use_tiled(f4, 784, 512, 256, True)  # a large transposed A: the BLAS
+    assert not tiled.use_tiled(f4, 256, 10, 512, False)  # narrower than a panel
+    assert not tiled.use_tiled(f4, 4, 64, 100_000, False)  # the packed panel would not fit
+    assert not tiled.use_tiled(np.int32, 4, 64, 4, False)
     monkeypatch.setenv("GRAPHC_GEMM", "tiled")
-    assert tiled.use_tiled(f4, 256, 512, 784, True)
+    assert tiled.use_tiled(f4, 784, 10, 256, True)
     monkeypatch.setenv("GRAPHC_GEMM", "blas")
     assert not tiled.use_tiled(f4, 64, 256, 256, False)
     monkeypatch.setenv("GRAPHC_GEMM", "fast")
