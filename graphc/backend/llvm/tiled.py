@@ -7,15 +7,15 @@
   16 on AVX2). A piece of work is a range of panels, so the pool's threads share no
   packed data and no piece repacks anything another piece packed.
 - Per panel, the k x nr block of op(B) is packed once into a stack buffer (contiguous, one
-  row of nr per k, zero-padded past n), from either layout of B (a transposed B in blocks
-  of lanes x lanes, transposed in registers).
+  row of nr per k, zero-padded past n): masked vector loads along the rows of B, or masked
+  gathers down nr rows of a transposed B.
 - Per tile of `mr` rows (8 on AVX-512, 6 on AVX2) the micro-kernel keeps the mr x nr
   accumulators in vector registers over the whole of k: per k it loads two vectors of the
   packed panel, broadcasts one element of each of the mr rows of op(A) (read in place,
   either layout) and issues 2*mr FMAs. C is written once, with no read.
 - Edges: rows past m read row m-1 (in bounds) and are not stored; columns past n are
-  zeros in the packed panel and are not stored. A tile with either edge goes through a
-  stack tile and a scalar copy of its valid part.
+  zeros in the packed panel and are not stored (masked stores). Masked lanes of loads,
+  gathers and stores touch no memory.
 
 The packed panel takes k * nr elements of stack, so products with a larger k
 (`MAX_PANEL_BYTES`) stay with the BLAS.
@@ -24,7 +24,6 @@ The packed panel takes k * nr elements of stack, so products with a larger k
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 
@@ -38,6 +37,9 @@ __all__ = ["AUTO_MAX_A", "MAX_PANEL_BYTES", "TILED_GFLOPS", "blocking", "emit_ti
 
 I1, I32 = ir.IntType(1), ir.IntType(32)
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
+# what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
+# stride, C's row stride, and whether B is transposed
+_DIMS = ("m", "n", "k", "a_row", "a_k", "ldb", "ldc", "trans_b")
 _PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 # Stack the packed panel of op(B) may take (k * nr elements).
 MAX_PANEL_BYTES = 128 * 1024
@@ -107,11 +109,14 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
     over ``parallel_for`` (the pool's, as in `blas.emit_gemm_parallel`) when that is given
     and the product is large enough, else on the calling thread."""
     lanes, mr, nr = blocking(dtype)
-    chunk = _chunk_function(builder.module, np.dtype(dtype), trans_a, trans_b, m, n, k, lda, ldb, ldc)
+    chunk = _chunk_function(builder.module, np.dtype(dtype))
     panels = -(-n // nr)
-    (table,) = entry_allocas(builder, [ir.ArrayType(PTR, 3)])
+    table, dims = entry_allocas(builder, [ir.ArrayType(PTR, 4), ir.ArrayType(I64, len(_DIMS))])
     zero = ir.Constant(I32, 0)
-    for i, p in enumerate((a_ptr, b_ptr, c_ptr)):
+    a_row, a_k = (1, lda) if trans_a else (lda, 1)
+    for i, value in enumerate((m, n, k, a_row, a_k, ldb, ldc, int(trans_b))):
+        builder.store(ir.Constant(I64, value), builder.gep(dims, [zero, ir.Constant(I32, i)]))
+    for i, p in enumerate((a_ptr, b_ptr, c_ptr, builder.gep(dims, [zero, zero]))):
         builder.store(p, builder.gep(table, [zero, ir.Constant(I32, i)]))
     args = builder.gep(table, [zero, zero])
     if parallel_for is None:
@@ -123,18 +128,19 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
     builder.call(fn, [chunk, args, ir.Constant(I64, panels), ir.Constant(I64, min_chunk)])
 
 
-def _chunk_function(module: ir.Module, dtype: np.dtype, trans_a: bool, trans_b: bool, m: int, n: int, k: int,
-                    lda: int, ldb: int, ldc: int) -> ir.Function:
-    """``void chunk(void** [A, B, C], i64 begin, i64 end)``: panels [begin, end) of C."""
+def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:
+    """``void chunk(void** [A, B, C, i64* dims], i64 begin, i64 end)``: panels [begin, end) of C,
+    sizes, strides and B's layout from ``dims`` (`_DIMS`). One function per dtype in a
+    module: a function per shape or layout cost more compile time (about 45 ms each at O3)
+    than constant sizes and strides gained."""
     lanes, mr, nr = blocking(dtype)
-    spec = repr((dtype.name, trans_a, trans_b, m, n, k, lda, ldb, ldc, lanes, mr))
-    name = "graphc_tiled_" + hashlib.sha1(spec.encode()).hexdigest()[:16]
+    name = f"graphc_tiled_{dtype.name}_{lanes}x{mr}"
     existing = module.globals.get(name)
     if existing is not None:
         return existing
     f = FunctionBuilder(module, name, [PTR, I64, I64])
     f.fn.attributes.add("noinline")
-    _Kernel(f, _ELEM[dtype], lanes, mr, nr, trans_a, trans_b, m, n, k, lda, ldb, ldc).emit()
+    _Kernel(f, _ELEM[dtype], lanes, mr, nr).emit()
     f.finish()
     return f.fn
 
@@ -142,13 +148,10 @@ def _chunk_function(module: ir.Module, dtype: np.dtype, trans_a: bool, trans_b: 
 class _Kernel:
     """The body of one chunk function (see the module docstring)."""
 
-    def __init__(self, f: FunctionBuilder, elem: ir.Type, lanes: int, mr: int, nr: int, trans_a: bool,
-                 trans_b: bool, m: int, n: int, k: int, lda: int, ldb: int, ldc: int):
+    def __init__(self, f: FunctionBuilder, elem: ir.Type, lanes: int, mr: int, nr: int):
         self.f, self.b, self.elem = f, f.b, elem
         self.vec = ir.VectorType(elem, lanes)
         self.lanes, self.mr, self.nr = lanes, mr, nr
-        self.trans_a, self.trans_b = trans_a, trans_b
-        self.m, self.n, self.k, self.lda, self.ldb, self.ldc = m, n, k, lda, ldb, ldc
         suffix = "f32" if isinstance(elem, ir.FloatType) else "f64"
         self.fma = intrinsic(f.fn.module, f"llvm.fma.v{lanes}{suffix}", self.vec, [self.vec] * 3)
 
@@ -166,86 +169,81 @@ class _Kernel:
     def emit(self) -> None:
         f, b = self.f, self.b
         args, begin, end = f.args
-        a, bm, c = (b.load(b.gep(args, [self.const(i)], source_etype=PTR), typ=PTR) for i in range(3))
-        top = f.top
-        panel = top.alloca(self.elem, size=self.k * self.nr)
+        a, bm, c, dims = (b.load(b.gep(args, [self.const(i)], source_etype=PTR), typ=PTR) for i in range(4))
+        self.m, self.n, self.k, self.a_row, self.a_k, self.ldb, self.ldc, trans_b = (
+            b.load(b.gep(dims, [self.const(i)], source_etype=I64), typ=I64) for i in range(len(_DIMS)))
+        self.trans_b = b.icmp_signed("!=", trans_b, self.const(0))
+        panel = f.top.alloca(self.elem, size=MAX_PANEL_BYTES // self.elem_bytes)
         panel.align = 64
-        tile = top.alloca(self.elem, size=self.mr * self.nr)
-        tile.align = 64
         with f.loop(begin, end, "panel") as p:
             j0 = b.mul(p, self.const(self.nr))
-            cols = self.smin(b.sub(self.const(self.n), j0), self.nr)
-            self.pack(bm, panel, j0, cols)
-            with f.loop(0, -(-self.m // self.mr), "tile") as t:
-                self.tile(a, panel, c, tile, b.mul(t, self.const(self.mr)), j0, cols)
+            cols = self.smin(b.sub(self.n, j0), self.nr)
+            lane = ir.Constant(ir.VectorType(I64, self.lanes), list(range(self.lanes)))
+            masks = [b.icmp_signed("<", b.add(lane, self.splat(self.const(v * self.lanes))), self.splat(cols))
+                     for v in range(self.nr // self.lanes)]  # the columns of each vector inside C
+            self.pack(bm, panel, j0, cols, masks)
+            tiles = b.udiv(b.add(self.m, self.const(self.mr - 1)), self.const(self.mr))
+            with f.loop(0, tiles, "tile") as t:
+                self.tile(a, panel, c, b.mul(t, self.const(self.mr)), j0, cols, masks)
 
     def smin(self, value: ir.Value, bound: int) -> ir.Value:
         b = self.b
         return b.select(b.icmp_signed("<", value, self.const(bound)), value, self.const(bound))
 
-    def pack(self, bm: ir.Value, panel: ir.Value, j0: ir.Value, cols: ir.Value) -> None:
-        """panel[kk * nr + jj] = op(B)[kk, j0 + jj] for jj < cols, else 0."""
-        f, b, nr = self.f, self.b, self.nr
-        full = b.icmp_signed("==", cols, self.const(nr))
-        with b.if_else(full) as (then, otherwise):
-            with then:
-                if self.trans_b:
-                    self.pack_transposed(bm, panel, j0)
-                else:  # whole rows of B: vector copies
-                    with f.loop(0, self.k, "pk") as kk:
-                        src = self.at(bm, b.add(b.mul(kk, self.const(self.ldb)), j0))
-                        dst = self.at(panel, b.mul(kk, self.const(nr)))
-                        for v in range(0, nr, self.lanes):
-                            x = b.load(self.vat(src, self.const(v)), typ=self.vec, align=self.elem_bytes)
-                            b.store(x, self.vat(dst, self.const(v)), align=self.elem_bytes)
-            with otherwise:  # the last panel, narrower than nr: zeros, then its columns
-                zero = ir.Constant(self.vec, [ir.Constant(self.elem, 0.0)] * self.lanes)
-                with f.loop(0, self.k, "pz") as kk:
-                    for v in range(0, nr, self.lanes):
-                        b.store(zero, self.vat(panel, b.add(b.mul(kk, self.const(nr)), self.const(v))),
-                                align=self.vec_align(v // self.lanes))
-                outer, inner = (("pj", cols), ("pk", self.k)) if self.trans_b else (("pk", self.k), ("pj", cols))
-                with f.loop(0, outer[1], outer[0]) as x:
-                    with f.loop(0, inner[1], inner[0]) as y:
-                        jj, kk = (x, y) if self.trans_b else (y, x)
-                        col = b.add(j0, jj)
-                        index = (b.add(b.mul(col, self.const(self.ldb)), kk) if self.trans_b
-                                 else b.add(b.mul(kk, self.const(self.ldb)), col))
-                        b.store(b.load(self.at(bm, index), typ=self.elem),
-                                self.at(panel, b.add(b.mul(kk, self.const(nr)), jj)))
+    def splat(self, x: ir.Value) -> ir.Value:
+        """A vector of `lanes` copies of the scalar `x`."""
+        b, vec = self.b, ir.VectorType(x.type, self.lanes)
+        first = b.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(I32, 0))
+        return b.shuffle_vector(first, ir.Constant(vec, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, self.lanes), [0] * self.lanes))
 
-    def pack_transposed(self, bm: ir.Value, panel: ir.Value, j0: ir.Value) -> None:
-        """A whole panel of a transposed B (nr of its rows, contiguous along k): blocks of
-        lanes x lanes elements transposed in registers, the last k % lanes elements one by one."""
-        f, b, lanes, nr = self.f, self.b, self.lanes, self.nr
-        blocks = self.k // lanes
-        with f.loop(0, blocks, "tk") as kb:
-            k0 = b.mul(kb, self.const(lanes))
-            for jb in range(0, nr, lanes):
-                rows = [b.load(self.vat(bm, b.add(b.mul(b.add(j0, self.const(jb + r)), self.const(self.ldb)), k0)),
-                                typ=self.vec, align=self.elem_bytes) for r in range(lanes)]
-                for c, column in enumerate(self.transpose(rows)):
-                    b.store(column, self.vat(panel, b.add(b.mul(b.add(k0, self.const(c)), self.const(nr)),
-                                                          self.const(jb))), align=self.vec_align(jb // lanes))
-        with f.loop(blocks * lanes, self.k, "tr") as kk:
-            for jj in range(nr):
-                x = b.load(self.at(bm, b.add(b.mul(b.add(j0, self.const(jj)), self.const(self.ldb)), kk)),
-                           typ=self.elem)
-                b.store(x, self.at(panel, b.add(b.mul(kk, self.const(nr)), self.const(jj))))
+    def masked(self, op: str, *types: ir.Type) -> ir.Function:
+        """The ``llvm.masked.<op>`` intrinsic on this kernel's vectors."""
+        mask = ir.VectorType(I1, self.lanes)
+        if op == "gather":
+            pointers = ir.VectorType(PTR, self.lanes)
+            return intrinsic(self.f.fn.module, f"llvm.masked.gather.{self.suffix}.v{self.lanes}p0", self.vec,
+                             [pointers, I32, mask, self.vec])
+        if op == "load":
+            return intrinsic(self.f.fn.module, f"llvm.masked.load.{self.suffix}.p0", self.vec,
+                             [PTR, I32, mask, self.vec])
+        return intrinsic(self.f.fn.module, f"llvm.masked.store.{self.suffix}.p0", ir.VoidType(),
+                         [self.vec, PTR, I32, mask])
 
-    def transpose(self, rows: list[ir.Value]) -> list[ir.Value]:
-        """The columns of a lanes x lanes block given as its rows: log2(lanes) rounds of
-        interleaving row i with row i + lanes/2 (lanes shuffles a round)."""
-        b, lanes, half = self.b, self.lanes, self.lanes // 2
-        mask_type = ir.VectorType(I32, lanes)
-        low = ir.Constant(mask_type, [x for i in range(half) for x in (i, lanes + i)])
-        high = ir.Constant(mask_type, [x for i in range(half, lanes) for x in (i, lanes + i)])
-        for _ in range(lanes.bit_length() - 1):
-            out = []
-            for i in range(half):
-                out += [b.shuffle_vector(rows[i], rows[i + half], low), b.shuffle_vector(rows[i], rows[i + half], high)]
-            rows = out
-        return rows
+    @property
+    def suffix(self) -> str:
+        return f"v{self.lanes}{'f32' if isinstance(self.elem, ir.FloatType) else 'f64'}"
+
+    def pack(self, bm: ir.Value, panel: ir.Value, j0: ir.Value, cols: ir.Value, masks: list[ir.Value]) -> None:
+        """panel[kk * nr + jj] = op(B)[kk, j0 + jj] for jj < cols, else 0: masked vector loads
+        along a row of B, or gathers down nr rows of a transposed B (masked lanes read nothing)."""
+        f, b, nr, lanes = self.f, self.b, self.nr, self.lanes
+        align = ir.Constant(I32, self.elem_bytes)
+        zero = ir.Constant(self.vec, [ir.Constant(self.elem, 0.0)] * lanes)
+        with b.if_else(self.trans_b) as (then, otherwise):
+            with then:  # the address of op(B)[0, j] = B[j, 0] for each lane's column j (j0 past the edge)
+                base = self.splat(b.ptrtoint(bm, I64))
+                width = self.splat(self.const(self.elem_bytes))
+                lane = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
+                starts = []
+                for v, mask in enumerate(masks):
+                    col = b.select(mask, b.add(self.splat(j0), b.add(lane, self.splat(self.const(v * lanes)))),
+                                   self.splat(j0))
+                    starts.append(b.add(base, b.mul(b.mul(col, self.splat(self.ldb)), width)))
+                with f.loop(0, self.k, "pg") as kk:
+                    dst = self.at(panel, b.mul(kk, self.const(nr)))
+                    offset = self.splat(b.mul(kk, self.const(self.elem_bytes)))
+                    for v, mask in enumerate(masks):
+                        pointers = b.inttoptr(b.add(starts[v], offset), ir.VectorType(PTR, lanes))
+                        x = b.call(self.masked("gather"), [pointers, align, mask, zero])
+                        b.store(x, self.vat(dst, self.const(v * lanes)), align=self.vec_align(v))
+            with otherwise:
+                with f.loop(0, self.k, "pl") as kk:
+                    dst = self.at(panel, b.mul(kk, self.const(nr)))
+                    for v, mask in enumerate(masks):
+                        src = self.at(bm, b.add(b.mul(kk, self.ldb), b.add(j0, self.const(v * lanes))))
+                        x = b.call(self.masked("load"), [src, align, mask, zero])
+                        b.store(x, self.vat(dst, self.const(v * lanes)), align=self.vec_align(v))
 
     def vec_align(self, v: int) -> int:
         """Alignment of vector `v` of a row of nr in a 64-byte aligned stack buffer."""
@@ -255,50 +253,43 @@ class _Kernel:
     def elem_bytes(self) -> int:
         return 4 if isinstance(self.elem, ir.FloatType) else 8
 
-    def tile(self, a: ir.Value, panel: ir.Value, c: ir.Value, tile: ir.Value, i0: ir.Value, j0: ir.Value,
-             cols: ir.Value) -> None:
+    def tile(self, a: ir.Value, panel: ir.Value, c: ir.Value, i0: ir.Value, j0: ir.Value, cols: ir.Value,
+             masks: list[ir.Value]) -> None:
         """C[i0:i0+mr, j0:j0+cols] from rows i0.. of op(A) and the packed panel."""
         f, b, mr, nr, lanes = self.f, self.b, self.mr, self.nr, self.lanes
         vectors = nr // lanes
-        last = self.const(self.m - 1)
-        rows = []  # pointer to op(A)[row, 0] and the step from one k to the next
+        last = b.sub(self.m, self.const(1))
+        rows = []  # pointer to op(A)[row, 0]; the step from one k to the next is a_k
         for i in range(mr):
             r = b.add(i0, self.const(i))
             r = b.select(b.icmp_signed(">", r, last), last, r)  # past m: row m-1, not stored
-            rows.append(self.at(a, r if self.trans_a else b.mul(r, self.const(self.lda))))
-        step = self.lda if self.trans_a else 1
+            rows.append(self.at(a, b.mul(r, self.a_row)))
+        step = self.a_k
         zero = ir.Constant(self.vec, [ir.Constant(self.elem, 0.0)] * lanes)
         accs = [[f.slot(self.vec, zero) for _ in range(vectors)] for _ in range(mr)]
         with f.loop(0, self.k, "k") as kk:
             pk = self.at(panel, b.mul(kk, self.const(nr)))
             bv = [b.load(self.vat(pk, self.const(v * lanes)), typ=self.vec, align=self.vec_align(v))
                   for v in range(vectors)]
-            ak = b.mul(kk, self.const(step))
+            ak = b.mul(kk, step)
             for i in range(mr):
-                x = b.load(self.at(rows[i], ak), typ=self.elem)
-                splat = b.shuffle_vector(b.insert_element(ir.Constant(self.vec, ir.Undefined), x, ir.Constant(I32, 0)),
-                                         ir.Constant(self.vec, ir.Undefined),
-                                         ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+                x = self.splat(b.load(self.at(rows[i], ak), typ=self.elem))
                 for v in range(vectors):
-                    b.store(b.call(self.fma, [splat, bv[v], b.load(accs[i][v], typ=self.vec)]), accs[i][v])
+                    b.store(b.call(self.fma, [x, bv[v], b.load(accs[i][v], typ=self.vec)]), accs[i][v])
         full = b.and_(b.icmp_signed("==", cols, self.const(nr)),
-                      b.icmp_signed("<=", b.add(i0, self.const(mr)), self.const(self.m)))
+                      b.icmp_signed("<=", b.add(i0, self.const(mr)), self.m))
+        align = ir.Constant(I32, self.elem_bytes)
         with b.if_else(full) as (then, otherwise):
             with then:
                 for i in range(mr):
-                    row = self.at(c, b.add(b.mul(b.add(i0, self.const(i)), self.const(self.ldc)), j0))
+                    row = self.at(c, b.add(b.mul(b.add(i0, self.const(i)), self.ldc), j0))
                     for v in range(vectors):
                         b.store(b.load(accs[i][v], typ=self.vec), self.vat(row, self.const(v * lanes)),
                                 align=self.elem_bytes)
-            with otherwise:  # an edge tile: through the stack tile, then its valid part
+            with otherwise:  # an edge tile: rows inside C, columns under the masks
                 for i in range(mr):
-                    for v in range(vectors):
-                        b.store(b.load(accs[i][v], typ=self.vec), self.vat(tile, self.const(i * nr + v * lanes)),
-                                align=self.vec_align(v))
-                rows_left = self.smin(b.sub(self.const(self.m), i0), mr)
-                with f.loop(0, rows_left, "ei") as i:
-                    dst = self.at(c, b.add(b.mul(b.add(i0, i), self.const(self.ldc)), j0))
-                    src = self.at(tile, b.mul(i, self.const(nr)))
-                    with f.loop(0, cols, "ej") as j:
-                        b.store(b.load(self.at(src, j), typ=self.elem), self.at(dst, j))
-
+                    with b.if_then(b.icmp_signed("<", b.add(i0, self.const(i)), self.m)):
+                        row = self.at(c, b.add(b.mul(b.add(i0, self.const(i)), self.ldc), j0))
+                        for v in range(vectors):
+                            b.call(self.masked("store"), [b.load(accs[i][v], typ=self.vec),
+                                                          self.at(row, self.const(v * lanes)), align, masks[v]])
