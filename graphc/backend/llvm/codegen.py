@@ -336,7 +336,8 @@ def gemm_key(g: Gemm) -> tuple:
     """Everything a GEMM step's function depends on (not which buffers it gets)."""
     index = {buf: i for i, buf in enumerate(gemm_buffers(g))}
     views = tuple((index[v.buffer], v.offset, v.strides) for v in (g.a, g.b, g.out))
-    return ("gemm", g.node.dtype.str, g.node.inputs[0].shape, g.node.inputs[1].shape, g.node.shape, views)
+    return ("gemm", g.node.dtype.str, g.node.inputs[0].shape, g.node.inputs[1].shape, g.node.shape, views,
+            g.alpha, g.update is not None)
 
 
 def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
@@ -354,8 +355,8 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
     parallel_for = f.args[len(bufs)]
     bld = f.b
     out_ety = mem_type(node.dtype)
-    if k == 0:
-        with f.loop(0, numel(node.shape), "z") as i:
+    if k == 0:  # an empty sum: the product is zeros (an accumulated product leaves `out` as it is)
+        with f.loop(0, numel(node.shape) if g.update is None else 0, "z") as i:
             bld.store(ir.Constant(out_ety, 0.0), bld.gep(ptr[g.out.buffer], [i], inbounds=True, source_etype=out_ety))
         f.finish()
         return f.fn
@@ -376,7 +377,8 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
         for i, s in zip(idx, row_major_strides(batch)):
             c_off = bld.add(c_off, bld.mul(i, ir.Constant(I64, s * m * n)))
         c_ptr = bld.gep(ptr[g.out.buffer], [c_off], inbounds=True, source_etype=out_ety)
-        args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n)
+        args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n,
+                g.alpha, 0.0 if g.update is None else 1.0)
         own = tiled.use_tiled(node.dtype, m, n, k, ta)
         with bld.if_else(bld.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))) as (then, otherwise):
             with then:

@@ -64,6 +64,7 @@ from .steps import (
     numel,
     row_major_strides,
 )
+from .updates import fold_updates
 from .views import Flat, Immediate, Loaded
 
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
@@ -105,8 +106,8 @@ def build_steps(units: Units) -> Steps:
         var = a.inputs[0]
         if stoppable or not b.assign_in_place(a):
             b.copy(a, View.dense(b.var_buffer[var], var.shape))
-    program = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0, place_waits(b.steps),
-                   tuple(b.buffers))
+    program = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0,
+                   place_waits(fold_updates(b.steps)), tuple(b.buffers))
     return Steps(units, program)
 
 

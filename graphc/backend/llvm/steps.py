@@ -140,9 +140,12 @@ class Kernel:
 
 @dataclass(frozen=True, eq=False)
 class Gemm:
-    """out = a @ b (batched, batch dims broadcast) through BLAS, then the `epilogue`, if any:
-    a map kernel over the product's index space that reads the product from `out` and
-    writes its result over it, element by element (a bias add, an activation, ...)."""
+    """out = a @ b (batched, batch dims broadcast) through BLAS or graphc's tiled kernel, then
+    the `epilogue`, if any: a map kernel over the product's index space that reads the
+    product from `out` and writes its result over it, element by element (a bias add, an
+    activation, ...). With an `update` (`updates.fold_updates`), out += alpha * (a @ b)
+    instead: `out` is a variable and `update` the parameter-update kernel this replaced
+    (kept for reports; it is not run)."""
 
     name: str
     node: Tensor
@@ -150,6 +153,8 @@ class Gemm:
     b: View
     out: View
     epilogue: Kernel | None = None
+    alpha: float = 1.0
+    update: Kernel | None = None
 
     def buffers(self) -> list[Buffer]:
         """Every buffer the step touches (operands, output, the epilogue's), possibly repeated."""
@@ -373,6 +378,10 @@ def describe_step(step: Step) -> list[str]:
     if isinstance(step, Gemm):
         n = step.node
         lines = [f"{step.name} = gemm {type_str(n)} <- {step.a}, {step.b} -> {step.out}"]
+        if step.update is not None:
+            lines[0] += f" (accumulated, alpha {step.alpha!r})"
+            lines += [f"    update {m.name} = {m.op}({', '.join(i.name for i in m.inputs)}) : {type_str(m)}"
+                      for m in step.update.members]
         if step.epilogue is not None:
             lines += ["    epilogue " + line.strip() for line in describe_step(step.epilogue)[:1]]
             lines += ["    " + line for line in describe_step(step.epilogue)[1:]]

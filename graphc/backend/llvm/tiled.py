@@ -38,8 +38,8 @@ __all__ = ["AUTO_MAX_A", "MAX_PANEL_BYTES", "TILED_GFLOPS", "blocking", "emit_ti
 I1, I32 = ir.IntType(1), ir.IntType(32)
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
-# stride, C's row stride, and whether B is transposed
-_DIMS = ("m", "n", "k", "a_row", "a_k", "ldb", "ldc", "trans_b")
+# stride, C's row stride, whether B is transposed, alpha (float64 bits) and beta (0 or 1)
+_DIMS = ("m", "n", "k", "a_row", "a_k", "ldb", "ldc", "trans_b", "alpha", "beta")
 _PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 # Stack the packed panel of op(B) may take (k * nr elements).
 MAX_PANEL_BYTES = 128 * 1024
@@ -103,18 +103,22 @@ def use_tiled(dtype: object, m: int, n: int, k: int, trans_a: bool) -> bool:
 
 def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype: object, trans_a: bool,
                     trans_b: bool, m: int, n: int, k: int, a_ptr: ir.Value, lda: int, b_ptr: ir.Value, ldb: int,
-                    c_ptr: ir.Value, ldc: int) -> None:
-    """Emit ``C = op(A) @ op(B)`` (C m x n, row stride `ldc`; A and B row-major with row
-    strides `lda`, `ldb`, transposed when `trans_a`/`trans_b`), split into ranges of panels
-    over ``parallel_for`` (the pool's, as in `blas.emit_gemm_parallel`) when that is given
-    and the product is large enough, else on the calling thread."""
+                    c_ptr: ir.Value, ldc: int, alpha: float = 1.0, beta: float = 0.0) -> None:
+    """Emit ``C = alpha * op(A) @ op(B) + beta * C`` for beta 0 or 1 (C m x n, row stride
+    `ldc`; A and B row-major with row strides `lda`, `ldb`, transposed when
+    `trans_a`/`trans_b`), split into ranges of panels over ``parallel_for`` (the pool's, as
+    in `blas.emit_gemm_parallel`) when that is given and the product is large enough, else
+    on the calling thread. With beta 0, C is write-only."""
+    if beta not in (0.0, 1.0):
+        raise ValueError(f"the tiled kernel takes beta 0 or 1, not {beta}")
     lanes, mr, nr = blocking(dtype)
     chunk = _chunk_function(builder.module, np.dtype(dtype))
     panels = -(-n // nr)
     table, dims = entry_allocas(builder, [ir.ArrayType(PTR, 4), ir.ArrayType(I64, len(_DIMS))])
     zero = ir.Constant(I32, 0)
     a_row, a_k = (1, lda) if trans_a else (lda, 1)
-    for i, value in enumerate((m, n, k, a_row, a_k, ldb, ldc, int(trans_b))):
+    alpha_bits = int(np.array(alpha, np.float64).view(np.int64))
+    for i, value in enumerate((m, n, k, a_row, a_k, ldb, ldc, int(trans_b), alpha_bits, int(beta))):
         builder.store(ir.Constant(I64, value), builder.gep(dims, [zero, ir.Constant(I32, i)]))
     for i, p in enumerate((a_ptr, b_ptr, c_ptr, builder.gep(dims, [zero, zero]))):
         builder.store(p, builder.gep(table, [zero, ir.Constant(I32, i)]))
@@ -170,9 +174,14 @@ class _Kernel:
         f, b = self.f, self.b
         args, begin, end = f.args
         a, bm, c, dims = (b.load(b.gep(args, [self.const(i)], source_etype=PTR), typ=PTR) for i in range(4))
-        self.m, self.n, self.k, self.a_row, self.a_k, self.ldb, self.ldc, trans_b = (
+        self.m, self.n, self.k, self.a_row, self.a_k, self.ldb, self.ldc, trans_b, alpha, beta = (
             b.load(b.gep(dims, [self.const(i)], source_etype=I64), typ=I64) for i in range(len(_DIMS)))
         self.trans_b = b.icmp_signed("!=", trans_b, self.const(0))
+        alpha = b.bitcast(alpha, ir.DoubleType())
+        self.alpha = self.splat(alpha if self.elem_bytes == 8 else b.fptrunc(alpha, self.elem))
+        self.accumulate = b.icmp_signed("!=", beta, self.const(0))
+        self.plain = b.and_(b.icmp_signed("==", beta, self.const(0)),
+                            b.fcmp_ordered("==", alpha, ir.Constant(ir.DoubleType(), 1.0)))
         panel = f.top.alloca(self.elem, size=MAX_PANEL_BYTES // self.elem_bytes)
         panel.align = 64
         with f.loop(begin, end, "panel") as p:
@@ -278,6 +287,26 @@ class _Kernel:
                     b.store(b.call(self.fma, [x, bv[v], b.load(accs[i][v], typ=self.vec)]), accs[i][v])
         full = b.and_(b.icmp_signed("==", cols, self.const(nr)),
                       b.icmp_signed("<=", b.add(i0, self.const(mr)), self.m))
+        align = ir.Constant(I32, self.elem_bytes)
+        with b.if_else(self.plain) as (plain, scaled):
+            with scaled:  # C = alpha * acc (+ C): every row inside C, columns under the masks
+                for i in range(mr):
+                    with b.if_then(b.icmp_signed("<", b.add(i0, self.const(i)), self.m)):
+                        row = self.at(c, b.add(b.mul(b.add(i0, self.const(i)), self.ldc), j0))
+                        for v in range(vectors):
+                            at = self.at(row, self.const(v * lanes))
+                            old = b.call(self.masked("load"), [at, align, masks[v], zero])
+                            old = b.select(self.accumulate, old, zero)
+                            new = b.call(self.fma, [self.alpha, b.load(accs[i][v], typ=self.vec), old])
+                            b.call(self.masked("store"), [new, at, align, masks[v]])
+            with plain:
+                self.store(c, accs, i0, j0, full, masks)
+
+    def store(self, c: ir.Value, accs: list[list[ir.Value]], i0: ir.Value, j0: ir.Value, full: ir.Value,
+              masks: list[ir.Value]) -> None:
+        """C = acc: whole vectors for a full tile, masked and row by row for an edge tile."""
+        b, mr, lanes = self.b, self.mr, self.lanes
+        vectors = self.nr // lanes
         align = ir.Constant(I32, self.elem_bytes)
         with b.if_else(full) as (then, otherwise):
             with then:

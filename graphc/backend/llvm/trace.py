@@ -234,8 +234,9 @@ def _facts(step: Step, name: Callable[[Tensor], str]) -> StepFacts:
         return StepFacts(step.name, "host call", _infos((step.node,), name), 0, nbytes(step.node))
     if isinstance(step, Gemm):
         a, b = step.node.inputs
-        members = (step.node,) + (step.epilogue.members if step.epilogue is not None else ())
-        moved = _view_bytes(step.a, a) + _view_bytes(step.b, b) + nbytes(step.node)
+        members = (step.node,) + (step.epilogue.members if step.epilogue is not None else ()) + (
+            step.update.members if step.update is not None else ())
+        moved = _view_bytes(step.a, a) + _view_bytes(step.b, b) + nbytes(step.node) * (2 if step.update else 1)
         if step.epilogue is not None:
             moved += _kernel_bytes(step.epilogue)
         return StepFacts(step.name, "gemm", _infos(members, name), sum(flops(m) for m in members), moved)
