@@ -13,7 +13,6 @@ so autodiff rules, passes and user code all speak one vocabulary.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import itertools
 import math
 import re
@@ -259,6 +258,8 @@ class Graph:
         with self._lock:
             node = self._names.get(name)
             if node is None:
+                import difflib  # here only: importing it costs `import graphc` about 2 ms
+
                 close = difflib.get_close_matches(name, list(self._names), n=3)
                 hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
                 raise GraphcError(f"the graph has no node named {name!r}{hint}")
