@@ -1,6 +1,8 @@
-"""The IR verifier run after each pass: types re-infer, graphs don't mix, assignments are unique."""
+"""The IR verifier run after each pass: types re-infer (once per node), graphs don't mix, assignments are unique."""
 
 from __future__ import annotations
+
+import weakref
 
 from ..errors import GraphcError
 from ..ir.graph import Tensor
@@ -12,6 +14,11 @@ from ..ops.registry import infer_type
 
 class VerifyError(GraphcError):
     """A pass produced an ill-formed module (a compiler bug, not a user error)."""
+
+
+# Nodes whose stored type their inputs re-infer. A node is immutable, so it stays so: each
+# node's type is checked once, by the first verification that sees it, not after every pass.
+_TYPED: weakref.WeakSet[Tensor] = weakref.WeakSet()
 
 
 def verify_nodes(order: list[Tensor], after: str = "?", region: Region | None = None) -> None:
@@ -26,11 +33,13 @@ def verify_nodes(order: list[Tensor], after: str = "?", region: Region | None = 
             problem = "belongs to another graph than the rest of the module"
         elif node.op == "param" and (region is None or node not in region.params):
             problem = "a param read outside its region"
-        else:
+        elif node not in _TYPED:
             try:
                 shape, dtype = infer_type(node.opdef, node.inputs, node.attrs, node.loc)
                 if shape != node.shape or dtype != node.dtype:
                     problem = f"stored type {type_str(node)} but its inputs give {dtype}{shape}"
+                else:
+                    _TYPED.add(node)
             except GraphcError as exc:
                 problem = f"type rule fails: {exc}"
         if node.op == "assign":
