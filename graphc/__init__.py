@@ -55,6 +55,7 @@ from .options import CompileOptions
 from .passes import pipeline as _pipeline  # noqa: F401  (registers every graph pass)
 from .profiler import Profile, RunMetadata, RunOptions
 from .profiler.recording import profile
+from .runtime.counters import compile_count
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
 from .version import __version__

@@ -49,7 +49,7 @@ def export_function(fn: Any, directory: str | Path, name: str,
     if output_names is not None and len(output_names) != len(fn.outputs):
         raise GraphcError(f"output_names has {len(output_names)} names for {len(fn.outputs)} outputs")
     signatures = _signatures(fn, signatures)
-    programs = [fn.program(sig) for sig in signatures]
+    programs = [fn.program(sig, specialize=True) for sig in signatures]
     _refuse_lapack(programs)
     if any(p.uses_mpi for p in programs):
         raise GraphcError("export: the function runs gc.distributed collectives, which need MPI; an exported "

@@ -10,8 +10,8 @@ its start; `updates` are applied together at its end, like assignments in `Sessi
 Calls that touch variables hold the session's variable lock (readers share it, a call
 with updates holds it alone), so calls from several threads are safe.
 
-Programs are compiled per input-shape signature (placeholders with None dims take any
-size there) and kept for the function's lifetime.
+Inputs whose dims are None get one symbolic program that serves every value of those dims
+(docs/runtime.md); otherwise programs are compiled per input-shape signature.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .profiler.records import RunOptions
 from .profiler.report import RunMetadata
 from .runtime.feeds import convert_feed
 from .runtime.lru import LRU
+from .runtime.symbolic import CompileStats, symbolic_program
 
 MISS = object()
 
@@ -105,6 +106,10 @@ class Function:
         self.session = session
         self._n = len(self.inputs)
         self._runners = LRU(self.options.program_cache)
+        self._templates = LRU(self.options.program_cache)  # ("symbolic", pattern) -> symbolic program
+        self._traced = LRU(self.options.program_cache)  # shapes -> executable of a specialized program
+        self._template_lock = threading.Lock()
+        self._stats = CompileStats()
         self._trust = False
         self._select(None)
         self._compile_lock = threading.Lock()
@@ -159,7 +164,10 @@ class Function:
         if len(args) != self._n:
             raise TypeError(f"function takes {self._n} input array(s), got {len(args)}")
         arrays = tuple(_exact(convert_feed(ph, a), np.dtype(ph.dtype)) for ph, a in zip(self.inputs, args))
-        executable = self._runner(tuple(a.shape for a in arrays)).executable
+        shapes = tuple(a.shape for a in arrays)
+        executable = self._runner(shapes).executable
+        if isinstance(executable, SymbolicExecutable):  # the profiler instruments a specialized program
+            executable = self._specialized(shapes)
         to = recording.targets(None if meta is None else RunOptions(trace=True), meta)
         if self.session.closed:
             raise GraphcError("the function's session is closed")
@@ -180,9 +188,9 @@ class Function:
         self._select(runner)
         return runner
 
-    def program(self, shapes: Sequence[Sequence[int]] | None = None) -> Any:
+    def program(self, shapes: Sequence[Sequence[int]] | None = None, specialize: bool = False) -> Any:
         """The compiled program for `shapes` (one per input; default: the last call's, or the
-        static shapes)."""
+        static shapes); with `specialize`, one compiled for exactly these shapes."""
         if shapes is None:
             if self._last is not None:
                 return self._last.program
@@ -194,7 +202,9 @@ class Function:
             raise GraphcError(f"expected {len(self.inputs)} shape(s), one per input, got {len(shapes)}")
         for ph, shape in zip(self.inputs, shapes):
             convert_feed(ph, np.empty(shape, ph.dtype))  # the same shape checks as a call
-        return self._runner(shapes).program
+        runner = self._runner(shapes)
+        symbolic = isinstance(runner.executable, SymbolicExecutable)
+        return self._specialized(shapes).program if specialize and symbolic else runner.program
 
     def as_text(self, stage: str = "kernels", shapes: Sequence[Sequence[int]] | None = None) -> str:
         """The compiled program at one stage: graph, kernels, llvm, llvm-opt or asm."""
@@ -212,8 +222,39 @@ class Function:
         return export_function(self, directory, name, signatures, cpu, output_names)
 
     def signatures(self) -> list[tuple[tuple[int, ...], ...]]:
-        """The input-shape signatures compiled so far."""
+        """The input-shape signatures called so far (each a program, or a symbolic program at those shapes)."""
         return list(self._runners)
+
+    def stats(self) -> dict[str, Any]:
+        """Compile counts, as `Session.stats` (one symbolic program serves every batch size)."""
+        return self._stats.as_dict()
+
+    def _compile(self, fetches: list[Tensor], shapes: tuple[tuple[int, ...], ...]) -> Any:
+        """The program for these input shapes: the symbolic one of their pattern (at these
+        values) when there is one, else one compiled for the shapes."""
+        used = [(ph, s) for ph, s in zip(self.inputs, shapes) if ph in self._used]
+        if not self.options.specialize:
+            found = symbolic_program(self._templates, self._template_lock, self._stats, [p for p, _ in used],
+                                     [s for _, s in used], fetches, self.assigns, self.options)
+            if found is not None:
+                return found[0]
+        program = compile_program(fetches, self.assigns, dict(used), self.options)
+        self._stats.count(symbolic=False)
+        return program
+
+    def _specialized(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        """The executable of a program for exactly these shapes (traced calls and exports: the
+        profiler and the exporter work on concrete plans)."""
+        from .runtime.executable import Executable
+
+        exe = self._traced.get(shapes)
+        if exe is None:
+            used = {ph: s for ph, s in zip(self.inputs, shapes) if ph in self._used}
+            program = compile_program(list(dict.fromkeys(self.outputs)), self.assigns, used, self.options)
+            self._stats.count(symbolic=False)
+            exe = Executable(program, self.session.variable_store)
+            self._traced.put(shapes, exe)
+        return exe
 
 
 def _update_nodes(updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] | None) -> list[Tensor]:
@@ -244,11 +285,12 @@ class _Runner:
     `checked` and `trusted` (`Executable.callers`)."""
 
     def __init__(self, fn: Function, shapes: tuple[tuple[int, ...], ...]):
+        from .backend.llvm.symbolic import SymbolicProgram
         from .runtime.executable import Executable
 
-        feed_shapes = {ph: s for ph, s in zip(fn.inputs, shapes) if ph in fn._used}
         fetches = list(dict.fromkeys(fn.outputs))
-        self.program = program = compile_program(fetches, fn.assigns, feed_shapes, fn.options)
-        self.executable = Executable(program, fn.session.variable_store)
+        self.program = program = fn._compile(fetches, shapes)
+        make = SymbolicExecutable if isinstance(program, SymbolicProgram) else Executable
+        self.executable = make(program, fn.session.variable_store)
         picks = [program.fetch_index[fetches.index(t)] for t in fn.outputs]
         self.checked, self.trusted = self.executable.callers(fn.inputs, shapes, picks, fn.single_output, MISS)

@@ -24,6 +24,7 @@ from .executable import Executable, VariableStore
 from .feeds import check_feeds
 from .fetches import flatten, unflatten
 from .lru import LRU
+from .symbolic import CompileStats, SymbolicExecutable, symbolic_program
 
 BACKENDS = ("llvm", "reference")
 MAX_PLANS = 256  # run plans kept per session (a plan per fetch structure and feed keys)
@@ -66,6 +67,7 @@ class Session:
         self._plans: dict[tuple, Callable[..., Any] | None] = {}  # (fetch structure, feed keys) -> plan (`_plan`)
         self._lock = threading.Lock()  # guards the dict above
         self._compile_lock = threading.Lock()
+        self._stats = CompileStats()
         self._closed = False
         self._store.arrays(self.graph.variables)
 
@@ -133,7 +135,7 @@ class Session:
         if feeds is None:
             feeds = check_feeds(feed_dict, self.graph, req.placeholders)
         traced = None if trace is None else functools.partial(recording.traced_run, to=trace)
-        exe = self._executable(req, feeds)
+        exe = self._executable(req, feeds, specialize=traced is not None)
         values = exe.run(feeds, traced)
         if trace is None and self.backend == "llvm":
             self._plan(fetches, spec, feed_dict, req, feeds, exe)
@@ -190,17 +192,35 @@ class Session:
                 self._requests[key] = req
         return req
 
-    def _executable(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Executable:
-        """The executable of a request for these feed shapes (compiled on first use)."""
-        sig = tuple([feeds[p].shape for p in req.placeholders])
+    def _executable(self, req: _Request, feeds: dict[Tensor, np.ndarray], specialize: bool = False) -> Executable:
+        """The executable of a request for these feed shapes (compiled on first use): the symbolic
+        program of their pattern when there is one (docs/runtime.md), else one for the shapes."""
+        shapes = [feeds[p].shape for p in req.placeholders]
+        sig = tuple(shapes)
         exe = req.programs.get(sig)
-        if exe is None:
-            with self._compile_lock:
-                exe = req.programs.get(sig)
-                if exe is None:
-                    exe = Executable(self._compile(req, feeds), self._store)
-                    req.programs.put(sig, exe)
+        if exe is not None:
+            return exe
+        if req.symbolic and self.backend == "llvm" and not (specialize or self.options.specialize):
+            found = symbolic_program(req.programs, self._compile_lock, self._stats, req.placeholders, shapes,
+                                     req.outputs, req.assigns, self.options,
+                                     lambda program: SymbolicExecutable(program, self._store))
+            if found is not None:
+                return found[0]
+        with self._compile_lock:
+            exe = req.programs.get(sig)
+            if exe is None:
+                exe = Executable(self._compile(req, feeds), self._store)
+                req.programs.put(sig, exe)
+                if self.backend == "llvm":
+                    self._stats.count(symbolic=False)
         return exe
+
+    def stats(self) -> dict[str, Any]:
+        """Compile counts of this session's LLVM programs: ``compiles`` (programs built),
+        ``symbolic`` (programs serving every value of their symbolic dims), ``specialized``
+        (programs for one set of feed shapes), ``not_symbolic`` (the last 16 reasons why a
+        fetch list with None dims got specialized programs; docs/runtime.md)."""
+        return self._stats.as_dict()
 
     def _compile(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Any:
         if self.backend == "reference":
@@ -249,7 +269,8 @@ class _Request:
         self.assigns = [n for n in order if n.op == "assign"]
         check_single_assignments(self.assigns)
         self.assigns += counter_steps(order, self.assigns)  # a run that draws random numbers advances the counter
-        self.programs = LRU(cache_size)  # feed shapes -> compiled program
+        self.programs = LRU(cache_size)  # feed shapes, or ("symbolic", pattern) -> executable
+        self.symbolic = any(d is None for p in self.placeholders for d in p.shape)
         self._declared = [(p, p.dtype, p.shape) for p in self.placeholders]
 
     def fast_feeds(self, feed_dict: Mapping[Any, Any] | None) -> dict[Tensor, np.ndarray] | None:

@@ -137,7 +137,7 @@ def test_trace_buffer_overflow_is_counted_not_written():
 def test_untraced_program_is_the_program_without_the_profiler(monkeypatch):
     fetches, feeds = mlp(batch=32, width=64)
     loss = fetches[:1]
-    sess = gc.Session(threads=2)
+    sess = gc.Session(threads=2, options=gc.CompileOptions(specialize=True))  # traced runs specialize
     program = sess.compile(loss, feeds)
     ir_text, address = program.ir_text, program.compiled.address
     meta = gc.RunMetadata()

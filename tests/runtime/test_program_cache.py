@@ -17,7 +17,7 @@ def _graph():
 def test_program_cache_is_bounded_lru_in_session():
     """300 batch sizes on one session kept 301 programs (+87.6 MB); the cache now keeps program_cache."""
     x, y = _graph()
-    with gc.Session(options=gc.CompileOptions(program_cache=3)) as sess:
+    with gc.Session(options=gc.CompileOptions(program_cache=3, specialize=True)) as sess:
         for n in (1, 2, 3, 1, 4):  # 1 is used again, so 2 is the least recently used when 4 arrives
             np.testing.assert_allclose(sess.run(y, {x: np.ones((n, 3), np.float32)}), np.full(n, 3 * np.e), rtol=1e-6)
         (plan,) = sess._requests.values()
@@ -28,7 +28,7 @@ def test_program_cache_is_bounded_lru_in_session():
 
 def test_program_cache_is_bounded_lru_in_function():
     x, y = _graph()
-    f = gc.function([x], y, options=gc.CompileOptions(program_cache=2))
+    f = gc.function([x], y, options=gc.CompileOptions(program_cache=2, specialize=True))
     for n in (1, 2, 3, 4, 5):
         assert f(np.ones((n, 3), np.float32)).shape == (n,)
     assert sorted(f.signatures()) == [((4, 3),), ((5, 3),)]
@@ -40,7 +40,7 @@ def test_program_cache_is_bounded_lru_in_function():
 def test_dropped_programs_are_freed():
     """Evicted programs and those of a closed session are garbage: nothing in graphc keeps them."""
     x, y = _graph()
-    sess = gc.Session(options=gc.CompileOptions(program_cache=1))
+    sess = gc.Session(options=gc.CompileOptions(program_cache=1, specialize=True))
     sess.run(y, {x: np.ones((1, 3), np.float32)})
     (plan,) = sess._requests.values()
     first = weakref.ref(plan.programs.values()[0].program)

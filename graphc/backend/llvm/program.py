@@ -21,6 +21,7 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import as_text
 from ...options import CompileOptions
+from ...runtime.counters import count_compile
 from . import blas, collective, host, lapack
 from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
@@ -48,15 +49,19 @@ class LLVMProgram:
     """Fetches plus assignments of one graph, compiled for one set of feed shapes."""
 
     def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor],
-                 feed_shapes: Mapping[Tensor, tuple[int, ...]], options: CompileOptions | None = None,
-                 instrument: Any = None):
+                 feed_shapes: Mapping[Tensor, tuple[int, ...]] | None, options: CompileOptions | None = None,
+                 instrument: Any = None, built: tuple | None = None):
+        """`built`: the (optimized, plan, ir_text) of the program when made elsewhere (symbolic templates)."""
         self.options = options or CompileOptions()
         fetches, assigns = list(fetches), list(assigns)
-        self.optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument, backend=LLVM)
+        if built is None:
+            optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument, backend=LLVM)
+            bound = list(optimized.module.outputs)
+            plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
+            built = (optimized, plan, str(build_module(plan)))
+        self.optimized, self.plan, self.ir_text = built
         bound, mapping = list(self.optimized.module.outputs), self.optimized.mapping
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
-        self.plan, _ = LLVM.lower(self.fetches, self.assigns)
-        self.ir_text = str(build_module(self.plan))
         collectives = [s.node for s in self.plan.steps if isinstance(s, Collective)]
         if collectives:  # every rank must have compiled the same collectives (checked at the first run)
             from ...runtime.mpi_check import check_program
@@ -64,6 +69,7 @@ class LLVMProgram:
             check_program(collectives)
         self.uses_mpi = bool(collectives)  # gc.distributed collectives: MPI calls
         self.compiled = compile_ir(self.ir_text, ENTRY, external_symbols(self.plan))
+        count_compile()
         self.entry = self.compiled.address
         original = {new: old for old, new in mapping.items() if old.op in ("placeholder", "variable")}
         self.bases = bases = table_bases(self.plan)

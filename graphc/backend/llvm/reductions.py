@@ -118,7 +118,9 @@ def emit_reduce_inner(cg: Any) -> None:
                 acc.end_block()
             return
         cg.ranges[block_vid] = nblocks
-        with f.loop(0, nblocks, "blk") as blk:
+        # the count is computed by the code (LLVM folds it), so a symbolic-dim template's n stays affine
+        count = f.b.sdiv(ir.Constant(I64, n + BLOCK - 1), ir.Constant(I64, BLOCK))
+        with f.loop(0, count, "blk") as blk:
             cg.loopvars[block_vid] = blk
             start = f.b.mul(blk, ir.Constant(I64, BLOCK), flags=("nsw",))
             stop = f.b.add(start, ir.Constant(I64, BLOCK), flags=("nsw",))

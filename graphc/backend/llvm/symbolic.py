@@ -1,0 +1,168 @@
+"""`SymbolicProgram`: one compiled program for every value of the symbolic dims (see `template`).
+
+A run reads the symbol values from the feeds, evaluates the output shapes and the arena
+size for them, writes the values into the program's ``graphc_dims`` global and makes the
+native call. The global belongs to the program, so runs of one symbolic program are
+serialized by a lock (runs of different programs still overlap).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ...compiler import optimize
+from ...errors import GraphcError
+from ...ir.bind import bind_shapes
+from ...ir.graph import Tensor
+from ...options import CompileOptions
+from .backend import LLVM
+from .codegen import build_module
+from .program import LLVMProgram
+from .steps import Collective, Lapack
+from .template import (
+    DIMS,
+    LIMIT,
+    NotSymbolicError,
+    affine_arena,
+    check_shapes,
+    fit_ir,
+    fit_shapes,
+    probes,
+    same_consts,
+    small_probes,
+)
+
+
+def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
+                   shapes_at: Callable[[tuple[int, ...]], Mapping[Tensor, tuple[int, ...]]], k: int,
+                   options: CompileOptions) -> tuple[tuple, Any, list[tuple]]:
+    """((optimized, plan, ir_text) of the base probe with the template IR, arena formula, output shapes).
+
+    Raises `NotSymbolicError` when the program cannot be one template for all values.
+    """
+    points = probes(k)
+    fetches, assigns = list(fetches), list(assigns)
+    mappings = []
+    for point in points + small_probes(k):
+        try:
+            mappings.append(bind_shapes(fetches + assigns, shapes_at(point))[1])
+        except GraphcError as e:
+            raise NotSymbolicError(f"the graph does not bind for every value of its symbolic dims ({e})") from e
+    check_shapes(mappings, points + small_probes(k))
+    del mappings
+    optimized, plans = None, []
+    for point in points:
+        try:
+            opt = optimize(fetches + assigns, shapes_at(point), options, backend=LLVM)
+        except GraphcError as e:
+            raise NotSymbolicError(f"the graph does not bind with independent symbolic dims ({e})") from e
+        bound = list(opt.module.outputs)
+        plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
+        for step in plan.steps:
+            if isinstance(step, (Lapack, Collective)):
+                raise NotSymbolicError(f"{step.node.op} (LAPACK and collective steps) needs static shapes")
+        plans.append(plan)
+        if optimized is None:
+            optimized = opt
+    same_consts(plans)
+    placed, arena = affine_arena(plans, points)
+    if any(len(p.feeds) != len(placed[0].feeds) or len(p.outputs) != len(placed[0].outputs) for p in placed):
+        raise NotSymbolicError("the program's arguments depend on the dim values")
+    ir_text = fit_ir([str(build_module(p)) for p in placed], points)
+    out_shapes = fit_shapes([[o.shape for o in p.outputs] for p in placed], points)
+    return (optimized, placed[0], ir_text), arena, out_shapes
+
+
+class SymbolicProgram(LLVMProgram):
+    """A compiled template: it serves feeds with any values of the symbolic dims (1..LIMIT).
+
+    `at(values)` is the program seen at some values (output slots, arena size), which an
+    executable runs after `set_dims(values)`, both under `lock` (the dims are the program's).
+    """
+
+    def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor],
+                 where: Sequence[tuple[Tensor, int]],
+                 shapes_at: Callable[[tuple[int, ...]], Mapping[Tensor, tuple[int, ...]]],
+                 options: CompileOptions | None = None):
+        """`where[j]` is a (placeholder, axis) whose fed dim is symbol j; `shapes_at(values)` the feed shapes."""
+        options = options or CompileOptions()
+        built, self.arena_formula, self.out_shapes = build_template(fetches, assigns, shapes_at, len(where), options)
+        super().__init__(fetches, assigns, None, options, built=built)
+        self.where = list(where)
+        address = self.compiled.engine.get_global_value_address(DIMS)
+        if not address:
+            raise GraphcError(f"internal: the symbolic program has no {DIMS}")
+        self._dims = np.frombuffer((ctypes.c_int64 * len(where)).from_address(address), np.int64)
+        self.lock = threading.Lock()
+        self._views: dict[tuple, SymbolicAt] = {}
+
+    def symbols(self, feeds: Mapping[Tensor, np.ndarray]) -> tuple[int, ...]:
+        """The symbol values of these feeds (checked: 1..LIMIT)."""
+        values = tuple(int(feeds[ph].shape[axis]) for ph, axis in self.where)
+        for (ph, axis), v in zip(self.where, values):
+            if not 1 <= v <= LIMIT:
+                raise GraphcError(f"symbolic dim {axis} of {ph.name} is {v}: a symbolic program serves 1..{LIMIT}")
+        return values
+
+    def arena_at(self, values: tuple[int, ...]) -> int:
+        """Arena bytes at these symbol values."""
+        return self.arena_formula.bytes_at(values)
+
+    def at(self, values: tuple[int, ...], arena: int | None = None) -> SymbolicAt:
+        """The program at these symbol values, with an arena of `arena` bytes (default: what they need)."""
+        key = (values, arena)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) > 256:
+                self._views.clear()
+            view = self._views[key] = SymbolicAt(self, values, self.arena_at(values) if arena is None else arena)
+        return view
+
+    def set_dims(self, values: Sequence[int]) -> None:
+        """Set the dims the next native call runs with (hold `lock` from here through the call)."""
+        self._dims[:] = values
+
+    def as_text(self, stage: str = "kernels") -> str:
+        """As `LLVMProgram.as_text`; in the graph and kernels stages the base probe's symbol
+        values read ``s0``, ``s1``, ... (derived sizes stay numbers)."""
+        text = super().as_text(stage)
+        if stage in ("graph", "kernels"):
+            for j, value in enumerate(probes(len(self.where))[0]):
+                text = re.sub(rf"\b{value}\b", f"s{j}", text)
+        return text
+
+    def report(self) -> str:
+        names = ", ".join(f"s{j} = dim {axis} of {ph.name}" for j, (ph, axis) in enumerate(self.where))
+        return (f"symbolic program ({names}); arena bytes {self.arena_formula.size}; the listing below is at "
+                f"s = {probes(len(self.where))[0]}\n" + super().report())
+
+
+class SymbolicAt:
+    """A `SymbolicProgram` at one set of symbol values: its output slots and its plan's arena
+    size are those of the values; everything else is the program's. `call(fn)` wraps a native
+    caller so the program's dims are set (under its lock) for each call."""
+
+    def __init__(self, program: SymbolicProgram, values: tuple[int, ...], arena: int):
+        self.program, self.values = program, values
+        self.out_slots = [(tuple(d if isinstance(d, int) else int(d.at(values)) for d in shape), dtype, slot)
+                          for shape, (_, dtype, slot) in zip(program.out_shapes, program.out_slots)]
+        self.plan = replace(program.plan, arena_bytes=arena)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.program, name)
+
+    def call(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        program, values = self.program, self.values
+
+        def call(*args: Any) -> Any:
+            with program.lock:
+                program.set_dims(values)
+                return fn(*args)
+        return call

@@ -1,0 +1,356 @@
+"""Symbolic-dim templates: one LLVM module that serves every value of a program's symbolic dims.
+
+A placeholder dim declared ``None`` is a *symbol* (`graphc.runtime.symbolic`). The
+backend's planning and code generation work on concrete shapes, so a template is found
+by *probing*: the program is bound, optimised, planned and emitted for a few probe
+values of the symbols (``K + 3`` probes for ``K`` symbols, all near 2**20 with different
+residues). The LLVM IR texts must then be equal except for integer and floating literals,
+and every literal that differs must be an exact affine function of the symbols (fitted
+on ``K + 1`` probes, checked on the other two): loop bounds, strides, offsets, BLAS sizes,
+``size_of`` immediates. A float literal may also be the reciprocal of an affine function
+(``mean``'s ``1/N``). The template replaces each such literal by that function of the
+symbols, computed at the top of the function that uses it from the global
+``graphc_dims`` (an ``i64`` per symbol, set by the caller before each native call).
+
+Arena buffers are placed without reuse for templates (`affine_arena`): a buffer of
+``a * N + b`` bytes gets a region of ``A * N + ceil64(b)`` bytes, ``A`` being ``a`` rounded
+up to whole cache lines (or to 8 bytes when ``a < 64``; those buffers are placed last), so
+every offset is an affine function of the symbols, aligned for its dtype (cache-line
+aligned for the first group) and disjoint from the others for every value; the arena
+size is evaluated per call.
+
+Anything else (a plan whose structure depends on the values, a literal that is not
+affine, a constant array whose contents depend on them, a buffer that shrinks as a
+symbol grows) raises `NotSymbolicError`, and the caller compiles a program specialized to the
+fed shapes instead. Probes are larger than any value a template serves (`LIMIT`), so
+decisions the planner takes for large sizes (threading, split reductions, views proven
+from loop ranges) are the ones the template runs with; they are correct for smaller sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import product
+
+import numpy as np
+
+from ...errors import GraphcError
+from ...ir.graph import Tensor
+from ...passes.memory import ALIGNMENT
+from .steps import Plan
+
+DIMS = "graphc_dims"
+LIMIT = 1 << 20  # a template serves symbol values 1..LIMIT; others compile a specialized program
+_BASE = (1048583, 1048601, 1048609, 1048627)  # per symbol; > LIMIT, different residues
+_STEP = (263, 419, 541, 653)  # the fit probes move one symbol by its step
+_CHECKS = ((577, 1229, 311, 997), (1999, 787, 1553, 421))  # two probes that check every fit
+MAX_SYMBOLS = len(_BASE)
+_INT_TYPES = {"i64": 64, "i32": 32, "i16": 16, "i8": 8, "i1": 1}
+_TOKEN = re.compile(r'(?P<glob>@"[^"]*"|@[\w.$]+)|(?<![\w."%@$-])(?P<lit>0x[0-9A-Fa-f]{16}|-?\d+)(?![\w.])')
+_TYPE = re.compile(r"\b(i64|i32|i16|i8|i1|float|double)\b")
+
+
+class NotSymbolicError(GraphcError):
+    """The program cannot be a symbolic-dim template; compile it for the fed shapes."""
+
+
+def small_probes(k: int) -> list[tuple[int, ...]]:
+    """Small values the bound shapes are checked at (clamps such as ``x[:5]`` show there)."""
+    return [(1,) * k, (2, 3, 5, 7)[:k]]
+
+
+def probes(k: int) -> list[tuple[int, ...]]:
+    """The probe values of `k` symbols: the base, one per symbol moved by its step, two checks."""
+    base = _BASE[:k]
+    moved = [tuple(b + (_STEP[j] if j == i else 0) for j, b in enumerate(base)) for i in range(k)]
+    checks = [tuple(b + c[j] for j, b in enumerate(base)) for c in _CHECKS]
+    return [base, *moved, *checks]
+
+
+@dataclass(frozen=True)
+class Affine:
+    """``const + sum(coefs[i] * symbol[i])`` with integer (or, for float literals, real) coefficients."""
+
+    coefs: tuple
+    const: int | float
+
+    def at(self, values: Sequence[int]) -> int | float:
+        return self.const + sum(c * v for c, v in zip(self.coefs, values))
+
+    def __str__(self) -> str:
+        terms = [f"{c}*s{i}" for i, c in enumerate(self.coefs) if c]
+        return " + ".join(terms + ([str(self.const)] if self.const or not terms else []))
+
+
+def fit(values: Sequence[int | float], points: Sequence[tuple[int, ...]], exact: bool = True) -> Affine | None:
+    """The affine function of the symbols through (points[i], values[i]), or None.
+
+    Fitted on the base and the moved probes (`probes`), checked on the rest: exactly for
+    integers, to a relative 1e-6 for floats (float32 literals are rounded).
+    """
+    k = len(points[0])
+    base = values[0]
+    coefs = []
+    for i in range(k):
+        diff = values[1 + i] - base
+        if exact:
+            if diff % _STEP[i]:
+                return None
+            coefs.append(diff // _STEP[i])
+        else:
+            coefs.append(diff / _STEP[i])
+    f = Affine(tuple(coefs), base - sum(c * p for c, p in zip(coefs, points[0])))
+    for point, value in zip(points, values):
+        got = f.at(point)
+        if exact and got != value:
+            return None
+        if not exact and not math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-300):
+            return None
+    return f
+
+
+def _hex_double(text: str) -> float:
+    return struct.unpack(">d", bytes.fromhex(text[2:]))[0]
+
+
+def _double_hex(value: float) -> str:
+    return "0x" + struct.pack(">d", value).hex().upper()
+
+
+@dataclass(frozen=True)
+class _Literal:
+    kind: str  # "int" or "float"
+    type: str  # i64, i32, float, double
+    fn: Affine
+    reciprocal: bool = False
+
+
+@dataclass(frozen=True)
+class _Token:
+    start: int
+    end: int
+    text: str
+    type: str | None  # the literal's type (the last type named before it on its line); None: in a constant
+    line: str
+
+
+def _scan(text: str) -> tuple[list[str], list[_Token]]:
+    """The text split around literals: (skeleton pieces, literals). Global names are replaced by
+    their order of appearance in the skeleton (some embed sizes); array and vector lengths and
+    alignments stay in the skeleton."""
+    pieces, lits, at = [], [], 0
+    names: dict[str, str] = {}
+    for m in _TOKEN.finditer(text):
+        if m.group("glob"):
+            pieces.append(text[at:m.start()] + names.setdefault(m.group(), f"@g{len(names)}"))
+            at = m.end()
+            continue
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        before = text[line_start:m.start()]
+        if before.endswith("align ") or text.startswith(" x ", m.end()):
+            continue
+        types = _TYPE.findall(before) if before.count("<") <= before.count(">") else []  # not in a vector constant
+        line = text[line_start:text.find("\n", m.end())]
+        pieces.append(text[at:m.start()])
+        lits.append(_Token(m.start(), m.end(), m.group("lit"), types[-1] if types else None, line))
+        at = m.end()
+    pieces.append(text[at:])
+    return pieces, lits
+
+
+def fit_ir(texts: Sequence[str], points: Sequence[tuple[int, ...]]) -> str:
+    """The template IR: `texts[0]` with every literal that differs across the probes replaced by
+    its affine function of the symbols (read from the global `DIMS`)."""
+    split = [_scan(t) for t in texts]
+    skeleton, tokens = split[0]
+    if any(s[0] != skeleton or len(s[1]) != len(tokens) for s in split[1:]):
+        raise NotSymbolicError("the generated code's structure depends on the dim values")
+    fitted: dict[int, _Literal] = {}  # literal start -> its function
+    for group in zip(*(s[1] for s in split)):
+        tok = group[0]
+        lits = [t.text for t in group]
+        if all(lit == tok.text for lit in lits):
+            continue
+        where = tok.line.strip()[:80]
+        if tok.type is None or tok.line.startswith(("@", "define", "declare")) or "switch" in tok.line:
+            raise NotSymbolicError(f"a size-dependent literal in a constant context: {where}")
+        if tok.type in _INT_TYPES:
+            f = fit([int(v, 0) for v in lits], points)
+            if f is None:
+                raise NotSymbolicError(f"a size-dependent integer that is not affine in the dims: {where}")
+            fitted[tok.start] = _Literal("int", tok.type, f)
+            continue
+        values = [_hex_double(v) for v in lits]
+        f = fit(values, points, exact=False)
+        recip = False
+        if f is None and all(values):
+            f, recip = fit([1.0 / v for v in values], points, exact=False), True
+        if f is None:
+            raise NotSymbolicError(f"a size-dependent float that is neither affine nor 1/affine: {where}")
+        fitted[tok.start] = _Literal("float", tok.type, f, recip)
+    _check_ranges(fitted, len(points[0]))
+    return _materialize(texts[0], tokens, fitted, len(points[0]))
+
+
+def _check_ranges(fitted: dict[int, _Literal], k: int) -> None:
+    """Every integer literal fits its type for all symbol values in 1..LIMIT (affine: check the corners)."""
+    corners = list(product((1, LIMIT), repeat=k))
+    for lit in fitted.values():
+        if lit.kind == "int":
+            bits = _INT_TYPES[lit.type]
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            if any(not lo <= lit.fn.at(c) <= hi for c in corners):
+                raise NotSymbolicError(f"{lit.fn} overflows {lit.type} for dims up to {LIMIT}")
+
+
+def _materialize(text: str, tokens: Sequence[_Token], fitted: dict[int, _Literal], k: int) -> str:
+    """Replace the fitted literals by SSA values computed at the top of their functions."""
+    bounds = [m.start() + 1 for m in re.finditer(r"\ndefine ", text)] + [len(text)]
+    out = [text[:bounds[0]].rstrip("\n") + f'\n\n@"{DIMS}" = global [{k} x i64] zeroinitializer\n\n']
+    toks = iter([t for t in tokens if t.start in fitted])
+    tok = next(toks, None)
+    for lo, hi in zip(bounds, bounds[1:]):
+        pieces, lines, exprs, at = [], [], {}, lo
+        while tok is not None and tok.start < hi:
+            lit = fitted[tok.start]
+            key = (lit.type, lit.fn, lit.reciprocal)
+            if key not in exprs:
+                exprs[key] = _emit(lit, len(exprs), lines, k)
+            pieces.append(text[at:tok.start] + exprs[key])
+            at = tok.end
+            tok = next(toks, None)
+        pieces.append(text[at:hi])
+        segment = "".join(pieces)
+        if lines:
+            label = re.search(r"\n[^\s{][^\n]*:\n", segment)  # the first block label
+            loads = [f'  %"gc.d{j}" = load i64, ptr getelementptr inbounds ([{k} x i64], ptr @"{DIMS}", '
+                     f"i64 0, i64 {j})" for j in range(k)]
+            segment = segment[:label.end()] + "\n".join(loads + lines) + "\n" + segment[label.end():]
+        out.append(segment)
+    return "".join(out)
+
+
+def _emit(lit: _Literal, index: int, lines: list[str], k: int) -> str:
+    """Lines computing the literal's value (in i64, or double for floats); returns its SSA name."""
+    name = f'%"gc.e{index}'
+    floating = lit.kind == "float"
+    ty, mul, add = ("double", "fmul", "fadd") if floating else ("i64", "mul", "add")
+    const = (lambda v: _double_hex(float(v))) if floating else str
+    acc = const(lit.fn.const)
+    for j, c in enumerate(lit.fn.coefs):
+        if c:
+            dim = f'%"gc.d{j}"'
+            if floating:
+                lines.append(f'  {name}.f{j}" = sitofp i64 {dim} to double')
+                dim = f'{name}.f{j}"'
+            lines.append(f'  {name}.m{j}" = {mul} {ty} {dim}, {const(c)}')
+            lines.append(f'  {name}.a{j}" = {add} {ty} {acc}, {name}.m{j}"')
+            acc = f'{name}.a{j}"'
+    if lit.reciprocal:
+        lines.append(f'  {name}.r" = fdiv double {const(1)}, {acc}')
+        acc = f'{name}.r"'
+    if lit.type == ty:
+        lines.append(f'  {name}" = {add} {ty} {acc}, {const(0)}')
+    else:
+        lines.append(f'  {name}" = {"fptrunc" if floating else "trunc"} {ty} {acc} to {lit.type}')
+    return f'{name}"'
+
+
+@dataclass(frozen=True)
+class ArenaFormula:
+    """Arena offsets (bytes) of a template's buffers, in `Plan.buffers` order, and its size."""
+
+    offsets: tuple[Affine, ...]
+    size: Affine
+
+    def bytes_at(self, values: Sequence[int]) -> int:
+        return max(int(self.size.at(values)), 0)
+
+
+def affine_arena(plans: Sequence[Plan], points: Sequence[tuple[int, ...]]) -> tuple[list[Plan], ArenaFormula]:
+    """The probes' plans with arena buffers placed at affine offsets, no reuse (see the module doc)."""
+    arenas = [[b for b in p.buffers if b.kind == "arena"] for p in plans]
+    first = arenas[0]
+    for bufs in arenas[1:]:
+        if [(b.name, b.dtype) for b in bufs] != [(b.name, b.dtype) for b in first]:
+            raise NotSymbolicError("the arena's buffers depend on the dim values")
+    k = len(points[0])
+    sizes = []
+    for j, buf in enumerate(first):
+        f = fit([bufs[j].size for bufs in arenas], points)
+        if f is None or f.at((1,) * k) < 0 or any(c < 0 for c in f.coefs):
+            raise NotSymbolicError(f"buffer {buf.name}'s size is not an increasing affine function of the dims")
+        item = buf.dtype.itemsize
+        # bytes per unit of each symbol: whole cache lines when at least one, else 8 (any dtype's alignment)
+        per = tuple(-(-c * item // (ALIGNMENT if c * item >= ALIGNMENT else 8)) * (ALIGNMENT if c * item >= ALIGNMENT
+                                                                                  else 8) for c in f.coefs)
+        sizes.append((per, -(-f.const * item // ALIGNMENT) * ALIGNMENT))
+    # buffers whose regions grow by whole cache lines first: their offsets stay 64-byte aligned
+    order = sorted(range(len(first)), key=lambda j: any(c % ALIGNMENT for c in sizes[j][0]))
+    offset = Affine((0,) * k, 0)
+    offsets: list[Affine] = [offset] * len(first)
+    for j in order:
+        offsets[j] = offset
+        per, const = sizes[j]
+        offset = Affine(tuple(a + c for a, c in zip(offset.coefs, per)), offset.const + const)
+    placed_plans = []
+    for plan, bufs, point in zip(plans, arenas, points):
+        placed = {b: replace(b, slot=int(off.at(point))) for b, off in zip(bufs, offsets)}
+        placed_plans.append(replace(plan, arena_bytes=int(offset.at(point)),
+                                    steps=tuple(s.with_buffers(placed) for s in plan.steps),
+                                    buffers=tuple(placed.get(b, b) for b in plan.buffers)))
+    return placed_plans, ArenaFormula(tuple(offsets), offset)
+
+
+def fit_shapes(shapes: Sequence[Sequence[tuple[int, ...]]], points: Sequence[tuple[int, ...]]) -> list[tuple]:
+    """Per array, per dim: an int or an Affine of the symbols (shapes[p][i] is array i at probe p)."""
+    result = []
+    for per_probe in zip(*shapes):
+        if len({len(s) for s in per_probe}) != 1:
+            raise NotSymbolicError("an output's rank depends on the dim values")
+        dims = []
+        for values in zip(*per_probe):
+            if all(v == values[0] for v in values):
+                dims.append(int(values[0]))
+                continue
+            f = fit(list(values), points)
+            if f is None:
+                raise NotSymbolicError("an output's shape is not affine in the dims")
+            dims.append(f)
+        result.append(tuple(dims))
+    return result
+
+
+def check_shapes(bound: Sequence[Mapping[Tensor, Tensor]], points: Sequence[tuple[int, ...]]) -> None:
+    """Every bound node's shape is the same affine function of the symbols at every probe.
+
+    `bound[p]` maps each user node to its node bound at `points[p]`: the large probes
+    first (`probes`), then the small ones (`small_probes`), where the fit is only evaluated.
+    """
+    large = len(points) - len(small_probes(len(points[0])))
+    for node, first in bound[0].items():
+        if first.dtype is None:
+            continue
+        shapes = [m[node].shape for m in bound]
+        if len({len(s) for s in shapes}) != 1:
+            raise NotSymbolicError(f"{node.op} {node.name}: its rank depends on the dim values")
+        for dims in zip(*shapes):
+            if all(d == dims[0] for d in dims):
+                continue
+            f = fit(list(dims[:large]), points[:large])
+            if f is None or any(f.at(p) != d for p, d in zip(points[large:], dims[large:])):
+                raise NotSymbolicError(f"{node.op} {node.name}: its shape {shapes[0]} is not an affine function "
+                                  "of the dims (a clamped or strided slice, ...)")
+
+
+def same_consts(plans: Sequence[Plan]) -> None:
+    """Constant arrays may not depend on the dim values (they are passed as they are)."""
+    first = plans[0].consts
+    for p in plans[1:]:
+        if len(p.consts) != len(first) or any(a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b)
+                                              for a, b in zip(p.consts, first)):
+            raise NotSymbolicError("a constant array depends on the dim values")

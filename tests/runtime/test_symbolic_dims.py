@@ -1,0 +1,117 @@
+"""Symbolic dims: one compiled program per symbolic signature, matching the specialized programs."""
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+SPECIALIZED = gc.CompileOptions(specialize=True)
+
+
+def _mlp():
+    rng = np.random.default_rng(0)
+    x = gc.placeholder(gc.float32, (None, 6), name="x")
+    y = gc.placeholder(gc.int32, (None,), name="y")
+    w1 = gc.Variable(rng.standard_normal((6, 5)).astype(np.float32), name="w1")
+    b1 = gc.Variable(np.zeros(5, np.float32), name="b1")
+    w2 = gc.Variable(rng.standard_normal((5, 3)).astype(np.float32), name="w2")
+    loss = gc.nn.softmax_cross_entropy(gc.relu(x @ w1 + b1) @ w2, y)
+    return x, y, [loss, *gc.gradients(loss, [w1, b1, w2])]
+
+
+def _feeds(x, y, n, rng):
+    return {x: rng.standard_normal((n, 6)).astype(np.float32), y: rng.integers(0, 3, n).astype(np.int32)}
+
+
+def test_one_compile_for_many_batch_sizes():
+    x, y, fetches = _mlp()
+    rng = np.random.default_rng(1)
+    before = gc.compile_count()
+    with gc.Session() as sess, gc.Session(options=SPECIALIZED) as spec:
+        for n in (1, 7, 32, 500):
+            feeds = _feeds(x, y, n, rng)
+            for got, want in zip(sess.run(fetches, feeds), spec.run(fetches, feeds)):
+                np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+        assert sess.stats()["compiles"] == 1 and sess.stats()["symbolic"] == 1
+        assert spec.stats() == {"compiles": 4, "symbolic": 0, "specialized": 4, "not_symbolic": []}
+    assert gc.compile_count() - before == 5
+
+
+def _table():
+    """(name, placeholders with None dims, fetches built from them)."""
+    cases = []
+    x = gc.placeholder(gc.float32, (None, 4), name="x")
+    w = gc.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), name="w")
+    cases.append(("batch reductions", [x], [x.sum(axis=0), gc.mean(x), gc.max(x, axis=0), gc.mean(gc.exp(x), axis=1)]))
+    y = gc.sum(gc.tanh(x @ w))
+    cases.append(("matmul with symbolic M", [x], [x @ w, *gc.gradients(y, [x, w])]))
+    b = gc.placeholder(gc.float32, (4,), name="b")
+    z = gc.placeholder(gc.float32, (None, 1), name="z")
+    y = gc.sum((x + b) * z)
+    cases.append(("broadcasting", [x, b, z], [(x + b) * z, *gc.gradients(y, [x, b, z])]))
+    y = gc.sum(x[1:, :2] * 3.0) + gc.sum(x[:-1, ::2]) + gc.sum(x[-1])
+    cases.append(("slicing", [x], [x[1:, :2], x[:-1, ::2], x[-1], *gc.gradients(y, [x])]))
+    r = gc.reshape(x, (-1, 2))
+    cases.append(("reshape -1", [x], [r, gc.reshape(x, (-1,)), *gc.gradients(gc.sum(r * r), [x])]))
+    m = gc.placeholder(gc.float64, (None, None), name="m")
+    cases.append(("two symbols", [m], [m.sum(axis=0), m.T @ m, gc.mean(m, axis=1)]))
+    return cases
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_symbolic_matches_specialized(case):
+    name, placeholders, fetches = _table()[case]
+    rng = np.random.default_rng(case)
+    with gc.Session() as sess, gc.Session(options=SPECIALIZED) as spec:
+        for n in (1, 3, 8):
+            feeds = {}
+            for p in placeholders:
+                shape = tuple(n + k if d is None else d for k, d in enumerate(p.shape))
+                feeds[p] = rng.standard_normal(shape).astype(p.dtype)
+            for got, want in zip(sess.run(fetches, feeds), spec.run(fetches, feeds)):
+                assert got.shape == want.shape, name
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+        stats = sess.stats()
+        assert (stats["compiles"], stats["symbolic"]) == (1, 1), (name, stats)
+
+
+def test_dims_that_break_an_equality_are_refused():
+    x, y, fetches = _mlp()
+    rng = np.random.default_rng(2)
+    with gc.Session() as sess:
+        sess.run(fetches, _feeds(x, y, 4, rng))
+        feeds = _feeds(x, y, 4, rng)
+        feeds[y] = feeds[y][:3]
+        with pytest.raises(gc.ShapeError):
+            sess.run(fetches, feeds)
+        assert sess.stats()["symbolic"] == 1
+
+
+def test_zero_dims_and_specialize_option():
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    y = gc.sum(x * 2.0, axis=0)
+    with gc.Session() as sess:
+        np.testing.assert_array_equal(sess.run(y, {x: np.ones((5, 3), np.float32)}), np.full(3, 10.0))
+        np.testing.assert_array_equal(sess.run(y, {x: np.ones((0, 3), np.float32)}), np.zeros(3))  # specialized
+        assert sess.stats()["symbolic"] == 1 and sess.stats()["specialized"] == 1
+    with pytest.raises(gc.GraphcError, match="specialize"):
+        gc.CompileOptions(specialize=1)
+
+
+@pytest.mark.parametrize("build, reason", [
+    (lambda x: x[:5] * 2.0, "not an affine function"),  # min(N, 5) rows
+    (lambda x: x[::2] * 2.0, "not an affine function"),  # ceil(N / 2) rows
+    (lambda x: x[1] * 2.0, "does not bind"),  # needs N >= 2
+    (lambda x: gc.reshape(x, (-1, 3)), "does not bind"),  # needs 4 N divisible by 3
+    (lambda x: gc.linalg.inv(x.T @ x + 9 * np.eye(4)), "LAPACK"),
+])
+def test_programs_that_need_static_shapes_are_specialized(build, reason):
+    x = gc.placeholder(gc.float64, (None, 4), name="x")
+    y = build(x)
+    with gc.Session() as sess, gc.Session(backend="reference") as ref:
+        for n in (3, 6):
+            feed = {x: np.arange(n * 4.0).reshape(n, 4) / 7}
+            np.testing.assert_allclose(sess.run(y, feed), ref.run(y, feed), rtol=1e-12)
+        stats = sess.stats()
+        assert stats["specialized"] == 2 and stats["symbolic"] == 0, stats
+        assert len(stats["not_symbolic"]) == 1 and reason in stats["not_symbolic"][0], stats
