@@ -69,11 +69,14 @@ def _run(fn: Callable[[], Any], number: int) -> float:
             _pygc.enable()
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """Common flags: --quick (fewer repeats, for a smoke run) and --repeat."""
+def parse_args(description: str, flags: dict[str, str] | None = None) -> argparse.Namespace:
+    """Common flags: --quick (fewer repeats, for a smoke run) and --repeat; `flags` adds the
+    script's own on/off flags (name -> help)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="few repeats, short timings (smoke test)")
     parser.add_argument("--repeat", type=int, default=7, help="repeats per measurement (median reported)")
+    for flag, text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args()
     if args.quick:
         args.repeat = 3
@@ -142,10 +145,10 @@ def graphc_status() -> tuple[Any, str]:
     return gc, backend
 
 
-def start(doc: str) -> tuple[argparse.Namespace, Any, str, Any, Any]:
-    """Parse the script's arguments, print the machine, and import what it compares:
-    returns (args, graphc or None, graphc's backend or why it is missing, jax, torch)."""
-    args = parse_args(doc.splitlines()[0])
+def start(doc: str, flags: dict[str, str] | None = None) -> tuple[argparse.Namespace, Any, str, Any, Any]:
+    """Parse the script's arguments (`flags` as in `parse_args`), print the machine, and import
+    what it compares: returns (args, graphc or None, graphc's backend or why it is missing, jax, torch)."""
+    args = parse_args(doc.splitlines()[0], flags)
     gc, backend = graphc_status()
     print(describe(backend))
     return args, gc, backend, optional("jax"), optional("torch")

@@ -1,7 +1,9 @@
 """W2: MLP 784-512-512-10 (ReLU), softmax cross-entropy on int labels, forward + backward + SGD.
 
 Training steps per second at batch 256 and 32, float32. Target (issue 4): graphc no slower
-than numpy eager at batch 256.
+than numpy eager at batch 256. The batch dim is None, so graphc's row is the symbolic-dim
+program (one for every batch size); ``--specialized`` adds a row for the program compiled
+for that batch size only (``CompileOptions(specialize=True)``).
 """
 
 from __future__ import annotations
@@ -77,18 +79,19 @@ def graphc_loss(gc):
     return xp, yp, params, gc.nn.softmax_cross_entropy(h, yp)
 
 
-def graphc_model(gc):
-    """The W2 training step in a fresh graph: (session, params, step(x, y) -> loss)."""
+def graphc_model(gc, options=None):
+    """The W2 training step in a fresh graph: (session, params, step(x, y) -> loss). The batch dim
+    is None: by default one symbolic program serves every batch size; `options` may specialize."""
     with gc.Graph().as_default():
         xp, yp, params, loss = graphc_loss(gc)
         grads = gc.gradients(loss, params)
         update = gc.group(*[gc.assign_sub(p, LR * g) for p, g in zip(params, grads)])
-        sess = gc.Session()
+        sess = gc.Session(options=options)
     return sess, params, lambda x, y, **kw: sess.run([loss, update], {xp: x, yp: y}, **kw)[0]
 
 
-def graphc_timing(gc, x, y, ref, args):
-    sess, params, step = graphc_model(gc)
+def graphc_timing(gc, x, y, ref, args, options=None):
+    sess, params, step = graphc_model(gc, options)
     check("graphc", float(step(x, y)), [sess.variable_value(p) for p in params], *ref)
     return measure(lambda: step(x, y), args.repeat, args.target)
 
@@ -155,7 +158,8 @@ def torch_timing(torch, x, y, ref, args):
 
 
 def main() -> None:
-    args, gc, backend, jax, torch = start(__doc__)
+    args, gc, backend, jax, torch = start(__doc__, {"--specialized": "also time the program specialized to the "
+                                                                      "batch size (CompileOptions(specialize=True))"})
     for size in BATCHES:
         x, y = batch(size)
         ref_params = init_params()
@@ -166,6 +170,9 @@ def main() -> None:
         with threadpool_limits(1, user_api="blas"):
             results["numpy, BLAS 1 thread"] = measure(lambda: numpy_step(params, x, y), args.repeat, args.target)
         results[f"graphc ({backend})"] = attempt(lambda: graphc_timing(gc, x, y, ref, args)) if gc else backend
+        if gc and args.specialized:  # the same step compiled for this batch size only (CompileOptions(specialize))
+            results["graphc, specialize=True"] = attempt(
+                lambda: graphc_timing(gc, x, y, ref, args, gc.CompileOptions(specialize=True)))
         results["jax.jit"] = attempt(lambda: jax_timing(jax, x, y, ref, args)) if jax else "not installed"
         results["torch eager"] = attempt(lambda: torch_timing(torch, x, y, ref, args)) if torch else "not installed"
         rows = compare(results)
