@@ -48,8 +48,12 @@ def export_function(fn: Any, directory: str | Path, name: str,
         raise GraphcError(f"export name {name!r} must be a C identifier (letters, digits, underscores)")
     if output_names is not None and len(output_names) != len(fn.outputs):
         raise GraphcError(f"output_names has {len(output_names)} names for {len(fn.outputs)} outputs")
-    signatures = _signatures(fn, signatures)
-    programs = [fn.program(sig, specialize=True) for sig in signatures]
+    symbolic = fn.symbolic_program() if signatures is None else None
+    if symbolic is not None:
+        signatures, programs = [None], [symbolic]
+    else:
+        signatures = _signatures(fn, signatures)
+        programs = [fn.program(sig, specialize=True) for sig in signatures]
     _refuse_lapack(programs)
     if any(p.uses_mpi for p in programs):
         raise GraphcError("export: the function runs gc.distributed collectives, which need MPI; an exported "
@@ -67,6 +71,8 @@ def export_function(fn: Any, directory: str | Path, name: str,
              for n, t in zip(names, fn.outputs)]
     variants = [_variant(fn, sig, p, variables, f"{name}_program_{i}")
                 for i, (sig, p) in enumerate(zip(signatures, programs))]
+    texts = [p.ir_text if not v.dims_global else aot.thread_local_dims(p.ir_text, v.dims_global)
+             for p, v in zip(programs, variants)]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state_file = f"{name}.state.bin"
@@ -79,9 +85,9 @@ def export_function(fn: Any, directory: str | Path, name: str,
         (build / f"{name}.h").write_text(capi.header(name, args, variants, info, state_args))
         (build / f"{name}.c").write_text(capi.source(name, args, variants, manifest["abi_hash"]))
         objects = []
-        for i, (p, v) in enumerate(zip(programs, variants)):
+        for i, (text, v) in enumerate(zip(texts, variants)):
             objects.append(build / f"program_{i}.o")
-            objects[-1].write_bytes(aot.emit_object(p.ir_text, v.entry, cpu_name, features))
+            objects[-1].write_bytes(aot.emit_object(text, v.entry, cpu_name, features))
         library = build / f"lib{name}.so"
         exported = [name, f"{name}_workspace_size", f"{name}_strerror", f"{name}_abi", f"{name}_set_sgemm",
                     f"{name}_set_dgemm"]
@@ -124,23 +130,28 @@ def _signatures(fn: Any, signatures: Sequence[Sequence[Sequence[int]]] | None) -
     return list(dict.fromkeys(out))
 
 
-def _variant(fn: Any, shapes: tuple, program: Any, variables: list, entry: str) -> Any:
-    """How the C wrapper fills one program's table from the export's arguments."""
+def _variant(fn: Any, shapes: tuple | None, program: Any, variables: list, entry: str) -> Any:
+    """How the C wrapper fills one program's table from the export's arguments (`shapes` None:
+    the symbolic program, whose dims are affine functions of its symbols)."""
     from .backend.llvm import capi
-    from .backend.llvm.capi import Variant
+    from .backend.llvm.capi import Variant, fixed_dims
     from .backend.llvm.codegen import table_bases
 
     bases = table_bases(program.plan)
     feeds, states = dict(program.feed_slots), dict(program.var_slots)
     slots = [feeds.get(ph, -1) for ph in fn.inputs] + [states.get(v, -1) for v in variables]
-    all_shapes = list(shapes) + [tuple(v.shape) for v in variables]
+    symbols, out_shapes = (), [shape for shape, _, _ in program.out_slots]
+    if shapes is None:
+        shapes, symbols, out_shapes = _symbolic_dims(fn, program)
+    all_shapes = [fixed_dims(s) if s and isinstance(s[0], int) or not s else s for s in shapes]
+    all_shapes += [fixed_dims(v.shape) for v in variables]
     copy_from = [-1] * len(slots)
     first: dict[int, int] = {}
     fetches = list(dict.fromkeys(fn.outputs))
     for t in fn.outputs:
         index = program.fetch_index[fetches.index(t)]
-        shape, _, slot = program.out_slots[index]
-        all_shapes.append(tuple(shape))
+        _, _, slot = program.out_slots[index]
+        all_shapes.append(_dims(out_shapes[index], len(symbols)))
         if index in first:
             slots.append(-1)
             copy_from.append(first[index])
@@ -150,8 +161,35 @@ def _variant(fn: Any, shapes: tuple, program: Any, variables: list, entry: str) 
             copy_from.append(-1)
     hosts = tuple((capi.HOST_KINDS[n.op], n.attrs.get("summarize", 0), n.attrs["message"],
                    f"{n.inputs[0].name} (op {n.inputs[0].op}) at {n.loc}") for n in program.hosts)
+    arena = (_dims([program.arena_formula.size], len(symbols))[0] if symbols
+             else (program.plan.arena_bytes, ()))
     return Variant(entry, tuple(all_shapes), tuple(slots), tuple(copy_from), tuple(program.plan.consts),
-                   bases["const"], bases["arena"], program.plan.arena_bytes, bases["size"], bases["host"], hosts)
+                   bases["const"], bases["arena"], arena, bases["size"], bases["host"], hosts, symbols,
+                   f"{entry}_dims" if symbols else "")
+
+
+def _dims(shape: Sequence[Any], k: int) -> tuple:
+    """Dims (int or a template's Affine) as capi's (const, coefficients per symbol)."""
+    return tuple((d, ()) if isinstance(d, int) else (int(d.const), tuple(int(c) for c in d.coefs)) for d in shape)
+
+
+def _symbolic_dims(fn: Any, program: Any) -> tuple[list, tuple[int, ...], list]:
+    """(input shapes as capi dims, the flat argument dim each symbol is read from, output shapes)."""
+    k = len(program.where)
+    pattern = dict(zip(program.placeholders, program.pattern))
+    at: dict[int, int] = {}
+    shapes, flat = [], 0
+    for ph in fn.inputs:
+        dims = []
+        for d in pattern[ph]:
+            if d < 0:
+                at.setdefault(-d - 1, flat)
+                dims.append((0, tuple(int(i == -d - 1) for i in range(k))))
+            else:
+                dims.append((d, ()))
+            flat += 1
+        shapes.append(tuple(dims))
+    return shapes, tuple(at[j] for j in range(k)), [shape for shape in program.out_shapes]
 
 
 def _state(fn: Any, variables: list) -> tuple[list[tuple[int, int]], bytes]:
@@ -175,6 +213,7 @@ def _manifest(name: str, args: list, variants: list, layout: list, state: bytes,
               fn: Any) -> dict[str, Any]:
     """The manifest, hashed; the library's digest is added once it is linked."""
     from .backend.llvm.capi import workspace_size
+    from .passes.memory import ALIGNMENT
 
     roles = {"inputs": [], "state": [], "outputs": []}
     for a in args:
@@ -185,9 +224,11 @@ def _manifest(name: str, args: list, variants: list, layout: list, state: bytes,
     counts = [len(roles[r]) for r in mf.ROLES]
     signatures = []
     for v in variants:
-        shapes = [list(s) for s in v.shapes]
+        shapes = [[mf.dim_text(c, k) for c, k in s] for s in v.shapes]
         signatures.append({"inputs": shapes[:counts[0]], "state": shapes[counts[0]:counts[0] + counts[1]],
                            "outputs": shapes[counts[0] + counts[1]:]})
+        if v.symbols:  # bytes of workspace a call needs, as a function of the symbols
+            signatures[-1]["workspace"] = mf.dim_text(v.arena_bytes[0] + ALIGNMENT - 1, v.arena_bytes[1])
     for entry, (offset, nbytes) in zip(roles["state"], layout):
         entry["offset"], entry["nbytes"] = offset, nbytes
     manifest = {"format": mf.FORMAT, "format_version": mf.FORMAT_VERSION, "name": name,
@@ -253,7 +294,9 @@ class ExportedFunction:
             argtypes += [ctypes.c_void_p] + [ctypes.c_int64] * len(spec.shape)
         entry = _symbol(self.library, name, ctypes.c_int, argtypes + [ctypes.c_void_p, ctypes.c_size_t])
         self.state = _load_state(directory / manifest["files"]["state"], manifest)
-        self._by_inputs = {tuple(tuple(s) for s in sig["inputs"]): sig for sig in manifest["signatures"]}
+        self._by_inputs = {tuple(tuple(s) for s in sig["inputs"]): sig for sig in manifest["signatures"]
+                           if "workspace" not in sig}
+        self._symbolic = [sig for sig in manifest["signatures"] if "workspace" in sig]
         self._single = manifest["single_output"]
         self._executable = Executable(_Library(self, entry), VariableStore(self.state))
         if blas not in ("auto", None):
@@ -275,10 +318,22 @@ class ExportedFunction:
             arrays = args
         else:
             arrays = check_arguments(self.name, self.inputs, args)
-        if tuple(a.shape for a in arrays) not in self._by_inputs:
-            raise no_match(self.name, [a.shape for a in arrays], list(self._by_inputs))
+        self.signature(tuple(a.shape for a in arrays))  # raises for shapes no signature takes
         outs = self._executable.run(arrays)
         return outs[0] if self._single else outs
+
+    def signature(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[list[tuple[int, ...]], int | None]:
+        """(output shapes, workspace bytes or None for a fixed signature's) for these input shapes:
+        a fixed signature's, else the symbolic one's at the symbol values the shapes give."""
+        sig = self._by_inputs.get(shapes)
+        if sig is not None:
+            return [tuple(s) for s in sig["outputs"]], None
+        for sig in self._symbolic:
+            symbols = mf.bind_symbols(shapes, sig["inputs"])
+            if symbols is not None:
+                return ([tuple(mf.eval_dim(d, symbols) for d in s) for s in sig["outputs"]],
+                        mf.eval_dim(sig["workspace"], symbols))
+        raise no_match(self.name, list(shapes), [sig["inputs"] for sig in self.manifest["signatures"]])
 
 
 class _Library:
@@ -294,8 +349,10 @@ class _Library:
 
     def run(self, inputs: Sequence[np.ndarray], state: dict[str, np.ndarray], workspace: np.ndarray) -> list:
         fn = self.fn
-        sig = fn._by_inputs[tuple(a.shape for a in inputs)]
-        outs = [np.empty(shape, spec.dtype) for spec, shape in zip(fn.outputs, sig["outputs"])]
+        shapes, need = fn.signature(tuple(a.shape for a in inputs))
+        if need is not None and need > workspace.size:  # a symbolic signature's: the library allocates it
+            workspace = workspace[:0]
+        outs = [np.empty(shape, spec.dtype) for spec, shape in zip(fn.outputs, shapes)]
         cargs: list[Any] = []
         for a in list(inputs) + self._state_arrays(state) + outs:
             cargs.append(a.__array_interface__["data"][0])

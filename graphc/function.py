@@ -35,7 +35,7 @@ from .profiler.records import RunOptions
 from .profiler.report import RunMetadata
 from .runtime.feeds import convert_feed
 from .runtime.lru import LRU
-from .runtime.symbolic import CompileStats, symbolic_program
+from .runtime.symbolic import CompileStats, SymbolicExecutable, pattern_of, shapes_at, symbolic_program
 
 MISS = object()
 
@@ -241,6 +241,23 @@ class Function:
         program = compile_program(fetches, self.assigns, dict(used), self.options)
         self._stats.count(symbolic=False)
         return program
+
+    def symbolic_program(self) -> Any:
+        """The symbolic program an export uses (docs/export.md), or None: the pattern of the calls
+        so far (None when they had several), else every None dim of the inputs one symbol."""
+        used = [ph for ph in self.inputs if ph in self._used]
+        if self.options.specialize or not any(d is None for ph in used for d in ph.shape) or len(used) < self._n:
+            return None
+        patterns = {pattern_of(used, [s for ph, s in zip(self.inputs, sig) if ph in self._used])[0]
+                    for sig in self._runners}
+        if len(patterns) > 1:
+            return None
+        pattern = patterns.pop() if patterns else tuple(tuple(-1 if d is None else d for d in ph.shape) for ph in used)
+        k = -min([d for dims in pattern for d in dims] + [0])
+        found = symbolic_program(self._templates, self._template_lock, self._stats, used,
+                                 list(shapes_at(used, pattern, [j + 2 for j in range(k)]).values()),
+                                 list(dict.fromkeys(self.outputs)), self.assigns, self.options)
+        return None if found is None else found[0]
 
     def _specialized(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
         """The executable of a program for exactly these shapes (traced calls and exports: the

@@ -105,6 +105,64 @@ def _shape(v: Any, symbolic: bool) -> bool:
     return isinstance(v, list) and all(_is_int(d) or (symbolic and d is None) for d in v)
 
 
+_TERM = re.compile(r"(?:(-?\d+)\*)?s(\d+)|(-?\d+)")
+
+
+def parse_dim(v: Any) -> tuple[int, dict[int, int]] | None:
+    """A signature dim: an int, or the text of an affine function of the symbols (``"s0"``,
+    ``"2*s0+-1"``: terms joined by ``+``) as (constant, {symbol: coefficient}); None if malformed."""
+    if _is_int(v):
+        return v, {}
+    if not isinstance(v, str) or not v:
+        return None
+    const, coefs = 0, {}
+    for term in v.split("+"):
+        m = _TERM.fullmatch(term)
+        if m is None:
+            return None
+        if m.group(3) is not None:
+            const += int(m.group(3))
+        else:
+            j = int(m.group(2))
+            coefs[j] = coefs.get(j, 0) + int(m.group(1) or 1)
+    return const, coefs
+
+
+def dim_text(const: int, coefs: Any) -> int | str:
+    """The signature form of ``const + sum(coefs[j] * s_j)``: an int when no symbol is involved."""
+    terms = [f"s{j}" if c == 1 else f"{c}*s{j}" for j, c in enumerate(coefs) if c]
+    if not terms:
+        return int(const)
+    return "+".join(terms + ([str(const)] if const else []))
+
+
+def bind_symbols(shapes: Any, inputs: Any) -> dict[int, int] | None:
+    """The symbol values given by input `shapes` for a signature's `inputs` (each symbol read
+    where it stands alone, ``"sJ"``), or None when some dim does not match."""
+    if len(shapes) != len(inputs):
+        return None
+    symbols: dict[int, int] = {}
+    for shape, dims in zip(shapes, inputs):
+        if len(shape) != len(dims):
+            return None
+        for fed, dim in zip(shape, dims):
+            if isinstance(dim, str) and _TERM.fullmatch(dim) and dim.startswith("s"):
+                symbols.setdefault(int(dim[1:]), int(fed))
+    for shape, dims in zip(shapes, inputs):
+        for fed, dim in zip(shape, dims):
+            if eval_dim(dim, symbols) != fed:
+                return None
+    return symbols
+
+
+def eval_dim(v: Any, symbols: dict[int, int]) -> int | None:
+    """A signature dim's value at these symbol values (None: a symbol is unbound)."""
+    const, coefs = parse_dim(v)
+    if any(j not in symbols for j in coefs):
+        return None
+    return const + sum(c * symbols[j] for j, c in coefs.items())
+
+
 def _digest_ok(v: Any) -> bool:
     return (isinstance(v, dict) and set(v) == {"bytes", "sha256"} and _is_int(v["bytes"])
             and isinstance(v["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", v["sha256"]) is not None)
@@ -148,15 +206,23 @@ def validate(m: dict[str, Any], name: str) -> None:
     _need(isinstance(m["signatures"], list) and m["signatures"], "signatures is empty")
     seen = set()
     for sig in m["signatures"]:
-        _need(isinstance(sig, dict) and set(sig) == set(ROLES), "a signature lacks inputs, state or outputs")
+        _need(isinstance(sig, dict) and set(sig) - {"workspace"} == set(ROLES),
+              "a signature lacks inputs, state or outputs, or has unknown fields")
+        bound = {int(d[1:]) for shape in sig.get("inputs", []) if isinstance(shape, list) for d in shape
+                 if isinstance(d, str) and re.fullmatch(r"s\d+", d)}
         for role in ROLES:
             _need(isinstance(sig[role], list) and len(sig[role]) == len(m[role]),
                   f"a signature has {len(sig[role]) if isinstance(sig[role], list) else '?'} {role} shapes "
                   f"for {len(m[role])} {role}")
             for shape, e in zip(sig[role], m[role]):
-                _need(_shape(shape, symbolic=False) and len(shape) == len(e["shape"])
-                      and all(d is None or d == s for d, s in zip(e["shape"], shape)),
+                dims = [parse_dim(d) for d in shape] if isinstance(shape, list) else [None]
+                _need(all(d is not None and set(d[1]) <= bound for d in dims) and len(shape) == len(e["shape"])
+                      and all(d == s or (d is None and (role != "state" or _is_int(s)))
+                              for d, s in zip(e["shape"], shape)),
                       f"{e['name']}: signature shape {shape!r} does not fit {e['shape']!r}")
+        if "workspace" in sig:
+            work = parse_dim(sig["workspace"])
+            _need(work is not None and set(work[1]) <= bound, f"bad signature workspace {sig['workspace']!r}")
         key = json.dumps(sig["inputs"])
         _need(key not in seen, f"input shapes {sig['inputs']} appear in two signatures")
         seen.add(key)

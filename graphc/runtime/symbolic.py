@@ -100,6 +100,8 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
             if program is None:
                 program = _compile(fetches, assigns, where, functools.partial(shapes_at, placeholders, pattern),
                                    options, stats)
+                if not isinstance(program, NotSymbolicRecord):
+                    program.placeholders, program.pattern = list(placeholders), pattern  # what export reads
                 if make is not None and not isinstance(program, NotSymbolicRecord):
                     program = make(program)
                 cache.put(key, program)

@@ -115,3 +115,32 @@ def test_programs_that_need_static_shapes_are_specialized(build, reason):
         stats = sess.stats()
         assert stats["specialized"] == 2 and stats["symbolic"] == 0, stats
         assert len(stats["not_symbolic"]) == 1 and reason in stats["not_symbolic"][0], stats
+
+
+def test_exported_library_takes_any_batch_size_and_checks_dims(tmp_path):
+    x, y, fetches = _mlp()
+    f = gc.function([x, y], fetches)
+    f.export(tmp_path, "mlp")  # the inputs have None dims: the symbolic program, for every batch size
+    assert "(s0, 6), (s0,)" in (tmp_path / "mlp.h").read_text()
+    lib = gc.load_exported(tmp_path, "mlp")
+    assert lib.manifest["signatures"][0]["inputs"] == [["s0", 6], ["s0"]]
+    rng = np.random.default_rng(3)
+    for n in (1, 5, 33):
+        feeds = _feeds(x, y, n, rng)
+        for got, want in zip(lib(feeds[x], feeds[y]), f(feeds[x], feeds[y])):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(gc.FeedError, match="match no exported signature"):
+        lib(np.ones((4, 6), np.float32), np.zeros(3, np.int32))
+
+    def call(xs, ys):  # the C entry itself, with the dims given
+        state = [lib.state[s.name] for s in lib.state_specs]
+        outs = [np.zeros(s, np.float32) for s in ((), (6, 5), (5,), (5, 3))]
+        xa, ya = np.zeros(max(xs[0], 1) * xs[1], np.float32), np.zeros(max(ys[0], 1), np.int32)
+        args = [xa.ctypes.data, *xs, ya.ctypes.data, *ys]
+        for a in state + outs:
+            args += [a.ctypes.data, *a.shape]
+        return lib.library.mlp(*args, None, 0)
+
+    assert call((4, 6), (4,)) == 0
+    for xs, ys in (((4, 6), (3,)), ((4, 7), (4,)), ((0, 6), (0,)), ((2**20 + 1, 6), (2**20 + 1,))):
+        assert call(xs, ys) == 2, (xs, ys)  # dims that break an equality, a static dim, the symbols' range

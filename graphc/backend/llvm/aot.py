@@ -58,6 +58,15 @@ def emit_object(ir_text: str, entry: str, cpu: str, features: str) -> bytes:
         return tm.emit_object(optimize_module(mod, tm))
 
 
+def thread_local_dims(ir_text: str, name: str) -> str:
+    """A symbolic program's IR with its dims global renamed to `name`, hidden and thread-local:
+    the C wrapper sets it before each call, and concurrent calls on other threads keep theirs."""
+    from .template import DIMS
+
+    text = ir_text.replace(f'@"{DIMS}" = global', f'@"{name}" = hidden thread_local global', 1)
+    return text.replace(f'@"{DIMS}"', f'@"{name}"')
+
+
 def compiler() -> str:
     """The C compiler: ``$CC`` if set, else ``cc``."""
     cc = os.environ.get("CC", "cc")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...passes.memory import ALIGNMENT
+from .template import LIMIT as SYMBOL_LIMIT
 
 __all__ = ["ERRORS", "Arg", "Variant", "c_identifier", "header", "source"]
 
@@ -68,30 +69,48 @@ class Arg:
         return C_TYPES[self.dtype]
 
 
+Dim = tuple[int, tuple[int, ...]]  # const + sum(coefs[j] * s_j): a fixed dim has no coefficients
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One compiled program: the shapes it takes and how its table is filled."""
+    """One compiled program: the shapes it takes and how its table is filled.
+
+    A symbolic program (`graphc.backend.llvm.symbolic`) has dims and an arena size that are
+    affine functions of its symbols; each symbol is read from one argument dim
+    (`symbols`, flat dim indices) and stored in the program's thread-local `dims_global`.
+    """
 
     entry: str  # symbol of the program's entry function
-    shapes: tuple[tuple[int, ...], ...]  # one per argument
+    shapes: tuple[tuple[Dim, ...], ...]  # one per argument
     slots: tuple[int, ...]  # table index per argument, -1 when the program does not read it
     copy_from: tuple[int, ...]  # per argument: -1, or the argument whose result it repeats
     consts: tuple[np.ndarray, ...]
     const_base: int
     arena_slot: int
-    arena_bytes: int
+    arena_bytes: Dim
     table_size: int
     host_slot: int = 0  # the table's host callback slot (its context follows)
     hosts: tuple[tuple[int, int, str, str], ...] = ()  # per host call: kind, summarize, message, where
+    symbols: tuple[int, ...] = ()
+    dims_global: str = ""
+
+    def shape_text(self, index: int) -> str:
+        """Argument `index`'s shape as the header shows it (``(s0, 784)``)."""
+        from ...manifest import dim_text
+
+        dims = [str(dim_text(c, k)) for c, k in self.shapes[index]]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def _bytes(arg: Arg, shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(arg.dtype).itemsize
+def fixed_dims(shape: Sequence[int]) -> tuple[Dim, ...]:
+    return tuple((int(d), ()) for d in shape)
 
 
 def workspace_size(variants: Sequence[Variant]) -> int:
-    """Bytes a caller-provided workspace needs (the largest arena plus alignment slack)."""
-    largest = max(v.arena_bytes for v in variants)
+    """Bytes a caller-provided workspace needs for the fixed signatures (the largest arena plus
+    alignment slack; symbolic ones: `NAME_workspace_size_symbolic`)."""
+    largest = max([v.arena_bytes[0] for v in variants if not v.symbols] or [0])
     return largest + ALIGNMENT - 1 if largest else 0
 
 
@@ -107,8 +126,7 @@ def _params(args: Sequence[Arg]) -> list[tuple[str, Arg | None]]:
 def _dims_doc(arg: Arg, variants: Sequence[Variant], index: int) -> str:
     symbolic = "(" + ", ".join("?" if d is None else str(d) for d in arg.shape)
     symbolic += ",)" if len(arg.shape) == 1 else ")"
-    concrete = sorted({v.shapes[index] for v in variants})
-    shown = ", ".join(str(tuple(s)) for s in concrete)
+    shown = ", ".join(sorted({v.shape_text(index) for v in variants}))
     return f"{arg.dtype}{symbolic}" + (f", compiled for {shown}" if any(d is None for d in arg.shape) else "")
 
 
@@ -125,9 +143,10 @@ def header(name: str, args: Sequence[Arg], variants: Sequence[Variant], info: di
               for code, (macro, msg) in ERRORS.items()]
     lines += ["", "/*", f" * {name}: computes the exported outputs (and applies the state updates).", " *",
               " * Every array is a plain C-contiguous (row-major) buffer given as a typed pointer, then one",
-              " * int64_t per dim. The dims must equal one of the compiled shape signatures below",
-              f" * (programs are compiled for fixed shapes; any other dims give {up}_ERR_DIMS and nothing",
-              " * is read or written). A pointer may be NULL only when its array has no elements",
+              " * int64_t per dim. The dims must fit one of the compiled shape signatures below (any",
+              f" * other dims give {up}_ERR_DIMS and nothing is read or written). A signature's dim s0, s1,",
+              f" * ... is symbolic: any value 1..{SYMBOL_LIMIT}, read where it stands alone, and every dim written",
+              " * with it must equal its formula. A pointer may be NULL only when its array has no elements",
               f" * ({up}_ERR_NULL otherwise). Outputs and updated state must not overlap any other",
               f" * argument, and no argument may overlap the workspace ({up}_ERR_OVERLAP); inputs may",
               " * share memory with each other.", " *",
@@ -148,12 +167,17 @@ def header(name: str, args: Sequence[Arg], variants: Sequence[Variant], info: di
     lines.append(" *   workspace, workspace_bytes: see above")
     lines.append(" * Compiled shape signatures (all arrays, in argument order):")
     for v in variants:
-        lines.append(" *   " + ", ".join(str(tuple(s)) for s in v.shapes))
+        lines.append(" *   " + ", ".join(v.shape_text(i) for i in range(len(v.shapes))))
     groups = [", ".join(p for p, _ in _params([a])) for a in args] + ["void* workspace, size_t workspace_bytes"]
     lines += [" */", f"int {name}(\n    " + ",\n    ".join(groups) + ");",
-              "", "/* Bytes of scratch memory a call may need (0: none). */",
-              f"size_t {name}_workspace_size(void);", "",
-              f"/* A static description of a return code ({up}_OK, {up}_ERR_*). */",
+              "", "/* Bytes of scratch memory a call of a fixed signature may need (0: none). */",
+              f"size_t {name}_workspace_size(void);", ""]
+    nsym = max(len(v.symbols) for v in variants)
+    if nsym:
+        symbols = ", ".join(f"int64_t s{j}" for j in range(nsym))
+        lines += ["/* Bytes of scratch memory a call of the symbolic signature needs at these symbol values. */",
+                  f"size_t {name}_workspace_size_symbolic({symbols});", ""]
+    lines += [f"/* A static description of a return code ({up}_OK, {up}_ERR_*). */",
               f"const char* {name}_strerror(int code);", "",
               "/* The ABI hash recorded in the manifest (" + f"{name}.json) this library was built with. */",
               f"const char* {name}_abi(void);", "",
@@ -184,12 +208,17 @@ def source(name: str, args: Sequence[Arg], variants: Sequence[Variant], abi: str
     """The C wrapper: dispatch on dims, checks, the table, the BLAS slots and fallback GEMM."""
     up = name.upper()
     ndims = sum(len(a.shape) for a in args)
+    nsym = max(len(v.symbols) for v in variants)
     parts = [f"/* Wrapper of {name}: generated by graphc. Do not edit. */",
              "#include <math.h>", "#include <stdint.h>", "#include <stdio.h>", "#include <stdlib.h>",
              "#include <string.h>", f'#include "{name}.h"', "",
              f"#define NARGS {len(args)}", f"#define NDIMS {ndims}", f"#define NVARIANTS {len(variants)}",
+             f"#define NSYM {nsym}", f"#define NSYM1 {nsym + 1}", f"#define SYMBOL_LIMIT {SYMBOL_LIMIT}",
              f"#define TABLE_MAX {max(v.table_size for v in variants)}", f"#define ALIGN {ALIGNMENT}",
              '#define HIDDEN __attribute__((visibility("hidden")))', "",
+             f"static const int32_t ndim[NARGS + 1] = {{{', '.join(str(len(a.shape)) for a in args) or '0'}}};",
+             f"static const int32_t itemsize[NARGS + 1] = "
+             f"{{{', '.join(str(np.dtype(a.dtype).itemsize) for a in args) or '0'}}};",
              _COMMON.replace("UP_", up + "_"), _gemm_source(name)]
     names: dict[bytes, str] = {}
     for vi, v in enumerate(variants):
@@ -201,25 +230,39 @@ def source(name: str, args: Sequence[Arg], variants: Sequence[Variant], abi: str
                              f"__attribute__((aligned(ALIGN))) = {{{_byte_list(data)}}};")
         parts.append(f"extern void {v.entry}(void** table) HIDDEN;")
         consts = ", ".join(f"{names[np.ascontiguousarray(c).tobytes()]}" for c in v.consts) or "0"
-        dims = ", ".join(str(d) for s in v.shapes for d in s) or "0"
-        nbytes = ", ".join(str(_bytes(a, s)) for a, s in zip(args, v.shapes))
+        dims = ", ".join(_affine_c(d, nsym) for s in v.shapes for d in s) or "0"
+        symbols = ", ".join(str(v.symbols[j]) if j < len(v.symbols) else "-1" for j in range(nsym)) or "0"
         hosts = ", ".join(f"{{{kind}, {summarize}, {_c_string(message)}, {_c_string(where)}}}"
                           for kind, summarize, message, where in v.hosts) or "{0, 0, 0, 0}"
         parts += [f"static const host_info_t v{vi}_hosts[{max(len(v.hosts), 1)}] = {{{hosts}}};",
-                  f"static const int64_t v{vi}_dims[NDIMS + 1] = {{{dims}}};",
-                  f"static const int64_t v{vi}_bytes[NARGS] = {{{nbytes}}};",
+                  f"static const int64_t v{vi}_dims[NDIMS * NSYM1 + 1] = {{{dims}}};",
+                  f"static const int32_t v{vi}_symbols[NSYM + 1] = {{{symbols}}};",
+                  f"static const int64_t v{vi}_arena[NSYM1] = {{{_affine_c(v.arena_bytes, nsym)}}};",
                   f"static const int32_t v{vi}_slot[NARGS] = {{{', '.join(map(str, v.slots))}}};",
                   f"static const int32_t v{vi}_copy[NARGS] = {{{', '.join(map(str, v.copy_from))}}};",
                   f"static const void* const v{vi}_consts[{max(len(v.consts), 1)}] = {{{consts}}};"]
+        if v.dims_global:
+            parts += [f"extern __thread int64_t {v.dims_global}[{len(v.symbols)}] HIDDEN;",
+                      f"static int64_t* v{vi}_tls(void) {{ return {v.dims_global}; }}"]
     parts.append("static const variant_t variants[NVARIANTS] = {")
     for vi, v in enumerate(variants):
-        parts.append(f"    {{{v.entry}, v{vi}_dims, v{vi}_bytes, v{vi}_slot, v{vi}_copy, v{vi}_consts, "
-                     f"{len(v.consts)}, {v.const_base}, {v.arena_slot}, {v.arena_bytes}, {v.table_size}, "
+        tls = f"v{vi}_tls" if v.dims_global else "NULL"
+        parts.append(f"    {{{v.entry}, v{vi}_dims, v{vi}_symbols, v{vi}_arena, v{vi}_slot, v{vi}_copy, v{vi}_consts, "
+                     f"{len(v.consts)}, {v.const_base}, {v.arena_slot}, {v.table_size}, {tls}, "
                      f"v{vi}_hosts, {len(v.hosts)}, {v.host_slot}}},")
     parts.append("};")
     written = ", ".join("1" if a.written else "0" for a in args)
     parts += [f"static const int written[NARGS] = {{{written}}};", "",
-              f"size_t {name}_workspace_size(void) {{ return {workspace_size(variants)}; }}", "",
+              f"size_t {name}_workspace_size(void) {{ return {workspace_size(variants)}; }}", ""]
+    if nsym:
+        symbolic = next(vi for vi, v in enumerate(variants) if v.symbols)
+        params = ", ".join(f"int64_t s{j}" for j in range(nsym))
+        parts += [f"size_t {name}_workspace_size_symbolic({params}) {{",
+                  f"    const int64_t s[NSYM] = {{{', '.join(f's{j}' for j in range(nsym))}}};",
+                  "    for (int j = 0; j < NSYM; j++) if (s[j] < 1 || s[j] > SYMBOL_LIMIT) return 0;",
+                  f"    int64_t bytes = affine(variants[{symbolic}].arena, s);",
+                  "    return bytes > 0 ? (size_t)bytes + ALIGN - 1 : 0;", "}", ""]
+    parts += [
               f'const char* {name}_abi(void) {{ return "{abi}"; }}', "",
               f"const char* {name}_strerror(int code) {{", "    switch (code) {",
               f'    case {up}_OK: return "success";']
@@ -244,6 +287,12 @@ def _c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _affine_c(dim: Dim, nsym: int) -> str:
+    """A dim as the C tables hold it: const, then one coefficient per symbol."""
+    const, coefs = dim
+    return ", ".join([str(const)] + [str(coefs[j]) if j < len(coefs) else "0" for j in range(nsym)])
+
+
 def _byte_list(data: bytes) -> str:
     if not data:
         return "0"
@@ -264,13 +313,15 @@ typedef struct {
 
 typedef struct {
     void (*entry)(void**);
-    const int64_t* dims;       /* NDIMS: every argument's shape, in order */
-    const int64_t* bytes;      /* NARGS: bytes of each argument */
+    const int64_t* dims;       /* NDIMS x NSYM1: every argument's dims, each const + coefficients of the symbols */
+    const int32_t* symbols;    /* NSYM: the flat dim index each symbol is read from, -1 if unused */
+    const int64_t* arena;      /* NSYM1: arena bytes, const + coefficients */
     const int32_t* slot;       /* NARGS: table index, or -1 when the program does not read it */
     const int32_t* copy;       /* NARGS: -1, or the argument whose result this one repeats */
     const void* const* consts;
     int32_t nconsts, const_base, arena_slot;
-    int64_t arena_bytes, table_size;
+    int64_t table_size;
+    int64_t* (*tls_dims)(void); /* a symbolic program's thread-local dims, or NULL */
     const host_info_t* hosts;
     int32_t nhosts, host_slot;
 } variant_t;
@@ -314,6 +365,30 @@ static int32_t host_call(void* context, int64_t index, int32_t dtype, void* data
     return 0;
 }
 
+static int64_t affine(const int64_t* f, const int64_t* s) {
+    int64_t v = f[0];
+    for (int j = 0; j < NSYM; j++) v += f[1 + j] * s[j];
+    return v;
+}
+
+/* 1 when `dims` fit variant v: its symbols (1..SYMBOL_LIMIT) read from their dims, every dim equal to its
+ * formula; then s holds the symbols and bytes each argument's size (0 on overflow: no match) */
+static int match(const variant_t* v, const int64_t* dims, int64_t* s, int64_t* bytes) {
+    for (int j = 0; j < NSYM; j++) {
+        s[j] = v->symbols[j] >= 0 ? dims[v->symbols[j]] : 0;
+        if (v->symbols[j] >= 0 && (s[j] < 1 || s[j] > SYMBOL_LIMIT)) return 0;
+    }
+    for (int i = 0; i < NDIMS; i++)
+        if (dims[i] != affine(v->dims + (size_t)i * NSYM1, s)) return 0;
+    for (int a = 0, i = 0; a < NARGS; a++) {
+        int64_t n = itemsize[a];
+        for (int d = 0; d < ndim[a]; d++, i++)
+            if (dims[i] < 0 || __builtin_mul_overflow(n, dims[i], &n)) return 0;
+        bytes[a] = n;
+    }
+    return 1;
+}
+
 static const variant_t variants[NVARIANTS];
 static const int written[NARGS];
 
@@ -324,19 +399,22 @@ static int overlaps(const void* a, int64_t na, const void* b, int64_t nb) {
 
 static int dispatch(void* const* ptrs, const int64_t* dims, void* workspace, size_t workspace_bytes) {
     const variant_t* v = NULL;
+    int64_t s[NSYM + 1], nbytes[NARGS + 1];
     for (int i = 0; i < NVARIANTS && !v; i++)
-        if (NDIMS == 0 || memcmp(variants[i].dims, dims, NDIMS * sizeof(int64_t)) == 0) v = &variants[i];
+        if (match(&variants[i], dims, s, nbytes)) v = &variants[i];
     if (!v) return UP_ERR_DIMS;
+    const int64_t* bytes = nbytes;
     for (int a = 0; a < NARGS; a++)
-        if (!ptrs[a] && v->bytes[a] > 0) return UP_ERR_NULL;
-    size_t need = v->arena_bytes > 0 ? (size_t)v->arena_bytes + ALIGN - 1 : 0;
+        if (!ptrs[a] && bytes[a] > 0) return UP_ERR_NULL;
+    int64_t arena_bytes = affine(v->arena, s);
+    size_t need = arena_bytes > 0 ? (size_t)arena_bytes + ALIGN - 1 : 0;
     if (need && workspace && workspace_bytes < need) return UP_ERR_WORKSPACE;
     for (int a = 0; a < NARGS; a++) {
         /* the program writes the workspace: no argument, not even an input, may lie in it */
-        if (need && workspace && overlaps(ptrs[a], v->bytes[a], workspace, (int64_t)need)) return UP_ERR_OVERLAP;
+        if (need && workspace && overlaps(ptrs[a], bytes[a], workspace, (int64_t)need)) return UP_ERR_OVERLAP;
         if (!written[a]) continue;
         for (int b = 0; b < NARGS; b++)
-            if (b != a && overlaps(ptrs[a], v->bytes[a], ptrs[b], v->bytes[b])) return UP_ERR_OVERLAP;
+            if (b != a && overlaps(ptrs[a], bytes[a], ptrs[b], bytes[b])) return UP_ERR_OVERLAP;
     }
     void* owned = NULL;
     char* arena = (char*)workspace;
@@ -355,13 +433,14 @@ static int dispatch(void* const* ptrs, const int64_t* dims, void* workspace, siz
         table[v->host_slot] = (void*)host_call;
         table[v->host_slot + 1] = &host;
     }
+    if (v->tls_dims) memcpy(v->tls_dims(), s, NSYM * sizeof(int64_t));
     v->entry(table);
     if (host.failed >= 0) {
         free(owned);
         return UP_ERR_NUMERICS;
     }
     for (int a = 0; a < NARGS; a++)
-        if (v->copy[a] >= 0 && v->bytes[a] > 0) memcpy(ptrs[a], ptrs[v->copy[a]], (size_t)v->bytes[a]);
+        if (v->copy[a] >= 0 && bytes[a] > 0) memcpy(ptrs[a], ptrs[v->copy[a]], (size_t)bytes[a]);
     free(owned);
     return 0;
 }
