@@ -154,5 +154,10 @@ class SymbolicExecutable(Executable):
         program = self.symbolic
         fed = dict(zip(inputs, shapes))
         at = program.at(tuple(int(fed[ph][axis]) for ph, axis in program.where))
-        checked, trusted = Executable(at, self.store).callers(inputs, shapes, picks, single, miss)
+        with program.lock:  # the callers are built from the program at these values
+            self.program = at
+            try:
+                checked, trusted = super().callers(inputs, shapes, picks, single, miss)
+            finally:
+                self.program = program
         return at.call(checked), at.call(trusted)

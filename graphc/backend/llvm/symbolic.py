@@ -25,7 +25,7 @@ from ...options import CompileOptions
 from .backend import LLVM
 from .codegen import build_module
 from .program import LLVMProgram
-from .steps import Collective, Lapack
+from .steps import Collective, Lapack, host_nodes
 from .template import (
     DIMS,
     LIMIT,
@@ -68,6 +68,8 @@ def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
         for step in plan.steps:
             if isinstance(step, (Lapack, Collective)):
                 raise NotSymbolicError(f"{step.node.op} (LAPACK and collective steps) needs static shapes")
+        if host_nodes(plan):  # the host callback shapes what it prints or checks by the node's static shape
+            raise NotSymbolicError("gc.print and gc.check_numerics (host callbacks) need static shapes")
         plans.append(plan)
         if optimized is None:
             optimized = opt
@@ -94,7 +96,10 @@ class SymbolicProgram(LLVMProgram):
         """`where[j]` is a (placeholder, axis) whose fed dim is symbol j; `shapes_at(values)` the feed shapes."""
         options = options or CompileOptions()
         built, self.arena_formula, self.out_shapes = build_template(fetches, assigns, shapes_at, len(where), options)
-        super().__init__(fetches, assigns, None, options, built=built)
+        try:
+            super().__init__(fetches, assigns, None, options, built=built)
+        except Exception as e:  # a literal replaced where LLVM wants a constant: never a failed run
+            raise NotSymbolicError(f"the template does not compile ({type(e).__name__}: {str(e)[:200]})") from e
         self.where = list(where)
         address = self.compiled.engine.get_global_value_address(DIMS)
         if not address:
