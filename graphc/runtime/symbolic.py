@@ -147,17 +147,17 @@ class SymbolicExecutable(Executable):
             finally:
                 self.program = program
 
-    def callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], picks: Sequence[int],
-                single: bool, miss: object) -> tuple[Any, Any]:
+    def _make_callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], *args: Any) -> tuple:
         """`Executable.callers` for the program at the symbol values of these input shapes: the
-        callers take exactly these shapes (others return `miss`) and set the dims for each call."""
+        callers take exactly these shapes (others return the miss value) and set the dims for
+        each call."""
         program = self.symbolic
         fed = dict(zip(inputs, shapes))
         at = program.at(tuple(int(fed[ph][axis]) for ph, axis in program.where))
         with program.lock:  # the callers are built from the program at these values
             self.program = at
             try:
-                checked, trusted = super().callers(inputs, shapes, picks, single, miss)
+                checked, trusted = super()._make_callers(inputs, shapes, *args)
             finally:
                 self.program = program
         return at.call(checked), at.call(trusted)
