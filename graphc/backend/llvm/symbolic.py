@@ -29,6 +29,7 @@ from .steps import Collective, Lapack, host_nodes
 from .template import (
     DIMS,
     LIMIT,
+    MAX_SYMBOLS,
     NotSymbolicError,
     affine_arena,
     check_shapes,
@@ -47,6 +48,8 @@ def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
 
     Raises `NotSymbolicError` when the program cannot be one template for all values.
     """
+    if k > MAX_SYMBOLS:
+        raise NotSymbolicError(f"{k} independent symbolic dims (a template has at most {MAX_SYMBOLS})")
     points = probes(k)
     fetches, assigns = list(fetches), list(assigns)
     mappings = []

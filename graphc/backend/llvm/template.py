@@ -262,9 +262,8 @@ def _emit(lit: _Literal, index: int, lines: list[str], k: int) -> str:
 
 @dataclass(frozen=True)
 class ArenaFormula:
-    """Arena offsets (bytes) of a template's buffers, in `Plan.buffers` order, and its size."""
+    """A template's arena size in bytes, an affine function of the symbols."""
 
-    offsets: tuple[Affine, ...]
     size: Affine
 
     def bytes_at(self, values: Sequence[int]) -> int:
@@ -303,7 +302,7 @@ def affine_arena(plans: Sequence[Plan], points: Sequence[tuple[int, ...]]) -> tu
         placed_plans.append(replace(plan, arena_bytes=int(offset.at(point)),
                                     steps=tuple(s.with_buffers(placed) for s in plan.steps),
                                     buffers=tuple(placed.get(b, b) for b in plan.buffers)))
-    return placed_plans, ArenaFormula(tuple(offsets), offset)
+    return placed_plans, ArenaFormula(offset)
 
 
 def fit_shapes(shapes: Sequence[Sequence[tuple[int, ...]]], points: Sequence[tuple[int, ...]]) -> list[tuple]:
