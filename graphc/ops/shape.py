@@ -21,6 +21,7 @@ from ..dtypes import (
 )
 from ..errors import DTypeError, GraphcError, ShapeError, user_location
 from ..ir.graph import Tensor
+from ..passes.sizing import unit_dim
 from .core import as_tensor, constant, graph_of, promote, to_array
 from .registry import OpDef, register
 
@@ -48,7 +49,7 @@ def unravel_index(s: Any, lin: Any, shape: tuple) -> tuple:
 def broadcast_index(s: Any, idx: tuple, in_shape: tuple) -> tuple:
     """The index into an operand of shape in_shape that broadcasts to idx's shape."""
     lead = len(idx) - len(in_shape)
-    return tuple(s.const(0, int64) if d == 1 else idx[lead + k] for k, d in enumerate(in_shape))
+    return tuple(s.const(0, int64) if unit_dim(d) else idx[lead + k] for k, d in enumerate(in_shape))
 
 
 # --- broadcast_to / broadcast_like ---------------------------------------------------------

@@ -30,6 +30,7 @@ from ..ir.graph import Tensor
 from ..ir.traverse import toposort
 from ..ops.registry import OpKind
 from .cost import is_source, nbytes
+from .sizing import size_free
 
 SizeFn = Callable[[Tensor], int]
 BaseFn = Callable[[Tensor], "Tensor | None"]
@@ -50,8 +51,8 @@ def schedule(outputs: Sequence[Tensor], size: SizeFn | None = None, view_of: Bas
         size = lambda n: 0 if is_source(n) or n in out else nbytes(n)  # noqa: E731
     base = _bases(toposort(roots), view_of)
     first = depth_first(roots)
-    if any(n.opdef.kind is OpKind.COLLECTIVE for n in first):
-        return readers_of_collectives_last(first)  # ranks with shards of other shapes build the same program
+    if size_free(first):  # collectives (ranks with shards of other shapes), symbolic-dim templates (`sizing`)
+        return readers_of_collectives_last(first)  # no size-driven order
     second = list_order(first, size, base)
     return second if live_peak(second, size, base) < live_peak(first, size, base) else first
 

@@ -13,6 +13,7 @@ from ..ops import shape as sh
 from .manager import register_pass
 from .module import Module
 from .rewrite import P, Rule, S, V, run_rules
+from .sizing import same
 
 x, y = V("x"), V("y")
 
@@ -25,7 +26,7 @@ def _compose_perm(env):
 
 def _same_shape(env):
     node = env["_"]
-    return env["x"] if node.inputs[0].shape == node.shape else None
+    return env["x"] if same(node.inputs[0].shape, node.shape) else None
 
 
 RULES = [

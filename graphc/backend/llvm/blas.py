@@ -30,6 +30,7 @@ import sys
 import numpy as np
 from llvmlite import ir
 
+from ...passes.sizing import decide
 from .loops import entry_allocas
 
 __all__ = ["DGEMM", "GEMM_GFLOPS", "GEMM_MIN_PIECE_NS", "GEMM_MIN_WIDTH", "SGEMM", "capsule_address", "cython_module",
@@ -229,7 +230,7 @@ def gemm_split(m: int, n: int, k: int) -> tuple[bool, int] | None:
     items, per_item = (m, n) if by_rows else (n, m)
     ns_per_item = 2.0 * per_item * k / GEMM_GFLOPS
     min_chunk = max(GEMM_MIN_WIDTH, math.ceil(GEMM_MIN_PIECE_NS / ns_per_item))
-    return (by_rows, min_chunk) if items >= 2 * min_chunk else None
+    return decide("gemm split", (by_rows, min_chunk) if items >= 2 * min_chunk else None)
 
 
 def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_b: bool, by_rows: bool,
@@ -237,7 +238,7 @@ def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_
                          beta: float) -> ir.Function:
     """``void chunk(void** [A, B, C], i64 begin, i64 end)``: rows (or columns) [begin, end) of C."""
     spec = repr((np.dtype(dtype).name, trans_a, trans_b, by_rows, m, n, k, lda, ldb, ldc, float(alpha), float(beta)))
-    name = "graphc_gemm_chunk_" + hashlib.sha1(spec.encode()).hexdigest()[:16]
+    name = decide("gemm chunk", "graphc_gemm_chunk_" + hashlib.sha1(spec.encode()).hexdigest()[:16])
     existing = module.globals.get(name)
     if existing is not None:
         return existing

@@ -14,6 +14,7 @@ from typing import Any
 
 from llvmlite import ir
 
+from ...passes.sizing import decide, empty, unit_dim
 from . import blas, collective, host, tiled
 from .control import emit_loop
 from .emitter import I8, mem_type
@@ -136,7 +137,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             kernel(step.epilogue)
 
     steps = list(plan.steps)
-    paired = concurrent_pairs(steps) if probe is None else {}
+    paired = decide("gemm pairs", concurrent_pairs(steps)) if probe is None else {}
     seconds = set(paired.values())
     for i, step in enumerate(steps if probe is None else probe.wrap(entry, table, steps)):
         if i in seconds:
@@ -285,7 +286,7 @@ def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], fns: list[ir.Func
             with b.if_then(b.icmp_signed("==", item, ir.Constant(I64, j))):
                 if fns[j] is not None:  # serial BLAS: the pool is busy with this pair
                     b.call(fns[j], [args[i] for i in gemm_at] + [ir.Constant(PTR, None)])
-                if g.epilogue is not None and numel(g.epilogue.shape):
+                if g.epilogue is not None and not empty(g.epilogue.shape):
                     key = kernel_key(g.epilogue)
                     if key not in emitted:
                         emitted[key] = KernelCodegen(module, g.epilogue).emit()
@@ -307,8 +308,11 @@ def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], thr
     with b.if_else(threaded) as (then, otherwise):
         with then:
             fn = b.inttoptr(b.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
-            b.call(fn, [chunk, table, ir.Constant(I64, call.rows),
-                        ir.Constant(I64, min_chunk_for(call.ns_per_row))])
+            least = ir.Constant(I64, decide("min chunk", min_chunk_for(call.ns_per_row)))
+            if decide("scaled chunk", call.scale != 1):  # ceil(least / scale): rows of `scale` elements each
+                scale = ir.Constant(I64, call.scale)
+                least = b.sdiv(b.add(least, b.sub(scale, ir.Constant(I64, 1))), scale)
+            b.call(fn, [chunk, table, ir.Constant(I64, call.rows), least])
         with otherwise:
             b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
 
@@ -346,7 +350,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
     a, b_in = node.inputs
     m, n = node.shape[-2:]
     k = a.shape[-1]
-    if m * n == 0 or numel(node.shape) == 0:
+    if empty(node.shape):
         return None
     bufs = gemm_buffers(g)
     f = FunctionBuilder(module, g.name, [PTR] * (len(bufs) + 1))
@@ -368,7 +372,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
         off: ir.Value = ir.Constant(I64, view.offset)
         lead = len(batch) - (len(shape) - 2)
         for axis, stride in enumerate(view.strides[:-2]):
-            if shape[axis] != 1 and stride:
+            if not unit_dim(shape[axis]) and stride:
                 off = bld.add(off, bld.mul(idx[lead + axis], ir.Constant(I64, stride)))
         return bld.gep(ptr[view.buffer], [off], inbounds=True, source_etype=mem_type(view.buffer.dtype))
 

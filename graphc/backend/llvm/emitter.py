@@ -17,6 +17,7 @@ from llvmlite import ir
 
 from ...dtypes import bool_, float32, float64, int32, int64
 from ...errors import GraphcError
+from ...passes.sizing import decide, proven
 from . import mathlib
 from .affine import Affine
 from .loops import entry_allocas
@@ -80,12 +81,12 @@ class LLVMEmitter:
         acc: ir.Value | None = None
         for var, coef in v.terms:
             term = self.loopvars[var]
-            if coef != 1:
+            if not decide("unit stride", coef == 1):
                 term = b.mul(term, ir.Constant(I64, coef), flags=("nsw",))
             acc = term if acc is None else b.add(acc, term, flags=("nsw",))
         if acc is None:
             return ir.Constant(I64, v.const)
-        return acc if v.const == 0 else b.add(acc, ir.Constant(I64, v.const), flags=("nsw",))
+        return acc if decide("zero offset", v.const == 0) else b.add(acc, ir.Constant(I64, v.const), flags=("nsw",))
 
     def const(self, value: Any, dtype: np.dtype) -> Any:
         dtype = np.dtype(dtype)
@@ -181,7 +182,7 @@ class LLVMEmitter:
 
     def _affine_divmod(self, a: Any, b: Any) -> tuple[Affine, Affine] | None:
         if isinstance(a, Affine) and isinstance(b, Affine) and b.is_const and b.const > 0:
-            return a.divmod(b.const, self.ranges)
+            return proven("divmod", a.divmod(b.const, self.ranges))
         return None
 
     def _ints(self, a: Any, b: Any) -> tuple[ir.Value, ir.Value]:
@@ -366,7 +367,7 @@ class LLVMEmitter:
     def cmp(self, pred: str, a: Any, b: Any) -> Any:
         op = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[pred]
         if isinstance(a, Affine) and isinstance(b, Affine):
-            known = _decide(op, *a.add(b.scale(-1)).bounds(self.ranges))
+            known = proven("compare", _decide(op, *a.add(b.scale(-1)).bounds(self.ranges)))
             if known is not None:
                 return ir.Constant(I1, int(known))
         a, b, dt = self._pair(a, b)

@@ -27,6 +27,7 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.schedule import schedule
+from ...passes.sizing import same, size_free
 from .rows import after_reduction, outer_fusable, reduce_mode, row_fusable
 from .steps import KernelMode, numel
 from .views import FLAT, Flat, Immediate, Loaded, probe_gather
@@ -189,8 +190,8 @@ def _keeps_alive(nodes: Nodes, probes: Mapping[Tensor, Loaded | Immediate | None
     accumulation chain ``((g20 + g19) + g18) + ...`` fused into one kernel kept all twenty
     terms alive until the last one."""
     position = nodes.position
-    if any(m.opdef.kind is OpKind.COLLECTIVE for m in nodes.order):
-        return lambda n, root: False  # (as the schedule: ranks with other shard shapes fuse alike)
+    if size_free(nodes.order):
+        return lambda n, root: False  # (as the schedule: collectives, symbolic-dim templates; `sizing`)
     allocating = [0]  # allocating[k]: nodes with a buffer of their own before position k
     for m in nodes.order:
         allocating.append(allocating[-1] + (m.dtype is not None and _has_buffer(m, probes)))
@@ -210,7 +211,7 @@ def _keeps_alive(nodes: Nodes, probes: Mapping[Tensor, Loaded | Immediate | None
                 if x in seen or x not in position or not _has_buffer(x, probes):
                     continue
                 seen.add(x)
-                if nodes.users[x] == (m,) and x.opdef.kind is OpKind.ELEMENTWISE and x.shape == m.shape:
+                if nodes.users[x] == (m,) and x.opdef.kind is OpKind.ELEMENTWISE and same(x.shape, m.shape):
                     stack.append(x)
                 elif max((read_at[u] for u in nodes.users[x] if u is not m), default=-1) < position[root]:
                     held += numel(x.shape) * x.dtype.itemsize
@@ -263,11 +264,11 @@ def _attach_epilogues(nodes: Nodes, group: dict[Tensor, Tensor]) -> None:
         after: set[Tensor] = set()
         if reduces:  # a column reduction over the product (a bias gradient) and what follows it
             if via is not None or len(reduces) > 1 or reduce_mode(reduces[0]) is not KernelMode.REDUCE_OUTER \
-                    or reduces[0].inputs[0].shape != n.shape:
+                    or not same(reduces[0].inputs[0].shape, n.shape):
                 continue
             after = after_reduction(members, reduces[0])
-        if (any(r.dtype == n.dtype and r.shape == target.shape and r not in after for r in results)
-                and all(m.opdef.kind is OpKind.ELEMENTWISE and m.shape == target.shape
+        if (any(r.dtype == n.dtype and same(r.shape, target.shape) and r not in after for r in results)
+                and all(m.opdef.kind is OpKind.ELEMENTWISE and same(m.shape, target.shape)
                         for m in members if m not in after)):
             group[n] = root
             if via is not None:
@@ -446,7 +447,7 @@ def _fusable(union: list[Tensor], probes: Probes, outer: bool) -> bool:
         if reduce_mode(red) is KernelMode.REDUCE_OUTER:
             return outer and outer_fusable(union)
         return row_fusable(union, probes)
-    return all(m.opdef.kind in (OpKind.ELEMENTWISE, OpKind.STATE) and m.shape == union[0].shape for m in union)
+    return all(m.opdef.kind in (OpKind.ELEMENTWISE, OpKind.STATE) and same(m.shape, union[0].shape) for m in union)
 
 
 @dataclass(frozen=True, eq=False)
@@ -569,4 +570,4 @@ def _inlinable_into(n: Tensor, c: Tensor) -> bool:
         return True
     if kind is OpKind.STATE:
         return c.inputs[1] is n
-    return kind is OpKind.ELEMENTWISE and n.shape == c.shape
+    return kind is OpKind.ELEMENTWISE and same(n.shape, c.shape)

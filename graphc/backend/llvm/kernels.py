@@ -19,6 +19,7 @@ from ...dtypes import bool_
 from ...ir.graph import Tensor, attr_key
 from ...ops.registry import OpKind
 from ...ops.shape import broadcast_index
+from ...passes.sizing import SizesDivergedError, decide, unit_dim
 from . import reductions
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, mem_type
@@ -33,18 +34,23 @@ class Call:
     """One call the entry makes: `fn(buffers..., begin, end)` over `rows` rows.
 
     `ns_per_row` estimates the cost of a row when rows are independent (the call may be
-    split across threads); None means the call must run as a whole.
+    split across threads), times `scale` when given (the parts of a split reduction: each
+    costs ``ns_per_row * scale`` for `scale` elements, and the least chunk worth a thread
+    is computed by the code from `scale`, so a symbolic-dim template's count stays
+    affine); None means the call must run as a whole.
     """
 
     fn: ir.Function
     buffers: list[Buffer]
     rows: int
     ns_per_row: float | None
+    scale: int = 1
 
     @property
     def parallel(self) -> bool:
         """Worth offering to the thread pool: at least two chunks of `MIN_PARALLEL_NS`."""
-        return self.ns_per_row is not None and self.rows >= 2 and self.rows * self.ns_per_row >= 2 * MIN_PARALLEL_NS
+        return decide("parallel call", self.ns_per_row is not None and self.rows >= 2
+                      and self.rows * self.ns_per_row * self.scale >= 2 * MIN_PARALLEL_NS)
 
 
 def element_ns(k: Kernel) -> float:
@@ -103,6 +109,20 @@ def kernel_rows(k: Kernel) -> int:
     return kept[0] if kept else 1
 
 
+class Memo(dict):
+    """Values memoised by (node, index). Whether an index was seen is a size decision
+    (`graphc.passes.sizing`): ``x[N - 1]`` and ``x[0]`` are one element at N = 1 but two at a
+    template's nominal build, whose code the template keeps."""
+
+    def __contains__(self, key: object) -> bool:
+        seen = dict.__contains__(self, key)
+        if decide("memoised", seen) == seen:
+            return seen
+        if not seen:
+            raise SizesDivergedError("a value memoised at the nominal build is not at these dims")
+        return False  # one value here, two at the nominal build: computed again, as there
+
+
 class KernelCodegen:
     """Emits the function(s) for one kernel."""
 
@@ -120,7 +140,7 @@ class KernelCodegen:
         self.loopvars: dict[int, ir.Value] = {}
         self.ranges: dict[int, int] = {}
         self.em = LLVMEmitter(self.f.b, self.loopvars, self.ranges)
-        self.memo: dict[tuple, Any] = {}
+        self.memo: dict[tuple, Any] = Memo()
         self.fixed: dict[tuple, Any] = {}  # values kept for a whole row (a row kernel's reductions)
 
     @property
@@ -138,7 +158,9 @@ class KernelCodegen:
             reductions.emit_reduce_split(self)
             self.f.finish()
             combine = reductions.emit_split_combine(self)
-            return [Call(self.fn, self.bufs, k.split, per_row * rows / k.split), Call(combine, self.bufs, 1, None)]
+            elements = numel(space)
+            return [Call(self.fn, self.bufs, k.split, per_row * rows / k.split / max(elements, 1), max(elements, 1)),
+                    Call(combine, self.bufs, 1, None)]
         if k.mode is KernelMode.MAP:
             self.emit_map()
         elif k.mode is KernelMode.REDUCE_INNER:
@@ -222,7 +244,7 @@ class KernelCodegen:
             imm = k.immediates[node]
             v = em.const(imm.value, imm.dtype)
         elif node not in self.members:
-            if numel(node.shape) == 0:
+            if numel(node.shape) == 0:  # (not a decision: a gather may read an input that is empty)
                 v = em.const(0, node.dtype)
             else:
                 v = self.load(k.reads[node], idx, node.shape)
@@ -248,7 +270,7 @@ class KernelCodegen:
                 with self.f.loop(self.begin, self.end, f"d{vid}") as i:
                     self.loopvars[vid] = i
                     go(level + 1, {**idx, vid: Affine.var(vid)})
-            elif size == 1:
+            elif unit_dim(size):
                 go(level + 1, {**idx, vid: Affine(0)})
             else:
                 with self.f.loop(0, size, f"d{vid}") as i:

@@ -41,6 +41,7 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
+from ...passes.sizing import decide, same, unit_dim
 from . import collective
 from .control import plan_region_op, prefixed
 from .grouping import Units, _Stage, group_kernels, order_units, program_nodes
@@ -255,7 +256,7 @@ class _Builder:
         else:
             return False
         for node, view in k.reads.items():
-            if view.buffer is var_buf and (node is not a.inputs[0] or node.shape != a.shape) \
+            if view.buffer is var_buf and (node is not a.inputs[0] or not same(node.shape, a.shape)) \
                     and any(node in m.inputs for m in late):
                 return False
         result = self.view[a].buffer
@@ -453,9 +454,9 @@ def step_reads(step: Step) -> list[View]:
 def splittable(node: Tensor) -> bool:
     """A long reduction of effectively one dim to one value: worth computing in parallel parts."""
     x = node.inputs[0]
-    live = [k for k, d in enumerate(x.shape) if d != 1]
-    return (node.opdef.reduce in ("sum", "prod", "max", "min") and len(live) == 1
-            and live[0] in node.attrs["axis"] and x.shape[live[0]] >= SPLIT_MIN)
+    live = [k for k, d in enumerate(x.shape) if not unit_dim(d)]
+    return decide("split reduction", node.opdef.reduce in ("sum", "prod", "max", "min") and len(live) == 1
+                  and live[0] in node.attrs["axis"] and x.shape[live[0]] >= SPLIT_MIN)
 
 
 def partial_dtype(node: Tensor) -> np.dtype:

@@ -24,6 +24,7 @@ from llvmlite import ir
 from ...dtypes import bool_, float64, int64
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
+from ...passes.sizing import decide, same, unit_dim
 from .affine import Affine
 from .emitter import I64, LLVMEmitter, dtype_of_type, mem_type, reg_type
 from .loops import PTR, FunctionBuilder
@@ -72,19 +73,19 @@ def emit_reduce_inner(cg: Any) -> None:
     rs = RowSpace.of(k.reduction)
     level = levels(k.members)
     results = [(k.root, k.out), *((e.node, e.out) for e in k.more)]
-    full = {n for n, _ in results if n.opdef.kind is not OpKind.REDUCE and n.shape == x.shape}
+    full = {n for n, _ in results if n.opdef.kind is not OpKind.REDUCE and same(n.shape, x.shape)}
     passes = []
     for p in range(1 + max(level.values())):
         reduces = [m for m in k.members if m.opdef.kind is OpKind.REDUCE and level.get(m.inputs[0], 0) == p]
         stores = [(n, out) for n, out in results if n in full and level[n] == p]
         if reduces or stores:
             passes.append((reduces, stores))
-    live_red = [a for a in red if x.shape[a] != 1]
+    live_red = [a for a in red if not unit_dim(x.shape[a])]
     block_vid = x.ndim
 
     def one_pass(idx: dict[int, Affine], reduces: list[Tensor], stores: list) -> None:
         accs = [Accumulator(cg, r.opdef.reduce, r.inputs[0].dtype) for r in reduces]
-        blocked = any(a.block is not None for a in accs) and live_red and x.shape[live_red[-1]] > 1
+        blocked = any(a.block is not None for a in accs) and live_red and not unit_dim(x.shape[live_red[-1]])
 
         def element(i2: dict[int, Affine]) -> None:
             full = {**idx, **i2}
@@ -110,7 +111,7 @@ def emit_reduce_inner(cg: Any) -> None:
         last = live_red[-1]
         n = x.shape[last]
         nblocks = math.ceil(n / BLOCK)
-        if nblocks == 1:
+        if decide("one block", nblocks == 1):
             for acc in accs:
                 acc.start_block()
             cg.nest([(last, n)], lambda i3: element({**idx, **i3}), outer_range=False)
@@ -135,7 +136,7 @@ def emit_reduce_inner(cg: Any) -> None:
                 acc.end_block()
 
     def per_row(idx: dict[int, Affine]) -> None:
-        idx = {a: Affine(0) if x.shape[a] == 1 else v for a, v in idx.items()}  # as operands index size-1 dims
+        idx = {a: Affine(0) if unit_dim(x.shape[a]) else v for a, v in idx.items()}  # as operands index size-1 dims
         for reduces, stores in passes:
             one_pass(idx, reduces, stores)
         cg.forget()
@@ -156,7 +157,7 @@ def emit_reduce_split(cg: Any) -> None:
     """Rows are the parts of one long reduced dim; each part's results go to scratch."""
     k, f = cg.k, cg.f
     x = k.root.inputs[0]
-    (r,) = [a for a, d in enumerate(x.shape) if d != 1]
+    (r,) = [a for a, d in enumerate(x.shape) if not unit_dim(d)]
     n, parts = x.shape[r], k.split
     roots = reduce_roots(cg)
     accs = [Accumulator(cg, node.opdef.reduce, node.inputs[0].dtype) for node, _, _ in roots]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
+from ...passes.sizing import decide, same, unit_dim
 from .affine import Affine
 from .steps import KernelMode, numel
 from .views import Flat, Immediate, Loaded
@@ -54,11 +55,11 @@ class RowSpace:
 
     def kind(self, shape: tuple[int, ...]) -> str | None:
         """'full' (S), 'rowk' (a keepdims reduction's shape), 'row' (kept dims only), or None."""
-        if shape == self.space:
+        if same(shape, self.space):
             return "full"
-        if shape == tuple(1 if a in self.axes else d for a, d in enumerate(self.space)):
+        if same(shape, tuple(1 if a in self.axes else d for a, d in enumerate(self.space))):
             return "rowk"
-        if shape == tuple(self.space[a] for a in self.kept):
+        if same(shape, tuple(self.space[a] for a in self.kept)):
             return "row"
         return None
 
@@ -76,7 +77,7 @@ class RowSpace:
 def reduce_mode(node: Tensor) -> KernelMode:
     """reduce-inner when the innermost non-trivial input dim is reduced, else reduce-outer."""
     x = node.inputs[0]
-    live = [k for k, d in enumerate(x.shape) if d != 1]
+    live = [k for k, d in enumerate(x.shape) if not unit_dim(d)]
     if not live or live[-1] in node.attrs["axis"]:
         return KernelMode.REDUCE_INNER
     return KernelMode.REDUCE_OUTER
@@ -100,7 +101,7 @@ def single_pass(members: Sequence[Tensor]) -> bool:
     (the form a split reduction, whose rows are parts of one long dim, can compute)."""
     red = space_reduction(members)
     level = levels(members)
-    return all(level[m] == 0 and (m.opdef.kind is OpKind.REDUCE or m.shape == red.inputs[0].shape) for m in members)
+    return all(level[m] == 0 and (m.opdef.kind is OpKind.REDUCE or same(m.shape, red.inputs[0].shape)) for m in members)
 
 
 def row_fusable(union: Sequence[Tensor], probes: Mapping[Tensor, Loaded | Flat | Immediate | None]) -> bool:
@@ -116,9 +117,9 @@ def row_fusable(union: Sequence[Tensor], probes: Mapping[Tensor, Loaded | Flat |
     if red is None or reduce_mode(red) is not KernelMode.REDUCE_INNER:
         return False
     rs = RowSpace.of(red)
-    if all(rs.space[a] == 1 for a in rs.axes):  # full and keepdims-row shapes would coincide
+    if all(unit_dim(rs.space[a]) for a in rs.axes):  # full and keepdims-row shapes would coincide
         return False
-    if numel(rs.space) >= SINGLE_ROW_LIMIT and rs.rows < ROWS_MIN and not single_pass(union):
+    if decide("few long rows", numel(rs.space) >= SINGLE_ROW_LIMIT and rs.rows < ROWS_MIN) and not single_pass(union):
         return False
     inside = set(union)
     for m in union:
@@ -148,7 +149,7 @@ def _keeps_rows(rs: RowSpace, m: Tensor, probe: Loaded | Flat | Immediate | None
     if rs.kind(src.shape) is None:
         return False
     for j, (a_in, a_out) in enumerate(zip(rs.row_dims(src.shape), rs.row_dims(m.shape))):
-        want = Affine(0) if rs.space[rs.kept[j]] == 1 else Affine.var(a_out)
+        want = Affine(0) if unit_dim(rs.space[rs.kept[j]]) else Affine.var(a_out)
         if probe.index[a_in] != want:
             return False
     return True
@@ -162,7 +163,8 @@ def after_reduction(members: Sequence[Tensor], r: Tensor) -> set[Tensor]:
     after = {r}
     for m in members:
         ins = [i for pos, i in enumerate(m.inputs) if i in inside and pos not in m.opdef.shape_only]
-        if any(i in after for i in ins) or (not ins and m.shape == r.shape and m.shape != r.inputs[0].shape):
+        if any(i in after for i in ins) or (not ins and same(m.shape, r.shape)
+                                            and not same(m.shape, r.inputs[0].shape)):
             after.add(m)
     return after
 
@@ -177,19 +179,20 @@ def outer_fusable(union: Sequence[Tensor]) -> bool:
         return False
     (r,) = reduces
     space = r.inputs[0].shape
-    if r.shape == space:
+    if same(r.shape, space):
         return False
     inside, after = set(union), after_reduction(union, r)
-    if numel(space) > OUTER_MAP_LIMIT and any(m not in after for m in union):
+    if decide("large column map", numel(space) > OUTER_MAP_LIMIT) and any(m not in after for m in union):
         return False  # the reduction runs on one thread: a large map before it keeps the pool
     for m in union:
         if m is r:
             continue
         ins = [i for pos, i in enumerate(m.inputs) if i in inside and pos not in m.opdef.shape_only]
         if m in after:
-            if m.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.STATE) or m.shape != r.shape \
+            if m.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.STATE) or not same(m.shape, r.shape) \
                     or any(i not in after for i in ins):
                 return False
-        elif m.shape != space or not (m.opdef.kind is OpKind.ELEMENTWISE or (m.opdef.kind is OpKind.INDEX and not ins)):
+        elif not same(m.shape, space) or not (m.opdef.kind is OpKind.ELEMENTWISE
+                                              or (m.opdef.kind is OpKind.INDEX and not ins)):
             return False
     return True

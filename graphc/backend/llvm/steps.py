@@ -12,6 +12,7 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import type_str, type_str_of
 from ...ops.registry import OpKind
+from ...passes.sizing import decide, empty, unit_dim
 from .views import Immediate
 
 
@@ -71,7 +72,7 @@ class View:
 
     def is_dense(self, shape: Sequence[int]) -> bool:
         """Row-major from the buffer's start (size-1 dims may have any stride)."""
-        live = [(s, d) for s, d in zip(self.strides, shape) if d != 1]
+        live = [(s, d) for s, d in zip(self.strides, shape) if not unit_dim(d)]
         return self.offset == 0 and all(s == t for (s, d), t in zip(live, row_major_strides([d for _, d in live])))
 
     def __str__(self) -> str:
@@ -117,7 +118,7 @@ class Kernel:
     @property
     def empty(self) -> bool:
         """No result has an element (the kernel does nothing)."""
-        return all(numel(n.shape) == 0 for n in (self.root, *(e.node for e in self.more)))
+        return all(empty(n.shape) for n in (self.root, *(e.node for e in self.more)))
 
     def buffers(self) -> list[Buffer]:
         """Every buffer the kernel touches (outputs, reads, scratch), possibly repeated."""
@@ -411,8 +412,8 @@ def blas_layout(view: View, shape: Sequence[int]) -> tuple[bool, int] | None:
     """(transposed, leading dim) when the last two dims of `view` suit BLAS, else None."""
     rows, cols = shape[-2], shape[-1]
     rs, cs = view.strides[-2], view.strides[-1]
-    if (cs == 1 or cols == 1) and (rs >= max(1, cols) or rows == 1):
-        return False, max(rs if rows > 1 else cols, 1)
-    if (rs == 1 or rows == 1) and (cs >= max(1, rows) or cols == 1):
-        return True, max(cs if cols > 1 else rows, 1)
+    if decide("blas layout", (cs == 1 or cols == 1) and (rs >= max(1, cols) or rows == 1)):
+        return False, max(cols if unit_dim(rows) else rs, 1)
+    if decide("blas layout", (rs == 1 or rows == 1) and (cs >= max(1, rows) or cols == 1)):
+        return True, max(rows if unit_dim(cols) else cs, 1)
     return None

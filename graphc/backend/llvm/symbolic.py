@@ -8,10 +8,11 @@ serialized by a lock (runs of different programs still overlap).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from ...errors import GraphcError
 from ...ir.bind import bind_shapes
 from ...ir.graph import Tensor
 from ...options import CompileOptions
+from ...passes.sizing import SizesDivergedError, Tape, taping
 from .backend import LLVM
 from .codegen import build_module
 from .program import LLVMProgram
@@ -50,24 +52,32 @@ def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
     """
     if k > MAX_SYMBOLS:
         raise NotSymbolicError(f"{k} independent symbolic dims (a template has at most {MAX_SYMBOLS})")
-    points = probes(k)
     fetches, assigns = list(fetches), list(assigns)
     mappings = []
-    for point in points + small_probes(k):
+    for point in probes(k) + small_probes(k):
         try:
             mappings.append(bind_shapes(fetches + assigns, shapes_at(point))[1])
         except GraphcError as e:
             raise NotSymbolicError(f"the graph does not bind for every value of its symbolic dims ({e})") from e
-    check_shapes(mappings, points + small_probes(k))
+    check_shapes(mappings, probes(k) + small_probes(k))
     del mappings
-    optimized, plans = None, []
+    # planned at the base probe (dims beyond any value served); every other build, at large and
+    # at small values, replays its decisions (`graphc.passes.sizing`) and must then agree with it
+    points = probes(k) + small_probes(k)
+    optimized, plans, planning = None, [], Tape()
     for point in points:
-        try:
-            opt = optimize(fetches + assigns, shapes_at(point), options, backend=LLVM)
-        except GraphcError as e:
-            raise NotSymbolicError(f"the graph does not bind with independent symbolic dims ({e})") from e
-        bound = list(opt.module.outputs)
-        plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
+        with _diverging():
+            try:
+                with taping(planning):
+                    opt = optimize(fetches + assigns, shapes_at(point), options, backend=LLVM)
+                    bound = list(opt.module.outputs)
+                    plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
+                    planning.finished()
+            except SizesDivergedError:
+                raise
+            except GraphcError as e:
+                raise NotSymbolicError(f"the graph does not bind with independent symbolic dims ({e})") from e
+        planning.rewind()
         for step in plan.steps:
             if isinstance(step, (Lapack, Collective)):
                 raise NotSymbolicError(f"{step.node.op} (LAPACK and collective steps) needs static shapes")
@@ -80,9 +90,24 @@ def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
     placed, arena = affine_arena(plans, points)
     if any(len(p.feeds) != len(placed[0].feeds) or len(p.outputs) != len(placed[0].outputs) for p in placed):
         raise NotSymbolicError("the program's arguments depend on the dim values")
-    ir_text = fit_ir([str(build_module(p)) for p in placed], points)
+    texts, codegen = [], Tape()
+    for plan in placed:
+        with _diverging(), taping(codegen):
+            texts.append(str(build_module(plan)))
+            codegen.finished()
+        codegen.rewind()
+    ir_text = fit_ir(texts, points)
     out_shapes = fit_shapes([[o.shape for o in p.outputs] for p in placed], points)
     return (optimized, placed[0], ir_text), arena, out_shapes
+
+
+@contextlib.contextmanager
+def _diverging() -> Iterator[None]:
+    """A build whose decisions diverge from the nominal build's: not one template."""
+    try:
+        yield
+    except SizesDivergedError as e:
+        raise NotSymbolicError(f"the program's structure depends on the dim values: {e}") from e
 
 
 class SymbolicProgram(LLVMProgram):

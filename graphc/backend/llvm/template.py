@@ -1,16 +1,27 @@
 """Symbolic-dim templates: one LLVM module that serves every value of a program's symbolic dims.
 
 A placeholder dim declared ``None`` is a *symbol* (`graphc.runtime.symbolic`). The
-backend's planning and code generation work on concrete shapes, so a template is found
-by *probing*: the program is bound, optimised, planned and emitted for a few probe
-values of the symbols (``K + 3`` probes for ``K`` symbols, all near 2**20 with different
-residues). The LLVM IR texts must then be equal except for integer and floating literals,
-and every literal that differs must be an exact affine function of the symbols (fitted
-on ``K + 1`` probes, checked on the other two): loop bounds, strides, offsets, BLAS sizes,
-``size_of`` immediates. A float literal may also be the reciprocal of an affine function
-(``mean``'s ``1/N``). The template replaces each such literal by that function of the
-symbols, computed at the top of the function that uses it from the global
-``graphc_dims`` (an ``i64`` per symbol, set by the caller before each native call).
+backend's planning and code generation work on concrete shapes, so a template is built
+at a few *probe* values of the symbols with the same decisions (`graphc.passes.sizing`):
+
+* the *nominal* build, at the base probe (every symbol just above `LIMIT`, the largest
+  value a template serves), takes every size-dependent planning decision (fusion, row
+  kernels, split reductions, views and facts proven from loop ranges, parallel or serial
+  calls, GEMM splits and pairs, size-1 and empty dims) and records it;
+* the other builds replay those decisions: one per symbol with that symbol moved by its
+  step (the fit probes), then the small values 1, 2 and 37 (`small_probes`). A build
+  whose decisions diverge from the recorded ones raises; so does one whose LLVM IR text
+  differs from the nominal build's in anything but integer and float literals.
+
+Every literal that differs must be an exact affine function of the symbols, fitted on the
+nominal and the fit probes and checked at the small ones: loop bounds, strides, offsets,
+BLAS sizes, ``size_of`` immediates. A float literal may also be the reciprocal of an affine
+function (``mean``'s ``1/N``). The template replaces each such literal by that function of
+the symbols, computed at the top of the function that uses it from the global
+``graphc_dims`` (an ``i64`` per symbol, set by the caller before each native call). So the
+template's code at 1, 2 and 37 is literally the code planned there under its decisions,
+and any size rule the decisions do not cover (a clamp, a threshold, a special case of a
+size-1 or empty dim) shows as a differing structure or a literal that misses its fit.
 
 Arena buffers are placed without reuse for templates (`affine_arena`): a buffer of
 ``a * N + b`` bytes gets a region of ``A * N + ceil64(b)`` bytes, ``A`` being ``a`` rounded
@@ -19,12 +30,10 @@ every offset is an affine function of the symbols, aligned for its dtype (cache-
 aligned for the first group) and disjoint from the others for every value; the arena
 size is evaluated per call.
 
-Anything else (a plan whose structure depends on the values, a literal that is not
-affine, a constant array whose contents depend on them, a buffer that shrinks as a
-symbol grows) raises `NotSymbolicError`, and the caller compiles a program specialized to the
-fed shapes instead. Probes are larger than any value a template serves (`LIMIT`), so
-decisions the planner takes for large sizes (threading, split reductions, views proven
-from loop ranges) are the ones the template runs with; they are correct for smaller sizes.
+Anything else (a literal that is not affine, a constant array whose contents depend on
+the values, a buffer that shrinks as a symbol grows) raises `NotSymbolicError`, and the
+caller compiles a program specialized to the fed shapes instead, with the reason in its
+``stats()``.
 """
 
 from __future__ import annotations
@@ -47,7 +56,6 @@ DIMS = "graphc_dims"
 LIMIT = 1 << 20  # a template serves symbol values 1..LIMIT; others compile a specialized program
 _BASE = (1048583, 1048601, 1048609, 1048627)  # per symbol; > LIMIT, different residues
 _STEP = (263, 419, 541, 653)  # the fit probes move one symbol by its step
-_CHECKS = ((577, 1229, 311, 997), (1999, 787, 1553, 421))  # two probes that check every fit
 MAX_SYMBOLS = len(_BASE)
 _INT_TYPES = {"i64": 64, "i32": 32, "i16": 16, "i8": 8, "i1": 1}
 _TOKEN = re.compile(r'(?P<glob>@"[^"]*"|@[\w.$]+)|(?<![\w."%@$-])(?P<lit>0x[0-9A-Fa-f]{16}|-?\d+)(?![\w.])')
@@ -59,16 +67,17 @@ class NotSymbolicError(GraphcError):
 
 
 def small_probes(k: int) -> list[tuple[int, ...]]:
-    """Small values the bound shapes are checked at (clamps such as ``x[:5]`` show there)."""
-    return [(1,) * k, (2, 3, 5, 7)[:k]]
+    """Small values every fit is checked at: the bound shapes (clamps such as ``x[:5]`` show
+    there) and the template's code, built there under the nominal build's decisions."""
+    return [(1,) * k, (2, 3, 5, 7)[:k], (37, 41, 43, 47)[:k]]
 
 
 def probes(k: int) -> list[tuple[int, ...]]:
-    """The probe values of `k` symbols: the base, one per symbol moved by its step, two checks."""
+    """The large probe values of `k` symbols: the base (the nominal build), then one per
+    symbol moved by its step; the affine fits are taken there."""
     base = _BASE[:k]
     moved = [tuple(b + (_STEP[j] if j == i else 0) for j, b in enumerate(base)) for i in range(k)]
-    checks = [tuple(b + c[j] for j, b in enumerate(base)) for c in _CHECKS]
-    return [base, *moved, *checks]
+    return [base, *moved]
 
 
 @dataclass(frozen=True)
@@ -185,15 +194,26 @@ def fit_ir(texts: Sequence[str], points: Sequence[tuple[int, ...]]) -> str:
             fitted[tok.start] = _Literal("int", tok.type, f)
             continue
         values = [_hex_double(v) for v in lits]
-        f = fit(values, points, exact=False)
-        recip = False
+        f, recip = _float_fit(values, points), False
         if f is None and all(values):
-            f, recip = fit([1.0 / v for v in values], points, exact=False), True
+            f, recip = _float_fit([1.0 / v for v in values], points), True
         if f is None:
             raise NotSymbolicError(f"a size-dependent float that is neither affine nor 1/affine: {where}")
         fitted[tok.start] = _Literal("float", tok.type, f, recip)
     _check_ranges(fitted, len(points[0]))
     return _materialize(texts[0], tokens, fitted, len(points[0]))
+
+
+def _float_fit(values: Sequence[float], points: Sequence[tuple[int, ...]]) -> Affine | None:
+    """A float literal's affine function: an integer one when every value is within a float32
+    rounding of an integer (a size or a count; fitted exactly, so that it holds at small
+    values too), else a real one."""
+    near = [round(v) for v in values]
+    if all(math.isclose(v, n, rel_tol=1e-6) for v, n in zip(values, near)):
+        f = fit(near, points)
+        if f is not None:
+            return f
+    return fit(values, points, exact=False)
 
 
 def _check_ranges(fitted: dict[int, _Literal], k: int) -> None:

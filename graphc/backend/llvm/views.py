@@ -18,6 +18,7 @@ import numpy as np
 from ...dtypes import int64
 from ...errors import GraphcError
 from ...ir.graph import Tensor
+from ...passes.sizing import decide, unit_dim
 from .affine import Affine
 
 
@@ -51,7 +52,7 @@ FLAT = Flat()
 
 def loop_index(shape: tuple[int, ...]) -> tuple[tuple[Affine, ...], dict[int, int]]:
     """Affine loop variables over `shape` (size-1 dims are the constant 0) and their ranges."""
-    idx = tuple(Affine(0) if d == 1 else Affine.var(k) for k, d in enumerate(shape))
+    idx = tuple(Affine(0) if unit_dim(d) else Affine.var(k) for k, d in enumerate(shape))
     return idx, {k: d for k, d in enumerate(shape)}
 
 
@@ -126,7 +127,18 @@ def _aff(v: Any) -> Affine:
 
 
 def probe_gather(node: Tensor) -> Loaded | Immediate | None:
-    """A view's single affine load, an immediate, or None when the gather must run as code."""
+    """A view's single affine load, an immediate, or None when the gather must run as code.
+
+    Which of the three is a size decision (`graphc.passes.sizing`): a gather that is code at
+    a template's nominal build stays code where the sizes make it a view or a constant (the
+    gradient of ``x[1:]`` reads nothing of an empty slice at N = 1)."""
+    found = _probe_gather(node)
+    if decide("view", type(found).__name__) == "NoneType":
+        return None
+    return found
+
+
+def _probe_gather(node: Tensor) -> Loaded | Immediate | None:
     idx, ranges = loop_index(node.shape)
     loads: list[Loaded] = []
 
