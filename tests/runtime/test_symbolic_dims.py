@@ -206,3 +206,22 @@ def test_exported_library_takes_any_batch_size_and_checks_dims(tmp_path):
     assert call((4, 6), (4,)) == 0
     for xs, ys in (((4, 6), (3,)), ((4, 7), (4,)), ((0, 6), (0,)), ((2**20 + 1, 6), (2**20 + 1,))):
         assert call(xs, ys) == 2, (xs, ys)  # dims that break an equality, a static dim, the symbols' range
+
+
+def test_template_arena_shares_bytes_only_where_buffers_are_apart_at_every_size():
+    """Affine first fit: a 1 MB buffer fits in the gap between two batch-sized buffers at a large
+    batch only, so it must not go there; buffers live at different steps share bytes."""
+    from graphc.backend.llvm.template import LIMIT, Affine, _reuse
+
+    sizes = [Affine((2048,), 0), Affine((2048,), 0), Affine((0,), 1 << 20), Affine((2048,), 0), Affine((64,), 64)]
+    lives = [(0, 1), (0, 5), (3, 5), (6, 8), (6, 6)]  # buffer 2 would fit where buffer 0 was
+    offsets, top = _reuse(sizes, lives, (1048583,))
+    assert top.at((1048583,)) < sum(s.at((1048583,)) for s in sizes)  # buffer 3 takes buffer 0's bytes
+    assert offsets[2].at((1,)) >= 4096  # after buffer 1, not where buffer 0 was
+    for n in (1, 2, 37, 500, 4096, LIMIT):
+        spans = [(o.at((n,)), o.at((n,)) + s.at((n,))) for o, s in zip(offsets, sizes)]
+        assert all(hi <= top.at((n,)) for _, hi in spans)
+        for a in range(len(sizes)):
+            for b in range(a + 1, len(sizes)):
+                if lives[a][0] <= lives[b][1] and lives[b][0] <= lives[a][1]:
+                    assert spans[a][1] <= spans[b][0] or spans[b][1] <= spans[a][0], (n, a, b, spans)

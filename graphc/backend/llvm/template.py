@@ -23,12 +23,13 @@ template's code at 1, 2 and 37 is literally the code planned there under its dec
 and any size rule the decisions do not cover (a clamp, a threshold, a special case of a
 size-1 or empty dim) shows as a differing structure or a literal that misses its fit.
 
-Arena buffers are placed without reuse for templates (`affine_arena`): a buffer of
-``a * N + b`` bytes gets a region of ``A * N + ceil64(b)`` bytes, ``A`` being ``a`` rounded
-up to whole cache lines (or to 8 bytes when ``a < 64``; those buffers are placed last), so
-every offset is an affine function of the symbols, aligned for its dtype (cache-line
-aligned for the first group) and disjoint from the others for every value; the arena
-size is evaluated per call.
+Arena buffers get affine offsets (`affine_arena`): a buffer of ``a * N + b`` bytes gets a
+region of ``A * N + ceil64(b)`` bytes, ``A`` being ``a`` rounded up to whole cache lines (or
+to 8 bytes when ``a < 64``; those buffers are placed last, one after another). The first
+group shares bytes between buffers that are never live at once (`_reuse`: first fit whose
+choices are checked at the corners of the symbols' range, so they are right for every
+value; else no sharing). Every offset is then aligned for its dtype (cache-line aligned
+in the first group), and the arena size, an affine function too, is evaluated per call.
 
 Anything else (a literal that is not affine, a constant array whose contents depend on
 the values, a buffer that shrinks as a symbol grows) raises `NotSymbolicError`, and the
@@ -57,6 +58,7 @@ LIMIT = 1 << 20  # a template serves symbol values 1..LIMIT; others compile a sp
 _BASE = (1048583, 1048601, 1048609, 1048627)  # per symbol; > LIMIT, different residues
 _STEP = (263, 419, 541, 653)  # the fit probes move one symbol by its step
 MAX_SYMBOLS = len(_BASE)
+MAX_REUSE = 256  # arena buffers a template places with reuse (the search is quadratic)
 _INT_TYPES = {"i64": 64, "i32": 32, "i16": 16, "i8": 8, "i1": 1}
 _TOKEN = re.compile(r'(?P<glob>@"[^"]*"|@[\w.$]+)|(?<![\w."%@$-])(?P<lit>0x[0-9A-Fa-f]{16}|-?\d+)(?![\w.])')
 _TYPE = re.compile(r"\b(i64|i32|i16|i8|i1|float|double)\b")
@@ -291,7 +293,7 @@ class ArenaFormula:
 
 
 def affine_arena(plans: Sequence[Plan], points: Sequence[tuple[int, ...]]) -> tuple[list[Plan], ArenaFormula]:
-    """The probes' plans with arena buffers placed at affine offsets, no reuse (see the module doc)."""
+    """The probes' plans with arena buffers placed at affine offsets (see the module doc)."""
     arenas = [[b for b in p.buffers if b.kind == "arena"] for p in plans]
     first = arenas[0]
     for bufs in arenas[1:]:
@@ -307,22 +309,85 @@ def affine_arena(plans: Sequence[Plan], points: Sequence[tuple[int, ...]]) -> tu
         # bytes per unit of each symbol: whole cache lines when at least one, else 8 (any dtype's alignment)
         per = tuple(-(-c * item // (ALIGNMENT if c * item >= ALIGNMENT else 8)) * (ALIGNMENT if c * item >= ALIGNMENT
                                                                                   else 8) for c in f.coefs)
-        sizes.append((per, -(-f.const * item // ALIGNMENT) * ALIGNMENT))
-    # buffers whose regions grow by whole cache lines first: their offsets stay 64-byte aligned
-    order = sorted(range(len(first)), key=lambda j: any(c % ALIGNMENT for c in sizes[j][0]))
-    offset = Affine((0,) * k, 0)
-    offsets: list[Affine] = [offset] * len(first)
-    for j in order:
-        offsets[j] = offset
-        per, const = sizes[j]
-        offset = Affine(tuple(a + c for a, c in zip(offset.coefs, per)), offset.const + const)
+        sizes.append(Affine(per, -(-f.const * item // ALIGNMENT) * ALIGNMENT))
+    lives = _lifetimes(plans[0], first)
+    # regions that grow by whole cache lines first, sharing bytes where their lifetimes allow;
+    # then the others, one after another (their offsets are only 8-byte aligned)
+    lines = [j for j in range(len(first)) if not any(c % ALIGNMENT for c in sizes[j].coefs)]
+    offsets: list[Affine] = [Affine((0,) * k, 0)] * len(first)
+    reused = _reuse([sizes[j] for j in lines], [lives[j] for j in lines], points[0])
+    if reused is None:
+        top, rest = Affine((0,) * k, 0), range(len(first))
+    else:
+        for j, off in zip(lines, reused[0]):
+            offsets[j] = off
+        top, rest = reused[1], [j for j in range(len(first)) if j not in lines]
+    for j in sorted(rest, key=lambda j: j not in lines):
+        offsets[j], top = top, _plus(top, sizes[j])
     placed_plans = []
     for plan, bufs, point in zip(plans, arenas, points):
         placed = {b: replace(b, slot=int(off.at(point))) for b, off in zip(bufs, offsets)}
-        placed_plans.append(replace(plan, arena_bytes=int(offset.at(point)),
+        placed_plans.append(replace(plan, arena_bytes=int(top.at(point)),
                                     steps=tuple(s.with_buffers(placed) for s in plan.steps),
                                     buffers=tuple(placed.get(b, b) for b in plan.buffers)))
-    return placed_plans, ArenaFormula(offset)
+    return placed_plans, ArenaFormula(top)
+
+
+def _plus(a: Affine, b: Affine) -> Affine:
+    return Affine(tuple(x + y for x, y in zip(a.coefs, b.coefs)), a.const + b.const)
+
+
+def _lifetimes(plan: Plan, bufs: Sequence) -> list[tuple[int, int]]:
+    """(first, last) step of each arena buffer (`plan.place_arena`'s liveness)."""
+    seen: dict = {}
+    for i, step in enumerate(plan.steps):
+        for buf in step.buffers():
+            if buf.kind == "arena":
+                seen[buf] = (seen.get(buf, (i, i))[0], i)
+    return [seen.get(b, (0, len(plan.steps))) for b in bufs]
+
+
+def _reuse(sizes: Sequence[Affine], lives: Sequence[tuple[int, int]], base: tuple[int, ...]
+           ) -> tuple[list[Affine], Affine] | None:
+    """Offsets (affine) where buffers live at different steps share bytes, and the arena's end.
+
+    Largest first (by the base probe's sizes, as `graphc.passes.memory.place`), each buffer
+    goes to the lowest of 0 and the ends of the buffers placed before that keeps it apart
+    from every buffer live at the same time at each corner of the symbols' range 1..LIMIT;
+    offsets and sizes being affine, apart at the corners is apart everywhere in it. None
+    when no end bounds all the others there (or for more than `MAX_REUSE` buffers).
+    """
+    k = len(base)
+    if len(sizes) > MAX_REUSE:
+        return None
+    corners = list(product((1, LIMIT), repeat=k))
+    zero = Affine((0,) * k, 0)
+    offsets: list[Affine] = [zero] * len(sizes)
+    ends: list[Affine] = [zero] * len(sizes)
+
+    def apart(lo: Affine, hi: Affine, i: int) -> bool:
+        return (all(hi.at(c) <= offsets[i].at(c) for c in corners)
+                or all(lo.at(c) >= ends[i].at(c) for c in corners))
+
+    placed: list[int] = []
+    for j in sorted(range(len(sizes)), key=lambda j: (-sizes[j].at(base), lives[j][0], j)):
+        busy = [i for i in placed if _meet(lives[i], lives[j])]
+        for off in sorted([zero, *(ends[i] for i in busy)], key=lambda o: o.at(base)):
+            end = _plus(off, sizes[j])
+            if all(apart(off, end, i) for i in busy):
+                break
+        else:
+            return None
+        offsets[j], ends[j] = off, end
+        placed.append(j)
+    top = max(ends, key=lambda e: e.at(base), default=zero)
+    if any(top.at(c) < e.at(c) for e in ends for c in corners):
+        return None
+    return offsets, top
+
+
+def _meet(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
 
 
 def fit_shapes(shapes: Sequence[Sequence[tuple[int, ...]]], points: Sequence[tuple[int, ...]]) -> list[tuple]:
