@@ -383,7 +383,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
         c_ptr = bld.gep(ptr[g.out.buffer], [c_off], inbounds=True, source_etype=out_ety)
         args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n,
                 g.alpha, 0.0 if g.update is None else 1.0)
-        own = tiled.use_tiled(node.dtype, m, n, k, ta)
+        own = decide("tiled gemm", tiled.use_tiled(node.dtype, m, n, k, ta))
         with bld.if_else(bld.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))) as (then, otherwise):
             with then:
                 if own:

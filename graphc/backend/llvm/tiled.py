@@ -126,10 +126,13 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
     if parallel_for is None:
         builder.call(chunk, [args, ir.Constant(I64, 0), ir.Constant(I64, panels)])
         return
-    ns_per_panel = 2.0 * m * nr * k / TILED_GFLOPS
-    min_chunk = max(1, math.ceil(MIN_PIECE_NS / ns_per_panel))
+    # the least panels per piece, ceil(MIN_PIECE_NS / ns_per_panel) with ns_per_panel = m * per_row: computed
+    # by the code from m (LLVM folds it), so a symbolic-dim template's m stays affine
+    per_row = 2.0 * nr * k / TILED_GFLOPS
+    least, rows = ir.Constant(I64, max(1, math.ceil(MIN_PIECE_NS / per_row))), ir.Constant(I64, max(m, 1))
+    min_chunk = builder.sdiv(builder.add(least, builder.sub(rows, ir.Constant(I64, 1))), rows)
     fn = builder.inttoptr(builder.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
-    builder.call(fn, [chunk, args, ir.Constant(I64, panels), ir.Constant(I64, min_chunk)])
+    builder.call(fn, [chunk, args, ir.Constant(I64, panels), min_chunk])
 
 
 def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...ir.graph import Tensor
+from ...passes.sizing import same
 from .steps import Gemm, Kernel, KernelMode, Step, row_major_strides
 
 __all__ = ["fold_updates", "update_scale"]
@@ -28,7 +29,7 @@ def update_scale(kernel: Kernel, product: Tensor) -> float | None:
     if assign.op != "assign" or kernel.root is not assign or sub.op != "subtract" or assign.inputs[1] is not sub:
         return None
     var = assign.inputs[0]
-    if sub.inputs[0] is not var or var.shape != product.shape or var.dtype != product.dtype:
+    if sub.inputs[0] is not var or not same(var.shape, product.shape) or var.dtype != product.dtype:
         return None
     scaled = sub.inputs[1]
     if len(members) == 2:
