@@ -19,10 +19,11 @@ are never re-sealed: they hold machine code, which graphc must trust once it is 
 Every case must end in a GraphcError or in a correct result. Another exception, a wrong
 result or a crash is a finding: the kinds run in a child process each (address space
 capped, so a huge allocation is a MemoryError, not the OOM killer), and a crash names the
-case that was running. A finding prints the kind, seed, case number, the mutation and the
+case that was running, as does a hang (no outcome within `--timeout` s, 600 by default:
+the child is killed). A finding prints the kind, seed, case number, the mutation and the
 path of the mutated file, which stays on disk.
 
-    python tests/fuzz/crafted_fuzz.py --cases 500 [--seed 0] [--kinds graph,export]
+    python tests/fuzz/crafted_fuzz.py --cases 500 [--seed 0] [--kinds graph,export] [--timeout T]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import argparse
 import copy
 import json
 import os
+import queue
 import random
 import resource
 import shutil
@@ -38,6 +40,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -399,15 +402,31 @@ def child(kind: str, seed: int, cases: int, work: Path) -> int:
     return findings
 
 
-def run_kind(kind: str, seed: int, cases: int, keep: Path) -> tuple[dict[str, int], list[str]]:
-    """Run one kind in a child process: (outcome counts, findings as printable reports)."""
+def run_kind(kind: str, seed: int, cases: int, keep: Path, timeout: float = 600.0) -> tuple[dict[str, int], list[str]]:
+    """Run one kind in a child process: (outcome counts, findings as printable reports). A case
+    with no outcome after `timeout` s is a hang: the child is killed and the case reported."""
     work = Path(tempfile.mkdtemp(prefix=f"crafted-{kind}-", dir=keep))
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--seed", str(seed), "--cases", str(cases),
-                           "--work", str(work)], capture_output=True, text=True, env=env, timeout=1800)
+    with open(work / "stderr.txt", "w+") as err:
+        proc = subprocess.Popen([sys.executable, __file__, "--child", kind, "--seed", str(seed), "--cases",
+                                 str(cases), "--work", str(work)], stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=env)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [*map(lines.put, proc.stdout), lines.put(None)], daemon=True).start()
+        stdout, hung = [], False
+        while (line := _next_line(lines, timeout)) is not None:
+            if line is _HANG:
+                hung = True
+                proc.kill()
+                break
+            stdout.append(line)
+        proc.wait()
+        err.seek(0)
+        stderr = err.read()
     counts: dict[str, int] = {}
     findings, last = [], None
-    for line in proc.stdout.splitlines():
+    for line in stdout:
+        line = line.rstrip("\n")
         if line.startswith("CASE "):
             last = line
         elif line.startswith("RESULT "):
@@ -417,10 +436,13 @@ def run_kind(kind: str, seed: int, cases: int, keep: Path) -> tuple[dict[str, in
         elif line.startswith("FINDING "):
             findings.append(f"{kind} seed {seed}: {last}\n  {line}")
             last = None
-    if proc.returncode not in (0, 1):
-        where = last or "before the first case"
+    where = last or "before the first case"
+    if hung:
+        findings.append(f"{kind} seed {seed}: HANG, no outcome after {timeout:.0f} s at {where}\n"
+                        f"  work dir (the mutated file is there): {work}\n  stderr: {stderr[-1500:]}")
+    elif proc.returncode not in (0, 1):
         findings.append(f"{kind} seed {seed}: the child died with {proc.returncode} at {where}\n"
-                        f"  work dir (the mutated file is there): {work}\n  stderr: {proc.stderr[-1500:]}")
+                        f"  work dir (the mutated file is there): {work}\n  stderr: {stderr[-1500:]}")
     elif not findings:
         shutil.rmtree(work, ignore_errors=True)
     else:
@@ -428,11 +450,23 @@ def run_kind(kind: str, seed: int, cases: int, keep: Path) -> tuple[dict[str, in
     return counts, findings
 
 
+_HANG = object()
+
+
+def _next_line(lines: queue.Queue, timeout: float):
+    """The child's next stdout line, None at its end, _HANG when none comes within `timeout` s."""
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return _HANG
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=200, help="cases per kind")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds after which a case is a hang")
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -440,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if child(args.child, args.seed, args.cases, args.work) else 0
     failed = False
     for kind in args.kinds.split(","):
-        counts, findings = run_kind(kind, args.seed, args.cases, Path(tempfile.gettempdir()))
+        counts, findings = run_kind(kind, args.seed, args.cases, Path(tempfile.gettempdir()), args.timeout)
         print(f"{kind}: {sum(counts.values())} cases ok {counts}; {len(findings)} finding(s)")
         for f in findings:
             print(f)
