@@ -18,6 +18,7 @@ ignored by the supervisor itself.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -48,4 +49,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # not sys.exit: finalizing Python restores SIGUSR1's default action, which would kill us

@@ -4,12 +4,14 @@ Every collective this module or a compiled program starts is non-blocking (``MPI
 and is then polled until it completes or the timeout passes (`set_timeout`, default
 ``GRAPHC_DIST_TIMEOUT`` seconds or 60). A timeout or an MPI error marks the world
 *failed*: later collectives fail at once, and the process exits with status 1 without
-``MPI_Finalize`` (which could wait forever for the lost rank).
+``MPI_Finalize`` (which could wait forever for the lost rank). Otherwise ``MPI_Finalize``
+runs at exit under a watchdog of the same timeout.
 """
 
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import os
 import sys
 import time
@@ -40,6 +42,7 @@ def mpi() -> Any:
             raise DistributedError(f"{INSTALL_HINT} ({type(exc).__name__}: {exc})") from None
         MPI.COMM_WORLD.Set_errhandler(MPI.ERRORS_RETURN)
         _MPI = MPI
+        atexit.register(_finalize_within_timeout)
     return _MPI
 
 
@@ -107,6 +110,17 @@ def check() -> None:
                 raise fail(message)
         return
     raise DistributedError(f"the distributed world failed earlier: {_failure}")
+
+
+def _finalize_within_timeout() -> None:
+    """At exit: ``MPI_Finalize``, which waits for every rank, under a watchdog that ends the
+    process (status 1, with a traceback saying where it waited) after the timeout: a rank
+    that died or left would make it wait forever."""
+    if _MPI.Is_finalized():
+        return
+    faulthandler.dump_traceback_later(timeout(), exit=True)
+    _MPI.Finalize()
+    faulthandler.cancel_dump_traceback_later()
 
 
 def _exit_without_finalize() -> None:

@@ -169,7 +169,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
                                   pointer(step.out.buffer), requests[step.out.buffer])
             continue
         if isinstance(step, CollectiveWait):
-            collective.emit_wait(module, b, requests.pop(step.out.buffer))
+            collective.emit_wait(module, b, step.node, requests.pop(step.out.buffer))
             continue
         if isinstance(step, HostCall):
             host.emit_call(b, table_entry(bases["host"]), table_entry(bases["host"] + 1), hosts, step,

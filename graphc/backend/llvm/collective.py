@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
 
 import numpy as np
@@ -42,8 +43,10 @@ MAX_COUNT = 2**31 - 1
 REQUEST_BYTES = 16  # a stack slot that holds any MPI library's MPI_Request (an int in MPICH, a pointer elsewhere)
 POLLS_BEFORE_YIELD = 1000  # MPI_Test polls between sched_yield calls (as MPICH's own waits spin, then yield)
 _I32 = ir.IntType(32)
-_START = ir.FunctionType(_I32, [_I32, _I32, PTR, PTR, I64, I64, PTR])
-_WAIT = ir.FunctionType(_I32, [PTR])
+_START = ir.FunctionType(_I32, [_I32, _I32, PTR, PTR, I64, I64, PTR, PTR, I64])
+_WAIT = ir.FunctionType(_I32, [PTR, PTR, I64])
+WHAT_BYTES = 512  # the failing collective's description is kept up to this many bytes
+IN_PROGRAM = " (a collective of a compiled program)"
 _ffi = FFI()
 
 
@@ -86,12 +89,29 @@ def emit_start(module: ir.Module, b: ir.IRBuilder, node, count: int, send: ir.Va
     """Start the collective for `node` from the program's entry; `request` is its `REQUEST_BYTES` slot."""
     kind, code, n, root = call_args(node, count)
     b.call(_declare(module, "start", _START), [ir.Constant(_I32, kind), ir.Constant(_I32, code), send, recv,
-                                               ir.Constant(I64, n), ir.Constant(I64, root), request])
+                                               ir.Constant(I64, n), ir.Constant(I64, root), request,
+                                               *_what(module, node)])
 
 
-def emit_wait(module: ir.Module, b: ir.IRBuilder, request: ir.Value) -> None:
-    """Wait for the collective started with `request`."""
-    b.call(_declare(module, "wait", _WAIT), [request])
+def emit_wait(module: ir.Module, b: ir.IRBuilder, node, request: ir.Value) -> None:
+    """Wait for the collective for `node` started with `request`."""
+    b.call(_declare(module, "wait", _WAIT), [request, *_what(module, node)])
+
+
+def _what(module: ir.Module, node) -> tuple[ir.Value, ir.Constant]:
+    """(pointer, length) of a constant string naming the collective, which a failure reports."""
+    from ...runtime.mpi_check import describe
+
+    text = describe(node).encode()
+    name = "graphc_what_" + hashlib.sha256(text).hexdigest()[:16]
+    g = module.globals.get(name)
+    if g is None:
+        ty = ir.ArrayType(ir.IntType(8), len(text))
+        g = ir.GlobalVariable(module, ty, name)
+        g.initializer = ir.Constant(ty, bytearray(text))
+        g.global_constant = True
+        g.linkage = "private"
+    return g, ir.Constant(I64, len(text))
 
 
 def _declare(module: ir.Module, which: str, ty: ir.FunctionType) -> ir.Function:
@@ -118,6 +138,7 @@ _HELPER = """
 @graphc_mpi_timeout = global double {timeout}
 @graphc_mpi_failed = global i32 0
 @graphc_mpi_code = global i32 0
+@graphc_mpi_what = global [{what_bytes} x i8] zeroinitializer
 
 declare i32 @MPI_Iallreduce(ptr, ptr, i32, {dt}, {op}, {comm}, ptr)
 declare i32 @MPI_Iallgather(ptr, i32, {dt}, ptr, i32, {dt}, {comm}, ptr)
@@ -127,8 +148,18 @@ declare double @MPI_Wtime()
 declare i32 @sched_yield()
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 
+define internal void @graphc_mpi_record(ptr %what, i64 %len) {{
+entry:
+  %long = icmp ugt i64 %len, {what_max}
+  %n = select i1 %long, i64 {what_max}, i64 %len
+  call void @llvm.memcpy.p0.p0.i64(ptr @graphc_mpi_what, ptr %what, i64 %n, i1 false)
+  %end = getelementptr i8, ptr @graphc_mpi_what, i64 %n
+  store i8 0, ptr %end
+  ret void
+}}
+
 define i32 @graphc_collective_start_c(i32 %kind, i32 %dtype, ptr %send, ptr %recv, i64 %count, i64 %root,
-                                      ptr %req) {{
+                                      ptr %req, ptr %what, i64 %what_len) {{
 entry:
   store {rq} {request_null}, ptr %req
   %f = load i32, ptr @graphc_mpi_failed
@@ -167,12 +198,13 @@ ok:
   ret i32 0
 mpierr:
   store {rq} {request_null}, ptr %req
+  call void @graphc_mpi_record(ptr %what, i64 %what_len)
   store i32 %rc, ptr @graphc_mpi_code
   store i32 2, ptr @graphc_mpi_failed
   ret i32 2
 }}
 
-define i32 @graphc_collective_wait_c(ptr %req) {{
+define i32 @graphc_collective_wait_c(ptr %req, ptr %what, i64 %what_len) {{
 entry:
   %flag = alloca i32, align 4
   %status = alloca [{status_bytes} x i8], align 8
@@ -210,9 +242,11 @@ yield:
 ok:
   ret i32 0
 timeout:
+  call void @graphc_mpi_record(ptr %what, i64 %what_len)
   store i32 1, ptr @graphc_mpi_failed
   ret i32 1
 mpierr:
+  call void @graphc_mpi_record(ptr %what, i64 %what_len)
   store i32 %rct, ptr @graphc_mpi_code
   store i32 2, ptr @graphc_mpi_failed
   ret i32 2
@@ -230,7 +264,8 @@ def helper_ir(MPI) -> str:
         return f"i{8 * MPI._sizeof(kind)}"
 
     return _HELPER.format(
-        timeout=_llvm_double(60.0), polls_before_yield=POLLS_BEFORE_YIELD,
+        timeout=_llvm_double(60.0), polls_before_yield=POLLS_BEFORE_YIELD, what_bytes=WHAT_BYTES,
+        what_max=WHAT_BYTES - 1,
         dt=int_type(MPI.Datatype), op=int_type(MPI.Op), comm=int_type(MPI.Comm),
         rq=int_type(MPI.Request), request_null=MPI.REQUEST_NULL.handle, status_bytes=MPI._sizeof(MPI.Status),
         float=MPI.FLOAT.handle, double=MPI.DOUBLE.handle, int32=MPI.INT32_T.handle, int64=MPI.INT64_T.handle,
@@ -259,19 +294,21 @@ def _c_helper() -> tuple[dict[str, int], object, ctypes.c_double, ctypes.c_int, 
     timeout = ctypes.c_double.from_address(engine.get_global_value_address("graphc_mpi_timeout"))
     failed = ctypes.c_int.from_address(engine.get_global_value_address("graphc_mpi_failed"))
     code = ctypes.c_int.from_address(engine.get_global_value_address("graphc_mpi_code"))
+    what = engine.get_global_value_address("graphc_mpi_what")
     comm.add_timeout_hook(lambda seconds: setattr(timeout, "value", seconds))
-    comm.add_fail_hook(lambda: _c_failure(MPI, failed.value, code.value))
+    comm.add_fail_hook(lambda: _c_failure(MPI, failed.value, code.value, ctypes.string_at(what)))
     return addresses, compiled, timeout, failed, code
 
 
-def _c_failure(MPI, failed: int, code: int) -> str | None:
+def _c_failure(MPI, failed: int, code: int, what: bytes) -> str | None:
     from ...runtime import mpi as comm
 
+    what = what.decode(errors="replace") + IN_PROGRAM
     if failed == 1:
-        return (f"a collective in a compiled program: rank {comm.rank()} waited {comm.timeout():g} s for the other "
-                "ranks (a rank died, hung or left the collective); set the limit with gc.distributed.set_timeout")
+        return (f"{what}: rank {comm.rank()} waited {comm.timeout():g} s for the other ranks (a rank died, hung or "
+                "left the collective); set the limit with gc.distributed.set_timeout")
     if failed == 2:
-        return f"a collective in a compiled program: MPI error on rank {comm.rank()}: {MPI.Get_error_string(code)}"
+        return f"{what}: MPI error on rank {comm.rank()}: {MPI.Get_error_string(code)}"
     return None
 
 
@@ -281,7 +318,7 @@ _NP = {v: np.dtype(k) for k, v in DTYPES.items()} | {BYTES: np.dtype(np.uint8)}
 _PENDING: dict[int, tuple] = {}  # request slot address -> (mpi4py request, what) of a started collective
 
 
-def _callback_start(kind: int, dtype: int, send, recv, count: int, root: int, request) -> int:
+def _callback_start(kind: int, dtype: int, send, recv, count: int, root: int, request, what, what_len: int) -> int:
     from ...errors import DistributedError
     from ...runtime import mpi as comm
 
@@ -291,21 +328,22 @@ def _callback_start(kind: int, dtype: int, send, recv, count: int, root: int, re
     out = np.frombuffer(_ffi.buffer(recv, nbytes * (comm.size() if kind == KINDS["allgather"] else 1)), dt)
     slot = int(_ffi.cast("uintptr_t", request))
     _PENDING.pop(slot, None)
+    text = _ffi.string(_ffi.cast("char*", what), what_len).decode(errors="replace") + IN_PROGRAM
     try:
         if kind == KINDS["allreduce"]:
-            started = comm.start_allreduce_sum(x, out)
+            started = comm.start_allreduce_sum(x, out, text)
         elif kind == KINDS["allgather"]:
-            started = comm.start_allgather(x, out)
+            started = comm.start_allgather(x, out, text)
         else:
             out[:] = x
-            started = comm.start_broadcast(out, root)
+            started = comm.start_broadcast(out, root, text)
     except DistributedError:
         return 1  # recorded by comm.fail; the caller raises after the run
     _PENDING[slot] = started
     return 0
 
 
-def _callback_wait(request) -> int:
+def _callback_wait(request, what, what_len: int) -> int:
     from ...errors import DistributedError
     from ...runtime import mpi as comm
 
@@ -321,8 +359,9 @@ def _callback_wait(request) -> int:
 
 @functools.cache
 def _callback_addresses() -> dict[str, int]:
-    start = _ffi.callback("int(*)(int, int, void*, void*, int64_t, int64_t, void*)", _callback_start, error=2)
-    wait = _ffi.callback("int(*)(void*)", _callback_wait, error=2)
+    start = _ffi.callback("int(*)(int, int, void*, void*, int64_t, int64_t, void*, void*, int64_t)", _callback_start,
+                          error=2)
+    wait = _ffi.callback("int(*)(void*, void*, int64_t)", _callback_wait, error=2)
     _KEEP.extend([start, wait])
     return {"start": int(_ffi.cast("uintptr_t", start)), "wait": int(_ffi.cast("uintptr_t", wait))}
 
