@@ -110,6 +110,16 @@ def apply_rules(rules: list[Rule], node: Tensor, fired: deque | None = None) -> 
     return None
 
 
+def _by_root_op(rules: list[Rule]) -> Callable[[str], list[Rule]]:
+    """``candidates(op)``: the rules, in their order, that can match a node of `op` (a
+    pattern's root op must be the node's; a root that is not an op pattern fits any op)."""
+    anywhere = [r for r in rules if not isinstance(r.pattern, P)]
+    index: dict[str, list[Rule]] = {}
+    for op in {r.pattern.op for r in rules if isinstance(r.pattern, P)}:
+        index[op] = [r for r in rules if not isinstance(r.pattern, P) or r.pattern.op == op]
+    return lambda op: index.get(op, anywhere)
+
+
 def run_rules(module: Module, rules: list[Rule], max_rounds: int = 8) -> tuple[Module, int]:
     """Apply rules over the whole module until nothing changes.
 
@@ -118,8 +128,9 @@ def run_rules(module: Module, rules: list[Rule], max_rounds: int = 8) -> tuple[M
     """
     total = 0
     fired: deque[str] = deque(maxlen=8)
+    candidates = _by_root_op(rules)
     for _ in range(max_rounds):
-        module, changes = rebuild(module, lambda n: apply_rules(rules, n, fired))
+        module, changes = rebuild(module, lambda n: apply_rules(candidates(n.op), n, fired))
         total += changes
         if not changes:
             return module, total

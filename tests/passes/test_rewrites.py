@@ -182,6 +182,26 @@ def test_rules_that_undo_each_other_stop_with_an_error_naming_them():
         run_rules(Module((x + gc.exp(x),)), swap)
 
 
+def test_rules_are_tried_in_order_among_those_that_fit_the_node():
+    """run_rules offers a node only the rules whose pattern's root is its op (or not an op), in order."""
+    tried = []
+
+    def note(name, result=None):
+        return lambda e: tried.append((name, e["_"].op)) or (result(e) if result else None)
+
+    rules = [Rule("any", V("n"), note("any")),
+             Rule("exp-declines", P("exp", V("a")), note("exp-declines")),
+             Rule("log", P("log", V("a")), note("log")),
+             Rule("exp-to-tanh", P("exp", V("a")), note("exp-to-tanh", lambda e: gc.tanh(e["a"])))]
+    x = _x()
+    out, changes = run_rules(Module((gc.exp(x),)), rules)
+    assert changes == 1 and out.outputs[0].op == "tanh"
+    assert ("exp-declines", "exp") in tried and ("exp-to-tanh", "exp") in tried
+    assert tried.index(("exp-declines", "exp")) < tried.index(("exp-to-tanh", "exp"))
+    assert ("any", "placeholder") in tried and ("any", "exp") in tried
+    assert not any(name == "log" for name, _ in tried)
+
+
 
 def test_the_pipeline_table_in_docs_is_pipelines():
     """docs/passes.md lists each opt level's passes; the list must be `PIPELINES`, not a copy that drifts."""

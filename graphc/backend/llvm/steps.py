@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -26,7 +27,7 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def numel(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return int(math.prod(shape))  # not np.prod: the planner calls this thousands of times per compile
 
 
 class KernelMode(str, Enum):
