@@ -82,6 +82,15 @@ def taping(tape: Tape) -> Iterator[Tape]:
         _TAPE.reset(token)
 
 
+def templating() -> bool:
+    """Is a symbolic-dim template being built? Then a size heuristic whose choice for large
+    sizes costs at usual ones and that the run time cannot undo (a reduction over the batch
+    split in parts, a column reduction kept apart from the map before it) takes its choice
+    for usual sizes; the choices the run time scales (parallel calls and GEMM splits, whose
+    pieces follow the dims) are recorded at the nominal build (`decide`)."""
+    return _TAPE.get() is not None
+
+
 def decide(label: str, value: T) -> T:
     """A size-dependent decision: `value` itself, or under a tape the nominal build's answer."""
     tape = _TAPE.get()

@@ -31,17 +31,16 @@ def _mlp_step(optimizer, batch: int = 32):
     return fetches, feed
 
 
-@pytest.mark.parametrize("specialize, most", [(True, 13), (False, 14)])
-def test_demo_mlp_step_kernel_count(specialize, most):
+@pytest.mark.parametrize("specialize", [True, False])
+def test_demo_mlp_step_kernel_count(specialize):
     """43 steps (29 of them maps) before row kernels, fused optimizer updates and fused column
-    reductions, 13 after: a fusion regression shows up here. The symbolic program (the batch
-    dim is None) plans for a large batch (docs/runtime.md, "Symbolic dims"): a bias gradient's
-    column reduction stays out of its GEMM's epilogue there, one step more."""
+    reductions, 13 after, for the program specialized to batch 32 and for the symbolic one
+    (the batch dim is None): a fusion regression shows up here."""
     with gc.Graph().as_default():
         fetches, feed = _mlp_step(gc.train.Adam(3e-3))
         with gc.Session(options=gc.CompileOptions(specialize=specialize)) as sess:
             program = sess.compile(fetches, feed)
-    assert len(program.plan.steps) <= most, program.as_text("kernels")
+    assert len(program.plan.steps) <= 13, program.as_text("kernels")
     assert f"kernels: {len(program.plan.steps)} (" in program.report()
 
 

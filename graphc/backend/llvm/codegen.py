@@ -308,11 +308,8 @@ def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], thr
     with b.if_else(threaded) as (then, otherwise):
         with then:
             fn = b.inttoptr(b.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
-            least = ir.Constant(I64, decide("min chunk", min_chunk_for(call.ns_per_row)))
-            if decide("scaled chunk", call.scale != 1):  # ceil(least / scale): rows of `scale` elements each
-                scale = ir.Constant(I64, call.scale)
-                least = b.sdiv(b.add(least, b.sub(scale, ir.Constant(I64, 1))), scale)
-            b.call(fn, [chunk, table, ir.Constant(I64, call.rows), least])
+            b.call(fn, [chunk, table, ir.Constant(I64, call.rows),
+                        ir.Constant(I64, decide("min chunk", min_chunk_for(call.ns_per_row)))])
         with otherwise:
             b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
 

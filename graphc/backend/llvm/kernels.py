@@ -34,23 +34,19 @@ class Call:
     """One call the entry makes: `fn(buffers..., begin, end)` over `rows` rows.
 
     `ns_per_row` estimates the cost of a row when rows are independent (the call may be
-    split across threads), times `scale` when given (the parts of a split reduction: each
-    costs ``ns_per_row * scale`` for `scale` elements, and the least chunk worth a thread
-    is computed by the code from `scale`, so a symbolic-dim template's count stays
-    affine); None means the call must run as a whole.
+    split across threads); None means the call must run as a whole.
     """
 
     fn: ir.Function
     buffers: list[Buffer]
     rows: int
     ns_per_row: float | None
-    scale: int = 1
 
     @property
     def parallel(self) -> bool:
         """Worth offering to the thread pool: at least two chunks of `MIN_PARALLEL_NS`."""
         return decide("parallel call", self.ns_per_row is not None and self.rows >= 2
-                      and self.rows * self.ns_per_row * self.scale >= 2 * MIN_PARALLEL_NS)
+                      and self.rows * self.ns_per_row >= 2 * MIN_PARALLEL_NS)
 
 
 def element_ns(k: Kernel) -> float:
@@ -158,9 +154,7 @@ class KernelCodegen:
             reductions.emit_reduce_split(self)
             self.f.finish()
             combine = reductions.emit_split_combine(self)
-            elements = numel(space)
-            return [Call(self.fn, self.bufs, k.split, per_row * rows / k.split / max(elements, 1), max(elements, 1)),
-                    Call(combine, self.bufs, 1, None)]
+            return [Call(self.fn, self.bufs, k.split, per_row * rows / k.split), Call(combine, self.bufs, 1, None)]
         if k.mode is KernelMode.MAP:
             self.emit_map()
         elif k.mode is KernelMode.REDUCE_INNER:

@@ -41,7 +41,7 @@ from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place
-from ...passes.sizing import decide, same, unit_dim
+from ...passes.sizing import same, templating
 from . import collective
 from .control import plan_region_op, prefixed
 from .grouping import Units, _Stage, group_kernels, order_units, program_nodes
@@ -453,10 +453,12 @@ def step_reads(step: Step) -> list[View]:
 
 def splittable(node: Tensor) -> bool:
     """A long reduction of effectively one dim to one value: worth computing in parallel parts."""
+    if templating():  # a symbolic-dim template never splits (`graphc.passes.sizing.templating`)
+        return False
     x = node.inputs[0]
-    live = [k for k, d in enumerate(x.shape) if not unit_dim(d)]
-    return decide("split reduction", node.opdef.reduce in ("sum", "prod", "max", "min") and len(live) == 1
-                  and live[0] in node.attrs["axis"] and x.shape[live[0]] >= SPLIT_MIN)
+    live = [k for k, d in enumerate(x.shape) if d != 1]
+    return (node.opdef.reduce in ("sum", "prod", "max", "min") and len(live) == 1
+            and live[0] in node.attrs["axis"] and x.shape[live[0]] >= SPLIT_MIN)
 
 
 def partial_dtype(node: Tensor) -> np.dtype:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
-from ...passes.sizing import decide, same, unit_dim
+from ...passes.sizing import decide, same, templating, unit_dim
 from .affine import Affine
 from .steps import KernelMode, numel
 from .views import Flat, Immediate, Loaded
@@ -182,7 +182,7 @@ def outer_fusable(union: Sequence[Tensor]) -> bool:
     if same(r.shape, space):
         return False
     inside, after = set(union), after_reduction(union, r)
-    if decide("large column map", numel(space) > OUTER_MAP_LIMIT) and any(m not in after for m in union):
+    if not templating() and numel(space) > OUTER_MAP_LIMIT and any(m not in after for m in union):
         return False  # the reduction runs on one thread: a large map before it keeps the pool
     for m in union:
         if m is r:
