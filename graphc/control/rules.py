@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..autodiff.forward import jvp
 from ..autodiff.reverse import gradients, zeros_like_tensor
 from ..dtypes import is_float
@@ -23,6 +25,7 @@ from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..ir.region import Region, build_region, clone, new_params
 from ..ir.traverse import toposort
+from ..passes.mincut import keep_by_min_cut
 
 
 def results_of(node: Tensor) -> list[Tensor]:
@@ -125,6 +128,14 @@ def scan_vjp(cts: list, out: Tensor, *inputs: Tensor, body: Region, num_consts: 
     return tuple(grads)
 
 
+def _stored_bytes(node: Tensor) -> int:
+    """What stacking the node per iteration costs (unknown dims count 1; a region op, whose
+    value is its results, cannot be stored)."""
+    if node.dtype is None:
+        return 1 << 62
+    return int(np.prod([1 if d is None else d for d in node.shape], dtype=np.int64)) * node.dtype.itemsize
+
+
 def _split_body(body: Region, nc: int, nk: int, fc: list, fk: list, fx: list, fy: list) -> tuple[Region, Region]:
     """The forward body (the body's params and results, then the residuals one iteration's
     VJP reads, made in the body's graph so that the checkpoint pass's `share_forward` sees
@@ -152,11 +163,13 @@ def _split_body(body: Region, nc: int, nk: int, fc: list, fk: list, fx: list, fy
         if any(i in variant for i in node.inputs):
             variant.add(node)
     xparams = set(prm[nc + nk:])
-    residuals = list(dict.fromkeys(
-        i for node in order if node in backward for i in node.inputs
-        if i in variant and i not in backward and i not in xparams))
-    residuals += [r for r in dict.fromkeys(grads) if r in variant and r not in backward and r not in xparams
-                  and r not in residuals]
+    forward_part = [node for node in order if node in variant and node not in backward]
+    read = dict.fromkeys([*(i for node in order if node in backward for i in node.inputs if i in variant
+                            and i not in backward), *(r for r in grads if r in variant and r not in backward)])
+    # store the fewest bytes from which cheap ops recompute what the VJP reads (x slices are free: read again)
+    kept = keep_by_min_cut(forward_part, read, lambda v: 0 if v in xparams else _stored_bytes(v),
+                           lambda v: v.op == "param")
+    residuals = [node for node in forward_part if node in kept and node not in xparams]
     forward = Region(body.params, [*body.results, *clone(Region(prm, residuals), body.graph, body.params)])
     x_types = types[nc + nk:]
     layout = [*types[:nc], *(types[nc + i] for i in fk), *(types[i] for i in fc),

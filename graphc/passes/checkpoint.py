@@ -29,10 +29,8 @@ from .loop_checkpoint import LoopReport, checkpoint_loops, share_forward
 from .loop_revolve import revolve_loops
 from .manager import register_pass
 from .memory import arena_peak
+from .mincut import keep_by_min_cut
 from .module import Module
-
-RECOMPUTABLE_KINDS = frozenset({OpKind.ELEMENTWISE, OpKind.INDEX})
-
 
 PeakFn = Callable[[Module], int]
 
@@ -185,26 +183,10 @@ def every_kth(parts: Split, k: int) -> set[Tensor]:
 
 def keep_mincut(parts: Split) -> set[Tensor]:
     """The forward values of least bytes from which cheap ops recompute what backward reads."""
-    import networkx as nx
-
-    g = nx.DiGraph()
-    src, sink = "source", "sink"
     forward = set(parts.forward)
-    for n in parts.forward:
-        g.add_edge(("in", n), ("out", n), capacity=0 if is_source(n) else nbytes(n))
-        if is_source(n) or n.opdef.kind not in RECOMPUTABLE_KINDS:
-            g.add_edge(src, ("in", n))  # an input, or too costly to recompute: computed in forward
-        for i in n.inputs:
-            g.add_edge(("out", i), ("in", n))
-    for b in parts.backward:
-        for i in b.inputs:
-            if i in forward:
-                g.add_edge(("out", i), sink)
-    if sink not in g or src not in g:
-        return set(parts.residuals)
-    _, (reachable, _) = nx.minimum_cut(g, src, sink)
-    return {n for n in parts.forward if not is_source(n)
-            and ("in", n) in reachable and ("out", n) not in reachable}
+    read = {i for b in parts.backward for i in b.inputs if i in forward}
+    kept = keep_by_min_cut(parts.forward, read, lambda n: 0 if is_source(n) else nbytes(n), is_source)
+    return {n for n in kept if not is_source(n)} if read else set(parts.residuals)
 
 
 LOOP_REVOLVE_SLOTS = (1, 2, 4, 8)  # the loop revolve candidates a memory budget weighs
