@@ -226,3 +226,19 @@ def test_template_arena_shares_bytes_only_where_buffers_are_apart_at_every_size(
             for b in range(a + 1, len(sizes)):
                 if lives[a][0] <= lives[b][1] and lives[b][0] <= lives[a][1]:
                     assert spans[a][1] <= spans[b][0] or spans[b][1] <= spans[a][0], (n, a, b, spans)
+
+
+def test_a_template_pairs_no_gemms():
+    """Two products run at once on two threads are checked independent on the arena's bytes at
+    one size; a template's arena shares bytes differently at other sizes, so it pairs none
+    (specialized to batch 4096, the same program pairs them)."""
+    x = gc.placeholder(gc.float32, (None, 256), name="x")
+    w1, w2 = (gc.Variable(np.full((256, 256), 0.01 * (i + 1), np.float32), name=f"w{i}") for i in range(2))
+    fetches = [gc.relu(x @ w1), gc.tanh(x @ w2)]
+    feed = {x: np.ones((4096, 256), np.float32)}
+    with gc.Session() as sess, gc.Session(options=SPECIALIZED) as spec:
+        assert "pair_" not in sess.compile(fetches, feed).ir_text
+        assert "pair_" in spec.compile(fetches, feed).ir_text
+        small = {x: np.ones((3, 256), np.float32)}
+        for got, want in zip(sess.run(fetches, small), spec.run(fetches, small)):
+            np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -14,7 +14,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from ...passes.sizing import decide, empty, unit_dim
+from ...passes.sizing import decide, empty, templating, unit_dim
 from . import blas, collective, host, tiled
 from .control import emit_loop
 from .emitter import I8, mem_type
@@ -137,7 +137,9 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             kernel(step.epilogue)
 
     steps = list(plan.steps)
-    paired = decide("gemm pairs", concurrent_pairs(steps)) if probe is None else {}
+    # (not in a symbolic-dim template: pairs are checked independent on the arena's bytes, which the
+    # template's arena shares differently at other sizes)
+    paired = concurrent_pairs(steps) if probe is None and not templating() else {}
     seconds = set(paired.values())
     for i, step in enumerate(steps if probe is None else probe.wrap(entry, table, steps)):
         if i in seconds:
