@@ -5,7 +5,7 @@ and is then polled until it completes or the timeout passes (`set_timeout`, defa
 ``GRAPHC_DIST_TIMEOUT`` seconds or 60). A timeout or an MPI error marks the world
 *failed*: later collectives fail at once, and the process exits with status 1 without
 ``MPI_Finalize`` (which could wait forever for the lost rank). Otherwise ``MPI_Finalize``
-runs at exit under a watchdog of the same timeout.
+runs at exit under a watchdog (`_finalize_within_timeout`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..errors import DistributedError
 INSTALL_HINT = ("gc.distributed needs MPI: install graphc's extra with  pip install 'graphc[mpi]'  "
                 "(it brings the mpi4py and mpich packages), then launch with  mpiexec -n 2 python script.py")
 DEFAULT_TIMEOUT = 60.0
+FINALIZE_GRACE = 5.0  # seconds MPI_Finalize may wait at exit beyond twice the timeout
 
 _MPI: Any = None
 _timeout: float | None = None  # set_timeout's value, else GRAPHC_DIST_TIMEOUT, else DEFAULT_TIMEOUT
@@ -114,11 +115,13 @@ def check() -> None:
 
 def _finalize_within_timeout() -> None:
     """At exit: ``MPI_Finalize``, which waits for every rank, under a watchdog that ends the
-    process (status 1, with a traceback saying where it waited) after the timeout: a rank
-    that died or left would make it wait forever."""
+    process (status 1, with a traceback saying where it waited) after twice the timeout plus
+    `FINALIZE_GRACE` seconds: a rank that died or left would make it wait forever, and the
+    longer limit lets a peer blocked in a collective hit its own timeout and report first
+    (under plain mpiexec, this rank's exit without finalizing makes the launcher kill it)."""
     if _MPI.Is_finalized():
         return
-    faulthandler.dump_traceback_later(timeout(), exit=True)
+    faulthandler.dump_traceback_later(2 * timeout() + FINALIZE_GRACE, exit=True)
     _MPI.Finalize()
     faulthandler.cancel_dump_traceback_later()
 
