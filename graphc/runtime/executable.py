@@ -21,6 +21,7 @@ This module imports no llvmlite (`caller` loads arraycall, which does, on first 
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,13 @@ from _cffi_backend import FFI  # cffi's C-level FFI: no C parser needed
 from ..errors import GraphcError
 from ..ir.graph import Tensor
 from ..passes.memory import ALIGNMENT
+
+# Outputs of at least this many bytes are reused from the previous run when nothing else
+# holds them: glibc maps arrays this large afresh, and every page of a fresh array costs a
+# page fault when the program first writes it (W4's 64 weight gradients: about 4,000 faults
+# per step, a quarter of its CPU time; docs/benchmarks.md). Smaller outputs come from
+# malloc's reused memory anyway.
+RECYCLE_BYTES = 1 << 17
 
 __all__ = ["Executable", "ReadWriteLock", "VariableStore"]
 
@@ -224,6 +232,11 @@ class Executable:
         self._tables: list[list] = []
         self._workspaces: list[np.ndarray] = []
         self._callers: dict[tuple, tuple] = {}
+        # per output slot: a list holding the last array returned (outputs of RECYCLE_BYTES
+        # and more), reused when nothing else holds it any more; None for smaller outputs
+        self._spares: list[list | None] = [
+            [] if int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize >= RECYCLE_BYTES else None
+            for shape, dtype, _ in getattr(program, "out_slots", ())]
 
     def sibling(self, program: Any) -> Executable:
         """An executable of another program over the same store (the traced variant)."""
@@ -270,8 +283,10 @@ class Executable:
                 var_arrays[k] = arr
                 table[slot] = buf
         outs, hold = [], []
-        for shape, dtype, slot in program.out_slots:
-            arr = np.empty(shape, dtype)
+        for (shape, dtype, slot), spare in zip(program.out_slots, self._spares):
+            arr = spare.pop() if spare else None  # pop() is atomic: no two runs take one array
+            if arr is None or sys.getrefcount(arr) != 2:  # held by the caller still (or none)
+                arr = np.empty(shape, dtype)
             buf = frombuf(arr)
             table[slot] = buf
             hold.append(buf)
@@ -281,6 +296,9 @@ class Executable:
         finally:
             if len(pool) < POOL_SIZE:
                 pool.append(item)
+        for arr, spare in zip(outs, self._spares):
+            if spare is not None and not spare:
+                spare.append(arr)
         if program.checks_after_run:
             program.after_run()
         return program.fetch_values(outs)

@@ -43,9 +43,11 @@ import numpy as np
 from llvmlite import ir
 
 from ...passes.memory import ALIGNMENT
+from ...runtime.executable import RECYCLE_BYTES
 from .jit import compile_ir
 
 __all__ = ["NAME", "STACK_ARENA", "build_caller", "native_function", "spec_words", "struct_layout"]
+
 
 NAME = "graphc_array_call"
 STACK_ARENA = 32 * 1024  # larger arenas come from the caller (a pool of arrays)
@@ -270,7 +272,9 @@ def build_caller(native: Callable[..., object], inputs: int, outputs: Sequence[t
                  feed_keys: Sequence[Any] | None = None, as_tuple: bool = False) -> Callable[..., Any]:
     """A Python function ``call(*arrays)`` for one program, generated for its argument counts.
 
-    It allocates the outputs, makes one native call (`native`, from `native_function`) and
+    It allocates the outputs (an output of `RECYCLE_BYTES` (graphc.runtime.executable) or more reuses the array it
+    returned last time when nothing else holds that array any more), makes one native call
+    (`native`, from `native_function`) and
     returns the outputs (one array if `single`, else a list of the outputs in `order`, None
     for a None entry, copying repeats), or `miss` when the argument count differs or, when
     the spec checks, an argument does not match it.
@@ -315,11 +319,22 @@ def build_caller(native: Callable[..., object], inputs: int, outputs: Sequence[t
             raise ValueError(f"internal: {len(feed_keys)} feed keys for {inputs} inputs")
         env.update({f"K{i}": key for i, key in enumerate(feed_keys)})
         lines = ["def call(feed_dict):", f"    args = ({''.join(f'feed_dict[K{i}], ' for i in range(len(feed_keys)))})"]
+    recycled = []
     for i, (shape, dtype) in enumerate(outputs):
         env[f"S{i}"], env[f"D{i}"] = shape, dtype
-        lines.append(f"    o{i} = empty(S{i}, D{i})")
+        if int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize < RECYCLE_BYTES:
+            lines.append(f"    o{i} = empty(S{i}, D{i})")
+            continue
+        # the last result of this output, if only this list held it: the caller dropped it
+        # (refcount 2: the local name and getrefcount's argument); pop() is atomic, so two
+        # threads never take the same array
+        env[f"R{i}"], env["refs"] = [], sys.getrefcount
+        lines += [f"    o{i} = R{i}.pop() if R{i} else None", f"    if o{i} is None or refs(o{i}) != 2:",
+                  f"        o{i} = empty(S{i}, D{i})"]
+        recycled.append(i)
     lines += ["    " + line for line in body]
     lines += ["    if rc is not DONE:", "        return MISS"]
+    lines += [f"    if not R{i}:\n        R{i}.append(o{i})" for i in recycled]
     picks = list(order) if order is not None else list(range(len(outputs)))
     items = ["None" if i is None else f"o{i}.copy()" if i in picks[:k] else f"o{i}" for k, i in enumerate(picks)]
     if single:
