@@ -232,11 +232,9 @@ class Executable:
         self._tables: list[list] = []
         self._workspaces: list[np.ndarray] = []
         self._callers: dict[tuple, tuple] = {}
-        # per output slot: a list holding the last array returned (outputs of RECYCLE_BYTES
-        # and more), reused when nothing else holds it any more; None for smaller outputs
-        self._spares: list[list | None] = [
-            [] if int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize >= RECYCLE_BYTES else None
-            for shape, dtype, _ in getattr(program, "out_slots", ())]
+        # per output slot: a list holding the last array returned when it had RECYCLE_BYTES or
+        # more, reused when nothing else holds it any more and the run's shape is the same
+        self._spares: list[list] = [[] for _ in getattr(program, "out_slots", ())]
 
     def sibling(self, program: Any) -> Executable:
         """An executable of another program over the same store (the traced variant)."""
@@ -285,7 +283,7 @@ class Executable:
         outs, hold = [], []
         for (shape, dtype, slot), spare in zip(program.out_slots, self._spares):
             arr = spare.pop() if spare else None  # pop() is atomic: no two runs take one array
-            if arr is None or sys.getrefcount(arr) != 2:  # held by the caller still (or none)
+            if arr is None or sys.getrefcount(arr) != 2 or arr.shape != shape:  # held still, or resized
                 arr = np.empty(shape, dtype)
             buf = frombuf(arr)
             table[slot] = buf
@@ -297,7 +295,7 @@ class Executable:
             if len(pool) < POOL_SIZE:
                 pool.append(item)
         for arr, spare in zip(outs, self._spares):
-            if spare is not None and not spare:
+            if not spare and arr.nbytes >= RECYCLE_BYTES:
                 spare.append(arr)
         if program.checks_after_run:
             program.after_run()

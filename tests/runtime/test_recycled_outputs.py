@@ -68,3 +68,18 @@ def test_small_outputs_are_fresh_arrays(session):
     second = sess.run(w, {z: np.ones(8, np.float32)})
     assert first is not second
     np.testing.assert_array_equal(first, np.ones(8, np.float32))
+
+
+def test_other_sizes_of_a_polymorphic_program():
+    """An output whose size changes between runs (a None dim) is never a reused array of
+    another size."""
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    y = gc.tanh(x) * 2.0
+    with gc.Session(backend="llvm") as sess:
+        for n in (N, N + 7, N, N // 2, N + 7):
+            v = np.linspace(-1, 1, n, dtype=np.float32)
+            for fetches in ([y], [[y]]):
+                got = sess.run(fetches, {x: v})
+                got = got[0][0] if isinstance(got[0], list) else got[0]
+                assert got.shape == (n,)
+                np.testing.assert_allclose(got, np.tanh(v) * 2, rtol=1e-6)
