@@ -9,6 +9,12 @@ from ..ir.graph import Tensor
 from .cost import is_source, nbytes
 
 ALIGNMENT = 64  # bytes; every buffer starts on a cache line (and an AVX boundary)
+# Output arrays of at least this many bytes are reused from a program's previous run when
+# nothing holds them any more (graphc.runtime.executable, arraycall): glibc maps arrays this
+# large afresh, and every page of a fresh array costs a page fault when the program first
+# writes it (W4's 64 weight gradients: about 4,000 faults per step, a quarter of its CPU
+# time; docs/benchmarks.md). Smaller outputs come from memory malloc reuses anyway.
+RECYCLE_BYTES = 1 << 17
 
 
 @dataclass(frozen=True)

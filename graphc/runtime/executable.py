@@ -31,14 +31,7 @@ from _cffi_backend import FFI  # cffi's C-level FFI: no C parser needed
 
 from ..errors import GraphcError
 from ..ir.graph import Tensor
-from ..passes.memory import ALIGNMENT
-
-# Outputs of at least this many bytes are reused from the previous run when nothing else
-# holds them: glibc maps arrays this large afresh, and every page of a fresh array costs a
-# page fault when the program first writes it (W4's 64 weight gradients: about 4,000 faults
-# per step, a quarter of its CPU time; docs/benchmarks.md). Smaller outputs come from
-# malloc's reused memory anyway.
-RECYCLE_BYTES = 1 << 17
+from ..passes.memory import ALIGNMENT, RECYCLE_BYTES
 
 __all__ = ["Executable", "ReadWriteLock", "VariableStore"]
 

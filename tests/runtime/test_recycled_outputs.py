@@ -1,5 +1,5 @@
 """Large outputs reuse the array a run returned before once nothing holds it
-(`executable.RECYCLE_BYTES`): never an array the caller still holds, directly or through a
+(`graphc.passes.memory.RECYCLE_BYTES`): never an array the caller still holds, directly or through a
 view, on the first-run path, the run-plan path and gc.function."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.runtime.executable import RECYCLE_BYTES
+from graphc.passes.memory import RECYCLE_BYTES
 
 N = RECYCLE_BYTES // 4 + 5  # float32 elements: just past the threshold
 

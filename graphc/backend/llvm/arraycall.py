@@ -42,8 +42,7 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 
-from ...passes.memory import ALIGNMENT
-from ...runtime.executable import RECYCLE_BYTES
+from ...passes.memory import ALIGNMENT, RECYCLE_BYTES
 from .jit import compile_ir
 
 __all__ = ["NAME", "STACK_ARENA", "build_caller", "native_function", "spec_words", "struct_layout"]
@@ -272,7 +271,7 @@ def build_caller(native: Callable[..., object], inputs: int, outputs: Sequence[t
                  feed_keys: Sequence[Any] | None = None, as_tuple: bool = False) -> Callable[..., Any]:
     """A Python function ``call(*arrays)`` for one program, generated for its argument counts.
 
-    It allocates the outputs (an output of `RECYCLE_BYTES` (graphc.runtime.executable) or more reuses the array it
+    It allocates the outputs (an output of `RECYCLE_BYTES` (graphc.passes.memory) or more reuses the array it
     returned last time when nothing else holds that array any more), makes one native call
     (`native`, from `native_function`) and
     returns the outputs (one array if `single`, else a list of the outputs in `order`, None
