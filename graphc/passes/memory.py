@@ -43,6 +43,19 @@ def place(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
     return by_area if by_area[1] < by_size[1] else by_size
 
 
+def place_in_order(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
+    """Offsets one after another in the given order, no sharing: what a symbolic-dim template
+    uses for the arenas of loop bodies (`graphc.passes.sizing.templating`), where sizes
+    grow with the dims, so that every offset is a sum of sizes and no choice depends on
+    them. Returns (offsets, arena bytes)."""
+    offsets: dict[object, int] = {}
+    end = 0
+    for iv in intervals:
+        offsets[iv.key] = end
+        end += _aligned(max(iv.size, 1))
+    return offsets, end
+
+
 def _first_fit(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
     placed: list[tuple[int, int, Interval]] = []  # (offset, aligned size, interval)
     offsets: dict[object, int] = {}

@@ -242,3 +242,19 @@ def test_a_template_pairs_no_gemms():
         small = {x: np.ones((3, 256), np.float32)}
         for got, want in zip(sess.run(fetches, small), spec.run(fetches, small)):
             np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_a_scan_over_a_symbolic_batch_is_one_program():
+    """A loop body's arena in a template is placed without sharing, every offset a sum of sizes
+    (`memory.place_in_order`): an RNN over 5 steps of a batch of any size, gradients included."""
+    x = gc.placeholder(gc.float32, (5, None, 3), name="x")
+    w = gc.Variable(np.linspace(-0.5, 0.5, 9, dtype=np.float32).reshape(3, 3), name="w")
+    _, hs = gc.scan(lambda c, xt: (gc.tanh(c @ w + xt),) * 2, x[0] * 0.0, x)
+    loss = gc.sum(hs * hs)
+    fetches = [loss, *gc.gradients(loss, [w])]
+    with gc.Session() as sess, gc.Session(backend="reference") as ref:
+        for n in SIZES:
+            feed = {x: np.random.default_rng(n).standard_normal((5, n, 3)).astype(np.float32)}
+            for got, want in zip(sess.run(fetches, feed), ref.run(fetches, feed)):
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"batch {n}")
+        assert sess.stats()["compiles"] == 1 and sess.stats()["symbolic"] == 1, sess.stats()

@@ -40,7 +40,7 @@ from ...dtypes import float32, float64
 from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ops.registry import OpKind
-from ...passes.memory import ALIGNMENT, Interval, place
+from ...passes.memory import ALIGNMENT, Interval, place, place_in_order
 from ...passes.sizing import same, templating
 from . import collective
 from .control import plan_region_op, prefixed
@@ -146,7 +146,7 @@ def place_arena(steps: Steps) -> Plan:
                 first.setdefault(buf, i)
                 last[buf] = i
     intervals = [Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first]
-    offsets, arena = place(intervals)
+    offsets, arena = place_in_order(intervals) if templating() else place(intervals)
     placed = {buf: replace(buf, slot=offset) for buf, offset in offsets.items()}
     plan = Plan(program.feeds, program.variables, program.outputs, program.consts, arena,
                 tuple(s.with_buffers(placed) for s in program.steps), tuple(placed.get(b, b) for b in program.buffers),
