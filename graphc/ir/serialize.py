@@ -104,6 +104,19 @@ def _decode_attr(value: Any) -> Any:
     raise GraphcError(f"bad attribute encoding {value!r}")
 
 
+def program_nodes(outputs: list[Tensor]) -> tuple[list[Tensor], list[dict]]:
+    """(toposort(outputs), their encoding as `save` writes it without the variables' initial
+    values): everything a compiled program of these outputs depends on but the feed shapes."""
+    order = toposort(outputs)
+    index = {n: i for i, n in enumerate(order)}
+
+    def attrs(n: Tensor) -> dict:
+        return {k: _encode_attr(v) for k, v in n.attrs.items()
+                if k != _FRESH_IDENTITY and not (k == "initial" and n.op == "variable")}
+
+    return order, _encode_nodes(order, index, attrs)
+
+
 def to_json(fetches: Any, session: Any = None) -> dict:
     """The JSON-ready dict for fetches (a tensor or nested lists/tuples/dicts of tensors).
 

@@ -110,11 +110,11 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
 
 def _compile(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where: list, at: Any, options: Any,
              stats: CompileStats) -> Any:
-    from ..backend.llvm.symbolic import SymbolicProgram
     from ..backend.llvm.template import NotSymbolicError
+    from ..backend.llvm.template_cache import symbolic_program as cached_program
 
     try:
-        program = SymbolicProgram(fetches, assigns, where, at, options)
+        program = cached_program(fetches, assigns, where, at, options)
     except NotSymbolicError as e:
         stats.not_symbolic = (stats.not_symbolic + [str(e)])[-16:]
         return NotSymbolicRecord(str(e))

@@ -60,6 +60,7 @@ class LLVMProgram:
             plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
             built = (optimized, plan, str(build_module(plan)))
         self.optimized, self.plan, self.ir_text = built
+        self.consts = self.plan.consts  # the plan keeps the constants alive
         bound, mapping = list(self.optimized.module.outputs), self.optimized.mapping
         self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
         collectives = [s.node for s in self.plan.steps if isinstance(s, Collective)]
@@ -94,7 +95,7 @@ class LLVMProgram:
         """The pointer table's fixed words: constants and the thread pool's ``parallel_for``
         (0 for the slots each run fills: feeds, variables, outputs, arena)."""
         words = [0] * self.bases["size"]
-        for i, c in enumerate(self.plan.consts):  # the plan keeps the constants alive
+        for i, c in enumerate(self.consts):
             words[self.bases["const"] + i] = c.ctypes.data
         if self._pool_ref is not None:
             words[self.bases["parallel_for"]] = self._pool_ref.parallel_for_address

@@ -128,6 +128,10 @@ class SymbolicProgram(LLVMProgram):
             super().__init__(fetches, assigns, None, options, built=built)
         except Exception as e:  # a literal replaced where LLVM wants a constant: never a failed run
             raise NotSymbolicError(f"the template does not compile ({type(e).__name__}: {str(e)[:200]})") from e
+        self._init_symbolic(where)
+
+    def _init_symbolic(self, where: Sequence[tuple[Tensor, int]]) -> None:
+        """The symbolic program's own state, once the template is compiled."""
         self.where = list(where)
         address = self.compiled.engine.get_global_value_address(DIMS)
         if not address:
@@ -158,6 +162,10 @@ class SymbolicProgram(LLVMProgram):
             view = self._views[key] = SymbolicAt(self, values, self.arena_at(values) if arena is None else arena)
         return view
 
+    def plan_at(self, arena: int) -> Any:
+        """The plan with an arena of `arena` bytes."""
+        return replace(self.plan, arena_bytes=arena)
+
     def set_dims(self, values: Sequence[int]) -> None:
         """Set the dims the next native call runs with (hold `lock` from here through the call)."""
         self._dims[:] = values
@@ -186,7 +194,7 @@ class SymbolicAt:
         self.program, self.values = program, values
         self.out_slots = [(tuple(d if isinstance(d, int) else int(d.at(values)) for d in shape), dtype, slot)
                           for shape, (_, dtype, slot) in zip(program.out_shapes, program.out_slots)]
-        self.plan = replace(program.plan, arena_bytes=arena)
+        self.plan = program.plan_at(arena)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.program, name)

@@ -1,0 +1,221 @@
+"""On-disk cache of finished symbolic templates, so a second process skips the probing.
+
+`build_template` optimizes, plans and generates code at every probe size before the
+template's IR (and so its object-code key) is known. An entry here is keyed before any of
+that, by what determines the template: the program's nodes as `gc.save` encodes them
+(without variables' initial values), the feed shapes at the probe points (the symbolic
+signature), which (placeholder, axis) each symbol is, the `CompileOptions`, a digest of
+graphc's own source, and (through `cache.cache_key`) the cache format version, LLVM and
+the host CPU and its features. The entry holds what running the template needs: its IR
+text (whose object code `cache` keeps), arena and output shape formulas, pointer table
+layout, constants, which original placeholder or variable each slot takes. The optimized
+graph and plan, which only `report`, `as_text`, export and the profiler read, are built
+again (`build_template`) when first asked for.
+
+Entries use `cache`'s file format and its `load`/`store` (checked header and SHA-256,
+atomic writes, ``GRAPHC_CACHE=0`` turns it off). The payload is a little-endian length,
+a JSON document and the constants' bytes; anything that does not decode into a consistent
+entry is a miss. `counts()` says how many templates were probed and how many loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import GraphcError
+from ...ir.graph import Tensor
+from ...ir.serialize import program_nodes
+from ...options import CompileOptions
+from ...runtime.counters import count_compile
+from . import blas, cache
+from .codegen import ENTRY
+from .jit import compile_ir
+from .parallel import default_threads, get_pool
+from .steps import Gemm
+from .symbolic import SymbolicProgram, build_template
+from .template import MAX_SYMBOLS, Affine, ArenaFormula, probes, small_probes
+
+__all__ = ["counts", "symbolic_program"]
+
+_VERSION = "graphc-symbolic-template-v1"
+_LENGTH = struct.Struct("<Q")
+_counts = {"probed": 0, "loaded": 0}
+
+
+def counts() -> dict[str, int]:
+    """Templates built by probing (`build_template`) and loaded from the disk cache in this process."""
+    return dict(_counts)
+
+
+def symbolic_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where: Sequence[tuple[Tensor, int]],
+                     shapes_at: Callable[[tuple[int, ...]], Mapping[Tensor, tuple[int, ...]]],
+                     options: CompileOptions | None = None) -> SymbolicProgram:
+    """`SymbolicProgram(...)`, loaded from the disk cache when an entry for it is there (else
+    built by probing and stored). Raises `NotSymbolicError` as `SymbolicProgram` does."""
+    options = options or CompileOptions()
+    fetches, assigns = list(fetches), list(assigns)
+    order, key = _key(fetches, assigns, where, shapes_at, options)
+    if key is not None:
+        payload = cache.load(key)
+        if payload is not None:
+            entry = _decode(payload, order)
+            if entry is not None:
+                _counts["loaded"] += 1
+                return _Loaded(fetches, assigns, where, shapes_at, options, entry)
+    _counts["probed"] += 1
+    program = SymbolicProgram(fetches, assigns, where, shapes_at, options)
+    if key is not None:
+        cache.store(key, _encode(program, order))
+    return program
+
+
+@functools.cache
+def _source_digest() -> str:
+    """SHA-256 of graphc's Python source: a change to the compiler invalidates every entry."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _key(fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
+         shapes_at: Callable, options: CompileOptions) -> tuple[list[Tensor], str | None]:
+    """(the program's nodes in `program_nodes` order, the entry's key; None if the cache is off
+    or the graph has attributes `gc.save` cannot encode, or more symbols than a template takes)."""
+    if not cache.enabled() or len(where) > MAX_SYMBOLS:
+        return [], None
+    try:
+        order, nodes = program_nodes(fetches + assigns)
+    except GraphcError:
+        return [], None
+    index = {n: i for i, n in enumerate(order)}
+    points = probes(len(where)) + small_probes(len(where))
+    signature = [sorted((index[ph], list(shape)) for ph, shape in shapes_at(p).items() if ph in index)
+                 for p in points]
+    doc = {"nodes": nodes, "fetches": [index[f] for f in fetches], "assigns": [index[a] for a in assigns],
+           "where": [[index[ph], axis] for ph, axis in where], "signature": signature,
+           "options": repr(options), "source": _source_digest()}
+    return order, cache.cache_key(json.dumps(doc, sort_keys=True), _VERSION)
+
+
+def _affine(a: Any) -> Any:
+    return {"coefs": list(a.coefs), "const": a.const} if isinstance(a, Affine) else a
+
+
+def _encode(program: SymbolicProgram, order: list[Tensor]) -> bytes:
+    index = {n: i for i, n in enumerate(order)}
+    consts, blobs, offset = [], [], 0
+    for c in program.plan.consts:
+        data = np.ascontiguousarray(c).astype(c.dtype.newbyteorder("<")).tobytes()
+        consts.append([c.dtype.name, list(c.shape), offset, len(data)])
+        blobs.append(data)
+        offset += len(data)
+    doc = {
+        "ir": program.ir_text,
+        "arena": _affine(program.arena_formula.size),
+        "out_shapes": [[_affine(d) for d in shape] for shape in program.out_shapes],
+        "bases": program.bases,
+        "feeds": [[index[ph], slot] for ph, slot in program.feed_slots],
+        "variables": [[index[v], slot] for v, slot in program.var_slots],
+        "outputs": [[list(shape), np.dtype(dtype).name, slot] for shape, dtype, slot in program.out_slots],
+        "fetch_index": program.fetch_index,
+        "gemm": any(isinstance(s, Gemm) for s in program.plan.all_steps()),
+        "consts": consts,
+    }
+    text = json.dumps(doc).encode()
+    return _LENGTH.pack(len(text)) + text + b"".join(blobs)
+
+
+def _decode(payload: bytes, order: list[Tensor]) -> dict | None:
+    """The entry in `payload` with tensors and arrays restored, or None when it does not decode."""
+    try:
+        (length,) = _LENGTH.unpack_from(payload)
+        doc = json.loads(payload[_LENGTH.size:_LENGTH.size + length])
+        blob = payload[_LENGTH.size + length:]
+        consts = []
+        for dtype, shape, start, size in doc["consts"]:
+            dt = np.dtype(dtype)
+            if start < 0 or start + size > len(blob) or size != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
+                return None
+            raw = np.frombuffer(blob, dt.newbyteorder("<"), size // dt.itemsize, start)
+            consts.append(raw.astype(dt).reshape(shape))
+
+        def affine(d: Any) -> Any:
+            return Affine(tuple(d["coefs"]), d["const"]) if isinstance(d, dict) else int(d)
+
+        def tensor(i: int, op: str) -> Tensor:
+            if not 0 <= i < len(order) or order[i].op != op:
+                raise ValueError(f"slot {i} is not a {op}")
+            return order[i]
+
+        return {"ir": str(doc["ir"]), "arena": ArenaFormula(affine(doc["arena"])),
+                "out_shapes": [tuple(affine(d) for d in shape) for shape in doc["out_shapes"]],
+                "bases": {str(k): int(v) for k, v in doc["bases"].items()},
+                "feeds": [(tensor(i, "placeholder"), int(slot)) for i, slot in doc["feeds"]],
+                "variables": [(tensor(i, "variable"), int(slot)) for i, slot in doc["variables"]],
+                "outputs": [(tuple(map(int, shape)), np.dtype(dtype), int(slot))
+                            for shape, dtype, slot in doc["outputs"]],
+                "fetch_index": [None if i is None else int(i) for i in doc["fetch_index"]],
+                "gemm": bool(doc["gemm"]), "consts": tuple(consts)}
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error):
+        return None
+
+
+class _Loaded(SymbolicProgram):
+    """A `SymbolicProgram` made from a cache entry: compiled (object code from `cache`) without
+    probing; the optimized graph and plan are built on first use."""
+
+    def __init__(self, fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
+                 shapes_at: Callable, options: CompileOptions, entry: dict):
+        self._rebuild = (fetches, assigns, shapes_at, len(where), options)
+        self.options = options
+        self.arena_formula, self.out_shapes = entry["arena"], entry["out_shapes"]
+        self.ir_text, self.consts = entry["ir"], entry["consts"]
+        self.uses_mpi, self.hosts, self._host_key, self.checks_after_run = False, [], 0, False
+        self.compiled = compile_ir(self.ir_text, ENTRY, blas.gemm_symbols() if entry["gemm"] else {})
+        count_compile()
+        self.entry = self.compiled.address
+        self.bases = entry["bases"]
+        self.feed_slots, self.var_slots = entry["feeds"], entry["variables"]
+        self.variables = [var for var, _ in self.var_slots]
+        self.writes = bool(assigns)
+        self.out_slots = entry["outputs"]
+        self.fetch_index = entry["fetch_index"]
+        used = [i for i in self.fetch_index if i is not None]
+        self._unique = len(used) == len(set(used))
+        self.threads = default_threads() if options.threads is None else options.threads
+        self._pool_ref = get_pool(self.threads) if self.threads > 1 else None
+        self._init_symbolic(where)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("optimized", "plan", "fetches", "assigns"):
+            raise AttributeError(name)
+        fetches, assigns, shapes_at, k, options = self._rebuild
+        (optimized, plan, _), _, _ = build_template(fetches, assigns, shapes_at, k, options)
+        bound = list(optimized.module.outputs)
+        self.optimized, self.plan = optimized, plan
+        self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
+        return getattr(self, name)
+
+    def plan_at(self, arena: int) -> Any:
+        return _PlanAt(self, arena)
+
+
+class _PlanAt:
+    """A loaded program's plan with another arena size: the size without building the plan."""
+
+    def __init__(self, program: _Loaded, arena: int):
+        self.program, self.arena_bytes = program, arena
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.program.plan, name)
+
