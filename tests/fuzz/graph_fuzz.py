@@ -247,8 +247,8 @@ def _isolate(graph: gc.Graph, fetches: list, feeds: dict) -> tuple[str, str, dic
                 phs.append(p)
                 sub[p] = np.asarray(values[i])
             alone = g.make(node.op, tuple(phs), dict(node.attrs))
-        want = _outcome(lambda: _run("reference", g, [alone], sub)[0])
-        got = _outcome(lambda: _run("llvm", g, [alone], sub)[0])
+        want = _outcome(lambda: _run("reference", g, [alone], sub))
+        got = _outcome(lambda: _run("llvm", g, [alone], sub))
         why = _compare(got, want, tolerances([alone]))
         if why:
             return why, gc.as_text([alone]), {p.name: v for p, v in sub.items()}, node.op

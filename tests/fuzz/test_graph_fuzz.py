@@ -19,3 +19,11 @@ def test_odd_layouts_keep_values():
     assert graph_fuzz.odd_layout(value, "reversed").strides[0] < 0
     assert not graph_fuzz.odd_layout(value, "readonly").flags.writeable
     assert not graph_fuzz.odd_layout(value, "unaligned").flags.aligned
+
+
+def test_fuzz_seed_1002773_isolate_compares_whole_outputs():
+    """Campaign finding: narrowing a mismatch ran each node alone but compared only the first row
+    of its output (and raised on a 0-d one), so float32 rounding amplified by `mod` (each node
+    agrees alone) was reported as a finding; it is a tolerated rounding effect."""
+    findings = graph_fuzz.check_case(1002773)
+    assert findings and all(graph_fuzz.is_tolerated(f) for f in findings), [f.report() for f in findings]
