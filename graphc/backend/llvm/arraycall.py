@@ -44,6 +44,7 @@ from llvmlite import ir
 
 from ...passes.memory import ALIGNMENT, RECYCLE_BYTES
 from .jit import compile_ir
+from .once import once
 
 __all__ = ["NAME", "STACK_ARENA", "build_caller", "native_function", "spec_words", "struct_layout"]
 
@@ -132,7 +133,7 @@ def native_function(words: Sequence[int]) -> Callable[..., object]:
     return _new_function()(ctypes.addressof(_method()), spec, None)
 
 
-@functools.cache
+@once
 def _method() -> _MethodDef:
     """The method definition every native function shares (kept for the process)."""
     return _MethodDef(NAME.encode(), _compiled().address, _METH_FASTCALL, None)
@@ -146,7 +147,7 @@ def _new_function() -> Any:
     return new
 
 
-@functools.cache
+@once
 def _compiled() -> Any:
     """`graphc_array_call` compiled once per process (the disk cache keeps it); kept loaded."""
     return compile_ir(str(_module(struct_layout()[2])), NAME, {})

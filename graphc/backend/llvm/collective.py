@@ -24,7 +24,6 @@ at once, so a run waits for at most one timeout.
 from __future__ import annotations
 
 import ctypes
-import functools
 import hashlib
 import os
 
@@ -34,6 +33,7 @@ from llvmlite import ir
 
 from ...errors import GraphcError
 from .loops import I64, PTR
+from .once import once
 
 KINDS = {"allreduce": 0, "allgather": 1, "broadcast": 2}
 DTYPES = {"float32": 0, "float64": 1, "int32": 2, "int64": 3}
@@ -276,7 +276,7 @@ def _llvm_double(value: float) -> str:
     return "0x" + np.float64(value).tobytes()[::-1].hex().upper()
 
 
-@functools.cache
+@once
 def _c_helper() -> tuple[dict[str, int], object, ctypes.c_double, ctypes.c_int, ctypes.c_int]:
     """({"start", "wait"}: address, compiled helper, its timeout, failed flag and MPI error code as ctypes views)."""
     from ...runtime import mpi as comm
@@ -357,7 +357,7 @@ def _callback_wait(request, what, what_len: int) -> int:
     return 0
 
 
-@functools.cache
+@once
 def _callback_addresses() -> dict[str, int]:
     start = _ffi.callback("int(*)(int, int, void*, void*, int64_t, int64_t, void*, void*, int64_t)", _callback_start,
                           error=2)

@@ -17,7 +17,6 @@ the C wrapper's own callback (`capi.py`).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from llvmlite import ir
 
 from ...ir.graph import Tensor
 from .loops import I64, PTR
+from .once import once
 
 DTYPES = {"float32": 0, "float64": 1, "int32": 2, "int64": 3, "bool": 4}
 _I32 = ir.IntType(32)
@@ -60,13 +60,13 @@ def unregister(key: int) -> None:
     _programs.pop(key, None)
 
 
-@functools.cache
+@once
 def callback_address() -> int:
     """The address of the in-process callback (made once per process, kept for its lifetime)."""
     return int(_ffi.cast("intptr_t", _callback()))
 
 
-@functools.cache
+@once
 def _callback():
     return _ffi.callback("int32_t(*)(void*, int64_t, int32_t, void*, int64_t)", _host, 1)
 

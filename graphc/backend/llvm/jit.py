@@ -12,13 +12,13 @@ compile in parallel.
 from __future__ import annotations
 
 import atexit
-import functools
 import threading
 from dataclasses import dataclass, field
 
 from llvmlite import binding as llvm
 
 from . import cache
+from .once import once
 from .optimizer import SPEED_LEVEL, Process, host_target_machine, optimize_module
 
 __all__ = ["Compiled", "compile_ir", "optimize_ir", "optimize_module", "target_machine"]
@@ -28,7 +28,7 @@ _optimizer = Process()
 atexit.register(_optimizer.stop)
 
 
-@functools.cache
+@once
 def target_machine() -> llvm.TargetMachine:
     """The host target machine used to optimize and emit code (kept for the process)."""
     return new_target_machine()

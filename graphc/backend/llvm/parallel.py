@@ -33,12 +33,13 @@ it would have waited for is busy.
 from __future__ import annotations
 
 import ctypes
-import functools
 import math
 import os
 import platform
 import threading
 import weakref
+
+from .once import once
 
 __all__ = ["CALLER_SPIN_TICKS", "MIN_PARALLEL_NS", "PIECES_PER_THREAD", "WORKER_SPIN_TICKS", "ThreadPool",
            "default_threads", "get_pool", "min_chunk_for"]
@@ -339,7 +340,7 @@ def _jit(text: str, names: tuple[str, ...], symbols: dict[str, int]) -> tuple[ob
         return engine, [engine.get_function_address(name) for name in names]
 
 
-@functools.cache
+@once
 def _native() -> tuple[object, int, int]:
     """(the compiled pool module, address of graphc_pool_parallel_for, of graphc_pool_worker)."""
     libc = ctypes.CDLL(None)
@@ -348,7 +349,7 @@ def _native() -> tuple[object, int, int]:
     return engine, parallel_for, worker
 
 
-@functools.cache
+@once
 def _pool_for() -> ctypes._CFuncPtr:
     return _POOL_FOR_FN(_native()[1])
 
