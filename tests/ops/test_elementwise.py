@@ -562,3 +562,19 @@ def test_clip_and_where_gradients_route_to_the_chosen_operand():
     assert gc_ is None
     np.testing.assert_array_equal(_run(gx), [1.0, 0.0, 1.0, 0.0, 1.0])
     np.testing.assert_array_equal(_run(gy), [0.0, 3.0, 0.0, 3.0, 0.0])
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fuzz_seed_1009167_log_ndtr_gradient_deep_in_the_lower_tail(backend, dtype):
+    """d/dx log_ndtr(x) = pdf(x)/ndtr(x) ~ -x in the lower tail: the rule exp(-x^2/2 - out)
+    cancelled two numbers near x^2/2 and lost 2.4e-4 relative in float32 at x = -118."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    xs = np.array([-118.0, -45.0, -30.0, -21.0, -15.0, -10.5, -9.5, -3.0, 0.0, 2.0], dtype)
+    true = np.array([float(mpmath.npdf(float(v)) / mpmath.ncdf(float(v))) for v in xs])
+    x = gc.placeholder(getattr(gc, dtype), xs.shape)
+    grad = gc.gradients(gc.sum(gc.special.log_ndtr(x)), [x])[0]
+    got = gc.Session(backend=backend).run(grad, {x: xs})
+    bound = 2e-6 if dtype == "float32" else 2e-13
+    assert np.max(np.abs(got - true) / true) < bound
