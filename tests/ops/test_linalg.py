@@ -224,6 +224,31 @@ def test_svd_full_matrices_like_numpy(shape):
         np.testing.assert_allclose((u[..., :k] * s[..., None, :]) @ vh[..., :k, :], x, atol=1e-12)
 
 
+DEGENERATE = [np.array([[2, -8, -5], [2, -8, -5]]), np.outer([1, -2, 3, 0], [4, 1, -1]), np.zeros((3, 2)),
+              np.ones((3, 3)), 2 * np.eye(3), np.arange(25).reshape(5, 5) % 3 - 1.0]
+
+
+@pytest.mark.parametrize("a", DEGENERATE, ids=lambda a: "x".join(map(str, a.shape)))
+def test_fuzz_seed_3012619_float32_factors_of_degenerate_matrices_match_numpy(a):
+    """graph-fuzz seed 3012619: the float32 full SVD of [[2, -8, -5], [2, -8, -5]] had other
+    null-space singular vectors on the LLVM backend (sgesdd in float32) than numpy, which
+    computes float32 linalg in float64. Both backends now compute in float64, so where
+    factors are not unique (zero or repeated singular values and eigenvalues, rank-deficient
+    QR) they pick the same ones, numpy's."""
+    a = a.astype(np.float32)
+    x = gc.placeholder(np.float32, a.shape)
+    fetches = [*L.svd(x), *L.svd(x, full_matrices=False), *L.qr(x), *L.qr(x, mode="complete")]
+    wants = [*np.linalg.svd(a), *np.linalg.svd(a, full_matrices=False), *np.linalg.qr(a),
+             *np.linalg.qr(a, mode="complete")]
+    if a.shape[0] == a.shape[1]:
+        fetches += list(L.eigh(x @ x.T))
+        wants += list(np.linalg.eigh(a @ a.T))
+    for got in _run(fetches, {x: a}):
+        for g, w in zip(got, wants):
+            assert g.dtype == np.float32
+            np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(a).max()) ** 2)
+
+
 def test_svd_full_matrices_of_a_non_square_matrix_has_no_derivative():
     with gc.Graph().as_default():
         a = gc.placeholder(np.float64, (3, 2))

@@ -16,6 +16,14 @@ on -inf): the copy-in notes it, the call is skipped, and that matrix's output is
 One emitter per op (`EMITTERS`) does the middle part; workspace sizes are fixed when the
 plan is made (`workspace`), from LAPACK's own workspace query (lwork = -1) made through
 ctypes at the same addresses.
+
+Every op computes in float64, float32 ones included (the d-routines, on copies widened to
+double; results rounded once when copied out), as numpy.linalg does ("the computation
+type is always double"). So both backends factor the same input the same way: the
+singular vectors and eigenvectors LAPACK picks where they are not unique (repeated or
+zero singular values, rank-deficient QR) are the same vectors, and float32 results are
+numpy's to float32 rounding (sgesdd picked other null-space vectors: graph-fuzz seed
+3012619).
 """
 
 from __future__ import annotations
@@ -43,17 +51,19 @@ ROUTINES = ("gesv", "trtrs", "potrf", "getrf", "syevd", "gesdd", "geqrf", "orgqr
 _ALIGN = 16  # workspace segments start on 16-element boundaries
 
 
-def symbol(routine: str, dtype: np.dtype) -> str:
-    return f"graphc_lapack_{'s' if np.dtype(dtype) == np.float32 else 'd'}{routine}"
+COMPUTE = ir.DoubleType()  # the workspace's element type: every op computes in float64
+
+
+def symbol(routine: str) -> str:
+    return f"graphc_lapack_d{routine}"
 
 
 @functools.cache
 def lapack_symbols() -> dict[str, int]:
-    """Symbol name -> address of every routine `EMITTERS` call, float32 and float64."""
+    """Symbol name -> address of every routine `EMITTERS` call (the float64 ones)."""
     capi = blas.cython_module("cython_lapack").__pyx_capi__
     blas.limit_scipy_blas_threads()
-    return {symbol(r, dt): blas.capsule_address(capi[symbol(r, dt).rsplit("_", 1)[1]])
-            for r in ROUTINES for dt in (np.float32, np.float64)}
+    return {symbol(r): blas.capsule_address(capi[symbol(r).rsplit("_", 1)[1]]) for r in ROUTINES}
 
 
 # --- workspace ----------------------------------------------------------------------------------
@@ -71,28 +81,28 @@ def _segments(node) -> dict[str, tuple[int, bool]]:
         return {"a": (n * n, False), "ipiv": (n, True)}
     k = min(n, m)
     if node.op == "eigh":
-        lwork, liwork = _optimal("syevd", node.dtype, n, m)
+        lwork, liwork = _optimal("syevd", n, m)
         return {"a": (n * n, False), "w": (n, False), "work": (lwork, False), "iwork": (liwork, True)}
     if node.op == "svd":
         full = node.attrs["full"]
-        lwork, _ = _optimal("gesdd", node.dtype, n, m, "A" if full else "S")
+        lwork, _ = _optimal("gesdd", n, m, "A" if full else "S")
         ucols, vrows = (n, m) if full else (k, k)
         return {"a": (n * m, False), "s": (k, False), "u": (n * ucols, False), "vt": (vrows * m, False),
                 "work": (lwork, False), "iwork": (8 * k, True)}
     if node.op == "qr":
         kq = node.shape[-2]
-        lwork = max(_optimal("geqrf", node.dtype, n, m)[0], _optimal("orgqr", node.dtype, n, kq, k)[0])
+        lwork = max(_optimal("geqrf", n, m)[0], _optimal("orgqr", n, kq, k)[0])
         return {"a": (n * max(m, kq), False), "tau": (k, False), "work": (lwork, False)}
     raise GraphcError(f"internal: no LAPACK lowering for {node.op}")
 
 
 @functools.cache
-def _optimal(routine: str, dtype: np.dtype, m: int, n: int, extra: int | str = 0) -> tuple[int, int]:
+def _optimal(routine: str, m: int, n: int, extra: int | str = 0) -> tuple[int, int]:
     """(lwork, liwork) from LAPACK's own workspace query (lwork = -1), called through ctypes
     at the address generated code calls; at least the documented minimum. `extra` is
     gesdd's jobz or orgqr's k."""
     k = min(m, n)
-    real = ctypes.c_float if np.dtype(dtype) == np.float32 else ctypes.c_double
+    real = ctypes.c_double
     work, iwork, info, dummy = real(0), ctypes.c_int(0), ctypes.c_int(0), (real * 1)()
     ref = ctypes.pointer
 
@@ -117,18 +127,17 @@ def _optimal(routine: str, dtype: np.dtype, m: int, n: int, extra: int | str = 0
     else:  # orgqr: m x n Q from k reflectors
         args = [i(m), i(n), i(int(extra)), dummy, i(max(1, m)), dummy, ref(work), minus, ref(info)]
         minimum = (n, 0)
-    address = lapack_symbols()[symbol(routine, dtype)]
+    address = lapack_symbols()[symbol(routine)]
     ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(args))(address)(*[ctypes.cast(a, ctypes.c_void_p) for a in args])
     return max(int(work.value) + 1, minimum[0], 1), max(iwork.value, minimum[1], 1)
 
 
 def workspace(node) -> tuple[dict[str, int], int]:
-    """Element offset of each segment in the workspace (in the node's dtype), and the total."""
-    itemsize = np.dtype(node.dtype).itemsize
+    """Element offset of each segment in the workspace (in float64 elements), and the total."""
     offsets, at = {}, 0
     for name, (count, is_int) in _segments(node).items():
         offsets[name] = at
-        size = -(-count * 4 // itemsize) if is_int else count
+        size = -(-count // 2) if is_int else count
         at += -(-max(size, 1) // _ALIGN) * _ALIGN
     return offsets, at
 
@@ -145,17 +154,24 @@ class Ctx:
     """What an op's emitter works with, for one matrix of the batch."""
 
     f: FunctionBuilder
-    dtype: np.dtype
-    elem: ir.Type
+    out_elem: ir.Type  # the output's (and the inputs') element type; the workspace's is COMPUTE
     node: object
     src: list[Callable[[ir.Value, ir.Value], ir.Value]]  # input k: (i, j) -> element pointer
     out: ir.Value  # this matrix's dense output
     work: dict[str, ir.Value]
     finite: ir.Value  # i1 slot: no NaN or ±inf among the entries copied in so far that LAPACK reads
+    elem: ir.Type = COMPUTE
 
     @property
     def b(self) -> ir.IRBuilder:
         return self.f.b
+
+    def widen(self, v: ir.Value) -> ir.Value:
+        return v if self.out_elem == self.elem else self.b.fpext(v, self.elem)
+
+    def narrow(self, v: ir.Value) -> ir.Value:
+        """A computed value in the output's type (rounded once)."""
+        return v if self.out_elem == self.elem else self.b.fptrunc(v, self.out_elem)
 
     def i32(self, value: int) -> ir.Value:
         """Pointer to an int argument (Fortran passes everything by reference)."""
@@ -166,7 +182,7 @@ class Ctx:
 
     def call(self, routine: str, *args: ir.Value) -> None:
         """The routine, only when every entry copied in is finite (else its info stays -1)."""
-        name = symbol(routine, self.dtype)
+        name = symbol(routine)
         fn = self.b.module.globals.get(name) or ir.Function(
             self.b.module, ir.FunctionType(ir.VoidType(), [PTR] * len(args)), name)
         with self.b.if_then(self.b.load(self.finite, typ=I1)):
@@ -195,7 +211,7 @@ class Ctx:
         inf = ir.Constant(self.elem, float("inf"))
         fabs = intrinsic(b.module, f"llvm.fabs.{_suffix(self.elem)}", self.elem, [self.elem])
         with self.f.loop(0, cols, "cj") as j, self.f.loop(0, rows, "ci") as i:
-            v = b.load(self.src[k](i, j), typ=self.elem)
+            v = self.widen(b.load(self.src[k](i, j), typ=self.out_elem))
             b.store(v, self.at(dst, self.idx((i, 1), (j, rows))))
             ok = b.fcmp_ordered("<", b.call(fabs, [v]), inf)  # false for NaN and ±inf
             if read is not None:
@@ -209,14 +225,17 @@ class Ctx:
         0 where `keep(i, j)` is false."""
         b = self.b
         width = self.node.shape[-1]
-        nan, zero = ir.Constant(self.elem, float("nan")), ir.Constant(self.elem, 0.0)
+        nan, zero = ir.Constant(self.out_elem, float("nan")), ir.Constant(self.out_elem, 0.0)
         with self.f.loop(0, rows, "oi") as i, self.f.loop(0, cols, "oj") as j:
             at = self.idx((j, 1), (i, ld)) if transpose else self.idx((i, 1), (j, ld))
-            v = b.load(self.at(src, at), typ=self.elem)
+            v = self.narrow(b.load(self.at(src, at), typ=self.elem))
             if keep is not None:
                 v = b.select(keep(i, j), v, zero)
             v = b.select(ok, v, nan)
-            b.store(v, self.at(self.out, self.idx((i, width), (j, 1), (row0 * width + col0, 1))))
+            b.store(v, self.out_at(self.idx((i, width), (j, 1), (row0 * width + col0, 1))))
+
+    def out_at(self, index: ir.Value) -> ir.Value:
+        return self.at(self.out, index, self.out_elem)
 
     def info_ok(self, info: ir.Value) -> ir.Value:
         return self.b.icmp_signed("==", self.b.load(info, typ=I32), ir.Constant(I32, 0))
@@ -231,8 +250,7 @@ def lapack_function(module: ir.Module, step: Lapack) -> ir.Function:
     f = FunctionBuilder(module, step.name, [PTR] * len(bufs))
     f.fn.attributes.add("noinline")
     ptr = dict(zip(bufs, f.args))
-    dtype = np.dtype(node.dtype)
-    elem = mem_type(dtype)
+    out_elem = mem_type(np.dtype(node.dtype))
     offsets, _ = workspace(node)
     per_out = numel(node.shape[len(batch):])
 
@@ -247,10 +265,10 @@ def lapack_function(module: ir.Module, step: Lapack) -> ir.Function:
             return element
 
         flat = [(v, s * per_out) for v, s in zip(idx, row_major_strides(batch))]
-        ctx = Ctx(f, dtype, elem, node, [], None, {}, f.slot(I1, ir.Constant(I1, 1)))
-        ctx.out = ctx.at(ptr[step.out.buffer], ctx.idx(*flat)) if flat else ptr[step.out.buffer]
+        ctx = Ctx(f, out_elem, node, [], None, {}, f.slot(I1, ir.Constant(I1, 1)))
+        ctx.out = ctx.at(ptr[step.out.buffer], ctx.idx(*flat), out_elem) if flat else ptr[step.out.buffer]
         ctx.src = [source(v, i.shape) for v, i in zip(step.inputs, node.inputs)]
-        ctx.work = {name: b.gep(ptr[step.work], [ir.Constant(I64, off)], inbounds=True, source_etype=elem)
+        ctx.work = {name: b.gep(ptr[step.work], [ir.Constant(I64, off)], inbounds=True, source_etype=COMPUTE)
                     for name, off in offsets.items()}
         EMITTERS[node.op](ctx, **node.params)
 
@@ -319,9 +337,9 @@ def _slogdet(ctx: Ctx) -> None:
         b.store(b.fmul(b.load(sign, typ=elem), s), sign)
         absd = b.call(intrinsic(b.module, f"llvm.fabs.{_suffix(elem)}", elem, [elem]), [d])
         b.store(b.fadd(b.load(logabs, typ=elem), mathlib.MATH_FUNCTIONS["log"](b, absd)), logabs)
-    finite, nan = b.load(ctx.finite, typ=I1), ir.Constant(elem, float("nan"))
-    b.store(b.select(finite, b.load(sign, typ=elem), nan), ctx.out)
-    b.store(b.select(finite, b.load(logabs, typ=elem), nan), ctx.at(ctx.out, ir.Constant(I64, 1)))
+    finite, nan = b.load(ctx.finite, typ=I1), ir.Constant(ctx.out_elem, float("nan"))
+    b.store(b.select(finite, ctx.narrow(b.load(sign, typ=elem)), nan), ctx.out)
+    b.store(b.select(finite, ctx.narrow(b.load(logabs, typ=elem)), nan), ctx.out_at(ir.Constant(I64, 1)))
 
 
 def _suffix(elem: ir.Type) -> str:
@@ -357,11 +375,11 @@ def _svd(ctx: Ctx, full: bool) -> None:
              w["iwork"], info)
     ok = ctx.info_ok(info)
     width = ctx.node.shape[-1]
-    pad = ctx.b.select(ok, ir.Constant(ctx.elem, 0.0), ir.Constant(ctx.elem, float("nan")))
+    pad = ctx.b.select(ok, ir.Constant(ctx.out_elem, 0.0), ir.Constant(ctx.out_elem, float("nan")))
     for row0, rows, cols in ((0, m, ucols), (m, 1, k), (m + 1, n, vcols)):  # the padding right of each block
         if cols < width:
             with ctx.f.loop(0, rows, "pi") as i, ctx.f.loop(cols, width, "pj") as j:
-                ctx.b.store(pad, ctx.at(ctx.out, ctx.idx((i, width), (j, 1), (row0 * width, 1))))
+                ctx.b.store(pad, ctx.out_at(ctx.idx((i, width), (j, 1), (row0 * width, 1))))
     ctx.copy_out(w["u"], m, ucols, m, ok)
     ctx.copy_out(w["s"], 1, k, 1, ok, row0=m)
     ctx.copy_out(w["vt"], n, vcols, vcols, ok, row0=m + 1, transpose=True)

@@ -387,7 +387,7 @@ class _Builder:
                 self.copy(i, View.dense(self.buffer("arena", i.dtype, numel(i.shape), i.name), i.shape))
             inputs.append(self.view[i])
         _, size = workspace(n)
-        work = self.buffer("arena", n.dtype, size, n.name + ".work")
+        work = self.buffer("arena", np.float64, size, n.name + ".work")  # LAPACK computes in float64
         out = self.out_buffer(n)
         self.steps.append(Lapack(f"l{len(self.steps)}", n, tuple(inputs), out, work))
         self.view[n] = out
