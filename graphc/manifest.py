@@ -208,7 +208,8 @@ def validate(m: dict[str, Any], name: str) -> None:
     for sig in m["signatures"]:
         _need(isinstance(sig, dict) and set(sig) - {"workspace"} == set(ROLES),
               "a signature lacks inputs, state or outputs, or has unknown fields")
-        bound = {int(d[1:]) for shape in sig.get("inputs", []) if isinstance(shape, list) for d in shape
+        inputs = sig["inputs"] if isinstance(sig["inputs"], list) else []  # not a list: refused below
+        bound = {int(d[1:]) for shape in inputs if isinstance(shape, list) for d in shape
                  if isinstance(d, str) and re.fullmatch(r"s\d+", d)}
         for role in ROLES:
             _need(isinstance(sig[role], list) and len(sig[role]) == len(m[role]),

@@ -405,6 +405,23 @@ def test_every_manifest_field_is_hashed_and_validated(mlp_export, tmp_path):
     with pytest.raises(gc.GraphcError, match="state file .* does not match the manifest"):
         gc.load_exported(bad, "mlp")
 
+def test_crafted_fuzz_export_seed_4000000_signature_inputs_not_a_list(mlp_export, tmp_path):
+    """crafted-file fuzz, export kind, seed 4000000 (case 2226 and 28 more): a re-hashed manifest
+    whose signature `inputs` was a number, a bool or null raised a raw TypeError in validation."""
+    from graphc import manifest as mf
+
+    directory, _ = mlp_export
+    bad = tmp_path / "bad"
+    shutil.copytree(directory, bad)
+    for value in (float("nan"), False, 7, None, -0.0, {}):
+        manifest = json.loads((directory / "mlp.json").read_text())
+        manifest["signatures"][0]["inputs"] = value
+        manifest["abi_hash"] = mf.abi_hash(manifest)
+        (bad / "mlp.json").write_text(json.dumps(manifest))
+        with pytest.raises(gc.GraphcError, match="inputs shapes"):
+            gc.load_exported(bad, "mlp")
+
+
 BLOCK_LLVMLITE = """
 import sys
 class _Block:
