@@ -258,3 +258,70 @@ def test_a_scan_over_a_symbolic_batch_is_one_program():
             for got, want in zip(sess.run(fetches, feed), ref.run(fetches, feed)):
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"batch {n}")
         assert sess.stats()["compiles"] == 1 and sess.stats()["symbolic"] == 1, sess.stats()
+
+
+def _template_of_mlp(monkeypatch, change_guess=None):
+    """The MLP's symbolic program built with `fit_ir`'s guess from the large probes replaced by
+    `change_guess(text)` (None: as it is); returns (program, the IR texts the compiles were given,
+    (x, y, fetches))."""
+    from graphc.backend.llvm import jit, symbolic
+
+    x, y, fetches = _mlp()
+    compiled, fit_ir, compile_ir = [], symbolic.fit_ir, jit.compile_ir
+
+    def fit(texts, points, scans=None, guess=False):
+        text = fit_ir(texts, points, scans, guess=guess)
+        return change_guess(text) if guess and change_guess is not None else text
+
+    def record(ir_text, *args):
+        compiled.append(ir_text)
+        return compile_ir(ir_text, *args)
+
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    monkeypatch.setattr(symbolic, "fit_ir", fit)
+    monkeypatch.setattr(jit, "compile_ir", record)
+    monkeypatch.setattr("graphc.backend.llvm.program.compile_ir", record)
+    program = symbolic.SymbolicProgram(fetches, [], [(x, 0)], lambda v: {x: (v[0], 6), y: (v[0],)})
+    return program, compiled, (x, y, fetches)
+
+
+def test_the_template_compiles_while_the_small_probes_are_built(monkeypatch):
+    """The template fitted on the large probes is the template of all probes (the MLP's loss has
+    mean's 1/N, a float literal that any two probes fit as a line: the guess takes the
+    reciprocal): one compile, started before the small probes are planned."""
+    from graphc.backend.llvm import symbolic
+    from graphc.backend.llvm.template import small_probes
+
+    events, plan_at = [], symbolic._plan_at
+
+    def planned(fetches, assigns, shapes, *args):
+        events.append(max(s[0] for s in shapes.values()))
+        return plan_at(fetches, assigns, shapes, *args)
+
+    monkeypatch.setattr(symbolic, "_plan_at", planned)
+    program, compiled, _ = _template_of_mlp(monkeypatch, lambda text: events.append("compile") or text)
+    assert compiled == [program.ir_text] and program.compiled.ir_text == program.ir_text
+    assert events[-4:] == ["compile", *(p[0] for p in small_probes(1))]
+
+
+def test_a_template_the_small_probes_change_is_compiled_again(monkeypatch):
+    """When the large probes' guess is not the template of all probes, the program compiles the
+    template of all probes (the early compile is dropped)."""
+    program, compiled, _ = _template_of_mlp(monkeypatch, lambda text: text + "\n; a wrong guess\n")
+    assert len(compiled) == 2 and compiled[0].endswith("; a wrong guess\n")
+    assert compiled[1] == program.ir_text == program.compiled.ir_text and "a wrong guess" not in program.ir_text
+
+
+def test_the_guess_fits_a_reciprocal_that_the_large_probes_alone_fit_as_a_line():
+    """`fit_ir` on the large probes: without the guess, 1/N fits a real line there (which the small
+    probes refute); with it, 1/N, as every probe gives."""
+    from graphc.backend.llvm.template import _double_hex, fit_ir, probes, small_probes
+
+    def text(n):
+        return f"\ndefine double @f() {{\nentry:\n  %a = fadd double 1.0, {_double_hex(1.0 / n)}\n  ret double %a\n}}\n"
+
+    large, points = probes(1), probes(1) + small_probes(1)
+    every = fit_ir([text(p[0]) for p in points], points)
+    assert "fdiv" in every
+    assert fit_ir([text(p[0]) for p in large], large, guess=True) == every
+    assert fit_ir([text(p[0]) for p in large], large) != every

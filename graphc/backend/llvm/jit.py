@@ -1,12 +1,16 @@
 """Compiling LLVM IR for the host CPU and loading it with MCJIT.
 
 The module is parsed, optimized at O3 with the new pass builder for the host's CPU name
-and features, and turned into an object file, in the optimizer process
-(`graphc.backend.llvm.optimizer`: llvmlite's pipeline leaks memory, which that process
-absorbs); the object (from the disk cache when an entry for the same IR, toolchain and CPU
-exists) is loaded into its own MCJIT engine, which stays alive as long as the `Compiled`
-that holds it. llvmlite serializes LLVM calls behind one global lock, so threads do not
-compile in parallel.
+and features, and turned into an object file: the first `IN_PROCESS_FIRST` cache misses of
+a process here, later ones in the optimizer process (`graphc.backend.llvm.optimizer`:
+llvmlite's pipeline leaks about 55 KB per module, which that process absorbs; starting it,
+a Python interpreter importing llvmlite, takes about as long as compiling a program, so a
+process that compiles a few programs does not wait for it). The object (from the disk
+cache when an entry for the same IR, toolchain and CPU exists) is loaded into its own
+MCJIT engine, which stays alive as long as the `Compiled` that holds it. llvmlite
+serializes LLVM calls behind one global lock, so threads do not compile in parallel; a
+`Compiling` compiles on a thread of its own while the caller's thread runs Python (a
+symbolic template's small probes, `symbolic.build_template`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from . import cache
 from .once import once
 from .optimizer import SPEED_LEVEL, Process, host_target_machine, optimize_module
 
-__all__ = ["Compiled", "compile_ir", "optimize_ir", "optimize_module", "target_machine"]
+__all__ = ["Compiled", "Compiling", "compile_ir", "optimize_ir", "optimize_module", "target_machine"]
 
 _lock = threading.Lock()
 _optimizer = Process()
+IN_PROCESS_FIRST = 4  # cache misses compiled in this process before the optimizer process takes over
+_misses = 0
 atexit.register(_optimizer.stop)
 
 
@@ -82,14 +88,16 @@ class Compiled:
 
 def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
     """Compile (or load from the disk cache) and link `ir_text`; `symbols` resolve externals."""
+    global _misses
     key = cache.cache_key(ir_text, _target_description())
     obj = cache.load(key)
     optimized = None
     with _lock:
         tm = target_machine()
         if obj is None:
-            obj = _optimizer.object_code(ir_text)
-            if obj is None:  # no optimizer process: optimize here
+            _misses += 1
+            obj = _optimizer.object_code(ir_text) if _misses > IN_PROCESS_FIRST else None
+            if obj is None:  # one of the first misses, or no optimizer process: optimize here
                 mod = optimize_ir(ir_text)
                 optimized = str(mod)
                 obj = tm.emit_object(mod)
@@ -107,3 +115,28 @@ def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
     if not address:
         raise RuntimeError(f"compiled module has no function {entry!r}")
     return Compiled(ir_text, engine, address, from_cache, [objref], optimized)
+
+
+class Compiling:
+    """`compile_ir` running on a thread of its own, so the caller can do other work meanwhile (LLVM
+    runs without the GIL); `result()` waits for it and returns its `Compiled` or raises its error."""
+
+    def __init__(self, ir_text: str, entry: str, symbols: dict[str, int]):
+        self._outcome: tuple[Compiled | None, BaseException | None] = (None, None)
+        self._thread = threading.Thread(target=self._run, args=(ir_text, entry, symbols), name="graphc-compile",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, ir_text: str, entry: str, symbols: dict[str, int]) -> None:
+        try:
+            self._outcome = (compile_ir(ir_text, entry, symbols), None)
+        except BaseException as exc:  # noqa: BLE001 (raised by `result`)
+            self._outcome = (None, exc)
+
+    def result(self) -> Compiled:
+        self._thread.join()
+        compiled, error = self._outcome
+        if error is not None:
+            raise error
+        assert compiled is not None
+        return compiled

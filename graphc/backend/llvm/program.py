@@ -25,7 +25,7 @@ from ...runtime.counters import count_compile
 from . import blas, collective, host, lapack
 from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
-from .jit import compile_ir
+from .jit import Compiling, compile_ir
 from .parallel import default_threads, get_pool
 from .steps import Collective, Gemm, Lapack, Plan, host_nodes
 
@@ -50,8 +50,9 @@ class LLVMProgram:
 
     def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor],
                  feed_shapes: Mapping[Tensor, tuple[int, ...]] | None, options: CompileOptions | None = None,
-                 instrument: Any = None, built: tuple | None = None):
-        """`built`: the (optimized, plan, ir_text) of the program when made elsewhere (symbolic templates)."""
+                 instrument: Any = None, built: tuple | None = None, compiling: Compiling | None = None):
+        """`built`: the (optimized, plan, ir_text) of the program when made elsewhere (symbolic templates);
+        `compiling`: its IR's compile, when started already."""
         self.options = options or CompileOptions()
         fetches, assigns = list(fetches), list(assigns)
         if built is None:
@@ -69,7 +70,8 @@ class LLVMProgram:
 
             check_program(collectives)
         self.uses_mpi = bool(collectives)  # gc.distributed collectives: MPI calls
-        self.compiled = compile_ir(self.ir_text, ENTRY, external_symbols(self.plan))
+        self.compiled = (compiling.result() if compiling is not None
+                         else compile_ir(self.ir_text, ENTRY, external_symbols(self.plan)))
         count_compile()
         self.entry = self.compiled.address
         original = {new: old for old, new in mapping.items() if old.op in ("placeholder", "variable")}

@@ -25,9 +25,10 @@ from ...ir.graph import Tensor
 from ...options import CompileOptions
 from ...passes.sizing import SizesDivergedError, Tape, taping
 from .backend import LLVM
-from .codegen import build_module
-from .program import LLVMProgram
-from .steps import Collective, Lapack, host_nodes
+from .codegen import ENTRY, build_module
+from .jit import Compiling
+from .program import LLVMProgram, external_symbols
+from .steps import Collective, Lapack, Plan, host_nodes
 from .template import (
     DIMS,
     LIMIT,
@@ -45,60 +46,89 @@ from .template import (
 
 def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
                    shapes_at: Callable[[tuple[int, ...]], Mapping[Tensor, tuple[int, ...]]], k: int,
-                   options: CompileOptions) -> tuple[tuple, Any, list[tuple]]:
+                   options: CompileOptions, early: Callable[[str, Plan], None] | None = None
+                   ) -> tuple[tuple, Any, list[tuple]]:
     """((optimized, plan, ir_text) of the base probe with the template IR, arena formula, output shapes).
+
+    The template is fitted on the large probes (`probes`) and checked at the small ones
+    (`small_probes`). `early(ir_text, plan)`, when given, is called with the template as the
+    large probes give it, before the small probes are built: the caller may start compiling
+    it while they are. The result is what the builds at all probes give; its IR text is the
+    one `early` saw unless the small probes changed a fit (then `early`'s is not the template).
 
     Raises `NotSymbolicError` when the program cannot be one template for all values.
     """
     if k > MAX_SYMBOLS:
         raise NotSymbolicError(f"{k} independent symbolic dims (a template has at most {MAX_SYMBOLS})")
     fetches, assigns = list(fetches), list(assigns)
+    large, points = probes(k), probes(k) + small_probes(k)
     mappings = []
-    for point in probes(k) + small_probes(k):
+    for point in points:
         try:
             mappings.append(bind_shapes(fetches + assigns, shapes_at(point))[1])
         except GraphcError as e:
             raise NotSymbolicError(f"the graph does not bind for every value of its symbolic dims ({e})") from e
-    check_shapes(mappings, probes(k) + small_probes(k))
+    check_shapes(mappings, points)
     del mappings
     # planned at the base probe (dims beyond any value served); every other build, at large and
     # at small values, replays its decisions (`graphc.passes.sizing`) and must then agree with it
-    points = probes(k) + small_probes(k)
-    optimized, plans, planning = None, [], Tape()
-    for point in points:
-        with _diverging():
-            try:
-                with taping(planning):
-                    opt = optimize(fetches + assigns, shapes_at(point), options, backend=LLVM)
-                    bound = list(opt.module.outputs)
-                    plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
-                    planning.finished()
-            except SizesDivergedError:
-                raise
-            except GraphcError as e:
-                raise NotSymbolicError(f"the graph does not bind with independent symbolic dims ({e})") from e
-        planning.rewind()
-        for step in plan.steps:
-            if isinstance(step, (Lapack, Collective)):
-                raise NotSymbolicError(f"{step.node.op} (LAPACK and collective steps) needs static shapes")
-        if host_nodes(plan):  # the host callback shapes what it prints or checks by the node's static shape
-            raise NotSymbolicError("gc.print and gc.check_numerics (host callbacks) need static shapes")
-        plans.append(plan)
-        if optimized is None:
-            optimized = opt
+    planning, codegen = Tape(), Tape()
+    built = [_plan_at(fetches, assigns, shapes_at(point), options, planning) for point in large]
+    optimized, plans = built[0][0], [plan for _, plan in built]
+    del built
+    placed, _ = affine_arena(plans, large)
+    texts = [_text(plan, codegen) for plan in placed]
+    scans: dict[str, Any] = {}  # each text's scan, for the fit at every probe
+    if early is not None:
+        with contextlib.suppress(NotSymbolicError):  # the fit at every probe below says why
+            early(fit_ir(texts, large, scans, guess=True), placed[0])
+    # the small probes: the template is what the builds at every probe give
+    plans += [_plan_at(fetches, assigns, shapes_at(point), options, planning)[1] for point in points[len(large):]]
     same_consts(plans)
-    placed, arena = affine_arena(plans, points)
-    if any(len(p.feeds) != len(placed[0].feeds) or len(p.outputs) != len(placed[0].outputs) for p in placed):
+    all_placed, arena = affine_arena(plans, points)
+    for i, (a, b) in enumerate(zip(placed, all_placed)):
+        if [x.slot for x in a.buffers] != [x.slot for x in b.buffers]:  # placed otherwise: built again
+            texts[i] = _text(b, codegen)
+    if any(len(p.feeds) != len(all_placed[0].feeds) or len(p.outputs) != len(all_placed[0].outputs)
+           for p in all_placed):
         raise NotSymbolicError("the program's arguments depend on the dim values")
-    texts, codegen = [], Tape()
-    for plan in placed:
-        with _diverging(), taping(codegen):
-            texts.append(str(build_module(plan)))
-            codegen.finished()
-        codegen.rewind()
-    ir_text = fit_ir(texts, points)
-    out_shapes = fit_shapes([[o.shape for o in p.outputs] for p in placed], points)
-    return (optimized, placed[0], ir_text), arena, out_shapes
+    texts += [_text(plan, codegen) for plan in all_placed[len(large):]]
+    ir_text = fit_ir(texts, points, scans)
+    out_shapes = fit_shapes([[o.shape for o in p.outputs] for p in all_placed], points)
+    return (optimized, all_placed[0], ir_text), arena, out_shapes
+
+
+def _plan_at(fetches: list[Tensor], assigns: list[Tensor], shapes: Mapping[Tensor, tuple[int, ...]],
+             options: CompileOptions, planning: Tape) -> tuple[Any, Plan]:
+    """The optimized graph and plan at one probe, under the planning tape (recording at the
+    first build, replaying after); raises `NotSymbolicError` for what a template cannot do."""
+    with _diverging():
+        try:
+            with taping(planning):
+                opt = optimize(fetches + assigns, shapes, options, backend=LLVM)
+                bound = list(opt.module.outputs)
+                plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
+                planning.finished()
+        except SizesDivergedError:
+            raise
+        except GraphcError as e:
+            raise NotSymbolicError(f"the graph does not bind with independent symbolic dims ({e})") from e
+    planning.rewind()
+    for step in plan.steps:
+        if isinstance(step, (Lapack, Collective)):
+            raise NotSymbolicError(f"{step.node.op} (LAPACK and collective steps) needs static shapes")
+    if host_nodes(plan):  # the host callback shapes what it prints or checks by the node's static shape
+        raise NotSymbolicError("gc.print and gc.check_numerics (host callbacks) need static shapes")
+    return opt, plan
+
+
+def _text(plan: Plan, codegen: Tape) -> str:
+    """The plan's LLVM IR text, under the code generation tape."""
+    with _diverging(), taping(codegen):
+        text = str(build_module(plan))
+        codegen.finished()
+    codegen.rewind()
+    return text
 
 
 @contextlib.contextmanager
@@ -123,9 +153,16 @@ class SymbolicProgram(LLVMProgram):
                  options: CompileOptions | None = None):
         """`where[j]` is a (placeholder, axis) whose fed dim is symbol j; `shapes_at(values)` the feed shapes."""
         options = options or CompileOptions()
-        built, self.arena_formula, self.out_shapes = build_template(fetches, assigns, shapes_at, len(where), options)
+        early: list[tuple[str, Compiling]] = []
+
+        def compile_early(ir_text: str, plan: Plan) -> None:  # while the small probes are built
+            early.append((ir_text, Compiling(ir_text, ENTRY, external_symbols(plan))))
+
+        built, self.arena_formula, self.out_shapes = build_template(fetches, assigns, shapes_at, len(where), options,
+                                                                    compile_early)
+        compiling = early[0][1] if early and early[0][0] == built[2] else None
         try:
-            super().__init__(fetches, assigns, None, options, built=built)
+            super().__init__(fetches, assigns, None, options, built=built, compiling=compiling)
         except Exception as e:  # a literal replaced where LLVM wants a constant: never a failed run
             raise NotSymbolicError(f"the template does not compile ({type(e).__name__}: {str(e)[:200]})") from e
         self._init_symbolic(where)

@@ -45,6 +45,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import product
+from typing import Any
 
 import numpy as np
 
@@ -173,10 +174,18 @@ def _scan(text: str) -> tuple[list[str], list[_Token]]:
     return pieces, lits
 
 
-def fit_ir(texts: Sequence[str], points: Sequence[tuple[int, ...]]) -> str:
+def fit_ir(texts: Sequence[str], points: Sequence[tuple[int, ...]], scans: dict[str, Any] | None = None,
+           guess: bool = False) -> str:
     """The template IR: `texts[0]` with every literal that differs across the probes replaced by
-    its affine function of the symbols (read from the global `DIMS`)."""
-    split = [_scan(t) for t in texts]
+    its affine function of the symbols (read from the global `DIMS`). `scans` keeps each text's
+    scan for another fit of the same texts.
+
+    With `guess`, the points are the large probes only, where any values of a float literal
+    fit a real affine function: an integer or reciprocal-integer fit (a size, ``mean``'s
+    ``1/N``) is taken first there, as the small probes would decide. The result is a guess
+    that the fit at every probe confirms or not (`symbolic.build_template`)."""
+    scans = {} if scans is None else scans
+    split = [scans[t] if t in scans else scans.setdefault(t, _scan(t)) for t in texts]
     skeleton, tokens = split[0]
     if any(s[0] != skeleton or len(s[1]) != len(tokens) for s in split[1:]):
         raise NotSymbolicError("the generated code's structure depends on the dim values")
@@ -196,7 +205,13 @@ def fit_ir(texts: Sequence[str], points: Sequence[tuple[int, ...]]) -> str:
             fitted[tok.start] = _Literal("int", tok.type, f)
             continue
         values = [_hex_double(v) for v in lits]
-        f, recip = _float_fit(values, points), False
+        f, recip = None, False
+        if guess and all(values):
+            f, recip = _integer_fit(values, points), False
+            if f is None:
+                f, recip = _integer_fit([1.0 / v for v in values], points), True
+        if f is None:
+            f, recip = _float_fit(values, points), False
         if f is None and all(values):
             f, recip = _float_fit([1.0 / v for v in values], points), True
         if f is None:
@@ -210,12 +225,15 @@ def _float_fit(values: Sequence[float], points: Sequence[tuple[int, ...]]) -> Af
     """A float literal's affine function: an integer one when every value is within a float32
     rounding of an integer (a size or a count; fitted exactly, so that it holds at small
     values too), else a real one."""
+    return _integer_fit(values, points) or fit(values, points, exact=False)
+
+
+def _integer_fit(values: Sequence[float], points: Sequence[tuple[int, ...]]) -> Affine | None:
+    """The exact affine function of float values that are each within a float32 rounding of an integer."""
     near = [round(v) for v in values]
     if all(math.isclose(v, n, rel_tol=1e-6) for v, n in zip(values, near)):
-        f = fit(near, points)
-        if f is not None:
-            return f
-    return fit(values, points, exact=False)
+        return fit(near, points)
+    return None
 
 
 def _check_ranges(fitted: dict[int, _Literal], k: int) -> None:

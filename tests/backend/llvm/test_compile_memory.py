@@ -105,3 +105,24 @@ def test_a_dead_optimizer_process_falls_back_to_in_process():
     child._proc.wait()
     assert child.object_code(ir) is None and child.broken  # the caller compiles in process from now on
     assert child.object_code(ir) is None
+
+
+def test_the_first_misses_of_a_process_compile_in_process(monkeypatch):
+    """A process's first `IN_PROCESS_FIRST` cache misses do not wait for the optimizer process to start;
+    the ones after go to it."""
+    from graphc.backend.llvm import jit
+
+    asked = []
+
+    class Child:
+        def object_code(self, ir_text):
+            asked.append(ir_text)
+            return None  # unavailable: compiled in process
+
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    monkeypatch.setattr(jit, "_optimizer", Child())
+    monkeypatch.setattr(jit, "_misses", 0)
+    irs = [f"define i32 @graphc_entry() {{\n  ret i32 {i}\n}}\n" for i in range(jit.IN_PROCESS_FIRST + 2)]
+    for ir in irs:
+        assert jit.compile_ir(ir, "graphc_entry", {}).address
+    assert asked == irs[jit.IN_PROCESS_FIRST:]
