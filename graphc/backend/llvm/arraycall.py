@@ -44,6 +44,7 @@ from llvmlite import ir
 
 from ...passes.memory import ALIGNMENT, RECYCLE_BYTES
 from .jit import compile_ir
+from .loops import I8, I32, I64, PTR
 from .once import once
 
 __all__ = ["NAME", "STACK_ARENA", "build_caller", "native_function", "spec_words", "struct_layout"]
@@ -59,10 +60,6 @@ _METH_FASTCALL = 0x0080
 # objects returned on success and on a mismatch; PyEval_SaveThread, PyEval_RestoreThread;
 # whether an arena array follows the arguments
 _HEADER = 21
-_I8 = ir.IntType(8)
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_PTR = ir.PointerType()
 DONE = object()  # what a native call returns after the program ran
 
 
@@ -155,7 +152,7 @@ def _compiled() -> Any:
 
 def _module(off_data: int) -> ir.Module:
     module = ir.Module(name=NAME)
-    fn = ir.Function(module, ir.FunctionType(_PTR, [_PTR, _PTR, _I64]), NAME)
+    fn = ir.Function(module, ir.FunctionType(PTR, [PTR, PTR, I64]), NAME)
     self_obj, argv, nargs = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     blocks = {x: fn.append_basic_block(x) for x in ("copy.head", "copy.body", "arena", "from.arg", "on.stack",
@@ -163,34 +160,34 @@ def _module(off_data: int) -> ir.Module:
                                                      "dims.next", "store", "fail", "done")}
 
     def const(v: int) -> ir.Constant:
-        return ir.Constant(_I64, v)
+        return ir.Constant(I64, v)
 
     def field(base: ir.Value, offset: ir.Value, ty: ir.Type) -> ir.Value:
-        return b.load(b.gep(base, [offset], source_etype=_I8), typ=ty)
+        return b.load(b.gep(base, [offset], source_etype=I8), typ=ty)
 
-    spec = field(self_obj, const(off_data), _PTR)  # the spec array's data
+    spec = field(self_obj, const(off_data), PTR)  # the spec array's data
 
     def word(i: ir.Value | int) -> ir.Value:
-        return b.load(b.gep(spec, [const(i) if isinstance(i, int) else i], source_etype=_I64), typ=_I64)
+        return b.load(b.gep(spec, [const(i) if isinstance(i, int) else i], source_etype=I64), typ=I64)
 
     def goto(block: str) -> None:
         b.position_at_end(blocks[block])
 
     def give(address: ir.Value) -> None:
         """Return the object at `address` as a new reference (the GIL is held)."""
-        obj = b.inttoptr(address, _PTR)
-        b.store(b.add(b.load(obj, typ=_I64), const(1)), obj)
+        obj = b.inttoptr(address, PTR)
+        b.store(b.add(b.load(obj, typ=I64), const(1)), obj)
         b.ret(obj)
 
-    k_var, pos_var, d_var, arena_var = b.alloca(_I64), b.alloca(_I64), b.alloca(_I64), b.alloca(_PTR)
+    k_var, pos_var, d_var, arena_var = b.alloca(I64), b.alloca(I64), b.alloca(I64), b.alloca(PTR)
     array_type, off_type, off_data_w, off_nd, off_dims, off_descr, off_flags, bit, off_items = (
         word(i) for i in range(9))
     n_inputs, n_rest, size, arena_slot, arena_bytes, entry_fn, check = (word(i) for i in range(9, 16))
     done_obj, miss_obj, save_thread, restore_thread, arena_arg = (word(i) for i in range(16, _HEADER))
     n_args = b.add(n_inputs, n_rest)
-    inputs_tuple = b.load(argv, typ=_PTR)
+    inputs_tuple = b.load(argv, typ=PTR)
     wanted = b.add(b.add(n_rest, const(1)), arena_arg)
-    table = b.alloca(_PTR, size=size)
+    table = b.alloca(PTR, size=size)
     b.store(const(0), k_var)
     b.cbranch(b.icmp_signed("==", nargs, wanted), blocks["copy.head"], blocks["fail"])
 
@@ -198,25 +195,25 @@ def _module(off_data: int) -> ir.Module:
     k = b.load(k_var)
     b.cbranch(b.icmp_signed("<", k, size), blocks["copy.body"], blocks["arena"])
     goto("copy.body")
-    b.store(b.inttoptr(word(b.add(k, const(_HEADER))), _PTR), b.gep(table, [k], source_etype=_PTR))
+    b.store(b.inttoptr(word(b.add(k, const(_HEADER))), PTR), b.gep(table, [k], source_etype=PTR))
     b.store(b.add(k, const(1)), k_var)
     b.branch(blocks["copy.head"])
 
     goto("arena")  # the caller's arena array, or a block of this stack frame
-    b.store(ir.Constant(_PTR, None), arena_var)
+    b.store(ir.Constant(PTR, None), arena_var)
     b.cbranch(b.icmp_signed("!=", arena_arg, const(0)), blocks["from.arg"], blocks["on.stack"])
     goto("from.arg")
-    arena_obj = b.load(b.gep(argv, [b.add(n_rest, const(1))], source_etype=_PTR), typ=_PTR)
-    raw = b.ptrtoint(field(arena_obj, off_data_w, _PTR), _I64)
-    b.store(b.inttoptr(b.and_(b.add(raw, const(ALIGNMENT - 1)), const(-ALIGNMENT)), _PTR), arena_var)
+    arena_obj = b.load(b.gep(argv, [b.add(n_rest, const(1))], source_etype=PTR), typ=PTR)
+    raw = b.ptrtoint(field(arena_obj, off_data_w, PTR), I64)
+    b.store(b.inttoptr(b.and_(b.add(raw, const(ALIGNMENT - 1)), const(-ALIGNMENT)), PTR), arena_var)
     b.branch(blocks["table"])
     goto("on.stack")
     with b.if_then(b.icmp_signed(">", arena_bytes, const(0))):
-        raw = b.ptrtoint(b.alloca(_I8, size=b.add(arena_bytes, const(ALIGNMENT))), _I64)
-        b.store(b.inttoptr(b.and_(b.add(raw, const(ALIGNMENT - 1)), const(-ALIGNMENT)), _PTR), arena_var)
+        raw = b.ptrtoint(b.alloca(I8, size=b.add(arena_bytes, const(ALIGNMENT))), I64)
+        b.store(b.inttoptr(b.and_(b.add(raw, const(ALIGNMENT - 1)), const(-ALIGNMENT)), PTR), arena_var)
     b.branch(blocks["table"])
     goto("table")
-    b.store(b.load(arena_var), b.gep(table, [arena_slot], source_etype=_PTR))
+    b.store(b.load(arena_var), b.gep(table, [arena_slot], source_etype=PTR))
     b.store(const(0), k_var)
     b.store(b.add(size, const(_HEADER)), pos_var)
     b.branch(blocks["head"])
@@ -227,31 +224,31 @@ def _module(off_data: int) -> ir.Module:
     goto("body")
     pos = b.load(pos_var)
     is_input = b.icmp_signed("<", k, n_inputs)
-    from_tuple = b.gep(inputs_tuple, [b.add(off_items, b.mul(k, const(8)))], source_etype=_I8)
-    from_argv = b.gep(argv, [b.add(b.sub(k, n_inputs), const(1))], source_etype=_PTR)
-    obj = b.load(b.select(is_input, from_tuple, from_argv), typ=_PTR)
+    from_tuple = b.gep(inputs_tuple, [b.add(off_items, b.mul(k, const(8)))], source_etype=I8)
+    from_argv = b.gep(argv, [b.add(b.sub(k, n_inputs), const(1))], source_etype=PTR)
+    obj = b.load(b.select(is_input, from_tuple, from_argv), typ=PTR)
     slot, ndim, descr = word(pos), word(b.add(pos, const(1))), word(b.add(pos, const(2)))
     b.store(const(0), d_var)
     b.cbranch(b.icmp_signed("!=", check, const(0)), blocks["checks"], blocks["store"])
     goto("checks")
-    ok = b.icmp_unsigned("==", b.ptrtoint(field(obj, off_type, _PTR), _I64), array_type)
-    ok = b.and_(ok, b.icmp_unsigned("==", b.ptrtoint(field(obj, off_descr, _PTR), _I64), descr))
-    ok = b.and_(ok, b.icmp_signed("==", b.sext(field(obj, off_nd, _I32), _I64), ndim))
-    flags = b.sext(field(obj, off_flags, _I32), _I64)
+    ok = b.icmp_unsigned("==", b.ptrtoint(field(obj, off_type, PTR), I64), array_type)
+    ok = b.and_(ok, b.icmp_unsigned("==", b.ptrtoint(field(obj, off_descr, PTR), I64), descr))
+    ok = b.and_(ok, b.icmp_signed("==", b.sext(field(obj, off_nd, I32), I64), ndim))
+    flags = b.sext(field(obj, off_flags, I32), I64)
     ok = b.and_(ok, b.icmp_unsigned("!=", b.and_(flags, bit), const(0)))
     b.cbranch(ok, blocks["dims.head"], blocks["fail"])
     goto("dims.head")
     d = b.load(d_var)
     b.cbranch(b.icmp_signed("<", d, ndim), blocks["dims.body"], blocks["store"])
     goto("dims.body")
-    got = b.load(b.gep(field(obj, off_dims, _PTR), [d], source_etype=_I64), typ=_I64)
+    got = b.load(b.gep(field(obj, off_dims, PTR), [d], source_etype=I64), typ=I64)
     b.cbranch(b.icmp_signed("==", got, word(b.add(pos, b.add(d, const(3))))), blocks["dims.next"], blocks["fail"])
     goto("dims.next")
     b.store(b.add(d, const(1)), d_var)
     b.branch(blocks["dims.head"])
     goto("store")
     with b.if_then(b.icmp_signed(">=", slot, const(0))):
-        b.store(field(obj, off_data_w, _PTR), b.gep(table, [slot], source_etype=_PTR))
+        b.store(field(obj, off_data_w, PTR), b.gep(table, [slot], source_etype=PTR))
     b.store(b.add(pos, b.add(ndim, const(3))), pos_var)
     b.store(b.add(k, const(1)), k_var)
     b.branch(blocks["head"])
@@ -259,9 +256,9 @@ def _module(off_data: int) -> ir.Module:
     goto("fail")
     give(miss_obj)
     goto("done")  # the program runs with the GIL released
-    state = b.call(b.inttoptr(save_thread, ir.FunctionType(_PTR, []).as_pointer()), [])
-    b.call(b.inttoptr(entry_fn, ir.FunctionType(ir.VoidType(), [_PTR]).as_pointer()), [table])
-    b.call(b.inttoptr(restore_thread, ir.FunctionType(ir.VoidType(), [_PTR]).as_pointer()), [state])
+    state = b.call(b.inttoptr(save_thread, ir.FunctionType(PTR, []).as_pointer()), [])
+    b.call(b.inttoptr(entry_fn, ir.FunctionType(ir.VoidType(), [PTR]).as_pointer()), [table])
+    b.call(b.inttoptr(restore_thread, ir.FunctionType(ir.VoidType(), [PTR]).as_pointer()), [state])
     give(done_obj)
     return module
 

@@ -31,7 +31,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...passes.sizing import decide
-from .loops import entry_allocas
+from .loops import I8, I32, I64, entry_allocas
 
 __all__ = ["DGEMM", "GEMM_GFLOPS", "GEMM_MIN_PIECE_NS", "GEMM_MIN_WIDTH", "SGEMM", "capsule_address", "cython_module",
            "declare_gemm", "emit_gemm", "emit_gemm_parallel", "gemm_split", "gemm_symbols", "limit_scipy_blas_threads"]
@@ -47,12 +47,9 @@ GEMM_GFLOPS = 60.0
 GEMM_MIN_WIDTH = 128
 GEMM_MIN_PIECE_NS = 30_000
 
-_I8 = ir.IntType(8)
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_I8P = _I8.as_pointer()
-_CHUNK_TYPE = ir.FunctionType(ir.VoidType(), [_I8P.as_pointer(), _I64, _I64])
-_PARALLEL_FOR_TYPE = ir.FunctionType(ir.VoidType(), [_I8P, _I8P.as_pointer(), _I64, _I64])
+_I8P = I8.as_pointer()
+_CHUNK_TYPE = ir.FunctionType(ir.VoidType(), [_I8P.as_pointer(), I64, I64])
+_PARALLEL_FOR_TYPE = ir.FunctionType(ir.VoidType(), [_I8P, _I8P.as_pointer(), I64, I64])
 _I32_MAX = 2**31 - 1
 _SYMBOLS = {np.dtype(np.float32): (SGEMM, "sgemm", ir.FloatType()),
             np.dtype(np.float64): (DGEMM, "dgemm", ir.DoubleType())}
@@ -147,7 +144,7 @@ def declare_gemm(module: ir.Module, dtype: object) -> ir.Function:
     existing = module.globals.get(name)
     if existing is not None:
         return existing
-    i8p, i32p, tp = _I8.as_pointer(), _I32.as_pointer(), elem.as_pointer()
+    i8p, i32p, tp = I8.as_pointer(), I32.as_pointer(), elem.as_pointer()
     fnty = ir.FunctionType(ir.VoidType(), [i8p, i8p, i32p, i32p, i32p, tp, tp, i32p, tp, i32p, tp, tp, i32p])
     return ir.Function(module, fnty, name)
 
@@ -170,7 +167,7 @@ def emit_gemm(builder: ir.IRBuilder, dtype: object, trans_a: bool, trans_b: bool
     """
     fn = declare_gemm(builder.module, dtype)
     _, _, elem = _lookup(dtype)
-    values = [ir.Constant(_I8, ord("T" if trans_b else "N")), ir.Constant(_I8, ord("T" if trans_a else "N"))]
+    values = [ir.Constant(I8, ord("T" if trans_b else "N")), ir.Constant(I8, ord("T" if trans_a else "N"))]
     values += [_as_i32(builder, v) for v in (n, m, k)]
     # Fortran requires every leading dimension >= 1, even when a size is 0.
     values += [_at_least_one(builder, _as_i32(builder, v)) for v in (ldb, lda, ldc)]
@@ -204,12 +201,12 @@ def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: obj
                                  alpha, beta)
     slots = ir.ArrayType(_I8P, 3)
     (table,) = entry_allocas(builder, [slots])
-    zero = ir.Constant(_I32, 0)
+    zero = ir.Constant(I32, 0)
     for i, p in enumerate((a_ptr, b_ptr, c_ptr)):
-        builder.store(builder.bitcast(p, _I8P), builder.gep(table, [zero, ir.Constant(_I32, i)]))
+        builder.store(builder.bitcast(p, _I8P), builder.gep(table, [zero, ir.Constant(I32, i)]))
     builder.call(_function_pointer(builder, parallel_for, _PARALLEL_FOR_TYPE),
                  [builder.bitcast(chunk, _I8P), builder.gep(table, [zero, zero]),
-                  ir.Constant(_I64, m if by_rows else n), ir.Constant(_I64, -min_chunk)])
+                  ir.Constant(I64, m if by_rows else n), ir.Constant(I64, -min_chunk)])
 
 
 def gemm_split(m: int, n: int, k: int) -> tuple[bool, int] | None:
@@ -247,12 +244,12 @@ def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     args, begin, end = fn.args
     _, _, elem = _lookup(dtype)
-    a, b, c = (builder.load(builder.gep(args, [ir.Constant(_I64, i)], source_etype=_I8P), typ=_I8P)
+    a, b, c = (builder.load(builder.gep(args, [ir.Constant(I64, i)], source_etype=_I8P), typ=_I8P)
                for i in range(3))
     count = builder.sub(end, begin)
 
     def shifted(base: ir.Value, step: int) -> ir.Value:
-        return builder.gep(base, [builder.mul(begin, ir.Constant(_I64, step))], source_etype=elem)
+        return builder.gep(base, [builder.mul(begin, ir.Constant(I64, step))], source_etype=elem)
 
     if by_rows:  # rows of C are rows of op(A): a row of A, or a column of a transposed A
         emit_gemm(builder, dtype, trans_a, trans_b, count, n, k, shifted(a, 1 if trans_a else lda), lda,
@@ -275,17 +272,17 @@ def _as_i32(builder: ir.IRBuilder, value: int | ir.Value) -> ir.Value:
     if not isinstance(value, ir.Value):
         if not 0 <= value <= _I32_MAX:
             raise ValueError(f"GEMM size or stride {value} does not fit the BLAS's 32-bit ints")
-        return ir.Constant(_I32, value)
+        return ir.Constant(I32, value)
     width = value.type.width
     if width == 32:
         return value
-    return builder.trunc(value, _I32) if width > 32 else builder.zext(value, _I32)
+    return builder.trunc(value, I32) if width > 32 else builder.zext(value, I32)
 
 
 def _at_least_one(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
     if isinstance(value, ir.Constant):
-        return ir.Constant(_I32, max(1, value.constant))
-    one = ir.Constant(_I32, 1)
+        return ir.Constant(I32, max(1, value.constant))
+    one = ir.Constant(I32, 1)
     return builder.select(builder.icmp_signed("<", value, one), one, value)
 
 
@@ -304,4 +301,4 @@ def _function_pointer(builder: ir.IRBuilder, value: ir.Value, fnty: ir.FunctionT
     ty = value.type
     if isinstance(ty, ir.PointerType) and not ty.is_opaque and ty.pointee == fnty:
         return value
-    return builder.inttoptr(builder.ptrtoint(value, _I64), fnty.as_pointer())
+    return builder.inttoptr(builder.ptrtoint(value, I64), fnty.as_pointer())

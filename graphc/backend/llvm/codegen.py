@@ -17,10 +17,10 @@ from llvmlite import ir
 from ...passes.sizing import decide, empty, templating, unit_dim
 from . import blas, collective, host, tiled
 from .control import emit_loop
-from .emitter import I8, mem_type
+from .emitter import mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
-from .loops import I64, PTR, FunctionBuilder
+from .loops import I8, I32, I64, PTR, FunctionBuilder
 from .parallel import min_chunk_for
 from .steps import (
     Buffer,
@@ -38,7 +38,6 @@ from .steps import (
 )
 
 ENTRY = "graphc_entry"
-I32 = ir.IntType(32)
 _PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 # The least work (at blas.GEMM_GFLOPS) of each product of a pair that runs on two threads.
 PAIR_MIN_NS = 20_000

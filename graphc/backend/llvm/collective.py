@@ -32,7 +32,7 @@ from _cffi_backend import FFI
 from llvmlite import ir
 
 from ...errors import GraphcError
-from .loops import I64, PTR
+from .loops import I8, I32, I64, PTR
 from .once import once
 
 KINDS = {"allreduce": 0, "allgather": 1, "broadcast": 2}
@@ -42,9 +42,8 @@ IMPLS = ("c", "callback")
 MAX_COUNT = 2**31 - 1
 REQUEST_BYTES = 16  # a stack slot that holds any MPI library's MPI_Request (an int in MPICH, a pointer elsewhere)
 POLLS_BEFORE_YIELD = 1000  # MPI_Test polls between sched_yield calls (as MPICH's own waits spin, then yield)
-_I32 = ir.IntType(32)
-_START = ir.FunctionType(_I32, [_I32, _I32, PTR, PTR, I64, I64, PTR, PTR, I64])
-_WAIT = ir.FunctionType(_I32, [PTR, PTR, I64])
+_START = ir.FunctionType(I32, [I32, I32, PTR, PTR, I64, I64, PTR, PTR, I64])
+_WAIT = ir.FunctionType(I32, [PTR, PTR, I64])
 WHAT_BYTES = 512  # the failing collective's description is kept up to this many bytes
 IN_PROGRAM = " (a collective of a compiled program)"
 _ffi = FFI()
@@ -88,7 +87,7 @@ def emit_start(module: ir.Module, b: ir.IRBuilder, node, count: int, send: ir.Va
                request: ir.Value) -> None:
     """Start the collective for `node` from the program's entry; `request` is its `REQUEST_BYTES` slot."""
     kind, code, n, root = call_args(node, count)
-    b.call(_declare(module, "start", _START), [ir.Constant(_I32, kind), ir.Constant(_I32, code), send, recv,
+    b.call(_declare(module, "start", _START), [ir.Constant(I32, kind), ir.Constant(I32, code), send, recv,
                                                ir.Constant(I64, n), ir.Constant(I64, root), request,
                                                *_what(module, node)])
 
@@ -106,7 +105,7 @@ def _what(module: ir.Module, node) -> tuple[ir.Value, ir.Constant]:
     name = "graphc_what_" + hashlib.sha256(text).hexdigest()[:16]
     g = module.globals.get(name)
     if g is None:
-        ty = ir.ArrayType(ir.IntType(8), len(text))
+        ty = ir.ArrayType(I8, len(text))
         g = ir.GlobalVariable(module, ty, name)
         g.initializer = ir.Constant(ty, bytearray(text))
         g.global_constant = True

@@ -29,8 +29,8 @@ from llvmlite import ir
 from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.region import Region
-from .emitter import I8, mem_type
-from .loops import I64, PTR, FunctionBuilder
+from .emitter import mem_type
+from .loops import I1, I8, I64, PTR, FunctionBuilder
 from .steps import REGIONS, Buffer, CollectiveWait, Gemm, HostCall, Loop, Plan, View, numel
 
 MAX_BYTES = 1 << 62  # a buffer (or a loop's total extent) larger than this is refused before codegen
@@ -201,7 +201,7 @@ def _emit_scan(f: FunctionBuilder, step: Loop, args: list[ir.Value], outs: list[
     y_slice = [numel(s[1:]) for s, _ in ys]
     with f.loop(0, length, "scan") as t:
         index = b.sub(ir.Constant(I64, length - 1), t) if n_node.attrs["reverse"] else t
-        odd = b.trunc(t, ir.IntType(1))
+        odd = b.trunc(t, I1)
         cur = [b.select(odd, pointer(p[1]), pointer(p[0])) for p in step.carry]
         nxt = [b.select(odd, pointer(p[0]), pointer(p[1])) for p in step.carry]
         slices = [_at(f, args[nc + nk + j], x.dtype, b.mul(index, ir.Constant(I64, x_slice[j])))
@@ -233,7 +233,7 @@ def _emit_while(f: FunctionBuilder, step: Loop, args: list[ir.Value], outs: list
     b.branch(head)
     b.position_at_end(head)
     t = b.load(counter)
-    odd = b.trunc(t, ir.IntType(1))
+    odd = b.trunc(t, I1)
     cur = [b.select(odd, pointer(p[1]), pointer(p[0])) for p in step.carry]
     tables[0].params(args[:ncc] + cur)
     tables[0].results([pointer(step.flag)])

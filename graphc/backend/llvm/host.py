@@ -26,12 +26,11 @@ from _cffi_backend import FFI
 from llvmlite import ir
 
 from ...ir.graph import Tensor
-from .loops import I64, PTR
+from .loops import I32, I64, PTR
 from .once import once
 
 DTYPES = {"float32": 0, "float64": 1, "int32": 2, "int64": 3, "bool": 4}
-_I32 = ir.IntType(32)
-_TYPE = ir.FunctionType(_I32, [PTR, I64, _I32, PTR, I64])
+_TYPE = ir.FunctionType(I32, [PTR, I64, I32, PTR, I64])
 _ffi = FFI()
 _programs: dict[int, tuple[Tensor, ...]] = {}  # registration key -> host nodes, in step order
 _keys = itertools.count(1)
@@ -43,9 +42,9 @@ def emit_call(b: ir.IRBuilder, callback: ir.Value, context: ir.Value, index: int
     node = step.node
     fn = b.inttoptr(b.ptrtoint(callback, I64), _TYPE.as_pointer())
     count = int(np.prod(node.shape, dtype=np.int64))
-    rc = b.call(fn, [context, ir.Constant(I64, index), ir.Constant(_I32, DTYPES[node.dtype.name]), data,
+    rc = b.call(fn, [context, ir.Constant(I64, index), ir.Constant(I32, DTYPES[node.dtype.name]), data,
                      ir.Constant(I64, count)])
-    with b.if_then(b.icmp_signed("!=", rc, ir.Constant(_I32, 0)), likely=False):
+    with b.if_then(b.icmp_signed("!=", rc, ir.Constant(I32, 0)), likely=False):
         b.ret_void()
 
 

@@ -22,8 +22,8 @@ from ...ops.shape import broadcast_index
 from ...passes.sizing import SizesDivergedError, decide, unit_dim
 from . import reductions
 from .affine import Affine
-from .emitter import I64, LLVMEmitter, mem_type
-from .loops import PTR, FunctionBuilder
+from .emitter import LLVMEmitter, mem_type
+from .loops import I64, PTR, FunctionBuilder
 from .parallel import MIN_PARALLEL_NS
 from .rows import levels
 from .steps import Buffer, Kernel, KernelMode, View, numel

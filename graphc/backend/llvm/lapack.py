@@ -39,14 +39,11 @@ from llvmlite import ir
 from ...errors import GraphcError
 from . import blas, mathlib
 from .emitter import intrinsic, mem_type
-from .loops import I64, PTR, FunctionBuilder
+from .loops import I1, I8, I32, I64, PTR, FunctionBuilder
 from .steps import Lapack, numel, row_major_strides
 
 __all__ = ["EMITTERS", "lapack_buffers", "lapack_function", "lapack_symbols", "workspace"]
 
-I32 = ir.IntType(32)
-I8 = ir.IntType(8)
-I1 = ir.IntType(1)
 ROUTINES = ("gesv", "trtrs", "potrf", "getrf", "syevd", "gesdd", "geqrf", "orgqr")
 _ALIGN = 16  # workspace segments start on 16-element boundaries
 

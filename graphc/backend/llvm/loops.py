@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 
 from llvmlite import ir
 
-I64 = ir.IntType(64)
+# The backend's LLVM integer and pointer types, defined here only.
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
 
 

@@ -71,9 +71,9 @@ from typing import TypeVar
 from llvmlite import ir
 
 from . import payne_hanek
+from .loops import I1, I32
 from .rarecall import rare_call
 
-_I32 = ir.IntType(32)
 _F64 = ir.DoubleType()
 _INF = float("inf")
 _NAN = float("nan")
@@ -207,7 +207,7 @@ T = TypeVar("T")
 
 
 def _i32(v: int) -> ir.Constant:
-    return ir.Constant(_I32, v)
+    return ir.Constant(I32, v)
 
 
 class _Ops:
@@ -307,7 +307,7 @@ class _Ops:
 
     def to_i32(self, a: ir.Value) -> ir.Value:
         """Integral float value (in i32 range) to i32."""
-        return self.b.fptosi(a, _I32)
+        return self.b.fptosi(a, I32)
 
     def pow2(self, n: ir.Value) -> ir.Value:
         """2^n for an i32 n in the normal exponent range."""
@@ -332,7 +332,7 @@ class _Ops:
         t = self.b.add(self.b.bitcast(x, self.ity), self.iconst(one - off))
         k = self.b.lshr(t, self.iconst(self.mant))
         if self.is64:
-            k = self.b.trunc(k, _I32)
+            k = self.b.trunc(k, I32)
         k = self.b.sub(k, _i32(self.bias))
         m_bits = self.b.add(self.b.and_(t, self.iconst((1 << self.mant) - 1)), self.iconst(off))
         return k, self.b.bitcast(m_bits, self.ty)
@@ -525,7 +525,7 @@ def _reduce_pio2(o: _Ops, xs: ir.Value) -> tuple[ir.Value, tuple[ir.Value, Num],
 
 def _quadrant(o: _Ops, q: ir.Value, sin_r: ir.Value, cos_r: ir.Value) -> ir.Value:
     """sin(r + q pi/2) for an i32 quadrant q."""
-    odd = o.b.trunc(q, ir.IntType(1))
+    odd = o.b.trunc(q, I1)
     upper = o.b.icmp_unsigned("!=", o.b.and_(q, _i32(2)), _i32(0))
     res = o.sel(odd, cos_r, sin_r)
     return o.sel(upper, o.neg(res), res)
@@ -823,7 +823,7 @@ def _tan_of(o: _Ops, odd: ir.Value, sin_r: tuple[ir.Value, Num], cos_r: tuple[ir
 
 
 def _far_tan(o: _Ops, q: ir.Value, r: ir.Value, rl: ir.Value) -> ir.Value:
-    return _tan_of(o, o.b.trunc(q, ir.IntType(1)), *_sincos_kernel(o, r, rl))
+    return _tan_of(o, o.b.trunc(q, I1), *_sincos_kernel(o, r, rl))
 
 
 def _tan(o: _Ops, x: ir.Value) -> ir.Value:

@@ -14,9 +14,8 @@ import functools
 
 from llvmlite import ir
 
-_I1 = ir.IntType(1)
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
+from .loops import I1, I32, I64
+
 _I128 = ir.IntType(128)
 _F64 = ir.DoubleType()
 _WORDS = 20  # one zero word, then 2/pi to 1216 bits: windows for every exponent up to 2047
@@ -47,7 +46,7 @@ def two_over_pi_words() -> tuple[int, ...]:
 def _table(module: ir.Module) -> ir.GlobalVariable:
     if _TABLE in module.globals:
         return module.globals[_TABLE]
-    ty = ir.ArrayType(_I64, _WORDS)
+    ty = ir.ArrayType(I64, _WORDS)
     table = ir.GlobalVariable(module, ty, _TABLE)
     table.linkage = "internal"
     table.global_constant = True
@@ -67,43 +66,43 @@ def reduce_pio2(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Va
     q is an i32 in 0..3; r + rl is a double-double.  Infinities give garbage (callers select NaN);
     smaller x would read the table's padding and give garbage too, never outside the table.
     """
-    bits = b.bitcast(x, _I64)
-    e = b.and_(b.lshr(bits, ir.Constant(_I64, 52)), ir.Constant(_I64, 0x7FF))
-    m = b.or_(b.and_(bits, ir.Constant(_I64, (1 << 52) - 1)), ir.Constant(_I64, 1 << 52))
+    bits = b.bitcast(x, I64)
+    e = b.and_(b.lshr(bits, ir.Constant(I64, 52)), ir.Constant(I64, 0x7FF))
+    m = b.or_(b.and_(bits, ir.Constant(I64, (1 << 52) - 1)), ir.Constant(I64, 1 << 52))
     # x = m 2^t with t = e - 1075.  Bit j of the table (from the top) weighs 2^(63 - j) in 2/pi,
     # so the window starts at j0 = 63 + (t - 1) = e - 1013 (clamped: no read before the table).
-    j0 = b.sub(e, ir.Constant(_I64, 1013))
-    j0 = b.select(b.icmp_signed("<", j0, ir.Constant(_I64, 0)), ir.Constant(_I64, 0), j0)
-    word, shift = b.lshr(j0, ir.Constant(_I64, 6)), b.and_(j0, ir.Constant(_I64, 63))
+    j0 = b.sub(e, ir.Constant(I64, 1013))
+    j0 = b.select(b.icmp_signed("<", j0, ir.Constant(I64, 0)), ir.Constant(I64, 0), j0)
+    word, shift = b.lshr(j0, ir.Constant(I64, 6)), b.and_(j0, ir.Constant(I64, 63))
     table = _table(b.module)
-    zero = ir.Constant(_I32, 0)
-    w = [b.load(b.gep(table, [zero, b.add(word, ir.Constant(_I64, k))], inbounds=True), typ=_I64)
+    zero = ir.Constant(I32, 0)
+    w = [b.load(b.gep(table, [zero, b.add(word, ir.Constant(I64, k))], inbounds=True), typ=I64)
          for k in range(4)]
-    window = [_intrinsic(b, "llvm.fshl.i64", _I64, [w[k], w[k + 1], shift]) for k in range(3)]
+    window = [_intrinsic(b, "llvm.fshl.i64", I64, [w[k], w[k + 1], shift]) for k in range(3)]
     # (r0 r1 r2) = m * window mod 2^192, one 64x64 -> 128-bit product per word.
     m128 = b.zext(m, _I128)
     acc = ir.Constant(_I128, 0)
     out = []
     for word_bits in reversed(window):
         acc = b.add(b.lshr(acc, ir.Constant(_I128, 64)), b.mul(m128, b.zext(word_bits, _I128)))
-        out.append(b.trunc(acc, _I64))
+        out.append(b.trunc(acc, I64))
     r2, r1, r0 = out
     # Round to the nearest quadrant: n = top two bits + the next; the rest is a signed fraction.
-    n = b.add(b.lshr(r0, ir.Constant(_I64, 62)), b.and_(b.lshr(r0, ir.Constant(_I64, 61)), ir.Constant(_I64, 1)))
-    hi = _intrinsic(b, "llvm.fshl.i64", _I64, [r0, r1, ir.Constant(_I64, 2)])
-    lo = _intrinsic(b, "llvm.fshl.i64", _I64, [r1, r2, ir.Constant(_I64, 2)])
+    n = b.add(b.lshr(r0, ir.Constant(I64, 62)), b.and_(b.lshr(r0, ir.Constant(I64, 61)), ir.Constant(I64, 1)))
+    hi = _intrinsic(b, "llvm.fshl.i64", I64, [r0, r1, ir.Constant(I64, 2)])
+    lo = _intrinsic(b, "llvm.fshl.i64", I64, [r1, r2, ir.Constant(I64, 2)])
     v = b.or_(b.shl(b.zext(hi, _I128), ir.Constant(_I128, 64)), b.zext(lo, _I128))  # fraction * 2^128
     frac_neg = b.icmp_signed("<", v, ir.Constant(_I128, 0))
     a = b.select(frac_neg, b.neg(v), v)
-    lz = _intrinsic(b, "llvm.ctlz.i128", _I128, [a, ir.Constant(_I1, 0)])
+    lz = _intrinsic(b, "llvm.ctlz.i128", _I128, [a, ir.Constant(I1, 0)])
     lz = b.select(b.icmp_unsigned(">", lz, ir.Constant(_I128, 127)), ir.Constant(_I128, 127), lz)
     a = b.shl(a, lz)
     # |fraction| = a 2^(-128 - lz): the top 53 bits exactly, the next 64 rounded.
-    top = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 75)), _I64), _F64)
-    rest = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 11)), _I64), _F64)
-    lz64 = b.trunc(lz, _I64)
-    fh = b.fmul(top, _pow2(b, b.sub(ir.Constant(_I64, -53), lz64)))
-    fl = b.fmul(rest, _pow2(b, b.sub(ir.Constant(_I64, -117), lz64)))
+    top = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 75)), I64), _F64)
+    rest = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 11)), I64), _F64)
+    lz64 = b.trunc(lz, I64)
+    fh = b.fmul(top, _pow2(b, b.sub(ir.Constant(I64, -53), lz64)))
+    fl = b.fmul(rest, _pow2(b, b.sub(ir.Constant(I64, -117), lz64)))
     # r + rl = (fh + fl) pi/2 in double-double.
     hi_c, lo_c = (ir.Constant(_F64, c) for c in _PIO2_DD)
     ph = b.fmul(fh, hi_c)
@@ -112,13 +111,13 @@ def reduce_pio2(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Va
     r = b.fadd(ph, tail)
     rl = b.fsub(tail, b.fsub(r, ph))
     # The sign of the fraction, then of x (sin and tan are odd: x < 0 gives -n, -r).
-    x_neg = b.icmp_signed("<", bits, ir.Constant(_I64, 0))
+    x_neg = b.icmp_signed("<", bits, ir.Constant(I64, 0))
     flip = b.xor(frac_neg, x_neg)
     r, rl = b.select(flip, b.fneg(r), r), b.select(flip, b.fneg(rl), rl)
     n = b.select(x_neg, b.neg(n), n)
-    return b.trunc(b.and_(n, ir.Constant(_I64, 3)), _I32), r, rl
+    return b.trunc(b.and_(n, ir.Constant(I64, 3)), I32), r, rl
 
 
 def _pow2(b: ir.IRBuilder, k: ir.Value) -> ir.Value:
     """2^k for an i64 k in the normal exponent range."""
-    return b.bitcast(b.shl(b.add(k, ir.Constant(_I64, 1023)), ir.Constant(_I64, 52)), _F64)
+    return b.bitcast(b.shl(b.add(k, ir.Constant(I64, 1023)), ir.Constant(I64, 52)), _F64)

@@ -19,11 +19,10 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
+from .loops import I1, I8, I32, PTR
 from .optimizer import RARE_CALL_PREFIX
 
 _VFS = (2, 4, 8, 16)
-_I8 = ir.IntType(8)
-_I32 = ir.IntType(32)
 _USED = "llvm.compiler.used"  # keeps the variants alive until the vectorizer has looked
 
 Build = Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]
@@ -51,7 +50,7 @@ def rare_call(b: ir.IRBuilder, name: str, ty: ir.Type, build: Build, x: ir.Value
     fn = _scalar_function(b.module, RARE_CALL_PREFIX + name, ty, build)
     before = b.block
     with b.if_then(cond, likely=False):
-        got = b.call(fn, [x, ir.Constant(_I32, key)])
+        got = b.call(fn, [x, ir.Constant(I32, key)])
         taken = b.block
     out = b.phi(ty)
     out.add_incoming(common, before)
@@ -64,7 +63,7 @@ def _scalar_function(module: ir.Module, name: str, ty: ir.Type, build: Build) ->
         return module.globals[name]
     # Masked ("M") variants of N lanes, with a vector ("v") and a uniform ("u") parameter.
     variants = ",".join(f"_ZGV_LLVM_M{vf}vu_{name}({name}.v{vf})" for vf in _VFS)
-    fn = ir.Function(module, ir.FunctionType(ty, [ty, _I32]), name)
+    fn = ir.Function(module, ir.FunctionType(ty, [ty, I32]), name)
     fn.linkage = "internal"
     fn.attributes = _Attributes(["noinline", "nounwind", "optnone"],
                                 f'"vector-function-abi-variant"="{variants}"')
@@ -77,8 +76,7 @@ def _scalar_function(module: ir.Module, name: str, ty: ir.Type, build: Build) ->
 
 def _lanes(module: ir.Module, scalar: ir.Function, ty: ir.Type) -> ir.Function:
     """f.lanes(ptr x, ptr flags, ptr out, i32 n, i32 key): out[i] = f(x[i], key) where flags[i] (i8) is set."""
-    ptr = ir.PointerType()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, _I32, _I32]), f"{scalar.name}.lanes")
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, I32, I32]), f"{scalar.name}.lanes")
     fn.linkage = "internal"
     for attr in ("noinline", "nounwind", "optnone"):
         fn.attributes.add(attr)
@@ -87,16 +85,16 @@ def _lanes(module: ir.Module, scalar: ir.Function, ty: ir.Type) -> ir.Function:
     b = ir.IRBuilder(entry)
     b.branch(head)
     b.position_at_end(head)
-    i = b.phi(_I32)
-    i.add_incoming(ir.Constant(_I32, 0), entry)
+    i = b.phi(I32)
+    i.add_incoming(ir.Constant(I32, 0), entry)
     b.cbranch(b.icmp_unsigned("<", i, n), body, done)
     b.position_at_end(body)
-    with b.if_then(b.icmp_unsigned("!=", b.load(b.gep(flags, [i], source_etype=_I8), typ=_I8), ir.Constant(_I8, 0))):
+    with b.if_then(b.icmp_unsigned("!=", b.load(b.gep(flags, [i], source_etype=I8), typ=I8), ir.Constant(I8, 0))):
         b.store(b.call(scalar, [b.load(b.gep(xs, [i], source_etype=ty), typ=ty), key]),
                 b.gep(out, [i], source_etype=ty))
     b.branch(step)
     b.position_at_end(step)
-    i.add_incoming(b.add(i, ir.Constant(_I32, 1)), step)
+    i.add_incoming(b.add(i, ir.Constant(I32, 1)), step)
     b.branch(head)
     b.position_at_end(done)
     b.ret_void()
@@ -106,8 +104,8 @@ def _lanes(module: ir.Module, scalar: ir.Function, ty: ir.Type) -> ir.Function:
 def _vector_variant(module: ir.Module, scalar: ir.Function, lanes: ir.Function, ty: ir.Type, vf: int
                     ) -> ir.Function:
     """f.vN(<N x ty> x, i32 key, <N x i1> mask): f(x[i], key) in the lanes the mask sets."""
-    vty, i8v = ir.VectorType(ty, vf), ir.VectorType(_I8, vf)
-    fn = ir.Function(module, ir.FunctionType(vty, [vty, _I32, ir.VectorType(ir.IntType(1), vf)]),
+    vty, i8v = ir.VectorType(ty, vf), ir.VectorType(I8, vf)
+    fn = ir.Function(module, ir.FunctionType(vty, [vty, I32, ir.VectorType(I1, vf)]),
                      f"{scalar.name}.v{vf}")
     fn.linkage = "internal"
     fn.attributes.add("alwaysinline")
@@ -121,20 +119,19 @@ def _vector_variant(module: ir.Module, scalar: ir.Function, lanes: ir.Function, 
     b.store(x, xs)
     b.store(b.zext(mask, i8v), flags)
     b.store(ir.Constant(vty, None), out)
-    b.call(lanes, [xs, flags, out, ir.Constant(_I32, vf), key])
+    b.call(lanes, [xs, flags, out, ir.Constant(I32, vf), key])
     b.ret(b.load(out))
     return fn
 
 
 def _keep(module: ir.Module, fns: list[ir.Function]) -> None:
     """Add fns to llvm.compiler.used (grown in place: its pointer type is opaque)."""
-    ptr = ir.PointerType()
     used = module.globals.get(_USED)
     if used is None:
-        used = ir.GlobalVariable(module, ir.ArrayType(ptr, 0), _USED)
+        used = ir.GlobalVariable(module, ir.ArrayType(PTR, 0), _USED)
         used.linkage = "appending"
         used.section = "llvm.metadata"
-        used.initializer = ir.Constant(ir.ArrayType(ptr, 0), [])
+        used.initializer = ir.Constant(ir.ArrayType(PTR, 0), [])
     members = [*used.initializer.constant, *fns]
-    used.value_type = ir.ArrayType(ptr, len(members))
+    used.value_type = ir.ArrayType(PTR, len(members))
     used.initializer = ir.Constant(used.value_type, members)

@@ -26,8 +26,8 @@ from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.sizing import decide, same, unit_dim
 from .affine import Affine
-from .emitter import I64, LLVMEmitter, dtype_of_type, mem_type, reg_type
-from .loops import PTR, FunctionBuilder
+from .emitter import LLVMEmitter, dtype_of_type, mem_type, reg_type
+from .loops import I64, PTR, FunctionBuilder
 from .rows import RowSpace, after_reduction, levels
 from .steps import View, numel, row_major_strides
 

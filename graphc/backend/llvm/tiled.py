@@ -31,11 +31,10 @@ import numpy as np
 from llvmlite import ir
 
 from .emitter import intrinsic
-from .loops import I64, PTR, FunctionBuilder, entry_allocas
+from .loops import I1, I32, I64, PTR, FunctionBuilder, entry_allocas
 
 __all__ = ["AUTO_MAX_A", "MAX_PANEL_BYTES", "TILED_GFLOPS", "blocking", "emit_tiled_gemm", "gemm_mode", "use_tiled"]
 
-I1, I32 = ir.IntType(1), ir.IntType(32)
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
 # stride, C's row stride, whether B is transposed, alpha (float64 bits) and beta (0 or 1)

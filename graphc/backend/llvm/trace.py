@@ -34,9 +34,8 @@ from ...ir.graph import Tensor
 from ...passes.cost import flops, nbytes
 from ...profiler.records import NodeInfo, StepFacts
 from .codegen import ENTRY, build_module, table_bases
-from .emitter import I32
 from .jit import compile_ir
-from .loops import I64, PTR, FunctionBuilder
+from .loops import I32, I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
 from .program import LLVMProgram, external_symbols
 from .steps import Collective, CollectiveWait, Gemm, HostCall, Kernel, Lapack, Loop, Step, View, numel
