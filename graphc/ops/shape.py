@@ -23,7 +23,7 @@ from ..errors import DTypeError, GraphcError, ShapeError, user_location
 from ..ir.graph import Tensor
 from ..passes.sizing import unit_dim
 from .core import as_tensor, constant, graph_of, promote, to_array
-from .registry import OpDef, register
+from .registry import OpDef, get_op, register
 
 __all__ = ["broadcast_to", "concatenate", "expand_dims", "gather", "one_hot", "pad", "reshape", "split", "squeeze",
            "stack", "take", "take_along_axis", "transpose"]
@@ -81,20 +81,17 @@ register(OpDef(
     jvp=lambda t, out, x, *, shape: broadcast_to(t[0], shape),
     doc="x repeated along size-1 and new leading axes to `shape`"))
 
-register(OpDef(
-    "broadcast_like", "index", _broadcast_like_type, shape_only=(1,), carries=0,
-    ref=lambda x, like: np.broadcast_to(x, like.shape).copy(),
-    gather=_broadcast_gather,
-    vjp=lambda g, out, x, like: (g, None),
-    jvp=lambda t, out, x, like: None if t[0] is None else broadcast_like(t[0], like),
-    doc="x broadcast to the shape of `like` (whose data is not read)"))
+
+def _to_shape(op: str, x: Any, shape: Any) -> Tensor:
+    """x through index op `op` to the static `shape` (x itself when it has that shape already)."""
+    (t,) = promote(x)
+    shape = as_shape(shape, f"{op} shape")
+    return t if t.shape == shape else t.graph.make(op, (t,), {"shape": shape})
 
 
 def broadcast_to(x: Any, shape: Any) -> Tensor:
     """x broadcast to `shape` (numpy.broadcast_to)."""
-    (t,) = promote(x)
-    shape = as_shape(shape, "broadcast_to shape")
-    return t if t.shape == shape else t.graph.make("broadcast_to", (t,), {"shape": shape})
+    return _to_shape("broadcast_to", x, shape)
 
 
 def broadcast_like(x: Tensor, like: Tensor) -> Tensor:
@@ -104,6 +101,24 @@ def broadcast_like(x: Tensor, like: Tensor) -> Tensor:
     if is_static(like.shape):
         return broadcast_to(x, like.shape)
     return x.graph.make("broadcast_like", (x, like))
+
+
+def _register_like(base: str, name: str, infer: Any, make: Any, doc: str) -> None:
+    """Declare `name`, the twin of index op `base` whose target shape is the shape of a second
+    operand `like` (read for its shape only, so it may be unknown until run time): `base`'s
+    gather, facts, reference and VJP; its JVP applies `make` (the public builder) again."""
+    op = get_op(base)
+    register(OpDef(
+        name, "index", infer, shape_only=(1,), carries=op.carries, row_major=op.row_major,
+        ref=lambda x, like: op.ref(x, shape=like.shape),
+        gather=op.gather,
+        vjp=lambda g, out, x, like: (*op.vjp(g, out, x, shape=like.shape), None),
+        jvp=lambda t, out, x, like: None if t[0] is None else make(t[0], like),
+        doc=doc))
+
+
+_register_like("broadcast_to", "broadcast_like", _broadcast_like_type, broadcast_like,
+               "x broadcast to the shape of `like` (whose data is not read)")
 
 
 def filled_like(x: Tensor, value: int, dtype: Any = None) -> Tensor:
@@ -155,20 +170,10 @@ register(OpDef(
     jvp=lambda t, out, x, *, shape: reshape(t[0], shape),
     doc="x's elements in row-major order, in a new shape (one dim may be -1)"))
 
-register(OpDef(
-    "reshape_like", "index", _reshape_like_type, shape_only=(1,), carries=0, row_major=True,
-    ref=lambda x, like: np.reshape(x, like.shape).copy(),
-    gather=_reshape_gather,
-    vjp=lambda g, out, x, like: (reshape_like(g, x), None),
-    jvp=lambda t, out, x, like: None if t[0] is None else reshape_like(t[0], like),
-    doc="x reshaped to the shape of `like` (whose data is not read)"))
-
 
 def reshape(x: Any, shape: Any) -> Tensor:
     """numpy.reshape; one dim may be -1."""
-    (t,) = promote(x)
-    shape = as_shape(shape, "reshape shape")
-    return t if t.shape == shape else t.graph.make("reshape", (t,), {"shape": shape})
+    return _to_shape("reshape", x, shape)
 
 
 def _as_minus_one(shape: tuple) -> tuple | None:
@@ -190,6 +195,10 @@ def reshape_like(x: Tensor, like: Tensor) -> Tensor:
     if target is not None:
         return reshape(x, target)
     return x.graph.make("reshape_like", (x, like))
+
+
+_register_like("reshape", "reshape_like", _reshape_like_type, reshape_like,
+               "x reshaped to the shape of `like` (whose data is not read)")
 
 
 # --- expand_dims --------------------------------------------------------------------------
