@@ -147,26 +147,24 @@ declare double @MPI_Wtime()
 declare i32 @sched_yield()
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 
-define internal void @graphc_mpi_record(ptr %what, i64 %len) {{
+; record a failure (1: timeout, 2: MPI error `code`) of the collective named by `what`; returns `failed`
+define internal i32 @graphc_mpi_fail(i32 %failed, i32 %code, ptr %what, i64 %len) {{
 entry:
   %long = icmp ugt i64 %len, {what_max}
   %n = select i1 %long, i64 {what_max}, i64 %len
   call void @llvm.memcpy.p0.p0.i64(ptr @graphc_mpi_what, ptr %what, i64 %n, i1 false)
   %end = getelementptr i8, ptr @graphc_mpi_what, i64 %n
   store i8 0, ptr %end
-  ret void
+  store i32 %code, ptr @graphc_mpi_code
+  store i32 %failed, ptr @graphc_mpi_failed
+  ret i32 %failed
 }}
 
 define i32 @graphc_collective_start_c(i32 %kind, i32 %dtype, ptr %send, ptr %recv, i64 %count, i64 %root,
                                       ptr %req, ptr %what, i64 %what_len) {{
 entry:
   store {rq} {request_null}, ptr %req
-  %f = load i32, ptr @graphc_mpi_failed
-  %bad = icmp ne i32 %f, 0
-  br i1 %bad, label %early, label %start
-early:
-  ret i32 %f
-start:
+{return_if_failed}
   %n = trunc i64 %count to i32
   %r = trunc i64 %root to i32
   %is0 = icmp eq i32 %dtype, 0
@@ -197,28 +195,21 @@ ok:
   ret i32 0
 mpierr:
   store {rq} {request_null}, ptr %req
-  call void @graphc_mpi_record(ptr %what, i64 %what_len)
-  store i32 %rc, ptr @graphc_mpi_code
-  store i32 2, ptr @graphc_mpi_failed
-  ret i32 2
+  %e = call i32 @graphc_mpi_fail(i32 2, i32 %rc, ptr %what, i64 %what_len)
+  ret i32 %e
 }}
 
 define i32 @graphc_collective_wait_c(ptr %req, ptr %what, i64 %what_len) {{
 entry:
   %flag = alloca i32, align 4
   %status = alloca [{status_bytes} x i8], align 8
-  %f = load i32, ptr @graphc_mpi_failed
-  %bad = icmp ne i32 %f, 0
-  br i1 %bad, label %early, label %clock0
-early:
-  ret i32 %f
-clock0:
+{return_if_failed}
   %t0 = call double @MPI_Wtime()
   %limit = load double, ptr @graphc_mpi_timeout
   %deadline = fadd double %t0, %limit
   br label %poll
 poll:
-  %polls = phi i32 [0, %clock0], [%polls1, %clock], [0, %yield]
+  %polls = phi i32 [0, %checked], [%polls1, %clock], [0, %yield]
   %polls1 = add i32 %polls, 1
   %rct = call i32 @MPI_Test(ptr %req, ptr %flag, ptr %status)
   %errt = icmp ne i32 %rct, 0
@@ -241,16 +232,20 @@ yield:
 ok:
   ret i32 0
 timeout:
-  call void @graphc_mpi_record(ptr %what, i64 %what_len)
-  store i32 1, ptr @graphc_mpi_failed
-  ret i32 1
+  %e1 = call i32 @graphc_mpi_fail(i32 1, i32 0, ptr %what, i64 %what_len)
+  ret i32 %e1
 mpierr:
-  call void @graphc_mpi_record(ptr %what, i64 %what_len)
-  store i32 %rct, ptr @graphc_mpi_code
-  store i32 2, ptr @graphc_mpi_failed
-  ret i32 2
+  %e2 = call i32 @graphc_mpi_fail(i32 2, i32 %rct, ptr %what, i64 %what_len)
+  ret i32 %e2
 }}
 """
+# The start of both entry points: a collective that failed earlier in the run fails every later one at once.
+_RETURN_IF_FAILED = """  %f = load i32, ptr @graphc_mpi_failed
+  %bad = icmp ne i32 %f, 0
+  br i1 %bad, label %early, label %checked
+early:
+  ret i32 %f
+checked:"""
 
 
 def helper_ir(MPI) -> str:
@@ -263,7 +258,8 @@ def helper_ir(MPI) -> str:
         return f"i{8 * MPI._sizeof(kind)}"
 
     return _HELPER.format(
-        timeout=_llvm_double(60.0), polls_before_yield=POLLS_BEFORE_YIELD, what_bytes=WHAT_BYTES,
+        return_if_failed=_RETURN_IF_FAILED, timeout=_llvm_double(60.0), polls_before_yield=POLLS_BEFORE_YIELD,
+        what_bytes=WHAT_BYTES,
         what_max=WHAT_BYTES - 1,
         dt=int_type(MPI.Datatype), op=int_type(MPI.Op), comm=int_type(MPI.Comm),
         rq=int_type(MPI.Request), request_null=MPI.REQUEST_NULL.handle, status_bytes=MPI._sizeof(MPI.Status),
