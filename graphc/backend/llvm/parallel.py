@@ -92,13 +92,74 @@ define internal ptr @byte(ptr %s, i64 %i) alwaysinline {
   ret ptr %p
 }
 
-; a pause, then whether fewer than %spin cycle-counter ticks have passed since %t0
-define internal i1 @patient(i64 %t0, i64 %spin) {
+; Waiting: a waiter watches `ready(state, arg)` for a while (`watch`), then sleeps on a
+; condition variable until it holds (`sleep`), checking it under the mutex that its setters
+; hold when they signal, so no wake-up is lost.
+
+; whether `ready(%s, %arg)` held within %spin cycle-counter ticks (a pause between looks)
+define internal i1 @watch(ptr %s, ptr %ready, i64 %arg, i64 %spin) {
+entry:
+  %t0 = call i64 @llvm.readcyclecounter()
+  br label %look
+look:
+  %r = call i1 %ready(ptr %s, i64 %arg)
+  br i1 %r, label %yes, label %pause
+pause:
   PAUSE_CALL
   %t = call i64 @llvm.readcyclecounter()
   %dt = sub i64 %t, %t0
-  %more = icmp ult i64 %dt, %spin
-  ret i1 %more
+  %patient = icmp ult i64 %dt, %spin
+  br i1 %patient, label %look, label %no
+yes:
+  ret i1 true
+no:
+  ret i1 false
+}
+
+; sleep on the condition variable at byte %cond of the state until `ready(%s, %arg)`
+define internal void @sleep(ptr %s, ptr %ready, i64 %arg, i64 %cond) {
+entry:
+  %m = call ptr @byte(ptr %s, i64 128)
+  %c = call ptr @byte(ptr %s, i64 %cond)
+  call i32 @graphc_pool_lock(ptr %m)
+  br label %check
+check:
+  %r = call i1 %ready(ptr %s, i64 %arg)
+  br i1 %r, label %done, label %wait
+wait:
+  call i32 @graphc_pool_wait(ptr %c, ptr %m)
+  br label %check
+done:
+  call i32 @graphc_pool_unlock(ptr %m)
+  ret void
+}
+
+; the caller's wait: every piece of its job has run
+define internal i1 @finished(ptr %s, i64 %unused) {
+  %unf = call ptr @word(ptr %s, i64 1)
+  %u = load atomic i64, ptr %unf seq_cst, align 8
+  %done = icmp eq i64 %u, 0
+  ret i1 %done
+}
+
+; a working worker's watch: the ticket shows a job later than generation %seen
+define internal i1 @announced(ptr %s, i64 %seen) {
+  %tk = load atomic i64, ptr %s seq_cst, align 8
+  %tg = lshr i64 %tk, 32
+  %new = icmp ne i64 %tg, %seen
+  ret i1 %new
+}
+
+; a parked worker's wait: the pool stops, or a job later than generation %seen is published
+define internal i1 @called(ptr %s, i64 %seen) {
+  %stopp = call ptr @word(ptr %s, i64 7)
+  %stop = load atomic i64, ptr %stopp seq_cst, align 8
+  %stopping = icmp ne i64 %stop, 0
+  %genp = call ptr @word(ptr %s, i64 6)
+  %g = load atomic i64, ptr %genp seq_cst, align 8
+  %new = icmp ne i64 %g, %seen
+  %wake = or i1 %stopping, %new
+  ret i1 %wake
 }
 
 ; claim and run pieces of job %g until none is left (or a later job has started)
@@ -203,7 +264,6 @@ publish:
   store atomic i64 %ticket, ptr %s seq_cst, align 8
   %m = call ptr @byte(ptr %s, i64 128)
   %wc = call ptr @byte(ptr %s, i64 256)
-  %dc = call ptr @byte(ptr %s, i64 384)
   call i32 @graphc_pool_lock(ptr %m)
   %genp = call ptr @word(ptr %s, i64 6)
   store atomic i64 %g, ptr %genp seq_cst, align 8
@@ -212,27 +272,10 @@ publish:
   call void @work(ptr %s, i64 %g)
   %spinp = call ptr @word(ptr %s, i64 10)
   %spin = load i64, ptr %spinp
-  %t0 = call i64 @llvm.readcyclecounter()
-  br label %watch
-watch:
-  %u = load atomic i64, ptr %unf seq_cst, align 8
-  %finished = icmp eq i64 %u, 0
-  br i1 %finished, label %release, label %watch_more
-watch_more:
-  %patient = call i1 @patient(i64 %t0, i64 %spin)
-  br i1 %patient, label %watch, label %sleep
+  %quick = call i1 @watch(ptr %s, ptr @finished, i64 0, i64 %spin)
+  br i1 %quick, label %release, label %sleep
 sleep:
-  call i32 @graphc_pool_lock(ptr %m)
-  br label %sleep_check
-sleep_check:
-  %u2 = load atomic i64, ptr %unf seq_cst, align 8
-  %finished2 = icmp eq i64 %u2, 0
-  br i1 %finished2, label %woken, label %sleep_wait
-sleep_wait:
-  call i32 @graphc_pool_wait(ptr %dc, ptr %m)
-  br label %sleep_check
-woken:
-  call i32 @graphc_pool_unlock(ptr %m)
+  call void @sleep(ptr %s, ptr @finished, i64 0, i64 384)
   br label %release
 release:
   store atomic i64 0, ptr %ownp seq_cst, align 8
@@ -244,8 +287,6 @@ ret:
 ; a worker: park until a job (or stop), help with it, watch a while for the next one
 define void @graphc_pool_worker(ptr %s) {
 entry:
-  %m = call ptr @byte(ptr %s, i64 128)
-  %wc = call ptr @byte(ptr %s, i64 256)
   %genp = call ptr @word(ptr %s, i64 6)
   %stopp = call ptr @word(ptr %s, i64 7)
   %spinp = call ptr @word(ptr %s, i64 9)
@@ -253,42 +294,25 @@ entry:
   store i64 0, ptr %seen  ; the state's generation before its first job: never miss that job
   br label %park
 park:
-  call i32 @graphc_pool_lock(ptr %m)
-  br label %check
-check:
+  %old = load i64, ptr %seen
+  call void @sleep(ptr %s, ptr @called, i64 %old, i64 256)
   %stop = load atomic i64, ptr %stopp seq_cst, align 8
   %stopping = icmp ne i64 %stop, 0
-  br i1 %stopping, label %quit, label %check_gen
-check_gen:
-  %g = load atomic i64, ptr %genp seq_cst, align 8
-  %old = load i64, ptr %seen
-  %new = icmp ne i64 %g, %old
-  br i1 %new, label %take, label %wait
-wait:
-  call i32 @graphc_pool_wait(ptr %wc, ptr %m)
-  br label %check
+  br i1 %stopping, label %quit, label %take
 take:
+  %g = load atomic i64, ptr %genp seq_cst, align 8
   store i64 %g, ptr %seen
-  call i32 @graphc_pool_unlock(ptr %m)
   call void @work(ptr %s, i64 %g)
   %spin = load i64, ptr %spinp
-  %t0 = call i64 @llvm.readcyclecounter()
-  br label %watch
-watch:
+  %next = call i1 @watch(ptr %s, ptr @announced, i64 %g, i64 %spin)
+  br i1 %next, label %join, label %park
+join:
   %tk = load atomic i64, ptr %s seq_cst, align 8
   %tg = lshr i64 %tk, 32
-  %last = load i64, ptr %seen
-  %next = icmp ne i64 %tg, %last
-  br i1 %next, label %join, label %watch_more
-join:
   store i64 %tg, ptr %seen
   call void @work(ptr %s, i64 %tg)
   br label %park
-watch_more:
-  %patient = call i1 @patient(i64 %t0, i64 %spin)
-  br i1 %patient, label %watch, label %park
 quit:
-  call i32 @graphc_pool_unlock(ptr %m)
   ret void
 }
 """

@@ -221,6 +221,21 @@ def test_caller_finishes_alone_when_workers_never_wake(kernels, monkeypatch):
         assert len(np.unique(marks)) == 4 * parallel.PIECES_PER_THREAD  # split, all run by the caller
 
 
+def test_jobs_without_watching_sleep_and_wake(kernels):
+    """With no spin at all, the caller sleeps until the last piece signals and the workers park
+    after every job: both condition-variable waits lose no wake-up."""
+    with ThreadPool(3) as pool:
+        words = (ctypes.c_int64 * 16).from_address(pool._address)
+        words[parallel.WORKER_SPIN] = words[parallel.CALLER_SPIN] = 0
+        n = 24_000
+        out = np.full(n, np.nan)
+        keep, args = _args(out)
+        for _ in range(20):
+            out[:] = np.nan
+            pool.run(kernels["fill"], args, n, min_chunk=1000)
+            np.testing.assert_array_equal(out, _expected(n))
+
+
 def test_idle_workers_park(kernels):
     """After a job the workers stop watching for the next one: an idle pool uses no CPU."""
     with ThreadPool(2) as pool:
