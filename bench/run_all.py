@@ -8,6 +8,10 @@ process) is graphc's alone: medians of fresh processes, cold and warm disk cache
 
     python bench/run_all.py            # about 2-4 minutes on a quiet 2-core machine
     python bench/run_all.py --quick    # a smoke run
+    python bench/run_all.py --dry-run  # every case built, checked and called a few times
+
+tests/test_bench_run_all.py runs `main` with --dry-run at tiny sizes (W5's children stubbed),
+so a bench script whose functions change breaks a test rather than `make bench`.
 """
 
 from __future__ import annotations
@@ -166,13 +170,15 @@ def _w5_workload(workload: str, runs: int, pycache: str) -> list[dict[str, str]]
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds, short timings (smoke run)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="1 round of a few calls each, 1 W5 process each: checks the plumbing, not the speed")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per case (median reported)")
     parser.add_argument("--only", default="", help="comma-separated workloads to run, e.g. W2,W4")
-    args = parser.parse_args()
-    rounds, target = (2, 0.01) if args.quick else (args.rounds, 0.03)
+    args = parser.parse_args(argv)
+    rounds, target = (1, 0.0) if args.dry_run else (2, 0.01) if args.quick else (args.rounds, 0.03)
     gc, backend = graphc_status()
     jax, torch = optional("jax"), optional("torch")
     print(describe(backend))
@@ -197,7 +203,8 @@ def main() -> None:
             print(f"# {case}: done at {time.time() - started:.0f} s", file=sys.stderr)
     if not only or "W5" in only:
         with contextlib.suppress(RuntimeError):
-            rows += [dict(r, load=f"{os.getloadavg()[0]:.1f}") for r in w5_rows(2 if args.quick else 5)]
+            runs = 1 if args.dry_run else 2 if args.quick else 5
+            rows += [dict(r, load=f"{os.getloadavg()[0]:.1f}") for r in w5_rows(runs)]
     print(table(f"W1-W5, graphc ({backend}) and its peers: medians of {rounds} interleaved rounds "
                 f"(graphc vs X above 1: graphc faster)", rows,
                 ["case", *IMPLS, "graphc vs numpy", "graphc vs jax.jit", "load"]))
