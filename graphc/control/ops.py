@@ -190,7 +190,7 @@ def _scan_ref(*arrays, body: Region, num_consts: int, num_carry: int, length: in
 
 
 register(OpDef("scan", "region", _scan_type, ref=_scan_ref, canon=_scan_canon, vjp=rules.scan_vjp,
-               jvp=rules.scan_jvp, results=_scan_results,
+               jvp=rules.scan_jvp, results=_scan_results, body_consts=("num_consts", 0),
                attrs={"body": "region", "num_consts": "int", "num_carry": "int", "length": "int?",
                       "reverse": "bool"}, arity=(0, None),
                doc="jax.lax.scan: the body maps (consts, carry, x slice) to (carry, y slice) along the "
@@ -238,6 +238,7 @@ def _while_ref(*arrays, cond: Region, body: Region, cond_nconsts: int, body_ncon
 
 register(OpDef("while_loop", "region", _while_type, ref=_while_ref, canon=_while_canon, vjp=rules.while_vjp,
                jvp=rules.while_jvp, results=lambda inputs, attrs: attrs["body"].result_types,
+               body_consts=("body_nconsts", "cond_nconsts"),
                attrs={"cond": "region", "body": "region", "cond_nconsts": "int", "body_nconsts": "int"},
                arity=(0, None),
                doc="jax.lax.while_loop: the body maps the carry to the next while the condition holds; "

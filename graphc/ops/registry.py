@@ -76,9 +76,14 @@ class OpDef:
     either order); `effect` (changes session state, so DCE keeps it inside a group);
     `heavy` (its scalar form costs a libm-style call: the backend's cost model weighs it);
     `carries` (the input whose values the result passes on unchanged, moved, broadcast or
-    selected: rewrites look through it); `row_major` (index ops: the result is the input's
-    elements in the same row-major order, only the shape differs, so the backend reads a
-    dense input's buffer as it is even where the gather is not affine, e.g. merging dims);
+    selected: rewrites look through it); `speculatable` (False: its reference raises on some
+    operand values, such as take's out-of-range indices, so no pass may compute it where the
+    program would not, e.g. hoist it out of a loop that may run zero times); `body_consts`
+    (loop ops: where the `body` region's consts sit among the operands, as (the attribute
+    counting them, their first operand: an index or the attribute holding it)); `row_major`
+    (index ops: the result is the input's elements in the same row-major order, only the
+    shape differs, so the backend reads a dense input's buffer as it is even where the
+    gather is not affine, e.g. merging dims);
     `results` (the op has several results, of these types: its node's value is a tuple,
     which ``result`` nodes read one by one; its VJP receives a list of cotangents, None =
     zero, and its JVP returns a tuple of tangents).
@@ -99,6 +104,8 @@ class OpDef:
     effect: bool = False
     heavy: bool = False
     carries: int | None = None
+    speculatable: bool = True
+    body_consts: tuple[str, int | str] | None = None
     row_major: bool = False
     host: Callable[[Any, np.ndarray], None] | None = None  # kind HOST: host(node, value) when the op runs
     results: Callable[[tuple, dict], list[tuple[Shape, np.dtype]]] | None = None  # several results
@@ -118,6 +125,11 @@ class OpDef:
     @property
     def differentiable(self) -> bool:
         return self.vjp is not None
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The names of the op's region attributes, in declaration order (kind region)."""
+        return tuple(name for name, ty in self.attrs.items() if ty == "region")
 
 
 _REGISTRY: dict[str, OpDef] = {}

@@ -795,7 +795,7 @@ def _take_vjp(g, out, x, ind, *, axis):
 
 
 register(OpDef(
-    "take", "index", _take_type, canon=_canon_axis, attrs={"axis": "int"},
+    "take", "index", _take_type, canon=_canon_axis, attrs={"axis": "int"}, speculatable=False,
     ref=_take_ref, gather=_take_gather, vjp=_take_vjp,
     jvp=lambda t, out, x, ind, *, axis: None if t[0] is None else take(t[0], ind, axis),
     doc="x gathered along `axis` at integer indices (compiled code clamps out-of-range indices)"))
@@ -866,7 +866,7 @@ def _along_vjp(g, out, x, ind, *, axis):
 
 
 register(OpDef(
-    "take_along_axis", "index", _along_type, canon=_canon_axis, attrs={"axis": "int"},
+    "take_along_axis", "index", _along_type, canon=_canon_axis, attrs={"axis": "int"}, speculatable=False,
     ref=_along_ref, gather=_along_gather, vjp=_along_vjp,
     jvp=lambda t, out, x, ind, *, axis: None if t[0] is None else take_along_axis(t[0], ind, axis),
     doc="x read along `axis` at integer indices of x's rank (numpy.take_along_axis; other dims broadcast; "

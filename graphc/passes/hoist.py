@@ -10,8 +10,8 @@ inside-out, so a value invariant in both moves out of both.
 Hoisted: the invariant values a varying value (or the body's result) reads, when they are
 not already params or constants, own no regions, have no effect, do not grow (a result no
 larger than its largest input: a broadcast stays inside, what it broadcasts is hoisted)
-and are not gathers (`take` checks its indices on the reference backend; a zero-trip loop
-must not raise). Branches of a cond are not touched (only the taken one runs).
+and are speculatable (`OpDef.speculatable`: `take` checks its indices on the reference
+backend, and a zero-trip loop must not raise). Branches of a cond are not touched (only the taken one runs).
 """
 
 from __future__ import annotations
@@ -24,14 +24,11 @@ from .cost import nbytes
 from .manager import register_pass
 from .module import Module, rebuild
 
-NOT_HOISTED = frozenset({"take", "take_along_axis"})
-LAYOUT = {"scan": ("num_consts", 0), "while_loop": ("body_nconsts", "cond_nconsts")}  # body consts: count, start
-
 
 def _hoistable(node: Tensor) -> bool:
     op = node.opdef
     return (node.op not in ("param", "constant") and node.inputs and node.dtype is not None and not op.effect
-            and op.host is None and op.kind is not OpKind.SOURCE and node.op not in NOT_HOISTED
+            and op.host is None and op.kind is not OpKind.SOURCE and op.speculatable
             and nbytes(node) <= max(nbytes(i) for i in node.inputs))
 
 
@@ -59,9 +56,9 @@ def _invariants(body: Region, nconsts: int) -> list[Tensor]:
 
 
 def _hoist(node: Tensor) -> Tensor | None:
-    if node.op not in LAYOUT:
+    if node.opdef.body_consts is None:
         return None
-    count_key, start = LAYOUT[node.op]
+    count_key, start = node.opdef.body_consts
     start = node.attrs[start] if isinstance(start, str) else start
     nconsts = node.attrs[count_key]
     body: Region = node.attrs["body"]

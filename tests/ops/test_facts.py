@@ -1,10 +1,12 @@
-"""The facts an OpDef declares about its op (kind, commutative, effect, heavy, carries, row_major) hold."""
+"""The facts an OpDef declares about its op (kind, commutative, effect, heavy, carries, row_major,
+speculatable, regions, body_consts) hold."""
 
 import numpy as np
 import pytest
 
 import graphc as gc
 from graphc.errors import GraphcError
+from graphc.ir.region import Region
 from graphc.ops.registry import OpDef, OpKind, all_ops, register
 
 OPS = all_ops()
@@ -84,3 +86,33 @@ def test_kind_is_an_enum_and_an_unknown_kind_is_refused():
     with pytest.raises(GraphcError, match="unknown kind 'elementwize'"):
         register(OpDef("not_an_op", "elementwize", lambda inputs, attrs: ((), None)))
     assert "not_an_op" not in all_ops()
+
+
+@pytest.mark.parametrize("op", sorted(n for n, o in OPS.items() if not o.speculatable))
+def test_unspeculatable_ops_raise_on_some_operand_values(op):
+    """speculatable=False is declared by the ops whose reference refuses some values (gathers
+    checking their indices), which no pass may compute where the program would not."""
+    with pytest.raises(GraphcError, match="out of range"):
+        OPS[op].ref(np.arange(6.0).reshape(2, 3), np.full((2, 3), 7), axis=1)
+
+
+def test_region_ops_name_their_regions_and_loops_their_consts():
+    """`regions` lists the region attributes in declaration order (the backend's body order,
+    whatever order a node's attributes come in);
+    `body_consts` points at the operands the body's const params receive."""
+    x = gc.placeholder(gc.float64, (3,), name="x")
+    w, v = gc.constant(np.full(3, 2.0)), gc.constant(np.full(3, 5.0))
+    _, ys = gc.scan(lambda c, xi: (c * w + xi,) * 2, gc.zeros((3,), gc.float64), gc.stack([x, x]))
+    _, h = gc.while_loop(lambda c: gc.sum(c[1] * v) < 100.0, lambda c: (c[0] + 1, c[1] * w),
+                         (gc.constant(0), x))
+    out = gc.cond(gc.sum(x) > 0, lambda: x * w, lambda: x * v)
+    loops = [ys.inputs[0], h.inputs[0]]
+    for node in [*loops, out.inputs[0]]:
+        assert set(node.opdef.regions) == {k for k, r in node.attrs.items() if isinstance(r, Region)}
+    assert OPS["while_loop"].regions == ("cond", "body") and OPS["cond"].regions == ("true_branch", "false_branch")
+    for node in loops:
+        count, start = node.opdef.body_consts
+        start = node.attrs[start] if isinstance(start, str) else start
+        consts = node.inputs[start:start + node.attrs[count]]
+        assert w in consts and v not in consts  # the body captured w only (v: the while_loop's cond)
+    assert {n for n, o in OPS.items() if o.body_consts} == {n for n, o in OPS.items() if "body" in o.regions}

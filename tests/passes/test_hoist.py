@@ -78,3 +78,20 @@ def test_the_rnn_backward_body_reads_the_transposed_weight_from_outside():
               if n.op == "transpose" and n.inputs[0].op == "param"
               and loop.attrs["body"].params.index(n.inputs[0]) < loop.attrs["num_consts"]]
     assert inside == []
+
+
+def test_a_gather_stays_in_a_loop_that_may_not_run():
+    """take is not speculatable (its reference checks the indices): hoisted out of a while_loop
+    that runs zero times, its out-of-range invariant indices would raise where the program does not."""
+    g = gc.Graph()
+    with g.as_default():
+        table = gc.Variable(np.arange(4.0), name="table")
+        x = gc.placeholder(gc.float64, (2,), name="x")
+        far = gc.constant(np.array([7, 9]))
+        _, h = gc.while_loop(lambda c: c[0] < 0, lambda c: (c[0] + 1, c[1] + gc.take(table, far)),
+                             (gc.constant(0), x))
+    optimized = optimize([h], {x: (2,)}, gc.CompileOptions(opt_level=0))
+    (loop,) = _loops(optimized.module)
+    assert "take" in {n.op for n in loop.attrs["body"].nodes} and "take" not in _movable(optimized.module)
+    (got,) = evaluate(optimized.module.outputs, {optimized.mapping[x]: np.ones(2)})
+    np.testing.assert_array_equal(got, np.ones(2))

@@ -31,7 +31,7 @@ from ...ir.graph import Tensor
 from ...ir.region import Region
 from .emitter import mem_type
 from .loops import I1, I8, I64, PTR, FunctionBuilder
-from .steps import REGIONS, Buffer, CollectiveWait, Gemm, HostCall, Loop, Plan, View, numel
+from .steps import Buffer, CollectiveWait, Gemm, HostCall, Loop, Plan, View, numel
 
 MAX_BYTES = 1 << 62  # a buffer (or a loop's total extent) larger than this is refused before codegen
 LowerFn = Callable[[Sequence[Tensor], str], Plan]
@@ -50,7 +50,7 @@ def plan_region_op(b: Any, n: Tensor, lower: LowerFn) -> None:
             raise GraphcError(f"{n.op} {n.name}: a result of {shape} elements is too large to address")
     args = tuple(_dense(b, i) for i in n.inputs)
     outs = tuple(View.dense(b.buffer("arena", d, numel(s), f"{n.name}.{k}"), s) for k, (s, d) in enumerate(types))
-    regions = [n.attrs[name] for name in REGIONS[n.op]]
+    regions = [n.attrs[name] for name in n.opdef.regions]
     bodies = tuple(lower(r.results, f"{n.name}_{k}_") for k, r in enumerate(regions))
     hosts = [s.node for body in bodies for s in body.all_steps() if isinstance(s, HostCall)]
     if hosts:
@@ -108,7 +108,7 @@ EntryFn = Callable[[str, Plan], tuple[ir.Function, dict[str, int]]]  # a region'
 def emit_loop(f: FunctionBuilder, step: Loop, pointer: Callable[[Buffer], ir.Value], parallel_for: ir.Value,
               entry_of: EntryFn) -> None:
     """The code of a `Loop` step inside the function `f` being built (the program's entry or a body)."""
-    regions = [step.node.attrs[name] for name in REGIONS[step.node.op]]
+    regions = [step.node.attrs[name] for name in step.node.opdef.regions]
     fns, layouts = zip(*(entry_of(f"{step.name}_{k}", body) for k, body in enumerate(step.bodies)))
     tables = [_Table(f, body, bases, region, consts, pointer(arena), pointer, parallel_for)
               for region, body, bases, consts, arena in zip(regions, step.bodies, layouts, step.consts, step.arenas)]

@@ -227,7 +227,6 @@ class CollectiveWait:
         return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
 
 
-REGIONS = {"scan": ("body",), "while_loop": ("cond", "body"), "cond": ("true_branch", "false_branch")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,7 +240,7 @@ class Loop:
 
     name: str
     node: Tensor
-    bodies: tuple[Plan, ...]  # one per REGIONS[node.op]
+    bodies: tuple[Plan, ...]  # one per node.opdef.regions
     args: tuple[View, ...]
     outs: tuple[View, ...]
     carry: tuple[tuple[Buffer, Buffer], ...]
@@ -363,7 +362,7 @@ def describe_step(step: Step) -> list[str]:
     if isinstance(step, Loop):
         args = ", ".join(map(str, step.args))
         lines = [f"{step.name} = {step.node.op} <- {args} -> " + ", ".join(map(str, step.outs))]
-        for body, plan in zip(REGIONS[step.node.op], step.bodies):
+        for body, plan in zip(step.node.opdef.regions, step.bodies):
             lines.append(f"    {body}: {len(plan.steps)} steps, arena {plan.arena_bytes} bytes")
             lines += ["      " + line for s in plan.steps for line in describe_step(s)]
         return lines
