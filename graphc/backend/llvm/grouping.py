@@ -532,7 +532,23 @@ def _defer_assignments(groups: Groups, units: list[tuple[Tensor, ...]]) -> tuple
                 last = j
         if last is not None:
             out.insert(last, out.pop(i))
+        _sink_update_product(out, out.index(unit), users)
     return tuple(out)
+
+
+def _sink_update_product(out: list[tuple[Tensor, ...]], at: int, users: Mapping[Tensor, tuple[Tensor, ...]]) -> None:
+    """Move the product whose results only the update unit ``out[at]`` reads (a weight gradient)
+    to just before that unit, so that the GEMM can fold the update (`updates.fold_updates`:
+    nothing between them may read the variable, and the input gradient that reads the old
+    weights often does). Its operands live that much longer, its result no longer."""
+    unit = set(out[at])
+    for j in range(at - 1, -1, -1):
+        members = out[j]
+        if any(m.opdef.kind is OpKind.MATMUL for m in members) and unit.intersection(
+                r for m in members for r in users[m]):
+            if all(r in unit for m in members for r in users[m]):
+                out.insert(at - 1, out.pop(j))
+            return
 
 
 def _probes(nodes: Nodes) -> dict[Tensor, Loaded | Flat | Immediate | None]:

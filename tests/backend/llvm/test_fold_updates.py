@@ -82,3 +82,33 @@ def test_empty_batch_leaves_the_variables(monkeypatch):
             xv, dv = rng.standard_normal((3, 40)).astype(np.float32), rng.standard_normal((3, 48)).astype(np.float32)
             sess.run(step, {x: xv, d: dv})
             np.testing.assert_allclose(sess.variable_value(w), before - LR * (xv.T @ dv), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [None, 13])
+def test_every_layer_folds_when_the_input_gradient_reads_the_old_weights(batch):
+    """A middle layer's weight gradient moves after the input gradient that reads the old
+    weights (`grouping._sink_update_product`), so its update folds too: all three layers fold,
+    and the weights match the reference backend (the input gradient saw the old weights)."""
+    rng = np.random.default_rng(2)
+    results = {}
+    for backend in ("reference", "llvm"):
+        with gc.Graph().as_default():
+            x = gc.placeholder(gc.float32, (batch, 24), name="x")
+            ws = [gc.Variable((rng.standard_normal(s) * 0.3).astype(np.float32), name=f"w{i}")
+                  for i, s in enumerate([(24, 40), (40, 36), (36, 17)])]
+            h = x
+            for w in ws:
+                h = gc.relu(h @ w)
+            loss = gc.sum(h ** 2)
+            update = gc.group(*[gc.assign_sub(w, LR * g) for w, g in zip(ws, gc.gradients(loss, ws))])
+            with gc.Session(backend=backend, threads=2) as sess:
+                xv = np.random.default_rng(3).standard_normal((13, 24)).astype(np.float32)
+                for _ in range(2):
+                    sess.run([loss, update], {x: xv})
+                results[backend] = [sess.variable_value(w) for w in ws]
+                if backend == "llvm":
+                    (prog,) = [e.program for plan in sess._requests.values() for e in plan.programs.values()]
+        rng = np.random.default_rng(2)
+    for g, w in zip(results["llvm"], results["reference"]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert len(_folded(prog)) == 3
