@@ -279,8 +279,8 @@ def _template_of_mlp(monkeypatch, change_guess=None):
 
     monkeypatch.setenv("GRAPHC_CACHE", "0")
     monkeypatch.setattr(symbolic, "fit_ir", fit)
-    monkeypatch.setattr(jit, "compile_ir", record)
-    monkeypatch.setattr("graphc.backend.llvm.program.compile_ir", record)
+    for module in (jit, symbolic, "graphc.backend.llvm.program"):
+        monkeypatch.setattr((module if isinstance(module, str) else module.__name__) + ".compile_ir", record)
     program = symbolic.SymbolicProgram(fetches, [], [(x, 0)], lambda v: {x: (v[0], 6), y: (v[0],)})
     return program, compiled, (x, y, fetches)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from llvmlite import binding as llvm
 
 from ...errors import GraphcError
+from . import shared
 from .codegen import ENTRY
 from .jit import _lock, optimize_module
 
@@ -50,6 +51,9 @@ def emit_object(ir_text: str, entry: str, cpu: str, features: str) -> bytes:
     with _lock:
         tm = _target_machine(cpu, features)
         mod = llvm.parse_assembly(ir_text)
+        for name in shared.declared(ir_text):  # the library defines the shared functions it calls
+            mod.link_in(llvm.parse_assembly(shared.definition(name)))
+            mod.get_function(name).linkage = "internal"  # each program of the library has its copy
         mod.triple = tm.triple
         mod.data_layout = str(tm.target_data)
         fn = mod.get_function(ENTRY)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llvmlite import binding as llvm
@@ -25,7 +26,7 @@ from . import cache
 from .once import once
 from .optimizer import SPEED_LEVEL, Process, host_target_machine, optimize_module
 
-__all__ = ["Compiled", "Compiling", "compile_ir", "optimize_ir", "optimize_module", "target_machine"]
+__all__ = ["Compiled", "Compiling", "compile_ir", "compile_shared", "optimize_ir", "optimize_module", "target_machine"]
 
 _lock = threading.Lock()
 _optimizer = Process()
@@ -88,13 +89,26 @@ class Compiled:
 
 def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
     """Compile (or load from the disk cache) and link `ir_text`; `symbols` resolve externals."""
+    return _compile(cache.cache_key(ir_text, _target_description()), ir_text, entry, symbols)
+
+
+def compile_shared(name: str, ir_text: Callable[[], str]) -> Compiled:
+    """Compile (or load) a module defining the function `name`, whose name ends in a digest of its
+    IR (`shared`): the disk cache keys it by that name, so a hit needs no IR (`ir_text()` is
+    called on a miss only; the returned `Compiled` then has it, else an empty text)."""
+    return _compile(cache.cache_key(name, _target_description() + "\nshared function"), ir_text, name, {})
+
+
+def _compile(key: str, source: str | Callable[[], str], entry: str, symbols: dict[str, int]) -> Compiled:
+    """`source`: the IR text, or a function making it (called on a cache miss only)."""
     global _misses
-    key = cache.cache_key(ir_text, _target_description())
     obj = cache.load(key)
-    optimized = None
+    optimized, ir_text = None, source if isinstance(source, str) else ""
     with _lock:
         tm = target_machine()
         if obj is None:
+            if not isinstance(source, str):
+                ir_text = source()
             _misses += 1
             obj = _optimizer.object_code(ir_text) if _misses > IN_PROCESS_FIRST else None
             if obj is None:  # one of the first misses, or no optimizer process: optimize here
@@ -118,18 +132,19 @@ def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
 
 
 class Compiling:
-    """`compile_ir` running on a thread of its own, so the caller can do other work meanwhile (LLVM
-    runs without the GIL); `result()` waits for it and returns its `Compiled` or raises its error."""
+    """A compile (`make`, calling `compile_ir` or `compile_shared`) on a thread of its own, so the
+    caller can do other work meanwhile (LLVM runs without the GIL); `result()` waits for it and
+    returns its `Compiled` or raises its error."""
 
-    def __init__(self, ir_text: str, entry: str, symbols: dict[str, int]):
+    def __init__(self, make: Callable[[], Compiled]):
+        self._make = make
         self._outcome: tuple[Compiled | None, BaseException | None] = (None, None)
-        self._thread = threading.Thread(target=self._run, args=(ir_text, entry, symbols), name="graphc-compile",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="graphc-compile", daemon=True)
         self._thread.start()
 
-    def _run(self, ir_text: str, entry: str, symbols: dict[str, int]) -> None:
+    def _run(self) -> None:
         try:
-            self._outcome = (compile_ir(ir_text, entry, symbols), None)
+            self._outcome = (self._make(), None)
         except BaseException as exc:  # noqa: BLE001 (raised by `result`)
             self._outcome = (None, exc)
 
@@ -138,5 +153,6 @@ class Compiling:
         compiled, error = self._outcome
         if error is not None:
             raise error
-        assert compiled is not None
+        if compiled is None:  # the thread did not run here (a fork of the process that started it)
+            self._outcome = (compiled := self._make(), None)
         return compiled

@@ -20,9 +20,10 @@ from ...compiler import optimize
 from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.printer import as_text
+from ...ir.traverse import toposort
 from ...options import CompileOptions
 from ...runtime.counters import count_compile
-from . import blas, collective, host, lapack
+from . import blas, collective, host, lapack, shared
 from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
 from .jit import Compiling, compile_ir
@@ -45,6 +46,11 @@ def external_symbols(plan: Plan) -> dict[str, int]:
     return symbols
 
 
+def link_symbols(plan: Plan, ir_text: str) -> dict[str, int]:
+    """What a program's module links to: `external_symbols` and the shared functions it declares."""
+    return external_symbols(plan) | shared.symbols(ir_text)
+
+
 class LLVMProgram:
     """Fetches plus assignments of one graph, compiled for one set of feed shapes."""
 
@@ -56,6 +62,7 @@ class LLVMProgram:
         self.options = options or CompileOptions()
         fetches, assigns = list(fetches), list(assigns)
         if built is None:
+            shared.prepare_for(toposort(fetches + assigns))  # the GEMM kernel compiles while this plans
             optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument, backend=LLVM)
             bound = list(optimized.module.outputs)
             plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
@@ -71,7 +78,7 @@ class LLVMProgram:
             check_program(collectives)
         self.uses_mpi = bool(collectives)  # gc.distributed collectives: MPI calls
         self.compiled = (compiling.result() if compiling is not None
-                         else compile_ir(self.ir_text, ENTRY, external_symbols(self.plan)))
+                         else compile_ir(self.ir_text, ENTRY, link_symbols(self.plan, self.ir_text)))
         count_compile()
         self.entry = self.compiled.address
         original = {new: old for old, new in mapping.items() if old.op in ("placeholder", "variable")}

@@ -22,12 +22,14 @@ from ...compiler import optimize
 from ...errors import GraphcError
 from ...ir.bind import bind_shapes
 from ...ir.graph import Tensor
+from ...ir.traverse import toposort
 from ...options import CompileOptions
 from ...passes.sizing import SizesDivergedError, Tape, taping
+from . import shared
 from .backend import LLVM
 from .codegen import ENTRY, build_module
-from .jit import Compiling
-from .program import LLVMProgram, external_symbols
+from .jit import Compiling, compile_ir
+from .program import LLVMProgram, link_symbols
 from .steps import Collective, Lapack, Plan, host_nodes
 from .template import (
     DIMS,
@@ -61,6 +63,7 @@ def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
     if k > MAX_SYMBOLS:
         raise NotSymbolicError(f"{k} independent symbolic dims (a template has at most {MAX_SYMBOLS})")
     fetches, assigns = list(fetches), list(assigns)
+    shared.prepare_for(toposort(fetches + assigns))  # the GEMM kernel compiles while the probes plan
     large, points = probes(k), probes(k) + small_probes(k)
     mappings = []
     for point in points:
@@ -156,7 +159,7 @@ class SymbolicProgram(LLVMProgram):
         early: list[tuple[str, Compiling]] = []
 
         def compile_early(ir_text: str, plan: Plan) -> None:  # while the small probes are built
-            early.append((ir_text, Compiling(ir_text, ENTRY, external_symbols(plan))))
+            early.append((ir_text, Compiling(lambda: compile_ir(ir_text, ENTRY, link_symbols(plan, ir_text)))))
 
         built, self.arena_formula, self.out_shapes = build_template(fetches, assigns, shapes_at, len(where), options,
                                                                     compile_early)

@@ -35,7 +35,7 @@ from ...ir.graph import Tensor
 from ...ir.serialize import program_nodes
 from ...options import CompileOptions
 from ...runtime.counters import count_compile
-from . import blas, cache
+from . import blas, cache, shared
 from .codegen import ENTRY
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
@@ -181,7 +181,8 @@ class _Loaded(SymbolicProgram):
         self.arena_formula, self.out_shapes = entry["arena"], entry["out_shapes"]
         self.ir_text, self.consts = entry["ir"], entry["consts"]
         self.uses_mpi, self.hosts, self._host_key, self.checks_after_run = False, [], 0, False
-        self.compiled = compile_ir(self.ir_text, ENTRY, blas.gemm_symbols() if entry["gemm"] else {})
+        self.compiled = compile_ir(self.ir_text, ENTRY, (blas.gemm_symbols() if entry["gemm"] else {})
+                                   | shared.symbols(self.ir_text))
         count_compile()
         self.entry = self.compiled.address
         self.bases = entry["bases"]

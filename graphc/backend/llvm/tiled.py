@@ -24,8 +24,10 @@ The packed panel takes k * nr elements of stack, so products with a larger k
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
+import threading
 
 import numpy as np
 from llvmlite import ir
@@ -33,7 +35,8 @@ from llvmlite import ir
 from .emitter import intrinsic
 from .loops import I1, I32, I64, PTR, FunctionBuilder, entry_allocas
 
-__all__ = ["AUTO_MAX_A", "MAX_PANEL_BYTES", "TILED_GFLOPS", "blocking", "emit_tiled_gemm", "gemm_mode", "use_tiled"]
+__all__ = ["AUTO_MAX_A", "MAX_PANEL_BYTES", "TILED_GFLOPS", "blocking", "emit_tiled_gemm", "gemm_mode", "kernel",
+           "use_tiled"]
 
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
@@ -136,19 +139,38 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
 
 def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:
     """``void chunk(void** [A, B, C, i64* dims], i64 begin, i64 end)``: panels [begin, end) of C,
-    sizes, strides and B's layout from ``dims`` (`_DIMS`). One function per dtype in a
-    module: a function per shape or layout cost more compile time (about 45 ms each at O3)
-    than constant sizes and strides gained."""
-    lanes, mr, nr = blocking(dtype)
-    name = f"graphc_tiled_{dtype.name}_{lanes}x{mr}"
+    sizes, strides and B's layout from ``dims`` (`_DIMS`), declared in `module`: its machine code
+    is the process's (`kernel`, `graphc.backend.llvm.shared`). One function per dtype: a
+    function per shape or layout cost more compile time (about 45 ms each at O3) than constant
+    sizes and strides gained."""
+    name, _ = kernel(dtype)
     existing = module.globals.get(name)
     if existing is not None:
         return existing
-    f = FunctionBuilder(module, name, [PTR, I64, I64])
-    f.fn.attributes.add("noinline")
-    _Kernel(f, _ELEM[dtype], lanes, mr, nr).emit()
-    f.finish()
-    return f.fn
+    return ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64]), name)
+
+
+_kernels: dict[str, tuple[str, str]] = {}
+_kernels_lock = threading.Lock()
+
+
+def kernel(dtype: object) -> tuple[str, str]:
+    """(name, IR text of a module defining it) of the chunk function for `dtype` on this host. The
+    name ends in a digest of the text, so a module that declares it names the code it links to."""
+    dtype = np.dtype(dtype)
+    with _kernels_lock:  # made once: threads (`shared.prepare`) and code generation may ask at once
+        if dtype.name not in _kernels:
+            lanes, mr, nr = blocking(dtype)
+            base = f"graphc_tiled_{dtype.name}_{lanes}x{mr}"
+            module = ir.Module(name=base)
+            f = FunctionBuilder(module, base, [PTR, I64, I64], internal=False)
+            f.fn.attributes.add("noinline")
+            _Kernel(f, _ELEM[dtype], lanes, mr, nr).emit()
+            f.finish()
+            text = str(module)
+            name = f"{base}_{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+            _kernels[dtype.name] = (name, text.replace(f'@"{base}"', f'@"{name}"'))
+        return _kernels[dtype.name]
 
 
 class _Kernel:

@@ -37,7 +37,7 @@ from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
 from .loops import I32, I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
-from .program import LLVMProgram, external_symbols
+from .program import LLVMProgram, link_symbols
 from .steps import Collective, CollectiveWait, Gemm, HostCall, Kernel, Lapack, Loop, Step, View, numel
 
 COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
@@ -154,7 +154,7 @@ class TracedProgram(LLVMProgram):
         self.__dict__.update(program.__dict__)
         slot = table_bases(self.plan)["size"]
         self.ir_text = str(build_module(self.plan, Probe(len(self.plan.steps), slot)))
-        symbols = timing_symbols() | external_symbols(self.plan)
+        symbols = timing_symbols() | link_symbols(self.plan, self.ir_text)
         self.compiled = compile_ir(self.ir_text, ENTRY, symbols)
         self.entry = self.compiled.address
         self._trampoline = self.compiled.engine.get_function_address(TRAMPOLINE)
