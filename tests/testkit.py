@@ -1,4 +1,4 @@
-"""Helpers that several test modules share (importable as `testkit`, like pending_llvm)."""
+"""Helpers that several test modules share (importable as `testkit`: tests/ is on sys.path)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from pending_llvm import pending_on_llvm
 from testkit import custom_exp
 
 import graphc as gc
@@ -362,9 +361,7 @@ def _checked(name: str, case: Case) -> Callable:
 
 
 @pytest.mark.parametrize("name", DIFFERENTIABLE)
-def test_op_vjp_and_jvp_match_finite_differences(name, backend, request):
-    if backend == "llvm":
-        pending_on_llvm(request, name)
+def test_op_vjp_and_jvp_match_finite_differences(name, backend):
     assert name in CASES, f"op {name!r} has a VJP rule but no gradient-check case in CASES: add one"
     assert OPS[name].jvp is not None, f"op {name!r} has a VJP rule but no JVP rule"
     rng = np.random.default_rng(sum(map(ord, name)))
@@ -400,8 +397,7 @@ def _derivatives(name: str, case: Case, arrays: list, dtype) -> list[np.ndarray]
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if all("rev" in c.modes for c in CASES[n])))
-def test_op_derivatives_keep_float32(name, request):
-    pending_on_llvm(request, name)
+def test_op_derivatives_keep_float32(name):
     """A float32 graph gets float32 derivatives that agree with the float64 ones."""
     rng = np.random.default_rng(7)
     for case in CASES[name]:

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from pending_llvm import LOWERS_REGIONS, pending_on_llvm
 
 import graphc as gc
 from graphc.compiler import optimize
@@ -162,18 +161,8 @@ def test_errors_name_the_function_the_types_and_the_line(build, message):
         build(x)
 
 
-def test_llvm_backend_refuses_region_ops_clearly():
-    if LOWERS_REGIONS:
-        pytest.skip("the LLVM backend lowers region ops")
-    x = gc.placeholder(gc.float32, (4, 3))
-    c, _ = gc.scan(lambda c, xt: (c + xt, None), gc.zeros((3,)), x)
-    with pytest.raises(gc.GraphcError, match=rf"scan .*{HERE}.*gc.Session\(backend=\"reference\"\)"):
-        gc.Session().run(c, {x: np.ones((4, 3), np.float32)})
-
-
 @pytest.mark.parametrize("op", ["scan", "cond", "while_loop"])
-def test_llvm_matches_reference(op, request):
-    pending_on_llvm(request, op)
+def test_llvm_matches_reference(op):
     x, w, outs = _model()
     feeds = {x: np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32), w: np.float32([0.5, -0.2, 0.1])}
     fetch = {"scan": outs[:2], "cond": [outs[1]], "while_loop": [outs[2]]}[op]

@@ -49,14 +49,13 @@ from graphc.errors import GraphcError
 from graphc.ir.traverse import toposort
 from graphc.ops.registry import all_ops
 
-if str(Path(__file__).parents[1]) not in sys.path:  # run as a script: the table imports tests/pending_llvm.py
+if str(Path(__file__).parents[1]) not in sys.path:  # run as a script: the table imports tests/testkit.py
     sys.path.insert(0, str(Path(__file__).parents[1]))
 _spec = importlib.util.spec_from_file_location(
     "fuzz_op_table", Path(__file__).parents[1] / "backend" / "llvm" / "test_llvm_ops.py")
 TABLE = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = TABLE  # dataclasses look their module up
 _spec.loader.exec_module(TABLE)
-PENDING = TABLE.pending_llvm_ops()  # ops the LLVM backend refuses for now (tests/pending_llvm.py): not fuzzed
 
 TOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}
 DISCONTINUOUS = {"floor", "ceil", "round", "sign", "argmax", "argmin", "mod", "floordiv", "fmod", "remainder"}
@@ -153,7 +152,7 @@ class Builder:
 def random_graph(seed: int, unknown: bool, n_ops: int | None = None):
     """(fetches, feeds, rng) of the random graph of `seed`; with `unknown`, some placeholder dims are None."""
     rng = np.random.default_rng(seed)
-    ops = sorted(op for op in all_ops() if op in TABLE.CASES and op not in PENDING)
+    ops = sorted(op for op in all_ops() if op in TABLE.CASES)
     b = Builder(rng, np.random.default_rng([seed, 1]) if unknown else None)
     n = n_ops if n_ops is not None else int(rng.integers(1, 6))
     outs = []
