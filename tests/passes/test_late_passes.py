@@ -58,7 +58,7 @@ def test_each_stage_is_an_immutable_value_made_from_the_previous_one():
     nodes = program_nodes(*split_outputs(module))
     groups = group_kernels(nodes)
     units = order_units(groups)
-    steps = build_steps(units)
+    steps = build_steps(units, LLVM.lower_region)
     plan = place_arena(steps)
     assert (type(nodes), type(groups), type(units), type(steps), type(plan)) == (Nodes, Groups, Units, Steps, Plan)
     assert groups.nodes is nodes and units.groups is groups and steps.units is units

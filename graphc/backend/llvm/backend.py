@@ -19,6 +19,7 @@ from ...compiler import split_outputs
 from ...ir.graph import Tensor
 from ...passes.manager import Instrumentation, Pass, PassRecord, run_pipeline
 from ...passes.module import Module
+from .control import prefixed
 from .grouping import Groups, Nodes, Units, group_kernels, order_units, program_nodes
 from .plan import Steps, build_steps, place_arena
 from .steps import Plan
@@ -35,7 +36,7 @@ def _schedule(groups: Groups, options: object = None) -> tuple[Units, int]:
 
 
 def _steps(units: Units, options: object = None) -> tuple[Steps, int]:
-    steps = build_steps(units)
+    steps = build_steps(units, LLVM.lower_region)
     return steps, len(steps.program.steps)
 
 
@@ -67,6 +68,12 @@ class LLVMBackend:
         plan, records = run_pipeline(program_nodes(fetches, assigns), self.late_pipeline, instrument,
                                      passes=self.passes, first=first)
         return replace(plan, records=tuple(records)), records
+
+    def lower_region(self, results: Sequence[Tensor], prefix: str) -> Plan:
+        """The `Plan` of a region (a loop body, a branch) computing `results` from its params (its
+        feeds): the same late passes, uninstrumented, its step names prefixed."""
+        plan, _ = run_pipeline(program_nodes(results), self.late_pipeline, passes=self.passes)
+        return prefixed(plan, prefix)
 
     def measure(self, module: Module) -> dict[str, int]:
         """Steps (kernels and GEMM calls) and arena bytes of the module's plan."""

@@ -37,9 +37,9 @@ MAX_BYTES = 1 << 62  # a buffer (or a loop's total extent) larger than this is r
 LowerFn = Callable[[Sequence[Tensor], str], Plan]
 
 
-# --- planning ----------------------------------------------------------------------------------
+# --- steps ---------------------------------------------------------------------------------------
 
-def plan_region_op(b: Any, n: Tensor, lower: LowerFn) -> None:
+def region_step(b: Any, n: Tensor, lower: LowerFn) -> None:
     """Add the `Loop` step of region op `n` (or the view of a `result` node) to builder `b`."""
     if n.op == "result":
         b.view[n] = b.region_outs[n.inputs[0]][n.attrs["index"]]

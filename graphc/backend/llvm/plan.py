@@ -43,8 +43,8 @@ from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place, place_in_order
 from ...passes.sizing import same, templating
 from . import collective
-from .control import plan_region_op, prefixed
-from .grouping import Units, _Stage, group_kernels, order_units, program_nodes
+from .control import LowerFn, region_step
+from .grouping import Units, _Stage
 from .lapack import workspace
 from .rows import after_reduction, reduce_mode, single_pass
 from .steps import (
@@ -93,9 +93,10 @@ class Steps(_Stage):
         return {"kernels": len(self.program.steps), "peak_bytes": arena}
 
 
-def build_steps(units: Units) -> Steps:
-    """Buffers, views and steps for the ordered units, then output copies and assignments."""
-    b = _Builder(units)
+def build_steps(units: Units, lower: LowerFn) -> Steps:
+    """Buffers, views and steps for the ordered units, then output copies and assignments;
+    `lower(results, prefix)` is the `Plan` of a region op's body (the late passes again)."""
+    b = _Builder(units, lower)
     for unit in units.units:
         b.unit(unit)
     nodes = units.nodes
@@ -129,11 +130,6 @@ def place_waits(steps: Sequence[Step]) -> tuple[Step, ...]:
     return tuple(out)
 
 
-def lower_region(results: Sequence[Tensor], prefix: str) -> Plan:
-    """The placed plan of a region computing `results` from its params, its step names prefixed."""
-    return prefixed(place_arena(build_steps(order_units(group_kernels(program_nodes(results))))), prefix)
-
-
 def place_arena(steps: Steps) -> Plan:
     """The finished plan: arena buffers get offsets by liveness (buffers never live at the
     same step share bytes), and the table buffers are checked against their slots."""
@@ -158,8 +154,8 @@ def place_arena(steps: Steps) -> Plan:
 class _Builder:
     """The bookkeeping of `build_steps` (private to one call): buffers, views, steps so far."""
 
-    def __init__(self, units: Units):
-        self.nodes, self.groups = units.nodes, units.groups
+    def __init__(self, units: Units, lower: LowerFn):
+        self.nodes, self.groups, self.lower = units.nodes, units.groups, lower
         self.buffers: list[Buffer] = []
         self.counts = {"feed": 0, "variable": 0, "const": 0, "output": 0}
         self.consts: list[np.ndarray] = []
@@ -204,7 +200,7 @@ class _Builder:
         if n in self.groups.group:
             self.kernel(self.groups.members[self.groups.group[n]])  # a GEMM with an epilogue if it has a matmul
         elif kind is OpKind.REGION:
-            plan_region_op(self, n, lower_region)
+            region_step(self, n, self.lower)
         elif n.op in ("placeholder", "param"):  # (a region's params are the feeds of its plan)
             self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
             self.feeds.append(n)

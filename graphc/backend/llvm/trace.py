@@ -31,6 +31,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...ir.graph import Tensor
+from ...ops.registry import OpKind
 from ...passes.cost import flops, nbytes
 from ...profiler.records import NodeInfo, StepFacts
 from .codegen import ENTRY, build_module, table_bases
@@ -38,7 +39,7 @@ from .jit import compile_ir
 from .loops import I32, I64, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
 from .program import LLVMProgram, link_symbols
-from .steps import Collective, CollectiveWait, Gemm, HostCall, Kernel, Lapack, Loop, Step, View, numel
+from .steps import Collective, CollectiveWait, Gemm, HostCall, Kernel, KernelMode, Lapack, Loop, Step, View, numel
 
 COUNT, CAPACITY, CURRENT, PARALLEL_FOR = 0, 1, 2, 3
 HEADER = 4
@@ -240,10 +241,10 @@ def _facts(step: Step, name: Callable[[Tensor], str]) -> StepFacts:
             moved += _kernel_bytes(step.epilogue)
         return StepFacts(step.name, "gemm", _infos(members, name), sum(flops(m) for m in members), moved)
     members = step.members or (step.root,)
-    if not step.members or all(m.opdef.kind == "index" for m in step.members):
+    if not step.members or all(m.opdef.kind is OpKind.INDEX for m in step.members):
         kind = "copy"
     else:
-        kind = "reduce" if step.mode.startswith("reduce") else "map"
+        kind = "map" if step.mode is KernelMode.MAP else "reduce"
     return StepFacts(step.name, kind, _infos(members, name), sum(flops(m) for m in step.members), _kernel_bytes(step))
 
 
