@@ -13,9 +13,10 @@ CHECKPOINT_POLICIES = ("none", "sqrt", "mincut", "revolve")
 class CompileOptions:
     """Compilation settings (hashable: they are part of a compiled program's cache key).
 
-    opt_level: the graph pass pipeline (`graphc.passes.pipeline.PIPELINES`): 0 runs only
-    the checkpoint pass, 1 simplify, fold, CSE and DCE before it, 2 also the stabilizing
-    rewrites; the backend's late passes (fusion, ...) run at every level. checkpoint: one of
+    opt_level: which graph passes run, the list `graphc.passes.pipeline.PIPELINES[opt_level]`
+    (`graphc passes` prints it): 0 the checkpoint pass alone, 1 also the exact cleanups
+    (rewrites, folding, CSE, DCE, loop-invariant hoisting), 2 also the stabilizing rewrites;
+    the backend's late passes (fusion, ...) run at every level. checkpoint: one of
     CHECKPOINT_POLICIES. memory_budget: bytes the
     planned peak must fit (picks the least recomputation that fits). slots: checkpoint
     slots for "revolve". threads: worker threads for large kernels (None: all cores).

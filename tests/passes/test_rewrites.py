@@ -9,6 +9,7 @@ import pytest
 
 import graphc as gc
 from graphc.backend.interpreter import evaluate
+from graphc.backend.llvm.backend import LLVM
 from graphc.errors import GraphcError
 from graphc.passes import simplify, stabilize
 from graphc.passes.manager import PASSES, Instrumentation, run_pipeline
@@ -182,6 +183,16 @@ def test_rules_that_undo_each_other_stop_with_an_error_naming_them():
         run_rules(Module((x + gc.exp(x),)), swap)
 
 
+def test_two_rules_that_undo_each_other_stop_with_an_error_naming_both():
+    """x - y -> x + (-y) and x + (-y) -> x - y: each undoes the other; the cap names them."""
+    rules = [Rule("sub-to-add", P("subtract", V("a"), V("b")), lambda e: e["a"] + (-e["b"])),
+             Rule("add-neg-to-sub", P("add", V("a"), P("negative", V("b"))), lambda e: e["a"] - e["b"])]
+    x = _x()
+    with pytest.raises(GraphcError, match=r"did not reach a fixed point .*(sub-to-add, add-neg-to-sub|"
+                                          r"add-neg-to-sub, sub-to-add)"):
+        run_rules(Module((x - gc.exp(x),)), rules)
+
+
 def test_rules_are_tried_in_order_among_those_that_fit_the_node():
     """run_rules offers a node only the rules whose pattern's root is its op (or not an op), in order."""
     tried = []
@@ -208,3 +219,7 @@ def test_the_pipeline_table_in_docs_is_pipelines():
     text = (Path(__file__).resolve().parents[2] / "docs" / "passes.md").read_text()
     rows = dict(re.findall(r"^\| (\d)(?: \(default\))? \| ([a-z, ]+) \|$", text, flags=re.M))
     assert {int(k): v.split(", ") for k, v in rows.items()} == PIPELINES
+    first_late = 1 + len(PIPELINES[2])  # dump files: 000_input, the graph passes, then the late passes
+    last_late = first_late + len(LLVM.late_pipeline) - 1
+    late = f"`{first_late:03d}_fusion.txt`\n... `{last_late:03d}_memory.txt` at opt level 2"
+    assert late in text
