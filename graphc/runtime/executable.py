@@ -324,7 +324,7 @@ class Executable:
         `as_tuple`; None for a None pick; a repeated output is copied) or `miss` when an
         argument is not an exact C-contiguous array of its input's dtype and shape (`checked`;
         then nothing ran). With `keys` they are ``call(feed_dict)`` and take input i from
-        ``feed_dict[keys[i]]`` (Session.run's plans). Each makes one native call (`arraycall`)
+        ``feed_dict[keys[i]]`` (Session.run's cached callables). Each makes one native call (`arraycall`)
         that checks the arrays and builds the table on its stack, with a pooled arena when
         the stack is too small."""
         keys = None if keys is None else tuple(keys)

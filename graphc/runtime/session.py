@@ -27,11 +27,11 @@ from .lru import LRU
 from .symbolic import CompileStats, SymbolicExecutable, symbolic_program
 
 BACKENDS = ("llvm", "reference")
-MAX_PLANS = 256  # run plans kept per session (a plan per fetch structure and feed keys)
+MAX_CALLABLES = 256  # cached callables kept per session (one per fetch structure and feed keys)
 MISS = object()
 
 
-def _plan_key(fetches: Any, feed_dict: Mapping[Any, Any] | None) -> tuple:
+def _callable_key(fetches: Any, feed_dict: Mapping[Any, Any] | None) -> tuple:
     """(fetch structure, feed keys...): hashable for a tensor and flat lists or tuples of them."""
     kind = type(fetches)
     head = (kind, *fetches) if kind is list or kind is tuple else fetches
@@ -64,7 +64,7 @@ class Session:
         self.threads = self.options.threads
         self._store = VariableStore()  # runs that assign variables exclude all other runs
         self._requests: dict[tuple[Tensor, ...], _Request] = {}
-        self._plans: dict[tuple, Callable[..., Any] | None] = {}  # (fetch structure, feed keys) -> plan (`_plan`)
+        self._callables: dict[tuple, Callable[..., Any] | None] = {}  # (fetch structure, feed keys) -> callable
         self._lock = threading.Lock()  # guards the dict above
         self._compile_lock = threading.Lock()
         self._stats = CompileStats()
@@ -84,7 +84,7 @@ class Session:
         `variable_value`) raise GraphcError("this session is closed").
         """
         self._closed = True
-        self._plans.clear()
+        self._callables.clear()
         self._store.close()  # new runs refuse at once (also compiled fast paths); waits for runs in flight
         with self._lock:
             self._requests.clear()
@@ -112,14 +112,14 @@ class Session:
         block (docs/profiling.md).
         """
         if options is None and run_metadata is None and not recording.active:
-            kind = type(fetches)  # the plan key of `_plan_key`, inline (this is the hot path)
+            kind = type(fetches)  # the key of `_callable_key`, inline (this is the hot path)
             head = (kind, *fetches) if kind is list or kind is tuple else fetches
             try:
-                plan = self._plans.get((head, *feed_dict) if feed_dict else (head,))
-            except TypeError:  # unhashable fetches (nested, dicts): no plan
-                plan = None
-            if plan is not None:  # a repeated run: its plan checks the feeds natively and runs
-                out = plan(feed_dict)
+                fast = self._callables.get((head, *feed_dict) if feed_dict else (head,))
+            except TypeError:  # unhashable fetches (nested, dicts): no callable
+                fast = None
+            if fast is not None:  # a repeated run: its callable checks the feeds natively and runs
+                out = fast(feed_dict)
                 if out is not MISS:
                     return out
         self._check_open()
@@ -138,16 +138,17 @@ class Session:
         exe = self._executable(req, feeds, specialize=traced is not None)
         values = exe.run(feeds, traced)
         if trace is None and self.backend == "llvm":
-            self._plan(fetches, spec, feed_dict, req, feeds, exe)
+            self._keep_callable(fetches, spec, feed_dict, req, feeds, exe)
         return values[0] if spec == 0 else unflatten(spec, values)
 
-    def _plan(self, fetches: Any, spec: Any, feed_dict: Mapping[Any, Any] | None, req: _Request,
-              feeds: dict[Tensor, np.ndarray], exe: Executable) -> None:
-        """Keep the plan of a run whose fetches are a tensor or a flat list or tuple of them and
-        whose feed keys are exactly the needed placeholders: ``plan(feed_dict)`` passes the
-        fed arrays to the executable's checked caller (`Executable.callers`), which runs the
+    def _keep_callable(self, fetches: Any, spec: Any, feed_dict: Mapping[Any, Any] | None, req: _Request,
+                       feeds: dict[Tensor, np.ndarray], exe: Executable) -> None:
+        """Keep a callable for a run whose fetches are a tensor or a flat list or tuple of them and
+        whose feed keys are exactly the needed placeholders (TF1's `Session.make_callable`, made
+        for the user): ``callable(feed_dict)`` passes the fed arrays to the executable's checked
+        caller (`Executable.callers`), which runs the
         program for arrays of exactly these dtypes and shapes, C-contiguous, and returns MISS
-        for anything else (then `run` checks and converts as on a first run). The plan is
+        for anything else (then `run` checks and converts as on a first run). The callable is
         made at the second such run (the first marks its key with None): a run done once,
         like a fresh process's first result, does not pay for compiling its caller."""
         kind = type(fetches)
@@ -156,18 +157,18 @@ class Session:
         keys = list(feed_dict or ())
         if len(keys) != len(req.placeholders):
             return
-        key = _plan_key(fetches, feed_dict)
-        if len(self._plans) >= MAX_PLANS:  # fetch structures come and go: start over
-            self._plans.clear()
-        if key not in self._plans:
-            self._plans[key] = None
+        key = _callable_key(fetches, feed_dict)
+        if len(self._callables) >= MAX_CALLABLES:  # fetch structures come and go: start over
+            self._callables.clear()
+        if key not in self._callables:
+            self._callables[key] = None
             return
         fed = {k if isinstance(k, Tensor) else self.graph.get_tensor_by_name(k): k for k in keys}
         keys = [fed[p] for p in req.placeholders]
         shapes = [feeds[p].shape for p in req.placeholders]
         checked, _ = exe.callers(req.placeholders, shapes, exe.program.fetch_index, spec == 0, MISS, keys,
                                  kind is tuple)
-        self._plans[key] = checked
+        self._callables[key] = checked
 
     def compile(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
         """The compiled program `run(fetches, feed_dict)` would use (compiling it if needed).

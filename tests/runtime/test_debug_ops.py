@@ -57,7 +57,7 @@ def test_check_numerics_stops_the_run_and_changes_no_variable(backend):
     with gc.Session(backend=backend) as sess:
         sess.run(step, {x: np.ones(3, np.float32)})
         before = sess.variable_value(v), sess.variable_value(w)
-        for _ in range(2):  # also through the run plan of a repeated run
+        for _ in range(2):  # also through the cached callable of a repeated run
             with pytest.raises(gc.NumericsError) as err:
                 sess.run([checked, step], {x: np.array([1.0, -1.0, 0.0], np.float32)})
             message = str(err.value)

@@ -85,7 +85,7 @@ def test_session_run_goes_through_one_executable_per_program(created, backend):
             np.testing.assert_array_equal(sess.run(x * 2.0, {x: np.ones(n, np.float32)}), np.full(n, 2.0))
         sess.run(gc.assign(v, v + 1.0))
         first, second = [uses for _, uses in created]
-        if backend == "llvm":  # the second run makes the run plan (the executable's checked caller), a third uses it
+        if backend == "llvm":  # the second run makes the cached callable (a checked caller), a third uses it
             assert first == ["call", "call", "callers"] and second == ["call"]
             sess.run(x * 2.0, {x: np.ones(3, np.float32)})
             assert first == ["call", "call", "callers"]

@@ -24,7 +24,7 @@ def session():
         yield sess, x, gc.tanh(x) * 2.0
 
 
-@pytest.mark.parametrize("nested", [False, True])  # a flat fetch list gets a run plan; a nested one does not
+@pytest.mark.parametrize("nested", [False, True])  # a flat fetch list gets a cached callable; a nested one does not
 def test_held_results_are_never_written_and_dropped_ones_are_reused(session, nested):
     sess, x, y = session
     fetches = [[y, y + 1.0]] if nested else [y, y + 1.0]

@@ -1,4 +1,4 @@
-"""Session.run's cached run plans: a repeated run keeps every check of a first run."""
+"""Session.run's cached callables: a repeated run keeps every check of a first run."""
 
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ def test_repeated_runs_keep_the_feed_checks():
         np.testing.assert_array_equal(sess.run(y, {x: good}), [3, 3])
 
 
-def test_plans_for_names_tuples_ops_and_changed_lists():
+def test_callables_for_names_tuples_ops_and_changed_lists():
     x, w, y = _model()
     step = gc.group(gc.assign(w, w + 1.0))  # an op: fetched as None
     with gc.Session() as sess:
         feed = np.ones((1, 3), np.float32)
         for i in range(3):
-            assert sess.run(y, {"x:0": feed})[0] == 3 + 3 * i  # by name, and the plan sees each update
+            assert sess.run(y, {"x:0": feed})[0] == 3 + 3 * i  # by name, and the callable sees each update
             value, none = sess.run([y, step], {x: feed})
             assert none is None and value[0] == 3 + 3 * i
         pair = sess.run((y, w), {x: feed})
@@ -53,7 +53,7 @@ def test_plans_for_names_tuples_ops_and_changed_lists():
         assert sess.run({"y": y}, {x: feed})["y"][0] == 12  # dicts take the full path
 
 
-def test_closed_session_refuses_planned_runs():
+def test_closed_session_refuses_runs_through_callables():
     x, w, y = _model()
     z = x * 2.0
     sess = gc.Session()
@@ -67,7 +67,7 @@ def test_closed_session_refuses_planned_runs():
             sess.run(fetch, feed)
 
 
-def test_planned_readers_and_writers_from_eight_threads():
+def test_readers_and_writers_through_callables_from_eight_threads():
     """Readers never see a half-applied update: both variables move together."""
     a = gc.Variable(np.zeros(64, np.float64), name="a")
     b = gc.Variable(np.zeros(64, np.float64), name="b")
