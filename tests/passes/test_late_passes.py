@@ -67,7 +67,7 @@ def test_each_stage_is_an_immutable_value_made_from_the_previous_one():
     for stage in (nodes, groups, units, steps, plan):
         with pytest.raises(dataclasses.FrozenInstanceError):
             stage.x = 1
-    assert all(b.slot == 0 for b in steps.program.buffers if b.kind == "arena")  # placing made new buffers
+    assert all(b.slot == 0 for b in steps.draft.buffers if b.kind == "arena")  # placing made new buffers
     assert place_arena(steps).as_text() == plan.as_text()  # pure: the same stage gives the same plan
     whole, _ = LLVM.lower(*split_outputs(module))
     assert whole.as_text() == plan.as_text()

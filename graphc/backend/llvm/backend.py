@@ -37,12 +37,12 @@ def _schedule(groups: Groups, options: object = None) -> tuple[Units, int]:
 
 def _steps(units: Units, options: object = None) -> tuple[Steps, int]:
     steps = build_steps(units, LLVM.lower_region)
-    return steps, len(steps.program.steps)
+    return steps, len(steps.draft.steps)
 
 
 def _memory(steps: Steps, options: object = None) -> tuple[Plan, int]:
     plan = place_arena(steps)
-    return plan, sum(1 for b in plan.buffers if b.kind == "arena" and b not in steps.program.buffers)
+    return plan, sum(1 for b in plan.buffers if b.kind == "arena" and b not in steps.draft.buffers)
 
 
 LATE_PASSES = (

@@ -77,20 +77,20 @@ class Steps(_Stage):
     """The program's steps over its buffers; arena buffers are not placed yet (offset 0)."""
 
     units: Units
-    program: Plan  # with arena_bytes 0
+    draft: Plan  # the plan before arena placement (arena_bytes 0, arena slots 0)
 
     @property
     def nodes(self):
         return self.units.nodes
 
     def as_text(self) -> str:
-        return self.program.as_text()
+        return self.draft.as_text()
 
     def stats(self) -> dict[str, int]:
         """Kernels, and the arena bytes without sharing (the sum of the arena buffers)."""
-        arena = sum(-(-b.size * b.dtype.itemsize // ALIGNMENT) * ALIGNMENT for b in self.program.buffers
+        arena = sum(-(-b.size * b.dtype.itemsize // ALIGNMENT) * ALIGNMENT for b in self.draft.buffers
                     if b.kind == "arena")
-        return {"kernels": len(self.program.steps), "peak_bytes": arena}
+        return {"kernels": len(self.draft.steps), "peak_bytes": arena}
 
 
 def build_steps(units: Units, lower: LowerFn) -> Steps:
@@ -108,9 +108,9 @@ def build_steps(units: Units, lower: LowerFn) -> Steps:
         var = a.inputs[0]
         if stoppable or not b.assign_in_place(a):
             b.copy(a, View.dense(b.var_buffer[var], var.shape))
-    program = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0,
-                   place_waits(fold_updates(b.steps)), tuple(b.buffers))
-    return Steps(units, program)
+    draft = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0,
+                 place_waits(fold_updates(b.steps)), tuple(b.buffers))
+    return Steps(units, draft)
 
 
 def place_waits(steps: Sequence[Step]) -> tuple[Step, ...]:
@@ -133,10 +133,10 @@ def place_waits(steps: Sequence[Step]) -> tuple[Step, ...]:
 def place_arena(steps: Steps) -> Plan:
     """The finished plan: arena buffers get offsets by liveness (buffers never live at the
     same step share bytes), and the table buffers are checked against their slots."""
-    program = steps.program
+    draft = steps.draft
     first: dict[Buffer, int] = {}
     last: dict[Buffer, int] = {}
-    for i, step in enumerate(program.steps):
+    for i, step in enumerate(draft.steps):
         for buf in step.buffers():
             if buf.kind == "arena":
                 first.setdefault(buf, i)
@@ -144,8 +144,8 @@ def place_arena(steps: Steps) -> Plan:
     intervals = [Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first]
     offsets, arena = place_in_order(intervals) if templating() else place(intervals)
     placed = {buf: replace(buf, slot=offset) for buf, offset in offsets.items()}
-    plan = Plan(program.feeds, program.variables, program.outputs, program.consts, arena,
-                tuple(s.with_buffers(placed) for s in program.steps), tuple(placed.get(b, b) for b in program.buffers),
+    plan = Plan(draft.feeds, draft.variables, draft.outputs, draft.consts, arena,
+                tuple(s.with_buffers(placed) for s in draft.steps), tuple(placed.get(b, b) for b in draft.buffers),
                 steps.node_count())
     plan.check()
     return plan
