@@ -23,6 +23,7 @@ from .ir.traverse import toposort
 from .options import CompileOptions
 from .passes.manager import Instrumentation, PassRecord
 from .passes.module import Module
+from .tables import table
 
 EXAMPLES = """examples:
   graphc passes examples/cli/targets.py:mlp --opt-level 2
@@ -134,15 +135,6 @@ def _optimize(args: argparse.Namespace, passes: Sequence[str] | None = None, low
     fetches, shapes = _target(args)
     return optimize(program_outputs(fetches), shapes, _options(args), _instrument(args, **extra), passes,
                     backend=LLVM, lower=lower)
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    """Rows as aligned columns (the first left-aligned, the rest right-aligned) under a rule."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def format_table(records: Sequence[PassRecord]) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GraphcError
+from ..tables import table as aligned
 from .peak import Peak, machine_peak
 from .records import STEP_KINDS, RunTrace, StepRecord
 
@@ -170,7 +171,7 @@ def _format(rows: Sequence[_Row], wall: int, peak: Peak | None, by_step: bool) -
     if by_step:
         head += ["threads", "nodes"]
     table = [head]
-    import statistics  # here only: with fractions and decimal, it costs `import graphc` about 2.5 ms
+    import statistics  # here only: with fractions and decimal, it slows `import graphc` (docs/benchmarks.md)
 
     for r in rows:
         sec = r.ns / 1e9
@@ -189,14 +190,7 @@ def _format(rows: Sequence[_Row], wall: int, peak: Peak | None, by_step: bool) -
         if by_step:
             cells += [str(r.threads), r.nodes]
         table.append(cells)
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    last = len(head) - 1 if by_step else None
-
-    def line(row: list[str]) -> str:
-        return "  ".join(c if i == last else c.ljust(w) if i < (2 if by_step else 1) else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    return [line(table[0]), line(["-" * w for w in widths])] + [line(r) for r in table[1:]]
+    return aligned(table, left=2 if by_step else 1, ragged_last=by_step).split("\n")
 
 
 def chrome_trace(runs: Sequence[RunTrace]) -> dict:
