@@ -258,7 +258,7 @@ class Graph:
         with self._lock:
             node = self._names.get(name)
             if node is None:
-                import difflib  # here only: importing it costs `import graphc` about 2 ms
+                import difflib  # here only: importing it slows `import graphc` (docs/benchmarks.md)
 
                 close = difflib.get_close_matches(name, list(self._names), n=3)
                 hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

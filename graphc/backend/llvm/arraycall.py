@@ -1,8 +1,8 @@
 """Calling a compiled program with numpy arrays, without looking up their pointers in Python.
 
-Getting an array's data pointer in Python costs 0.15 us or more per array (``ffi.from_buffer``),
-and a cffi call with arguments goes through libffi, about 0.3 us more than one without
-(measured on W3's 2-core Xeon): together more than a tiny program runs. Instead one
+Getting an array's data pointer in Python (``ffi.from_buffer``) and a cffi call with
+arguments (through libffi) together cost more than a tiny program runs (figures:
+docs/export.md, "How a call stays cheap"). Instead one
 native routine, made a Python builtin function (``METH_FASTCALL``, through
 ``PyCFunction_NewEx``), receives the arrays themselves: ``native(inputs, *rest)``, where
 `inputs` is the tuple of the input arrays and `rest` the variables, the outputs and,

@@ -88,8 +88,8 @@ def _cython_blas() -> object:
 def cython_module(stem: str) -> object:
     """``scipy.linalg.<stem>`` (cython_blas, cython_lapack) without running ``scipy.linalg/__init__``.
 
-    The package import costs about 0.2 s (most of a warm start, see bench_w5.py); the
-    extension alone loads in about 2 ms. The module is registered under its usual name, so
+    The package import is most of a warm start; the extension alone loads in next to no time
+    (docs/benchmarks.md, W5). The module is registered under its usual name, so
     later imports of it get the same module (though a later ``import scipy.linalg`` does not
     set the attribute on the package). Falls back to the normal import.
     """

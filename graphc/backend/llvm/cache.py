@@ -18,8 +18,7 @@ raises: a read-only or full disk only means no caching.
 Size: a hit refreshes its entry's modification time, and one store in `TRIM_EVERY`, at
 random (so that many short processes trim too), runs `trim`: it deletes the least recently
 used entries while the cache holds more than ``GRAPHC_CACHE_MAX_MB`` megabytes (default
-1024), and temporary files that writers left behind more than an hour ago. A trim of
-5000 entries took about 40 ms.
+1024), and temporary files that writers left behind more than an hour ago (docs/backend.md).
 """
 
 from __future__ import annotations

@@ -57,9 +57,9 @@ the worst case for the reduction, 0.49 ulp at most):
     float32   0.50  0.50  0.50
     float64   0.76  0.76  0.88
 
-In-range vectors pay one compare and branch (1-3% on float32, measured); a lane
-beyond the bound costs about 25 ns (the out-of-line functions are compiled ``optnone``); a
-module using sin/cos, or tan, compiles 15-20 ms longer (CPU, cache miss; docs/benchmarks.md).
+In-range vectors pay one compare and branch; a lane beyond the bound calls an out-of-line
+function (compiled ``optnone``); a module using sin/cos, or tan, compiles longer on a cache
+miss (the costs are measured in docs/benchmarks.md).
 """
 
 from __future__ import annotations

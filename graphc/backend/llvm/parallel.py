@@ -346,8 +346,8 @@ def _pool_ir() -> str:
 
 def _jit(text: str, names: tuple[str, ...], symbols: dict[str, int]) -> tuple[object, list[int]]:
     """(engine, addresses of `names`) for a small hand-written module: no optimizer, no disk
-    cache, O0 code generation (about 7 ms of CPU for the pool, against 17 at O3; the code
-    is control flow around calls, where optimization gains nothing measurable)."""
+    cache, O0 code generation (the code is control flow around calls, where optimization
+    gains nothing measurable; compile time in docs/backend.md, "Threads")."""
     from llvmlite import binding as llvm
 
     from .jit import _lock

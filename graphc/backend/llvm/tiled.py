@@ -141,8 +141,8 @@ def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:
     """``void chunk(void** [A, B, C, i64* dims], i64 begin, i64 end)``: panels [begin, end) of C,
     sizes, strides and B's layout from ``dims`` (`_DIMS`), declared in `module`: its machine code
     is the process's (`kernel`, `graphc.backend.llvm.shared`). One function per dtype: a
-    function per shape or layout cost more compile time (about 45 ms each at O3) than constant
-    sizes and strides gained."""
+    function per shape or layout cost more compile time than constant sizes and strides
+    gained (docs/backend.md)."""
     name, _ = kernel(dtype)
     existing = module.globals.get(name)
     if existing is not None:
