@@ -126,7 +126,7 @@ def place_waits(steps: Sequence[Step]) -> tuple[Step, ...]:
         held = {start.src.buffer, start.out.buffer}
         j = next((j for j in range(i + 1, len(out)) if not overlap or isinstance(out[j], (HostCall, Loop))
                   or held.intersection(out[j].buffers())), len(out))
-        out.insert(j, CollectiveWait("w" + start.name[1:], start.name, start.node, start.src, start.out))
+        out.insert(j, CollectiveWait("w" + start.name[1:], start.node, start.src, start.out, start=start.name))
     return tuple(out)
 
 

@@ -191,9 +191,8 @@ class Lapack:
 
 
 @dataclass(eq=False)
-class Collective:
-    """Starts an MPI collective (allreduce, allgather, broadcast) from the dense `src` into the
-    dense `out` (`graphc.backend.llvm.collective`); the `CollectiveWait` naming it finishes it."""
+class _Transfer:
+    """What a collective's two steps share: node `node` moves the dense `src` into the dense `out`."""
 
     name: str
     node: Tensor
@@ -203,28 +202,23 @@ class Collective:
     def buffers(self) -> list[Buffer]:
         return [self.src.buffer, self.out.buffer]
 
-    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> Collective:
-        """The call with its buffers replaced by `new` (the arena's placed buffers)."""
+    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> _Transfer:
+        """The step with its buffers replaced by `new` (the arena's placed buffers)."""
         return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
 
 
 @dataclass(eq=False)
-class CollectiveWait:
+class Collective(_Transfer):
+    """Starts an MPI collective (allreduce, allgather, broadcast) from `src` into `out`
+    (`graphc.backend.llvm.collective`); the `CollectiveWait` naming it finishes it."""
+
+
+@dataclass(eq=False)
+class CollectiveWait(_Transfer):
     """Waits until the collective started by the step named `start` has finished (`plan.place_waits`
     puts it before the first step that touches `src` or `out`: until then both stay untouched)."""
 
-    name: str
     start: str
-    node: Tensor
-    src: View
-    out: View
-
-    def buffers(self) -> list[Buffer]:
-        return [self.src.buffer, self.out.buffer]
-
-    def with_buffers(self, new: Mapping[Buffer, Buffer]) -> CollectiveWait:
-        """The wait with its buffers replaced by `new` (the arena's placed buffers)."""
-        return replace(self, src=self.src.with_buffers(new), out=self.out.with_buffers(new))
 
 
 
