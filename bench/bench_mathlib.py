@@ -9,20 +9,16 @@ wall time on a shared machine.
 
 from __future__ import annotations
 
-import ctypes
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import llvmlite.binding as llvm
 import numpy as np
-from llvmlite import ir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from graphc.backend.llvm.mathlib import MATH_FUNCTIONS  # noqa: E402
-from graphc.backend.llvm.optimizer import optimize_module  # noqa: E402
+from graphc.backend.llvm.mapkernel import MapKernel  # noqa: E402
 
 CPU = "--cpu" in sys.argv
 N = 65_536 if CPU else 10_000_000
@@ -39,43 +35,6 @@ NUMPY: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {
     "tan": lambda x, out: np.tan(x, out=out),
 }
 TRIG = ("sin", "cos", "tan")
-
-
-def compile_map(name: str) -> tuple[Callable[[int, int, int], None], object]:
-    """kernel(in, out, n): out[i] = f(in[i]) over float32, compiled at O3 for the host."""
-    f32, i64 = ir.FloatType(), ir.IntType(64)
-    mod = ir.Module(name=name)
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ir.PointerType()] * 2 + [i64]), "kernel")
-    src, dst, n = fn.args
-    src.add_attribute("noalias")
-    dst.add_attribute("noalias")
-    entry, loop, done = (fn.append_basic_block(s) for s in ("entry", "loop", "done"))
-    b = ir.IRBuilder(entry)
-    b.cbranch(b.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
-    b.position_at_end(loop)
-    i = b.phi(i64)
-    x = b.load(b.gep(src, [i], inbounds=True, source_etype=f32), typ=f32)
-    b.store(MATH_FUNCTIONS[name](b, x), b.gep(dst, [i], inbounds=True, source_etype=f32))
-    i_next = b.add(i, ir.Constant(i64, 1))
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    i.add_incoming(i_next, b.block)  # mathlib may have split the body
-    b.cbranch(b.icmp_signed("<", i_next, n), loop, done)
-    b.position_at_end(done)
-    b.ret_void()
-
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-        opt=3, jit=True)
-    parsed = llvm.parse_assembly(str(mod))
-    parsed.triple = tm.triple
-    parsed.data_layout = str(tm.target_data)
-    optimize_module(parsed, tm)  # graphc's pipeline (it inlines the trig functions' rare-path test)
-    engine = llvm.create_mcjit_compiler(parsed, tm)
-    engine.finalize_object()
-    proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
-    return proto(engine.get_function_address("kernel")), engine  # keep the engine alive
 
 
 def ns_per_element(run: Callable[[], object]) -> float:
@@ -106,7 +65,8 @@ def main(names: list[str]) -> None:
     print(f"float32, n = {N}, {how} (ns/element)")
     print(f"{'function':10s} {'graphc':>8s} {'numpy':>8s} {'large: graphc':>14s} {'numpy':>8s}")
     for name in names:
-        kernel, _engine = compile_map(name)
+        compiled = MapKernel(name, np.float32)  # holds the engine while `kernel` runs
+        kernel = compiled.fn
         ref = NUMPY.get(name)
         row = []
         for arg in (x, far) if name in TRIG else (x,):

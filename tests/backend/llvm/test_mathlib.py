@@ -7,24 +7,19 @@ evaluated in long double (80-bit on x86-64); erf against scipy (float32) and mpm
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import re
 from collections.abc import Callable
 
-import llvmlite.binding as llvm
 import numpy as np
 import pytest
-from llvmlite import ir
 
+from graphc.backend.llvm.mapkernel import BINARY, MapKernel
 from graphc.backend.llvm.mathlib import CODY_WAITE_BOUND, MATH_FUNCTIONS
-from graphc.backend.llvm.optimizer import optimize_module
 
 LD = np.longdouble
-IR_TYPES = {np.float32: ir.FloatType(), np.float64: ir.DoubleType()}
 MAX_ULP = {np.float32: 4.0, np.float64: 2.0}
 DTYPES = [np.float32, np.float64]
-BINARY = ("pow", "atan2")
 UNARY = [name for name in MATH_FUNCTIONS if name not in BINARY]
 N_RANDOM = 100_000
 N_RANDOM_MPMATH = 20_000  # float64 erf reference: mpmath is slow
@@ -35,68 +30,9 @@ TRIG = ("sin", "cos", "tan")
 # --- compiling a map loop ----------------------------------------------------------------
 
 @functools.cache
-def _target_machine() -> llvm.TargetMachine:
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-        opt=3, jit=True)
-
-
-def _map_module(name: str, ty: ir.Type) -> ir.Module:
-    """void kernel(ptr noalias in0, [ptr noalias in1,] ptr noalias out, i64 n)."""
-    nargs = 2 if name in BINARY else 1
-    i64 = ir.IntType(64)
-    mod = ir.Module(name=f"mathlib_{name}")
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ir.PointerType()] * (nargs + 1) + [i64]),
-                     name="kernel")
-    *ins, out, n = fn.args
-    for ptr in (*ins, out):
-        ptr.add_attribute("noalias")
-    entry, loop, done = (fn.append_basic_block(s) for s in ("entry", "loop", "done"))
-    b = ir.IRBuilder(entry)
-    b.cbranch(b.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
-    b.position_at_end(loop)
-    i = b.phi(i64)
-    args = [b.load(b.gep(p, [i], inbounds=True, source_etype=ty), typ=ty) for p in ins]
-    b.store(MATH_FUNCTIONS[name](b, *args), b.gep(out, [i], inbounds=True, source_etype=ty))
-    i_next = b.add(i, ir.Constant(i64, 1))
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    i.add_incoming(i_next, b.block)  # mathlib may have split the body
-    b.cbranch(b.icmp_signed("<", i_next, n), loop, done)
-    b.position_at_end(done)
-    b.ret_void()
-    return mod
-
-
-class Kernel:
-    """A compiled map loop, callable on equally long contiguous numpy arrays."""
-
-    def __init__(self, name: str, dtype: type) -> None:
-        tm = _target_machine()
-        mod = llvm.parse_assembly(str(_map_module(name, IR_TYPES[dtype])))
-        mod.triple = tm.triple
-        mod.data_layout = str(tm.target_data)
-        optimize_module(mod, tm)
-        self.asm = tm.emit_assembly(mod)
-        self.dtype = dtype
-        self._engine = llvm.create_mcjit_compiler(mod, tm)
-        self._engine.finalize_object()
-        nargs = 2 if name in BINARY else 1
-        proto = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * (nargs + 1), ctypes.c_int64)
-        self._fn = proto(self._engine.get_function_address("kernel"))
-
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        ins = [np.ascontiguousarray(a, dtype=self.dtype) for a in arrays]
-        out = np.empty_like(ins[0])
-        self._fn(*[a.ctypes.data for a in ins], out.ctypes.data, out.size)
-        return out
-
-
-@functools.cache
-def kernel(name: str, dtype: type) -> Kernel:
-    return Kernel(name, dtype)
+def kernel(name: str, dtype: type) -> MapKernel:
+    """The map loop of `name` over `dtype` (compiled once per test session)."""
+    return MapKernel(name, dtype)
 
 
 # --- references and error measure --------------------------------------------------------
