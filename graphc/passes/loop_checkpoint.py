@@ -35,7 +35,8 @@ from .module import Module
 @dataclass(frozen=True)
 class LoopPair:
     """A forward scan whose last results are stacked per-iteration residuals (its own
-    results are `ny` ys before them) and the reverse scan that reads them."""
+    results are `ny` ys before them) and the reverse scan that reads them (its consts are
+    the forward scan's, then any of its own: the sink pass adds some)."""
 
     forward: Tensor
     backward: Tensor
@@ -78,17 +79,17 @@ def loop_pairs(module: Module) -> list[LoopPair]:
 
 def _stacking(f: Tensor, r: Tensor) -> LoopPair | None:
     """The pair when `r` reads `f`'s last results (stacked per iteration, cf. rules.scan_vjp)
-    right after its carry, then `f`'s xs, with `f`'s consts, in the opposite order."""
+    right after its carry, then `f`'s xs, with `f`'s consts first, in the opposite order."""
     nc, nk = f.attrs["num_consts"], f.attrs["num_carry"]
     count = len(f.attrs["body"].results)
-    start = nc + r.attrs["num_carry"]
+    start = r.attrs["num_consts"] + r.attrs["num_carry"]
     nres = 0
     while start + nres < len(r.inputs) and r.inputs[start + nres].op == "result" \
             and r.inputs[start + nres].inputs[0] is f:
         nres += 1
     ny = count - nk - nres
     n_xs = len(f.inputs) - nc - nk
-    if nk == 0 or nres == 0 or ny < 0 or r.attrs["num_consts"] != nc or tuple(r.inputs[:nc]) != tuple(f.inputs[:nc]) \
+    if nk == 0 or nres == 0 or ny < 0 or r.attrs["num_consts"] < nc or tuple(r.inputs[:nc]) != tuple(f.inputs[:nc]) \
             or tuple(r.inputs[start + nres:start + nres + n_xs]) != tuple(f.inputs[nc + nk:]) \
             or r.attrs["reverse"] == f.attrs["reverse"] \
             or [s.attrs["index"] for s in r.inputs[start:start + nres]] != list(range(nk + ny, count)):
@@ -171,29 +172,31 @@ def segment(module: Module, pair: LoopPair, k: int) -> tuple[Module, LoopReport]
     step: Region = r.attrs["body"]
 
     def reverse(r: Tensor) -> tuple[dict[Tensor, Tensor], set[Tensor]]:
-        n_rc = r.attrs["num_carry"]
-        ct_carry = list(r.inputs[nc:nc + n_rc])
-        ct_ys = list(r.inputs[nc + n_rc + nres + len(xs):])
+        n_rc, rnc = r.attrs["num_carry"], r.attrs["num_consts"]
+        r_consts = list(r.inputs[:rnc])  # f's consts, then the reverse scan's own
+        ct_carry = list(r.inputs[rnc:rnc + n_rc])
+        ct_ys = list(r.inputs[rnc + n_rc + nres + len(xs):])
 
         def reverse_segment(g, *ps):
             it = iter(ps)
-            c = [next(it) for _ in range(nc)]
+            c = [next(it) for _ in range(rnc)]
             cts = [next(it) for _ in range(n_rc)]
             start = [next(it) for _ in range(nk)]
             x = [next(it) for _ in xs]
             cty = list(it)
-            again = g.make("scan", (*c, *start, *x), {**fwd_attrs, "body": keep, "num_carry": nk,
-                                                      "length": None if x else k})
+            again = g.make("scan", (*c[:nc], *start, *x), {**fwd_attrs, "body": keep, "num_carry": nk,
+                                                           "length": None if x else k})
             stacked = results_of(again)[nk + ny:]
             back = g.make("scan", (*c, *cts, *stacked, *x, *cty),
-                          {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
+                          {"num_consts": rnc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
                            "body": step})
             return results_of(back)
 
-        types = const_types + [(t.shape, t.dtype) for t in ct_carry] + carry_types + seg_types(xs) + seg_types(ct_ys)
+        types = ([(t.shape, t.dtype) for t in r_consts] + [(t.shape, t.dtype) for t in ct_carry] + carry_types
+                 + seg_types(xs) + seg_types(ct_ys))
         rev_body = build_region(types, reverse_segment, step.graph.what)
-        rev = r.graph.make("scan", (*consts, *ct_carry, *checkpoints, *seg_xs, *map(fold, ct_ys)),
-                           {"num_consts": nc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
+        rev = r.graph.make("scan", (*r_consts, *ct_carry, *checkpoints, *seg_xs, *map(fold, ct_ys)),
+                           {"num_consts": rnc, "num_carry": n_rc, "length": None, "reverse": r.attrs["reverse"],
                             "body": rev_body}, loc=r.loc)
         new = results_of(rev)
         return {o: (m if i < n_rc else reshape(m, o.shape)) for i, (o, m) in enumerate(zip(results_of(r), new))}, set()

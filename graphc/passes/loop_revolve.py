@@ -212,15 +212,17 @@ def revolve_pair(module: Module, pair: LoopPair, slots: int) -> tuple[Module, Lo
 
     def reverse_phase(r: Tensor) -> tuple[dict[Tensor, Tensor], set[Tensor]]:
         step: Region = r.attrs["body"]
-        n_rc = r.attrs["num_carry"]
-        ct_carry = list(r.inputs[nc:nc + n_rc])
-        ct_ys = list(r.inputs[nc + n_rc + nres + len(xs):])
+        n_rc, rnc = r.attrs["num_carry"], r.attrs["num_consts"]
+        r_consts = list(r.inputs[:rnc])  # f's consts, then the reverse scan's own
+        ct_carry = list(r.inputs[rnc:rnc + n_rc])
+        ct_ys = list(r.inputs[rnc + n_rc + nres + len(xs):])
         dst = constant(np.asarray(sched.dst or [-1], np.int32), graph=r.graph)
         tables = [_table(t, r.graph, rev) for t in (sched.restore, sched.start, sched.count, sched.offset)]
 
         def build(g, *ps):
             it = iter(ps)
-            c = [next(it) for _ in range(nc)]
+            rc = [next(it) for _ in range(rnc)]
+            c = rc[:nc]
             x_all = [next(it) for _ in xs]
             dst_p = next(it)
             cts = [next(it) for _ in range(n_rc)]
@@ -235,15 +237,15 @@ def revolve_pair(module: Module, pair: LoopPair, slots: int) -> tuple[Module, Lo
             done = results_of(loop)
             carry, slot_arrays = done[1:1 + nk], done[1 + nk:]
             residuals = clone(keep, g, [*c, *carry, *x])[nk + ny:]  # iteration t's, from C_t
-            back = clone(step, g, [*c, *cts, *residuals, *x, *cty])
+            back = clone(step, g, [*rc, *cts, *residuals, *x, *cty])
             return [*back[:n_rc], *slot_arrays, *back[n_rc:]]
 
-        types = (ctypes + [(x.shape, x.dtype) for x in xs] + [(dst.shape, dst.dtype)]
+        types = ([(t.shape, t.dtype) for t in r_consts] + [(x.shape, x.dtype) for x in xs] + [(dst.shape, dst.dtype)]
                  + [(t.shape, t.dtype) for t in ct_carry] + stypes + slice_types
                  + [(t.shape[1:], t.dtype) for t in ct_ys] + [scalar] * 4)
         body = build_region(types, build, step.graph.what)
-        node = r.graph.make("scan", (*consts, *xs, dst, *ct_carry, *filled, *xs, *ct_ys, *tables),
-                            {"num_consts": nc + len(xs) + 1, "num_carry": n_rc + nk, "length": None,
+        node = r.graph.make("scan", (*r_consts, *xs, dst, *ct_carry, *filled, *xs, *ct_ys, *tables),
+                            {"num_consts": rnc + len(xs) + 1, "num_carry": n_rc + nk, "length": None,
                              "reverse": r.attrs["reverse"], "body": body}, loc=r.loc)
         new = results_of(node)
         return dict(zip(results_of(r), [*new[:n_rc], *new[n_rc + nk:]])), set()

@@ -7,12 +7,12 @@ late passes belong to the backend (graphc/backend/llvm/backend.py).
 from __future__ import annotations
 
 from ..errors import GraphcError
-from . import checkpoint, cse, dce, fold, hoist, numerics, simplify, stabilize  # noqa: F401  (register the passes)
+from . import checkpoint, cse, dce, fold, hoist, numerics, simplify, sink, stabilize  # noqa: F401  (register the passes)
 
 PIPELINES: dict[int, list[str]] = {
     0: ["checkpoint"],
-    1: ["simplify", "fold", "cse", "dce", "checkpoint", "hoist"],
-    2: ["stabilize", "simplify", "fold", "cse", "simplify", "dce", "checkpoint", "hoist"],
+    1: ["simplify", "fold", "cse", "dce", "sink", "checkpoint", "hoist"],
+    2: ["stabilize", "simplify", "fold", "cse", "simplify", "dce", "sink", "checkpoint", "hoist"],
 }
 
 
