@@ -2,16 +2,18 @@
 
 A scan stacks each iteration's y slice into ``ys`` (``[T, *shape]``). When a stack is read
 only by elementwise maps of it (whose other operands are loop-invariant: of lower rank, or
-a leading dim of 1, or a constant equal along the stack axis) ending in sums over the
-stack axis (``sum`` over axis 0 or all axes, so ``mean`` too), and by the reverse scan of
-the loop's own gradient as its ys cotangent, the compiler rewrites it away:
+a leading dim of 1, or a constant equal along the stack axis, or maps of such) ending in
+sums over the stack axis (``sum`` with axis 0 among its axes, so ``mean`` too), and by the
+reverse scan of the loop's own gradient as its ys cotangent, the compiler rewrites it away:
 
 * forward: the scan carries one accumulator per sum and adds each iteration's slice of the
   map (summed over the sum's other axes); the sum reads the final accumulator;
-* backward: the reverse scan computes iteration t's ys cotangent from y_t inside its
-  body; the forward scan gives y_t as one more per-iteration residual (the checkpoint
-  policies then store it under none and recompute it from the carries under sqrt and
-  revolve, like the other residuals);
+* backward: the reverse scan computes iteration t's ys cotangent from y_t inside its body,
+  and carries an accumulator for each sum of the backward part (a readout weight's
+  gradient, ``sum(hs * g)``); the forward scan gives y_t as one more per-iteration residual,
+  its residuals chosen again by the minimum cut (W8: y_t = tanh(...) is stored, 1 - tanh²
+  recomputed from it), and the checkpoint policies store them under none and recompute them
+  from the carries under sqrt and revolve;
 * a stacked y nobody reads is no longer stacked.
 
 Reverse mode builds the scan's adjoint eagerly (a forward scan stacking residuals and a
@@ -31,13 +33,16 @@ import numpy as np
 from ..control.rules import results_of
 from ..ir.graph import Const, Tensor
 from ..ir.region import Region, build_region, clone, regions_of
+from ..ir.traverse import toposort
 from ..ops.core import constant
 from ..ops.elementwise import add, cast
 from ..ops.reduce import sum as reduce_sum
 from ..ops.registry import OpKind
 from ..ops.shape import broadcast_to, reshape
+from .cost import nbytes
 from .loop_checkpoint import LoopPair, _rebuilt, loop_pairs, share_forward
 from .manager import register_pass
+from .mincut import keep_by_min_cut
 from .module import Module, rebuild
 
 
@@ -52,7 +57,8 @@ class Readout:
     roots: dict[int, Tensor | None]  # y index -> its stack (None: nobody reads it)
     local: list[Tensor] = field(default_factory=list)
     invariants: dict[Tensor, list[Tensor]] = field(default_factory=dict)
-    sums: list[Tensor] = field(default_factory=list)
+    sums: list[Tensor] = field(default_factory=list)  # into the forward loop
+    backward_sums: list[Tensor] = field(default_factory=list)  # of backward values: into the reverse loop
     cts: dict[int, Tensor] = field(default_factory=dict)
     forward_inv: list[Tensor] = field(default_factory=list)
     backward_inv: list[Tensor] = field(default_factory=list)
@@ -132,12 +138,15 @@ def _readout(f: Tensor, module: Module, pair: LoopPair | None) -> Readout | None
         ct_start = r.attrs["num_consts"] + r.attrs["num_carry"] + count - nk - ny + len(f.inputs) - \
             f.attrs["num_consts"] - nk
     late: set[Tensor] = set()  # what the forward loop cannot read: its own results, the backward part
+    after: set[Tensor] = set()  # what the reverse loop cannot read: its own results
     for n in module.nodes:
         if n is f or n in module.adjoint or any(i in late for i in n.inputs):
             late.add(n)
+        if (pair is not None and n is pair.backward) or any(i in after for i in n.inputs):
+            after.add(n)
     out: Readout | set[int] = Readout({})
     while candidates:
-        out = _closure(candidates, module, length, pair, ct_start, late)
+        out = _closure(candidates, module, length, pair, ct_start, (late, after))
         if isinstance(out, Readout):
             break
         candidates = {j: s for j, s in candidates.items() if j not in out}
@@ -150,8 +159,10 @@ def _readout(f: Tensor, module: Module, pair: LoopPair | None) -> Readout | None
 
 
 def _closure(roots: dict[int, Tensor], module: Module, length: int, pair: LoopPair | None,
-             ct_start: int | None, late: set[Tensor]) -> Readout | set[int]:
-    """The readout of the stacks `roots`, or the y indices whose stacks cannot be sunk."""
+             ct_start: int | None, late: tuple[set[Tensor], set[Tensor]]) -> Readout | set[int]:
+    """The readout of the stacks `roots`, or the y indices whose stacks cannot be sunk. `late`: what
+    the forward loop cannot read (a sum reading it goes into the reverse loop), what the reverse
+    loop cannot read."""
     of: dict[Tensor, set[int]] = {s: {j} for j, s in roots.items()}  # a stack or map -> the ys it reads
     outputs = set(module.outputs)
     out = Readout(dict(roots))
@@ -180,12 +191,20 @@ def _closure(roots: dict[int, Tensor], module: Module, length: int, pair: LoopPa
     if bad:
         return bad
     local = set(out.local)
-    forward_side = _ancestors([s.inputs[0] for s in out.sums], local)
-    out.forward_inv = list(dict.fromkeys(v for n in out.local if n in forward_side for v in out.invariants[n]))
-    if any(v in late for v in out.forward_inv):
-        return set().union(*(of[s.inputs[0]] for s in out.sums))
-    backward_side = _ancestors(list(out.cts.values()), local | set(roots.values()))
-    out.backward_inv = list(dict.fromkeys(v for n in out.local if n in backward_side for v in out.invariants[n]))
+
+    def invariants(ends: list[Tensor]) -> list[Tensor]:
+        side = _ancestors(ends, local)
+        return list(dict.fromkeys(v for n in out.local if n in side for v in out.invariants[n]))
+
+    out.backward_sums = [s for s in out.sums if any(v in late[0] for v in invariants([s.inputs[0]]))]
+    out.sums = [s for s in out.sums if s not in out.backward_sums]
+    ends = [*out.cts.values(), *(s.inputs[0] for s in out.backward_sums)]
+    out.backward_inv = invariants(ends)
+    if out.backward_sums and (pair is None or any(v in late[1] for v in out.backward_inv)
+                              or any(s not in module.adjoint for s in out.backward_sums)):
+        return set().union(*(of[s.inputs[0]] for s in out.backward_sums))
+    out.forward_inv = invariants([s.inputs[0] for s in out.sums])
+    backward_side = _ancestors(ends, local | set(roots.values()))
     out.ct_roots = sorted(j for j, s in roots.items() if s in backward_side)
     return out
 
@@ -206,9 +225,29 @@ def _partial(value: Tensor, total: Tensor) -> Tensor:
     return part if part.dtype == total.dtype else cast(part, total.dtype)
 
 
+def _total(acc: Tensor, total: Tensor) -> Tensor:
+    """The sum `total` from its loop's final accumulator (reshaped for keepdims)."""
+    return acc if acc.shape == total.shape else reshape(acc, total.shape)
+
+
 def _acc_shape(total: Tensor) -> tuple:
     x = total.inputs[0]
     return tuple(d for a, d in enumerate(x.shape) if a not in total.attrs["axis"])
+
+
+def _stored(body: Region, nc: int, nk: int, read: list[Tensor]) -> list[Tensor]:
+    """The body values to stack per iteration, of fewest bytes, from which cheap ops recompute
+    `read` (the minimum cut of rules._split_body, again: the reverse loop now also reads y_t)."""
+    variant = set(body.params[nc:])
+    forward = list(body.params[nc:])
+    for n in toposort(body.results, set(body.params)):
+        if any(i in variant for i in n.inputs):
+            variant.add(n)
+            forward.append(n)
+    xparams = set(body.params[nc + nk:])
+    kept = keep_by_min_cut(forward, read, lambda v: 0 if v in xparams else 1 << 62 if v.dtype is None else nbytes(v),
+                           lambda v: v.op == "param")
+    return [n for n in forward if n in kept and n not in xparams]
 
 
 def _sink(module: Module, f: Tensor, pair: LoopPair | None, ro: Readout) -> Module:
@@ -220,7 +259,8 @@ def _sink(module: Module, f: Tensor, pair: LoopPair | None, ro: Readout) -> Modu
     finv, sums = ro.forward_inv, ro.sums
     kept = [j for j in range(ny) if j not in ro.roots]
     residuals = list(body.results[nk + ny:])
-    extra = [j for j in ro.ct_roots if body.results[nk + j] not in residuals]  # ys the reverse scan reads
+    ys_read = [body.results[nk + j] for j in ro.ct_roots]  # the ys the reverse loop now reads per iteration
+    stored = residuals if all(y in residuals for y in ys_read) else _stored(body, nc, nk, [*residuals, *ys_read])
     stacked = set(ro.local) | {s for s in ro.roots.values() if s is not None}
     types = body.param_types
     acc_types = [(_acc_shape(s), s.dtype) for s in sums]
@@ -228,11 +268,12 @@ def _sink(module: Module, f: Tensor, pair: LoopPair | None, ro: Readout) -> Modu
     def forward(g, *ps):
         it = iter(ps)
         c, fi, carry, acc = ([next(it) for _ in range(k)] for k in (nc, len(finv), nk, len(sums)))
-        outs = clone(body, g, [*c, *carry, *it])
+        args = [*c, *carry, *it]
+        outs = clone(body, g, args)
         env = {s: outs[nk + j] for j, s in ro.roots.items() if s is not None}
         env.update(zip(finv, fi))
         total = [add(a, _partial(_slice(s.inputs[0], env, stacked, g), s)) for a, s in zip(acc, sums)]
-        return [*outs[:nk], *total, *(outs[nk + j] for j in kept), *outs[nk + ny:], *(outs[nk + j] for j in extra)]
+        return [*outs[:nk], *total, *(outs[nk + j] for j in kept), *clone(Region(body.params, stored), g, args)]
 
     new_body = build_region([*types[:nc], *((v.shape, v.dtype) for v in finv), *types[nc:nc + nk], *acc_types,
                              *types[nc + nk:]], forward, body.graph.what)
@@ -245,45 +286,50 @@ def _sink(module: Module, f: Tensor, pair: LoopPair | None, ro: Readout) -> Modu
     na = nk + len(sums)
     values = {**dict(zip(old[:nk], new[:nk])),
               **{old[nk + j]: new[na + k] for k, j in enumerate(kept)},
-              **dict(zip(old[nk + ny:], new[na + len(kept):na + len(kept) + len(residuals)])),
-              **{s: new[nk + k] if new[nk + k].shape == s.shape else reshape(new[nk + k], s.shape)
-                 for k, s in enumerate(sums)}}
+              **{s: _total(new[nk + k], s) for k, s in enumerate(sums)}}
+    if stored is residuals:  # (otherwise the reverse loop is rebuilt on the new ones below)
+        values.update(zip(old[nk + ny:], new[na + len(kept):]))
     first = _rebuilt(module, values)
     module = module.remap(first)
-    if not ro.cts:
+    if not ro.cts and not ro.backward_sums:
         return module
     r = first.get(pair.backward, pair.backward)
     step: Region = r.attrs["body"]
     rnc, rk = r.attrs["num_consts"], r.attrs["num_carry"]
     nres = len(residuals)
     ct_start = rnc + rk + nres + len(xs)
-    binv = ro.backward_inv
-    extra_res = new[na + len(kept) + nres:]
-    at = {j: (residuals.index(body.results[nk + j]) if j not in extra else nres + extra.index(j))
-          for j in ro.ct_roots}
+    binv, bsums = ro.backward_inv, ro.backward_sums
+    bacc_types = [(_acc_shape(s), s.dtype) for s in bsums]
     st = step.param_types
     kept_cts = [k for k in range(ct_start, len(r.inputs)) if k not in ro.cts]
 
     def backward(g, *ps):
         it = iter(ps)
-        c0, _, c1, bi, carry, res = ([next(it) for _ in range(k)]
-                                     for k in (nc, len(finv), rnc - nc, len(binv), rk, nres + len(extra)))
-        x = [next(it) for _ in range(len(xs))]
-        env = {ro.roots[j]: res[at[j]] for j in ro.ct_roots}
+        c0, _, c1, bi, carry, acc, res, x = ([next(it) for _ in range(k)] for k in
+                                             (nc, len(finv), rnc - nc, len(binv), rk, len(bsums), len(stored), len(xs)))
+        env = {**dict(zip(stored, res)), **dict(zip(body.params[:nc], c0)), **dict(zip(body.params[nc + nk:], x))}
+        for n in toposort([*residuals, *ys_read], set(env)):  # what the cut left to recompute
+            env[n] = g.make(n.op, tuple(env[i] for i in n.inputs), n.attrs, name=n.name, loc=n.loc)
+        env.update((ro.roots[j], env[y]) for j, y in zip(ro.ct_roots, ys_read))
         env.update(zip(binv, bi))
         cts = [_slice(ro.cts[k], env, stacked, g) if k in ro.cts else next(it) for k in range(ct_start, len(r.inputs))]
-        return clone(step, g, [*c0, *c1, *carry, *res[:nres], *x, *cts])
+        back = clone(step, g, [*c0, *c1, *carry, *(env[v] for v in residuals), *x, *cts])
+        total = [add(a, _partial(_slice(s.inputs[0], env, stacked, g), s)) for a, s in zip(acc, bsums)]
+        return [*back[:rk], *total, *back[rk:]]
 
     rtypes = [*st[:nc], *((v.shape, v.dtype) for v in finv), *st[nc:rnc], *((v.shape, v.dtype) for v in binv),
-              *st[rnc:rnc + rk + nres], *((t.shape[1:], t.dtype) for t in extra_res), *st[rnc + rk + nres:ct_start],
+              *st[rnc:rnc + rk], *bacc_types, *((v.shape, v.dtype) for v in stored), *st[rnc + rk + nres:ct_start],
               *(st[k] for k in kept_cts)]
     ins = r.inputs
     rev = r.graph.make("scan", (*ins[:nc], *finv, *ins[nc:rnc], *(first.get(v, v) for v in binv),
-                                *ins[rnc:rnc + rk + nres], *extra_res, *ins[rnc + rk + nres:ct_start],
-                                *(ins[k] for k in kept_cts)),
+                                *ins[rnc:rnc + rk], *(constant(np.zeros(s, d), graph=r.graph) for s, d in bacc_types),
+                                *new[na + len(kept):], *ins[rnc + rk + nres:ct_start], *(ins[k] for k in kept_cts)),
                        {**r.attrs, "body": build_region(rtypes, backward, step.graph.what),
-                        "num_consts": rnc + len(finv) + len(binv)}, name=r.name, loc=r.loc)
-    second = _rebuilt(module, dict(zip(results_of(r), results_of(rev))))
+                        "num_consts": rnc + len(finv) + len(binv), "num_carry": rk + len(bsums)},
+                       name=r.name, loc=r.loc)
+    was, now = results_of(r), results_of(rev)
+    second = _rebuilt(module, {**dict(zip(was[:rk], now[:rk])), **dict(zip(was[rk:], now[rk + len(bsums):])),
+                               **{s: _total(now[rk + k], s) for k, s in enumerate(bsums)}})
     out = module.remap(second)
     return Module(out.outputs, out.adjoint | {rev})
 

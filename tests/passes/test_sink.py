@@ -15,6 +15,7 @@ rng = np.random.default_rng(5)
 XS = rng.standard_normal((T, B, NI))
 WX = rng.standard_normal((NI, H))
 WH = rng.standard_normal((H, H)) * 0.5
+WO = rng.standard_normal(H)
 
 
 def _cell(wx, wh):
@@ -24,11 +25,12 @@ def _cell(wx, wh):
     return cell
 
 
-READOUTS = {  # loss of the stacked hidden states hs [T, B, H] (s: a fed scalar)
-    "mean of squares": lambda hs, s: gc.mean(hs * hs),
-    "sum over axis 0, then more": lambda hs, s: gc.sum(gc.sum(gc.exp(hs) * np.linspace(0.5, 1.5, H), axis=0) ** 2),
-    "fed operand": lambda hs, s: gc.mean((hs - s) ** 2) + gc.sum(hs, axis=(0, 2), keepdims=True)[0, 1, 0],
-    "leading dim 1": lambda hs, s: gc.sum(gc.sigmoid(hs * gc.reshape(s * np.arange(1.0, H + 1), (1, 1, H)))),
+READOUTS = {  # loss of the stacked hidden states hs [T, B, H] (s: a fed scalar, w: a weight [H])
+    "mean of squares": lambda hs, s, w: gc.mean(hs * hs),
+    "sum over axis 0, then more": lambda hs, s, w: gc.sum(gc.sum(gc.exp(hs) * np.linspace(0.5, 1.5, H), axis=0) ** 2),
+    "fed operand": lambda hs, s, w: gc.mean((hs - s) ** 2) + gc.sum(hs, axis=(0, 2), keepdims=True)[0, 1, 0],
+    "readout weight": lambda hs, s, w: gc.mean(gc.tanh(hs * w)),  # d/dw: a sum over the stack in the backward
+    "leading dim 1": lambda hs, s, w: gc.sum(gc.sigmoid(hs * gc.reshape(s * np.arange(1.0, H + 1), (1, 1, H)))),
 }
 
 
@@ -38,10 +40,10 @@ def _build(readout, reverse=False, fetch_hs=False):
     with g.as_default():
         xs = gc.placeholder(gc.float64, (T, B, NI), name="xs")
         s = gc.placeholder(gc.float64, (), name="s")
-        wx, wh = gc.Variable(WX, name="wx"), gc.Variable(WH, name="wh")
+        wx, wh, wo = gc.Variable(WX, name="wx"), gc.Variable(WH, name="wh"), gc.Variable(WO, name="wo")
         _, hs = gc.scan(_cell(wx, wh), gc.zeros((B, H), gc.float64), xs, reverse=reverse)
-        loss = readout(hs, s)
-        fetches = [loss, *gc.gradients(loss, [wx, wh, xs])] + ([hs] if fetch_hs else [])
+        loss = readout(hs, s, wo)
+        fetches = [loss, *gc.gradients(loss, [wx, wh, wo, xs], unconnected="zero")] + ([hs] if fetch_hs else [])
     return g, fetches, {xs: XS, s: np.float64(0.3)}
 
 
@@ -84,21 +86,21 @@ def test_every_checkpoint_policy_sinks_and_keeps_the_values(options):
             np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("readout", ["mean of squares", "fed operand"])
+@pytest.mark.parametrize("readout", ["mean of squares", "fed operand", "readout weight"])
 def test_gradients_of_a_sunk_readout_match_finite_differences(readout):
-    def loss(wx, wh, xs):
+    def loss(wx, wh, wo, xs):
         _, hs = gc.scan(_cell(wx, wh), gc.zeros((B, H), gc.float64), xs)
-        return READOUTS[readout](hs, 0.3)
+        return READOUTS[readout](hs, 0.3, wo)
 
-    check_grads(loss, [WX, WH, XS], modes=("rev",), backend="llvm")
-    check_grads(loss, [WX, WH, XS], modes=("rev",), backend="reference")
+    check_grads(loss, [WX, WH, WO, XS], modes=("rev",), backend="llvm")
+    check_grads(loss, [WX, WH, WO, XS], modes=("rev",), backend="reference")
 
 
-def _matmul_readout(hs, s):
+def _matmul_readout(hs, s, w):
     return gc.mean(gc.reshape(hs, (T * B, H)) @ np.ones((H, 2)))
 
 
-def _stacked_operand(hs, s):
+def _stacked_operand(hs, s, w):
     return gc.mean((hs - XS[:, :, :1]) ** 2)  # a [T, B, 1] operand: a different value per slice
 
 
