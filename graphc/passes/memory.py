@@ -47,12 +47,13 @@ def place_in_order(intervals: Sequence[Interval]) -> tuple[dict[object, int], in
     """Offsets one after another in the given order, no sharing: what a symbolic-dim template
     uses for the arenas of loop bodies (`graphc.passes.sizing.templating`), where sizes
     grow with the dims, so that every offset is a sum of sizes and no choice depends on
-    them. Returns (offsets, arena bytes)."""
+    them (no rounding either: the template gives each element 8 bytes, so sizes are
+    multiples of 8 and stay affine in the dims). Returns (offsets, arena bytes)."""
     offsets: dict[object, int] = {}
     end = 0
     for iv in intervals:
         offsets[iv.key] = end
-        end += _aligned(max(iv.size, 1))
+        end += iv.size
     return offsets, end
 
 

@@ -141,8 +141,10 @@ def place_arena(steps: Steps) -> Plan:
             if buf.kind == "arena":
                 first.setdefault(buf, i)
                 last[buf] = i
-    intervals = [Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first]
-    offsets, arena = place_in_order(intervals) if templating() else place(intervals)
+    if templating():  # 8 bytes an element whatever the dtype: every offset a sum of affine sizes, 8-byte aligned
+        offsets, arena = place_in_order([Interval(buf, buf.size * 8, first[buf], last[buf]) for buf in first])
+    else:
+        offsets, arena = place([Interval(buf, buf.size * buf.dtype.itemsize, first[buf], last[buf]) for buf in first])
     placed = {buf: replace(buf, slot=offset) for buf, offset in offsets.items()}
     plan = Plan(draft.feeds, draft.variables, draft.outputs, draft.consts, arena,
                 tuple(s.with_buffers(placed) for s in draft.steps), tuple(placed.get(b, b) for b in draft.buffers),
