@@ -103,6 +103,7 @@ class Function:
             session = Session(self.graph)
         elif session.graph is not self.graph:
             raise GraphcError("the session runs another graph than the function's")
+        session.on_close(self)  # raises for a closed session
         self.session = session
         self._n = len(self.inputs)
         self._runners = LRU(self.options.program_cache)
@@ -128,6 +129,15 @@ class Function:
     def _select(self, runner: _Runner | None) -> None:
         self._last = runner
         self._fast = None if runner is None else runner.trusted if self._trust else runner.checked
+
+    def session_closed(self) -> None:
+        """Drop the fast path: a program without variables would keep running (`Session.close`)."""
+        self._select(None)
+
+    def _check_open(self) -> None:
+        if self.session.closed:
+            self._select(None)  # a call racing close may have selected a runner after `session_closed`
+            raise GraphcError("the function's session is closed")
 
     def __call__(self, *args: Any) -> Any:
         if recording.active:  # inside `with gc.profile()`: the call is traced
@@ -169,8 +179,7 @@ class Function:
         if isinstance(executable, SymbolicExecutable):  # the profiler instruments a specialized program
             executable = self._specialized(shapes)
         to = recording.targets(None if meta is None else RunOptions(trace=True), meta)
-        if self.session.closed:
-            raise GraphcError("the function's session is closed")
+        self._check_open()
         values = executable.run(dict(zip(self.inputs, arrays)), functools.partial(recording.traced_run, to=to))
         fetches = list(dict.fromkeys(self.outputs))
         result = [values[fetches.index(t)] for t in self.outputs]
@@ -186,6 +195,7 @@ class Function:
                     runner = _Runner(self, shapes)
                     self._runners.put(shapes, runner)
         self._select(runner)
+        self._check_open()  # after selecting: a close racing this call clears the selection again
         return runner
 
     def program(self, shapes: Sequence[Sequence[int]] | None = None, specialize: bool = False) -> Any:

@@ -253,6 +253,23 @@ def test_int_feed_out_of_range_refused():
     np.testing.assert_array_equal(f(np.array([2**31 - 1], np.int64) // 2), [2**31 - 2])
 
 
+@pytest.mark.parametrize("trust", [False, True])
+def test_close_stops_calls_of_functions_without_variables(trust):
+    """Issue 12 #19: a gc.function reading no variables kept running after its session closed
+    (its fast path takes no variable lock; found by the #12 audit)."""
+    x = gc.placeholder(gc.float32, (None,), name="x")
+    f = gc.function([x], x * 2.0)
+    f.trust_input = trust
+    for n in (3, 3):
+        np.testing.assert_array_equal(f(np.ones(n, np.float32)), np.full(n, 2.0))
+    f.session.close()
+    for n in (3, 3, 4):  # the shape called before, and a new one
+        with pytest.raises(gc.GraphcError, match="session is closed"):
+            f(np.ones(n, np.float32))
+    with pytest.raises(gc.GraphcError, match="session is closed"):
+        gc.function([x], x + 1.0, session=f.session)
+
+
 def test_close_during_function_calls_raises_session_closed_not_keyerror():
     """Calls of a gc.function racing Session.close() finish or raise GraphcError, never a raw KeyError."""
     x = gc.placeholder(gc.float32, (8,), name="x")

@@ -364,7 +364,10 @@ class Executable:
                    for check in (True, False)]  # the constants the specs point at are kept by the program's plan
         after = program.after_run if program.checks_after_run else None
         rest = (len(inputs), outputs, order, single, miss, arena, variables, after, keys, as_tuple)
-        return tuple(arraycall.build_caller(native, *rest) for native in natives)
+        callers = tuple(arraycall.build_caller(native, *rest) for native in natives)
+        for caller in callers:  # its native call runs the program's code: a caller in use keeps the program
+            caller.program = program  # (a cached callable in flight while the LRU evicts it, or close drops it)
+        return callers
 
 
 class _BufferCaller:

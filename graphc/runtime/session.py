@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,6 +70,7 @@ class Session:
         self._compile_lock = threading.Lock()
         self._stats = CompileStats()
         self._closed = False
+        self._closers: weakref.WeakSet = weakref.WeakSet()  # gc.functions on this session (`on_close`)
         self._store.arrays(self.graph.variables)
 
     def __enter__(self) -> Session:
@@ -84,10 +86,17 @@ class Session:
         `variable_value`) raise GraphcError("this session is closed").
         """
         self._closed = True
-        self._callables.clear()
-        self._store.close()  # new runs refuse at once (also compiled fast paths); waits for runs in flight
-        with self._lock:
+        with self._lock:  # a run in flight adds no callable or request after this (`_keep_callable`, `_request_for`)
+            self._callables.clear()
             self._requests.clear()
+        for closer in list(self._closers):
+            closer.session_closed()  # a gc.function drops its fast path (programs without variables)
+        self._store.close()  # new runs refuse at once (also compiled fast paths); waits for runs in flight
+
+    def on_close(self, obj: Any) -> None:
+        """Call ``obj.session_closed()`` when this session closes (held weakly)."""
+        self._check_open()
+        self._closers.add(obj)
 
     @property
     def closed(self) -> bool:
@@ -158,17 +167,22 @@ class Session:
         if len(keys) != len(req.placeholders):
             return
         key = _callable_key(fetches, feed_dict)
-        if len(self._callables) >= MAX_CALLABLES:  # fetch structures come and go: start over
-            self._callables.clear()
-        if key not in self._callables:
-            self._callables[key] = None
-            return
+        with self._lock:
+            if self._closed:  # closed during this run: a callable kept now would keep running (no variables)
+                return
+            if len(self._callables) >= MAX_CALLABLES:  # fetch structures come and go: start over
+                self._callables.clear()
+            if key not in self._callables:
+                self._callables[key] = None
+                return
         fed = {k if isinstance(k, Tensor) else self.graph.get_tensor_by_name(k): k for k in keys}
         keys = [fed[p] for p in req.placeholders]
         shapes = [feeds[p].shape for p in req.placeholders]
         checked, _ = exe.callers(req.placeholders, shapes, exe.program.fetch_index, spec == 0, MISS, keys,
                                  kind is tuple)
-        self._callables[key] = checked
+        with self._lock:
+            if not self._closed:
+                self._callables[key] = checked
 
     def compile(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
         """The compiled program `run(fetches, feed_dict)` would use (compiling it if needed).
@@ -190,6 +204,7 @@ class Session:
                     raise GraphcError(f"fetch {t.name} belongs to another graph than the session's")
             req = _Request(outputs, self.options.program_cache)
             with self._lock:
+                self._check_open()
                 self._requests[key] = req
         return req
 

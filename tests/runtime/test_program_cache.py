@@ -52,3 +52,32 @@ def test_dropped_programs_are_freed():
     del plan
     pygc.collect()
     assert second() is None
+
+
+def test_a_cached_callable_in_flight_keeps_its_evicted_program():
+    """Issue 12 #13/#19: a session's cached callable or gc.function fast path (a native caller) held the program's
+    code address only; a run in flight while the LRU evicted its program, or while close dropped
+    it, ran freed code (SIGSEGV, found by the #12 audit). A caller now keeps its program."""
+    x, y = _graph()
+    sess = gc.Session(options=gc.CompileOptions(program_cache=1, specialize=True))
+    feed = {x: np.ones((1, 3), np.float32)}
+    sess.run(y, feed)
+    sess.run(y, feed)  # the second run makes the cached callable
+    (plan,) = sess._callables.values()
+    (req,) = sess._requests.values()
+    program = weakref.ref(req.programs.values()[0].program)
+    sess.run(y, {x: np.ones((2, 3), np.float32)})  # evicts the program of (1, 3)
+    f = gc.function([x], y, options=gc.CompileOptions(program_cache=1, specialize=True))
+    f(np.ones((1, 3), np.float32))
+    fast = f._fast
+    f_program = weakref.ref(f._last.program)
+    f(np.ones((2, 3), np.float32))
+    sess.close()
+    f.session.close()
+    pygc.collect()
+    assert program() is not None and f_program() is not None
+    np.testing.assert_allclose(plan(feed), np.full(1, 3 * np.e), rtol=1e-6)
+    np.testing.assert_allclose(fast(np.ones((1, 3), np.float32)), np.full(1, 3 * np.e), rtol=1e-6)
+    del plan, fast, req
+    pygc.collect()
+    assert program() is None and f_program() is None

@@ -162,6 +162,24 @@ def test_close_during_run_raises_session_closed_not_keyerror(backend):
         assert not errors, errors
 
 
+def test_close_during_run_keeps_no_callable_that_runs_after_close(monkeypatch):
+    """Issue 12 #19: a run without variables that overlapped close() kept its cached callable, so every
+    later run of it went on working on the closed session (found by the #12 audit)."""
+    from graphc.runtime.executable import Executable
+
+    x = gc.placeholder(gc.float32, (3,), name="x")
+    y, feed = x * 2.0, {x: np.ones(3, np.float32)}
+    sess = gc.Session()
+    sess.run(y, feed)  # compiled; the second run makes the cached callable (a native caller)
+    callers = Executable.callers
+    monkeypatch.setattr(Executable, "callers", lambda self, *a: (sess.close(), callers(self, *a))[1])
+    np.testing.assert_array_equal(sess.run(y, feed), [2, 2, 2])  # the run in flight finishes
+    monkeypatch.setattr(Executable, "callers", callers)
+    for _ in range(2):
+        with pytest.raises(gc.GraphcError, match="this session is closed"):
+            sess.run(y, feed)
+
+
 @pytest.mark.parametrize("backend", ["llvm", "reference"])
 def test_int_feed_out_of_range_refused(backend):
     """An int64 or Python-int feed that int32 cannot hold is a FeedError, not a wrapped value."""
