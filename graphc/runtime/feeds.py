@@ -55,15 +55,22 @@ def convert_feed(ph: Tensor, value: Any) -> np.ndarray:
     return np.asarray(arr, dtype=ph.dtype, order="C")  # ascontiguousarray would make 0-d arrays 1-d
 
 
-def _check_int_range(ph: Tensor, arr: np.ndarray) -> None:
-    """Refuse integer values that ph's integer dtype cannot hold (numpy's casts would wrap them)."""
-    if ph.dtype.kind not in "iu" or arr.dtype.kind not in "iu" or not arr.size:
-        return
-    if np.can_cast(arr.dtype, ph.dtype, casting="safe"):
-        return
-    info = np.iinfo(ph.dtype)
+def out_of_range(arr: np.ndarray, dtype: np.dtype) -> str | None:
+    """"the value V is out of range for DTYPE [min, max]" when `arr` holds an integer that the
+    integer `dtype` cannot hold (numpy's casts would wrap it), else None."""
+    if dtype.kind not in "iu" or arr.dtype.kind not in "iu" or not arr.size:
+        return None
+    if np.can_cast(arr.dtype, dtype, casting="safe"):
+        return None
+    info = np.iinfo(dtype)
     low, high = int(arr.min()), int(arr.max())
-    if low < info.min or high > info.max:
-        bad = low if low < info.min else high
-        raise FeedError(f"placeholder {ph.name}: the fed value {bad} is out of range for {ph.dtype} "
-                        f"[{info.min}, {info.max}]")
+    if low >= info.min and high <= info.max:
+        return None
+    return f"the value {low if low < info.min else high} is out of range for {dtype} [{info.min}, {info.max}]"
+
+
+def _check_int_range(ph: Tensor, arr: np.ndarray) -> None:
+    """Refuse integer values that ph's integer dtype cannot hold."""
+    bad = out_of_range(arr, ph.dtype)
+    if bad is not None:
+        raise FeedError(f"placeholder {ph.name}: the fed {bad.removeprefix('the ')}")

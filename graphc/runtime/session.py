@@ -22,7 +22,7 @@ from ..ops.state import check_single_assignments
 from ..options import CompileOptions
 from ..profiler import recording
 from .executable import Executable, VariableStore
-from .feeds import check_feeds
+from .feeds import check_feeds, out_of_range
 from .fetches import flatten, unflatten
 from .lru import LRU
 from .symbolic import CompileStats, SymbolicExecutable, symbolic_program
@@ -256,6 +256,8 @@ class Session:
         or a Python number/list that casts to it within its kind). Waits for running steps."""
         self._check_variable(var)
         arr = np.asarray(value)
+        if arr.dtype.byteorder in "<>":  # big-endian (non-native) data: native order, as for feeds
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         if isinstance(value, (np.ndarray, np.generic)) and arr.dtype != var.dtype:
             raise DTypeError(f"set_variable_value: {var.name} is {var.dtype}, the value is {arr.dtype}")
         if not np.can_cast(arr.dtype, var.dtype, "same_kind"):
@@ -263,6 +265,9 @@ class Session:
         if arr.shape != var.shape:
             raise ShapeError(f"set_variable_value: {var.name} has shape {shape_str(var.shape)}, "
                              f"the value {shape_str(arr.shape)}")
+        bad = out_of_range(arr, var.dtype)  # a Python int list for an int32 variable, say: never wrapped
+        if bad is not None:
+            raise DTypeError(f"set_variable_value: {var.name}: {bad}")
         self._store.assign(var, arr)
 
     def _check_variable(self, var: Any) -> None:

@@ -180,6 +180,34 @@ def test_close_during_run_keeps_no_callable_that_runs_after_close(monkeypatch):
             sess.run(y, feed)
 
 
+def test_set_variable_value_int_out_of_range_refused():
+    """Issue 12 #8 (found by the #12 audit): a Python int (list) set into an int32 variable wrapped
+    silently, 3,000,000,000 becoming -1294967296, as feeds did."""
+    v = gc.Variable(np.zeros(2, np.int32), name="v")
+    s0 = gc.Variable(np.int32(5), name="s0")
+    with gc.Session() as sess:
+        with pytest.raises(gc.DTypeError, match=r"set_variable_value: v: the value 3000000000 is out of range "
+                                                r"for int32 \[-2147483648, 2147483647\]"):
+            sess.set_variable_value(v, [3_000_000_000, 1])
+        with pytest.raises(gc.DTypeError, match="the value -2147483649 is out of range"):
+            sess.set_variable_value(s0, -2**31 - 1)
+        np.testing.assert_array_equal(sess.variable_value(v), [0, 0])  # refused: unchanged
+        assert sess.variable_value(s0) == 5
+        sess.set_variable_value(v, [2**31 - 1, -2**31])
+        np.testing.assert_array_equal(sess.variable_value(v), [2**31 - 1, -2**31])
+
+
+def test_set_variable_value_big_endian_converted():
+    """Issue 12 #20 (found by the #12 audit): set_variable_value refused a big-endian float32
+    array with "Variable is float32, the value is >f4"; it is converted, as feeds are."""
+    v = gc.Variable(np.zeros(3, np.float32), name="v")
+    with gc.Session() as sess:
+        sess.set_variable_value(v, np.arange(3, dtype=">f4"))
+        np.testing.assert_array_equal(sess.run(v * 2.0), [0, 2, 4])
+        with pytest.raises(gc.DTypeError, match="v is float32, the value is float64"):
+            sess.set_variable_value(v, np.arange(3, dtype=">f8"))  # other dtypes: refused as before
+
+
 @pytest.mark.parametrize("backend", ["llvm", "reference"])
 def test_int_feed_out_of_range_refused(backend):
     """An int64 or Python-int feed that int32 cannot hold is a FeedError, not a wrapped value."""
