@@ -130,14 +130,22 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
     return tuple(out)
 
 
+def axis_items(axis: Any) -> tuple:
+    """An axis argument (one axis or a sequence of them) as a tuple of its items, unchecked."""
+    return tuple(axis) if isinstance(axis, (tuple, list, range)) or np.ndim(axis) else (axis,)
+
+
 def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     """Turn axis=None|int|sequence into a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = axis_items(axis)
     out = []
     for a in axes:
-        a = int(a)
+        try:
+            a = operator.index(a)  # a float axis is refused, as numpy does, never truncated
+        except TypeError:
+            raise ShapeError(f"axis {a!r} is not an integer") from None
         if not -ndim <= a < ndim:
             raise ShapeError(f"axis {a} is out of range for rank {ndim}")
         out.append(a % ndim)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import manifest as mf
+from .dtypes import as_shape
 from .errors import FeedError, GraphcError, NumericsError
 from .runtime.executable import Executable, VariableStore
 from .runtime.feeds import convert_feed
@@ -124,7 +125,7 @@ def _signatures(fn: Any, signatures: Sequence[Sequence[Sequence[int]]] | None) -
     for sig in signatures:
         if len(sig) != len(fn.inputs):
             raise GraphcError(f"a signature has one shape per input ({len(fn.inputs)}), got {len(sig)}")
-        out.append(tuple(tuple(int(d) for d in s) for s in sig))
+        out.append(tuple(as_shape(s, 'a signature shape') for s in sig))
     if not out:
         raise GraphcError("signatures is empty")
     return list(dict.fromkeys(out))

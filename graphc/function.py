@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .dtypes import as_shape
 from .errors import GraphcError
 from .ir.graph import Tensor
 from .ir.traverse import toposort
@@ -207,7 +208,7 @@ class Function:
             if any(d is None for ph in self.inputs for d in ph.shape):
                 raise GraphcError("inputs have unknown dims: call the function first or give shapes")
             shapes = [ph.shape for ph in self.inputs]
-        shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+        shapes = tuple(as_shape(s) for s in shapes)
         if len(shapes) != len(self.inputs):
             raise GraphcError(f"expected {len(self.inputs)} shape(s), one per input, got {len(shapes)}")
         for ph, shape in zip(self.inputs, shapes):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import broadcast_shapes, is_float, shape_str
+from .dtypes import axis_items, broadcast_shapes, is_float, shape_str
 from .errors import DTypeError, ShapeError, user_location
 from .ir.composite import composite
 from .ir.graph import Tensor
@@ -257,8 +257,10 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> T
             raise _fail(ShapeError, f"linalg.norm: ord={ord!r} needs a 1-D or 2-D x (or an axis), got "
                                     f"{shape_str(t.shape)}")
         axis = tuple(range(t.ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = axis_items(axis)
     for a in axes:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise _fail(ShapeError, f"linalg.norm: axis {a!r} is not an integer")
         if not -t.ndim <= int(a) < t.ndim:
             raise _fail(ShapeError, f"linalg.norm: axis {a} is out of range for rank {t.ndim}")
     axes = tuple(int(a) % t.ndim for a in axes)

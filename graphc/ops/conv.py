@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,7 +67,7 @@ def parse_padding(padding: Any, spatial: tuple, window: tuple, strides: tuple, d
             return tuple(pads)
         raise fail(fn, f"padding must be 'VALID', 'SAME' or (lo, hi) pairs, got {padding!r}")
     try:
-        pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+        pads = tuple((operator.index(lo), operator.index(hi)) for lo, hi in padding)  # 1.5: refused, not 1
     except (TypeError, ValueError):
         raise fail(fn, f"padding must be 'VALID', 'SAME' or (lo, hi) pairs, got {padding!r}") from None
     if len(pads) != len(window) or any(lo < 0 or hi < 0 for lo, hi in pads):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, int64, is_float, shape_str
+from ..dtypes import as_dtype, as_shape, int64, is_float, shape_str
 from ..errors import DTypeError, ShapeError
 from ..ir.graph import Graph, Tensor
 from .core import Variable
@@ -180,11 +180,7 @@ def random_node(kind: str, shape: Any, dtype: Any, key: tuple[int, int], graph: 
         if all(d is not None for d in shape.shape):
             return graph.make(f"random_{kind}", (counter,), {"shape": shape.shape, "dtype": dt, "key": key})
         return graph.make(f"random_{kind}", (counter, shape), {"shape": (), "dtype": dt, "key": key})
-    try:
-        dims = tuple(int(d) for d in ((shape,) if np.ndim(shape) == 0 else shape))
-    except (TypeError, ValueError):
-        raise ShapeError(f"random.{kind}: shape must be a tuple of ints or a tensor (whose shape is used), "
-                         f"got {shape!r}") from None
+    dims = as_shape(shape, f"random.{kind}: shape")  # a float dim is refused, never truncated
     if any(d < 0 for d in dims):
         raise ShapeError(f"random.{kind}: shape {dims} has a negative dim")
     return graph.make(f"random_{kind}", (counter,), {"shape": dims, "dtype": dt, "key": key})

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import shape_str
+from ..dtypes import axis_items, shape_str
 from ..errors import GraphcError, ShapeError
 from ..ir.composite import composite
 from ..ir.graph import Tensor
@@ -28,7 +28,7 @@ __all__ = ["array_split", "atleast_1d", "atleast_2d", "atleast_3d", "column_stac
 
 def _axes(axis: Any, ndim: int, what: str) -> tuple[int, ...]:
     """numpy's normalize_axis_tuple: ints in [-ndim, ndim), order kept, no repeats."""
-    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    items = axis_items(axis)
     out = []
     for a in items:
         try:

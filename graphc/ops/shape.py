@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import (
+    as_dim,
     as_dtype,
     as_shape,
     broadcast_shapes,
@@ -244,7 +245,7 @@ def expand_reduced(g: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
 def _canon_perm(inputs: tuple, attrs: dict) -> dict:
     ndim = inputs[0].ndim
     perm = attrs.get("perm")
-    perm = tuple(reversed(range(ndim))) if perm is None else tuple(int(p) % max(ndim, 1) for p in perm)
+    perm = tuple(reversed(range(ndim))) if perm is None else tuple(as_dim(p, 'perm') % max(ndim, 1) for p in perm)
     if sorted(perm) != list(range(ndim)):
         raise ShapeError(f"perm {attrs.get('perm')} is not a permutation of {ndim} axes")
     attrs["perm"] = perm
@@ -730,8 +731,8 @@ def split(x: Any, indices_or_sections: Any, axis: int = 0) -> list[Tensor]:
     except ShapeError as exc:
         raise _fail(ShapeError, f"split: {exc}") from None
     n = t.shape[axis]
-    if isinstance(indices_or_sections, (int, np.integer)):
-        parts = int(indices_or_sections)
+    if not (isinstance(indices_or_sections, (tuple, list, range)) or np.ndim(indices_or_sections)):
+        parts = as_dim(indices_or_sections, "split: number of sections")
         if parts <= 0:
             raise _fail(ShapeError, f"split: number of sections must be positive, got {parts}")
         if n is None:
@@ -905,7 +906,7 @@ def _canon_one_hot(inputs: tuple, attrs: dict) -> dict:
         attrs[key] = np.asarray(attrs[key]).astype(dt).item()
     attrs["wrap"] = bool(attrs.get("wrap", False))
     if "depth" in attrs:
-        attrs["depth"] = operator.index(attrs["depth"])
+        attrs["depth"] = as_dim(attrs["depth"], "depth")
         if attrs["depth"] < 0:
             raise ShapeError(f"depth must be >= 0, got {attrs['depth']}")
     return attrs

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import int64, is_float, shape_str
+from ..dtypes import as_dim, int64, is_float, shape_str
 from ..errors import DTypeError, ShapeError
 from ..ir.graph import Tensor
 from .registry import OpDef, register
@@ -44,11 +44,11 @@ def out_dims(spatial: tuple, attrs: dict) -> tuple[int, ...]:
 def _canon(inputs: tuple, attrs: dict) -> dict:
     nsp = len(attrs["window"])
     for key in ("window", "strides", "dilation"):
-        value = tuple(int(v) for v in attrs[key])
+        value = tuple(as_dim(v, key) for v in attrs[key])
         if len(value) != nsp or any(v < 1 for v in value):
             raise ShapeError(f"{key} must be {nsp} positive ints, got {attrs[key]!r}")
         attrs[key] = value
-    pads = tuple((int(lo), int(hi)) for lo, hi in attrs["padding"])
+    pads = tuple((as_dim(lo, "padding"), as_dim(hi, "padding")) for lo, hi in attrs["padding"])
     if len(pads) != nsp or any(lo < 0 or hi < 0 for lo, hi in pads):
         raise ShapeError(f"padding must be {nsp} non-negative (lo, hi) pairs, got {attrs['padding']!r}")
     attrs["padding"] = pads

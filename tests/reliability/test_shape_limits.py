@@ -33,6 +33,30 @@ def test_float_dims_refused(dims):
         gc.reshape(gc.constant(np.ones(10, np.float32)), dims)
 
 
+@pytest.mark.parametrize("build", [
+    lambda x: gc.random.normal((2.5, 3)), lambda x: gc.random.uniform((2.0,)),
+    lambda x: gc.function([x], x * 2.0).program([(2.5, 3)]),
+    lambda x: gc.function([x], x * 2.0).export("unused", "f", signatures=[[(2.0, 3)]]),
+    lambda x: gc.one_hot(gc.constant(np.array([1], np.int32)), 2.5),
+    lambda x: gc.nn.conv2d(gc.placeholder(gc.float32, (1, 6, 6, 3)), gc.placeholder(gc.float32, (3, 3, 3, 2)),
+                           padding=[(1.5, 1), (1, 1)]),
+    lambda x: gc.nn.max_pool2d(gc.placeholder(gc.float32, (1, 6, 6, 3)), 2, 2, padding=[(0.5, 0), (0, 0)]),
+    lambda x: gc.split(x, 3.0, axis=1),
+    lambda x: gc.transpose(x, (1.0, 0.0)), lambda x: gc.expand_dims(x, 0.5), lambda x: gc.sum(x, axis=1.0),
+    lambda x: gc.sum(x, axis=(0.0, 1)), lambda x: gc.stack([x, x], axis=1.5), lambda x: gc.flip(x, 1.5),
+    lambda x: gc.moveaxis(x, 0.0, 1), lambda x: gc.linalg.norm(x, axis=1.0), lambda x: gc.nn.softmax(x, 0.5),
+], ids=["random.normal", "random.uniform", "function.program", "export signatures", "one_hot depth",
+        "conv2d padding", "max_pool2d padding", "split", "transpose", "expand_dims", "sum", "sum tuple", "stack",
+        "flip", "moveaxis", "linalg.norm", "softmax"])
+def test_float_dims_and_axes_refused_everywhere(build):
+    """Issue 12 #21, found by the #12 audit: random shapes, function/export signatures and
+    conv/pool paddings truncated float dims (random.normal((2.5, 3)) drew (2, 3)); transpose,
+    expand_dims took float axes; sum, stack, split, flip, linalg.norm raised a raw TypeError."""
+    x = gc.placeholder(gc.float32, (None, 3), name="x")
+    with pytest.raises(gc.GraphcError, match="not an integer|must be an int|must be 'VALID'"):
+        build(x)
+
+
 def test_integer_like_dims_accepted():
     p = gc.placeholder(gc.float32, (np.int64(2), None, np.int32(3)))
     assert p.shape == (2, None, 3) and all(type(d) is int for d in p.shape if d is not None)
