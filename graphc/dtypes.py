@@ -87,6 +87,20 @@ def as_shape(shape: Any, what: str = "shape", unknown: bool = False) -> Shape:
     return tuple(None if d is None else as_dim(d, what) for d in dims)
 
 
+def out_of_range(arr: np.ndarray, dtype: np.dtype) -> str | None:
+    """"the value V is out of range for DTYPE [min, max]" when `arr` holds an integer that the
+    integer `dtype` cannot hold (numpy's casts would wrap it), else None."""
+    if dtype.kind not in "iu" or arr.dtype.kind not in "iu" or not arr.size:
+        return None
+    if np.can_cast(arr.dtype, dtype, casting="safe"):
+        return None
+    info = np.iinfo(dtype)
+    low, high = int(arr.min()), int(arr.max())
+    if low >= info.min and high <= info.max:
+        return None
+    return f"the value {low if low < info.min else high} is out of range for {dtype} [{info.min}, {info.max}]"
+
+
 def check_size(shape: Shape, dtype: np.dtype | None) -> None:
     """ShapeError when the known dims' element count or byte size does not fit the index type."""
     count = math.prod(d for d in shape if d is not None)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import as_dtype, as_shape, result_dtype, shape_str
+from ..dtypes import as_dtype, as_shape, out_of_range, result_dtype, shape_str
 from ..errors import DTypeError, Float64Warning, GraphcError, ShapeError, user_location
 from ..ir.graph import Const, Graph, Tensor, get_default_graph
 from .registry import OpDef, register
@@ -82,6 +82,9 @@ def to_array(value: Any, dtype: Any = None) -> np.ndarray:
         if arr.dtype != dt and not np.can_cast(arr.dtype, dt, casting="same_kind") and arr.size:
             if not (arr.dtype.kind in "iub" and dt.kind in "iubf"):
                 raise DTypeError(f"cannot convert a {arr.dtype} value to {dt}")
+        bad = out_of_range(arr, dt)  # never wrapped (numpy wraps arrays, raises OverflowError for ints)
+        if bad is not None:
+            raise DTypeError(f"cannot convert to {dt}: {bad}")
         return np.asarray(value, dtype=dt)
     if isinstance(value, (np.ndarray, np.generic)):
         arr = np.asarray(value)

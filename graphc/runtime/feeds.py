@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import shape_str
+from ..dtypes import out_of_range, shape_str
 from ..errors import FeedError, GraphcError
 from ..ir.graph import Graph, Tensor
 
@@ -53,20 +53,6 @@ def convert_feed(ph: Tensor, value: Any) -> np.ndarray:
         raise FeedError(f"placeholder {ph.name}: expected {expected}, got {arr.dtype}{shape_str(arr.shape)}")
     _check_int_range(ph, arr)
     return np.asarray(arr, dtype=ph.dtype, order="C")  # ascontiguousarray would make 0-d arrays 1-d
-
-
-def out_of_range(arr: np.ndarray, dtype: np.dtype) -> str | None:
-    """"the value V is out of range for DTYPE [min, max]" when `arr` holds an integer that the
-    integer `dtype` cannot hold (numpy's casts would wrap it), else None."""
-    if dtype.kind not in "iu" or arr.dtype.kind not in "iu" or not arr.size:
-        return None
-    if np.can_cast(arr.dtype, dtype, casting="safe"):
-        return None
-    info = np.iinfo(dtype)
-    low, high = int(arr.min()), int(arr.max())
-    if low >= info.min and high <= info.max:
-        return None
-    return f"the value {low if low < info.min else high} is out of range for {dtype} [{info.min}, {info.max}]"
 
 
 def _check_int_range(ph: Tensor, arr: np.ndarray) -> None:

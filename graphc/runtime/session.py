@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import shape_str
+from ..dtypes import out_of_range, shape_str
 from ..errors import DTypeError, GraphcError, ShapeError
 from ..ir.bind import bind_shapes
 from ..ir.graph import Graph, Tensor, get_default_graph
@@ -22,7 +22,7 @@ from ..ops.state import check_single_assignments
 from ..options import CompileOptions
 from ..profiler import recording
 from .executable import Executable, VariableStore
-from .feeds import check_feeds, out_of_range
+from .feeds import check_feeds
 from .fetches import flatten, unflatten
 from .lru import LRU
 from .symbolic import CompileStats, SymbolicExecutable, symbolic_program

@@ -197,6 +197,21 @@ def test_set_variable_value_int_out_of_range_refused():
         np.testing.assert_array_equal(sess.variable_value(v), [2**31 - 1, -2**31])
 
 
+def test_int_constant_out_of_range_refused():
+    """Issue 12 #8 (found by the #12 audit): an int64 array made an int32 constant or variable
+    wrapped silently; a Python int raised numpy's raw OverflowError (constants, variables,
+    fills, `x + 3_000_000_000`). Both are a DTypeError now."""
+    x = gc.placeholder(gc.int32, (None,), name="x")
+    for build in (lambda: gc.constant(np.array([3_000_000_000, 1]), gc.int32),
+                  lambda: gc.constant(3_000_000_000, gc.int32), lambda: gc.Variable([1, -2**31 - 1], dtype=gc.int32),
+                  lambda: gc.fill((2,), 2**31, gc.int32), lambda: x + 3_000_000_000):
+        with pytest.raises(gc.DTypeError, match=r"cannot convert to int32: the value -?\d+ is out of range for int32"):
+            build()
+    with gc.Session() as sess:
+        np.testing.assert_array_equal(sess.run(gc.constant(np.array([2**31 - 1, -2**31]), gc.int32)),
+                                      [2**31 - 1, -2**31])
+
+
 def test_set_variable_value_big_endian_converted():
     """Issue 12 #20 (found by the #12 audit): set_variable_value refused a big-endian float32
     array with "Variable is float32, the value is >f4"; it is converted, as feeds are."""
