@@ -6,19 +6,20 @@
 - C is cut into *panels* of `nr` columns (two host vectors wide: 32 floats on AVX-512,
   16 on AVX2). A piece of work is a range of panels, so the pool's threads share no
   packed data and no piece repacks anything another piece packed.
-- Per panel, the k x nr block of op(B) is packed once into a stack buffer (contiguous, one
-  row of nr per k, zero-padded past n): masked vector loads along the rows of B, or masked
-  gathers down nr rows of a transposed B.
+- k is cut into blocks of at most `KC_BYTES` of panel (256 rows of 32 floats: the panel
+  stays in L1 while the tiles read it), of equal depth. Per panel and block, the block of
+  op(B) is packed into a stack buffer (contiguous, one row of nr per k, zero-padded past
+  n): masked vector loads along the rows of B, or masked gathers down nr rows of a
+  transposed B.
 - Per tile of `mr` rows (8 on AVX-512, 6 on AVX2) the micro-kernel keeps the mr x nr
-  accumulators in vector registers over the whole of k: per k it loads two vectors of the
+  accumulators in vector registers over the block: per k it loads two vectors of the
   packed panel, broadcasts one element of each of the mr rows of op(A) (read in place,
-  either layout) and issues 2*mr FMAs. C is written once, with no read.
+  either layout; op(A) is prefetched `PREFETCH_K` ahead, for a transposed A, whose tile
+  steps a whole row of A per k) and issues 2*mr FMAs. The first block writes C (with no
+  read when beta is 0), the others add to it.
 - Edges: rows past m read row m-1 (in bounds) and are not stored; columns past n are
   zeros in the packed panel and are not stored (masked stores). Masked lanes of loads,
-  gathers and stores touch no memory.
-
-The packed panel takes k * nr elements of stack, so products with a larger k
-(`MAX_PANEL_BYTES`) stay with the BLAS.
+  gathers and stores touch no memory (a prefetch past the end of A touches none either).
 """
 
 from __future__ import annotations
@@ -35,16 +36,19 @@ from llvmlite import ir
 from .emitter import intrinsic
 from .loops import I1, I32, I64, PTR, FunctionBuilder, entry_allocas
 
-__all__ = ["AUTO_MAX_A", "MAX_PANEL_BYTES", "TILED_GFLOPS", "blocking", "emit_tiled_gemm", "gemm_mode", "kernel",
-           "use_tiled"]
+__all__ = ["AUTO_MAX_A", "KC_BYTES", "PREFETCH_K", "TILED_GFLOPS", "blocking", "emit_tiled_gemm", "gemm_mode",
+           "kernel", "use_tiled"]
 
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
 # stride, C's row stride, whether B is transposed, alpha (float64 bits) and beta (0 or 1)
 _DIMS = ("m", "n", "k", "a_row", "a_k", "ldb", "ldc", "trans_b", "alpha", "beta")
 _PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
-# Stack the packed panel of op(B) may take (k * nr elements).
-MAX_PANEL_BYTES = 128 * 1024
+# The packed panel of op(B): KC_BYTES of stack, k in blocks of KC_BYTES / (nr * itemsize) rows
+# (256 floats): the panel stays in the 48 KB L1 while the tiles of C read it.
+KC_BYTES = 32 * 1024
+# How many k ahead the micro-kernel prefetches op(A) (a transposed A steps a row of A per k).
+PREFETCH_K = 8
 # "auto" runs products with a transposed A on the kernel up to this many elements of A.
 AUTO_MAX_A = 65536
 # Single-thread speed assumed when sizing the pieces of a split (as blas.GEMM_GFLOPS).
@@ -85,22 +89,23 @@ def gemm_mode() -> str:
     return mode
 
 
-def use_tiled(dtype: object, m: int, n: int, k: int, trans_a: bool) -> bool:
-    """Whether an m x n (x k) product runs on graphc's kernel rather than the BLAS.
+def use_tiled(dtype: object, m: int, n: int, k: int, trans_a: bool, split: bool = False) -> bool:
+    """Whether an m x n (x k) product runs on graphc's kernel rather than the BLAS; `split`: when
+    it runs over the pool (else on the calling thread).
 
     "auto" takes the products where the kernel measured faster than OpenBLAS
-    (docs/backend.md, "Tiled products"): those whose packed panel fits `MAX_PANEL_BYTES`,
-    with at least one whole panel (n >= nr), and whose op(A), when A is transposed, has at
-    most `AUTO_MAX_A` elements (a large transposed A, read in place with a long stride,
-    measured slower).
+    (docs/backend.md, "Tiled products"): those with at least one whole panel (n >= nr), of
+    any k, whose op(A), when A is transposed, has at most `AUTO_MAX_A` elements on one
+    thread (a large transposed A, read in place a row of A per k, measured 12-15% slower
+    there); over the pool every such product takes the kernel (the BLAS would run as one
+    block per thread, each repacking op(B), so that a thread that starts late holds up the
+    product; the kernel's panels are claimed a few at a time).
     """
     block = blocking(dtype)
     mode = gemm_mode()
     if block is None or mode == "blas" or not (m and n and k):
         return False
-    if k * block[2] * np.dtype(dtype).itemsize > MAX_PANEL_BYTES:
-        return False
-    return mode == "tiled" or (n >= block[2] and (m * k <= AUTO_MAX_A or not trans_a))
+    return mode == "tiled" or (n >= block[2] and (split or m * k <= AUTO_MAX_A or not trans_a))
 
 
 def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype: object, trans_a: bool,
@@ -128,11 +133,12 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
     if parallel_for is None:
         builder.call(chunk, [args, ir.Constant(I64, 0), ir.Constant(I64, panels)])
         return
-    # the least panels per piece, ceil(MIN_PIECE_NS / ns_per_panel) with ns_per_panel = m * per_row: computed
-    # by the code from m (LLVM folds it), so a symbolic-dim template's m stays affine
-    per_row = 2.0 * nr * k / TILED_GFLOPS
-    least, rows = ir.Constant(I64, max(1, math.ceil(MIN_PIECE_NS / per_row))), ir.Constant(I64, max(m, 1))
-    min_chunk = builder.sdiv(builder.add(least, builder.sub(rows, ir.Constant(I64, 1))), rows)
+    # the least panels per piece, ceil(MIN_PIECE_NS / ns_per_panel) with ns_per_panel = m * k * 2 * nr /
+    # TILED_GFLOPS: computed by the code from m and k (LLVM folds it), so that a symbolic-dim
+    # template's m or k stays an affine literal
+    work = ir.Constant(I64, math.ceil(MIN_PIECE_NS * TILED_GFLOPS / (2.0 * nr)))
+    size = builder.mul(ir.Constant(I64, max(m, 1)), ir.Constant(I64, max(k, 1)))
+    min_chunk = builder.sdiv(builder.add(work, builder.sub(size, ir.Constant(I64, 1))), size)
     fn = builder.inttoptr(builder.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
     builder.call(fn, [chunk, args, ir.Constant(I64, panels), min_chunk])
 
@@ -182,6 +188,7 @@ class _Kernel:
         self.lanes, self.mr, self.nr = lanes, mr, nr
         suffix = "f32" if isinstance(elem, ir.FloatType) else "f64"
         self.fma = intrinsic(f.fn.module, f"llvm.fma.v{lanes}{suffix}", self.vec, [self.vec] * 3)
+        self.prefetch = intrinsic(f.fn.module, "llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
 
     def const(self, value: int) -> ir.Constant:
         return ir.Constant(I64, value)
@@ -206,22 +213,35 @@ class _Kernel:
         self.accumulate = b.icmp_signed("!=", beta, self.const(0))
         self.plain = b.and_(b.icmp_signed("==", beta, self.const(0)),
                             b.fcmp_ordered("==", alpha, ir.Constant(ir.DoubleType(), 1.0)))
-        panel = f.top.alloca(self.elem, size=MAX_PANEL_BYTES // self.elem_bytes)
+        panel = f.top.alloca(self.elem, size=KC_BYTES // self.elem_bytes)
         panel.align = 64
+        # k in `blocks` blocks of at most KC_BYTES of panel, of equal depth (the last may be shorter)
+        kc = self.const(KC_BYTES // self.elem_bytes // self.nr)
+        blocks = b.udiv(b.add(self.k, b.sub(kc, self.const(1))), kc)
+        kc = b.udiv(b.add(self.k, b.sub(blocks, self.const(1))), self.smax(blocks, 1))
         with f.loop(begin, end, "panel") as p:
             j0 = b.mul(p, self.const(self.nr))
             cols = self.smin(b.sub(self.n, j0), self.nr)
             lane = ir.Constant(ir.VectorType(I64, self.lanes), list(range(self.lanes)))
             masks = [b.icmp_signed("<", b.add(lane, self.splat(self.const(v * self.lanes))), self.splat(cols))
                      for v in range(self.nr // self.lanes)]  # the columns of each vector inside C
-            self.pack(bm, panel, j0, cols, masks)
-            tiles = b.udiv(b.add(self.m, self.const(self.mr - 1)), self.const(self.mr))
-            with f.loop(0, tiles, "tile") as t:
-                self.tile(a, panel, c, b.mul(t, self.const(self.mr)), j0, cols, masks)
+            with f.loop(0, blocks, "kb") as kb:
+                k0 = b.mul(kb, kc)
+                depth = b.sub(self.k, k0)
+                depth = b.select(b.icmp_signed("<", depth, kc), depth, kc)
+                self.pack(bm, panel, j0, masks, k0, depth)
+                first = b.icmp_signed("==", kb, self.const(0))
+                tiles = b.udiv(b.add(self.m, self.const(self.mr - 1)), self.const(self.mr))
+                with f.loop(0, tiles, "tile") as t:
+                    self.tile(a, panel, c, b.mul(t, self.const(self.mr)), j0, cols, masks, k0, depth, first)
 
     def smin(self, value: ir.Value, bound: int) -> ir.Value:
         b = self.b
         return b.select(b.icmp_signed("<", value, self.const(bound)), value, self.const(bound))
+
+    def smax(self, value: ir.Value, bound: int) -> ir.Value:
+        b = self.b
+        return b.select(b.icmp_signed(">", value, self.const(bound)), value, self.const(bound))
 
     def splat(self, x: ir.Value) -> ir.Value:
         """A vector of `lanes` copies of the scalar `x`."""
@@ -247,9 +267,11 @@ class _Kernel:
     def suffix(self) -> str:
         return f"v{self.lanes}{'f32' if isinstance(self.elem, ir.FloatType) else 'f64'}"
 
-    def pack(self, bm: ir.Value, panel: ir.Value, j0: ir.Value, cols: ir.Value, masks: list[ir.Value]) -> None:
-        """panel[kk * nr + jj] = op(B)[kk, j0 + jj] for jj < cols, else 0: masked vector loads
-        along a row of B, or gathers down nr rows of a transposed B (masked lanes read nothing)."""
+    def pack(self, bm: ir.Value, panel: ir.Value, j0: ir.Value, masks: list[ir.Value], k0: ir.Value,
+             depth: ir.Value) -> None:
+        """panel[kk * nr + jj] = op(B)[k0 + kk, j0 + jj] for kk < depth and the columns under the
+        masks, else 0: masked vector loads along a row of B, or gathers down nr rows of a
+        transposed B (masked lanes read nothing)."""
         f, b, nr, lanes = self.f, self.b, self.nr, self.lanes
         align = ir.Constant(I32, self.elem_bytes)
         zero = ir.Constant(self.vec, [ir.Constant(self.elem, 0.0)] * lanes)
@@ -263,18 +285,18 @@ class _Kernel:
                     col = b.select(mask, b.add(self.splat(j0), b.add(lane, self.splat(self.const(v * lanes)))),
                                    self.splat(j0))
                     starts.append(b.add(base, b.mul(b.mul(col, self.splat(self.ldb)), width)))
-                with f.loop(0, self.k, "pg") as kk:
+                with f.loop(0, depth, "pg") as kk:
                     dst = self.at(panel, b.mul(kk, self.const(nr)))
-                    offset = self.splat(b.mul(kk, self.const(self.elem_bytes)))
+                    offset = self.splat(b.mul(b.add(k0, kk), self.const(self.elem_bytes)))
                     for v, mask in enumerate(masks):
                         pointers = b.inttoptr(b.add(starts[v], offset), ir.VectorType(PTR, lanes))
                         x = b.call(self.masked("gather"), [pointers, align, mask, zero])
                         b.store(x, self.vat(dst, self.const(v * lanes)), align=self.vec_align(v))
             with otherwise:
-                with f.loop(0, self.k, "pl") as kk:
+                with f.loop(0, depth, "pl") as kk:
                     dst = self.at(panel, b.mul(kk, self.const(nr)))
                     for v, mask in enumerate(masks):
-                        src = self.at(bm, b.add(b.mul(kk, self.ldb), b.add(j0, self.const(v * lanes))))
+                        src = self.at(bm, b.add(b.mul(b.add(k0, kk), self.ldb), b.add(j0, self.const(v * lanes))))
                         x = b.call(self.masked("load"), [src, align, mask, zero])
                         b.store(x, self.vat(dst, self.const(v * lanes)), align=self.vec_align(v))
 
@@ -287,8 +309,9 @@ class _Kernel:
         return 4 if isinstance(self.elem, ir.FloatType) else 8
 
     def tile(self, a: ir.Value, panel: ir.Value, c: ir.Value, i0: ir.Value, j0: ir.Value, cols: ir.Value,
-             masks: list[ir.Value]) -> None:
-        """C[i0:i0+mr, j0:j0+cols] from rows i0.. of op(A) and the packed panel."""
+             masks: list[ir.Value], k0: ir.Value, depth: ir.Value, first: ir.Value) -> None:
+        """C[i0:i0+mr, j0:j0+cols] from rows i0.. of op(A), columns k0..k0+depth, and the packed
+        panel: written as the caller asked for the first block of k, added to C after it."""
         f, b, mr, nr, lanes = self.f, self.b, self.mr, self.nr, self.lanes
         vectors = nr // lanes
         last = b.sub(self.m, self.const(1))
@@ -296,15 +319,19 @@ class _Kernel:
         for i in range(mr):
             r = b.add(i0, self.const(i))
             r = b.select(b.icmp_signed(">", r, last), last, r)  # past m: row m-1, not stored
-            rows.append(self.at(a, b.mul(r, self.a_row)))
+            rows.append(self.at(a, b.add(b.mul(r, self.a_row), b.mul(k0, self.a_k))))
         step = self.a_k
         zero = ir.Constant(self.vec, [ir.Constant(self.elem, 0.0)] * lanes)
         accs = [[f.slot(self.vec, zero) for _ in range(vectors)] for _ in range(mr)]
-        with f.loop(0, self.k, "k") as kk:
+        with f.loop(0, depth, "k") as kk:
             pk = self.at(panel, b.mul(kk, self.const(nr)))
             bv = [b.load(self.vat(pk, self.const(v * lanes)), typ=self.vec, align=self.vec_align(v))
                   for v in range(vectors)]
             ak = b.mul(kk, step)
+            # a transposed A steps a whole row of A per k: fetch the rows PREFETCH_K ahead (one
+            # prefetch covers the tile's mr consecutive elements)
+            ahead = b.gep(rows[0], [b.mul(b.add(kk, self.const(PREFETCH_K)), step)], source_etype=self.elem)
+            b.call(self.prefetch, [ahead, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
             for i in range(mr):
                 x = self.splat(b.load(self.at(rows[i], ak), typ=self.elem))
                 for v in range(vectors):
@@ -312,7 +339,7 @@ class _Kernel:
         full = b.and_(b.icmp_signed("==", cols, self.const(nr)),
                       b.icmp_signed("<=", b.add(i0, self.const(mr)), self.m))
         align = ir.Constant(I32, self.elem_bytes)
-        with b.if_else(self.plain) as (plain, scaled):
+        with b.if_else(b.and_(self.plain, first)) as (plain, scaled):
             with scaled:  # C = alpha * acc (+ C): every row inside C, columns under the masks
                 for i in range(mr):
                     with b.if_then(b.icmp_signed("<", b.add(i0, self.const(i)), self.m)):
@@ -320,7 +347,7 @@ class _Kernel:
                         for v in range(vectors):
                             at = self.at(row, self.const(v * lanes))
                             old = b.call(self.masked("load"), [at, align, masks[v], zero])
-                            old = b.select(self.accumulate, old, zero)
+                            old = b.select(b.or_(self.accumulate, b.not_(first)), old, zero)
                             new = b.call(self.fma, [self.alpha, b.load(accs[i][v], typ=self.vec), old])
                             b.call(self.masked("store"), [new, at, align, masks[v]])
             with plain:

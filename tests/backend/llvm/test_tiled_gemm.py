@@ -105,6 +105,59 @@ def test_operands_against_guard_pages(tiled_mode, ta, tb, m, n, k):
             _close(got, want, np.float32)
 
 
+def _deep(dtype) -> int:
+    """A k that takes three blocks of the packed panel, the last one shorter."""
+    lanes, _, nr = tiled.blocking(dtype)
+    return 2 * (tiled.KC_BYTES // (nr * np.dtype(dtype).itemsize)) + 37
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True), (True, False)])
+def test_k_in_several_blocks(tiled_mode, dtype, ta, tb):
+    """k beyond one block of the panel: the first block writes C, the others add to it (a plain
+    product, one with an epilogue, and an SGD update folded into the product)."""
+    rng = np.random.default_rng(5)
+    m, n, k = 19, 45, _deep(dtype)
+    a = gc.placeholder(dtype, (k, m) if ta else (m, k), name="a")
+    b = gc.placeholder(dtype, (n, k) if tb else (k, n), name="b")
+    y = (a.T if ta else a) @ (b.T if tb else b)
+    values = {a: (rng.standard_normal(a.shape) * 0.1).astype(dtype), b: rng.standard_normal(b.shape).astype(dtype)}
+    want, _ = _run([y, gc.tanh(y)], values, 1, "reference")
+    for threads in (1, 2):
+        got, (prog,) = _run([y, gc.tanh(y)], values, threads)
+        _close(got, want, dtype)
+    assert "graphc_tiled_" in prog.ir_text
+    w0 = rng.standard_normal((m, n)).astype(dtype)
+    results = []
+    for backend in ("reference", "llvm"):
+        with gc.Graph().as_default():
+            ap = gc.placeholder(dtype, a.shape, name="a")
+            bp = gc.placeholder(dtype, b.shape, name="b")
+            w = gc.Variable(w0.copy(), name="w")
+            step = gc.group(gc.assign_sub(w, 0.5 * ((ap.T if ta else ap) @ (bp.T if tb else bp))))
+            with gc.Session(backend=backend, threads=2) as sess:
+                sess.run(step, {ap: values[a], bp: values[b]})
+                results.append(sess.variable_value(w))
+    _close([results[1]], [results[0]], dtype)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_several_blocks_against_guard_pages(tiled_mode, ta, tb):
+    """Every block of k reads only inside A and B (the prefetch ahead of A touches no memory)."""
+    rng = np.random.default_rng(9)
+    m, n, k = 9, 33, _deep(np.float32)
+    a = gc.placeholder(gc.float32, (k, m) if ta else (m, k), name="a")
+    b = gc.placeholder(gc.float32, (n, k) if tb else (k, n), name="b")
+    y = (a.T if ta else a) @ (b.T if tb else b)
+    values = {a: rng.standard_normal(a.shape).astype(np.float32), b: rng.standard_normal(b.shape).astype(np.float32)}
+    want, _ = _run([y], values, 1, "reference")
+    guard = Guarded()
+    for at_end in (True, False):
+        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
+        got, _ = _run([y], feeds, 2)
+        _close(got, want, np.float32)
+
+
 def test_layer_gradients_match_reference(tiled_mode):
     """An MLP's forward and backward products on the kernel (pairs call it without the pool)."""
     rng = np.random.default_rng(11)
@@ -130,7 +183,7 @@ def test_auto_rule(monkeypatch):
     assert tiled.use_tiled(f4, 256, 512, 784, False)
     assert not tiled.use_tiled(f4, 784, 512, 256, True)  # a large transposed A: the BLAS
     assert not tiled.use_tiled(f4, 256, 10, 512, False)  # narrower than a panel
-    assert not tiled.use_tiled(f4, 4, 64, 100_000, False)  # the packed panel would not fit
+    assert tiled.use_tiled(f4, 4, 64, 100_000, False)  # any k: the panel is packed a block of k at a time
     assert not tiled.use_tiled(np.int32, 4, 64, 4, False)
     monkeypatch.setenv("GRAPHC_GEMM", "tiled")
     assert tiled.use_tiled(f4, 784, 10, 256, True)
