@@ -21,7 +21,7 @@ from .emitter import mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I8, I32, I64, PTR, FunctionBuilder
-from .parallel import min_chunk_for
+from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, min_chunk_for
 from .steps import (
     Buffer,
     Collective,
@@ -109,7 +109,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     hosts = 0  # host calls so far: the index the next one passes
     requests: dict[Buffer, ir.Value] = {}  # a started collective's result buffer -> its MPI request slot
 
-    def kernel(step: Kernel) -> None:
+    def kernel(step: Kernel, least_ns: float = MIN_PARALLEL_NS) -> None:
         if step.empty:
             return
         key = kernel_key(step)
@@ -117,8 +117,8 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             emitted[key] = KernelCodegen(module, step).emit()
         for call in emitted[key]:
             args = [pointer(x) for x in kernel_buffers(step)]
-            if call.parallel:
-                _parallel_call(entry, call, args, threaded, parallel_for)
+            if call.parallel_at(least_ns):
+                _parallel_call(entry, call, args, threaded, parallel_for, least_ns)
             else:
                 b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
 
@@ -133,7 +133,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
         if fn is not None:
             b.call(fn, [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
         if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
-            kernel(step.epilogue)
+            kernel(step.epilogue, WARM_PARALLEL_NS if _split(step) else MIN_PARALLEL_NS)
 
     steps = list(plan.steps)
     # (not in a symbolic-dim template: pairs are checked independent on the arena's bytes, which the
@@ -298,9 +298,17 @@ def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], fns: list[ir.Func
     return f.fn
 
 
+def _split(g: Gemm) -> bool:
+    """Does the product run over the pool (so that its workers are awake for its epilogue)?
+    A product of at least two pieces of `blas.GEMM_MIN_PIECE_NS` (the tiled kernel's and the
+    BLAS blocks' least piece)."""
+    return decide("split gemm", _work_ns(g) >= 2 * blas.GEMM_MIN_PIECE_NS)
+
+
 def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], threaded: ir.Value,
-                   parallel_for: ir.Value) -> None:
-    """Run `call` through the pool's parallel_for when the table provides one, else inline."""
+                   parallel_for: ir.Value, least_ns: float = MIN_PARALLEL_NS) -> None:
+    """Run `call` through the pool's parallel_for (pieces of at least `least_ns`) when the table
+    provides one, else inline."""
     b = entry.b
     chunk = _chunk_function(call)
     table = entry.slot(ir.ArrayType(PTR, len(args)))
@@ -310,7 +318,7 @@ def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], thr
         with then:
             fn = b.inttoptr(b.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
             b.call(fn, [chunk, table, ir.Constant(I64, call.rows),
-                        ir.Constant(I64, decide("min chunk", min_chunk_for(call.ns_per_row)))])
+                        ir.Constant(I64, decide("min chunk", min_chunk_for(call.ns_per_row, least_ns)))])
         with otherwise:
             b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
 
@@ -382,9 +390,10 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
         args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n,
                 g.alpha, 0.0 if g.update is None else 1.0)
         own = decide("tiled gemm", tiled.use_tiled(node.dtype, m, n, k, ta))
+        own_split = decide("tiled gemm split", tiled.use_tiled(node.dtype, m, n, k, ta, split=True))
         with bld.if_else(bld.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))) as (then, otherwise):
             with then:
-                if own:
+                if own_split:
                     tiled.emit_tiled_gemm(bld, parallel_for, *args)
                 else:
                     blas.emit_gemm_parallel(bld, parallel_for, *args)

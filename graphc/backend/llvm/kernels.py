@@ -45,8 +45,12 @@ class Call:
     @property
     def parallel(self) -> bool:
         """Worth offering to the thread pool: at least two chunks of `MIN_PARALLEL_NS`."""
+        return self.parallel_at(MIN_PARALLEL_NS)
+
+    def parallel_at(self, least_ns: float) -> bool:
+        """Worth offering to the pool when a piece must have at least `least_ns` of work."""
         return decide("parallel call", self.ns_per_row is not None and self.rows >= 2
-                      and self.rows * self.ns_per_row >= 2 * MIN_PARALLEL_NS)
+                      and self.rows * self.ns_per_row >= 2 * least_ns)
 
 
 def element_ns(k: Kernel) -> float:

@@ -41,12 +41,16 @@ import weakref
 
 from .once import once
 
-__all__ = ["CALLER_SPIN_TICKS", "MIN_PARALLEL_NS", "PIECES_PER_THREAD", "WORKER_SPIN_TICKS", "ThreadPool",
+__all__ = ["CALLER_SPIN_TICKS", "MIN_PARALLEL_NS", "PIECES_PER_THREAD", "WARM_PARALLEL_NS", "WORKER_SPIN_TICKS",
+           "ThreadPool",
            "default_threads", "get_pool", "min_chunk_for"]
 
 # The least work per piece worth handing out: ranges of two pieces (0.3 ms) and more get
 # split (why this figure: docs/backend.md, "Threads"; bench/bench_threads.py).
 MIN_PARALLEL_NS = 150_000
+# The same for the epilogue of a product that ran over the pool: its workers are still
+# watching for the next job (`WORKER_SPIN_TICKS`), so a piece needs no wake-up.
+WARM_PARALLEL_NS = 15_000
 # A range is cut into up to this many pieces per thread, claimed dynamically, so a thread
 # that another process delays costs its share only while it actually runs a piece.
 PIECES_PER_THREAD = 4
@@ -332,9 +336,10 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def min_chunk_for(ns_per_item: float) -> int:
-    """The smallest chunk worth handing to another thread, for a kernel's cost per item."""
-    return max(1, math.ceil(MIN_PARALLEL_NS / max(ns_per_item, 1e-3)))
+def min_chunk_for(ns_per_item: float, least_ns: float = MIN_PARALLEL_NS) -> int:
+    """The smallest chunk worth handing to another thread, for a kernel's cost per item (pieces
+    of at least `least_ns`)."""
+    return max(1, math.ceil(least_ns / max(ns_per_item, 1e-3)))
 
 
 def _pool_ir() -> str:

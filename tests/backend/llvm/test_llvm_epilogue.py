@@ -145,3 +145,21 @@ def test_conv_bias_relu_is_the_epilogue_of_its_gemm_through_the_reshape(dtype, m
     before, unfused = _unfused(monkeypatch, y, feeds)
     np.testing.assert_array_equal(got, before)
     assert len(prog.plan.steps) < len(unfused.plan.steps)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_epilogue_of_a_split_product_runs_over_the_pool(threads):
+    """A product split over the pool hands its (map) epilogue to the pool as well, in pieces of
+    `parallel.WARM_PARALLEL_NS` (the workers are awake): same values as the reference."""
+    rng = np.random.default_rng(4)
+    x = gc.placeholder(gc.float32, (256, 16), name="x")
+    w = gc.Variable(rng.standard_normal((16, 512)).astype(np.float32) * 0.3)
+    b = gc.Variable(rng.standard_normal(512).astype(np.float32))
+    y = gc.relu(x @ w + b) * 0.5
+    feeds = {x: rng.standard_normal((256, 16)).astype(np.float32)}
+    with gc.Session(backend="llvm", threads=threads) as sess:
+        got = sess.run(y, feeds)
+        (prog,) = [e.program for plan in sess._requests.values() for e in plan.programs.values()]
+    np.testing.assert_allclose(got, gc.Session(backend="reference").run(y, feeds), rtol=1e-5, atol=1e-5)
+    (g,) = _epilogues(prog)
+    assert f"{g.epilogue.name}_chunk" in prog.ir_text  # called through parallel_for
