@@ -120,7 +120,6 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
         raise ValueError(f"the tiled kernel takes beta 0 or 1, not {beta}")
     lanes, mr, nr = blocking(dtype)
     chunk = _chunk_function(builder.module, np.dtype(dtype))
-    panels = -(-n // nr)
     table, dims = entry_allocas(builder, [ir.ArrayType(PTR, 4), ir.ArrayType(I64, len(_DIMS))])
     zero = ir.Constant(I32, 0)
     a_row, a_k = (1, lda) if trans_a else (lda, 1)
@@ -130,17 +129,22 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
     for i, p in enumerate((a_ptr, b_ptr, c_ptr, builder.gep(dims, [zero, zero]))):
         builder.store(p, builder.gep(table, [zero, ir.Constant(I32, i)]))
     args = builder.gep(table, [zero, zero])
+    # sizes derived from m, n and k are computed by the code from the table (LLVM folds them; the
+    # builder would fold constants), so that a symbolic-dim template's m, n and k stay affine literals
+    m_v, n_v, k_v = (builder.load(builder.gep(dims, [zero, ir.Constant(I32, i)]), typ=I64) for i in range(3))
+    one = ir.Constant(I64, 1)
+    panels = builder.udiv(builder.add(n_v, ir.Constant(I64, nr - 1)), ir.Constant(I64, nr))
     if parallel_for is None:
-        builder.call(chunk, [args, ir.Constant(I64, 0), ir.Constant(I64, panels)])
+        builder.call(chunk, [args, ir.Constant(I64, 0), panels])
         return
     # the least panels per piece, ceil(MIN_PIECE_NS / ns_per_panel) with ns_per_panel = m * k * 2 * nr /
-    # TILED_GFLOPS: computed by the code from m and k (LLVM folds it), so that a symbolic-dim
-    # template's m or k stays an affine literal
+    # TILED_GFLOPS
+    size = builder.mul(m_v, k_v)
+    size = builder.select(builder.icmp_signed("<", size, one), one, size)
     work = ir.Constant(I64, math.ceil(MIN_PIECE_NS * TILED_GFLOPS / (2.0 * nr)))
-    size = builder.mul(ir.Constant(I64, max(m, 1)), ir.Constant(I64, max(k, 1)))
-    min_chunk = builder.sdiv(builder.add(work, builder.sub(size, ir.Constant(I64, 1))), size)
+    min_chunk = builder.sdiv(builder.add(work, builder.sub(size, one)), size)
     fn = builder.inttoptr(builder.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
-    builder.call(fn, [chunk, args, ir.Constant(I64, panels), min_chunk])
+    builder.call(fn, [chunk, args, panels, min_chunk])
 
 
 def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:
