@@ -307,7 +307,8 @@ def _step_cost(a: frozenset, b: frozenset, dims: dict[str, int]) -> int:
     return math.prod(dims[c] for c in a | b)
 
 
-def _plan(sets: list[frozenset], out: frozenset, dims: dict[str, int], optimize: Any) -> list[tuple[int, int]]:
+def _contraction_path(sets: list[frozenset], out: frozenset, dims: dict[str, int],
+                      optimize: Any) -> list[tuple[int, int]]:
     """A contraction order as numpy's einsum_path lists it: pairs of positions in the shrinking operand list."""
     if isinstance(optimize, (list, tuple)) and optimize and optimize[0] == "einsum_path":
         path, count = [tuple(p) for p in optimize[1:]], len(sets)
@@ -360,7 +361,7 @@ def einsum_path(subscripts: str, *operands: Any, optimize: Any = "optimal") -> t
     """numpy.einsum_path: the pairwise contraction order einsum uses, and a short report of its cost."""
     ts, labels, out, dims = _prepared(subscripts, operands)
     sets = [frozenset(ls) for ls in labels]
-    path = _plan(sets, frozenset(out), dims, optimize)
+    path = _contraction_path(sets, frozenset(out), dims, optimize)
     cur, total = list(sets), 0
     for i, j in path:
         rest = [s for k, s in enumerate(cur) if k not in (i, j)]
@@ -383,7 +384,7 @@ def einsum(subscripts: str, *operands: Any, optimize: Any = "optimal") -> Tensor
     """
     ts, labels, out, dims = _prepared(subscripts, operands)
     terms = [_distinct(t, ls) for t, ls in zip(ts, labels)]
-    path = _plan([frozenset(ls) for ls in labels], frozenset(out), dims, optimize)
+    path = _contraction_path([frozenset(ls) for ls in labels], frozenset(out), dims, optimize)
     if len(path) != len(terms) - 1:
         raise _fail(GraphcError, f"einsum: path {path} does not contract {len(terms)} operands to one")
     for i, j in path:

@@ -1,7 +1,7 @@
 """The LLVM backend as the compile pipeline sees it: its late passes and its measurements.
 
-The late passes are the planner's stages, each a pure function from one immutable stage
-to the next (grouping.py, plan.py):
+The late passes are its stages, each a pure function from one immutable stage to the next
+(grouping.py, plan.py):
 
     Nodes --fusion--> Groups --schedule--> Units --steps--> Steps --memory--> Plan
 

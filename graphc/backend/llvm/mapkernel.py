@@ -2,8 +2,8 @@
 accuracy tests (tests/backend/llvm/test_mathlib.py) and bench/bench_mathlib.py measure it.
 
 The loop is compiled at O3 for the host CPU through graphc's optimizer pipeline
-(`optimizer.optimize_module`, which inlines the trig functions' rare-path test) into its
-own MCJIT engine: no Session, no disk cache.
+(`jit.optimize_ir`, which inlines the trig functions' rare-path test) into its own MCJIT
+engine: no Session, no disk cache.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 
+from .jit import optimize_ir
 from .loops import I64, PTR
 from .mathlib import MATH_FUNCTIONS
-from .optimizer import optimize_module
+from .optimizer import host_target_machine
 
 BINARY = ("pow", "atan2")  # the functions of MATH_FUNCTIONS with two arguments
 _IR_TYPES = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
@@ -47,25 +48,13 @@ def map_module(name: str, dtype: np.dtype) -> ir.Module:
     return mod
 
 
-def _target_machine() -> llvm.TargetMachine:
-    """A new one per kernel: the engine takes ownership of its target machine."""
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(), opt=3, jit=True)
-
-
 class MapKernel:
     """`map_module(name, dtype)` compiled: ``kernel(*arrays)`` returns a new array; `fn` is the
     raw ``fn(in0, [in1,] out, n)`` on addresses; `asm` its assembly."""
 
     def __init__(self, name: str, dtype: np.dtype) -> None:
-        tm = _target_machine()
-        mod = llvm.parse_assembly(str(map_module(name, dtype)))
-        mod.triple = tm.triple
-        mod.data_layout = str(tm.target_data)
-        optimize_module(mod, tm)
+        mod = optimize_ir(str(map_module(name, dtype)))
+        tm = host_target_machine()  # the engine takes ownership of it: one per kernel
         self.asm = tm.emit_assembly(mod)
         self.dtype = np.dtype(dtype)
         self._engine = llvm.create_mcjit_compiler(mod, tm)

@@ -27,7 +27,7 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def numel(shape: Sequence[int]) -> int:
-    return int(math.prod(shape))  # not np.prod: the planner calls this thousands of times per compile
+    return int(math.prod(shape))  # not np.prod: the late passes call this thousands of times per compile
 
 
 class KernelMode(str, Enum):
