@@ -104,7 +104,7 @@ def _decode_attr(value: Any) -> Any:
     raise GraphcError(f"bad attribute encoding {value!r}")
 
 
-def program_nodes(outputs: list[Tensor]) -> tuple[list[Tensor], list[dict]]:
+def encode_program(outputs: list[Tensor]) -> tuple[list[Tensor], list[dict]]:
     """(toposort(outputs), their encoding as `save` writes it without the variables' initial
     values): everything a compiled program of these outputs depends on but the feed shapes."""
     order = toposort(outputs)

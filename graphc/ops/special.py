@@ -17,12 +17,25 @@ import numpy as np
 from ..dtypes import float32
 from ..errors import GraphcError
 from ..ir.graph import Tensor
-from .elementwise import _const, _float, _linear, _unary_float, apply, elementwise, equal, exp, log, log1p, where
+from .elementwise import (
+    _TWO_OVER_SQRT_PI,
+    _const,
+    _float,
+    _linear,
+    _special,
+    _unary_float,
+    apply,
+    elementwise,
+    equal,
+    exp,
+    log,
+    log1p,
+    where,
+)
 from .ufuncs import _binary_float
 
 __all__ = ["erfc", "erfinv", "gammaln", "digamma", "polygamma", "xlogy", "xlog1py", "logit", "ndtr", "log_ndtr"]
 
-_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 _SQRT_PI_OVER_2 = math.sqrt(math.pi) / 2
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _SQRT1_2 = math.sqrt(0.5)
@@ -32,12 +45,6 @@ _SHIFT = 8  # recurrences move arguments below this up to where the asymptotic s
 # Bernoulli numbers B_2, B_4, ..., B_20.
 _BERNOULLI = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510, 43867 / 798,
               -174611 / 330)
-
-
-def _special():
-    from scipy import special
-
-    return special
 
 
 def _scipy(name: str):

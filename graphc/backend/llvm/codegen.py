@@ -20,7 +20,7 @@ from .control import emit_loop
 from .emitter import mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
-from .loops import I8, I32, I64, PTR, FunctionBuilder
+from .loops import I8, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder
 from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, min_chunk_for
 from .steps import (
     Buffer,
@@ -38,7 +38,6 @@ from .steps import (
 )
 
 ENTRY = "graphc_entry"
-_PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 # The least work (at blas.GEMM_GFLOPS) of each product of a pair that runs on two threads.
 PAIR_MIN_NS = 20_000
 PAIR_MAX_RATIO = 2.0  # the larger product of a pair has at most this many times the other's work
@@ -273,7 +272,7 @@ def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], fns: list[ir.Fun
     table = entry.slot(ir.ArrayType(PTR, len(bufs)))
     for i, p in enumerate(pointers):
         b.store(p, b.gep(table, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
-    fn = b.inttoptr(b.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
+    fn = b.inttoptr(b.ptrtoint(parallel_for, I64), PARALLEL_FOR_TYPE.as_pointer())
     b.call(fn, [emitted[key][0], table, ir.Constant(I64, 2), ir.Constant(I64, 1)])
 
 
@@ -323,7 +322,7 @@ def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], thr
         b.store(a, b.gep(table, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
     with b.if_else(threaded) as (then, otherwise):
         with then:
-            fn = b.inttoptr(b.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
+            fn = b.inttoptr(b.ptrtoint(parallel_for, I64), PARALLEL_FOR_TYPE.as_pointer())
             b.call(fn, [chunk, table, ir.Constant(I64, call.rows),
                         ir.Constant(I64, decide("min chunk", min_chunk_for(call.ns_per_row, least_ns)))])
         with otherwise:

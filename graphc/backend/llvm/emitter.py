@@ -20,9 +20,8 @@ from ...errors import GraphcError
 from ...passes.sizing import decide, proven
 from . import mathlib
 from .affine import Affine
-from .loops import I1, I8, I32, I64, entry_allocas
+from .loops import F32, F64, I1, I8, I32, I64, entry_allocas
 
-F32, F64 = ir.FloatType(), ir.DoubleType()
 FLOAT_FLAGS = ("contract",)
 
 _REG = {float32: F32, float64: F64, int32: I32, int64: I64, bool_: I1}

@@ -11,9 +11,14 @@ from collections.abc import Callable, Iterator
 
 from llvmlite import ir
 
-# The backend's LLVM integer and pointer types, defined here only.
+# The backend's LLVM scalar and pointer types, defined here only.
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
+# A chunk function ``f(args, begin, end)`` and the pool's ``parallel_for(f, args, n, min_chunk)``
+# (parallel.py), as the generated code calls them through pointers.
+CHUNK_TYPE = ir.FunctionType(ir.VoidType(), [PTR, I64, I64])
+PARALLEL_FOR_TYPE = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 
 
 def entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]:

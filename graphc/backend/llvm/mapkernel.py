@@ -14,18 +14,18 @@ import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 
+from .emitter import mem_type
 from .jit import optimize_ir
 from .loops import I64, PTR
 from .mathlib import MATH_FUNCTIONS
 from .optimizer import host_target_machine
 
 BINARY = ("pow", "atan2")  # the functions of MATH_FUNCTIONS with two arguments
-_IR_TYPES = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 
 
 def map_module(name: str, dtype: np.dtype) -> ir.Module:
     """``void kernel(ptr noalias in0, [ptr noalias in1,] ptr noalias out, i64 n)``."""
-    ty = _IR_TYPES[np.dtype(dtype)]
+    ty = mem_type(dtype)
     nargs = 2 if name in BINARY else 1
     mod = ir.Module(name=f"mathlib_{name}")
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [PTR] * (nargs + 1) + [I64]), name="kernel")

@@ -71,10 +71,10 @@ from typing import TypeVar
 from llvmlite import ir
 
 from . import payne_hanek
-from .loops import I1, I32
+from .loops import F64, I1, I32
+from .payne_hanek import PIO2_DD
 from .rarecall import rare_call
 
-_F64 = ir.DoubleType()
 _INF = float("inf")
 _NAN = float("nan")
 _LOG2E = 1.4426950408889634
@@ -162,7 +162,6 @@ _LN2_DD = (0.6931471805599453, 2.3190468138462996e-17)
 _INV_LN2_DD = (1.4426950408889634, 2.0355273740931033e-17)
 _LOG10E_DD = (0.4342944819032518, 1.098319650216765e-17)
 _PI_DD = (3.141592653589793, 1.2246467991473532e-16)
-_PIO2_DD = (1.5707963267948966, 6.123233995736766e-17)
 _PIO4_DD = (0.7853981633974483, 3.061616997868383e-17)
 # sinh(x) = x + x^3 P(x^2) for |x| < 1: Taylor, 1 / (2k + 3)!.
 _SINH_P = tuple(1.0 / math.factorial(2 * k + 3) for k in range(10))
@@ -538,8 +537,8 @@ def _far_path(o: _Ops, name: str, x: ir.Value, key: int, near: ir.Value, bound: 
     far(o, q, r, rl) computes the result in float64 from x = (4k + q + key) pi/2 + r + rl.
     """
     def build(b: ir.IRBuilder, arg: ir.Value, quadrant: ir.Value) -> ir.Value:
-        d = _Ops(b, _F64)
-        xd = arg if o.is64 else b.fpext(arg, _F64)
+        d = _Ops(b, F64)
+        xd = arg if o.is64 else b.fpext(arg, F64)
         q, r, rl = payne_hanek.reduce_pio2(b, xd)
         res = d.sel(d.lt(d.abs(xd), _INF), far(d, b.add(q, quadrant), r, rl), _NAN)
         return res if o.is64 else b.fptrunc(res, o.ty)
@@ -741,7 +740,7 @@ def _atan_parts(o: _Ops, t: ir.Value, wide: bool) -> tuple[ir.Value, ir.Value]:
     if wide:
         above = o.lt(2.4375, t)
         z = o.sel(above, o.div(-1.0, t), z)
-        hi, lo = o.sel(above, _PIO2_DD[0], hi), o.sel(above, _PIO2_DD[1], lo)
+        hi, lo = o.sel(above, PIO2_DD[0], hi), o.sel(above, PIO2_DD[1], lo)
     z2 = o.mul(z, z)
     tail = o.mul(o.mul(z, z2), o.poly(z2, _ATAN_P))
     s, e = o.two_sum(hi, z)
@@ -768,9 +767,9 @@ def _atan2(o: _Ops, y: ir.Value, x: ir.Value) -> ir.Value:
     hi, lo = _atan_parts(o, qh, wide=False)  # q in [0, 1]
     lo = o.add(lo, o.div(ql, o.fma(qh, qh, 1.0)))  # atan(q + ql) = atan(q) + ql / (1 + q^2)
     # |y| > |x|: pi/2 - r; x negative (sign bit, so -0 too): pi - that.
-    hi2, e2 = o.two_sum(o.v(_PIO2_DD[0]), o.neg(hi))
+    hi2, e2 = o.two_sum(o.v(PIO2_DD[0]), o.neg(hi))
     hi = o.sel(swap, hi2, hi)
-    lo = o.sel(swap, o.add(e2, o.sub(_PIO2_DD[1], lo)), lo)
+    lo = o.sel(swap, o.add(e2, o.sub(PIO2_DD[1], lo)), lo)
     neg_x = o.lt(o.copysign(1.0, x), 0.0)
     hi3, e3 = o.two_sum(o.v(_PI_DD[0]), o.neg(hi))
     res = o.sel(neg_x, o.add(hi3, o.add(e3, o.sub(_PI_DD[1], lo))), o.add(hi, lo))
@@ -789,14 +788,14 @@ def _asin_acos(o: _Ops, x: ir.Value, cos: bool) -> ir.Value:
     sl = o.add(sl, o.mul(o.mul(sh, z), o.poly(z, _ASIN_P)))  # asin(s) = sh + sl
     big = o.lt(0.5, a)
     if not cos:
-        h, e = o.two_sum(o.v(_PIO2_DD[0]), o.mul(-2.0, sh))
-        big_res = o.add(h, o.add(e, o.fma(-2.0, sl, _PIO2_DD[1])))
+        h, e = o.two_sum(o.v(PIO2_DD[0]), o.mul(-2.0, sh))
+        big_res = o.add(h, o.add(e, o.fma(-2.0, sl, PIO2_DD[1])))
         res = o.sel(big, big_res, o.add(a, small_tail))
         res = o.copysign(res, x)
     else:
         # acos(x) = pi/2 - asin(x) (|x| <= 1/2); 2 asin(s) (x > 1/2); pi - 2 asin(s) (x < -1/2).
-        h, e = o.two_sum(o.v(_PIO2_DD[0]), o.neg(o.copysign(a, x)))
-        small_res = o.add(h, o.sub(o.add(e, _PIO2_DD[1]), o.copysign(small_tail, x)))
+        h, e = o.two_sum(o.v(PIO2_DD[0]), o.neg(o.copysign(a, x)))
+        small_res = o.add(h, o.sub(o.add(e, PIO2_DD[1]), o.copysign(small_tail, x)))
         twice_h, twice_l = o.mul(2.0, sh), o.mul(2.0, sl)
         h2, e2 = o.two_sum(o.v(_PI_DD[0]), o.neg(twice_h))
         neg_res = o.add(h2, o.add(e2, o.sub(_PI_DD[1], twice_l)))
@@ -873,11 +872,11 @@ def _in_float64(fn: Callable[..., ir.Value]) -> Callable[..., ir.Value]:
         ty = args[0].type
         if any(a.type != ty for a in args):
             raise TypeError(f"mathlib: operands differ in type: {[str(a.type) for a in args]}")
-        o = _Ops(b, _F64)
+        o = _Ops(b, F64)
         if isinstance(ty, ir.DoubleType):
             return fn(o, *args)
         _Ops(b, ty)  # checks the type
-        return b.fptrunc(fn(o, *(b.fpext(a, _F64) for a in args)), ty)
+        return b.fptrunc(fn(o, *(b.fpext(a, F64) for a in args)), ty)
 
     emit.__name__ = f"emit_{fn.__name__.lstrip('_')}"
     emit.__doc__ = f"{fn.__name__.lstrip('_')}, computed in float64 (float32: rounded once)."
@@ -927,8 +926,8 @@ def emit_pow(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
         lh, ll = _log_dd(o, o.abs(x))
         zh, ze = o.two_prod(y, lh)
         return _pow_special(o, x, y, _exp(o, zh, o.fma(y, ll, ze)))
-    d = _Ops(b, _F64)
-    xd, yd = b.fpext(x, _F64), b.fpext(y, _F64)
+    d = _Ops(b, F64)
+    xd, yd = b.fpext(x, F64), b.fpext(y, F64)
     mag = _exp(d, d.mul(yd, _log(d, d.abs(xd))))
     return b.fptrunc(_pow_special(d, xd, yd, mag), x.type)
 

@@ -14,13 +14,12 @@ import functools
 
 from llvmlite import ir
 
-from .loops import I1, I32, I64
+from .loops import F64, I1, I32, I64
 
 _I128 = ir.IntType(128)
-_F64 = ir.DoubleType()
 _WORDS = 20  # one zero word, then 2/pi to 1216 bits: windows for every exponent up to 2047
 _TABLE = "graphc.mathlib.two_over_pi"
-_PIO2_DD = (1.5707963267948966, 6.123233995736766e-17)
+PIO2_DD = (1.5707963267948966, 6.123233995736766e-17)  # pi/2 as a double-double (hi, lo)
 
 
 def _atan_inv(n: int, bits: int) -> int:
@@ -98,16 +97,16 @@ def reduce_pio2(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Va
     lz = b.select(b.icmp_unsigned(">", lz, ir.Constant(_I128, 127)), ir.Constant(_I128, 127), lz)
     a = b.shl(a, lz)
     # |fraction| = a 2^(-128 - lz): the top 53 bits exactly, the next 64 rounded.
-    top = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 75)), I64), _F64)
-    rest = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 11)), I64), _F64)
+    top = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 75)), I64), F64)
+    rest = b.uitofp(b.trunc(b.lshr(a, ir.Constant(_I128, 11)), I64), F64)
     lz64 = b.trunc(lz, I64)
     fh = b.fmul(top, _pow2(b, b.sub(ir.Constant(I64, -53), lz64)))
     fl = b.fmul(rest, _pow2(b, b.sub(ir.Constant(I64, -117), lz64)))
     # r + rl = (fh + fl) pi/2 in double-double.
-    hi_c, lo_c = (ir.Constant(_F64, c) for c in _PIO2_DD)
+    hi_c, lo_c = (ir.Constant(F64, c) for c in PIO2_DD)
     ph = b.fmul(fh, hi_c)
-    pe = _intrinsic(b, "llvm.fma.f64", _F64, [fh, hi_c, b.fneg(ph)])
-    tail = _intrinsic(b, "llvm.fma.f64", _F64, [fh, lo_c, _intrinsic(b, "llvm.fma.f64", _F64, [fl, hi_c, pe])])
+    pe = _intrinsic(b, "llvm.fma.f64", F64, [fh, hi_c, b.fneg(ph)])
+    tail = _intrinsic(b, "llvm.fma.f64", F64, [fh, lo_c, _intrinsic(b, "llvm.fma.f64", F64, [fl, hi_c, pe])])
     r = b.fadd(ph, tail)
     rl = b.fsub(tail, b.fsub(r, ph))
     # The sign of the fraction, then of x (sin and tan are odd: x < 0 gives -n, -r).
@@ -120,4 +119,4 @@ def reduce_pio2(b: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Va
 
 def _pow2(b: ir.IRBuilder, k: ir.Value) -> ir.Value:
     """2^k for an i64 k in the normal exponent range."""
-    return b.bitcast(b.shl(b.add(k, ir.Constant(I64, 1023)), ir.Constant(I64, 52)), _F64)
+    return b.bitcast(b.shl(b.add(k, ir.Constant(I64, 1023)), ir.Constant(I64, 52)), F64)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ...errors import GraphcError
 from ...ir.graph import Tensor
-from ...ir.serialize import program_nodes
+from ...ir.serialize import encode_program
 from ...options import CompileOptions
 from ...runtime.counters import count_compile
 from . import blas, cache, shared
@@ -89,12 +89,12 @@ def _source_digest() -> str:
 
 def _key(fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
          shapes_at: Callable, options: CompileOptions) -> tuple[list[Tensor], str | None]:
-    """(the program's nodes in `program_nodes` order, the entry's key; None if the cache is off
+    """(the program's nodes in `encode_program` order, the entry's key; None if the cache is off
     or the graph has attributes `gc.save` cannot encode, or more symbols than a template takes)."""
     if not cache.enabled() or len(where) > MAX_SYMBOLS:
         return [], None
     try:
-        order, nodes = program_nodes(fetches + assigns)
+        order, nodes = encode_program(fetches + assigns)
     except GraphcError:
         return [], None
     index = {n: i for i, n in enumerate(order)}

@@ -34,7 +34,7 @@ import numpy as np
 from llvmlite import ir
 
 from .emitter import intrinsic
-from .loops import I1, I32, I64, PTR, FunctionBuilder, entry_allocas
+from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas
 
 __all__ = ["AUTO_MAX_A", "KC_BYTES", "PREFETCH_K", "TILED_GFLOPS", "blocking", "emit_tiled_gemm", "gemm_mode",
            "kernel", "use_tiled"]
@@ -43,7 +43,6 @@ _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleTy
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
 # stride, C's row stride, whether B is transposed, alpha (float64 bits) and beta (0 or 1)
 _DIMS = ("m", "n", "k", "a_row", "a_k", "ldb", "ldc", "trans_b", "alpha", "beta")
-_PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 # The packed panel of op(B): KC_BYTES of stack, k in blocks of KC_BYTES / (nr * itemsize) rows
 # (256 floats): the panel stays in the 48 KB L1 while the tiles of C read it.
 KC_BYTES = 32 * 1024
@@ -143,7 +142,7 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
     size = builder.select(builder.icmp_signed("<", size, one), one, size)
     work = ir.Constant(I64, math.ceil(MIN_PIECE_NS * TILED_GFLOPS / (2.0 * nr)))
     min_chunk = builder.sdiv(builder.add(work, builder.sub(size, one)), size)
-    fn = builder.inttoptr(builder.ptrtoint(parallel_for, I64), _PARALLEL_FOR.as_pointer())
+    fn = builder.inttoptr(builder.ptrtoint(parallel_for, I64), PARALLEL_FOR_TYPE.as_pointer())
     builder.call(fn, [chunk, args, panels, min_chunk])
 
 

@@ -36,7 +36,7 @@ from ...passes.cost import flops, nbytes
 from ...profiler.records import NodeInfo, StepFacts
 from .codegen import ENTRY, build_module, table_bases
 from .jit import compile_ir
-from .loops import I32, I64, PTR, FunctionBuilder
+from .loops import CHUNK_TYPE, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
 from .program import LLVMProgram, link_symbols
 from .steps import Collective, CollectiveWait, Gemm, HostCall, Kernel, KernelMode, Lapack, Loop, Step, View, numel
@@ -47,8 +47,6 @@ TRAMPOLINE = "graphc_trace_parallel_for"
 CLOCK = "graphc_trace_clock"
 THREAD = "graphc_trace_thread"
 TIMING_SYMBOLS = (CLOCK, THREAD)
-_CHUNK = ir.FunctionType(ir.VoidType(), [PTR, I64, I64])
-_PARALLEL_FOR = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64])
 
 
 def timing_symbols() -> dict[str, int]:
@@ -95,7 +93,7 @@ class Probe:
         ctx = f.slot(ir.ArrayType(PTR, 3))
         for i, v in enumerate((fn, args, state)):
             b.store(v, b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
-        real = b.inttoptr(b.load(self._word(b, state, PARALLEL_FOR), typ=I64), _PARALLEL_FOR.as_pointer())
+        real = b.inttoptr(b.load(self._word(b, state, PARALLEL_FOR), typ=I64), PARALLEL_FOR_TYPE.as_pointer())
         b.call(real, [chunk, ctx, n, min_chunk])
         f.finish()
 
@@ -121,7 +119,7 @@ class Probe:
         ctx, begin, end = f.args
         fn, args, state = (b.load(b.gep(ctx, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(3))
         t0 = b.call(self._now, [])
-        b.call(b.inttoptr(b.ptrtoint(fn, I64), _CHUNK.as_pointer()), [args, begin, end])
+        b.call(b.inttoptr(b.ptrtoint(fn, I64), CHUNK_TYPE.as_pointer()), [args, begin, end])
         t1 = b.call(self._now, [])
         j = b.atomic_rmw("add", self._word(b, state, COUNT), ir.Constant(I64, 1), "monotonic")
         with f.when(b.icmp_signed("<", j, b.load(self._word(b, state, CAPACITY), typ=I64))):
