@@ -14,9 +14,9 @@ class CompileOptions:
     """Compilation settings (hashable: they are part of a compiled program's cache key).
 
     opt_level: which graph passes run, the list `graphc.passes.pipeline.PIPELINES[opt_level]`
-    (`graphc passes` prints it): 0 the checkpoint pass alone, 1 also the exact cleanups
-    (rewrites, folding, CSE, DCE, loop-invariant hoisting), 2 also the stabilizing rewrites;
-    the backend's late passes (fusion, ...) run at every level. checkpoint: one of
+    (`graphc passes` prints it, docs/passes.md lists it): 0 the checkpoint pass alone, 1 the
+    exact rewrites and loop passes too, 2 also the stabilizing rewrites; the backend's late
+    passes (fusion, ...) run at every level. checkpoint: one of
     CHECKPOINT_POLICIES. memory_budget: bytes the
     planned peak must fit (picks the least recomputation that fits). slots: checkpoint
     slots for "revolve". threads: worker threads for large kernels (None: all cores).
