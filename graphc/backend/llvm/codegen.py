@@ -45,7 +45,8 @@ PAIR_WINDOW = 4  # how many steps ahead the second product of a pair may be
 TABLE_KINDS = ("feed", "variable", "output", "const")
 # An entry of this many steps or more is compiled unoptimized (optnone): it is a list of calls, whose
 # O3 took about 30 of W4's 63 ms of optimization (260 steps) and saved about 900 register moves per
-# run, well under a microsecond (docs/backend.md).
+# run, well under a microsecond (docs/backend.md). So is the function of a GEMM step without batch
+# dims (table stores and a call or two): about 20 of the 180 ms of W2's template.
 UNOPTIMIZED_ENTRY_STEPS = 128
 
 
@@ -367,6 +368,8 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
     bufs = gemm_buffers(g)
     f = FunctionBuilder(module, g.name, [PTR] * (len(bufs) + 1))
     f.fn.attributes.add("noinline")
+    if not node.shape[:-2]:  # one product: call setup without a loop, not worth O3's time (as a long entry)
+        f.fn.attributes.add("optnone")
     ptr = dict(zip(bufs, f.args))
     parallel_for = f.args[len(bufs)]
     bld = f.b

@@ -32,3 +32,20 @@ def test_a_long_entry_is_unoptimized_and_right():
         assert (len(prog.plan.steps) >= UNOPTIMIZED_ENTRY_STEPS) == optnone
         entry = next(line for line in prog.ir_text.splitlines() if line.startswith('define void @"graphc_entry"'))
         assert ("optnone" in entry) == optnone
+
+
+def test_the_function_of_one_product_is_unoptimized_and_a_batched_ones_is_not():
+    """A GEMM step's function without batch dims is call setup (optnone); with batch dims it loops
+    (optimized); both compute what the reference backend does."""
+    rng = np.random.default_rng(1)
+    for shape_a, shape_b, optnone in (((5, 40), (40, 33), True), ((3, 5, 40), (3, 40, 33), False)):
+        a_val, b_val = rng.standard_normal(shape_a).astype(np.float32), rng.standard_normal(shape_b).astype(np.float32)
+        with gc.Graph().as_default():
+            a, b = gc.placeholder(gc.float32, shape_a, name="a"), gc.placeholder(gc.float32, shape_b, name="b")
+            y = a @ b
+            with gc.Session() as sess, gc.Session(backend="reference") as ref:
+                np.testing.assert_allclose(sess.run(y, {a: a_val, b: b_val}), ref.run(y, {a: a_val, b: b_val}),
+                                           rtol=1e-4, atol=1e-4)
+                prog = _program(sess)
+        (gemm,) = [line for line in prog.ir_text.splitlines() if line.startswith('define internal void @"g')]
+        assert ("optnone" in gemm) == optnone
