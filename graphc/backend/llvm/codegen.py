@@ -400,17 +400,35 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
                 g.alpha, 0.0 if g.update is None else 1.0)
         own = decide("tiled gemm", tiled.use_tiled(node.dtype, m, n, k, ta))
         own_split = decide("tiled gemm split", tiled.use_tiled(node.dtype, m, n, k, ta, split=True))
+        narrow = decide("narrow gemm", tiled.narrow(node.dtype, m, n, k))
+
+        def on_blas(split: bool) -> None:
+            if narrow:  # decided by m * k at run time (a symbolic dim's value)
+                with bld.if_else(tiled.emit_narrow_check(bld, m, k)) as (large, small):
+                    with large:
+                        tiled.emit_tiled_gemm(bld, parallel_for if split else None, *args)
+                    with small:
+                        on_blas_only(split)
+            else:
+                on_blas_only(split)
+
+        def on_blas_only(split: bool) -> None:
+            if split:
+                blas.emit_gemm_parallel(bld, parallel_for, *args)
+            else:
+                blas.emit_gemm(bld, *args)
+
         with bld.if_else(bld.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))) as (then, otherwise):
             with then:
                 if own_split:
                     tiled.emit_tiled_gemm(bld, parallel_for, *args)
                 else:
-                    blas.emit_gemm_parallel(bld, parallel_for, *args)
+                    on_blas(True)
             with otherwise:
                 if own:
                     tiled.emit_tiled_gemm(bld, None, *args)
                 else:
-                    blas.emit_gemm(bld, *args)
+                    on_blas(False)
 
     f.nest(list(batch), body)
     f.finish()

@@ -36,8 +36,8 @@ from llvmlite import ir
 from .emitter import intrinsic
 from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas
 
-__all__ = ["AUTO_MAX_A", "KC_BYTES", "PREFETCH_K", "TILED_GFLOPS", "blocking", "emit_tiled_gemm", "gemm_mode",
-           "kernel", "use_tiled"]
+__all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "TILED_GFLOPS", "blocking", "emit_narrow_check",
+           "emit_tiled_gemm", "gemm_mode", "kernel", "narrow", "use_tiled"]
 
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
@@ -50,6 +50,8 @@ KC_BYTES = 32 * 1024
 PREFETCH_K = 8
 # "auto" runs products with a transposed A on the kernel up to this many elements of A.
 AUTO_MAX_A = 65536
+# The least m * k from which a product narrower than a panel runs on the kernel (`narrow`).
+NARROW_MIN_MK = 65536
 # Single-thread speed assumed when sizing the pieces of a split (as blas.GEMM_GFLOPS).
 TILED_GFLOPS = 60.0
 # The least work per piece handed to another thread (as blas.GEMM_MIN_PIECE_NS).
@@ -105,6 +107,28 @@ def use_tiled(dtype: object, m: int, n: int, k: int, trans_a: bool, split: bool 
     if block is None or mode == "blas" or not (m and n and k):
         return False
     return mode == "tiled" or (n >= block[2] and (split or m * k <= AUTO_MAX_A or not trans_a))
+
+
+def narrow(dtype: object, m: int, n: int, k: int) -> bool:
+    """Whether a product narrower than a panel (nr / 4 <= n < nr) is offered to the kernel when
+    m * k is at least `NARROW_MIN_MK` at run time (`emit_narrow_check`): there the kernel,
+    though most of its lanes are padding, measured faster than OpenBLAS (W2's last layer at
+    batch 256: 256x512 @ 512x10 43-47 against 54 us, its weight gradient 44-48 against 66 us;
+    at batch 32 the BLAS: 5-6 against 7-8 us). "auto" only."""
+    block = blocking(dtype)
+    return block is not None and gemm_mode() == "auto" and block[2] // 4 <= n < block[2] and m > 0 and k > 0
+
+
+def emit_narrow_check(builder: ir.IRBuilder, m: int, k: int) -> ir.Value:
+    """``m * k >= NARROW_MIN_MK``, computed by the code from m and k stored to the stack (the
+    builder would fold constants, and a symbolic-dim template needs m and k as affine literals)."""
+    (slots,) = entry_allocas(builder, [ir.ArrayType(I64, 2)])
+    zero = ir.Constant(I32, 0)
+    at = [builder.gep(slots, [zero, ir.Constant(I32, i)]) for i in range(2)]
+    for p, value in zip(at, (m, k)):
+        builder.store(ir.Constant(I64, value), p)
+    size = builder.mul(*(builder.load(p, typ=I64) for p in at))
+    return builder.icmp_signed(">=", size, ir.Constant(I64, NARROW_MIN_MK))
 
 
 def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype: object, trans_a: bool,

@@ -192,3 +192,38 @@ def test_auto_rule(monkeypatch):
     monkeypatch.setenv("GRAPHC_GEMM", "fast")
     with pytest.raises(ValueError, match="GRAPHC_GEMM"):
         tiled.gemm_mode()
+
+
+def test_narrow_products_choose_at_run_time(monkeypatch):
+    """auto: a product narrower than a panel (nr / 4 <= n < nr) takes the kernel when m * k is
+    at least NARROW_MIN_MK, decided when it runs: one symbolic-batch program serves a batch on
+    each side of the bound (the forward product and the folded weight-gradient update), with the
+    reference backend's values."""
+    monkeypatch.delenv("GRAPHC_GEMM", raising=False)
+    _, _, nr = tiled.blocking(np.float32)
+    n, width = nr // 4 + 2, 512
+    assert tiled.narrow(np.float32, 300, n, width) and not tiled.narrow(np.float32, 300, nr // 4 - 1, width)
+    rng = np.random.default_rng(8)
+    w0 = (rng.standard_normal((width, n)) * 0.05).astype(np.float32)
+    xs = [rng.standard_normal((batch, width)).astype(np.float32)  # m * k above, then below the bound
+          for batch in (tiled.NARROW_MIN_MK // width + 3, 5)]
+    results = {}
+    for backend in ("reference", "llvm"):
+        with gc.Graph().as_default():
+            x = gc.placeholder(gc.float32, (None, width), name="x")
+            w = gc.Variable(w0.copy(), name="w")
+            y = x @ w
+            loss = gc.sum(gc.tanh(y) ** 2)
+            step = gc.group(gc.assign_sub(w, 0.1 * gc.gradients(loss, [w])[0]))
+            with gc.Session(backend=backend, threads=2) as sess:
+                for xv in xs:
+                    results.setdefault(backend, []).extend(sess.run([y, loss], {x: xv}) + [sess.run(step, {x: xv})])
+                    results[backend].append(sess.variable_value(w).copy())
+                if backend == "llvm":  # one program per fetch list, for both batches
+                    assert sess.stats()["compiles"] == sess.stats()["symbolic"] == 2
+                    for plan in sess._requests.values():
+                        (exe,) = plan.programs.values()
+                        assert "graphc_tiled_" in exe.program.ir_text and "graphc_sgemm" in exe.program.ir_text
+    for got, want in zip(results["llvm"], results["reference"]):
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
