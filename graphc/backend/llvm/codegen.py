@@ -399,7 +399,6 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
         args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n,
                 g.alpha, 0.0 if g.update is None else 1.0)
         own = decide("tiled gemm", tiled.use_tiled(node.dtype, m, n, k, ta))
-        own_split = decide("tiled gemm split", tiled.use_tiled(node.dtype, m, n, k, ta, split=True))
         narrow = decide("narrow gemm", tiled.narrow(node.dtype, m, n, k))
 
         def on_blas(split: bool) -> None:
@@ -420,7 +419,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
 
         with bld.if_else(bld.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))) as (then, otherwise):
             with then:
-                if own_split:
+                if own:
                     tiled.emit_tiled_gemm(bld, parallel_for, *args)
                 else:
                     on_blas(True)

@@ -90,23 +90,20 @@ def gemm_mode() -> str:
     return mode
 
 
-def use_tiled(dtype: object, m: int, n: int, k: int, trans_a: bool, split: bool = False) -> bool:
-    """Whether an m x n (x k) product runs on graphc's kernel rather than the BLAS; `split`: when
-    it runs over the pool (else on the calling thread).
+def use_tiled(dtype: object, m: int, n: int, k: int, trans_a: bool) -> bool:
+    """Whether an m x n (x k) product runs on graphc's kernel rather than the BLAS.
 
     "auto" takes the products where the kernel measured faster than OpenBLAS
     (docs/backend.md, "Tiled products"): those with at least one whole panel (n >= nr), of
-    any k, whose op(A), when A is transposed, has at most `AUTO_MAX_A` elements on one
-    thread (a large transposed A, read in place a row of A per k, measured 12-15% slower
-    there); over the pool every such product takes the kernel (the BLAS would run as one
-    block per thread, each repacking op(B), so that a thread that starts late holds up the
-    product; the kernel's panels are claimed a few at a time).
+    any k, whose op(A), when A is transposed, has at most `AUTO_MAX_A` elements (a large
+    transposed A, read in place a row of A per k, measured 12-15% slower); `narrow` adds
+    narrower products at run time.
     """
     block = blocking(dtype)
     mode = gemm_mode()
     if block is None or mode == "blas" or not (m and n and k):
         return False
-    return mode == "tiled" or (n >= block[2] and (split or m * k <= AUTO_MAX_A or not trans_a))
+    return mode == "tiled" or (n >= block[2] and (m * k <= AUTO_MAX_A or not trans_a))
 
 
 def narrow(dtype: object, m: int, n: int, k: int) -> bool:

@@ -174,8 +174,7 @@ def test_layer_gradients_match_reference(tiled_mode):
 
 
 def test_auto_rule(monkeypatch):
-    """auto: a panel that fits, a whole panel, a small op(A) when A is transposed;
-    GRAPHC_GEMM overrides it."""
+    """auto: any k, a whole panel, a small op(A) when A is transposed; GRAPHC_GEMM overrides it."""
     monkeypatch.delenv("GRAPHC_GEMM", raising=False)
     f4 = np.float32
     assert tiled.use_tiled(f4, 64, 256, 256, False)  # W4's forward product and input gradient
