@@ -21,7 +21,9 @@ file descriptor 1, which an exported library's printf writes to) sent to /dev/nu
 that runs longer than the timeout is a hang: a watchdog process prints its seed and aborts
 the campaign, whose faulthandler prints every thread's stack; a case that kills the process
 is reported by the watchdog too. `--jobs J` splits the seeds into J child campaigns and
-resumes each after a hang or a crash.
+resumes each after a hang or a crash. A campaign compiles into a compile cache of its own
+(a temporary directory capped at 100 MB) unless GRAPHC_CACHE_DIR is set: its thousands of
+single-use programs would fill the shared cache, evict everyone's entries and slow its trims.
 """
 
 from __future__ import annotations
@@ -514,6 +516,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="child campaigns run in parallel")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time()) % 10**6 * 1000
+    with contextlib.ExitStack() as stack:
+        if "GRAPHC_CACHE_DIR" not in os.environ:  # shards inherit it
+            os.environ["GRAPHC_CACHE_DIR"] = stack.enter_context(tempfile.TemporaryDirectory(prefix="graph-fuzz-"))
+            os.environ.setdefault("GRAPHC_CACHE_MAX_MB", "100")
+        return _main(args, seed)
+
+
+def _main(args: argparse.Namespace, seed: int) -> int:
     if args.jobs > 1:
         start = time.time()
         real = sharded(seed, args.cases, args.jobs, ["--export-every", str(args.export_every),
