@@ -23,7 +23,6 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
-import math
 import os
 import sys
 
@@ -31,7 +30,7 @@ import numpy as np
 from llvmlite import ir
 
 from ...passes.sizing import decide
-from .loops import I8, I32, I64, entry_allocas
+from .loops import I8, I32, I64, emit_ceil_div, entry_allocas
 
 __all__ = ["DGEMM", "GEMM_GFLOPS", "GEMM_MIN_PIECE_NS", "GEMM_MIN_WIDTH", "SGEMM", "capsule_address", "cython_module",
            "declare_gemm", "emit_gemm", "emit_gemm_parallel", "gemm_split", "gemm_symbols", "limit_scipy_blas_threads"]
@@ -196,7 +195,7 @@ def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: obj
     if split is None:
         emit_gemm(builder, dtype, trans_a, trans_b, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr, ldc, alpha, beta)
         return
-    by_rows, min_chunk = split
+    by_rows, _ = split
     chunk = _gemm_chunk_function(builder.module, dtype, trans_a, trans_b, by_rows, m, n, k, lda, ldb, ldc,
                                  alpha, beta)
     slots = ir.ArrayType(_I8P, 3)
@@ -204,9 +203,20 @@ def emit_gemm_parallel(builder: ir.IRBuilder, parallel_for: ir.Value, dtype: obj
     zero = ir.Constant(I32, 0)
     for i, p in enumerate((a_ptr, b_ptr, c_ptr)):
         builder.store(builder.bitcast(p, _I8P), builder.gep(table, [zero, ir.Constant(I32, i)]))
+    # the least piece (`gemm_split`) computed by the code from the sizes (LLVM folds it), so that a
+    # symbolic-dim template's small sizes get pieces worth their cost, or run inline
+    items, per_item = (m, n) if by_rows else (n, m)
+    least = emit_ceil_div(builder, _piece_flops(), (2, per_item, k))
+    width = ir.Constant(I64, GEMM_MIN_WIDTH)
+    least = builder.select(builder.icmp_signed("<", least, width), width, least)
     builder.call(_function_pointer(builder, parallel_for, _PARALLEL_FOR_TYPE),
                  [builder.bitcast(chunk, _I8P), builder.gep(table, [zero, zero]),
-                  ir.Constant(I64, m if by_rows else n), ir.Constant(I64, -min_chunk)])
+                  ir.Constant(I64, items), builder.sub(ir.Constant(I64, 0), least)])
+
+
+def _piece_flops() -> int:
+    """The work of the least piece of a split product: `GEMM_MIN_PIECE_NS` at `GEMM_GFLOPS`."""
+    return round(GEMM_MIN_PIECE_NS * GEMM_GFLOPS)
 
 
 def gemm_split(m: int, n: int, k: int) -> tuple[bool, int] | None:
@@ -219,15 +229,24 @@ def gemm_split(m: int, n: int, k: int) -> tuple[bool, int] | None:
     pieces of at least `GEMM_MIN_WIDTH` rows or columns (then the repacking costs about 10%
     of a piece, measured: docs/backend.md, "Threads") and at least `GEMM_MIN_PIECE_NS` of
     work at `GEMM_GFLOPS`, at most one piece per thread (`emit_gemm_parallel` passes the
-    least piece to ``parallel_for`` negated).
+    least piece to ``parallel_for`` negated, computed by the generated code from the sizes,
+    so a symbolic-dim template's small sizes run inline). Whether to split, and along which
+    dim, is a decision (`graphc.passes.sizing.decide`).
     """
     if not k:
         return None
     by_rows = m * k > k * n
     items, per_item = (m, n) if by_rows else (n, m)
-    ns_per_item = 2.0 * per_item * k / GEMM_GFLOPS
-    min_chunk = max(GEMM_MIN_WIDTH, math.ceil(GEMM_MIN_PIECE_NS / ns_per_item))
-    return decide("gemm split", (by_rows, min_chunk) if items >= 2 * min_chunk else None)
+    split = decide("gemm split", by_rows if items >= 2 * _least(per_item, k) else None)
+    if split is None:
+        return None
+    return split, _least(n if split else m, k)
+
+
+def _least(per_item: int, k: int) -> int:
+    """The least rows or columns of a piece whose rows or columns cost 2 * per_item * k FLOPs
+    each (the code `emit_gemm_parallel` emits computes the same)."""
+    return max(GEMM_MIN_WIDTH, -(-_piece_flops() // max(1, 2 * per_item * k)))
 
 
 def _gemm_chunk_function(module: ir.Module, dtype: object, trans_a: bool, trans_b: bool, by_rows: bool,

@@ -34,6 +34,21 @@ def entry_allocas(builder: ir.IRBuilder, types: list[ir.Type]) -> list[ir.Value]
     return slots
 
 
+def emit_ceil_div(builder: ir.IRBuilder, numerator: int | ir.Value, factors: tuple[int, ...]) -> ir.Value:
+    """``ceil(numerator / max(1, prod(factors)))`` for a numerator >= 0, computed by the generated
+    code from the factors as i64 literals (the least items of a piece worth `numerator` of work
+    when an item costs the product of `factors`; the panels of n columns). In a symbolic-dim
+    template each factor is a literal the template computes from the dims (docs/runtime.md), so
+    a size-dependent count or threshold is computed per call, not fixed at the nominal build."""
+    cost: ir.Value = ir.Constant(I64, 1)
+    for f in factors:
+        cost = builder.mul(cost, ir.Constant(I64, f))
+    one = ir.Constant(I64, 1)
+    cost = builder.select(builder.icmp_signed("<", cost, one), one, cost)
+    numerator = numerator if isinstance(numerator, ir.Value) else ir.Constant(I64, numerator)
+    return builder.sdiv(builder.add(numerator, builder.sub(cost, one)), cost)
+
+
 class FunctionBuilder:
     """An `ir.Function` under construction: `b` is the builder, `slot` makes stack variables."""
 

@@ -6,10 +6,13 @@ into contiguous pieces of at least `min_chunk` items (at most `PIECES_PER_THREAD
 thread, a multiple of the thread count when there are more pieces than threads; a negative
 `min_chunk` asks for pieces of at least ``-min_chunk`` items and at most one per thread, for
 work whose every piece repeats a fixed cost, such as a split GEMM's packing), wakes the
-workers, and the calling thread and the workers claim pieces until none is left; it
-returns when all have run. Claiming pieces rather than assigning one per thread keeps a
-worker that is slow to wake (another process holds its core) from holding up the run: the
-caller takes its share. No thread ever waits for a particular other thread to *start*.
+workers, and the calling thread and the workers claim pieces until none is left (the
+caller from the front of the range, the workers from its end, so that with both running
+each thread gets the same half of a range from one call to the next, and finds its operands
+in its core's cache); it returns when all have run. Claiming pieces rather than assigning
+one per thread keeps a worker that is slow to wake (another process holds its core) from
+holding up the run: the caller takes its share. No thread ever waits for a particular other
+thread to *start*.
 
 The pool is native code (`_POOL_IR`, compiled once per process at O0): the generated program
 calls ``parallel_for`` directly, with no Python and no GIL between a step and its pieces.
@@ -67,16 +70,21 @@ _WORKER_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 # The pool's state: int64 words, then a mutex and two condition variables (128 bytes each
 # reserved: pthread's types are at most 64 bytes on the platforms Python supports).
-TICKET, UNFINISHED, OWNER, FN, ARGS, N, GEN, STOP, THREADS, WORKER_SPIN, CALLER_SPIN = range(11)
+TICKET, UNFINISHED, OWNER, FN, ARGS, N, GEN, STOP, THREADS, WORKER_SPIN, CALLER_SPIN, PIECES = range(12)
 MUTEX, WORK_COND, DONE_COND, STATE_BYTES = 128, 256, 384, 512
 _LOCK, _UNLOCK, _WAIT, _BROADCAST, _SIGNAL = (f"graphc_pool_{n}" for n in ("lock", "unlock", "wait", "broadcast",
                                                                            "signal"))
 _PTHREAD = {_LOCK: "pthread_mutex_lock", _UNLOCK: "pthread_mutex_unlock", _WAIT: "pthread_cond_wait",
             _BROADCAST: "pthread_cond_broadcast", _SIGNAL: "pthread_cond_signal"}
 
-# ticket = generation << 32 | pieces << 16 | next piece: a piece is claimed by one
-# compare-and-swap on it, so a worker that wakes late can never claim a piece of a later job
-# with the bounds of an earlier one (the job's fields are read only after the claim).
+# ticket = generation << 32 | end << 16 | next: pieces [next, end) are left. A piece is claimed
+# by one compare-and-swap on it, the caller's from the front (next + 1), the workers' from
+# the end (end - 1), so a worker that wakes late can never claim a piece of a later job with
+# the bounds of an earlier one (the job's fields are read only after the claim). With both
+# threads running, the caller runs the first half of every range and the worker the second,
+# step after step: the operands a thread touched in the previous step (the same columns of a
+# weight matrix in the forward product and in its gradient's update) are still in its core's
+# cache.
 _POOL_IR = r"""
 declare i32 @graphc_pool_lock(ptr)
 declare i32 @graphc_pool_unlock(ptr)
@@ -166,8 +174,9 @@ define internal i1 @called(ptr %s, i64 %seen) {
   ret i1 %wake
 }
 
-; claim and run pieces of job %g until none is left (or a later job has started)
-define internal void @work(ptr %s, i64 %g) {
+; claim and run pieces of job %g until none is left (or a later job has started): the caller
+; (%back 0) from the front of the range, the workers (%back 1) from its end
+define internal void @work(ptr %s, i64 %g, i1 %back) {
 entry:
   %unf = call ptr @word(ptr %s, i64 1)
   br label %claim
@@ -177,13 +186,17 @@ claim:
   %same = icmp eq i64 %tg, %g
   br i1 %same, label %check, label %done
 check:
-  %i = and i64 %t, 65535
-  %p16 = lshr i64 %t, 16
-  %p = and i64 %p16, 65535
-  %left = icmp ult i64 %i, %p
+  %next = and i64 %t, 65535
+  %e16 = lshr i64 %t, 16
+  %end = and i64 %e16, 65535
+  %left = icmp ult i64 %next, %end
   br i1 %left, label %cas, label %done
 cas:
-  %t1 = add i64 %t, 1
+  %front = add i64 %t, 1
+  %shrunk = sub i64 %t, 65536
+  %t1 = select i1 %back, i64 %shrunk, i64 %front
+  %last_one = sub i64 %end, 1
+  %i = select i1 %back, i64 %last_one, i64 %next
   %r = cmpxchg ptr %s, i64 %t, i64 %t1 seq_cst seq_cst
   %ok = extractvalue {i64, i1} %r, 1
   br i1 %ok, label %run, label %claim
@@ -194,12 +207,14 @@ run:
   %args = load ptr, ptr %argp
   %np = call ptr @word(ptr %s, i64 5)
   %n = load i64, ptr %np
+  %pp = call ptr @word(ptr %s, i64 11)
+  %p = load i64, ptr %pp
   %ni = mul i64 %n, %i
   %begin = udiv i64 %ni, %p
   %i1 = add i64 %i, 1
   %ni1 = mul i64 %n, %i1
-  %end = udiv i64 %ni1, %p
-  call void %fn(ptr %args, i64 %begin, i64 %end)
+  %stop = udiv i64 %ni1, %p
+  call void %fn(ptr %args, i64 %begin, i64 %stop)
   %old = atomicrmw sub ptr %unf, i64 1 seq_cst
   %last = icmp eq i64 %old, 1
   br i1 %last, label %signal, label %claim
@@ -256,6 +271,8 @@ publish:
   store ptr %args, ptr %argp
   %np = call ptr @word(ptr %s, i64 5)
   store i64 %n, ptr %np
+  %pp = call ptr @word(ptr %s, i64 11)
+  store i64 %pieces, ptr %pp
   %unf = call ptr @word(ptr %s, i64 1)
   store atomic i64 %pieces, ptr %unf seq_cst, align 8
   %old = load atomic i64, ptr %s seq_cst, align 8
@@ -273,7 +290,7 @@ publish:
   store atomic i64 %g, ptr %genp seq_cst, align 8
   call i32 @graphc_pool_broadcast(ptr %wc)
   call i32 @graphc_pool_unlock(ptr %m)
-  call void @work(ptr %s, i64 %g)
+  call void @work(ptr %s, i64 %g, i1 false)
   %spinp = call ptr @word(ptr %s, i64 10)
   %spin = load i64, ptr %spinp
   %quick = call i1 @watch(ptr %s, ptr @finished, i64 0, i64 %spin)
@@ -306,7 +323,7 @@ park:
 take:
   %g = load atomic i64, ptr %genp seq_cst, align 8
   store i64 %g, ptr %seen
-  call void @work(ptr %s, i64 %g)
+  call void @work(ptr %s, i64 %g, i1 true)
   %spin = load i64, ptr %spinp
   %next = call i1 @watch(ptr %s, ptr @announced, i64 %g, i64 %spin)
   br i1 %next, label %join, label %park
@@ -314,7 +331,7 @@ join:
   %tk = load atomic i64, ptr %s seq_cst, align 8
   %tg = lshr i64 %tk, 32
   store i64 %tg, ptr %seen
-  call void @work(ptr %s, i64 %tg)
+  call void @work(ptr %s, i64 %tg, i1 true)
   br label %park
 quit:
   ret void

@@ -116,3 +116,34 @@ def test_arena_overlap_is_by_byte_range():
     assert not codegen._overlap(x, Buffer("arena", 64, f4, 4, "z"))
     assert codegen._overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("variable", 2, f4, 4, "w"))
     assert not codegen._overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("output", 2, f4, 4, "o"))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_symbolic_batch_splits_by_the_fed_size(monkeypatch, threads):
+    """A symbolic batch dim: BLAS products that the template's nominal (huge) batch splits over
+    the pool, whose least piece the code computes from the fed sizes: inline at small batches,
+    in blocks at larger ones (x @ w with the batch as rows, the weight gradient x.T @ d with the
+    batch as k, and its SGD update folded in), against the reference at 1, 5, 33 and 1030
+    rows, with feeds against guard pages at the small sizes; one program."""
+    monkeypatch.setenv("GRAPHC_GEMM", "blas")
+    rng = np.random.default_rng(5)
+    x = gc.placeholder(gc.float32, (None, 300), name="x")
+    d = gc.placeholder(gc.float32, (None, 10), name="d")
+    w = gc.Variable(rng.standard_normal((300, 10)).astype(np.float32), name="w")
+    fetches = [x.T @ d, gc.relu(x @ w), (d.T @ x).T * 2.0]
+    train = gc.assign_sub(w, 0.01 * (x.T @ d))
+    guard = Guarded()
+    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+        for n in (1, 5, 33, 1030):
+            values = {x: rng.standard_normal((n, 300)).astype(np.float32),
+                      d: rng.standard_normal((n, 10)).astype(np.float32)}
+            for at_end in ((True, False) if n < 100 else (None,)):
+                feeds = values if at_end is None else {t: guard.array(v, at_end) for t, v in values.items()}
+                _close(sess.run(fetches, feeds), ref.run(fetches, values), np.float32)
+                before = sess.variable_value(w)
+                sess.run(train, feeds)
+                ref.run(train, values)
+                np.testing.assert_allclose(sess.variable_value(w), before - 0.01 * (values[x].T @ values[d]),
+                                           rtol=1e-4, atol=1e-4)
+        assert sess.stats() == {"compiles": 2, "symbolic": 2, "specialized": 0, "not_symbolic": []}
+        assert "graphc_gemm_chunk_" in sess.compile(train, feeds).ir_text  # a split product

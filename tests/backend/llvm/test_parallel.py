@@ -42,8 +42,10 @@ _FILL = """  %f = sitofp i64 %i to double
 _IR = _chunk_function("fill", "double", "%v", _FILL) + _chunk_function("mark", "i64", "%b") + r"""
 declare i64 @pthread_self()
 
-; who: out[i] = id of the thread running the piece; the piece at 0 then waits (bounded)
-; until another piece has finished, so a pool that ran every piece on one thread shows it.
+; who: out[i] = id of the thread running the piece. The first piece to finish puts its
+; thread's id in the flag and waits (bounded) until a piece of another thread finishes and sets
+; the flag to 1, so a pool that ran every piece on one thread shows it (flag != 1), whichever
+; end of the range each thread claims from.
 define void @who(ptr noalias %args, i64 %b, i64 %e) {
 entry:
   %out = load ptr, ptr %args
@@ -52,16 +54,21 @@ entry:
   %tid = call i64 @pthread_self()
   br label %fill
 """ + _store_loop("fill", "entry", "i64", "%tid", "filled") + r"""filled:
-  %first = icmp eq i64 %b, 0
-  br i1 %first, label %spin, label %signal
+  %claim = cmpxchg ptr %flag, i64 0, i64 %tid seq_cst seq_cst
+  %first = extractvalue {i64, i1} %claim, 1
+  br i1 %first, label %spin, label %other
 spin:
   %k = phi i64 [0, %filled], [%k1, %spin]
   %seen = load atomic i64, ptr %flag monotonic, align 8
   %k1 = add i64 %k, 1
-  %waiting = icmp eq i64 %seen, 0
+  %waiting = icmp ne i64 %seen, 1
   %patient = icmp slt i64 %k1, 2000000000
   %again = and i1 %waiting, %patient
   br i1 %again, label %spin, label %done
+other:
+  %holder = extractvalue {i64, i1} %claim, 0
+  %mine = icmp eq i64 %holder, %tid
+  br i1 %mine, label %done, label %signal
 signal:
   store atomic i64 1, ptr %flag monotonic, align 8
   br label %done
@@ -125,6 +132,26 @@ def test_pieces_run_on_several_threads(kernels, threads):
     with ThreadPool(threads) as pool:
         pool.run(kernels["who"], ctypes.addressof(table), n, 1)
     assert flag[0] == 1 and len(np.unique(ids)) >= 2
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_caller_runs_the_front_and_workers_the_end(kernels, threads):
+    """The caller claims pieces from the front of the range, the workers from its end: the
+    caller's items are a prefix (empty when the workers took every piece first), so with two
+    threads each keeps its half step after step. (`who`'s first piece to finish waits until
+    another thread's finishes, so both run pieces: claimed from the front by everyone, the
+    caller's would interleave with theirs.)"""
+    libc = ctypes.CDLL(None)
+    libc.pthread_self.restype = ctypes.c_uint64
+    caller = libc.pthread_self()
+    n = 64
+    for _ in range(5):
+        ids, flag = np.zeros(n, np.uint64), np.zeros(1, np.int64)
+        table = (ctypes.c_void_p * 2)(ids.ctypes.data, flag.ctypes.data)
+        with ThreadPool(threads) as pool:
+            pool.run(kernels["who"], ctypes.addressof(table), n, 1)
+        mine = ids == caller
+        assert flag[0] == 1 and mine[:int(mine.sum())].all() and not mine[-1], ids
 
 
 def test_chunks_are_contiguous_and_balanced(kernels, pool):
