@@ -311,8 +311,10 @@ class ArenaFormula:
 
 
 def affine_arena(plans: Sequence[Plan], points: Sequence[tuple[int, ...]]) -> tuple[list[Plan], ArenaFormula]:
-    """The probes' plans with arena buffers placed at affine offsets (see the module doc)."""
-    arenas = [[b for b in p.buffers if b.kind == "arena"] for p in plans]
+    """The probes' plans with arena buffers placed at affine offsets (see the module doc); a
+    buffer no step touches (the gradient of an update folded into its product) gets none."""
+    arenas = [[b for b in p.buffers if b.kind == "arena" and b in touched] for p, touched in
+              ((p, {buf for step in p.steps for buf in step.buffers()}) for p in plans)]
     first = arenas[0]
     for bufs in arenas[1:]:
         if [(b.name, b.dtype) for b in bufs] != [(b.name, b.dtype) for b in first]:
@@ -362,7 +364,7 @@ def _lifetimes(plan: Plan, bufs: Sequence) -> list[tuple[int, int]]:
         for buf in step.buffers():
             if buf.kind == "arena":
                 seen[buf] = (seen.get(buf, (i, i))[0], i)
-    return [seen.get(b, (0, len(plan.steps))) for b in bufs]
+    return [seen[b] for b in bufs]
 
 
 def _reuse(sizes: Sequence[Affine], lives: Sequence[tuple[int, int]], base: tuple[int, ...]
