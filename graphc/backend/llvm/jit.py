@@ -33,6 +33,13 @@ _optimizer = Process()
 IN_PROCESS_FIRST = 4  # cache misses compiled in this process before the optimizer process takes over
 _misses = 0
 atexit.register(_optimizer.stop)
+_running: set[threading.Thread] = set()  # threads of `Compiling`s not finished yet
+
+
+@atexit.register  # registered after the optimizer's stop, so it runs before it
+def _finish_compiles() -> None:
+    for thread in list(_running):
+        thread.join()
 
 
 @once
@@ -134,12 +141,14 @@ def _compile(key: str, source: str | Callable[[], str], entry: str, symbols: dic
 class Compiling:
     """A compile (`make`, calling `compile_ir` or `compile_shared`) on a thread of its own, so the
     caller can do other work meanwhile (LLVM runs without the GIL); `result()` waits for it and
-    returns its `Compiled` or raises its error."""
+    returns its `Compiled` or raises its error. A process that exits first waits for it at exit
+    (`_finish_compiles`): LLVM must not run while the process tears its libraries down."""
 
     def __init__(self, make: Callable[[], Compiled]):
         self._make = make
         self._outcome: tuple[Compiled | None, BaseException | None] = (None, None)
         self._thread = threading.Thread(target=self._run, name="graphc-compile", daemon=True)
+        _running.add(self._thread)
         self._thread.start()
 
     def _run(self) -> None:
@@ -147,6 +156,8 @@ class Compiling:
             self._outcome = (self._make(), None)
         except BaseException as exc:  # noqa: BLE001 (raised by `result`)
             self._outcome = (None, exc)
+        finally:
+            _running.discard(threading.current_thread())
 
     def result(self) -> Compiled:
         self._thread.join()

@@ -75,3 +75,25 @@ def test_a_kernel_name_this_graphc_does_not_make_is_refused():
     name, _ = tiled.kernel(np.float32)
     with pytest.raises(gc.GraphcError, match="not a kernel this graphc makes"):
         shared.definition(name[:-4] + "0000" if not name.endswith("0000") else name[:-4] + "1111")
+
+
+def test_a_process_that_exits_while_the_kernel_compiles_waits_for_it(tmp_path):
+    """The kernel's compile, started for a graph that then never compiles, finishes before the
+    process exits (its entry is in the disk cache); the process exits cleanly."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import numpy as np, graphc as gc\n"
+              "from graphc.backend.llvm import shared\n"
+              "with gc.Graph().as_default():\n"
+              "    x = gc.placeholder(gc.float32, (3, 40), name='x')\n"
+              "    shared.prepare_for([x @ gc.constant(np.ones((40, 40), np.float32))])\n")
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(root)}
+    env.pop("GRAPHC_CACHE", None)
+    env.pop("GRAPHC_GEMM", None)
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert list(tmp_path.rglob("*.o")), "the kernel's compile did not finish before the exit"
