@@ -29,6 +29,7 @@ READOUTS = {  # loss of the stacked hidden states hs [T, B, H] (s: a fed scalar,
     "mean of squares": lambda hs, s, w: gc.mean(hs * hs),
     "sum over axis 0, then more": lambda hs, s, w: gc.sum(gc.sum(gc.exp(hs) * np.linspace(0.5, 1.5, H), axis=0) ** 2),
     "fed operand": lambda hs, s, w: gc.mean((hs - s) ** 2) + gc.sum(hs, axis=(0, 2), keepdims=True)[0, 1, 0],
+    "half sum of squares": lambda hs, s, w: 0.5 * gc.sum(hs * hs),  # the ys cotangent is the stack itself
     "readout weight": lambda hs, s, w: gc.mean(gc.tanh(hs * w)),  # d/dw: a sum over the stack in the backward
     "leading dim 1": lambda hs, s, w: gc.sum(gc.sigmoid(hs * gc.reshape(s * np.arange(1.0, H + 1), (1, 1, H)))),
 }
@@ -113,6 +114,30 @@ def test_a_stack_read_otherwise_is_not_sunk(case):
         assert any(o.shape == (T, B, H) for o in opt.module.outputs) and _stack_maps(opt.module)
     else:
         assert any(n.shape == (T, B, H) and n.op == "result" for n in opt.module.nodes)
+    want = evaluate(fetches, feed)
+    for w, a in zip(want, evaluate(opt.module.outputs, bound)):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-13)
+    with gc.Session(g) as sess:
+        for w, b in zip(want, sess.run(fetches, feed)):
+            np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-13)
+
+
+def test_of_two_stacked_ys_the_fetched_one_stays():
+    g = gc.Graph()
+    with g.as_default():
+        xs = gc.placeholder(gc.float64, (T, B, NI), name="xs")
+        wx, wh = gc.Variable(WX, name="wx"), gc.Variable(WH, name="wh")
+
+        def cell(h, x):
+            h = gc.tanh(x @ wx + h @ wh)
+            return h, (h, gc.sum(h * h, axis=1))
+
+        _, (hs, norms) = gc.scan(cell, gc.zeros((B, H), gc.float64), xs)
+        loss = gc.mean(hs * hs) + gc.sum(norms * 2.0)
+        fetches = [loss, *gc.gradients(loss, [wx, wh]), norms]
+    feed = {xs: XS}
+    opt, bound = _optimized(fetches, feed)
+    assert _stack_maps(opt.module) == [] and opt.module.outputs[3].shape == (T, B)
     want = evaluate(fetches, feed)
     for w, a in zip(want, evaluate(opt.module.outputs, bound)):
         np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-13)
