@@ -400,13 +400,16 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
                 g.alpha, 0.0 if g.update is None else 1.0)
         own = decide("tiled gemm", tiled.use_tiled(node.dtype, m, n, k, ta))
         narrow = decide("narrow gemm", tiled.narrow(node.dtype, m, n, k))
+        # a template's transposed A, too large at the nominal sizes, may fit at the fed ones
+        small_a = decide("small transposed a", templating() and tiled.small_transposed_a(node.dtype, m, n, k, ta))
 
         def on_blas(split: bool) -> None:
-            if narrow:  # decided by m * k at run time (a symbolic dim's value)
-                with bld.if_else(tiled.emit_narrow_check(bld, m, k)) as (large, small):
-                    with large:
+            if narrow or small_a:  # decided by m * k at run time (a symbolic dim's value)
+                check = tiled.emit_narrow_check(bld, m, k) if narrow else tiled.emit_small_a_check(bld, m, k)
+                with bld.if_else(check) as (kernel, other):
+                    with kernel:
                         tiled.emit_tiled_gemm(bld, parallel_for if split else None, *args)
-                    with small:
+                    with other:
                         on_blas_only(split)
             else:
                 on_blas_only(split)

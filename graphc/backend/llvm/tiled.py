@@ -37,7 +37,8 @@ from .emitter import intrinsic
 from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas
 
 __all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "TILED_GFLOPS", "blocking", "emit_narrow_check",
-           "emit_tiled_gemm", "gemm_mode", "kernel", "narrow", "use_tiled"]
+           "emit_small_a_check", "emit_tiled_gemm", "gemm_mode", "kernel", "narrow", "small_transposed_a",
+           "use_tiled"]
 
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
@@ -117,15 +118,35 @@ def narrow(dtype: object, m: int, n: int, k: int) -> bool:
 
 
 def emit_narrow_check(builder: ir.IRBuilder, m: int, k: int) -> ir.Value:
-    """``m * k >= NARROW_MIN_MK``, computed by the code from m and k stored to the stack (the
-    builder would fold constants, and a symbolic-dim template needs m and k as affine literals)."""
+    """``m * k >= NARROW_MIN_MK``, computed by the code (`_emit_mk_compare`)."""
+    return _emit_mk_compare(builder, m, k, ">=", NARROW_MIN_MK)
+
+
+def small_transposed_a(dtype: object, m: int, n: int, k: int, trans_a: bool) -> bool:
+    """Whether the kernel declines a product only because its transposed op(A) has more than
+    `AUTO_MAX_A` elements: a symbolic-dim template, whose nominal sizes are huge, then offers
+    it the product when m * k is at most that at run time (`emit_small_a_check`; W2's weight
+    gradients x.T @ d, whose k is the batch, at batch 32). "auto" only."""
+    block = blocking(dtype)
+    return (block is not None and gemm_mode() == "auto" and trans_a and n >= block[2] and m > 0 and k > 0
+            and m * k > AUTO_MAX_A)
+
+
+def emit_small_a_check(builder: ir.IRBuilder, m: int, k: int) -> ir.Value:
+    """``m * k <= AUTO_MAX_A``, computed by the code (`_emit_mk_compare`)."""
+    return _emit_mk_compare(builder, m, k, "<=", AUTO_MAX_A)
+
+
+def _emit_mk_compare(builder: ir.IRBuilder, m: int, k: int, op: str, bound: int) -> ir.Value:
+    """``m * k <op> bound``, computed by the code from m and k stored to the stack (the builder
+    would fold constants, and a symbolic-dim template needs m and k as affine literals)."""
     (slots,) = entry_allocas(builder, [ir.ArrayType(I64, 2)])
     zero = ir.Constant(I32, 0)
     at = [builder.gep(slots, [zero, ir.Constant(I32, i)]) for i in range(2)]
     for p, value in zip(at, (m, k)):
         builder.store(ir.Constant(I64, value), p)
     size = builder.mul(*(builder.load(p, typ=I64) for p in at))
-    return builder.icmp_signed(">=", size, ir.Constant(I64, NARROW_MIN_MK))
+    return builder.icmp_signed(op, size, ir.Constant(I64, bound))
 
 
 def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype: object, trans_a: bool,

@@ -226,3 +226,46 @@ def test_narrow_products_choose_at_run_time(monkeypatch):
     for got, want in zip(results["llvm"], results["reference"]):
         if want is not None:
             np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+
+
+def test_small_transposed_a_rule(monkeypatch):
+    """A transposed op(A) declined only for its size (a template's nominal k) is offered to the
+    kernel at run time; not a product the kernel takes anyway, nor a narrow one."""
+    monkeypatch.delenv("GRAPHC_GEMM", raising=False)
+    f4, big = np.float32, (1 << 20) + 7
+    assert tiled.small_transposed_a(f4, 784, 512, big, True)  # W2's x.T @ d at the nominal batch
+    assert not tiled.small_transposed_a(f4, 784, 512, 32, True)  # the kernel takes it: no check needed
+    assert not tiled.small_transposed_a(f4, 784, 512, big, False)
+    assert not tiled.small_transposed_a(f4, 784, 10, big, True)
+    monkeypatch.setenv("GRAPHC_GEMM", "blas")
+    assert not tiled.small_transposed_a(f4, 784, 512, big, True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_symbolic_batch_takes_the_kernel_for_a_small_transposed_a(monkeypatch, threads):
+    """A symbolic batch: the weight gradient x.T @ d (k the batch) takes the kernel when op(A)
+    has at most AUTO_MAX_A elements at the fed batch (1, 5, 33) and the BLAS past it (300),
+    one program, against the reference, its SGD update folded in, feeds against guard pages."""
+    monkeypatch.delenv("GRAPHC_GEMM", raising=False)
+    rng = np.random.default_rng(9)
+    x = gc.placeholder(gc.float32, (None, 300), name="x")
+    d = gc.placeholder(gc.float32, (None, 64), name="d")
+    w = gc.Variable(rng.standard_normal((300, 64)).astype(np.float32), name="w")
+    fetches = [x.T @ d, gc.tanh(d.T @ x)]
+    train = gc.assign_sub(w, 0.01 * (x.T @ d))
+    guard = Guarded()
+    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+        for n in (1, 5, 33, 300):
+            values = {x: rng.standard_normal((n, 300)).astype(np.float32),
+                      d: rng.standard_normal((n, 64)).astype(np.float32)}
+            for at_end in ((True, False) if n < 100 else (None,)):
+                feeds = values if at_end is None else {t: guard.array(v, at_end) for t, v in values.items()}
+                _close(sess.run(fetches, feeds), ref.run(fetches, values), np.float32)
+                before = sess.variable_value(w)
+                sess.run(train, feeds)
+                np.testing.assert_allclose(sess.variable_value(w), before - 0.01 * (values[x].T @ values[d]),
+                                           rtol=1e-4, atol=1e-4)
+        assert sess.stats() == {"compiles": 2, "symbolic": 2, "specialized": 0, "not_symbolic": []}
+        text = sess.compile(train, feeds).ir_text
+    assert "graphc_tiled_" in text and "graphc_sgemm" in text
+
