@@ -30,3 +30,20 @@ def test_long_fused_chain_compiles_without_recursion():
         sys.setrecursionlimit(limit)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+
+
+def test_long_chain_is_split_into_bounded_kernels():
+    """LLVM's time grows faster than linearly in a function's size: a kernel holds at most
+    MAX_INLINED ops, so a 10,000-op chain compiles in seconds, not hours."""
+    from graphc.backend.llvm.grouping import MAX_INLINED
+
+    x = gc.placeholder(gc.float64, (5,))
+    y = x
+    for i in range(3 * MAX_INLINED):
+        y = gc.tanh(y) if i % 2 else y * 1.0001
+    feeds = {x: np.linspace(-1, 1, 5)}
+    program = gc.Session().compile([y], feeds)
+    kernels = program.report().split("kernels: ")[1].split()[0]
+    assert int(kernels) >= 3
+    want = gc.Session(backend="reference").run(y, feeds)
+    np.testing.assert_allclose(gc.Session().run(y, feeds), want, rtol=1e-12)

@@ -34,6 +34,9 @@ from .views import FLAT, Flat, Immediate, Loaded, probe_gather
 
 Probes = Mapping[Tensor, Loaded | Flat | Immediate | None]  # index node -> view, flat view, immediate, or computed
 MERGE_SEARCH = 64  # units a fusion's cycle check may visit before it gives up (and does not fuse)
+# Ops one kernel may hold (inlined or merged): LLVM's optimizer and instruction selection grow faster than
+# linearly in a function's size, so an unbounded chain (10,000 single-use maps) never finished.
+MAX_INLINED = 128
 
 
 class _Stage:
@@ -164,7 +167,8 @@ def group_kernels(nodes: Nodes) -> Groups:
         users = set(nodes.users[n])
         if n.opdef.kind in (OpKind.ELEMENTWISE, OpKind.INDEX) and n not in nodes.outputs and len(users) == 1:
             (c,) = users
-            if c in group and _inlinable_into(n, c) and not keeps_alive(n, group[c]):
+            if (c in group and _inlinable_into(n, c) and members[group[c]] < MAX_INLINED
+                    and not keeps_alive(n, group[c])):
                 group[n] = group[c]
         members[group[n]] = members.get(group[n], 0) + 1
     merger = _Merger(nodes, group, probes, keeps_alive, members)
@@ -314,6 +318,8 @@ class _Merger:
         if len(reps) < 2:
             return False
         union = self.sets[reps[0]] + self.sets[reps[1]]
+        if len(union) > MAX_INLINED:
+            return False
         views = self._linking_views(union)
         if views is None:
             return False
@@ -418,19 +424,23 @@ def _joins_a_cycle(nodes: Nodes, reps: list[Tensor], sets: dict[Tensor, list[Ten
     """Would merging the kernels `reps` make the kernel graph cyclic (a path from one of
     them through other kernels or nodes back into another)? Other kernels count as
     whole units: reaching any member makes every member's consumers reachable. A search
-    that grows past `MERGE_SEARCH` units answers yes (no merge), bounding compile time."""
+    that grows past `MERGE_SEARCH` units, or `8 * MERGE_SEARCH` of their nodes, answers yes
+    (no merge), bounding compile time."""
     targets = set(reps)
     frontier = [unit_of(u) for r in reps for m in sets[r] for u in nodes.users[m]]
     frontier = [u for u in frontier if u not in targets]
     seen: set[Tensor] = set()
+    visited = 0
     while frontier:
         unit = frontier.pop()
         if unit in seen:
             continue
-        if len(seen) >= MERGE_SEARCH:
+        members = sets.get(unit, [unit])
+        visited += len(members)
+        if len(seen) >= MERGE_SEARCH or visited > MERGE_SEARCH * 8:
             return True
         seen.add(unit)
-        for m in sets.get(unit, [unit]):
+        for m in members:
             for u in nodes.users[m]:
                 owner = unit_of(u)
                 if owner in targets:
