@@ -53,6 +53,15 @@ def _optimized(fetches, feed, **options):
     return opt, {opt.mapping[k]: v for k, v in feed.items() if k in opt.mapping}
 
 
+def _agree(want, opt, bound, g, fetches, feed, **options):
+    """The optimized module (interpreted) and a compiled session both give `want`."""
+    for w, a in zip(want, evaluate(opt.module.outputs, bound)):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-13)
+    with gc.Session(g, options=gc.CompileOptions(**options)) as sess:
+        for w, b in zip(want, sess.run(fetches, feed)):
+            np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-13)
+
+
 def _stack_maps(module):
     """Elementwise nodes outside the loops over a whole [T, ...] stack: the readout left unsunk."""
     return [n for n in module.nodes if n.opdef.kind is OpKind.ELEMENTWISE and n.shape[:1] == (T,) and n.ndim == 3]
@@ -80,11 +89,7 @@ def test_every_checkpoint_policy_sinks_and_keeps_the_values(options):
     want = evaluate(fetches, feed)
     opt, bound = _optimized(fetches, feed, **options)
     assert _stack_maps(opt.module) == []
-    for w, a in zip(want, evaluate(opt.module.outputs, bound)):
-        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-13)
-    with gc.Session(g, options=gc.CompileOptions(**options)) as sess:
-        for w, b in zip(want, sess.run(fetches, feed)):
-            np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-13)
+    _agree(want, opt, bound, g, fetches, feed, **options)
 
 
 @pytest.mark.parametrize("readout", ["mean of squares", "fed operand", "readout weight"])
@@ -115,11 +120,7 @@ def test_a_stack_read_otherwise_is_not_sunk(case):
     else:
         assert any(n.shape == (T, B, H) and n.op == "result" for n in opt.module.nodes)
     want = evaluate(fetches, feed)
-    for w, a in zip(want, evaluate(opt.module.outputs, bound)):
-        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-13)
-    with gc.Session(g) as sess:
-        for w, b in zip(want, sess.run(fetches, feed)):
-            np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-13)
+    _agree(want, opt, bound, g, fetches, feed)
 
 
 def test_of_two_stacked_ys_the_fetched_one_stays():
@@ -139,11 +140,7 @@ def test_of_two_stacked_ys_the_fetched_one_stays():
     opt, bound = _optimized(fetches, feed)
     assert _stack_maps(opt.module) == [] and opt.module.outputs[3].shape == (T, B)
     want = evaluate(fetches, feed)
-    for w, a in zip(want, evaluate(opt.module.outputs, bound)):
-        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-13)
-    with gc.Session(g) as sess:
-        for w, b in zip(want, sess.run(fetches, feed)):
-            np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-13)
+    _agree(want, opt, bound, g, fetches, feed)
 
 
 def _nested(differentiate):
@@ -172,11 +169,7 @@ def test_nested_loops(differentiate):
         (inner,) = [n for n in outer.attrs["body"].nodes if n.op == "scan"]
         assert [len(r[0]) for r in inner.opdef.results(inner.inputs, inner.attrs)] == [2, 0]
         assert [len(r[0]) for r in outer.opdef.results(outer.inputs, outer.attrs)] == [2, 0]
-    for w, a in zip(want, evaluate(opt.module.outputs, bound)):
-        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-13)
-    with gc.Session(g) as sess:
-        for w, b in zip(want, sess.run(fetches, feed)):
-            np.testing.assert_allclose(b, w, rtol=1e-12, atol=1e-13)
+    _agree(want, opt, bound, g, fetches, feed)
 
 
 def test_the_stack_leaves_the_saved_bytes():
