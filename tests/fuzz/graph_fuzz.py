@@ -58,6 +58,7 @@ _spec = importlib.util.spec_from_file_location(
 TABLE = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = TABLE  # dataclasses look their module up
 _spec.loader.exec_module(TABLE)
+import fuzz_layers  # noqa: E402  (beside this file: on sys.path once the table's directory is)
 
 TOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}
 DISCONTINUOUS = {"floor", "ceil", "round", "sign", "argmax", "argmin", "mod", "floordiv", "fmod", "remainder"}
@@ -68,6 +69,7 @@ KNOWN: dict[str, str] = {}
 # The documented refusals of None dims while building (docs/ops.md): LAPACK ops' matrix dims, and the
 # spatial, channel and filter dims of convolutions, pools and conv_patches, must be static.
 STATIC_ONLY = "must be known when the graph is built"
+LAYER_SHARE = 0.15  # of the cases: one step is a GEMM above the tiled kernel's thresholds, a layer or an SGD step
 
 
 @dataclass
@@ -118,13 +120,16 @@ class Builder:
         self.rng, self.unknown = rng, unknown  # `unknown` draws which placeholder dims are declared None
         self.feeds: dict = {}
         self.pool: list = []
+        self.effects: list = []  # ops fetched for their side effects (an SGD step's train op)
 
-    def leaf(self, shape: tuple, dtype: np.dtype, domain: str) -> gc.Tensor:
+    def leaf(self, shape: tuple, dtype: np.dtype, domain: str, static: int = 0) -> gc.Tensor:
+        """A placeholder fed a drawn value; its last `static` dims are never declared None."""
         value = TABLE.draw(self.rng, shape, dtype, domain)
         if dtype.kind == "f" and value.size and self.rng.random() < 0.15:  # sprinkle NaN/inf/-0.0
             flat = value.reshape(-1)
             flat[self.rng.integers(value.size)] = self.rng.choice([np.nan, np.inf, -np.inf, -0.0])
-        declared = tuple(None if self.unknown is not None and self.unknown.random() < 0.4 else d for d in shape)
+        declared = tuple(None if self.unknown is not None and self.unknown.random() < 0.4 and k < len(shape) - static
+                         else d for k, d in enumerate(shape))
         ph = gc.placeholder(dtype, declared)
         self.feeds[ph] = np.asarray(value, dtype=dtype)
         return ph
@@ -157,11 +162,19 @@ def random_graph(seed: int, unknown: bool, n_ops: int | None = None):
     ops = sorted(op for op in all_ops() if op in TABLE.CASES)
     b = Builder(rng, np.random.default_rng([seed, 1]) if unknown else None)
     n = n_ops if n_ops is not None else int(rng.integers(1, 6))
+    # A share of the cases gets one step of fuzz_layers at a random place, drawn from a stream of its own
+    # (the graphs of the other seeds stay as they were).
+    pick = np.random.default_rng([seed, 2])
+    layer_at = int(pick.integers(n)) if pick.random() < LAYER_SHARE else -1
     outs = []
-    for _ in range(n):
+    for k in range(n):
+        if k == layer_at:
+            outs.append(fuzz_layers.step(b, pick))
+            continue
         op = ops[rng.integers(len(ops))]
         outs.append(b.step(op))
-    fetches = list(dict.fromkeys(outs[-2:] + [outs[rng.integers(len(outs))]]))
+    layer = [outs[layer_at]] if layer_at >= 0 else []
+    fetches = list(dict.fromkeys(outs[-2:] + [outs[rng.integers(len(outs))]] + layer + b.effects))
     used = set(toposort(fetches))
     return fetches, {p: v for p, v in b.feeds.items() if p in used}, rng
 
@@ -213,9 +226,10 @@ def _close(got, want, tol: float = 0.0) -> str | None:
     return f"{int(bad.sum())} of {bad.size} elements differ; first at {i}: got {got[i]!r}, want {want[i]!r}"
 
 
-def _run(backend: str, graph: gc.Graph, fetches: list, feeds: dict):
+def _run(backend: str, graph: gc.Graph, fetches: list, feeds: dict, state: tuple = ()):
+    """The fetched values, then the values of the variables `state` after the run."""
     with gc.Session(graph, backend=backend) as sess:
-        return sess.run(fetches, feeds)
+        return list(sess.run(fetches, feeds)) + [sess.variable_value(v) for v in state]
 
 
 def _outcome(fn):
@@ -316,11 +330,13 @@ def check_case(seed: int, export_dir: str | None = None) -> list[Finding]:
         outputs = fetches + ((grads[1] or []) if grads[0] == "ok" else [])
     layout = LAYOUTS[rng.integers(len(LAYOUTS))]
     odd = {p: odd_layout(v, layout) for p, v in feeds.items()}
-    want = _outcome(lambda: _run("reference", graph, outputs, feeds))
+    # the variables the run assigns: compared after it too (an SGD step's updates, folded into products)
+    state = tuple(dict.fromkeys(n.inputs[0] for n in toposort(outputs) if n.op == "assign"))
+    want = _outcome(lambda: _run("reference", graph, outputs, feeds, state))
     text = gc.as_text(outputs)
     pure = [outputs[k] for k, o in enumerate(outputs) if o.dtype is not None and o.op != "assign"]
     want_pure = (want[0], [v for o, v in zip(outputs, want[1]) if o in pure]) if want[0] == "ok" else want
-    routes = (("llvm session", lambda: _run("llvm", graph, outputs, odd), want, outputs),
+    routes = (("llvm session", lambda: _run("llvm", graph, outputs, odd, state), want, outputs + list(state)),
               ("gc.function", lambda: _function(pure, feeds, odd), want_pure, pure))  # no side effects there
     for route, run, expected, outs in routes[:2 if pure else 1]:
         why = _compare(_outcome(run), expected, tolerances(outs))

@@ -35,3 +35,18 @@ def test_fuzz_seed_3012619_degenerate_float32_svd_agrees():
     reference (numpy computes float32 linalg in float64). LAPACK ops now compute in float64 on
     both backends (tests/ops/test_linalg.py has the op-level test)."""
     assert not graph_fuzz.check_case(3012619)
+
+
+def test_layer_steps_compare_assigned_variables(monkeypatch):
+    """Seed 1022's graph has an SGD step of fuzz_layers (a two-layer MLP, 260 x 256 input): the harness
+    compares the variables the run assigns after it, so an update that went wrong is a finding."""
+    import graphc as gc
+
+    with gc.Graph().as_default():
+        fetched = graph_fuzz.random_graph(1022, unknown=False)[0]
+    assert any(n.op == "assign" for n in graph_fuzz.toposort(fetched)) and not graph_fuzz.check_case(1022)
+    value = gc.Session.variable_value
+    monkeypatch.setattr(gc.Session, "variable_value",
+                        lambda sess, v: value(sess, v) * (1.01 if sess.backend == "llvm" else 1))
+    (finding,) = graph_fuzz.check_case(1022)
+    assert finding.kind.startswith("llvm session") and "elements differ" in finding.detail
