@@ -159,6 +159,8 @@ class Graph:
         self.warned_float64 = False  # float64 mixed into float32 arithmetic was reported (gc.enable_x64)
         self.composite: dict[Tensor, str] = {} if keep_all else weakref.WeakKeyDictionary()  # node -> the
         # composite function that built it
+        self.builders: dict[Tensor, list[tuple[str | None, str]]] = {}  # a node asked for again by other
+        # functions (interning returned it): every (composite or None, user's line), the first builder first
 
     @property
     def nodes(self) -> list[Tensor]:
@@ -306,6 +308,8 @@ class Graph:
         with self._lock:
             node = self._table.get(key)
             if node is not None:
+                if self.keep_all and not self._adjoint_depth:  # autodiff re-asking is no user's call
+                    self._built_again(node, loc)
                 return node
             loc = loc or user_location()
             check_attrs(opdef, attrs, loc)
@@ -326,6 +330,23 @@ class Graph:
         if self._no_grad_depth and opdef.differentiable:
             return self.make("stop_gradient", (node,), loc=loc)
         return node
+
+    def _built_again(self, node: Tensor, loc: str | None) -> None:
+        """Record the function asking for an interned `node` again, if another than its builders."""
+        stack = composite_stack()
+        name = stack[0] if stack else None
+        known = self.builders.get(node)
+        if known is None:
+            if self.composite.get(node) == name:
+                return
+            known = self.builders[node] = [(self.composite.get(node), node.loc)]
+        elif any(n == name for n, _ in known):
+            return
+        known.append((name, loc or user_location()))
+
+    def builders_of(self, node: Tensor) -> list[tuple[str | None, str]]:
+        """Every (composite function or None for a direct call, user's line) that built `node`."""
+        return self.builders.get(node) or [(self.composite.get(node), node.loc)]
 
     def capture(self, outer: Tensor) -> Tensor:
         """A tensor of an enclosing graph, as a node of this graph (only region graphs have them)."""

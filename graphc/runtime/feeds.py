@@ -52,7 +52,13 @@ def convert_feed(ph: Tensor, value: Any) -> np.ndarray:
     if arr.ndim != len(ph.shape) or any(d is not None and d != a for d, a in zip(ph.shape, arr.shape)):
         raise FeedError(f"placeholder {ph.name}: expected {expected}, got {arr.dtype}{shape_str(arr.shape)}")
     _check_int_range(ph, arr)
-    return np.asarray(arr, dtype=ph.dtype, order="C")  # ascontiguousarray would make 0-d arrays 1-d
+    try:
+        return np.asarray(arr, dtype=ph.dtype, order="C")  # ascontiguousarray would make 0-d arrays 1-d
+    except MemoryError:  # a broadcast (stride-0) view of 2**33 elements, say: its copy does not fit
+        nbytes = arr.size * np.dtype(ph.dtype).itemsize
+        raise FeedError(f"placeholder {ph.name}: the fed {arr.dtype}{shape_str(arr.shape)} needs a contiguous "
+                        f"{ph.dtype} copy of {nbytes} bytes ({nbytes / 2**30:.1f} GiB), which could not be "
+                        "allocated (graphc copies a broadcast or strided feed)") from None
 
 
 def _check_int_range(ph: Tensor, arr: np.ndarray) -> None:

@@ -1,5 +1,7 @@
 """Issue 12 items 14-18: gradients and ops over dims unknown until run time."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,30 @@ def test_reduction_over_empty_run_time_axis_names_the_users_op(backend, name, bu
     y = build(x)
     with pytest.raises(gc.ShapeError, match=rf"^{name}\b.*empty axis(.|\n)*test_unknown_dim_grads.py"):
         _run(backend, y, {x: np.ones(0, np.float32)})
+
+
+def _line():
+    return sys._getframe(1).f_lineno
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_item17_shared_node_error_names_the_function_the_fetch_used(backend):
+    # softmax and logsumexp of one x share their max (interning): the error names the one fetched
+    x = gc.placeholder(gc.float32, (None,))
+    sm, sm_line = gc.nn.softmax(x), _line()
+    lse, lse_line = gc.logsumexp(x), _line()
+    m, m_line = x.max(), _line()
+    (g,) = gc.gradients(gc.logsumexp(x), [x])  # the same logsumexp again: the first line is named
+    lse3 = lse * 3
+    empty = {x: np.ones(0, np.float32)}
+    for fetch, name, line in [(lse, "logsumexp: its max", lse_line), (sm, "softmax: its max", sm_line),
+                              (m, "max", m_line), (lse3, "logsumexp: its max", lse_line),
+                              (g, "logsumexp: its max", lse_line), (m * 2, "max", m_line)]:
+        with pytest.raises(gc.ShapeError, match=rf"^{name} with.*empty axis(.|\n)*at .*:{line}$"):
+            _run(backend, fetch, empty)
+    fn = gc.function([x], lse)
+    with pytest.raises(gc.ShapeError, match=rf"^logsumexp: its max .*empty axis(.|\n)*at .*:{lse_line}$"):
+        fn(np.ones(0, np.float32))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
