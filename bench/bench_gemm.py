@@ -8,7 +8,7 @@ jobs on a shared machine disturb least). Rounds alternate the implementations; a
 the fastest call over the rounds (the least disturbed one) and, after the slash, the
 median round's median call.
 
-    python bench/bench_gemm.py [--threads 2] [--quick]
+    python bench/bench_gemm.py [--threads 2] [--quick] [--only "W2 b256"]
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="run the products whose name contains this text")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.calls = 1, 10
@@ -78,7 +79,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     rows = []
-    for name, m, k, n, ta, tb in PRODUCTS:
+    for name, m, k, n, ta, tb in [p for p in PRODUCTS if args.only in p[0]]:
         a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
         op_a, op_b = (a.T if ta else a), (b.T if tb else b)

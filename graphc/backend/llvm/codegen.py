@@ -400,8 +400,10 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
                 g.alpha, 0.0 if g.update is None else 1.0)
         own = decide("tiled gemm", tiled.use_tiled(node.dtype, m, n, k, ta))
         narrow = decide("narrow gemm", tiled.narrow(node.dtype, m, n, k))
-        # a template's transposed A, too large at the nominal sizes, may fit at the fed ones
-        small_a = decide("small transposed a", templating() and tiled.small_transposed_a(node.dtype, m, n, k, ta))
+        # a transposed A too large for one thread's kernel: split over the pool, it takes the kernel up
+        # to SPLIT_MAX_A; a template's, too large at the nominal sizes, may fit at the fed ones
+        large_a = decide("large transposed a", tiled.small_transposed_a(node.dtype, m, n, k, ta))
+        small_a = templating() and large_a
 
         def on_blas(split: bool) -> None:
             if narrow or small_a:  # decided by m * k at run time (a symbolic dim's value)
@@ -424,6 +426,12 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
             with then:
                 if own:
                     tiled.emit_tiled_gemm(bld, parallel_for, *args)
+                elif large_a:
+                    with bld.if_else(tiled.emit_split_a_check(bld, m, k)) as (kernel, other):
+                        with kernel:
+                            tiled.emit_tiled_gemm(bld, parallel_for, *args)
+                        with other:
+                            on_blas_only(True)
                 else:
                     on_blas(True)
             with otherwise:

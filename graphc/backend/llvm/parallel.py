@@ -57,10 +57,12 @@ WARM_PARALLEL_NS = 15_000
 # A range is cut into up to this many pieces per thread, claimed dynamically, so a thread
 # that another process delays costs its share only while it actually runs a piece.
 PIECES_PER_THREAD = 4
-# How long (cycle-counter ticks, about 0.3-0.5 ns each) a worker watches for the next job
-# before parking, and the caller for the last piece before sleeping (docs/backend.md).
-WORKER_SPIN_TICKS = 60_000
-CALLER_SPIN_TICKS = 60_000
+# How long (cycle-counter ticks, about 0.3-0.5 ns each: 0.4 ms at the reference Xeon's 2.6 GHz) a
+# worker watches for the next job before parking, and the caller for the last piece before
+# sleeping: long enough to span the one-thread part of a training step between its split
+# products (W2: 0.25 ms), where a parked worker costs a wake-up (docs/backend.md, "Threads").
+WORKER_SPIN_TICKS = 1_000_000
+CALLER_SPIN_TICKS = 1_000_000
 
 CHUNK_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 PARALLEL_FOR_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)

@@ -36,9 +36,9 @@ from llvmlite import ir
 from .emitter import intrinsic
 from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas
 
-__all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "TILED_GFLOPS", "blocking", "emit_narrow_check",
-           "emit_small_a_check", "emit_tiled_gemm", "gemm_mode", "kernel", "narrow", "small_transposed_a",
-           "use_tiled"]
+__all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "SPLIT_MAX_A", "TILED_GFLOPS", "blocking",
+           "emit_narrow_check", "emit_small_a_check", "emit_split_a_check", "emit_tiled_gemm", "gemm_mode", "kernel",
+           "narrow", "small_transposed_a", "use_tiled"]
 
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
@@ -49,8 +49,11 @@ _DIMS = ("m", "n", "k", "a_row", "a_k", "ldb", "ldc", "trans_b", "alpha", "beta"
 KC_BYTES = 32 * 1024
 # How many k ahead the micro-kernel prefetches op(A) (a transposed A steps a row of A per k).
 PREFETCH_K = 8
-# "auto" runs products with a transposed A on the kernel up to this many elements of A.
+# "auto" runs products with a transposed A on the kernel up to this many elements of A, and such a
+# product split over the pool up to SPLIT_MAX_A (W2's h.T @ d at batch 256, 512 x 256; its
+# 784 x 256 x.T @ d measured faster on the BLAS blocks: docs/backend.md, "Tiled products").
 AUTO_MAX_A = 65536
+SPLIT_MAX_A = 131072
 # The least m * k from which a product narrower than a panel runs on the kernel (`narrow`).
 NARROW_MIN_MK = 65536
 # Single-thread speed assumed when sizing the pieces of a split (as blas.GEMM_GFLOPS).
@@ -124,9 +127,12 @@ def emit_narrow_check(builder: ir.IRBuilder, m: int, k: int) -> ir.Value:
 
 def small_transposed_a(dtype: object, m: int, n: int, k: int, trans_a: bool) -> bool:
     """Whether the kernel declines a product only because its transposed op(A) has more than
-    `AUTO_MAX_A` elements: a symbolic-dim template, whose nominal sizes are huge, then offers
-    it the product when m * k is at most that at run time (`emit_small_a_check`; W2's weight
-    gradients x.T @ d, whose k is the batch, at batch 32). "auto" only."""
+    `AUTO_MAX_A` elements. Such a product is offered to the kernel at run time when it is split
+    over the pool and m * k is at most `SPLIT_MAX_A` (`emit_split_a_check`: W2's weight
+    gradients x.T @ d at batch 256, where the kernel's claimed pieces beat one BLAS block per
+    thread), and, in a symbolic-dim template, whose nominal sizes are huge, also when it runs on
+    one thread and m * k is at most `AUTO_MAX_A` (`emit_small_a_check`; those gradients at
+    batch 32). "auto" only."""
     block = blocking(dtype)
     return (block is not None and gemm_mode() == "auto" and trans_a and n >= block[2] and m > 0 and k > 0
             and m * k > AUTO_MAX_A)
@@ -135,6 +141,11 @@ def small_transposed_a(dtype: object, m: int, n: int, k: int, trans_a: bool) -> 
 def emit_small_a_check(builder: ir.IRBuilder, m: int, k: int) -> ir.Value:
     """``m * k <= AUTO_MAX_A``, computed by the code (`_emit_mk_compare`)."""
     return _emit_mk_compare(builder, m, k, "<=", AUTO_MAX_A)
+
+
+def emit_split_a_check(builder: ir.IRBuilder, m: int, k: int) -> ir.Value:
+    """``m * k <= SPLIT_MAX_A``, computed by the code (`_emit_mk_compare`)."""
+    return _emit_mk_compare(builder, m, k, "<=", SPLIT_MAX_A)
 
 
 def _emit_mk_compare(builder: ir.IRBuilder, m: int, k: int, op: str, bound: int) -> ir.Value:

@@ -219,7 +219,7 @@ def test_narrow_products_choose_at_run_time(monkeypatch):
                     results.setdefault(backend, []).extend(sess.run([y, loss], {x: xv}) + [sess.run(step, {x: xv})])
                     results[backend].append(sess.variable_value(w).copy())
                 if backend == "llvm":  # one program per fetch list, for both batches
-                    assert sess.stats()["compiles"] == sess.stats()["symbolic"] == 2
+                    assert sess.stats()["symbolic"] == 2  # one program per fetch list, for both batches
                     for plan in sess._requests.values():
                         (exe,) = plan.programs.values()
                         assert "graphc_tiled_" in exe.program.ir_text and "graphc_sgemm" in exe.program.ir_text
@@ -269,3 +269,47 @@ def test_symbolic_batch_takes_the_kernel_for_a_small_transposed_a(monkeypatch, t
         text = sess.compile(train, feeds).ir_text
     assert "graphc_tiled_" in text and "graphc_sgemm" in text
 
+
+
+def _gemm_pieces(sess, fetches, feeds) -> int:
+    """How many pieces the traced run's product step ran in (the kernel: a piece per panel range;
+    the BLAS: one block per thread)."""
+    meta = gc.RunMetadata()
+    sess.run(fetches, feeds, options=gc.RunOptions(trace=True), run_metadata=meta)
+    (step,) = [s for s in meta.step_stats if s.kind == "gemm"]
+    return len(step.pieces)
+
+
+def test_split_transposed_a_takes_the_kernel_up_to_split_max_a(monkeypatch):
+    """auto: a transposed op(A) above AUTO_MAX_A takes the kernel when the product is split over
+    the pool and m * k is at most SPLIT_MAX_A, decided at run time (one symbolic-batch program:
+    batches on each side of the bound), the BLAS blocks past it and on one thread; with the SGD
+    update folded in, against the reference and guard pages."""
+    monkeypatch.delenv("GRAPHC_GEMM", raising=False)
+    rng = np.random.default_rng(12)
+    _, _, nr = tiled.blocking(np.float32)
+    m, n = 300, 4 * nr + 5  # five panels, the last one partial: four pieces on the kernel
+    inside, past = tiled.SPLIT_MAX_A // m, tiled.SPLIT_MAX_A // m + 9  # batches (k) on each side of the bound
+    assert m * inside > tiled.AUTO_MAX_A
+    x = gc.placeholder(gc.float32, (None, m), name="x")
+    d = gc.placeholder(gc.float32, (None, n), name="d")
+    w = gc.Variable((rng.standard_normal((m, n)) * 0.1).astype(np.float32), name="w")
+    fetches = [x.T @ d]
+    train = gc.assign_sub(w, 0.01 * (x.T @ d))
+    guard = Guarded()
+    for threads in (1, 2):
+        with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+            for batch in (inside, past):
+                values = {x: rng.standard_normal((batch, m)).astype(np.float32),
+                          d: rng.standard_normal((batch, n)).astype(np.float32)}
+                for at_end in (True, False):
+                    feeds = {t: guard.array(v, at_end) for t, v in values.items()}
+                    _close(sess.run(fetches, feeds), ref.run(fetches, values), np.float32)
+                    before = sess.variable_value(w)
+                    sess.run(train, feeds)
+                    np.testing.assert_allclose(sess.variable_value(w), before - 0.01 * (values[x].T @ values[d]),
+                                               rtol=1e-4, atol=1e-4)
+                pieces = _gemm_pieces(sess, fetches, values)
+                on_kernel = threads == 2 and batch == inside
+                assert pieces >= 4 if on_kernel else pieces <= 2, (threads, batch, pieces)
+            assert sess.stats()["symbolic"] == 2  # one program per fetch list, for both batches
