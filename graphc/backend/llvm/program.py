@@ -26,6 +26,7 @@ from ...runtime.counters import count_compile
 from . import blas, collective, host, lapack, shared
 from .backend import LLVM
 from .codegen import ENTRY, build_module, table_bases
+from .collector import fewer_collections
 from .jit import Compiling, compile_ir
 from .parallel import default_threads, get_pool
 from .steps import Collective, Gemm, Lapack, Plan, host_nodes
@@ -54,6 +55,7 @@ def link_symbols(plan: Plan, ir_text: str) -> dict[str, int]:
 class LLVMProgram:
     """Fetches plus assignments of one graph, compiled for one set of feed shapes."""
 
+    @fewer_collections
     def __init__(self, fetches: Sequence[Tensor], assigns: Sequence[Tensor],
                  feed_shapes: Mapping[Tensor, tuple[int, ...]] | None, options: CompileOptions | None = None,
                  instrument: Any = None, built: tuple | None = None, compiling: Compiling | None = None):

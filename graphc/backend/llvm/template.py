@@ -141,13 +141,27 @@ class _Literal:
     reciprocal: bool = False
 
 
-@dataclass(frozen=True)
 class _Token:
-    start: int
-    end: int
-    text: str
-    type: str | None  # the literal's type (the last type named before it on its line); None: in a constant
-    line: str
+    """A literal of an IR text at [start, end); its line and type are read from the text when asked
+    (only for literals that differ between probes)."""
+
+    __slots__ = ("start", "end", "text", "_source")
+
+    def __init__(self, start: int, end: int, text: str, source: str):
+        self.start, self.end, self.text, self._source = start, end, text, source
+
+    @property
+    def line(self) -> str:
+        src = self._source
+        return src[src.rfind("\n", 0, self.start) + 1:src.find("\n", self.end)]
+
+    @property
+    def type(self) -> str | None:
+        """The last type named before the literal on its line; None in a vector constant."""
+        src = self._source
+        before = src[src.rfind("\n", 0, self.start) + 1:self.start]
+        types = _TYPE.findall(before) if before.count("<") <= before.count(">") else []
+        return types[-1] if types else None
 
 
 def _scan(text: str) -> tuple[list[str], list[_Token]]:
@@ -157,19 +171,15 @@ def _scan(text: str) -> tuple[list[str], list[_Token]]:
     pieces, lits, at = [], [], 0
     names: dict[str, str] = {}
     for m in _TOKEN.finditer(text):
-        if m.group("glob"):
-            pieces.append(text[at:m.start()] + names.setdefault(m.group(), f"@g{len(names)}"))
-            at = m.end()
-            continue
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        before = text[line_start:m.start()]
-        if before.endswith("align ") or text.startswith(" x ", m.end()):
-            continue
-        types = _TYPE.findall(before) if before.count("<") <= before.count(">") else []  # not in a vector constant
-        line = text[line_start:text.find("\n", m.end())]
-        pieces.append(text[at:m.start()])
-        lits.append(_Token(m.start(), m.end(), m.group("lit"), types[-1] if types else None, line))
-        at = m.end()
+        start, end = m.span()
+        glob = m.group("glob")
+        if glob:
+            pieces.append(text[at:start] + names.setdefault(glob, f"@g{len(names)}"))
+            at = end
+        elif not (start >= 6 and text.startswith("align ", start - 6)) and not text.startswith(" x ", end):
+            pieces.append(text[at:start])
+            lits.append(_Token(start, end, m.group("lit"), text))
+            at = end
     pieces.append(text[at:])
     return pieces, lits
 

@@ -37,6 +37,7 @@ from ...options import CompileOptions
 from ...runtime.counters import count_compile
 from . import blas, cache, shared
 from .codegen import ENTRY
+from .collector import fewer_collections
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
 from .steps import Gemm
@@ -55,6 +56,7 @@ def counts() -> dict[str, int]:
     return dict(_counts)
 
 
+@fewer_collections
 def symbolic_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where: Sequence[tuple[Tensor, int]],
                      shapes_at: Callable[[tuple[int, ...]], Mapping[Tensor, tuple[int, ...]]],
                      options: CompileOptions | None = None) -> SymbolicProgram:
