@@ -2,10 +2,14 @@
 
 Build a graph with placeholders, variables, constants and ops; differentiate it;
 run it with `Session.run`. The public names of each op family are listed in that
-module's ``__all__`` and re-exported here.
+module's ``__all__`` and re-exported here. The namespaces and names in `_LAZY` load on
+first use (PEP 562 ``__getattr__``), so ``import graphc`` stays fast (docs/benchmarks.md, W5).
 """
 
-from . import distributed, layers, linalg, nn, random, special, train
+import sys
+from typing import Any
+
+from . import train
 from .autodiff import *  # noqa: F403
 from .control import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
@@ -19,12 +23,11 @@ from .errors import (
     NumericsError,
     ShapeError,
 )
-from .export import ExportedFunction, load_exported
 from .function import Function, function
 from .ir.graph import Graph, Tensor, get_default_graph, name_scope, no_grad, reset_default_graph
+from .ir.naming import NOT_BUILDERS as _NOT_BUILDERS
 from .ir.naming import add_names as _add_names
 from .ir.printer import as_text
-from .ir.serialize import LoadedGraph, load, save
 from .ops import catalog as _catalog  # noqa: F401  (registers every op)
 from .ops import contract as _contract
 from .ops import core as _core
@@ -52,21 +55,56 @@ from .ops.shape import *  # noqa: F403
 from .ops.state import *  # noqa: F403
 from .ops.ufuncs import *  # noqa: F403
 from .options import CompileOptions
-from .passes import pipeline as _pipeline  # noqa: F401  (registers every graph pass)
-from .profiler import Profile, RunMetadata, RunOptions
-from .profiler.recording import profile
 from .runtime.counters import compile_count
 from .runtime.session import Session
 from .train import global_variables, global_variables_initializer, init, trainable_variables
 from .version import __version__
 
-# Every public op builder takes ``name=`` (graphc/ir/naming.py); these are not builders.
-_NOT_BUILDERS = {"einsum_path", "enable_x64", "set_seed", "update_ops"}
+# Every public op builder takes ``name=`` (graphc/ir/naming.py); the builder namespaces
+# (gc.nn, gc.linalg, gc.special, gc.random) wrap their own on import.
 _OP_MODULES = (_contract, _core, _create, _elementwise, _linalg, _rearrange, _reduce, _scan, _selection, _shape,
                _state, _ufuncs)  # their builders are re-exported here
-_API_MODULES = (nn, linalg, special, random)  # the gc.<module> namespaces of builders
 for _module in _OP_MODULES:
-    _add_names(globals(), [n for n in _module.__all__ if n not in _NOT_BUILDERS])
-for _module in _API_MODULES:
-    _add_names(vars(_module), [n for n in _module.__all__ if n not in _NOT_BUILDERS])
+    _add_names(globals(), _module.__all__)
 del _module
+
+_NAMESPACES = ("distributed", "layers", "linalg", "nn", "random", "special")
+_LAZY_NAMES = (*_NAMESPACES, "ExportedFunction", "load_exported", "LoadedGraph", "load", "save", "Profile",
+               "RunMetadata", "RunOptions", "profile")
+
+
+def __getattr__(name: str) -> Any:
+    """The builder namespaces and the names below, imported on first use (PEP 562), so that
+    ``import graphc`` loads only what building and running a graph needs (docs/benchmarks.md, W5)."""
+    if name == "_API_MODULES":  # the gc.<module> namespaces of builders
+        return tuple(__getattr__(n) for n in ("nn", "linalg", "special", "random"))
+    if name == "distributed":
+        import graphc.distributed
+    elif name == "layers":
+        import graphc.layers
+    elif name == "linalg":
+        import graphc.linalg
+    elif name == "nn":
+        import graphc.nn
+    elif name == "random":
+        import graphc.random
+    elif name == "special":
+        import graphc.special
+    elif name in ("ExportedFunction", "load_exported"):
+        from . import export as module
+    elif name in ("LoadedGraph", "load", "save"):
+        from .ir import serialize as module
+    elif name in ("Profile", "RunMetadata", "RunOptions"):
+        from . import profiler as module
+    elif name == "profile":
+        from .profiler import recording as module
+    else:
+        raise AttributeError(f"module 'graphc' has no attribute {name!r}")
+    if name in _NAMESPACES:
+        return sys.modules[f"{__name__}.{name}"]  # the import made it an attribute of graphc too
+    value = globals()[name] = getattr(module, name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))

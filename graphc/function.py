@@ -20,7 +20,7 @@ import functools
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,11 +32,12 @@ from .ops.random import counter_steps
 from .ops.state import assign, check_single_assignments
 from .options import CompileOptions
 from .profiler import recording
-from .profiler.records import RunOptions
-from .profiler.report import RunMetadata
 from .runtime.feeds import convert_feed
 from .runtime.lru import LRU
 from .runtime.symbolic import CompileStats, SymbolicExecutable, pattern_of, shapes_at, symbolic_program
+
+if TYPE_CHECKING:
+    from .profiler.report import RunMetadata
 
 MISS = object()
 
@@ -168,6 +169,8 @@ class Function:
 
     def profile(self, *args: Any) -> tuple[Any, RunMetadata]:
         """Call the function once with a trace: ``(outputs, gc.RunMetadata)`` (docs/profiling.md)."""
+        from .profiler.report import RunMetadata  # the profiler loads on first use
+
         meta = RunMetadata()
         return self._call_traced(args, meta), meta
 
@@ -179,6 +182,8 @@ class Function:
         executable = self._runner(shapes).executable
         if isinstance(executable, SymbolicExecutable):  # the profiler instruments a specialized program
             executable = self._specialized(shapes)
+        from .profiler.records import RunOptions
+
         to = recording.targets(None if meta is None else RunOptions(trace=True), meta)
         self._check_open()
         values = executable.run(dict(zip(self.inputs, arrays)), functools.partial(recording.traced_run, to=to))

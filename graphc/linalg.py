@@ -18,6 +18,7 @@ from .dtypes import axis_items, broadcast_shapes, is_float, shape_str
 from .errors import DTypeError, ShapeError, user_location
 from .ir.composite import composite
 from .ir.graph import Tensor
+from .ir.naming import add_names
 from .ops import linalg_decomp as _ld
 from .ops import linalg_solve as _ls
 from .ops import reduce as _red
@@ -305,3 +306,6 @@ def _matrix_norm(t: Tensor, ord: Any, axes: tuple[int, int], keepdims: bool) -> 
         s = svdvals(transpose(t, rest + [row, col]))
         out = _red.sum(s, -1) if ord == "nuc" else (_red.max if ord == 2 else _red.min)(s, -1)
     return expand_dims(out, tuple(sorted(axes))) if keepdims else out
+
+
+add_names(globals(), __all__)  # name= on every builder (graphc/ir/naming.py)

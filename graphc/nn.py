@@ -20,6 +20,7 @@ from .dtypes import bool_, is_float, is_int, normalize_axes, shape_str
 from .errors import ShapeError
 from .ir.composite import composite
 from .ir.graph import Tensor
+from .ir.naming import add_names
 from .layers import dense  # creates variables, so it lives in graphc/layers.py
 from .layers_conv import batch_norm, update_ops
 from .normalization import layer_norm, rms_norm
@@ -157,3 +158,6 @@ def mse(pred: Any, target: Any, reduction: str = "mean") -> Tensor:
     p, t = _with_target(*_floating(pred), target)
     d = p - t
     return _reduce_loss(d * d, reduction)
+
+
+add_names(globals(), __all__)  # name= on every builder (graphc/ir/naming.py)

@@ -25,6 +25,7 @@ from .dtypes import as_dtype, is_float
 from .errors import DTypeError, GraphcError
 from .ir.composite import composite
 from .ir.graph import Graph, Tensor, get_default_graph
+from .ir.naming import add_names
 from .ops import elementwise as ew
 from .ops.core import graph_of
 from .ops.random import random_node
@@ -103,3 +104,6 @@ def bernoulli(shape: Any, p: float = 0.5, seed: int | None = None) -> Tensor:
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 1:
         raise GraphcError(f"random.bernoulli: p must be a number in [0, 1], got {p!r}")
     return ew.less(_draw("uniform", "bernoulli", shape, np.float32, seed), np.float32(p))
+
+
+add_names(globals(), __all__)  # name= on every builder (graphc/ir/naming.py)

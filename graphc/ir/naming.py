@@ -61,9 +61,12 @@ def accepts_name(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+NOT_BUILDERS = frozenset({"einsum_path", "enable_x64", "set_seed", "update_ops"})  # public functions, not op builders
+
+
 def add_names(namespace: dict[str, Any], names: Iterable[str]) -> None:
-    """Replace each builder `names` in `namespace` (a module's globals) by its `accepts_name` form."""
+    """Replace each builder among `names` in `namespace` (a module's globals) by its `accepts_name` form."""
     for n in names:
         fn = namespace[n]
-        if inspect.isfunction(fn):
+        if n not in NOT_BUILDERS and inspect.isfunction(fn):
             namespace[n] = accepts_name(fn)

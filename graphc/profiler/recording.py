@@ -4,7 +4,8 @@ A run is traced when it asks for it (``options=gc.RunOptions(trace=True)`` with 
 ``run_metadata``) or while a ``with gc.profile()`` block is open (in any thread). The
 LLVM backend then runs the program's traced variant (`graphc.backend.llvm.trace`),
 compiled on the first traced run and kept as long as the program; the reference backend
-times each node it evaluates. Untraced runs take none of these paths.
+times each node it evaluates. Untraced runs take none of these paths, and the records,
+reports and cost model load on the first traced run (sessions import this module).
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import GraphcError
-from ..ir.graph import Tensor
-from ..passes.cost import flops_of
-from .records import NodeInfo, Piece, RunOptions, RunTrace, StepFacts, StepRecord
-from .report import Profile, RunMetadata
+
+if TYPE_CHECKING:
+    from ..ir.graph import Tensor
+    from .records import RunTrace, StepFacts, StepRecord
+    from .report import Profile
 
 active: list[Profile] = []  # the profiles of the open `with gc.profile()` blocks
 _lock = threading.Lock()
@@ -35,6 +37,8 @@ _ids = itertools.count()
 @contextlib.contextmanager
 def profile() -> Iterator[Profile]:
     """``with gc.profile() as prof:`` traces every run inside the block (any session, any thread)."""
+    from .report import Profile
+
     prof = Profile()
     with _lock:
         active.append(prof)
@@ -47,6 +51,9 @@ def profile() -> Iterator[Profile]:
 
 def targets(options: Any, run_metadata: Any) -> list[Profile]:
     """The profiles this run's trace goes to (empty: run untraced); checks the arguments."""
+    from .records import RunOptions
+    from .report import RunMetadata
+
     if options is not None and not isinstance(options, RunOptions):
         raise GraphcError(f"options must be a gc.RunOptions, not {type(options).__name__}")
     if run_metadata is not None and not isinstance(run_metadata, RunMetadata):
@@ -86,6 +93,8 @@ def _llvm_run(executable: Any, feeds: Mapping, variables: Mapping) -> tuple[list
         variant = (next(_ids), executable.sibling(TracedProgram(program)), step_facts(program))
         with _lock:
             variant = _variants.setdefault(program, variant)
+    from .records import RunTrace
+
     ident, traced, facts = variant
     start = time.monotonic_ns()
     outputs, raw = traced.program.run_traced(lambda: traced.call(feeds, variables), traced.clear)
@@ -95,6 +104,8 @@ def _llvm_run(executable: Any, feeds: Mapping, variables: Mapping) -> tuple[list
 
 
 def _llvm_steps(facts: list[StepFacts], raw: Any) -> list[StepRecord]:
+    from .records import Piece, StepRecord
+
     pieces: list[list[Piece]] = [[] for _ in facts]
     for step, thread, t0, t1 in raw.pieces.tolist():
         pieces[step].append(Piece(thread, t0, t1))
@@ -103,6 +114,8 @@ def _llvm_steps(facts: list[StepFacts], raw: Any) -> list[StepRecord]:
 
 
 def _reference_run(program: Any, feeds: Mapping, variables: Mapping) -> tuple[list, RunTrace]:
+    from .records import RunTrace, StepRecord
+
     with _lock:
         ident = _variants.get(program)
         if ident is None:
@@ -119,6 +132,9 @@ def _reference_run(program: Any, feeds: Mapping, variables: Mapping) -> tuple[li
 
 def node_facts(node: Tensor, args: list, value: Any) -> StepFacts:
     """A reference-backend step: one node, its kind, FLOPs and the bytes of its inputs and result."""
+    from ..passes.cost import flops_of
+    from .records import NodeInfo, StepFacts
+
     kind = {"matmul": "gemm", "reduce": "reduce", "elementwise": "map", "lapack": "lapack",
             "collective": "collective", "host": "host call"}.get(node.opdef.kind, "copy")
     arrays = [np.asarray(a) for a in args if a is not None]
