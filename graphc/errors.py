@@ -44,12 +44,20 @@ class Float64Warning(UserWarning):
     """float64 entered float32 arithmetic (numpy's promotion), and `gc.enable_x64` is off."""
 
 
+_OURS: dict[str, bool] = {}  # an absolute source file name -> whether it is in the graphc package
+
+
 def user_location() -> str:
     """Return "file:line" of the innermost stack frame outside the graphc package."""
     frame = sys._getframe(1)
     while frame is not None:
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not path.startswith(_PACKAGE_DIR + os.sep):
-            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        filename = frame.f_code.co_filename
+        ours = _OURS.get(filename)
+        if ours is None:  # (a relative name depends on the working directory: not remembered)
+            ours = os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)
+            if os.path.isabs(filename):
+                _OURS[filename] = ours
+        if not ours:
+            return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"

@@ -88,6 +88,10 @@ def derive_arity(kind: str, scalar: Callable | None, ref: Callable | None) -> Ar
     fn, skip = (scalar, 1) if kind == "elementwise" else (ref, 0)
     if isinstance(fn, np.ufunc):
         return fn.nin, fn.nin
+    if inspect.isfunction(fn) and not hasattr(fn, "__wrapped__") and not hasattr(fn, "__signature__"):
+        code = fn.__code__  # a plain function: its code says what inspect.signature would, faster
+        required = max(code.co_argcount - len(fn.__defaults__ or ()) - skip, 0)
+        return required, None if code.co_flags & inspect.CO_VARARGS else required
     try:
         params = list(inspect.signature(fn).parameters.values())[skip:]
     except (TypeError, ValueError):
