@@ -143,9 +143,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             kernel(step.epilogue, WARM_PARALLEL_NS if _split(step) else MIN_PARALLEL_NS)
 
     steps = list(plan.steps)
-    # (not in a symbolic-dim template: pairs are checked independent on the arena's bytes, which the
-    # template's arena shares differently at other sizes)
-    paired = concurrent_pairs(steps) if probe is None and not templating() else {}
+    paired = concurrent_pairs(steps) if probe is None else {}
     seconds = set(paired.values())
     for i, step in enumerate(steps if probe is None else probe.wrap(entry, table, steps)):
         if i in seconds:
@@ -153,7 +151,9 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
         if i in paired:
             pair = (step, steps[paired[i]])
             fns, pair_pointers = [gemm_fn(g) for g in pair], [pointer(x) for x in _pair_buffers(pair)]
-            with b.if_else(threaded) as (then, otherwise):
+            # a template's pair runs as one when both products are worth a thread at the fed sizes
+            both = b.and_(threaded, _emit_pair_check(entry, pair)) if templating() else threaded
+            with b.if_else(both) as (then, otherwise):
                 with then:
                     _pair_call(entry, pair, fns, emitted, pair_pointers, parallel_for)
                 with otherwise:
@@ -199,22 +199,36 @@ def concurrent_pairs(steps: list) -> dict[int, int]:
     LAPACK, collective or host-call step lies between. Typically the weight gradient and the input
     gradient of one layer. Each product then runs as one single-threaded BLAS call, without
     the repacking that splitting it costs (docs/backend.md, "Threads").
+
+    In a symbolic-dim template the arena shares bytes differently at other sizes, so there
+    both products must write no arena byte (W2's folded weight-gradient updates write only
+    variables), arena buffers are compared by identity (as liveness placed them, a buffer
+    written between the two never shares bytes with one the second reads), the sizes are
+    the nominal build's decisions, and the code checks at run time that both products are
+    worth a thread at the fed sizes (`_emit_pair_check`).
     """
+    template = templating()
     pairs: dict[int, int] = {}
     taken: set[int] = set()
     for i, first in enumerate(steps):
-        if i in taken or _work_ns(first) < PAIR_MIN_NS:
+        if i in taken or not _pairable(first, template) or not decide("pair", _work_ns(first) >= PAIR_MIN_NS):
             continue
         for j in range(i + 1, min(i + 1 + PAIR_WINDOW, len(steps))):
             second = steps[j]
             if not isinstance(second, (Gemm, Kernel)):  # LAPACK, collectives and host calls stay in place
                 break
-            if j not in taken and _balanced(first, second) and all(
-                    _independent(second, steps[h]) for h in range(i, j)):
+            if j not in taken and _pairable(second, template) and all(
+                    _independent(second, steps[h], template) for h in range(i, j)) and decide(
+                    "pair", _balanced(first, second)):
                 pairs[i] = j
                 taken.update((i, j))
                 break
     return pairs
+
+
+def _pairable(step: object, template: bool) -> bool:
+    """A GEMM step; in a template, one that writes no arena byte."""
+    return isinstance(step, Gemm) and not (template and any(w.kind == "arena" for w in _written(step)))
 
 
 def _work_ns(step: object) -> float:
@@ -239,20 +253,40 @@ def _written(step: Gemm | Kernel) -> list[Buffer]:
     return out
 
 
-def _overlap(x: Buffer, y: Buffer) -> bool:
+def _overlap(x: Buffer, y: Buffer, template: bool = False) -> bool:
     if x is y:
         return True
-    if x.kind != y.kind:
+    if x.kind != y.kind or (template and x.kind == "arena"):
         return False
     if x.kind != "arena":
         return x.slot == y.slot
     return x.slot < y.slot + y.size * y.dtype.itemsize and y.slot < x.slot + x.size * x.dtype.itemsize
 
 
-def _independent(g: Gemm, step: Gemm | Kernel) -> bool:
-    """Neither step writes a byte the other reads or writes."""
-    return not any(_overlap(w, t) for w in _written(g) for t in step.buffers()) and \
-        not any(_overlap(w, t) for w in _written(step) for t in g.buffers())
+def _independent(g: Gemm, step: Gemm | Kernel, template: bool = False) -> bool:
+    """Neither step writes a byte the other reads or writes (arena buffers by identity in a template)."""
+    return not any(_overlap(w, t, template) for w in _written(g) for t in step.buffers()) and \
+        not any(_overlap(w, t, template) for w in _written(step) for t in g.buffers())
+
+
+def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm]) -> ir.Value:
+    """Whether each product of a template's pair has `PAIR_MIN_NS` of work at the fed sizes:
+    the product of its dims and k computed by the code from the dims, stored to the stack (the
+    builder would fold constants, and the template needs each as an affine literal)."""
+    b = entry.b
+    least = ir.Constant(I64, round(PAIR_MIN_NS * blas.GEMM_GFLOPS / 2))
+    ok = ir.Constant(ir.IntType(1), 1)
+    for g in pair:
+        dims = [*g.node.shape, g.node.inputs[0].shape[-1]]
+        slots = entry.slot(ir.ArrayType(I64, len(dims)))
+        at = [b.gep(slots, [ir.Constant(I32, 0), ir.Constant(I32, i)]) for i in range(len(dims))]
+        for p, value in zip(at, dims):
+            b.store(ir.Constant(I64, value), p)
+        work = b.load(at[0], typ=I64)
+        for p in at[1:]:
+            work = b.mul(work, b.load(p, typ=I64))
+        ok = b.and_(ok, b.icmp_signed(">=", work, least))
+    return ok
 
 
 def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], fns: list[ir.Function | None],

@@ -147,3 +147,37 @@ def test_symbolic_batch_splits_by_the_fed_size(monkeypatch, threads):
                                            rtol=1e-4, atol=1e-4)
         assert sess.stats() == {"compiles": 2, "symbolic": 2, "specialized": 0, "not_symbolic": []}
         assert "graphc_gemm_chunk_" in sess.compile(train, feeds).ir_text  # a split product
+
+
+@pytest.mark.parametrize("gemm", ["blas", "tiled"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_symbolic_batch_pairs_folded_updates(monkeypatch, gemm, threads):
+    """A symbolic batch dim: the two folded SGD updates of a two-layer net write only variables,
+    so the template pairs them; the code pairs them only when both products have the least work
+    at the fed batch (here from batch 9 on: inline at 1 and 5, paired at 33 and 1030). Variables
+    and loss against the reference backend at each batch, feeds against guard pages; one program."""
+    monkeypatch.setenv("GRAPHC_GEMM", gemm)
+    monkeypatch.setattr(codegen, "PAIR_MIN_NS", 167)  # m * n * k of at least 5010 per product
+    rng = np.random.default_rng(11)
+    x = gc.placeholder(gc.float32, (None, 30), name="x")
+    t = gc.placeholder(gc.float32, (None, 20), name="t")
+    w1 = rng.standard_normal((30, 20)).astype(np.float32) * 0.3
+    w2 = rng.standard_normal((20, 20)).astype(np.float32) * 0.3
+    guard = Guarded()
+    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+        got, want = ([gc.Variable(w, name=f"w{i}") for i, w in enumerate((w1, w2))] for _ in range(2))
+        trains = []
+        for v in (got, want):
+            loss = gc.sum((gc.tanh(x @ v[0]) @ v[1] - t) ** 2)
+            trains.append((loss, gc.group(*[gc.assign_sub(w, 0.01 * g) for w, g in zip(v, gc.gradients(loss, v))])))
+        for n in (1, 5, 33, 1030):
+            values = {x: rng.standard_normal((n, 30)).astype(np.float32),
+                      t: rng.standard_normal((n, 20)).astype(np.float32)}
+            for at_end in ((True, False) if n < 100 else (None,)):
+                feeds = values if at_end is None else {p: guard.array(v, at_end) for p, v in values.items()}
+                (mine, _), (theirs, _) = sess.run(trains[0], feeds), ref.run(trains[1], values)
+                np.testing.assert_allclose(mine, theirs, rtol=1e-4)
+                for a, b in zip(got, want):
+                    np.testing.assert_allclose(sess.variable_value(a), ref.variable_value(b), rtol=1e-4, atol=1e-5)
+        assert sess.stats()["symbolic"] == 1 and sess.stats()["specialized"] == 0
+        assert "pair_" in sess.compile(trains[0], feeds).ir_text
