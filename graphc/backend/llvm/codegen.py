@@ -42,6 +42,12 @@ ENTRY = "graphc_entry"
 PAIR_MIN_NS = 20_000
 PAIR_MAX_RATIO = 2.0  # the larger product of a pair has at most this many times the other's work
 PAIR_WINDOW = 4  # how many steps ahead the second product of a pair may be
+# A pair whose larger product has more than PAIR_BALANCE times the other's work is balanced: the
+# larger is cut into two blocks of rows (or columns) of C, the thread of the smaller product runs
+# the first block after it, the other thread the second block (docs/backend.md, "Threads").
+PAIR_BALANCE = 1.15
+PAIR_MIN_BLOCK = 32  # the least rows (columns) of either block; cuts are multiples of PAIR_CUT_ALIGN
+PAIR_CUT_ALIGN = 16
 TABLE_KINDS = ("feed", "variable", "output", "const")
 # An entry of this many steps or more is compiled unoptimized (optnone): it is a list of calls, whose
 # O3 took about 30 of W4's 63 ms of optimization (260 steps) and saved about 900 register moves per
@@ -129,10 +135,10 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             else:
                 b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
 
-    def gemm_fn(step: Gemm) -> ir.Function | None:
-        key = gemm_key(step)
+    def gemm_fn(step: Gemm, block: Block | None = None) -> ir.Function | None:
+        key = (*gemm_key(step), block)
         if key not in emitted:
-            emitted[key] = [gemm_function(module, step)]
+            emitted[key] = [gemm_function(module, step, block)]
         return emitted[key][0]
 
     def gemm(step: Gemm) -> None:
@@ -150,12 +156,17 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             continue  # ran with the first product of its pair
         if i in paired:
             pair = (step, steps[paired[i]])
-            fns, pair_pointers = [gemm_fn(g) for g in pair], [pointer(x) for x in _pair_buffers(pair)]
+            items = pair_items(pair)
+            fns = [[gemm_fn(g, block) for g, block in item] for item in items]
+            pair_pointers = [pointer(x) for x in _pair_buffers(pair)]
             # a template's pair runs as one when both products are worth a thread at the fed sizes
             both = b.and_(threaded, _emit_pair_check(entry, pair)) if templating() else threaded
             with b.if_else(both) as (then, otherwise):
                 with then:
-                    _pair_call(entry, pair, fns, emitted, pair_pointers, parallel_for)
+                    _pair_call(entry, pair, items, fns, emitted, pair_pointers, parallel_for)
+                    for g in pair:  # the epilogue of a product cut in blocks, once both blocks ran
+                        if g.epilogue is not None and _blocked(g, items):
+                            kernel(g.epilogue, WARM_PARALLEL_NS)
                 with otherwise:
                     for g in pair:
                         gemm(g)
@@ -289,9 +300,51 @@ def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm]) -> ir.Valu
     return ok
 
 
-def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], fns: list[ir.Function | None],
-               emitted: dict[tuple, list], pointers: list[ir.Value], parallel_for: ir.Value) -> None:
-    """Hand the pair to the pool as a range of two items: item j runs product j and its epilogue.
+Block = tuple[bool, int, int]  # (rows, start, stop): rows (else columns) [start, stop) of C
+
+
+def pair_items(pair: tuple[Gemm, Gemm]) -> list[list[tuple[Gemm, Block | None]]]:
+    """What each of the pair's two threads runs, in order: a product whole, or a block of one.
+
+    The products whole, one per thread, unless the larger has more than `PAIR_BALANCE` times
+    the other's work: then it is cut in two blocks along the dim whose shared operand is the
+    smaller (as `blas.gemm_split`), the first block going after the smaller product, so that
+    both threads get about half the work. In a template only a product that accumulates into
+    a variable (a static shape: the cut, a decision, is right at every size) is cut.
+    """
+    small, large = pair[::-1] if decide("pair order", _work_ns(pair[1]) < _work_ns(pair[0])) else pair
+    cut = _cut(small, large)
+    if cut is None:
+        return [[(pair[0], None)], [(pair[1], None)]]
+    rows, at, stop = cut
+    return [[(small, None), (large, (rows, 0, at))], [(large, (rows, at, stop))]]
+
+
+def _cut(small: Gemm, large: Gemm) -> Block | None:
+    """(rows, cut, size): the larger product's rows (columns) [0, cut) go with the smaller one."""
+    node = large.node
+    if node.shape[:-2] or (templating() and large.out.buffer.kind != "variable"):
+        return None
+    m, n = node.shape
+    k = node.inputs[0].shape[-1]
+    rows = m * k > k * n
+    size = m if rows else n
+    share = _work_ns(small) / max(_work_ns(large), 1.0)  # the smaller's work in units of the larger's
+    cut = round(size * (1.0 - share) / 2 / PAIR_CUT_ALIGN) * PAIR_CUT_ALIGN
+    if not decide("pair balance", share * PAIR_BALANCE < 1.0 and PAIR_MIN_BLOCK <= cut <= size - PAIR_MIN_BLOCK):
+        return None
+    return decide("pair cut", (rows, cut, size))
+
+
+def _blocked(g: Gemm, items: list[list[tuple[Gemm, Block | None]]]) -> bool:
+    return any(h is g and block is not None for item in items for h, block in item)
+
+
+def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], items: list[list[tuple[Gemm, Block | None]]],
+               fns: list[list[ir.Function | None]], emitted: dict[tuple, list], pointers: list[ir.Value],
+               parallel_for: ir.Value) -> None:
+    """Hand the pair to the pool as a range of two items: item j runs the products (or blocks)
+    of `items[j]`, each whole product followed by its epilogue.
 
     `pointers` are those of `_pair_buffers(pair)`, in order.
     """
@@ -299,11 +352,13 @@ def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], fns: list[ir.Fun
     module = entry.fn.module
     bufs = _pair_buffers(pair)
     position = {buf: i for i, buf in enumerate(bufs)}
-    layout = [([position[x] for x in gemm_buffers(g)], g.epilogue and [position[x] for x in kernel_buffers(g.epilogue)])
-              for g in pair]
-    key = ("pair", *(gemm_key(g) for g in pair), *(g.epilogue and kernel_key(g.epilogue) for g in pair), repr(layout))
+    layout = [[([position[x] for x in gemm_buffers(g)],
+                g.epilogue and block is None and [position[x] for x in kernel_buffers(g.epilogue)])
+               for g, block in item] for item in items]
+    key = ("pair", *(gemm_key(g) for g in pair), *(g.epilogue and kernel_key(g.epilogue) for g in pair),
+           repr([[block for _, block in item] for item in items]), repr(layout))
     if key not in emitted:
-        emitted[key] = [_pair_function(module, pair, fns, emitted, layout, len(bufs))]
+        emitted[key] = [_pair_function(module, pair, items, fns, emitted, layout, len(bufs))]
     table = entry.slot(ir.ArrayType(PTR, len(bufs)))
     for i, p in enumerate(pointers):
         b.store(p, b.gep(table, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
@@ -316,25 +371,27 @@ def _pair_buffers(pair: tuple[Gemm, Gemm]) -> list[Buffer]:
         kernel_buffers(g.epilogue) if g.epilogue is not None else [])))
 
 
-def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], fns: list[ir.Function | None],
-                   emitted: dict[tuple, list], layout: list, count: int) -> ir.Function:
-    """``void pair(void** buffers, i64 begin, i64 end)``: items 0 and 1 are the two products."""
+def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], items: list[list[tuple[Gemm, Block | None]]],
+                   fns: list[list[ir.Function | None]], emitted: dict[tuple, list], layout: list,
+                   count: int) -> ir.Function:
+    """``void pair(void** buffers, i64 begin, i64 end)``: item j runs what `items[j]` lists."""
     f = FunctionBuilder(module, f"pair_{pair[0].name}_{pair[1].name}", [PTR, I64, I64])
     table, begin, end = f.args
     b = f.b
     args = [b.load(b.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(count)]
-    with f.loop(begin, end, "item") as item:
-        for j, (g, (gemm_at, epilogue_at)) in enumerate(zip(pair, layout)):
-            with b.if_then(b.icmp_signed("==", item, ir.Constant(I64, j))):
-                if fns[j] is not None:  # serial BLAS: the pool is busy with this pair
-                    b.call(fns[j], [args[i] for i in gemm_at] + [ir.Constant(PTR, None)])
-                if g.epilogue is not None and not empty(g.epilogue.shape):
-                    key = kernel_key(g.epilogue)
-                    if key not in emitted:
-                        emitted[key] = KernelCodegen(module, g.epilogue).emit()
-                    for call in emitted[key]:
-                        b.call(call.fn, [args[i] for i in epilogue_at] + [ir.Constant(I64, 0),
-                                                                          ir.Constant(I64, call.rows)])
+    with f.loop(begin, end, "item") as at:
+        for j, item in enumerate(items):
+            with b.if_then(b.icmp_signed("==", at, ir.Constant(I64, j))):
+                for (g, _), fn, (gemm_at, epilogue_at) in zip(item, fns[j], layout[j]):
+                    if fn is not None:  # serial: the pool is busy with this pair
+                        b.call(fn, [args[i] for i in gemm_at] + [ir.Constant(PTR, None)])
+                    if epilogue_at and not empty(g.epilogue.shape):
+                        key = kernel_key(g.epilogue)
+                        if key not in emitted:
+                            emitted[key] = KernelCodegen(module, g.epilogue).emit()
+                        for call in emitted[key]:
+                            b.call(call.fn, [args[i] for i in epilogue_at] + [ir.Constant(I64, 0),
+                                                                              ir.Constant(I64, call.rows)])
     f.finish()
     return f.fn
 
@@ -391,8 +448,9 @@ def gemm_key(g: Gemm) -> tuple:
             g.alpha, g.update is not None)
 
 
-def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
-    """A function computing one (batched) matrix product, or None when the result is empty."""
+def gemm_function(module: ir.Module, g: Gemm, block: Block | None = None) -> ir.Function | None:
+    """A function computing one (batched) matrix product, or only a block of rows or columns
+    of it, or None when the result is empty."""
     node = g.node
     a, b_in = node.inputs
     m, n = node.shape[-2:]
@@ -400,7 +458,8 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
     if empty(node.shape):
         return None
     bufs = gemm_buffers(g)
-    f = FunctionBuilder(module, g.name, [PTR] * (len(bufs) + 1))
+    name = g.name if block is None else f"{g.name}_{'rows' if block[0] else 'cols'}{block[1]}_{block[2]}"
+    f = FunctionBuilder(module, name, [PTR] * (len(bufs) + 1))
     f.fn.attributes.add("noinline")
     if not node.shape[:-2]:  # one product: call setup without a loop, not worth O3's time (as a long entry)
         f.fn.attributes.add("optnone")
@@ -430,18 +489,27 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
         for i, s in zip(idx, row_major_strides(batch)):
             c_off = bld.add(c_off, bld.mul(i, ir.Constant(I64, s * m * n)))
         c_ptr = bld.gep(ptr[g.out.buffer], [c_off], inbounds=True, source_etype=out_ety)
-        args = (node.dtype, ta, tb, m, n, k, at(g.a, a.shape, idx), lda, at(g.b, b_in.shape, idx), ldb, c_ptr, n,
+        a_ptr, b_ptr, rows, cols = at(g.a, a.shape, idx), at(g.b, b_in.shape, idx), m, n
+        if block is not None:  # rows of C are rows of op(A), columns of C columns of op(B)
+            by_rows, start, stop = block
+            if by_rows:
+                a_ptr, rows = _advance(bld, a_ptr, start * (1 if ta else lda), out_ety), stop - start
+                c_ptr = _advance(bld, c_ptr, start * n, out_ety)
+            else:
+                b_ptr, cols = _advance(bld, b_ptr, start * (ldb if tb else 1), out_ety), stop - start
+                c_ptr = _advance(bld, c_ptr, start, out_ety)
+        args = (node.dtype, ta, tb, rows, cols, k, a_ptr, lda, b_ptr, ldb, c_ptr, n,
                 g.alpha, 0.0 if g.update is None else 1.0)
-        own = decide("tiled gemm", tiled.use_tiled(node.dtype, m, n, k, ta))
-        narrow = decide("narrow gemm", tiled.narrow(node.dtype, m, n, k))
+        own = decide("tiled gemm", tiled.use_tiled(node.dtype, rows, cols, k, ta))
+        narrow = decide("narrow gemm", tiled.narrow(node.dtype, rows, cols, k))
         # a transposed A too large for one thread's kernel: split over the pool, it takes the kernel up
         # to SPLIT_MAX_A; a template's, too large at the nominal sizes, may fit at the fed ones
-        large_a = decide("large transposed a", tiled.small_transposed_a(node.dtype, m, n, k, ta))
+        large_a = decide("large transposed a", tiled.small_transposed_a(node.dtype, rows, cols, k, ta))
         small_a = templating() and large_a
 
         def on_blas(split: bool) -> None:
             if narrow or small_a:  # decided by m * k at run time (a symbolic dim's value)
-                check = tiled.emit_narrow_check(bld, m, k) if narrow else tiled.emit_small_a_check(bld, m, k)
+                check = tiled.emit_narrow_check(bld, rows, k) if narrow else tiled.emit_small_a_check(bld, rows, k)
                 with bld.if_else(check) as (kernel, other):
                     with kernel:
                         tiled.emit_tiled_gemm(bld, parallel_for if split else None, *args)
@@ -461,7 +529,7 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
                 if own:
                     tiled.emit_tiled_gemm(bld, parallel_for, *args)
                 elif large_a:
-                    with bld.if_else(tiled.emit_split_a_check(bld, m, k)) as (kernel, other):
+                    with bld.if_else(tiled.emit_split_a_check(bld, rows, k)) as (kernel, other):
                         with kernel:
                             tiled.emit_tiled_gemm(bld, parallel_for, *args)
                         with other:
@@ -477,4 +545,8 @@ def gemm_function(module: ir.Module, g: Gemm) -> ir.Function | None:
     f.nest(list(batch), body)
     f.finish()
     return f.fn
+
+
+def _advance(b: ir.IRBuilder, p: ir.Value, elements: int, ety: ir.Type) -> ir.Value:
+    return b.gep(p, [ir.Constant(I64, elements)], inbounds=True, source_etype=ety)
 

@@ -97,6 +97,38 @@ def test_paired_layer_gradients_match_reference(small_products, dtype, threads):
         assert isinstance(steps[i], Gemm) and isinstance(steps[j], Gemm) and i < j
 
 
+@pytest.mark.parametrize("gemm", ["blas", "tiled"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("rows", [True, False])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_balanced_pair_blocks_match_reference(small_products, monkeypatch, gemm, dtype, threads, rows, ta, tb):
+    """An unequal pair: the larger product (with an epilogue) is cut in two blocks of rows (or
+    columns) of C, the first run after the smaller product, the epilogue once both ran."""
+    monkeypatch.setenv("GRAPHC_GEMM", gemm)
+    monkeypatch.setattr(codegen, "PAIR_CUT_ALIGN", 1)
+    monkeypatch.setattr(codegen, "PAIR_MIN_BLOCK", 3)
+    rng = np.random.default_rng(threads + 7 * rows)
+    m, n, k = (37, 23, 29) if rows else (23, 37, 29)
+    a = gc.placeholder(dtype, (k, m) if ta else (m, k), name="a")
+    b = gc.placeholder(dtype, (n, k) if tb else (k, n), name="b")
+    c = gc.placeholder(dtype, (21, 29), name="c")
+    d = gc.placeholder(dtype, (29, 23), name="d")
+    fetches = [gc.tanh((a.T if ta else a) @ (b.T if tb else b)) * 0.5, c @ d]
+    values = {t: rng.standard_normal(t.shape).astype(dtype) for t in (a, b, c, d)}
+    want = _reference(fetches, values)
+    guard = Guarded()
+    for at_end in (True, False):
+        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
+        got, prog = _run(fetches, feeds, threads)
+        _close(got, want, dtype)
+    steps = list(prog.plan.steps)
+    ((i, j),) = codegen.concurrent_pairs(steps).items()
+    items = codegen.pair_items((steps[i], steps[j]))
+    assert [block[0] for item in items for _, block in item if block] == [rows, rows]
+    assert ("_rows" if rows else "_cols") in prog.ir_text
+
+
 def test_dependent_products_never_pair(small_products):
     rng = np.random.default_rng(5)
     a, b, c = (gc.placeholder(gc.float64, (9, 9), name=n) for n in "abc")
@@ -153,16 +185,19 @@ def test_symbolic_batch_splits_by_the_fed_size(monkeypatch, threads):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_symbolic_batch_pairs_folded_updates(monkeypatch, gemm, threads):
     """A symbolic batch dim: the two folded SGD updates of a two-layer net write only variables,
-    so the template pairs them; the code pairs them only when both products have the least work
-    at the fed batch (here from batch 9 on: inline at 1 and 5, paired at 33 and 1030). Variables
-    and loss against the reference backend at each batch, feeds against guard pages; one program."""
+    so the template pairs them (the larger cut in two blocks of rows); the code pairs them only
+    when both products have the least work at the fed batch (here from batch 9 on: inline at 1
+    and 5, paired at 33 and 1030). Variables and loss against the reference backend at each
+    batch, feeds against guard pages; one program."""
     monkeypatch.setenv("GRAPHC_GEMM", gemm)
     monkeypatch.setattr(codegen, "PAIR_MIN_NS", 167)  # m * n * k of at least 5010 per product
+    monkeypatch.setattr(codegen, "PAIR_CUT_ALIGN", 1)  # the larger update in two blocks of rows
+    monkeypatch.setattr(codegen, "PAIR_MIN_BLOCK", 4)
     rng = np.random.default_rng(11)
     x = gc.placeholder(gc.float32, (None, 30), name="x")
     t = gc.placeholder(gc.float32, (None, 20), name="t")
     w1 = rng.standard_normal((30, 20)).astype(np.float32) * 0.3
-    w2 = rng.standard_normal((20, 20)).astype(np.float32) * 0.3
+    w2 = rng.standard_normal((20, 20)).astype(np.float32) * 0.3  # 2/3 of w1's gradient work
     guard = Guarded()
     with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
         got, want = ([gc.Variable(w, name=f"w{i}") for i, w in enumerate((w1, w2))] for _ in range(2))
@@ -180,4 +215,5 @@ def test_symbolic_batch_pairs_folded_updates(monkeypatch, gemm, threads):
                 for a, b in zip(got, want):
                     np.testing.assert_allclose(sess.variable_value(a), ref.variable_value(b), rtol=1e-4, atol=1e-5)
         assert sess.stats()["symbolic"] == 1 and sess.stats()["specialized"] == 0
-        assert "pair_" in sess.compile(trains[0], feeds).ir_text
+        text = sess.compile(trains[0], feeds).ir_text
+        assert "pair_" in text and "_rows5_30" in text
