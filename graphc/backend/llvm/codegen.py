@@ -15,12 +15,13 @@ from typing import Any
 from llvmlite import ir
 
 from ...passes.sizing import decide, empty, templating, unit_dim
-from . import blas, collective, host, tiled
+from . import blas, collective, host, pairs, tiled
 from .control import emit_loop
 from .emitter import mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I8, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder
+from .pairs import Block, Items, blocked, pair_items, work_ns
 from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, min_chunk_for
 from .steps import (
     Buffer,
@@ -38,16 +39,6 @@ from .steps import (
 )
 
 ENTRY = "graphc_entry"
-# The least work (at blas.GEMM_GFLOPS) of each product of a pair that runs on two threads.
-PAIR_MIN_NS = 20_000
-PAIR_MAX_RATIO = 2.0  # the larger product of a pair has at most this many times the other's work
-PAIR_WINDOW = 4  # how many steps ahead the second product of a pair may be
-# A pair whose larger product has more than PAIR_BALANCE times the other's work is balanced: the
-# larger is cut into two blocks of rows (or columns) of C, the thread of the smaller product runs
-# the first block after it, the other thread the second block (docs/backend.md, "Threads").
-PAIR_BALANCE = 1.15
-PAIR_MIN_BLOCK = 32  # the least rows (columns) of either block; cuts are multiples of PAIR_CUT_ALIGN
-PAIR_CUT_ALIGN = 16
 TABLE_KINDS = ("feed", "variable", "output", "const")
 # An entry of this many steps or more is compiled unoptimized (optnone): it is a list of calls, whose
 # O3 took about 30 of W4's 63 ms of optimization (260 steps) and saved about 900 register moves per
@@ -149,7 +140,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             kernel(step.epilogue, WARM_PARALLEL_NS if _split(step) else MIN_PARALLEL_NS)
 
     steps = list(plan.steps)
-    paired = concurrent_pairs(steps) if probe is None else {}
+    paired = {i: i + 1 for i in plan.pairs} if probe is None else {}
     seconds = set(paired.values())
     for i, step in enumerate(steps if probe is None else probe.wrap(entry, table, steps)):
         if i in seconds:
@@ -165,7 +156,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
                 with then:
                     _pair_call(entry, pair, items, fns, emitted, pair_pointers, parallel_for)
                     for g in pair:  # the epilogue of a product cut in blocks, once both blocks ran
-                        if g.epilogue is not None and _blocked(g, items):
+                        if g.epilogue is not None and blocked(g, items):
                             kernel(g.epilogue, WARM_PARALLEL_NS)
                 with otherwise:
                     for g in pair:
@@ -200,92 +191,12 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     return entry.fn
 
 
-def concurrent_pairs(steps: list) -> dict[int, int]:
-    """{i: j}: GEMM steps i and j > i run at the same time, one on each of two threads.
-
-    Two products (with their epilogues) pair up when each has at least `PAIR_MIN_NS` of work,
-    neither has more than `PAIR_MAX_RATIO` times the other's (the pair takes as long as
-    the larger), and step j can move up to run right after step i: neither it nor any step
-    between writes memory the other reads or writes (arena bytes compared by range), and no
-    LAPACK, collective or host-call step lies between. Typically the weight gradient and the input
-    gradient of one layer. Each product then runs as one single-threaded BLAS call, without
-    the repacking that splitting it costs (docs/backend.md, "Threads").
-
-    In a symbolic-dim template the arena shares bytes differently at other sizes, so there
-    both products must write no arena byte (W2's folded weight-gradient updates write only
-    variables), arena buffers are compared by identity (as liveness placed them, a buffer
-    written between the two never shares bytes with one the second reads), the sizes are
-    the nominal build's decisions, and the code checks at run time that both products are
-    worth a thread at the fed sizes (`_emit_pair_check`).
-    """
-    template = templating()
-    pairs: dict[int, int] = {}
-    taken: set[int] = set()
-    for i, first in enumerate(steps):
-        if i in taken or not _pairable(first, template) or not decide("pair", _work_ns(first) >= PAIR_MIN_NS):
-            continue
-        for j in range(i + 1, min(i + 1 + PAIR_WINDOW, len(steps))):
-            second = steps[j]
-            if not isinstance(second, (Gemm, Kernel)):  # LAPACK, collectives and host calls stay in place
-                break
-            if j not in taken and _pairable(second, template) and all(
-                    _independent(second, steps[h], template) for h in range(i, j)) and decide(
-                    "pair", _balanced(first, second)):
-                pairs[i] = j
-                taken.update((i, j))
-                break
-    return pairs
-
-
-def _pairable(step: object, template: bool) -> bool:
-    """A GEMM step; in a template, one that writes no arena byte."""
-    return isinstance(step, Gemm) and not (template and any(w.kind == "arena" for w in _written(step)))
-
-
-def _work_ns(step: object) -> float:
-    """A GEMM step's work at blas.GEMM_GFLOPS, in ns (0 for other steps)."""
-    if not isinstance(step, Gemm):
-        return 0.0
-    return 2.0 * numel(step.node.shape) * step.node.inputs[0].shape[-1] / blas.GEMM_GFLOPS
-
-
-def _balanced(first: Gemm, second: object) -> bool:
-    a, b = _work_ns(first), _work_ns(second)
-    return b >= PAIR_MIN_NS and max(a, b) <= PAIR_MAX_RATIO * min(a, b)
-
-
-def _written(step: Gemm | Kernel) -> list[Buffer]:
-    """The buffers a GEMM (with its epilogue) or a kernel writes."""
-    kernels = [step] if isinstance(step, Kernel) else [step.epilogue] if step.epilogue is not None else []
-    out = [step.out.buffer] if isinstance(step, Gemm) else []
-    for k in kernels:
-        out += [k.out.buffer, *(x.out.buffer for x in k.more)]
-        out += [s for s in (k.scratch, *(x.scratch for x in k.more)) if s is not None]
-    return out
-
-
-def _overlap(x: Buffer, y: Buffer, template: bool = False) -> bool:
-    if x is y:
-        return True
-    if x.kind != y.kind or (template and x.kind == "arena"):
-        return False
-    if x.kind != "arena":
-        return x.slot == y.slot
-    return x.slot < y.slot + y.size * y.dtype.itemsize and y.slot < x.slot + x.size * x.dtype.itemsize
-
-
-def _independent(g: Gemm, step: Gemm | Kernel, template: bool = False) -> bool:
-    """Neither step writes a byte the other reads or writes (arena buffers by identity in a template)."""
-    return not any(_overlap(w, t, template) for w in _written(g) for t in step.buffers()) and \
-        not any(_overlap(w, t, template) for w in _written(step) for t in g.buffers())
-
-
 def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm]) -> ir.Value:
     """Whether each product of a template's pair has `PAIR_MIN_NS` of work at the fed sizes:
     the product of its dims and k computed by the code from the dims, stored to the stack (the
     builder would fold constants, and the template needs each as an affine literal)."""
     b = entry.b
-    least = ir.Constant(I64, round(PAIR_MIN_NS * blas.GEMM_GFLOPS / 2))
+    least = ir.Constant(I64, round(pairs.PAIR_MIN_NS * blas.GEMM_GFLOPS / 2))
     ok = ir.Constant(ir.IntType(1), 1)
     for g in pair:
         dims = [*g.node.shape, g.node.inputs[0].shape[-1]]
@@ -300,47 +211,7 @@ def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm]) -> ir.Valu
     return ok
 
 
-Block = tuple[bool, int, int]  # (rows, start, stop): rows (else columns) [start, stop) of C
-
-
-def pair_items(pair: tuple[Gemm, Gemm]) -> list[list[tuple[Gemm, Block | None]]]:
-    """What each of the pair's two threads runs, in order: a product whole, or a block of one.
-
-    The products whole, one per thread, unless the larger has more than `PAIR_BALANCE` times
-    the other's work: then it is cut in two blocks along the dim whose shared operand is the
-    smaller (as `blas.gemm_split`), the first block going after the smaller product, so that
-    both threads get about half the work. In a template only a product that accumulates into
-    a variable (a static shape: the cut, a decision, is right at every size) is cut.
-    """
-    small, large = pair[::-1] if decide("pair order", _work_ns(pair[1]) < _work_ns(pair[0])) else pair
-    cut = _cut(small, large)
-    if cut is None:
-        return [[(pair[0], None)], [(pair[1], None)]]
-    rows, at, stop = cut
-    return [[(small, None), (large, (rows, 0, at))], [(large, (rows, at, stop))]]
-
-
-def _cut(small: Gemm, large: Gemm) -> Block | None:
-    """(rows, cut, size): the larger product's rows (columns) [0, cut) go with the smaller one."""
-    node = large.node
-    if node.shape[:-2] or (templating() and large.out.buffer.kind != "variable"):
-        return None
-    m, n = node.shape
-    k = node.inputs[0].shape[-1]
-    rows = m * k > k * n
-    size = m if rows else n
-    share = _work_ns(small) / max(_work_ns(large), 1.0)  # the smaller's work in units of the larger's
-    cut = round(size * (1.0 - share) / 2 / PAIR_CUT_ALIGN) * PAIR_CUT_ALIGN
-    if not decide("pair balance", share * PAIR_BALANCE < 1.0 and PAIR_MIN_BLOCK <= cut <= size - PAIR_MIN_BLOCK):
-        return None
-    return decide("pair cut", (rows, cut, size))
-
-
-def _blocked(g: Gemm, items: list[list[tuple[Gemm, Block | None]]]) -> bool:
-    return any(h is g and block is not None for item in items for h, block in item)
-
-
-def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], items: list[list[tuple[Gemm, Block | None]]],
+def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], items: Items,
                fns: list[list[ir.Function | None]], emitted: dict[tuple, list], pointers: list[ir.Value],
                parallel_for: ir.Value) -> None:
     """Hand the pair to the pool as a range of two items: item j runs the products (or blocks)
@@ -371,7 +242,7 @@ def _pair_buffers(pair: tuple[Gemm, Gemm]) -> list[Buffer]:
         kernel_buffers(g.epilogue) if g.epilogue is not None else [])))
 
 
-def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], items: list[list[tuple[Gemm, Block | None]]],
+def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], items: Items,
                    fns: list[list[ir.Function | None]], emitted: dict[tuple, list], layout: list,
                    count: int) -> ir.Function:
     """``void pair(void** buffers, i64 begin, i64 end)``: item j runs what `items[j]` lists."""
@@ -400,7 +271,7 @@ def _split(g: Gemm) -> bool:
     """Does the product run over the pool (so that its workers are awake for its epilogue)?
     A product of at least two pieces of `blas.GEMM_MIN_PIECE_NS` (the tiled kernel's and the
     BLAS blocks' least piece)."""
-    return decide("split gemm", _work_ns(g) >= 2 * blas.GEMM_MIN_PIECE_NS)
+    return decide("split gemm", work_ns(g) >= 2 * blas.GEMM_MIN_PIECE_NS)
 
 
 def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], threaded: ir.Value,

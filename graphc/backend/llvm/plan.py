@@ -46,6 +46,7 @@ from . import collective
 from .control import LowerFn, region_step
 from .grouping import Units, _Stage
 from .lapack import workspace
+from .pairs import pair_steps
 from .rows import after_reduction, reduce_mode, single_pass
 from .steps import (
     Buffer,
@@ -108,8 +109,9 @@ def build_steps(units: Units, lower: LowerFn) -> Steps:
         var = a.inputs[0]
         if stoppable or not b.assign_in_place(a):
             b.copy(a, View.dense(b.var_buffer[var], var.shape))
-    draft = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0,
-                 place_waits(fold_updates(b.steps)), tuple(b.buffers))
+    steps, pairs = pair_steps(place_waits(fold_updates(b.steps)))
+    draft = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0, steps, tuple(b.buffers),
+                 pairs=pairs)
     return Steps(units, draft)
 
 
@@ -136,7 +138,7 @@ def place_arena(steps: Steps) -> Plan:
     draft = steps.draft
     first: dict[Buffer, int] = {}
     last: dict[Buffer, int] = {}
-    for i, step in enumerate(draft.steps):
+    for i, step in zip(draft.times(), draft.steps):
         for buf in step.buffers():
             if buf.kind == "arena":
                 first.setdefault(buf, i)
@@ -148,7 +150,7 @@ def place_arena(steps: Steps) -> Plan:
     placed = {buf: replace(buf, slot=offset) for buf, offset in offsets.items()}
     plan = Plan(draft.feeds, draft.variables, draft.outputs, draft.consts, arena,
                 tuple(s.with_buffers(placed) for s in draft.steps), tuple(placed.get(b, b) for b in draft.buffers),
-                steps.node_count())
+                steps.node_count(), pairs=draft.pairs)
     plan.check()
     return plan
 

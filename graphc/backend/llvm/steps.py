@@ -298,6 +298,16 @@ class Plan:
     buffers: tuple[Buffer, ...] = ()
     nodes: int = 0  # how many nodes the program was lowered from (the late stages' node count)
     records: tuple = ()  # the late passes that built it (PassRecord)
+    pairs: tuple[int, ...] = ()  # steps i that run at the same time as step i + 1 (`pairs.py`)
+
+    def times(self) -> list[int]:
+        """The liveness time of each step: its index, but the second step of a pair has the
+        first's, so that no buffer of one shares arena bytes with a buffer of the other."""
+        seconds = {i + 1 for i in self.pairs}
+        out: list[int] = []
+        for i in range(len(self.steps)):
+            out.append(out[-1] if i in seconds else i)
+        return out
 
     def node_count(self) -> int:
         return self.nodes

@@ -370,7 +370,7 @@ def _plus(a: Affine, b: Affine) -> Affine:
 def _lifetimes(plan: Plan, bufs: Sequence) -> list[tuple[int, int]]:
     """(first, last) step of each arena buffer (`plan.place_arena`'s liveness)."""
     seen: dict = {}
-    for i, step in enumerate(plan.steps):
+    for i, step in zip(plan.times(), plan.steps):
         for buf in step.buffers():
             if buf.kind == "arena":
                 seen[buf] = (seen.get(buf, (i, i))[0], i)

@@ -10,7 +10,7 @@ import pytest
 from test_llvm_memory import Guarded
 
 import graphc as gc
-from graphc.backend.llvm import blas, codegen
+from graphc.backend.llvm import blas, pairs
 from graphc.backend.llvm.program import LLVMProgram
 from graphc.backend.llvm.steps import Buffer, Gemm
 
@@ -21,7 +21,7 @@ def small_products(monkeypatch):
     monkeypatch.setenv("GRAPHC_GEMM", "blas")
     monkeypatch.setattr(blas, "GEMM_MIN_WIDTH", 4)
     monkeypatch.setattr(blas, "GEMM_MIN_PIECE_NS", 0)
-    monkeypatch.setattr(codegen, "PAIR_MIN_NS", 0)
+    monkeypatch.setattr(pairs, "PAIR_MIN_NS", 0)
 
 
 def _run(fetches, feeds, threads: int) -> tuple[list, LLVMProgram]:
@@ -90,11 +90,21 @@ def test_paired_layer_gradients_match_reference(small_products, dtype, threads):
         feeds = {t: guard.array(v, at_end) for t, v in values.items()}
         got, prog = _run(fetches, feeds, threads)
         _close(got, want, dtype)
-    pairs = codegen.concurrent_pairs(list(prog.plan.steps))
-    assert pairs and "pair_" in prog.ir_text
+    assert prog.plan.pairs and "pair_" in prog.ir_text
     steps = list(prog.plan.steps)
-    for i, j in pairs.items():
-        assert isinstance(steps[i], Gemm) and isinstance(steps[j], Gemm) and i < j
+    for i in prog.plan.pairs:
+        assert isinstance(steps[i], Gemm) and isinstance(steps[i + 1], Gemm)
+    _no_shared_bytes(prog.plan)
+
+
+def _no_shared_bytes(plan) -> None:
+    """The two steps of each pair run at once: no arena buffer of one shares a byte with
+    another buffer of the other."""
+    for i in plan.pairs:
+        for x in plan.steps[i].buffers():
+            for y in plan.steps[i + 1].buffers():
+                if x is not y and x.kind == y.kind == "arena":
+                    assert x.slot + x.size * x.dtype.itemsize <= y.slot or y.slot + y.size * y.dtype.itemsize <= x.slot
 
 
 @pytest.mark.parametrize("gemm", ["blas", "tiled"])
@@ -106,8 +116,8 @@ def test_balanced_pair_blocks_match_reference(small_products, monkeypatch, gemm,
     """An unequal pair: the larger product (with an epilogue) is cut in two blocks of rows (or
     columns) of C, the first run after the smaller product, the epilogue once both ran."""
     monkeypatch.setenv("GRAPHC_GEMM", gemm)
-    monkeypatch.setattr(codegen, "PAIR_CUT_ALIGN", 1)
-    monkeypatch.setattr(codegen, "PAIR_MIN_BLOCK", 3)
+    monkeypatch.setattr(pairs, "PAIR_CUT_ALIGN", 1)
+    monkeypatch.setattr(pairs, "PAIR_MIN_BLOCK", 3)
     rng = np.random.default_rng(threads + 7 * rows)
     m, n, k = (37, 23, 29) if rows else (23, 37, 29)
     a = gc.placeholder(dtype, (k, m) if ta else (m, k), name="a")
@@ -123,8 +133,8 @@ def test_balanced_pair_blocks_match_reference(small_products, monkeypatch, gemm,
         got, prog = _run(fetches, feeds, threads)
         _close(got, want, dtype)
     steps = list(prog.plan.steps)
-    ((i, j),) = codegen.concurrent_pairs(steps).items()
-    items = codegen.pair_items((steps[i], steps[j]))
+    (i,) = prog.plan.pairs
+    items = pairs.pair_items((steps[i], steps[i + 1]))
     assert [block[0] for item in items for _, block in item if block] == [rows, rows]
     assert ("_rows" if rows else "_cols") in prog.ir_text
 
@@ -138,16 +148,17 @@ def test_dependent_products_never_pair(small_products):
     got, prog = _run(fetches, values, threads=2)
     _close(got, _reference(fetches, values), np.float64)
     steps = list(prog.plan.steps)
-    assert sum(isinstance(s, Gemm) for s in steps) == 3 and codegen.concurrent_pairs(steps) == {}
+    assert sum(isinstance(s, Gemm) for s in steps) == 3 and prog.plan.pairs == ()
 
 
-def test_arena_overlap_is_by_byte_range():
+def test_draft_buffers_overlap_by_identity():
+    """Pairs are found on the draft plan, before the arena is placed: distinct arena buffers are
+    distinct memory (placed apart by liveness after), table buffers are by kind and slot."""
     f4 = np.dtype(np.float32)
-    x = Buffer("arena", 0, f4, 16, "x")  # bytes [0, 64)
-    assert codegen._overlap(x, Buffer("arena", 60, f4, 1, "y"))
-    assert not codegen._overlap(x, Buffer("arena", 64, f4, 4, "z"))
-    assert codegen._overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("variable", 2, f4, 4, "w"))
-    assert not codegen._overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("output", 2, f4, 4, "o"))
+    x = Buffer("arena", 0, f4, 16, "x")
+    assert pairs.overlap(x, x) and not pairs.overlap(x, Buffer("arena", 0, f4, 16, "y"))
+    assert pairs.overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("variable", 2, f4, 4, "w"))
+    assert not pairs.overlap(Buffer("variable", 2, f4, 4, "v"), Buffer("output", 2, f4, 4, "o"))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -190,9 +201,10 @@ def test_symbolic_batch_pairs_folded_updates(monkeypatch, gemm, threads):
     and 5, paired at 33 and 1030). Variables and loss against the reference backend at each
     batch, feeds against guard pages; one program."""
     monkeypatch.setenv("GRAPHC_GEMM", gemm)
-    monkeypatch.setattr(codegen, "PAIR_MIN_NS", 167)  # m * n * k of at least 5010 per product
-    monkeypatch.setattr(codegen, "PAIR_CUT_ALIGN", 1)  # the larger update in two blocks of rows
-    monkeypatch.setattr(codegen, "PAIR_MIN_BLOCK", 4)
+    monkeypatch.setenv("GRAPHC_CACHE", "0")  # no template built with other constants
+    monkeypatch.setattr(pairs, "PAIR_MIN_NS", 167)  # m * n * k of at least 5010 per product
+    monkeypatch.setattr(pairs, "PAIR_CUT_ALIGN", 1)  # the larger update in two blocks of rows
+    monkeypatch.setattr(pairs, "PAIR_MIN_BLOCK", 4)
     rng = np.random.default_rng(11)
     x = gc.placeholder(gc.float32, (None, 30), name="x")
     t = gc.placeholder(gc.float32, (None, 20), name="t")
@@ -215,5 +227,45 @@ def test_symbolic_batch_pairs_folded_updates(monkeypatch, gemm, threads):
                 for a, b in zip(got, want):
                     np.testing.assert_allclose(sess.variable_value(a), ref.variable_value(b), rtol=1e-4, atol=1e-5)
         assert sess.stats()["symbolic"] == 1 and sess.stats()["specialized"] == 0
-        text = sess.compile(trains[0], feeds).ir_text
-        assert "pair_" in text and "_rows5_30" in text
+        prog = sess.compile(trains[0], feeds)
+        assert "pair_" in prog.ir_text and "_rows5_30" in prog.ir_text
+        _no_shared_bytes(prog.plan)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_symbolic_batch_pairs_products_writing_the_arena(monkeypatch, threads):
+    """A symbolic batch dim, W2's shape in small: the last layer's folded update pairs with the
+    middle layer's input gradient (which writes the arena, cut in blocks of columns: its rows
+    are the batch), whose buffers liveness keeps apart from the update's at every size."""
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    monkeypatch.setattr(pairs, "PAIR_MIN_NS", 1)
+    monkeypatch.setattr(pairs, "PAIR_CUT_ALIGN", 1)
+    monkeypatch.setattr(pairs, "PAIR_MIN_BLOCK", 4)
+    rng = np.random.default_rng(3)
+    x = gc.placeholder(gc.float32, (None, 30), name="x")
+    y = gc.placeholder(gc.int32, (None,), name="y")
+    shapes = [(30, 40), (40, 40), (40, 6)]
+    inits = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in shapes]
+    guard = Guarded()
+    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+        sides = []
+        for _ in range(2):
+            ws = [gc.Variable(w) for w in inits]
+            h = x
+            for i, w in enumerate(ws):
+                h = h @ w if i == 2 else gc.relu(h @ w)
+            loss = gc.nn.softmax_cross_entropy(h, y)
+            sides.append((ws, loss, gc.group(*[gc.assign_sub(w, 0.1 * g) for w, g in zip(ws, gc.gradients(loss, ws))])))
+        for n in (1, 3, 40, 700):
+            values = {x: rng.standard_normal((n, 30)).astype(np.float32), y: rng.integers(0, 6, n).astype(np.int32)}
+            for at_end in ((True, False) if n < 100 else (None,)):
+                feeds = values if at_end is None else {p: guard.array(v, at_end) for p, v in values.items()}
+                mine, theirs = sess.run(sides[0][1:], feeds)[0], ref.run(sides[1][1:], values)[0]
+                np.testing.assert_allclose(mine, theirs, rtol=1e-4)
+                for a, b in zip(sides[0][0], sides[1][0]):
+                    np.testing.assert_allclose(sess.variable_value(a), ref.variable_value(b), rtol=1e-4, atol=1e-5)
+        assert sess.stats()["symbolic"] == 1 and sess.stats()["specialized"] == 0
+        plan = sess.compile(sides[0][1:], feeds).plan
+        steps = plan.steps
+        assert any(b.kind == "arena" for i in plan.pairs for s in steps[i:i + 2] for b in pairs._written(s))
+        _no_shared_bytes(plan)

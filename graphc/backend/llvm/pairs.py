@@ -1,0 +1,168 @@
+"""Pairs: two independent products run at the same time, one on each of two threads.
+
+`pair_steps` (run by `plan.build_steps` on the draft, before the arena is placed) finds the
+pairs and moves the second product of each up to run right after the first; the plan
+records them (`Plan.pairs`), and liveness treats the two steps of a pair as one time
+(`Plan.times`), so no buffer of one shares bytes with a buffer of the other, in a
+specialized program and in a symbolic-dim template alike. Code generation hands each pair
+to the pool as two items (`pair_items`: the products whole, or the larger cut in two blocks
+so that both threads get about half the work). docs/backend.md, "Threads".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...passes.sizing import decide, templating
+from . import blas
+from .steps import Buffer, Gemm, Kernel, Step, numel
+
+# The least work (at blas.GEMM_GFLOPS) of each product of a pair that runs on two threads.
+PAIR_MIN_NS = 20_000
+PAIR_MAX_RATIO = 2.0  # products whole: the larger has at most this many times the other's work
+PAIR_WINDOW = 4  # how many steps ahead the second product of a pair may be
+# A pair whose larger product has more than PAIR_BALANCE times the other's work is balanced: the
+# larger is cut into two blocks of rows (or columns) of C, the thread of the smaller product runs
+# the first block after it, the other thread the second block. With a cut, any ratio pairs.
+PAIR_BALANCE = 1.15
+PAIR_MIN_BLOCK = 32  # the least rows (columns) of either block; cuts are multiples of PAIR_CUT_ALIGN
+PAIR_CUT_ALIGN = 16
+# A dim at least this large at a template's nominal build is a symbolic one (`template.LIMIT`):
+# a cut, decided there, is never along it.
+_SYMBOLIC_AT = 1 << 20
+
+Block = tuple[bool, int, int]  # (rows, start, stop): rows (else columns) [start, stop) of C
+Items = list[list[tuple[Gemm, Block | None]]]
+
+
+def pair_steps(steps: Sequence[Step]) -> tuple[tuple[Step, ...], tuple[int, ...]]:
+    """`steps` with the second product of each pair moved up right after the first, and the
+    index of the first of each pair (its second is the next step)."""
+    pairs = concurrent_pairs(steps)
+    seconds = set(pairs.values())
+    out: list[Step] = []
+    firsts: list[int] = []
+    for i, step in enumerate(steps):
+        if i in seconds:
+            continue
+        out.append(step)
+        if i in pairs:
+            firsts.append(len(out) - 1)
+            out.append(steps[pairs[i]])
+    return tuple(out), tuple(firsts)
+
+
+def concurrent_pairs(steps: Sequence[Step]) -> dict[int, int]:
+    """{i: j}: GEMM steps i and j > i that can run at the same time, one on each of two threads.
+
+    Two products (with their epilogues) pair up when each has at least `PAIR_MIN_NS` of work,
+    the larger has at most `PAIR_MAX_RATIO` times the other's or can be cut (`pair_items`),
+    and step j can move up to run right after step i: neither it nor any step between writes
+    a buffer the other reads or writes, and no LAPACK, collective or host-call step lies
+    between. Typically the weight gradient and the input gradient of one layer, or the folded
+    weight-gradient updates of two layers. Each product (block) then runs as one
+    single-threaded call, without the repacking that splitting it costs.
+
+    The steps are the draft's: arena buffers are compared by identity (they are placed after,
+    by liveness that treats a pair as one time). In a symbolic-dim template the sizes are the
+    nominal build's decisions, and the code checks at run time that both products are worth
+    a thread at the fed sizes (`codegen._emit_pair_check`).
+    """
+    pairs: dict[int, int] = {}
+    taken: set[int] = set()
+    for i, first in enumerate(steps):
+        if i in taken or not isinstance(first, Gemm) or not decide("pair", work_ns(first) >= PAIR_MIN_NS):
+            continue
+        for j in range(i + 1, min(i + 1 + PAIR_WINDOW, len(steps))):
+            second = steps[j]
+            if not isinstance(second, (Gemm, Kernel)):  # LAPACK, collectives and host calls stay in place
+                break
+            if j not in taken and isinstance(second, Gemm) and all(
+                    _independent(second, steps[h]) for h in range(i, j)) and decide(
+                    "pair", _balanced(first, second)):
+                pairs[i] = j
+                taken.update((i, j))
+                break
+    return pairs
+
+
+def work_ns(step: object) -> float:
+    """A GEMM step's work at blas.GEMM_GFLOPS, in ns (0 for other steps)."""
+    if not isinstance(step, Gemm):
+        return 0.0
+    return 2.0 * numel(step.node.shape) * step.node.inputs[0].shape[-1] / blas.GEMM_GFLOPS
+
+
+def _balanced(first: Gemm, second: Gemm) -> bool:
+    a, b = work_ns(first), work_ns(second)
+    if min(a, b) < PAIR_MIN_NS:
+        return False
+    small, large = (first, second) if a <= b else (second, first)
+    return max(a, b) <= PAIR_MAX_RATIO * min(a, b) or _cut(small, large) is not None
+
+
+def _written(step: Gemm | Kernel) -> list[Buffer]:
+    """The buffers a GEMM (with its epilogue) or a kernel writes."""
+    kernels = [step] if isinstance(step, Kernel) else [step.epilogue] if step.epilogue is not None else []
+    out = [step.out.buffer] if isinstance(step, Gemm) else []
+    for k in kernels:
+        out += [k.out.buffer, *(x.out.buffer for x in k.more)]
+        out += [s for s in (k.scratch, *(x.scratch for x in k.more)) if s is not None]
+    return out
+
+
+def overlap(x: Buffer, y: Buffer) -> bool:
+    """Whether two buffers of a draft plan are the same memory: arena buffers are distinct until
+    placed (by identity), table buffers by kind and slot."""
+    if x is y:
+        return True
+    return x.kind == y.kind and x.kind != "arena" and x.slot == y.slot
+
+
+def _independent(g: Gemm, step: Gemm | Kernel) -> bool:
+    """Neither step writes a buffer the other reads or writes."""
+    return not any(overlap(w, t) for w in _written(g) for t in step.buffers()) and \
+        not any(overlap(w, t) for w in _written(step) for t in g.buffers())
+
+
+def pair_items(pair: tuple[Gemm, Gemm]) -> Items:
+    """What each of the pair's two threads runs, in order: a product whole, or a block of one.
+
+    The products whole, one per thread, unless the larger has more than `PAIR_BALANCE` times
+    the other's work and can be cut (`_cut`): then the first block goes after the smaller
+    product and the second to the other thread, so that both get about half the work.
+    """
+    small, large = pair[::-1] if decide("pair order", work_ns(pair[1]) < work_ns(pair[0])) else pair
+    cut = decide("pair cut", _cut(small, large))
+    if cut is None:
+        return [[(pair[0], None)], [(pair[1], None)]]
+    rows, at, stop = cut
+    return [[(small, None), (large, (rows, 0, at))], [(large, (rows, at, stop))]]
+
+
+def _cut(small: Gemm, large: Gemm) -> Block | None:
+    """(rows, cut, size): the larger product's rows (columns) [0, cut) go with the smaller one,
+    or None when its work is not more than `PAIR_BALANCE` times the smaller's or it has no cut.
+
+    Along the dim whose shared operand is the smaller (as `blas.gemm_split`: a block of rows
+    packs op(B) again, one of columns op(A)); in a template never along a symbolic dim, whose
+    size the nominal build's cut would not fit, so along the other dim or not at all.
+    """
+    node = large.node
+    share = work_ns(small) / max(work_ns(large), 1.0)  # the smaller's work in units of the larger's
+    if node.shape[:-2] or share * PAIR_BALANCE >= 1.0:
+        return None
+    m, n = node.shape
+    k = node.inputs[0].shape[-1]
+    dims = [rows for rows in (m * k > k * n, m * k <= k * n)  # rows first when that repacks less
+            if not templating() or (m if rows else n) < _SYMBOLIC_AT]
+    if not dims:
+        return None
+    size = m if dims[0] else n
+    cut = round(size * (1.0 - share) / 2 / PAIR_CUT_ALIGN) * PAIR_CUT_ALIGN
+    return (dims[0], cut, size) if PAIR_MIN_BLOCK <= cut <= size - PAIR_MIN_BLOCK else None
+
+
+def blocked(g: Gemm, items: Items) -> bool:
+    """Whether `items` cut product `g` in blocks."""
+    return any(h is g and block is not None for item in items for h, block in item)
