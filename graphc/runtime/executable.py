@@ -233,6 +233,10 @@ class Executable:
         """An executable of another program over the same store (the traced variant)."""
         return Executable(program, self.store)
 
+    def program_for(self, feeds: Mapping[Any, np.ndarray]) -> Any:
+        """The program as these feeds run it (`Session.compile`)."""
+        return self.program
+
     def clear(self) -> None:
         """Forget the pooled tables (the program's table template changed)."""
         self._tables = []

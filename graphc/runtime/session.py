@@ -193,7 +193,8 @@ class Session:
         self._check_open()
         outputs, _ = flatten(fetches)
         req = self._request_for(outputs)
-        return self._executable(req, check_feeds(feed_dict, self.graph, req.placeholders)).program
+        feeds = check_feeds(feed_dict, self.graph, req.placeholders)
+        return self._executable(req, feeds).program_for(feeds)
 
     def _request_for(self, outputs: list[Tensor]) -> _Request:
         key = tuple(outputs)

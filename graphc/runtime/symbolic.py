@@ -147,6 +147,12 @@ class SymbolicExecutable(Executable):
             finally:
                 self.program = program
 
+    def program_for(self, feeds: Mapping[Any, np.ndarray]) -> Any:
+        """The program seen at the symbol values of these feeds; its `report` gives figures at them."""
+        program = self.symbolic
+        dims = program.symbols(feeds)
+        return type(program.at(dims))(program, dims, program.arena_at(dims), {p: feeds[p].shape for p in feeds})
+
     def _make_callers(self, inputs: Sequence[Tensor], shapes: Sequence[tuple[int, ...]], *args: Any) -> tuple:
         """`Executable.callers` for the program at the symbol values of these input shapes: the
         callers take exactly these shapes (others return the miss value) and set the dims for

@@ -328,3 +328,29 @@ def test_the_guess_fits_a_reciprocal_that_the_large_probes_alone_fit_as_a_line()
     assert "fdiv" in every
     assert fit_ir([text(p[0]) for p in large], large, guess=True) == every
     assert fit_ir([text(p[0]) for p in large], large) != every
+
+
+def test_report_of_a_symbolic_program_gives_figures_at_the_fed_sizes():
+    """`Session.compile(...).report()` at batch 32: the arena is the formula's value there and
+    the checkpoint figures (saved bytes, FLOPs) are the specialized program's, not the nominal size's."""
+    placeholders, fetches = demo_step(gc.train.Adam(3e-3), hidden=32)
+    rng = np.random.default_rng(0)
+    reports = {}
+    for specialize in (False, True):
+        with gc.Session(options=gc.CompileOptions(specialize=specialize)) as sess:
+            feed = {placeholders[0]: rng.random((32, 64)).astype(np.float32),
+                    placeholders[1]: rng.integers(0, 10, 32).astype(np.int32)}
+            program = sess.compile(fetches, feed)
+            reports[specialize] = program.report()
+            if not specialize:
+                arena = program.arena_formula.bytes_at((32,))
+                nominal = program.at((32,)).report()  # no feed shapes: the template's own figures, marked
+    symbolic, specialized = reports[False], reports[True]
+    assert symbolic.startswith("symbolic program (s0 = dim 0 of ") and "at s = (32,)" in symbolic
+    assert f"planned peak (arena): {arena} bytes" in symbolic
+    assert "the checkpoint figures are at s = (" in nominal and f"planned peak (arena): {arena} bytes" in nominal
+
+    def figures(text):
+        heads = ("saved residuals", "recomputed nodes", "forward FLOPs")
+        return [ln for ln in text.splitlines() if ln.startswith(heads)]
+    assert figures(symbolic) == figures(specialized) and len(figures(symbolic)) == 3

@@ -141,12 +141,20 @@ class LLVMProgram:
     def report(self) -> str:
         """Saved residuals, recomputed nodes and FLOPs of the checkpoint policy, the arena size, and the
         kernel count: every step (a kernel, a GEMM with its epilogue, a LAPACK or MPI call) by kind."""
+        return self.report_of(self.checkpoint_report(), self.plan)
+
+    def checkpoint_report(self) -> Any:
+        """The checkpoint pass's report for this program's policy (graphc.passes.checkpoint)."""
         opts = self.options
-        policy = f"budget {opts.memory_budget} B" if opts.memory_budget else opts.checkpoint
-        text = self.optimized.checkpoint_report(policy).as_text()
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.plan.step_kinds().items()))
-        return (f"{text}\nplanned peak (arena): {self.plan.arena_bytes} bytes in {len(self.plan.steps)} steps\n"
-                f"kernels: {len(self.plan.steps)} ({kinds})\n")
+        return self.optimized.checkpoint_report(f"budget {opts.memory_budget} B" if opts.memory_budget
+                                                else opts.checkpoint)
+
+    @staticmethod
+    def report_of(checkpoint: Any, plan: Plan) -> str:
+        """`report`'s text from a checkpoint report and a plan."""
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.step_kinds().items()))
+        return (f"{checkpoint.as_text()}\nplanned peak (arena): {plan.arena_bytes} bytes in {len(plan.steps)} steps\n"
+                f"kernels: {len(plan.steps)} ({kinds})\n")
 
     def as_text(self, stage: str = "kernels") -> str:
         """The program at one stage: graph, kernels, llvm (generated IR), llvm-opt, asm."""

@@ -168,11 +168,13 @@ class SymbolicProgram(LLVMProgram):
             super().__init__(fetches, assigns, None, options, built=built, compiling=compiling)
         except Exception as e:  # a literal replaced where LLVM wants a constant: never a failed run
             raise NotSymbolicError(f"the template does not compile ({type(e).__name__}: {str(e)[:200]})") from e
-        self._init_symbolic(where)
+        self._init_symbolic(where, fetches, assigns)
 
-    def _init_symbolic(self, where: Sequence[tuple[Tensor, int]]) -> None:
+    def _init_symbolic(self, where: Sequence[tuple[Tensor, int]], fetches: Sequence[Tensor],
+                       assigns: Sequence[Tensor]) -> None:
         """The symbolic program's own state, once the template is compiled."""
         self.where = list(where)
+        self.user_outputs = list(fetches) + list(assigns)  # before binding: `SymbolicAt.report` binds them
         address = self.compiled.engine.get_global_value_address(DIMS)
         if not address:
             raise GraphcError(f"internal: the symbolic program has no {DIMS}")
@@ -220,9 +222,11 @@ class SymbolicProgram(LLVMProgram):
         return text
 
     def report(self) -> str:
-        names = ", ".join(f"s{j} = dim {axis} of {ph.name}" for j, (ph, axis) in enumerate(self.where))
-        return (f"symbolic program ({names}); arena bytes {self.arena_formula.size}; the listing below is at "
-                f"s = {probes(len(self.where))[0]}\n" + super().report())
+        return (f"symbolic program ({self._symbol_names()}); arena bytes {self.arena_formula.size}; the listing "
+                f"below is at s = {probes(len(self.where))[0]}\n" + super().report())
+
+    def _symbol_names(self) -> str:
+        return ", ".join(f"s{j} = dim {axis} of {ph.name}" for j, (ph, axis) in enumerate(self.where))
 
 
 class SymbolicAt:
@@ -230,14 +234,32 @@ class SymbolicAt:
     size are those of the values; everything else is the program's. `call(fn)` wraps a native
     caller so the program's dims are set (under its lock) for each call."""
 
-    def __init__(self, program: SymbolicProgram, values: tuple[int, ...], arena: int):
-        self.program, self.values = program, values
+    def __init__(self, program: SymbolicProgram, values: tuple[int, ...], arena: int,
+                 feed_shapes: Mapping[Tensor, tuple[int, ...]] | None = None):
+        """`feed_shapes` (the feeds' shapes at these values) lets `report` give figures at them."""
+        self.program, self.values, self.feed_shapes = program, values, feed_shapes
         self.out_slots = [(tuple(d if isinstance(d, int) else int(d.at(values)) for d in shape), dtype, slot)
                           for shape, (_, dtype, slot) in zip(program.out_shapes, program.out_slots)]
         self.plan = program.plan_at(arena)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.program, name)
+
+    def report(self) -> str:
+        """`LLVMProgram.report` at these values: the arena is the formula's value; the checkpoint
+        figures are those of the pipeline run at the feed shapes when it makes the template's
+        decisions (the same residuals and recomputations), else the template's, marked so."""
+        program = self.program
+        head = (f"symbolic program ({program._symbol_names()}) at s = {self.values}; arena bytes "
+                f"{program.arena_formula.size}")
+        nominal = program.checkpoint_report()
+        if self.feed_shapes is not None:
+            here = optimize(program.user_outputs, self.feed_shapes, program.options,
+                            backend=LLVM).checkpoint_report(nominal.policy)
+            if _decisions(here) == _decisions(nominal):
+                return f"{head}\n{program.report_of(here, self.plan)}"
+        return (f"{head}; the checkpoint figures are at s = {probes(len(program.where))[0]}\n"
+                + program.report_of(nominal, self.plan))
 
     def call(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         program, values = self.program, self.values
@@ -247,3 +269,9 @@ class SymbolicAt:
                 program.set_dims(values)
                 return fn(*args)
         return call
+
+
+def _decisions(report: Any) -> tuple:
+    """What a checkpoint report decided, apart from sizes: residuals, recomputations, loops."""
+    return ([name for name, *_ in report.saved], [(name, op) for name, op, _ in report.recomputed],
+            [(x.name, x.iterations, x.segment, x.recomputed) for x in report.loops])

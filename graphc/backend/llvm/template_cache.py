@@ -197,7 +197,7 @@ class _Loaded(SymbolicProgram):
         self._unique = len(used) == len(set(used))
         self.threads = default_threads() if options.threads is None else options.threads
         self._pool_ref = get_pool(self.threads) if self.threads > 1 else None
-        self._init_symbolic(where)
+        self._init_symbolic(where, fetches, assigns)
 
     def __getattr__(self, name: str) -> Any:
         if name not in ("optimized", "plan", "fetches", "assigns"):
