@@ -21,6 +21,7 @@ from .errors import (
     Float64Warning,
     GraphcError,
     NumericsError,
+    ResourceExhaustedError,
     ShapeError,
 )
 from .function import Function, function

@@ -40,6 +40,18 @@ class NumericsError(GraphcError, ArithmeticError):
     """gc.check_numerics (or CompileOptions(check_numerics=True)) found a NaN or Inf; the run stopped."""
 
 
+class ResourceExhaustedError(GraphcError, MemoryError):
+    """A run's arrays (outputs, workspace, a feed's copy) could not be allocated (TF1's name)."""
+
+
+def out_of_memory(what: str, exc: MemoryError) -> MemoryError:
+    """numpy's raw MemoryError of a run as a ResourceExhaustedError saying where it happened."""
+    if isinstance(exc, GraphcError):
+        return exc
+    return ResourceExhaustedError(f"{what}: out of memory: {exc or 'an allocation failed'} (graphc checks "
+                                  "sizes against the index type, not against the free memory)")
+
+
 class Float64Warning(UserWarning):
     """float64 entered float32 arithmetic (numpy's promotion), and `gc.enable_x64` is off."""
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import manifest as mf
 from .dtypes import as_shape
-from .errors import FeedError, GraphcError, NumericsError
+from .errors import FeedError, GraphcError, NumericsError, out_of_memory
 from .runtime.executable import Executable, VariableStore
 from .runtime.feeds import convert_feed
 from .version import __version__
@@ -320,7 +320,10 @@ class ExportedFunction:
         else:
             arrays = check_arguments(self.name, self.inputs, args)
         self.signature(tuple(a.shape for a in arrays))  # raises for shapes no signature takes
-        outs = self._executable.run(arrays)
+        try:
+            outs = self._executable.run(arrays)
+        except MemoryError as exc:  # the outputs or the workspace
+            raise out_of_memory(self.name, exc) from None
         return outs[0] if self._single else outs
 
     def signature(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[list[tuple[int, ...]], int | None]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .dtypes import as_shape
-from .errors import GraphcError
+from .errors import GraphcError, out_of_memory
 from .ir.graph import Tensor
 from .ir.traverse import toposort
 from .ops.random import counter_steps
@@ -151,6 +151,8 @@ class Function:
                 if out is not MISS:
                     return out
             return self._call_checked(args)
+        except MemoryError as exc:  # the outputs or the workspace
+            raise out_of_memory("gc.function call", exc) from None
         except KeyError:  # a variable missing from the session's values
             if self.session.closed:
                 raise GraphcError("the function's session is closed") from None

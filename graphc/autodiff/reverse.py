@@ -136,7 +136,8 @@ def _seeds(ys: list[Tensor], grad_ys: Any) -> list[Tensor | None]:
             if not _broadcastable(s.shape, y.shape):
                 raise ShapeError(f"gradients: grad_ys entry of shape {shape_str(s.shape)} does not fit "
                                  f"y {y.name} of shape {shape_str(y.shape)}")
-            s = broadcast_like(s, y)
+            with composite_scope("gradients (a grad_ys seed)"):  # a seed not fitting the fed y names gradients
+                s = broadcast_like(s, y)
         out.append(s)
     return out
 

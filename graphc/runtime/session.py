@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import out_of_range, shape_str
-from ..errors import DTypeError, GraphcError, ShapeError
+from ..errors import DTypeError, GraphcError, ShapeError, out_of_memory
 from ..ir.bind import bind_shapes
 from ..ir.graph import Graph, Tensor, get_default_graph
 from ..ir.traverse import toposort
@@ -128,7 +128,10 @@ class Session:
             except TypeError:  # unhashable fetches (nested, dicts): no callable
                 fast = None
             if fast is not None:  # a repeated run: its callable checks the feeds natively and runs
-                out = fast(feed_dict)
+                try:
+                    out = fast(feed_dict)
+                except MemoryError as exc:  # its outputs or workspace
+                    raise out_of_memory("Session.run", exc) from None
                 if out is not MISS:
                     return out
         self._check_open()
@@ -145,7 +148,10 @@ class Session:
             feeds = check_feeds(feed_dict, self.graph, req.placeholders)
         traced = None if trace is None else functools.partial(recording.traced_run, to=trace)
         exe = self._executable(req, feeds, specialize=traced is not None)
-        values = exe.run(feeds, traced)
+        try:
+            values = exe.run(feeds, traced)
+        except MemoryError as exc:  # the outputs, the workspace, an array of the reference backend
+            raise out_of_memory("Session.run", exc) from None
         if trace is None and self.backend == "llvm":
             self._keep_callable(fetches, spec, feed_dict, req, feeds, exe)
         return values[0] if spec == 0 else unflatten(spec, values)
