@@ -20,7 +20,7 @@ from .control import emit_loop
 from .emitter import mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
-from .loops import I8, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder
+from .loops import I8, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, printed
 from .pairs import Block, Items, blocked, pair_items, work_ns
 from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, min_chunk_for
 from .steps import (
@@ -80,6 +80,11 @@ def build_module(plan: Plan, probe: Any = None) -> ir.Module:
         entry.attributes.add("noinline")
         entry.attributes.add("optnone")
     return module
+
+
+def module_text(plan: Plan, probe: Any = None) -> str:
+    """`build_module`'s LLVM IR text (the module is taken apart once printed: `loops.printed`)."""
+    return printed(build_module(plan, probe))
 
 
 def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, list], probe: Any = None,

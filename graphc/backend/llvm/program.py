@@ -25,7 +25,7 @@ from ...options import CompileOptions
 from ...runtime.counters import count_compile
 from . import blas, collective, host, lapack, shared
 from .backend import LLVM
-from .codegen import ENTRY, build_module, table_bases
+from .codegen import ENTRY, module_text, table_bases
 from .collector import fewer_collections
 from .jit import Compiling, compile_ir
 from .parallel import default_threads, get_pool
@@ -68,7 +68,7 @@ class LLVMProgram:
             optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument, backend=LLVM)
             bound = list(optimized.module.outputs)
             plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
-            built = (optimized, plan, str(build_module(plan)))
+            built = (optimized, plan, module_text(plan))
         self.optimized, self.plan, self.ir_text = built
         self.consts = self.plan.consts  # the plan keeps the constants alive
         bound, mapping = list(self.optimized.module.outputs), self.optimized.mapping

@@ -27,7 +27,7 @@ from ...options import CompileOptions
 from ...passes.sizing import SizesDivergedError, Tape, taping
 from . import shared
 from .backend import LLVM
-from .codegen import ENTRY, build_module
+from .codegen import ENTRY, module_text
 from .jit import Compiling, compile_ir
 from .program import LLVMProgram, link_symbols
 from .steps import Collective, Lapack, Plan, host_nodes
@@ -128,7 +128,7 @@ def _plan_at(fetches: list[Tensor], assigns: list[Tensor], shapes: Mapping[Tenso
 def _text(plan: Plan, codegen: Tape) -> str:
     """The plan's LLVM IR text, under the code generation tape."""
     with _diverging(), taping(codegen):
-        text = str(build_module(plan))
+        text = module_text(plan)
         codegen.finished()
     codegen.rewind()
     return text

@@ -34,7 +34,7 @@ import numpy as np
 from llvmlite import ir
 
 from .emitter import intrinsic
-from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas
+from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas, printed
 
 __all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "SPLIT_MAX_A", "TILED_GFLOPS", "blocking",
            "emit_narrow_check", "emit_small_a_check", "emit_split_a_check", "emit_tiled_gemm", "gemm_mode", "kernel",
@@ -229,7 +229,7 @@ def kernel(dtype: object) -> tuple[str, str]:
             f.fn.attributes.add("noinline")
             _Kernel(f, _ELEM[dtype], lanes, mr, nr).emit()
             f.finish()
-            text = str(module)
+            text = printed(module)
             name = f"{base}_{hashlib.sha256(text.encode()).hexdigest()[:24]}"
             _kernels[dtype.name] = (name, text.replace(f'@"{base}"', f'@"{name}"'))
         return _kernels[dtype.name]

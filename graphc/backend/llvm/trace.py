@@ -34,7 +34,7 @@ from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.cost import flops, nbytes
 from ...profiler.records import NodeInfo, StepFacts
-from .codegen import ENTRY, build_module, table_bases
+from .codegen import ENTRY, module_text, table_bases
 from .jit import compile_ir
 from .loops import CHUNK_TYPE, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder
 from .parallel import PIECES_PER_THREAD
@@ -152,7 +152,7 @@ class TracedProgram(LLVMProgram):
     def __init__(self, program: LLVMProgram):
         self.__dict__.update(program.__dict__)
         slot = table_bases(self.plan)["size"]
-        self.ir_text = str(build_module(self.plan, Probe(len(self.plan.steps), slot)))
+        self.ir_text = module_text(self.plan, Probe(len(self.plan.steps), slot))
         symbols = timing_symbols() | link_symbols(self.plan, self.ir_text)
         self.compiled = compile_ir(self.ir_text, ENTRY, symbols)
         self.entry = self.compiled.address

@@ -61,8 +61,8 @@ def test_threads_share_the_setting(thresholds):
 
 def test_a_compile_runs_with_it(thresholds, monkeypatch):
     seen = []
-    build = program.build_module
-    monkeypatch.setattr(program, "build_module", lambda plan: (seen.append(pygc.get_threshold()), build(plan))[1])
+    text = program.module_text
+    monkeypatch.setattr(program, "module_text", lambda plan: (seen.append(pygc.get_threshold()), text(plan))[1])
     with gc.Graph().as_default():
         x = gc.placeholder(gc.float32, (3,), name="x")
         y = gc.exp(x) * 2.0
