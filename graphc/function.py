@@ -250,7 +250,10 @@ class Function:
     def _compile(self, fetches: list[Tensor], shapes: tuple[tuple[int, ...], ...]) -> Any:
         """The program for these input shapes: the symbolic one of their pattern (at these
         values) when there is one, else one compiled for the shapes."""
+        from .backend.llvm.shared import prepare_for
+
         used = [(ph, s) for ph, s in zip(self.inputs, shapes) if ph in self._used]
+        prepare_for(toposort(fetches + self.assigns))  # the GEMM kernel compiles while the rest loads and plans
         if not self.options.specialize:
             found = symbolic_program(self._templates, self._template_lock, self._stats, [p for p, _ in used],
                                      [s for _, s in used], fetches, self.assigns, self.options)

@@ -223,6 +223,10 @@ class Session:
         exe = req.programs.get(sig)
         if exe is not None:
             return exe
+        if self.backend == "llvm":
+            from ..backend.llvm.shared import prepare_for
+
+            prepare_for(toposort(req.outputs + req.assigns))  # the GEMM kernel compiles while the rest loads and plans
         if req.symbolic and self.backend == "llvm" and not (specialize or self.options.specialize):
             found = symbolic_program(req.programs, self._compile_lock, self._stats, req.placeholders, shapes,
                                      req.outputs, req.assigns, self.options,

@@ -7,9 +7,10 @@ whose address the programs' objects link to (`symbols`, passed to `jit.compile_i
 cache keys it by its name, and so by its IR (`jit.compile_shared`): a process with a warm
 cache loads it without making its IR, and a cold one compiles it once, not once per
 program. `prepare_for` starts that on a thread of its own as soon as a graph with a float
-matrix product is about to be planned, so the kernel compiles while the program is planned
-and generated. An exported library links each kernel's definition into each program's module
-(`definition`) as an internal function.
+matrix product is about to be compiled (a Session or `gc.function` calls it first), so the
+kernel compiles while the rest of the backend loads and the program is planned and generated.
+An exported library links each kernel's definition into each program's module (`definition`)
+as an internal function.
 """
 
 from __future__ import annotations

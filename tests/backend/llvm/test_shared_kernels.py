@@ -97,3 +97,23 @@ def test_a_process_that_exits_while_the_kernel_compiles_waits_for_it(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert list(tmp_path.rglob("*.o")), "the kernel's compile did not finish before the exit"
+
+
+def test_the_kernel_starts_before_the_program_is_made(fresh, monkeypatch):
+    """A Session's and a gc.function's first compile start the kernel before the backend makes the
+    program (loading the template modules, keying the template cache, planning)."""
+    from graphc.backend.llvm import template_cache
+
+    events = []
+    prepare, make = shared.prepare_for, template_cache.symbolic_program
+    monkeypatch.setattr(shared, "prepare_for", lambda nodes: (events.append("kernel"), prepare(nodes))[1])
+    monkeypatch.setattr(template_cache, "symbolic_program", lambda *a: (events.append("program"), make(*a))[1])
+    a = np.ones((3, 8), np.float32)
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, (None, 8), name="x")
+        y = x @ gc.constant(np.eye(8, dtype=np.float32))
+        np.testing.assert_allclose(gc.Session().run(y, {x: a}), a)
+        assert events[:2] == ["kernel", "program"]
+        events.clear()
+        np.testing.assert_allclose(gc.function([x], y * 2.0)(a), 2 * a)
+        assert events[:2] == ["kernel", "program"]
