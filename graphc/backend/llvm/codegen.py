@@ -156,7 +156,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
             fns = [[gemm_fn(g, block) for g, block in item] for item in items]
             pair_pointers = [pointer(x) for x in _pair_buffers(pair)]
             # a template's pair runs as one when both products are worth a thread at the fed sizes
-            both = b.and_(threaded, _emit_pair_check(entry, pair)) if templating() else threaded
+            both = b.and_(threaded, _emit_pair_check(entry, pair, items)) if templating() else threaded
             with b.if_else(both) as (then, otherwise):
                 with then:
                     _pair_call(entry, pair, items, fns, emitted, pair_pointers, parallel_for)
@@ -196,14 +196,16 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     return entry.fn
 
 
-def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm]) -> ir.Value:
-    """Whether each product of a template's pair has `PAIR_MIN_NS` of work at the fed sizes:
-    the product of its dims and k computed by the code from the dims, stored to the stack (the
-    builder would fold constants, and the template needs each as an affine literal)."""
+def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], items: Items) -> ir.Value:
+    """Whether each product of a template's pair has `PAIR_MIN_NS` of work at the fed sizes (a
+    product cut in blocks `PAIR_CUT_MIN_NS`): the product of its dims and k computed by the code
+    from the dims, stored to the stack (the builder would fold constants, and the template needs
+    each as an affine literal)."""
     b = entry.b
-    least = ir.Constant(I64, round(pairs.PAIR_MIN_NS * blas.GEMM_GFLOPS / 2))
     ok = ir.Constant(ir.IntType(1), 1)
     for g in pair:
+        least_ns = pairs.PAIR_CUT_MIN_NS if blocked(g, items) else pairs.PAIR_MIN_NS
+        least = ir.Constant(I64, round(least_ns * blas.GEMM_GFLOPS / 2))
         dims = [*g.node.shape, g.node.inputs[0].shape[-1]]
         slots = entry.slot(ir.ArrayType(I64, len(dims)))
         at = [b.gep(slots, [ir.Constant(I32, 0), ir.Constant(I32, i)]) for i in range(len(dims))]

@@ -25,6 +25,11 @@ PAIR_WINDOW = 4  # how many steps ahead the second product of a pair may be
 # larger is cut into two blocks of rows (or columns) of C, the thread of the smaller product runs
 # the first block after it, the other thread the second block. With a cut, any ratio pairs.
 PAIR_BALANCE = 1.15
+# The least work of a product that is cut: a cut pair replaces the pool's split of the larger
+# product, whose column halves keep each core's half of a weight matrix in its L2 from the forward
+# product to the folded update; below this the products are short and that matters more (W2 at
+# batch 32: 0.739 ms median paired and cut against 0.720 ms not paired; docs/benchmarks.md).
+PAIR_CUT_MIN_NS = 1_000_000
 PAIR_MIN_BLOCK = 32  # the least rows (columns) of either block; cuts are multiples of PAIR_CUT_ALIGN
 PAIR_CUT_ALIGN = 16
 # A dim at least this large at a template's nominal build is a symbolic one (`template.LIMIT`):
@@ -142,7 +147,8 @@ def pair_items(pair: tuple[Gemm, Gemm]) -> Items:
 
 def _cut(small: Gemm, large: Gemm) -> Block | None:
     """(rows, cut, size): the larger product's rows (columns) [0, cut) go with the smaller one,
-    or None when its work is not more than `PAIR_BALANCE` times the smaller's or it has no cut.
+    or None when its work is not more than `PAIR_BALANCE` times the smaller's, is less than
+    `PAIR_CUT_MIN_NS` or it has no cut.
 
     Along the dim whose shared operand is the smaller (as `blas.gemm_split`: a block of rows
     packs op(B) again, one of columns op(A)); in a template never along a symbolic dim, whose
@@ -150,7 +156,7 @@ def _cut(small: Gemm, large: Gemm) -> Block | None:
     """
     node = large.node
     share = work_ns(small) / max(work_ns(large), 1.0)  # the smaller's work in units of the larger's
-    if node.shape[:-2] or share * PAIR_BALANCE >= 1.0:
+    if node.shape[:-2] or share * PAIR_BALANCE >= 1.0 or work_ns(large) < PAIR_CUT_MIN_NS:
         return None
     m, n = node.shape
     k = node.inputs[0].shape[-1]

@@ -22,6 +22,7 @@ def small_products(monkeypatch):
     monkeypatch.setattr(blas, "GEMM_MIN_WIDTH", 4)
     monkeypatch.setattr(blas, "GEMM_MIN_PIECE_NS", 0)
     monkeypatch.setattr(pairs, "PAIR_MIN_NS", 0)
+    monkeypatch.setattr(pairs, "PAIR_CUT_MIN_NS", 0)
 
 
 def _run(fetches, feeds, threads: int) -> tuple[list, LLVMProgram]:
@@ -203,6 +204,7 @@ def test_symbolic_batch_pairs_folded_updates(monkeypatch, gemm, threads):
     monkeypatch.setenv("GRAPHC_GEMM", gemm)
     monkeypatch.setenv("GRAPHC_CACHE", "0")  # no template built with other constants
     monkeypatch.setattr(pairs, "PAIR_MIN_NS", 167)  # m * n * k of at least 5010 per product
+    monkeypatch.setattr(pairs, "PAIR_CUT_MIN_NS", 167)
     monkeypatch.setattr(pairs, "PAIR_CUT_ALIGN", 1)  # the larger update in two blocks of rows
     monkeypatch.setattr(pairs, "PAIR_MIN_BLOCK", 4)
     rng = np.random.default_rng(11)
@@ -239,6 +241,7 @@ def test_symbolic_batch_pairs_products_writing_the_arena(monkeypatch, threads):
     are the batch), whose buffers liveness keeps apart from the update's at every size."""
     monkeypatch.setenv("GRAPHC_CACHE", "0")
     monkeypatch.setattr(pairs, "PAIR_MIN_NS", 1)
+    monkeypatch.setattr(pairs, "PAIR_CUT_MIN_NS", 1)
     monkeypatch.setattr(pairs, "PAIR_CUT_ALIGN", 1)
     monkeypatch.setattr(pairs, "PAIR_MIN_BLOCK", 4)
     rng = np.random.default_rng(3)
