@@ -43,6 +43,18 @@ def _close(got, want, dtype) -> None:
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
 
 
+def _agrees_with_guards(fetches, values, threads: int, dtype) -> LLVMProgram:
+    """Run on the LLVM backend with the feeds against guard pages (at the end of their pages,
+    then at the start) and compare with the reference backend; the program."""
+    want = _reference(fetches, values)
+    guard = Guarded()
+    for at_end in (True, False):
+        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
+        got, prog = _run(fetches, feeds, threads)
+        _close(got, want, dtype)
+    return prog
+
+
 def test_split_rule():
     """Columns of C when op(A) is the smaller shared operand, rows otherwise; None when small."""
     assert blas.gemm_split(64, 512, 256) == (False, blas.GEMM_MIN_WIDTH)
@@ -64,12 +76,7 @@ def test_split_products_match_reference(small_products, dtype, ta, tb, m, n, k):
     y = (a.T if ta else a) @ (b.T if tb else b)
     fetches = [y, gc.tanh(y) * 0.5]  # a plain product and one with an epilogue
     values = {a: rng.standard_normal(a.shape).astype(dtype), b: rng.standard_normal(b.shape).astype(dtype)}
-    want = _reference(fetches, values)
-    guard = Guarded()
-    for at_end in (True, False):
-        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
-        got, prog = _run(fetches, feeds, threads=2)
-        _close(got, want, dtype)
+    prog = _agrees_with_guards(fetches, values, 2, dtype)
     assert "graphc_gemm_chunk" in prog.ir_text  # the split path was built
 
 
@@ -85,12 +92,7 @@ def test_paired_layer_gradients_match_reference(small_products, dtype, threads):
     loss = gc.sum(h * h)
     fetches = [loss, *gc.gradients(loss, [x, w1, w2])]
     values = {t: rng.standard_normal(t.shape).astype(dtype) * 0.5 for t in (x, w1, w2)}
-    want = _reference(fetches, values)
-    guard = Guarded()
-    for at_end in (True, False):
-        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
-        got, prog = _run(fetches, feeds, threads)
-        _close(got, want, dtype)
+    prog = _agrees_with_guards(fetches, values, threads, dtype)
     assert prog.plan.pairs and "pair_" in prog.ir_text
     steps = list(prog.plan.steps)
     for i in prog.plan.pairs:
@@ -127,12 +129,7 @@ def test_balanced_pair_blocks_match_reference(small_products, monkeypatch, gemm,
     d = gc.placeholder(dtype, (29, 23), name="d")
     fetches = [gc.tanh((a.T if ta else a) @ (b.T if tb else b)) * 0.5, c @ d]
     values = {t: rng.standard_normal(t.shape).astype(dtype) for t in (a, b, c, d)}
-    want = _reference(fetches, values)
-    guard = Guarded()
-    for at_end in (True, False):
-        feeds = {t: guard.array(v, at_end) for t, v in values.items()}
-        got, prog = _run(fetches, feeds, threads)
-        _close(got, want, dtype)
+    prog = _agrees_with_guards(fetches, values, threads, dtype)
     steps = list(prog.plan.steps)
     (i,) = prog.plan.pairs
     items = pairs.pair_items((steps[i], steps[i + 1]))
