@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 __all__ = ["FORMAT_VERSION", "TRIM_EVERY", "cache_dir", "cache_key", "enabled", "entry_path", "load", "max_bytes",
-           "store", "trim"]
+           "source_digest", "store", "trim"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"GRAPHCO\x00"
@@ -56,6 +56,17 @@ def cache_dir() -> Path | None:
         return Path(os.environ["GRAPHC_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "graphc"
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 of graphc's Python source (about 5 ms): what keys derived from it (template
+    entries, the tiled kernel's name) change with whenever the compiler changes."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @functools.cache

@@ -1,14 +1,16 @@
 """Functions that programs share, compiled once per process: graphc's tiled GEMM kernels.
 
-A program's module declares the kernel it calls (`tiled.kernel`: one per dtype, named
-``graphc_tiled_float32_16x8_<digest of its IR>``) instead of defining it. Its machine code
-is made once per process, in an engine of its own that lives as long as the process, and
-whose address the programs' objects link to (`symbols`, passed to `jit.compile_ir`). The disk
-cache keys it by its name, and so by its IR (`jit.compile_shared`): a process with a warm
-cache loads it without making its IR, and a cold one compiles it once, not once per
-program. `prepare_for` starts that on a thread of its own as soon as a graph with a float
-matrix product is about to be compiled (a Session or `gc.function` calls it first), so the
-kernel compiles while the rest of the backend loads and the program is planned and generated.
+A program's module declares the kernel it calls (`tiled.kernel_name`: one per dtype, named
+``graphc_tiled_float32_16x8_<digest>``, the digest of what its IR is made from: the blocking,
+llvmlite's version, graphc's source) instead of defining it. Its machine code is made once per
+process, in an engine of its own that lives as long as the process, and whose address the
+programs' objects link to (`symbols`, passed to `jit.compile_ir`). The disk cache keys it by
+its name (`jit.compile_shared`): a process with a warm cache loads it without making its IR
+(`tiled.kernel`, about 20-30 ms of Python), and a cold one compiles it once, not once per
+program. `prepare_for` starts that on a thread of its own (the IR is made there too) as soon
+as a graph with a float matrix product is about to be compiled (a Session or `gc.function`
+calls it first), so the kernel compiles while the rest of the backend loads and the program
+is planned and generated.
 An exported library links each kernel's definition into each program's module (`definition`)
 as an internal function.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -51,24 +53,21 @@ def prepare_for(nodes: Iterable[Tensor]) -> None:
         return
     for dtype in {np.dtype(n.dtype) for n in nodes if n.op == "matmul" and n.dtype is not None}:
         if tiled.blocking(dtype) is not None:
-            name, text = tiled.kernel(dtype)
-            _start(name, text)
+            _start(tiled.kernel_name(dtype), lambda dtype=dtype: tiled.kernel(dtype)[1])
 
 
 def definition(name: str) -> str:
     """The IR of a module defining the shared function `name`."""
     for dtype in (np.float32, np.float64):
-        if tiled.blocking(dtype) is not None:
-            made, text = tiled.kernel(dtype)
-            if made == name:
-                return text
+        if tiled.blocking(dtype) is not None and tiled.kernel_name(dtype) == name:
+            return tiled.kernel(dtype)[1]
     raise GraphcError(f"{name}: not a kernel this graphc makes on this host (IR from another version or CPU)")
 
 
-def _start(name: str, text: str | None = None) -> Compiling:
-    """The compile (or load) of the shared function `name`, started now unless it was."""
+def _start(name: str, text: Callable[[], str] | None = None) -> Compiling:
+    """The compile (or load) of the shared function `name`, started now unless it was; `text`
+    makes its IR (on a cache miss only, on the compile's thread; default `definition`)."""
     with _lock:
         if name not in _made:
-            source = (lambda: text) if text is not None else (lambda: definition(name))
-            _made[name] = Compiling(lambda: compile_shared(name, source))
+            _made[name] = Compiling(lambda: compile_shared(name, text or (lambda: definition(name))))
         return _made[name]

@@ -20,12 +20,9 @@ entry is a miss. `counts()` says how many templates were probed and how many loa
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,16 +76,6 @@ def symbolic_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where
     return program
 
 
-@functools.cache
-def _source_digest() -> str:
-    """SHA-256 of graphc's Python source: a change to the compiler invalidates every entry."""
-    root = Path(__file__).resolve().parents[2]
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 def _key(fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
          shapes_at: Callable, options: CompileOptions) -> tuple[list[Tensor], str | None]:
     """(the program's nodes in `encode_program` order, the entry's key; None if the cache is off
@@ -105,7 +92,7 @@ def _key(fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Ten
                  for p in points]
     doc = {"nodes": nodes, "fetches": [index[f] for f in fetches], "assigns": [index[a] for a in assigns],
            "where": [[index[ph], axis] for ph, axis in where], "signature": signature,
-           "options": repr(options), "source": _source_digest()}
+           "options": repr(options), "source": cache.source_digest()}
     return order, cache.cache_key(json.dumps(doc, sort_keys=True), _VERSION)
 
 

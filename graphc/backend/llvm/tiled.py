@@ -33,11 +33,13 @@ import threading
 import numpy as np
 from llvmlite import ir
 
+from . import cache
 from .emitter import intrinsic
 from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas, printed
 
 __all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "SPLIT_MAX_A", "TILED_GFLOPS", "blocking",
            "emit_narrow_check", "emit_small_a_check", "emit_split_a_check", "emit_tiled_gemm", "gemm_mode", "kernel",
+           "kernel_name",
            "narrow", "small_transposed_a", "use_tiled"]
 
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
@@ -205,7 +207,7 @@ def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:
     is the process's (`kernel`, `graphc.backend.llvm.shared`). One function per dtype: a
     function per shape or layout cost more compile time than constant sizes and strides
     gained (docs/backend.md)."""
-    name, _ = kernel(dtype)
+    name = kernel_name(dtype)
     existing = module.globals.get(name)
     if existing is not None:
         return existing
@@ -216,22 +218,34 @@ _kernels: dict[str, tuple[str, str]] = {}
 _kernels_lock = threading.Lock()
 
 
+@functools.cache
+def kernel_name(dtype: object) -> str:
+    """The chunk function's name for `dtype` on this host, known without making its IR: its dtype
+    and blocking, then a digest of what the IR is made from (the blocking, llvmlite's version and
+    graphc's source), so a module that declares it names the code it links to."""
+    import llvmlite
+
+    dtype = np.dtype(dtype)
+    lanes, mr, nr = blocking(dtype)
+    made_of = f"{dtype.name} {lanes} {mr} {nr} llvmlite {llvmlite.__version__} graphc {cache.source_digest()}"
+    return f"graphc_tiled_{dtype.name}_{lanes}x{mr}_{hashlib.sha256(made_of.encode()).hexdigest()[:24]}"
+
+
 def kernel(dtype: object) -> tuple[str, str]:
-    """(name, IR text of a module defining it) of the chunk function for `dtype` on this host. The
-    name ends in a digest of the text, so a module that declares it names the code it links to."""
+    """(`kernel_name`, IR text of a module defining it) of the chunk function for `dtype` on this
+    host, the text made on the first call (a process that loads the kernel from the disk cache
+    never makes it)."""
     dtype = np.dtype(dtype)
     with _kernels_lock:  # made once: threads (`shared.prepare`) and code generation may ask at once
         if dtype.name not in _kernels:
             lanes, mr, nr = blocking(dtype)
-            base = f"graphc_tiled_{dtype.name}_{lanes}x{mr}"
-            module = ir.Module(name=base)
-            f = FunctionBuilder(module, base, [PTR, I64, I64], internal=False)
+            name = kernel_name(dtype)
+            module = ir.Module(name=name)
+            f = FunctionBuilder(module, name, [PTR, I64, I64], internal=False)
             f.fn.attributes.add("noinline")
             _Kernel(f, _ELEM[dtype], lanes, mr, nr).emit()
             f.finish()
-            text = printed(module)
-            name = f"{base}_{hashlib.sha256(text.encode()).hexdigest()[:24]}"
-            _kernels[dtype.name] = (name, text.replace(f'@"{base}"', f'@"{name}"'))
+            _kernels[dtype.name] = (name, printed(module))
         return _kernels[dtype.name]
 
 

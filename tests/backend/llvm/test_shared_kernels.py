@@ -47,11 +47,20 @@ def test_programs_declare_one_kernel_made_once(fresh):
     assert shared.symbols(first.ir_text) == {name: kernel.address}
 
 
+def test_the_name_is_known_without_the_ir_and_names_it():
+    name, text = tiled.kernel(np.float32)
+    assert tiled.kernel_name(np.float32) == name and name.startswith("graphc_tiled_float32_")
+    assert f'define void @"{name}"' in text and shared.definition(name) == text
+    if tiled.blocking(np.float64) is not None:
+        assert tiled.kernel_name(np.float64).startswith("graphc_tiled_float64_")
+
+
 def test_a_warm_cache_gives_the_kernel_without_its_ir(fresh, monkeypatch):
     name, _ = tiled.kernel(np.float32)
     _product(11, 1.0)
     monkeypatch.setattr(shared, "_made", {})  # as a fresh process with this cache
     monkeypatch.setattr(shared, "definition", lambda n: pytest.fail("the kernel's IR was made on a cache hit"))
+    monkeypatch.setattr(tiled, "kernel", lambda d: pytest.fail("the kernel's IR was made on a cache hit"))
     _product(11, 3.0)
     kernel = shared._made[name].result()
     assert kernel.from_cache and kernel.ir_text == ""
