@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +36,8 @@ from .runtime.lru import LRU
 from .runtime.symbolic import CompileStats, SymbolicExecutable, pattern_of, shapes_at, symbolic_program
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .profiler.report import RunMetadata
 
 MISS = object()

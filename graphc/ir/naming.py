@@ -39,8 +39,7 @@ def _name_results(out: Any, scope: str) -> None:
 
 def accepts_name(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` with a keyword ``name=None`` (unchanged if it takes one already)."""
-    sig = inspect.signature(fn)
-    if "name" in sig.parameters:
+    if _takes_name(fn):
         return fn
 
     @functools.wraps(fn)
@@ -54,11 +53,38 @@ def accepts_name(fn: Callable[..., Any]) -> Callable[..., Any]:
         _name_results(out, scope[:-1])
         return out
 
-    params = list(sig.parameters.values())
-    keyword = inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")
-    at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
-    wrapper.__signature__ = sig.replace(parameters=params[:at] + [keyword] + params[at:])  # type: ignore[attr-defined]
+    wrapper.__signature__ = _NamedSignature(fn)  # type: ignore[attr-defined]
     return wrapper
+
+
+def _takes_name(fn: Callable[..., Any]) -> bool:
+    if inspect.isfunction(fn) and not hasattr(fn, "__wrapped__") and not hasattr(fn, "__signature__"):
+        code = fn.__code__  # a plain function: its code lists its parameters (faster than a Signature)
+        count = code.co_argcount + code.co_kwonlyargcount
+        count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+        return "name" in code.co_varnames[:count]
+    return "name" in inspect.signature(fn).parameters
+
+
+class _NamedSignature(inspect.Signature):
+    """A wrapped builder's signature: its function's, plus the keyword ``name=None`` before any
+    ``**kwargs``. Made when first read (help, IDEs, tests) rather than for each of the ~140
+    builders on ``import graphc``: the slots `inspect.Signature` reads are filled on first use."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[..., Any]):  # (Signature's own __init__ runs on first use)
+        self._fn = fn
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in ("_parameters", "_return_annotation"):
+            raise AttributeError(attr)
+        sig = inspect.signature(self._fn)
+        params = list(sig.parameters.values())
+        keyword = inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="str | None")
+        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+        inspect.Signature.__init__(self, params[:at] + [keyword] + params[at:], return_annotation=sig.return_annotation)
+        return getattr(self, attr)
 
 
 NOT_BUILDERS = frozenset({"einsum_path", "enable_x64", "set_seed", "update_ops"})  # public functions, not op builders

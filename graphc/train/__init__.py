@@ -5,11 +5,24 @@ gives initial values; ``gc.train.batches(X, y, batch_size=32)`` iterates minibat
 restores variable values.
 """
 
+from typing import Any
+
 from . import init
 from .data import Batches, batches
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSProp
-from .saver import Saver
 from .variables import global_variables, global_variables_initializer, trainable_variables, variables_initializer
 
 __all__ = ["SGD", "Adam", "AdamW", "Batches", "Optimizer", "RMSProp", "Saver", "batches", "global_variables",
            "global_variables_initializer", "init", "trainable_variables", "variables_initializer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Saver":  # loads on first use (its checkpoint files need tempfile, hashlib, json)
+        from .saver import Saver
+
+        return Saver
+    raise AttributeError(f"module 'graphc.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

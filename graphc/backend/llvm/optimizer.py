@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 import sys
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    import subprocess
 
 SPEED_LEVEL = 3
 RARE_CALL_PREFIX = "graphc.rare."  # functions of rarecall.py (imported lazily here: a child imports llvmlite only)
@@ -102,6 +104,8 @@ class Process:
             self._proc = None
         if self._proc is None or self._served >= REQUESTS_PER_PROCESS:
             self.stop()
+            import subprocess  # here only: a process whose programs are all in the disk cache never starts one
+
             try:
                 self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
                                               stdout=subprocess.PIPE, env={**os.environ, "PYTHONSAFEPATH": "1"})

@@ -52,6 +52,19 @@ def link_symbols(plan: Plan, ir_text: str) -> dict[str, int]:
     return external_symbols(plan) | shared.symbols(ir_text)
 
 
+_pool_started: set[int] = set()  # thread counts whose pool `prepare_pool` started making
+
+
+def prepare_pool(options: CompileOptions) -> None:
+    """Start making the process's thread pool for the options' thread count on a thread of its own,
+    unless it was started before: its native code compiles in LLVM (about 10 ms, without the GIL)
+    while the program is planned, instead of after (`get_pool` then waits for it if need be)."""
+    threads = default_threads() if options.threads is None else options.threads
+    if threads > 1 and threads not in _pool_started:
+        _pool_started.add(threads)
+        Compiling(lambda: get_pool(threads))
+
+
 class LLVMProgram:
     """Fetches plus assignments of one graph, compiled for one set of feed shapes."""
 
@@ -65,6 +78,7 @@ class LLVMProgram:
         fetches, assigns = list(fetches), list(assigns)
         if built is None:
             shared.prepare_for(toposort(fetches + assigns))  # the GEMM kernel compiles while this plans
+            prepare_pool(self.options)  # and so does the thread pool's native code
             optimized = optimize(fetches + assigns, feed_shapes, self.options, instrument, backend=LLVM)
             bound = list(optimized.module.outputs)
             plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
