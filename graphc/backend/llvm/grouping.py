@@ -309,7 +309,10 @@ class _Merger:
         return root
 
     def unit_of(self, m: Tensor) -> Tensor:
-        return self.find(self.group[m]) if m in self.group else m
+        key = self.group.get(m)
+        if key is None:
+            return m
+        return key if key not in self.parent else self.find(key)  # (most keys are roots)
 
     def try_merge(self, a: Tensor, b: Tensor) -> bool:
         """Merge the kernels of members `a` and `b` (and the views linking them) when one
@@ -426,8 +429,8 @@ def _joins_a_cycle(nodes: Nodes, reps: list[Tensor], sets: dict[Tensor, list[Ten
     whole units: reaching any member makes every member's consumers reachable. A search
     that grows past `MERGE_SEARCH` units, or `8 * MERGE_SEARCH` of their nodes, answers yes
     (no merge), bounding compile time."""
-    targets = set(reps)
-    frontier = [unit_of(u) for r in reps for m in sets[r] for u in nodes.users[m]]
+    targets, users = set(reps), nodes.users
+    frontier = [unit_of(u) for r in reps for m in sets[r] for u in users[m]]
     frontier = [u for u in frontier if u not in targets]
     seen: set[Tensor] = set()
     visited = 0
@@ -435,17 +438,18 @@ def _joins_a_cycle(nodes: Nodes, reps: list[Tensor], sets: dict[Tensor, list[Ten
         unit = frontier.pop()
         if unit in seen:
             continue
-        members = sets.get(unit, [unit])
+        members = sets.get(unit, (unit,))
         visited += len(members)
         if len(seen) >= MERGE_SEARCH or visited > MERGE_SEARCH * 8:
             return True
         seen.add(unit)
         for m in members:
-            for u in nodes.users[m]:
+            for u in users[m]:
                 owner = unit_of(u)
                 if owner in targets:
                     return True
-                frontier.append(owner)
+                if owner not in seen:  # (a seen unit would be skipped when popped)
+                    frontier.append(owner)
     return False
 
 
