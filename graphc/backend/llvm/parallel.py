@@ -307,7 +307,7 @@ ret:
   ret void
 }
 
-; a worker: park until a job (or stop), help with it, watch a while for the next one
+; a worker: park until a job (or stop), help with it, then with each next job announced while it watches
 define void @graphc_pool_worker(ptr %s) {
 entry:
   %genp = call ptr @word(ptr %s, i64 6)
@@ -326,15 +326,18 @@ take:
   %g = load atomic i64, ptr %genp seq_cst, align 8
   store i64 %g, ptr %seen
   call void @work(ptr %s, i64 %g, i1 true)
+  br label %watching
+watching:  ; after every job, the next one's too
+  %done = load i64, ptr %seen
   %spin = load i64, ptr %spinp
-  %next = call i1 @watch(ptr %s, ptr @announced, i64 %g, i64 %spin)
+  %next = call i1 @watch(ptr %s, ptr @announced, i64 %done, i64 %spin)
   br i1 %next, label %join, label %park
 join:
   %tk = load atomic i64, ptr %s seq_cst, align 8
   %tg = lshr i64 %tk, 32
   store i64 %tg, ptr %seen
   call void @work(ptr %s, i64 %tg, i1 true)
-  br label %park
+  br label %watching
 quit:
   ret void
 }
