@@ -354,3 +354,17 @@ def test_report_of_a_symbolic_program_gives_figures_at_the_fed_sizes():
         heads = ("saved residuals", "recomputed nodes", "forward FLOPs")
         return [ln for ln in text.splitlines() if ln.startswith(heads)]
     assert figures(symbolic) == figures(specialized) and len(figures(symbolic)) == 3
+
+
+def test_fuzz_seed_6101661_float64_gradient_of_a_mean_over_a_symbolic_dim_keeps_float64_accuracy():
+    """The gradient seed c over mean's N, the float64 literal c / N, was fitted as 1 / (a N + b)
+    with the slope a taken at the large probes (N near 3e6), whose rounding left b = -1.08e-6:
+    the template's gradient was 1.6e-7 relative off at N = 12 (graph-fuzz seed 6101661, an SGD
+    step's gradient 4.5e-8 off). Real fits are least squares over every probe now."""
+    c = 1.7575018512345678
+    x = gc.placeholder(gc.float64, (None, 3))
+    grad = gc.gradients(gc.mean(x * x), [x], grad_ys=np.float64(c))[0]
+    with gc.Session() as sess:
+        got = sess.run(grad, {x: np.ones((4, 3))})
+        assert sess.stats()["symbolic"] == 1
+    np.testing.assert_allclose(got, np.full((4, 3), 2 * c / 12), rtol=1e-14)

@@ -101,21 +101,20 @@ class Affine:
 def fit(values: Sequence[int | float], points: Sequence[tuple[int, ...]], exact: bool = True) -> Affine | None:
     """The affine function of the symbols through (points[i], values[i]), or None.
 
-    Fitted on the base and the moved probes (`probes`), checked on the rest: exactly for
-    integers, to a relative 1e-6 for floats (float32 literals are rounded).
+    Integers are fitted on the base and the moved probes (`probes`) and checked exactly on the
+    rest; floats are fitted on every point (`_real_fit`) and checked to a relative 1e-6
+    (float32 literals are rounded).
     """
-    k = len(points[0])
-    base = values[0]
-    coefs = []
-    for i in range(k):
-        diff = values[1 + i] - base
-        if exact:
+    if not exact:
+        f = _real_fit(values, points)
+    else:
+        base, coefs = values[0], []
+        for i in range(len(points[0])):
+            diff = values[1 + i] - base
             if diff % _STEP[i]:
                 return None
             coefs.append(diff // _STEP[i])
-        else:
-            coefs.append(diff / _STEP[i])
-    f = Affine(tuple(coefs), base - sum(c * p for c, p in zip(coefs, points[0])))
+        f = Affine(tuple(coefs), base - sum(c * p for c, p in zip(coefs, points[0])))
     for point, value in zip(points, values):
         got = f.at(point)
         if exact and got != value:
@@ -123,6 +122,18 @@ def fit(values: Sequence[int | float], points: Sequence[tuple[int, ...]], exact:
         if not exact and not math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-300):
             return None
     return f
+
+
+def _real_fit(values: Sequence[float], points: Sequence[tuple[int, ...]]) -> Affine:
+    """The real affine function through the points by least squares on relative residuals: the
+    large probes fix the slopes, the small ones the constant. A constant taken at the large probes
+    alone carries the slopes' rounding times the probe values (1e6): float64 ``c / N`` as
+    ``1 / (1.706968330016 * N - 1.08e-6)``, 1.6e-7 relative off at N = 12 (graph-fuzz seed 6101661)."""
+    a = np.array([[*p, 1.0] for p in points])
+    v = np.array(values, dtype=np.float64)
+    w = 1.0 / np.where(v == 0, 1.0, np.abs(v))
+    sol = np.linalg.lstsq(a * w[:, None], v * w, rcond=None)[0]
+    return Affine(tuple(float(c) for c in sol[:-1]), float(sol[-1]))
 
 
 def _hex_double(text: str) -> float:
