@@ -6,8 +6,8 @@ module's ``__all__`` and re-exported here. The namespaces and names in `_LAZY` l
 first use (PEP 562 ``__getattr__``), so ``import graphc`` stays fast (docs/benchmarks.md, W5).
 """
 
-import sys
-from typing import Any
+import sys as _sys
+from typing import Any as _Any
 
 from . import train
 from .autodiff import *  # noqa: F403
@@ -74,9 +74,11 @@ _LAZY_NAMES = (*_NAMESPACES, "ExportedFunction", "load_exported", "LoadedGraph",
                "RunMetadata", "RunOptions", "profile")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """The builder namespaces and the names below, imported on first use (PEP 562), so that
     ``import graphc`` loads only what building and running a graph needs (docs/benchmarks.md, W5)."""
+    if name == "__all__":  # ``from graphc import *``: every public name, the ones loaded on first use too
+        return sorted({n for n in globals() if not n.startswith("_")} | set(_LAZY_NAMES))
     if name == "_API_MODULES":  # the gc.<module> namespaces of builders
         return tuple(__getattr__(n) for n in ("nn", "linalg", "special", "random"))
     if name == "distributed":
@@ -102,7 +104,7 @@ def __getattr__(name: str) -> Any:
     else:
         raise AttributeError(f"module 'graphc' has no attribute {name!r}")
     if name in _NAMESPACES:
-        return sys.modules[f"{__name__}.{name}"]  # the import made it an attribute of graphc too
+        return _sys.modules[f"{__name__}.{name}"]  # the import made it an attribute of graphc too
     value = globals()[name] = getattr(module, name)
     return value
 
