@@ -142,7 +142,13 @@ def _erfinv_scalar(s, y):
     return s.select(s.cmp("eq", y, zero), y, x)  # keeps -0
 
 
-erfinv = _unary_float("erfinv", _scipy("erfinv"), _erfinv_scalar,
+def _erfinv_ref(y: np.ndarray) -> np.ndarray:
+    """scipy's erfinv with the sign of zero kept, as the scalar form (erfinv is odd; scipy gives +0
+    at -0, so the backends disagreed downstream: 1 / erfinv(-0.0), graph-fuzz seed 6102310)."""
+    return np.where(y == 0, y, _scipy("erfinv")(y))
+
+
+erfinv = _unary_float("erfinv", _erfinv_ref, _erfinv_scalar,
                       lambda v, out, y: v * (_SQRT_PI_OVER_2 * exp(out * out)), "inverse error function", heavy=True)
 
 # --- gammaln, digamma, polygamma ---------------------------------------------------------------

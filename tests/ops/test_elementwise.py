@@ -593,3 +593,14 @@ def test_fuzz_seed_6110125_gammaln_at_huge_negative_poles_is_inf(backend, dtype)
     np.testing.assert_array_equal(got[:6], np.inf)
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(got[6:], special.gammaln(xs[6:]), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", ["llvm", "reference"])
+def test_fuzz_seed_6102310_erfinv_keeps_the_sign_of_zero(backend):
+    """erfinv is odd: erfinv(-0.0) is -0.0 on both backends (scipy, the reference's oracle, gives +0.0,
+    so 1 / erfinv(-0.0) was -inf on the LLVM backend and inf on the reference)."""
+    y = gc.placeholder(gc.float64, (3,))
+    x = gc.special.erfinv(y)
+    got, inv = gc.Session(backend=backend).run([x, 1.0 / x], {y: np.array([-0.0, 0.0, -0.5])})
+    assert list(np.signbit(got)) == [True, False, True]
+    assert list(inv[:2]) == [-np.inf, np.inf]
