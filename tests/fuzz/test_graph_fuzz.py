@@ -57,3 +57,23 @@ def test_fuzz_seed_6102410_assigned_variable_compared_to_the_assigned_values_tol
     backends: the variables a run assigns are compared to the tolerance of the value assigned, not of
     the variable's dtype (the harness reported it as a finding)."""
     assert not graph_fuzz.check_case(6102410)
+
+
+def test_fuzz_seed_6211421_float32_sum_that_cancels_is_tolerated_only_when_as_accurate():
+    """A float32 sum of four terms near 1e7 cancelling to a few units: LLVM gives 3.625 (the float64
+    sum rounded), numpy's float32 sum 4.0. The harness tolerates a node the LLVM backend computes at
+    least as close to its float64 value as the reference does; a result further off is a finding."""
+    import numpy as np
+
+    import graphc as gc
+
+    findings = graph_fuzz.check_case(6211421)
+    assert findings and all(f.kind.endswith("(llvm as accurate as the reference)") for f in findings)
+    x = np.array([[-6615302.5], [11607216.0], [-7651543.0], [2659626.5]], np.float32)
+    with gc.Graph().as_default():
+        p = gc.placeholder(gc.float32, x.shape)
+        node = gc.sum(p, axis=0)
+    want = ("ok", [np.sum(x, axis=0)])
+    exact = np.float32(np.sum(x.astype(np.float64), axis=0))
+    assert graph_fuzz._as_accurate(node, {p: x}, ("ok", [exact]), want)
+    assert not graph_fuzz._as_accurate(node, {p: x}, ("ok", [exact + np.float32(8)]), want)
