@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gemm_checks import close, symbolic_sgd_steps_agree
 from test_llvm_memory import Guarded
 
 import graphc as gc
@@ -37,12 +38,6 @@ def _reference(fetches, feeds) -> list:
         return sess.run(fetches, feeds)
 
 
-def _close(got, want, dtype) -> None:
-    tol = 2e-4 if dtype == np.float32 else 1e-10
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
-
-
 def _agrees_with_guards(fetches, values, threads: int, dtype) -> LLVMProgram:
     """Run on the LLVM backend with the feeds against guard pages (at the end of their pages,
     then at the start) and compare with the reference backend; the program."""
@@ -51,7 +46,7 @@ def _agrees_with_guards(fetches, values, threads: int, dtype) -> LLVMProgram:
     for at_end in (True, False):
         feeds = {t: guard.array(v, at_end) for t, v in values.items()}
         got, prog = _run(fetches, feeds, threads)
-        _close(got, want, dtype)
+        close(got, want, dtype)
     return prog
 
 
@@ -144,7 +139,7 @@ def test_dependent_products_never_pair(small_products):
     fetches = [(ab @ c) @ a, ab + 1.0]
     values = {t: rng.standard_normal((9, 9)) for t in (a, b, c)}
     got, prog = _run(fetches, values, threads=2)
-    _close(got, _reference(fetches, values), np.float64)
+    close(got, _reference(fetches, values), np.float64)
     steps = list(prog.plan.steps)
     assert sum(isinstance(s, Gemm) for s in steps) == 3 and prog.plan.pairs == ()
 
@@ -167,27 +162,9 @@ def test_symbolic_batch_splits_by_the_fed_size(monkeypatch, threads):
     batch as k, and its SGD update folded in), against the reference at 1, 5, 33 and 1030
     rows, with feeds against guard pages at the small sizes; one program."""
     monkeypatch.setenv("GRAPHC_GEMM", "blas")
-    rng = np.random.default_rng(5)
-    x = gc.placeholder(gc.float32, (None, 300), name="x")
-    d = gc.placeholder(gc.float32, (None, 10), name="d")
-    w = gc.Variable(rng.standard_normal((300, 10)).astype(np.float32), name="w")
-    fetches = [x.T @ d, gc.relu(x @ w), (d.T @ x).T * 2.0]
-    train = gc.assign_sub(w, 0.01 * (x.T @ d))
-    guard = Guarded()
-    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
-        for n in (1, 5, 33, 1030):
-            values = {x: rng.standard_normal((n, 300)).astype(np.float32),
-                      d: rng.standard_normal((n, 10)).astype(np.float32)}
-            for at_end in ((True, False) if n < 100 else (None,)):
-                feeds = values if at_end is None else {t: guard.array(v, at_end) for t, v in values.items()}
-                _close(sess.run(fetches, feeds), ref.run(fetches, values), np.float32)
-                before = sess.variable_value(w)
-                sess.run(train, feeds)
-                ref.run(train, values)
-                np.testing.assert_allclose(sess.variable_value(w), before - 0.01 * (values[x].T @ values[d]),
-                                           rtol=1e-4, atol=1e-4)
-        assert sess.stats() == {"compiles": 2, "symbolic": 2, "specialized": 0, "not_symbolic": []}
-        assert "graphc_gemm_chunk_" in sess.compile(train, feeds).ir_text  # a split product
+    text = symbolic_sgd_steps_agree(threads, 10, (1, 5, 33, 1030),
+                                    lambda x, d, w: [x.T @ d, gc.relu(x @ w), (d.T @ x).T * 2.0], seed=5)
+    assert "graphc_gemm_chunk_" in text  # a split product
 
 
 @pytest.mark.parametrize("gemm", ["blas", "tiled"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gemm_checks import close, symbolic_sgd_steps_agree
 from test_llvm_memory import Guarded
 
 import graphc as gc
@@ -28,12 +29,6 @@ def _run(fetches, feeds, threads: int, backend: str = "llvm"):
     return got, progs
 
 
-def _close(got, want, dtype) -> None:
-    tol = 2e-4 if dtype == np.float32 else 1e-10
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
-
-
 SIZES = [(1, 1, 1), (7, 33, 5), (8, 32, 16), (9, 65, 31), (37, 53, 29), (17, 100, 3), (64, 70, 130)]
 
 
@@ -50,7 +45,7 @@ def test_products_match_reference(tiled_mode, dtype, ta, tb, m, n, k):
     want, _ = _run(fetches, values, 1, "reference")
     for threads in (1, 2, 3):
         got, (prog,) = _run(fetches, values, threads)
-        _close(got, want, dtype)
+        close(got, want, dtype)
     assert "graphc_tiled_" in prog.ir_text and "graphc_sgemm" not in prog.ir_text
 
 
@@ -64,7 +59,7 @@ def test_batched_and_broadcast_products(tiled_mode, dtype):
     values = {t: rng.standard_normal(t.shape).astype(dtype) for t in (a, b, c)}
     want, _ = _run(fetches, values, 1, "reference")
     got, _ = _run(fetches, values, 2)
-    _close(got, want, dtype)
+    close(got, want, dtype)
 
 
 def test_non_finite_values_propagate(tiled_mode):
@@ -102,7 +97,7 @@ def test_operands_against_guard_pages(tiled_mode, ta, tb, m, n, k):
         feeds = {t: guard.array(v, at_end) for t, v in values.items()}
         for threads in (1, 2):
             got, _ = _run(fetches, feeds, threads)
-            _close(got, want, np.float32)
+            close(got, want, np.float32)
 
 
 def _deep(dtype) -> int:
@@ -125,7 +120,7 @@ def test_k_in_several_blocks(tiled_mode, dtype, ta, tb):
     want, _ = _run([y, gc.tanh(y)], values, 1, "reference")
     for threads in (1, 2):
         got, (prog,) = _run([y, gc.tanh(y)], values, threads)
-        _close(got, want, dtype)
+        close(got, want, dtype)
     assert "graphc_tiled_" in prog.ir_text
     w0 = rng.standard_normal((m, n)).astype(dtype)
     results = []
@@ -138,7 +133,7 @@ def test_k_in_several_blocks(tiled_mode, dtype, ta, tb):
             with gc.Session(backend=backend, threads=2) as sess:
                 sess.run(step, {ap: values[a], bp: values[b]})
                 results.append(sess.variable_value(w))
-    _close([results[1]], [results[0]], dtype)
+    close([results[1]], [results[0]], dtype)
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
@@ -155,7 +150,7 @@ def test_several_blocks_against_guard_pages(tiled_mode, ta, tb):
     for at_end in (True, False):
         feeds = {t: guard.array(v, at_end) for t, v in values.items()}
         got, _ = _run([y], feeds, 2)
-        _close(got, want, np.float32)
+        close(got, want, np.float32)
 
 
 def test_layer_gradients_match_reference(tiled_mode):
@@ -170,7 +165,7 @@ def test_layer_gradients_match_reference(tiled_mode):
     want, _ = _run(fetches, values, 1, "reference")
     for threads in (1, 2):
         got, _ = _run(fetches, values, threads)
-        _close(got, want, np.float32)
+        close(got, want, np.float32)
 
 
 def test_auto_rule(monkeypatch):
@@ -247,28 +242,8 @@ def test_symbolic_batch_takes_the_kernel_for_a_small_transposed_a(monkeypatch, t
     has at most AUTO_MAX_A elements at the fed batch (1, 5, 33) and the BLAS past it (300),
     one program, against the reference, its SGD update folded in, feeds against guard pages."""
     monkeypatch.delenv("GRAPHC_GEMM", raising=False)
-    rng = np.random.default_rng(9)
-    x = gc.placeholder(gc.float32, (None, 300), name="x")
-    d = gc.placeholder(gc.float32, (None, 64), name="d")
-    w = gc.Variable(rng.standard_normal((300, 64)).astype(np.float32), name="w")
-    fetches = [x.T @ d, gc.tanh(d.T @ x)]
-    train = gc.assign_sub(w, 0.01 * (x.T @ d))
-    guard = Guarded()
-    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
-        for n in (1, 5, 33, 300):
-            values = {x: rng.standard_normal((n, 300)).astype(np.float32),
-                      d: rng.standard_normal((n, 64)).astype(np.float32)}
-            for at_end in ((True, False) if n < 100 else (None,)):
-                feeds = values if at_end is None else {t: guard.array(v, at_end) for t, v in values.items()}
-                _close(sess.run(fetches, feeds), ref.run(fetches, values), np.float32)
-                before = sess.variable_value(w)
-                sess.run(train, feeds)
-                np.testing.assert_allclose(sess.variable_value(w), before - 0.01 * (values[x].T @ values[d]),
-                                           rtol=1e-4, atol=1e-4)
-        assert sess.stats() == {"compiles": 2, "symbolic": 2, "specialized": 0, "not_symbolic": []}
-        text = sess.compile(train, feeds).ir_text
+    text = symbolic_sgd_steps_agree(threads, 64, (1, 5, 33, 300), lambda x, d, w: [x.T @ d, gc.tanh(d.T @ x)], seed=9)
     assert "graphc_tiled_" in text and "graphc_sgemm" in text
-
 
 
 def _gemm_pieces(sess, fetches, feeds) -> int:
@@ -304,7 +279,7 @@ def test_split_transposed_a_takes_the_kernel_up_to_split_max_a(monkeypatch):
                           d: rng.standard_normal((batch, n)).astype(np.float32)}
                 for at_end in (True, False):
                     feeds = {t: guard.array(v, at_end) for t, v in values.items()}
-                    _close(sess.run(fetches, feeds), ref.run(fetches, values), np.float32)
+                    close(sess.run(fetches, feeds), ref.run(fetches, values), np.float32)
                     before = sess.variable_value(w)
                     sess.run(train, feeds)
                     np.testing.assert_allclose(sess.variable_value(w), before - 0.01 * (values[x].T @ values[d]),
