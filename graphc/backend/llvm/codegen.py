@@ -10,6 +10,7 @@ host's callback and return from the entry when it refuses (`host.py`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from llvmlite import ir
@@ -22,7 +23,7 @@ from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I8, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, printed
 from .pairs import Block, Items, blocked, pair_items, work_ns
-from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, min_chunk_for
+from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, WARM_SPAN_NS, min_chunk_for
 from .steps import (
     Buffer,
     Collective,
@@ -118,18 +119,28 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     hosts = 0  # host calls so far: the index the next one passes
     requests: dict[Buffer, ir.Value] = {}  # a started collective's result buffer -> its MPI request slot
 
-    def kernel(step: Kernel, least_ns: float = MIN_PARALLEL_NS) -> None:
+    # the estimated one-thread work since the pool last ran a job: while it is short, the pool's
+    # workers are still watching for the next job (`WARM_SPAN_NS`)
+    idle = [math.inf]
+
+    def warm() -> bool:
+        return decide("pool warm", idle[0] < WARM_SPAN_NS)
+
+    def kernel(step: Kernel, least_ns: float | None = None) -> None:
         if step.empty:
             return
         key = kernel_key(step)
         if key not in emitted:
             emitted[key] = KernelCodegen(module, step).emit()
+        least_ns = least_ns or (WARM_PARALLEL_NS if warm() else MIN_PARALLEL_NS)
         for call in emitted[key]:
             args = [pointer(x) for x in kernel_buffers(step)]
             if call.parallel_at(least_ns):
                 _parallel_call(entry, call, args, threaded, parallel_for, least_ns)
+                idle[0] = 0.0
             else:
                 b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
+                idle[0] += call.rows * (call.ns_per_row or 0.0)
 
     def gemm_fn(step: Gemm, block: Block | None = None) -> ir.Function | None:
         key = (*gemm_key(step), block)
@@ -141,8 +152,10 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
         fn = gemm_fn(step)
         if fn is not None:
             b.call(fn, [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
+        split = _split(step)
+        idle[0] = 0.0 if split else idle[0] + work_ns(step)
         if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
-            kernel(step.epilogue, WARM_PARALLEL_NS if _split(step) else MIN_PARALLEL_NS)
+            kernel(step.epilogue, WARM_PARALLEL_NS if split or warm() else MIN_PARALLEL_NS)
 
     steps = list(plan.steps)
     paired = {i: i + 1 for i in plan.pairs} if probe is None else {}
@@ -166,10 +179,13 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
                 with otherwise:
                     for g in pair:
                         gemm(g)
+            idle[0] = 0.0
             continue
         if isinstance(step, Kernel):
             kernel(step)
             continue
+        if not isinstance(step, Gemm):
+            idle[0] = math.inf
         if isinstance(step, Loop):
             emit_loop(entry, step, pointer, parallel_for,
                       lambda nm, body: (emit_entry(module, nm, body, emitted), table_bases(body)))
@@ -277,8 +293,17 @@ def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], items: Items,
 def _split(g: Gemm) -> bool:
     """Does the product run over the pool (so that its workers are awake for its epilogue)?
     A product of at least two pieces of `blas.GEMM_MIN_PIECE_NS` (the tiled kernel's and the
-    BLAS blocks' least piece)."""
-    return decide("split gemm", work_ns(g) >= 2 * blas.GEMM_MIN_PIECE_NS)
+    BLAS blocks' least piece), its work estimated as the code that runs it does (the tiled
+    kernel's `tiled.work_ns` for a product the kernel may take)."""
+    node = g.node
+    m, n = node.shape[-2:]
+    k = node.inputs[0].shape[-1]
+    ta = blas_layout(g.a, node.inputs[0].shape)[0]
+    work = work_ns(g)
+    if tiled.blocking(node.dtype) is not None and (tiled.use_tiled(node.dtype, m, n, k, ta)
+                                                   or tiled.narrow(node.dtype, m, n, k)):
+        work = numel(node.shape[:-2]) * tiled.work_ns(node.dtype, m, n, k)
+    return decide("split gemm", work >= 2 * blas.GEMM_MIN_PIECE_NS)
 
 
 def _parallel_call(entry: FunctionBuilder, call: Call, args: list[ir.Value], threaded: ir.Value,

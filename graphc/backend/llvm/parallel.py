@@ -44,7 +44,8 @@ import weakref
 
 from .once import once
 
-__all__ = ["CALLER_SPIN_TICKS", "MIN_PARALLEL_NS", "PIECES_PER_THREAD", "WARM_PARALLEL_NS", "WORKER_SPIN_TICKS",
+__all__ = ["CALLER_SPIN_TICKS", "MIN_PARALLEL_NS", "PIECES_PER_THREAD", "WARM_PARALLEL_NS", "WARM_SPAN_NS",
+           "WORKER_SPIN_TICKS",
            "ThreadPool",
            "default_threads", "get_pool", "min_chunk_for"]
 
@@ -54,6 +55,10 @@ MIN_PARALLEL_NS = 150_000
 # The same for the epilogue of a product that ran over the pool: its workers are still
 # watching for the next job (`WORKER_SPIN_TICKS`), so a piece needs no wake-up.
 WARM_PARALLEL_NS = 15_000
+# How much one-thread work (estimated) may separate a job from the next for the pool to count as
+# still watching (`WORKER_SPIN_TICKS`): a kernel that soon follows a job on the pool is cut in pieces
+# of `WARM_PARALLEL_NS`.
+WARM_SPAN_NS = 100_000
 # A range is cut into up to this many pieces per thread, claimed dynamically, so a thread
 # that another process delays costs its share only while it actually runs a piece.
 PIECES_PER_THREAD = 4

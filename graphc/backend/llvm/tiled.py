@@ -37,10 +37,11 @@ from . import cache
 from .emitter import intrinsic
 from .loops import I1, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, entry_allocas, printed
 
-__all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "SPLIT_MAX_A", "TILED_GFLOPS", "blocking",
+__all__ = ["AUTO_MAX_A", "KC_BYTES", "NARROW_MIN_MK", "PREFETCH_K", "SPLIT_MAX_A", "STORE_K", "TILED_GFLOPS",
+           "blocking",
            "emit_narrow_check", "emit_small_a_check", "emit_split_a_check", "emit_tiled_gemm", "gemm_mode", "kernel",
            "kernel_name",
-           "narrow", "small_transposed_a", "use_tiled"]
+           "narrow", "small_transposed_a", "use_tiled", "work_ns"]
 
 _ELEM = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # what a chunk function reads from its dims: sizes, op(A)'s strides (per row of C, per k), B's row
@@ -62,6 +63,9 @@ NARROW_MIN_MK = 65536
 TILED_GFLOPS = 60.0
 # The least work per piece handed to another thread (as blas.GEMM_MIN_PIECE_NS).
 MIN_PIECE_NS = 30_000
+# Storing an element of C costs about as much as this many steps of k in the estimate of a piece's
+# work (W2's d3 @ W3.T, k = 10: 71 us for 2.6 MFLOP, most of it writing the 256 x 512 result).
+STORE_K = 8
 
 
 @functools.cache
@@ -120,6 +124,14 @@ def narrow(dtype: object, m: int, n: int, k: int) -> bool:
     at batch 32 the BLAS: 5-6 against 7-8 us). "auto" only."""
     block = blocking(dtype)
     return block is not None and gemm_mode() == "auto" and block[2] // 4 <= n < block[2] and m > 0 and k > 0
+
+
+def work_ns(dtype: object, m: int, n: int, k: int) -> float:
+    """The kernel's estimated time for an m x n (x k) product on one thread, as its split sizes
+    pieces (`emit_tiled_gemm`): every panel whole (a narrow product's padding included), storing an
+    element of C counted as `STORE_K` steps of k, at `TILED_GFLOPS`."""
+    nr = blocking(dtype)[2]
+    return 2.0 * m * -(-n // nr) * nr * (k + STORE_K) / TILED_GFLOPS
 
 
 def emit_narrow_check(builder: ir.IRBuilder, m: int, k: int) -> ir.Value:
@@ -191,14 +203,24 @@ def emit_tiled_gemm(builder: ir.IRBuilder, parallel_for: ir.Value | None, dtype:
     if parallel_for is None:
         builder.call(chunk, [args, ir.Constant(I64, 0), panels])
         return
-    # the least panels per piece, ceil(MIN_PIECE_NS / ns_per_panel) with ns_per_panel = m * k * 2 * nr /
-    # TILED_GFLOPS
-    size = builder.mul(m_v, k_v)
-    size = builder.select(builder.icmp_signed("<", size, one), one, size)
+    # the least panels per piece, ceil(MIN_PIECE_NS / ns_per_panel) with ns_per_panel = m * (k + STORE_K) *
+    # 2 * nr / TILED_GFLOPS
     work = ir.Constant(I64, math.ceil(MIN_PIECE_NS * TILED_GFLOPS / (2.0 * nr)))
-    min_chunk = builder.sdiv(builder.add(work, builder.sub(size, one)), size)
+
+    def least(items: ir.Value, per_item: ir.Value) -> ir.Value:  # ceil(work / (items' size * (k + STORE_K))), >= 1
+        size = builder.mul(builder.mul(items, per_item), builder.add(k_v, ir.Constant(I64, STORE_K)))
+        size = builder.select(builder.icmp_signed("<", size, one), one, size)
+        return builder.sdiv(builder.add(work, builder.sub(size, one)), size)
+
+    min_chunk = least(m_v, one)
+    # too few panels for two pieces (a narrow product): blocks of row tiles, one per thread, each
+    # packing every panel (`_rows_function`)
+    tiles = builder.udiv(builder.add(m_v, ir.Constant(I64, mr - 1)), ir.Constant(I64, mr))
+    by_panels = builder.icmp_signed(">=", panels, builder.mul(min_chunk, ir.Constant(I64, 2)))
+    rows_fn = _rows_function(builder.module, np.dtype(dtype), chunk)
     fn = builder.inttoptr(builder.ptrtoint(parallel_for, I64), PARALLEL_FOR_TYPE.as_pointer())
-    builder.call(fn, [chunk, args, panels, min_chunk])
+    builder.call(fn, [builder.select(by_panels, chunk, rows_fn), args, builder.select(by_panels, panels, tiles),
+                      builder.select(by_panels, min_chunk, builder.neg(least(panels, ir.Constant(I64, mr))))])
 
 
 def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:
@@ -212,6 +234,40 @@ def _chunk_function(module: ir.Module, dtype: np.dtype) -> ir.Function:
     if existing is not None:
         return existing
     return ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64]), name)
+
+
+def _rows_function(module: ir.Module, dtype: np.dtype, chunk: ir.Function) -> ir.Function:
+    """``void rows(void** [A, B, C, i64* dims], i64 begin, i64 end)``: row tiles [begin, end) of C
+    (mr rows each, the last clipped at m), every panel: the chunk function over a block of rows of
+    op(A) and C, with m the block's rows (rows are independent; each block packs op(B) itself)."""
+    name = "row_blocks_" + chunk.name
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    _, mr, nr = blocking(dtype)
+    f = FunctionBuilder(module, name, [PTR, I64, I64])
+    b = f.b
+    args, begin, end = f.args
+    a, bm, c, dims = (b.load(b.gep(args, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(4))
+    value = [b.load(b.gep(dims, [ir.Constant(I64, i)], source_etype=I64), typ=I64) for i in range(len(_DIMS))]
+    m, n, a_row, ldc = (value[_DIMS.index(d)] for d in ("m", "n", "a_row", "ldc"))
+    first = b.mul(begin, ir.Constant(I64, mr))
+    stop = b.mul(end, ir.Constant(I64, mr))
+    stop = b.select(b.icmp_signed("<", stop, m), stop, m)
+    table, own = entry_allocas(b, [ir.ArrayType(PTR, 4), ir.ArrayType(I64, len(_DIMS))])
+    zero = ir.Constant(I32, 0)
+    value[_DIMS.index("m")] = b.sub(stop, first)
+    for i, v in enumerate(value):
+        b.store(v, b.gep(own, [zero, ir.Constant(I32, i)]))
+    elem = _ELEM[dtype]
+    block = (b.gep(a, [b.mul(first, a_row)], source_etype=elem), bm,
+             b.gep(c, [b.mul(first, ldc)], source_etype=elem), b.gep(own, [zero, zero]))
+    for i, p in enumerate(block):
+        b.store(p, b.gep(table, [zero, ir.Constant(I32, i)]))
+    panels = b.udiv(b.add(n, ir.Constant(I64, nr - 1)), ir.Constant(I64, nr))
+    b.call(chunk, [b.gep(table, [zero, zero]), ir.Constant(I64, 0), panels])
+    f.finish()
+    return f.fn
 
 
 _kernels: dict[str, tuple[str, str]] = {}
