@@ -61,7 +61,9 @@ def graphc_step(gc, backend: str):
         loss = gc.nn.mse(out, yp)
         grads = gc.gradients(loss, params)
         update = gc.group(*[gc.assign_sub(p, LR * g) for p, g in zip(params, grads)])
-        sess = gc.Session(backend=backend)
+        # the batch dim's symbolic program from the first step (by default the first batch size runs a
+        # program specialized to it: docs/runtime.md), as W7 measured before that default
+        sess = gc.Session(backend=backend, options=gc.CompileOptions(specialize=False))
     return sess, params, lambda x, y: sess.run([loss, update], {xp: x, yp: y})[0]
 
 

@@ -60,7 +60,7 @@ def w2_cases(gc, jax, torch) -> dict[str, dict[str, Callable | str]]:
         ref = (float(bench_w2.numpy_step(ref_params, x, y)), ref_params)
 
         def graphc(x=x, y=y, ref=ref):
-            sess, params, step = bench_w2.graphc_model(gc)
+            sess, params, step = bench_w2.graphc_model(gc, bench_w2.symbolic(gc))
             bench_w2.check("graphc", float(step(x, y)), [sess.variable_value(p) for p in params], *ref)
             return lambda: step(x, y)
 

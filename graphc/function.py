@@ -111,6 +111,7 @@ class Function:
         self._n = len(self.inputs)
         self._runners = LRU(self.options.program_cache)
         self._templates = LRU(self.options.program_cache)  # ("symbolic", pattern) -> symbolic program
+        self._first_sizes: dict = {}  # symbolic pattern -> the symbol values first called with (`symbolic_program`)
         self._traced = LRU(self.options.program_cache)  # shapes -> executable of a specialized program
         self._template_lock = threading.Lock()
         self._stats = CompileStats()
@@ -257,7 +258,8 @@ class Function:
         prepare_for(toposort(fetches + self.assigns))  # the GEMM kernel compiles while the rest loads and plans
         if not self.options.specialize:
             found = symbolic_program(self._templates, self._template_lock, self._stats, [p for p, _ in used],
-                                     [s for _, s in used], fetches, self.assigns, self.options)
+                                     [s for _, s in used], fetches, self.assigns, self.options,
+                                     first=None if self.options.specialize is False else self._first_sizes)
             if found is not None:
                 return found[0]
         program = compile_program(fetches, self.assigns, dict(used), self.options)

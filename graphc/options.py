@@ -25,9 +25,12 @@ class CompileOptions:
     (compiling one again is fast when the disk cache holds its object code).
     check_numerics: check every float op's result for NaN and Inf, as if each were wrapped
     in `gc.check_numerics` (a slow mode for debugging; docs/runtime.md).
-    specialize: compile one program per concrete feed shape (graphc before symbolic dims;
-    what `jax.jit` does). False (the default): placeholder dims declared None stay symbolic
-    and one program serves every value of them (docs/runtime.md, "Symbolic dims").
+    specialize: True compiles one program per concrete feed shape (graphc before symbolic
+    dims; what `jax.jit` does). False: placeholder dims declared None stay symbolic and one
+    program serves every value of them from the first run (docs/runtime.md, "Symbolic
+    dims"). None (the default): as False, but the first values fed to a fetch list's None
+    dims get a program specialized to them, and the symbolic program is built when other
+    values come (unless the disk cache holds it already: then it serves from the first run).
     """
 
     opt_level: int = 2
@@ -37,7 +40,7 @@ class CompileOptions:
     threads: int | None = None
     program_cache: int = 64
     check_numerics: bool = False
-    specialize: bool = False
+    specialize: bool | None = None
 
     def __post_init__(self) -> None:
         if self.opt_level not in (0, 1, 2):
@@ -51,7 +54,7 @@ class CompileOptions:
             raise GraphcError("checkpoint='revolve' needs slots >= 1 (CompileOptions(slots=...))")
         if type(self.program_cache) is not int or self.program_cache < 1:
             raise GraphcError(f"program_cache must be an int >= 1, got {self.program_cache!r}")
-        if not isinstance(self.specialize, bool):
-            raise GraphcError(f"specialize must be True or False, got {self.specialize!r}")
+        if self.specialize is not None and not isinstance(self.specialize, bool):
+            raise GraphcError(f"specialize must be True, False or None, got {self.specialize!r}")
         if self.threads is not None and self.threads < 1:
             raise GraphcError(f"threads must be >= 1, got {self.threads!r}")

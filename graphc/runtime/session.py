@@ -230,9 +230,14 @@ class Session:
         if req.symbolic and self.backend == "llvm" and not (specialize or self.options.specialize):
             found = symbolic_program(req.programs, self._compile_lock, self._stats, req.placeholders, shapes,
                                      req.outputs, req.assigns, self.options,
-                                     lambda program: SymbolicExecutable(program, self._store))
+                                     lambda program: SymbolicExecutable(program, self._store),
+                                     None if self.options.specialize is False else req.first_sizes)
             if found is not None:
-                return found[0]
+                if isinstance(found[0], Executable):
+                    return found[0]
+                exe = Executable(found[0], self._store)  # a first size's program (the template is deferred)
+                req.programs.put(sig, exe)
+                return exe
         with self._compile_lock:
             exe = req.programs.get(sig)
             if exe is None:
@@ -245,8 +250,10 @@ class Session:
     def stats(self) -> dict[str, Any]:
         """Compile counts of this session's LLVM programs: ``compiles`` (programs built),
         ``symbolic`` (programs serving every value of their symbolic dims), ``specialized``
-        (programs for one set of feed shapes), ``not_symbolic`` (the last 16 reasons why a
-        fetch list with None dims got specialized programs; docs/runtime.md)."""
+        (programs for one set of feed shapes), ``first_sizes`` (of those, programs for the
+        first sizes fed to None dims, while the symbolic program was deferred to a second
+        size), ``not_symbolic`` (the last 16 reasons why a fetch list with None dims got
+        specialized programs; docs/runtime.md)."""
         return self._stats.as_dict()
 
     def _compile(self, req: _Request, feeds: dict[Tensor, np.ndarray]) -> Any:
@@ -302,6 +309,7 @@ class _Request:
         check_single_assignments(self.assigns)
         self.assigns += counter_steps(order, self.assigns)  # a run that draws random numbers advances the counter
         self.programs = LRU(cache_size)  # feed shapes, or ("symbolic", pattern) -> executable
+        self.first_sizes: dict = {}  # symbolic pattern -> the symbol values first fed (`symbolic_program`)
         self.symbolic = any(d is None for p in self.placeholders for d in p.shape)
         self._declared = [(p, p.dtype, p.shape) for p in self.placeholders]
 

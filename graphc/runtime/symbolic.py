@@ -63,12 +63,12 @@ class CompileStats:
     """What a Session or gc.function compiled (`stats()`)."""
 
     def __init__(self) -> None:
-        self.compiles = self.symbolic = self.specialized = 0
+        self.compiles = self.symbolic = self.specialized = self.first_sizes = 0
         self.not_symbolic: list[str] = []
 
     def as_dict(self) -> dict[str, Any]:
         return {"compiles": self.compiles, "symbolic": self.symbolic, "specialized": self.specialized,
-                "not_symbolic": list(self.not_symbolic)}
+                "first_sizes": self.first_sizes, "not_symbolic": list(self.not_symbolic)}
 
     def count(self, symbolic: bool) -> None:
         self.compiles += 1
@@ -80,14 +80,19 @@ class CompileStats:
 
 def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, placeholders: Sequence[Tensor],
                      shapes: Sequence[tuple[int, ...]], fetches: Sequence[Tensor], assigns: Sequence[Tensor],
-                     options: Any, make: Any = None) -> tuple[Any, tuple[int, ...]] | None:
+                     options: Any, make: Any = None, first: dict | None = None
+                     ) -> tuple[Any, tuple[int, ...]] | None:
     """(the symbolic program for the pattern of `shapes`, made into `make(program)` if given;
     the symbol values), or None when those values are out of its range or the program needs
     static shapes (the reason goes to `stats`).
 
-    `cache` (an LRU) keeps what `make` made, or the NotSymbolicRecord, per ("symbolic", pattern).
+    `first` (pattern -> the symbol values first fed), when given, defers the template
+    (docs/runtime.md): unless the disk cache holds it, a pattern's first values get a program
+    specialized to them (`template_cache.first_program`; returned as it is, not made, nor kept
+    in `cache`: the caller keeps it per shapes), and the template is built when other values
+    come. `cache` (an LRU) keeps what `make` made, or the NotSymbolicRecord, per ("symbolic", pattern).
     """
-    from ..backend.llvm.template import LIMIT
+    from ..backend.llvm.template import LIMIT, MAX_SYMBOLS
 
     pattern, values, where = pattern_of(placeholders, shapes)
     if not values or not all(1 <= v <= LIMIT for v in values):
@@ -98,8 +103,17 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
         with lock:
             program = cache.get(key)
             if program is None:
-                program = _compile(fetches, assigns, where, functools.partial(shapes_at, placeholders, pattern),
-                                   options, stats)
+                at = functools.partial(shapes_at, placeholders, pattern)
+                deferred = (first is not None and len(where) <= MAX_SYMBOLS
+                            and first.setdefault(pattern, values) == values)
+                program = _compile(fetches, assigns, where, at, options, stats, build=not deferred)
+                if program is None:  # the first values, and no template on disk
+                    from ..backend.llvm.template_cache import first_program
+
+                    program = first_program(fetches, assigns, at(values), options)
+                    stats.count(symbolic=False)
+                    stats.first_sizes += 1
+                    return program, values
                 if not isinstance(program, NotSymbolicRecord):
                     program.placeholders, program.pattern = list(placeholders), pattern  # what export reads
                 if make is not None and not isinstance(program, NotSymbolicRecord):
@@ -109,16 +123,18 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
 
 
 def _compile(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where: list, at: Any, options: Any,
-             stats: CompileStats) -> Any:
+             stats: CompileStats, build: bool = True) -> Any:
+    """The template (loaded, or with `build` built), a NotSymbolicRecord, or None (not on disk, not built)."""
     from ..backend.llvm.template import NotSymbolicError
     from ..backend.llvm.template_cache import symbolic_program as cached_program
 
     try:
-        program = cached_program(fetches, assigns, where, at, options)
+        program = cached_program(fetches, assigns, where, at, options, build=build)
     except NotSymbolicError as e:
         stats.not_symbolic = (stats.not_symbolic + [str(e)])[-16:]
         return NotSymbolicRecord(str(e))
-    stats.count(symbolic=True)
+    if program is not None:
+        stats.count(symbolic=True)
     return program
 
 

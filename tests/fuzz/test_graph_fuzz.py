@@ -8,6 +8,18 @@ def test_graph_fuzz_fixed_seed():
     assert not findings, "\n".join(f.report() for f in findings)
 
 
+def test_a_case_with_none_dims_reaches_a_template(tmp_path, monkeypatch):
+    """Seed 1 declares None dims: its session route builds a symbolic template (at its one size,
+    though by default a first size runs a specialized program), on a disk cache of its own."""
+    from graphc.backend.llvm import template_cache
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_CACHE", raising=False)
+    before = template_cache.counts()
+    assert not graph_fuzz.check_case(1)
+    assert template_cache.counts()["probed"] == before["probed"] + 1
+
+
 def test_odd_layouts_keep_values():
     import numpy as np
 

@@ -7,6 +7,7 @@ from demo_model import demo_step
 import graphc as gc
 
 SPECIALIZED = gc.CompileOptions(specialize=True)
+SYMBOLIC = gc.CompileOptions(specialize=False)  # the template from the first run, whatever the disk cache holds
 
 
 def _mlp():
@@ -29,20 +30,21 @@ SIZES = (1, 7, 32, 500)
 
 def test_one_compile_for_many_batch_sizes():
     """The loss and gradients of an MLP at batch 1 (first), 7, 32 and 500: one program, through
-    Session.run and through gc.function, each matching the reference backend at every size."""
+    Session.run and through gc.function, each matching the reference backend at every size
+    (`specialize=False`: the template from the first run)."""
     x, y, fetches = _mlp()
     rng = np.random.default_rng(1)
     before = gc.compile_count()
-    f = gc.function([x, y], fetches)
-    with gc.Session() as sess, gc.Session(backend="reference") as ref:
+    f = gc.function([x, y], fetches, options=SYMBOLIC)
+    with gc.Session(options=SYMBOLIC) as sess, gc.Session(backend="reference") as ref:
         for n in SIZES:
             feeds = _feeds(x, y, n, rng)
             want = ref.run(fetches, feeds)
             for got in (sess.run(fetches, feeds), f(feeds[x], feeds[y])):
                 for g, w in zip(got, want):
                     np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-5, err_msg=f"batch {n}")
-        assert sess.stats() == {"compiles": 1, "symbolic": 1, "specialized": 0, "not_symbolic": []}
-    assert f.stats() == {"compiles": 1, "symbolic": 1, "specialized": 0, "not_symbolic": []}
+        assert sess.stats() == {"compiles": 1, "symbolic": 1, "specialized": 0, "first_sizes": 0, "not_symbolic": []}
+    assert f.stats() == {"compiles": 1, "symbolic": 1, "specialized": 0, "first_sizes": 0, "not_symbolic": []}
     assert gc.compile_count() - before == 2
 
 
@@ -50,11 +52,11 @@ def _train_steps(build, feeds_at):
     """Run `build()` -> (placeholders, fetches ending with a train op, variables) at each batch
     size of SIZES in a symbolic and a specialized session: values before the update (the
     gradients) and the updated variables agree at each size; the symbolic session compiled
-    one program."""
+    one program (`specialize=False`: the template from the first run)."""
     placeholders, fetches, variables = build()
     rng = np.random.default_rng(7)
     before = gc.compile_count()
-    with gc.Session() as sess, gc.Session(options=SPECIALIZED) as spec:
+    with gc.Session(options=SYMBOLIC) as sess, gc.Session(options=SPECIALIZED) as spec:
         for n in SIZES:
             feeds = feeds_at(placeholders, n, rng)
             got, want = sess.run(fetches, feeds), spec.run(fetches, feeds)
@@ -64,7 +66,7 @@ def _train_steps(build, feeds_at):
             for v in variables:
                 np.testing.assert_allclose(sess.variable_value(v), spec.variable_value(v), rtol=2e-5, atol=1e-6,
                                            err_msg=f"{v.name} after batch {n}")
-        assert sess.stats() == {"compiles": 1, "symbolic": 1, "specialized": 0, "not_symbolic": []}
+        assert sess.stats() == {"compiles": 1, "symbolic": 1, "specialized": 0, "first_sizes": 0, "not_symbolic": []}
         assert spec.stats()["specialized"] == len(SIZES)
     assert gc.compile_count() - before == 1 + len(SIZES)
 
@@ -115,7 +117,7 @@ def _table():
 def test_symbolic_matches_specialized(case):
     name, placeholders, fetches = _table()[case]
     rng = np.random.default_rng(case)
-    with gc.Session() as sess, gc.Session(options=SPECIALIZED) as spec:
+    with gc.Session(options=SYMBOLIC) as sess, gc.Session(options=SPECIALIZED) as spec:
         for n in (1, 3, 8):
             feeds = {}
             for p in placeholders:
@@ -131,7 +133,7 @@ def test_symbolic_matches_specialized(case):
 def test_dims_that_break_an_equality_are_refused():
     x, y, fetches = _mlp()
     rng = np.random.default_rng(2)
-    with gc.Session() as sess:
+    with gc.Session(options=SYMBOLIC) as sess:
         sess.run(fetches, _feeds(x, y, 4, rng))
         feeds = _feeds(x, y, 4, rng)
         feeds[y] = feeds[y][:3]
@@ -143,7 +145,7 @@ def test_dims_that_break_an_equality_are_refused():
 def test_zero_dims_and_specialize_option():
     x = gc.placeholder(gc.float32, (None, 3), name="x")
     y = gc.sum(x * 2.0, axis=0)
-    with gc.Session() as sess:
+    with gc.Session(options=SYMBOLIC) as sess:
         np.testing.assert_array_equal(sess.run(y, {x: np.ones((5, 3), np.float32)}), np.full(3, 10.0))
         np.testing.assert_array_equal(sess.run(y, {x: np.ones((0, 3), np.float32)}), np.zeros(3))  # specialized
         assert sess.stats()["symbolic"] == 1 and sess.stats()["specialized"] == 1
@@ -237,7 +239,7 @@ def test_a_template_pairs_independent_products():
     w1, w2 = (gc.Variable(np.full((256, 256), 0.01 * (i + 1), np.float32), name=f"w{i}") for i in range(2))
     fetches = [gc.relu(x @ w1), gc.tanh(x @ w2)]
     feed = {x: np.ones((4096, 256), np.float32)}
-    with gc.Session() as sess, gc.Session(options=SPECIALIZED) as spec:
+    with gc.Session(options=SYMBOLIC) as sess, gc.Session(options=SPECIALIZED) as spec:
         assert "pair_" in sess.compile(fetches, feed).ir_text
         assert "pair_" in spec.compile(fetches, feed).ir_text
         for n in (3, 4096):
@@ -255,7 +257,7 @@ def test_a_scan_over_a_symbolic_batch_is_one_program():
     _, hs = gc.scan(lambda c, xt: (gc.tanh(c @ w + xt),) * 2, x[0] * 0.0, x)
     loss = gc.sum(hs * hs)
     fetches = [loss, *gc.gradients(loss, [w])]
-    with gc.Session() as sess, gc.Session(backend="reference") as ref:
+    with gc.Session(options=SYMBOLIC) as sess, gc.Session(backend="reference") as ref:
         for n in SIZES:
             feed = {x: np.random.default_rng(n).standard_normal((5, n, 3)).astype(np.float32)}
             for got, want in zip(sess.run(fetches, feed), ref.run(fetches, feed)):
@@ -364,7 +366,7 @@ def test_fuzz_seed_6101661_float64_gradient_of_a_mean_over_a_symbolic_dim_keeps_
     c = 1.7575018512345678
     x = gc.placeholder(gc.float64, (None, 3))
     grad = gc.gradients(gc.mean(x * x), [x], grad_ys=np.float64(c))[0]
-    with gc.Session() as sess:
+    with gc.Session(options=SYMBOLIC) as sess:
         got = sess.run(grad, {x: np.ones((4, 3))})
         assert sess.stats()["symbolic"] == 1
     np.testing.assert_allclose(got, np.full((4, 3), 2 * c / 12), rtol=1e-14)

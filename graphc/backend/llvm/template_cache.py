@@ -1,4 +1,5 @@
-"""On-disk cache of finished symbolic templates, so a second process skips the probing.
+"""On-disk cache of finished symbolic templates and first-size programs, so a second process
+skips the probing and the planning.
 
 `build_template` optimizes, plans and generates code at every probe size before the
 template's IR (and so its object-code key) is known. An entry here is keyed before any of
@@ -16,6 +17,13 @@ Entries use `cache`'s file format and its `load`/`store` (checked header and SHA
 atomic writes, ``GRAPHC_CACHE=0`` turns it off). The payload is a little-endian length,
 a JSON document and the constants' bytes; anything that does not decode into a consistent
 entry is a miss. `counts()` says how many templates were probed and how many loaded.
+
+A symbolic pattern's first size runs a program specialized to it while no template is
+cached (`graphc.runtime.symbolic`: the template comes with a second size). `first_program`
+caches that program the same way, keyed by the same encoding with the feed shapes in place
+of the probes' signature, so a fresh process that again runs one size plans nothing either
+(`counts()["first_loaded"]`). Programs with LAPACK, collective or host-callback steps are
+not stored (a template cannot have them either).
 """
 
 from __future__ import annotations
@@ -23,84 +31,130 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from ...compiler import optimize
 from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.serialize import encode_program
 from ...options import CompileOptions
 from ...runtime.counters import count_compile
 from . import blas, cache, shared
+from .backend import LLVM
 from .codegen import ENTRY
 from .collector import fewer_collections
 from .jit import compile_ir
 from .parallel import default_threads, get_pool
-from .steps import Gemm
+from .program import LLVMProgram
+from .steps import Gemm, Lapack
 from .symbolic import SymbolicProgram, build_template
 from .template import MAX_SYMBOLS, Affine, ArenaFormula, probes, small_probes
 
-__all__ = ["counts", "symbolic_program"]
+__all__ = ["counts", "first_program", "symbolic_program"]
 
 _VERSION = "graphc-symbolic-template-v1"
+_FIRST_VERSION = "graphc-first-size-program-v1"
 _LENGTH = struct.Struct("<Q")
-_counts = {"probed": 0, "loaded": 0}
+_counts = {"probed": 0, "loaded": 0, "first_loaded": 0}
 
 
 def counts() -> dict[str, int]:
-    """Templates built by probing (`build_template`) and loaded from the disk cache in this process."""
+    """Templates built by probing (`build_template`) and loaded from the disk cache in this
+    process, and first-size programs loaded from it (`first_program`)."""
     return dict(_counts)
 
 
 @fewer_collections
 def symbolic_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where: Sequence[tuple[Tensor, int]],
                      shapes_at: Callable[[tuple[int, ...]], Mapping[Tensor, tuple[int, ...]]],
-                     options: CompileOptions | None = None) -> SymbolicProgram:
+                     options: CompileOptions | None = None, build: bool = True) -> SymbolicProgram | None:
     """`SymbolicProgram(...)`, loaded from the disk cache when an entry for it is there (else
-    built by probing and stored). Raises `NotSymbolicError` as `SymbolicProgram` does."""
+    built by probing and stored; with `build` False, None). Raises `NotSymbolicError` as
+    `SymbolicProgram` does."""
     options = options or CompileOptions()
     fetches, assigns = list(fetches), list(assigns)
-    order, key = _key(fetches, assigns, where, shapes_at, options)
-    if key is not None:
-        payload = cache.load(key)
-        if payload is not None:
-            entry = _decode(payload, order)
-            if entry is not None:
-                _counts["loaded"] += 1
-                return _Loaded(fetches, assigns, where, shapes_at, options, entry)
+    order, key = _template_key(fetches, assigns, where, shapes_at, options)
+    entry = _entry(key, order)
+    if entry is not None:
+        _counts["loaded"] += 1
+        return _Loaded(fetches, assigns, where, shapes_at, options, entry)
+    if not build:
+        return None
     _counts["probed"] += 1
     program = SymbolicProgram(fetches, assigns, where, shapes_at, options)
     if key is not None:
-        cache.store(key, _encode(program, order))
+        cache.store(key, _encode(program, order, program.arena_formula.size, program.out_shapes))
     return program
 
 
-def _key(fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
-         shapes_at: Callable, options: CompileOptions) -> tuple[list[Tensor], str | None]:
-    """(the program's nodes in `encode_program` order, the entry's key; None if the cache is off
-    or the graph has attributes `gc.save` cannot encode, or more symbols than a template takes)."""
-    if not cache.enabled() or len(where) > MAX_SYMBOLS:
+@fewer_collections
+def first_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], shapes: Mapping[Tensor, tuple[int, ...]],
+                  options: CompileOptions | None = None) -> LLVMProgram:
+    """`LLVMProgram(fetches, assigns, shapes, options)` for a symbolic pattern's first size,
+    loaded from the disk cache when an entry for it is there (else compiled and stored)."""
+    options = options or CompileOptions()
+    fetches, assigns = list(fetches), list(assigns)
+    order, key = _key(fetches, assigns, lambda index: {"shapes": sorted((index[ph], list(shape))
+                                                                        for ph, shape in shapes.items()
+                                                                        if ph in index)}, options, _FIRST_VERSION)
+    entry = _entry(key, order)
+    if entry is not None:
+        _counts["first_loaded"] += 1
+        return _LoadedFirst(fetches, assigns, shapes, options, entry)
+    program = LLVMProgram(fetches, assigns, shapes, options)
+    if key is not None and not (program.hosts or program.uses_mpi
+                                or any(isinstance(s, Lapack) for s in program.plan.all_steps())):
+        cache.store(key, _encode(program, order, program.plan.arena_bytes,
+                                 [shape for shape, _, _ in program.out_slots]))
+    return program
+
+
+def _entry(key: str | None, order: list[Tensor]) -> dict | None:
+    """The decoded entry stored under `key`, or None (no key, missing, damaged)."""
+    payload = None if key is None else cache.load(key)
+    return None if payload is None else _decode(payload, order)
+
+
+def _template_key(fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
+                  shapes_at: Callable, options: CompileOptions) -> tuple[list[Tensor], str | None]:
+    """`_key` of a template: the feed shapes at every probe, and which (placeholder, axis) each
+    symbol is (no key for more symbols than a template takes)."""
+    if len(where) > MAX_SYMBOLS:
+        return [], None
+    points = probes(len(where)) + small_probes(len(where))
+
+    def fields(index: dict) -> dict:
+        return {"where": [[index[ph], axis] for ph, axis in where],
+                "signature": [sorted((index[ph], list(shape)) for ph, shape in shapes_at(p).items() if ph in index)
+                              for p in points]}
+    return _key(fetches, assigns, fields, options, _VERSION)
+
+
+def _key(fetches: list[Tensor], assigns: list[Tensor], fields: Callable[[dict], dict], options: CompileOptions,
+         version: str) -> tuple[list[Tensor], str | None]:
+    """(the program's nodes in `encode_program` order, the entry's key: their encoding, `fields(index
+    of each node)`, the options and graphc's source; None if the cache is off or the graph has
+    attributes `gc.save` cannot encode)."""
+    if not cache.enabled():
         return [], None
     try:
         order, nodes = encode_program(fetches + assigns)
     except GraphcError:
         return [], None
     index = {n: i for i, n in enumerate(order)}
-    points = probes(len(where)) + small_probes(len(where))
-    signature = [sorted((index[ph], list(shape)) for ph, shape in shapes_at(p).items() if ph in index)
-                 for p in points]
     doc = {"nodes": nodes, "fetches": [index[f] for f in fetches], "assigns": [index[a] for a in assigns],
-           "where": [[index[ph], axis] for ph, axis in where], "signature": signature,
-           "options": repr(options), "source": cache.source_digest()}
-    return order, cache.cache_key(json.dumps(doc, sort_keys=True), _VERSION)
+           **fields(index), "options": repr(replace(options, specialize=False)), "source": cache.source_digest()}
+    return order, cache.cache_key(json.dumps(doc, sort_keys=True), version)
 
 
 def _affine(a: Any) -> Any:
     return {"coefs": list(a.coefs), "const": a.const} if isinstance(a, Affine) else a
 
 
-def _encode(program: SymbolicProgram, order: list[Tensor]) -> bytes:
+def _encode(program: LLVMProgram, order: list[Tensor], arena: Any, out_shapes: Sequence[Sequence[Any]]) -> bytes:
     index = {n: i for i, n in enumerate(order)}
     consts, blobs, offset = [], [], 0
     for c in program.plan.consts:
@@ -110,8 +164,8 @@ def _encode(program: SymbolicProgram, order: list[Tensor]) -> bytes:
         offset += len(data)
     doc = {
         "ir": program.ir_text,
-        "arena": _affine(program.arena_formula.size),
-        "out_shapes": [[_affine(d) for d in shape] for shape in program.out_shapes],
+        "arena": _affine(arena),
+        "out_shapes": [[_affine(d) for d in shape] for shape in out_shapes],
         "bases": program.bases,
         "feeds": [[index[ph], slot] for ph, slot in program.feed_slots],
         "variables": [[index[v], slot] for v, slot in program.var_slots],
@@ -146,7 +200,7 @@ def _decode(payload: bytes, order: list[Tensor]) -> dict | None:
                 raise ValueError(f"slot {i} is not a {op}")
             return order[i]
 
-        return {"ir": str(doc["ir"]), "arena": ArenaFormula(affine(doc["arena"])),
+        return {"ir": str(doc["ir"]), "arena": affine(doc["arena"]),
                 "out_shapes": [tuple(affine(d) for d in shape) for shape in doc["out_shapes"]],
                 "bases": {str(k): int(v) for k, v in doc["bases"].items()},
                 "feeds": [(tensor(i, "placeholder"), int(slot)) for i, slot in doc["feeds"]],
@@ -159,6 +213,28 @@ def _decode(payload: bytes, order: list[Tensor]) -> dict | None:
         return None
 
 
+def _load(program: LLVMProgram, assigns: list[Tensor], options: CompileOptions, entry: dict) -> None:
+    """Set what running `program` needs from a cache entry: its code (object code from `cache`),
+    table layout, slots and constants."""
+    program.options = options
+    program.ir_text, program.consts = entry["ir"], entry["consts"]
+    program.uses_mpi, program.hosts, program._host_key, program.checks_after_run = False, [], 0, False
+    program.compiled = compile_ir(program.ir_text, ENTRY, (blas.gemm_symbols() if entry["gemm"] else {})
+                                  | shared.symbols(program.ir_text))
+    count_compile()
+    program.entry = program.compiled.address
+    program.bases = entry["bases"]
+    program.feed_slots, program.var_slots = entry["feeds"], entry["variables"]
+    program.variables = [var for var, _ in program.var_slots]
+    program.writes = bool(assigns)
+    program.out_slots = entry["outputs"]
+    program.fetch_index = entry["fetch_index"]
+    used = [i for i in program.fetch_index if i is not None]
+    program._unique = len(used) == len(set(used))
+    program.threads = default_threads() if options.threads is None else options.threads
+    program._pool_ref = get_pool(program.threads) if program.threads > 1 else None
+
+
 class _Loaded(SymbolicProgram):
     """A `SymbolicProgram` made from a cache entry: compiled (object code from `cache`) without
     probing; the optimized graph and plan are built on first use."""
@@ -166,24 +242,8 @@ class _Loaded(SymbolicProgram):
     def __init__(self, fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
                  shapes_at: Callable, options: CompileOptions, entry: dict):
         self._rebuild = (fetches, assigns, shapes_at, len(where), options)
-        self.options = options
-        self.arena_formula, self.out_shapes = entry["arena"], entry["out_shapes"]
-        self.ir_text, self.consts = entry["ir"], entry["consts"]
-        self.uses_mpi, self.hosts, self._host_key, self.checks_after_run = False, [], 0, False
-        self.compiled = compile_ir(self.ir_text, ENTRY, (blas.gemm_symbols() if entry["gemm"] else {})
-                                   | shared.symbols(self.ir_text))
-        count_compile()
-        self.entry = self.compiled.address
-        self.bases = entry["bases"]
-        self.feed_slots, self.var_slots = entry["feeds"], entry["variables"]
-        self.variables = [var for var, _ in self.var_slots]
-        self.writes = bool(assigns)
-        self.out_slots = entry["outputs"]
-        self.fetch_index = entry["fetch_index"]
-        used = [i for i in self.fetch_index if i is not None]
-        self._unique = len(used) == len(set(used))
-        self.threads = default_threads() if options.threads is None else options.threads
-        self._pool_ref = get_pool(self.threads) if self.threads > 1 else None
+        self.arena_formula, self.out_shapes = ArenaFormula(entry["arena"]), entry["out_shapes"]
+        _load(self, assigns, options, entry)
         self._init_symbolic(where, fetches, assigns)
 
     def __getattr__(self, name: str) -> Any:
@@ -197,15 +257,36 @@ class _Loaded(SymbolicProgram):
         return getattr(self, name)
 
     def plan_at(self, arena: int) -> Any:
-        return _PlanAt(self, arena)
+        return _PlanAt(lambda: self.plan, arena)
+
+
+class _LoadedFirst(LLVMProgram):
+    """A first-size `LLVMProgram` made from a cache entry: compiled (object code from `cache`)
+    without planning; `plan` knows its arena size, the rest of the plan and the optimized graph
+    are built on first use."""
+
+    def __init__(self, fetches: list[Tensor], assigns: list[Tensor], shapes: Mapping[Tensor, tuple[int, ...]],
+                 options: CompileOptions, entry: dict):
+        self._rebuild = (fetches, assigns, shapes)
+        _load(self, assigns, options, entry)
+        self.plan = _PlanAt(lambda: self.full_plan, int(entry["arena"]))
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("optimized", "full_plan", "fetches", "assigns"):
+            raise AttributeError(name)
+        fetches, assigns, shapes = self._rebuild
+        self.optimized = optimize(fetches + assigns, shapes, self.options, backend=LLVM)
+        bound = list(self.optimized.module.outputs)
+        self.full_plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
+        self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
+        return getattr(self, name)
 
 
 class _PlanAt:
-    """A loaded program's plan with another arena size: the size without building the plan."""
+    """A loaded program's plan with a known arena size: the size without building the plan."""
 
-    def __init__(self, program: _Loaded, arena: int):
-        self.program, self.arena_bytes = program, arena
+    def __init__(self, plan: Callable[[], Any], arena: int):
+        self.plan, self.arena_bytes = plan, arena
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.program.plan, name)
-
+        return getattr(self.plan(), name)

@@ -15,6 +15,8 @@ from graphc.backend.llvm import blas, pairs
 from graphc.backend.llvm.program import LLVMProgram
 from graphc.backend.llvm.steps import Buffer, Gemm
 
+SYMBOLIC = gc.CompileOptions(specialize=False)  # the template from the first batch on
+
 
 @pytest.fixture
 def small_products(monkeypatch):
@@ -187,7 +189,7 @@ def test_symbolic_batch_pairs_folded_updates(monkeypatch, gemm, threads):
     w1 = rng.standard_normal((30, 20)).astype(np.float32) * 0.3
     w2 = rng.standard_normal((20, 20)).astype(np.float32) * 0.3  # 2/3 of w1's gradient work
     guard = Guarded()
-    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+    with gc.Session(threads=threads, options=SYMBOLIC) as sess, gc.Session(backend="reference") as ref:
         got, want = ([gc.Variable(w, name=f"w{i}") for i, w in enumerate((w1, w2))] for _ in range(2))
         trains = []
         for v in (got, want):
@@ -224,7 +226,7 @@ def test_symbolic_batch_pairs_products_writing_the_arena(monkeypatch, threads):
     shapes = [(30, 40), (40, 40), (40, 6)]
     inits = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in shapes]
     guard = Guarded()
-    with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+    with gc.Session(threads=threads, options=SYMBOLIC) as sess, gc.Session(backend="reference") as ref:
         sides = []
         for _ in range(2):
             ws = [gc.Variable(w) for w in inits]

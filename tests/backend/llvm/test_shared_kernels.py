@@ -116,7 +116,8 @@ def test_the_kernel_starts_before_the_program_is_made(fresh, monkeypatch):
     events = []
     prepare, make = shared.prepare_for, template_cache.symbolic_program
     monkeypatch.setattr(shared, "prepare_for", lambda nodes: (events.append("kernel"), prepare(nodes))[1])
-    monkeypatch.setattr(template_cache, "symbolic_program", lambda *a: (events.append("program"), make(*a))[1])
+    monkeypatch.setattr(template_cache, "symbolic_program",
+                        lambda *a, **k: (events.append("program"), make(*a, **k))[1])
     a = np.ones((3, 8), np.float32)
     with gc.Graph().as_default():
         x = gc.placeholder(gc.float32, (None, 8), name="x")

@@ -13,6 +13,7 @@ import graphc as gc
 from graphc.backend.llvm import tiled
 
 pytestmark = pytest.mark.skipif(tiled.blocking(np.float32) is None, reason="host has no AVX2/FMA kernel")
+SYMBOLIC = gc.CompileOptions(specialize=False)  # the template from the first batch on
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def test_k_in_several_blocks(tiled_mode, dtype, ta, tb):
             bp = gc.placeholder(dtype, b.shape, name="b")
             w = gc.Variable(w0.copy(), name="w")
             step = gc.group(gc.assign_sub(w, 0.5 * ((ap.T if ta else ap) @ (bp.T if tb else bp))))
-            with gc.Session(backend=backend, threads=2) as sess:
+            with gc.Session(backend=backend, threads=2, options=SYMBOLIC) as sess:
                 sess.run(step, {ap: values[a], bp: values[b]})
                 results.append(sess.variable_value(w))
     close([results[1]], [results[0]], dtype)
@@ -209,7 +210,7 @@ def test_narrow_products_choose_at_run_time(monkeypatch):
             y = x @ w
             loss = gc.sum(gc.tanh(y) ** 2)
             step = gc.group(gc.assign_sub(w, 0.1 * gc.gradients(loss, [w])[0]))
-            with gc.Session(backend=backend, threads=2) as sess:
+            with gc.Session(backend=backend, threads=2, options=SYMBOLIC) as sess:
                 for xv in xs:
                     results.setdefault(backend, []).extend(sess.run([y, loss], {x: xv}) + [sess.run(step, {x: xv})])
                     results[backend].append(sess.variable_value(w).copy())
@@ -273,7 +274,7 @@ def test_split_transposed_a_takes_the_kernel_up_to_split_max_a(monkeypatch):
     train = gc.assign_sub(w, 0.01 * (x.T @ d))
     guard = Guarded()
     for threads in (1, 2):
-        with gc.Session(threads=threads) as sess, gc.Session(backend="reference") as ref:
+        with gc.Session(threads=threads, options=SYMBOLIC) as sess, gc.Session(backend="reference") as ref:
             for batch in (inside, past):
                 values = {x: rng.standard_normal((batch, m)).astype(np.float32),
                           d: rng.standard_normal((batch, n)).astype(np.float32)}
