@@ -11,6 +11,7 @@ host's callback and return from the entry when it refuses (`host.py`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from llvmlite import ir
@@ -93,7 +94,9 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     """``void name(void** table)`` running the plan's steps over the buffers of its table.
 
     The program's entry, and the function of each region a `Loop` step runs (control.py);
-    `emitted` holds the functions of steps of equal structure, which every entry shares.
+    `emitted` holds the functions of steps of equal structure, which every entry shares. A long
+    entry (`UNOPTIMIZED_ENTRY_STEPS`, outside a template) calls a shared function for each of its
+    pool calls and pairs of products (`_Calls.apart`).
     """
     entry = FunctionBuilder(module, name, [PTR], internal=internal)
     b = entry.b
@@ -114,49 +117,11 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
                 pointers[buf] = table_entry(bases[buf.kind] + buf.slot)
         return pointers[buf]
 
-    parallel_for = table_entry(bases["parallel_for"])
-    threaded = b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
+    calls = _Calls(entry, pointer, table_entry(bases["parallel_for"]), emitted,
+                   apart=len(plan.steps) >= UNOPTIMIZED_ENTRY_STEPS and not templating())
+    parallel_for = calls.parallel_for
     hosts = 0  # host calls so far: the index the next one passes
     requests: dict[Buffer, ir.Value] = {}  # a started collective's result buffer -> its MPI request slot
-
-    # the estimated one-thread work since the pool last ran a job: while it is short, the pool's
-    # workers are still watching for the next job (`WARM_SPAN_NS`)
-    idle = [math.inf]
-
-    def warm() -> bool:
-        return decide("pool warm", idle[0] < WARM_SPAN_NS)
-
-    def kernel(step: Kernel, least_ns: float | None = None) -> None:
-        if step.empty:
-            return
-        key = kernel_key(step)
-        if key not in emitted:
-            emitted[key] = KernelCodegen(module, step).emit()
-        least_ns = least_ns or (WARM_PARALLEL_NS if warm() else MIN_PARALLEL_NS)
-        for call in emitted[key]:
-            args = [pointer(x) for x in kernel_buffers(step)]
-            if call.parallel_at(least_ns):
-                _parallel_call(entry, call, args, threaded, parallel_for, least_ns)
-                idle[0] = 0.0
-            else:
-                b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
-                idle[0] += call.rows * (call.ns_per_row or 0.0)
-
-    def gemm_fn(step: Gemm, block: Block | None = None) -> ir.Function | None:
-        key = (*gemm_key(step), block)
-        if key not in emitted:
-            emitted[key] = [gemm_function(module, step, block)]
-        return emitted[key][0]
-
-    def gemm(step: Gemm) -> None:
-        fn = gemm_fn(step)
-        if fn is not None:
-            b.call(fn, [pointer(x) for x in gemm_buffers(step)] + [parallel_for])
-        split = _split(step)
-        idle[0] = 0.0 if split else idle[0] + work_ns(step)
-        if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
-            kernel(step.epilogue, WARM_PARALLEL_NS if split or warm() else MIN_PARALLEL_NS)
-
     steps = list(plan.steps)
     paired = {i: i + 1 for i in plan.pairs} if probe is None else {}
     seconds = set(paired.values())
@@ -164,28 +129,13 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
         if i in seconds:
             continue  # ran with the first product of its pair
         if i in paired:
-            pair = (step, steps[paired[i]])
-            items = pair_items(pair)
-            fns = [[gemm_fn(g, block) for g, block in item] for item in items]
-            pair_pointers = [pointer(x) for x in _pair_buffers(pair)]
-            # a template's pair runs as one when both products are worth a thread at the fed sizes
-            both = b.and_(threaded, _emit_pair_check(entry, pair, items)) if templating() else threaded
-            with b.if_else(both) as (then, otherwise):
-                with then:
-                    _pair_call(entry, pair, items, fns, emitted, pair_pointers, parallel_for)
-                    for g in pair:  # the epilogue of a product cut in blocks, once both blocks ran
-                        if g.epilogue is not None and blocked(g, items):
-                            kernel(g.epilogue, WARM_PARALLEL_NS)
-                with otherwise:
-                    for g in pair:
-                        gemm(g)
-            idle[0] = 0.0
+            calls.pair((step, steps[paired[i]]))
             continue
         if isinstance(step, Kernel):
-            kernel(step)
+            calls.kernel(step)
             continue
         if not isinstance(step, Gemm):
-            idle[0] = math.inf
+            calls.idle = math.inf
         if isinstance(step, Loop):
             emit_loop(entry, step, pointer, parallel_for,
                       lambda nm, body: (emit_entry(module, nm, body, emitted), table_bases(body)))
@@ -207,9 +157,129 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
                            pointer(step.src.buffer))
             hosts += 1
             continue
-        gemm(step)
+        calls.gemm(step)
     entry.finish()
     return entry.fn
+
+
+class _Calls:
+    """The calls that run kernels, products and pairs of products, emitted into one function (an
+    entry, or a pair's function below): `pointer` gives a buffer's pointer there, `parallel_for` the
+    pool's (NULL: run on the calling thread). `idle` is the estimated one-thread work since the pool
+    last ran a job: while it is short, the pool's workers are still watching for the next job
+    (`WARM_SPAN_NS`), and a kernel is worth the pool in shorter pieces.
+
+    `apart`: each pool call (table stores, the test for a pool, the call through it or the serial
+    call) and each pair of products (the same, for both products and their epilogues) is a function
+    of its own, shared by the calls of equal structure, which the function calls once. A long entry
+    is compiled optnone, so this changes nothing it does but one call more per such step, and its IR
+    holds one call where it held the sequence (W4: 63 pairs; docs/backend.md).
+    """
+
+    def __init__(self, fb: FunctionBuilder, pointer: Callable[[Buffer], ir.Value], parallel_for: ir.Value,
+                 emitted: dict[tuple, list], apart: bool = False, idle: float = math.inf):
+        self.fb, self.b, self.pointer, self.parallel_for, self.emitted = fb, fb.b, pointer, parallel_for, emitted
+        self.module = fb.fn.module
+        self.threaded = fb.b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
+        self.apart, self.idle = apart, idle
+
+    def warm(self) -> bool:
+        return decide("pool warm", self.idle < WARM_SPAN_NS)
+
+    def kernel(self, step: Kernel, least_ns: float | None = None) -> None:
+        if step.empty:
+            return
+        key = kernel_key(step)
+        if key not in self.emitted:
+            self.emitted[key] = KernelCodegen(self.module, step).emit()
+        least_ns = least_ns or (WARM_PARALLEL_NS if self.warm() else MIN_PARALLEL_NS)
+        for call in self.emitted[key]:
+            args = [self.pointer(x) for x in kernel_buffers(step)]
+            if not call.parallel_at(least_ns):
+                self.b.call(call.fn, args + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
+                self.idle += call.rows * (call.ns_per_row or 0.0)
+                continue
+            if self.apart:
+                self.b.call(_pool_call_function(call, len(args), least_ns), args + [self.parallel_for])
+            else:
+                _parallel_call(self.fb, call, args, self.threaded, self.parallel_for, least_ns)
+            self.idle = 0.0
+
+    def gemm_fn(self, step: Gemm, block: Block | None = None) -> ir.Function | None:
+        key = (*gemm_key(step), block)
+        if key not in self.emitted:
+            self.emitted[key] = [gemm_function(self.module, step, block)]
+        return self.emitted[key][0]
+
+    def gemm(self, step: Gemm) -> None:
+        fn = self.gemm_fn(step)
+        if fn is not None:
+            self.b.call(fn, [self.pointer(x) for x in gemm_buffers(step)] + [self.parallel_for])
+        split = _split(step)
+        self.idle = 0.0 if split else self.idle + work_ns(step)
+        if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
+            self.kernel(step.epilogue, WARM_PARALLEL_NS if split or self.warm() else MIN_PARALLEL_NS)
+
+    def pair(self, pair: tuple[Gemm, Gemm]) -> None:
+        """Both products on the pool at once when there is one (one per thread, or in blocks:
+        `pairs.pair_items`), else one after the other."""
+        items = pair_items(pair)
+        if self.apart:
+            bufs = _pair_buffers(pair)
+            fn = _pair_run_function(self.module, pair, items, bufs, self.emitted, self.idle)
+            self.b.call(fn, [self.pointer(x) for x in bufs] + [self.parallel_for])
+            self.idle = 0.0
+            return
+        b = self.b
+        fns = [[self.gemm_fn(g, block) for g, block in item] for item in items]
+        pair_pointers = [self.pointer(x) for x in _pair_buffers(pair)]
+        # a template's pair runs as one when both products are worth a thread at the fed sizes
+        both = b.and_(self.threaded, _emit_pair_check(self.fb, pair, items)) if templating() else self.threaded
+        with b.if_else(both) as (then, otherwise):
+            with then:
+                _pair_call(self.fb, pair, items, fns, self.emitted, pair_pointers, self.parallel_for)
+                for g in pair:  # the epilogue of a product cut in blocks, once both blocks ran
+                    if g.epilogue is not None and blocked(g, items):
+                        self.kernel(g.epilogue, WARM_PARALLEL_NS)
+            with otherwise:
+                for g in pair:
+                    self.gemm(g)
+        self.idle = 0.0
+
+
+def _pool_call_function(call: Call, count: int, least_ns: float) -> ir.Function:
+    """``void f(buffers..., parallel_for)``: `call` over the pool when there is one, else inline
+    (`_parallel_call`), for a long entry (`_Calls.apart`); one per kernel function and least piece."""
+    min_chunk = min_chunk_for(call.ns_per_row, least_ns)
+    name = f"{call.fn.name}_pool{min_chunk}"
+    existing = call.fn.module.globals.get(name)
+    if existing is not None:
+        return existing
+    f = FunctionBuilder(call.fn.module, name, [PTR] * (count + 1))
+    *args, parallel_for = f.args
+    threaded = f.b.icmp_unsigned("!=", parallel_for, ir.Constant(PTR, None))
+    _parallel_call(f, call, list(args), threaded, parallel_for, least_ns)
+    f.finish()
+    return f.fn
+
+
+def _pair_run_function(module: ir.Module, pair: tuple[Gemm, Gemm], items: Items, bufs: list[Buffer],
+                       emitted: dict[tuple, list], idle: float) -> ir.Function:
+    """``void f(buffers..., parallel_for)`` running a pair (`_Calls.pair`) over its buffers
+    (`_pair_buffers`) after `idle` of one-thread work, for a long entry (`_Calls.apart`); shared by
+    pairs of equal structure."""
+    position = {buf: i for i, buf in enumerate(bufs)}
+    key = ("pair run", idle, *((gemm_key(g), g.epilogue and kernel_key(g.epilogue)) for g in pair),
+           repr([[(g is pair[1], block) for g, block in item] for item in items]),
+           repr([[position[x] for x in gemm_buffers(g) + (kernel_buffers(g.epilogue) if g.epilogue else [])]
+                 for g in pair]))
+    if key not in emitted:
+        f = FunctionBuilder(module, f"run_pair_{pair[0].name}_{pair[1].name}", [PTR] * (len(bufs) + 1))
+        args = dict(zip(bufs, f.args))
+        _Calls(f, args.__getitem__, f.args[-1], emitted, idle=idle).pair(pair)
+        f.finish()
+        emitted[key] = [f.fn]
+    return emitted[key][0]
 
 
 def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], items: Items) -> ir.Value:

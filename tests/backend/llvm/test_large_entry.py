@@ -1,6 +1,8 @@
 """An entry of `UNOPTIMIZED_ENTRY_STEPS` steps or more is compiled unoptimized (optnone) and computes
 what the reference backend does; smaller entries are optimized."""
 
+import re
+
 import numpy as np
 
 import graphc as gc
@@ -49,3 +51,39 @@ def test_the_function_of_one_product_is_unoptimized_and_a_batched_ones_is_not():
                 prog = _program(sess)
         (gemm,) = [line for line in prog.ir_text.splitlines() if line.startswith('define internal void @"g')]
         assert ("optnone" in gemm) == optnone
+
+
+def test_a_long_entry_calls_one_shared_function_per_pair_and_pool_call_and_is_right():
+    """In an entry of `UNOPTIMIZED_ENTRY_STEPS` steps or more, the products run as pairs and the
+    epilogues over the pool are calls of shared functions (`codegen._Calls.apart`), with the pool and
+    without one (threads=1: their serial branches)."""
+    rng = np.random.default_rng(2)
+    layers, width, batch = 43, 128, 256
+    ws = [(rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32) for _ in range(layers)]
+    feed = rng.standard_normal((batch, width)).astype(np.float32)
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, (batch, width), name="x")
+        vs = [gc.Variable(w) for w in ws]
+        h = x
+        for v in vs:
+            h = gc.tanh(h @ v)
+        loss = gc.sum(h)
+        fetches = [loss, gc.gradients(loss, vs)]
+        with gc.Session(backend="reference") as ref:
+            want_loss, want_grads = ref.run(fetches, {x: feed})
+        for threads in (2, 1):
+            with gc.Session(options=gc.CompileOptions(threads=threads)) as sess:
+                got_loss, got_grads = sess.run(fetches, {x: feed})
+                prog = _program(sess)
+            np.testing.assert_allclose(got_loss, want_loss, rtol=1e-4)
+            for got, want in zip(got_grads, want_grads):
+                np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+            assert len(prog.plan.steps) >= UNOPTIMIZED_ENTRY_STEPS and len(prog.plan.pairs) == layers - 1
+            text = prog.ir_text
+            entry = text[text.index('define void @"graphc_entry"'):]
+            entry = entry[:entry.index("\n}\n")]
+            defined = re.findall(r'^define internal void @"(\w+)"', text, re.M)
+            (pair_fn,) = [name for name in defined if name.startswith("run_pair_")]
+            assert entry.count(f'call void @"{pair_fn}"') == layers - 1
+            assert any(re.fullmatch(r"k\d+_pool\d+", name) and f'call void @"{name}"' in entry for name in defined)
+            assert "inttoptr" not in entry and ".if:" not in entry  # no pool call (a cast, a branch) left inline
