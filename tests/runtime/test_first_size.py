@@ -156,3 +156,21 @@ def test_fresh_processes_one_size_then_two_then_warm(cache_dir):
     assert runs[1]["out"][1] == runs[2]["out"][0]
     row = np.maximum(np.full(6, 0.5) @ (np.arange(18).reshape(6, 3) / 10) + [0.5, -1.0, 2.0], 0)
     np.testing.assert_allclose(runs[2]["out"][0][0], 11 * row.sum(), rtol=1e-5)
+
+
+def test_a_loaded_first_size_program_profiles_and_exports(cache_dir, tmp_path_factory):
+    """A first-size program loaded from the disk cache builds its plan when the profiler or the
+    exporter asks: a traced call and an exported library give the values of the first process."""
+    x = gc.placeholder(gc.float32, (None, 6), name="x")
+    w = gc.Variable(np.linspace(-1, 1, 18, dtype=np.float32).reshape(6, 3), name="w")
+    y = gc.sum(gc.relu(x @ w), axis=1)
+    a = np.linspace(-2, 2, 24, dtype=np.float32).reshape(4, 6)
+    want = gc.function([x], y)(a)  # compiles and stores the first-size program
+    counts = template_cache.counts()
+    f = gc.function([x], y)
+    got, meta = f.profile(a)
+    assert _delta(counts) == {"probed": 0, "loaded": 0, "first_loaded": 1} and meta.step_stats
+    out = tmp_path_factory.mktemp("export")
+    f.export(out, "first", signatures=[[(4, 6)]])
+    for value in (got, gc.load_exported(out, "first")(a)):
+        np.testing.assert_allclose(value, want, rtol=1e-6)
