@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> float:
         if args.distributed:
             D.broadcast_variables(sess)  # every rank starts from rank 0's weights
         steps, first_step, train_time = 0, None, 0.0
+        compiling = []  # later steps that compiled: a new batch size (the tail batch) builds the symbolic program
         for epoch in range(1, epochs + 1):
             loss_sum, right, seen = 0.0, 0, 0
             # a bar per epoch on a terminal (it keeps the epoch's loss and accuracy), plain lines otherwise
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> float:
             plain = bool(bar.disable)  # (close() sets disable)
             start = time.perf_counter()
             for xb, yb in bar:
-                t0 = time.perf_counter()
+                t0, compiled = time.perf_counter(), gc.compile_count()
                 feed = {x: xb, labels: yb}
                 if args.distributed:
                     xb, yb = D.shard(xb, yb)
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> float:
                 batch_loss, batch_right, _ = sess.run([loss, correct, train_op], feed)
                 if first_step is None:
                     first_step = time.perf_counter() - t0
+                elif gc.compile_count() != compiled:
+                    compiling.append(time.perf_counter() - t0)
                 steps += 1
                 loss_sum += float(batch_loss) * len(xb)
                 right += int(batch_right)
@@ -133,9 +136,11 @@ def main(argv: list[str] | None = None) -> float:
         test_loss, test_right = sess.run([loss, correct], {x: X_test, labels: y_test})
         accuracy = int(test_right) / len(X_test)
         print(f"test: loss {float(test_loss):.6f}  accuracy {accuracy:.4f} ({int(test_right)}/{len(X_test)})")
-        rest = (train_time - first_step) / max(1, steps - 1)
+        rest = (train_time - first_step - sum(compiling)) / max(1, steps - 1 - len(compiling))
+        more = (f", {len(compiling)} step(s) at a new batch size incl. compile {sum(compiling) * 1e3:.1f} ms"
+                if compiling else "")
         print(f"speed: {steps} steps in {train_time:.2f} s = {steps / train_time:.0f} steps/s "
-              f"(first step incl. compile {first_step * 1e3:.1f} ms, later steps {rest * 1e3:.2f} ms each)")
+              f"(first step incl. compile {first_step * 1e3:.1f} ms{more}, later steps {rest * 1e3:.2f} ms each)")
         print(f"compile: backend {sess.backend}")
         per_rank = -(-args.batch_size // size)  # every rank compiles the summary's program (collectives)
         batch = {x: X_train[:per_rank], labels: y_train[:per_rank]}
