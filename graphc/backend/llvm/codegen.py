@@ -11,6 +11,7 @@ host's callback and return from the entry when it refuses (`host.py`).
 from __future__ import annotations
 
 import math
+import platform
 from collections.abc import Callable
 from typing import Any
 
@@ -19,11 +20,11 @@ from llvmlite import ir
 from ...passes.sizing import decide, empty, templating, unit_dim
 from . import blas, collective, host, pairs, tiled
 from .control import emit_loop
-from .emitter import mem_type
+from .emitter import intrinsic, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
 from .lapack import lapack_buffers, lapack_function
 from .loops import I8, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, printed
-from .pairs import Block, Items, blocked, pair_items, work_ns
+from .pairs import Block, Items, Op, blocked, epilogue_ns, pair_items, pair_ops, work_ns
 from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, WARM_SPAN_NS, min_chunk_for
 from .steps import (
     Buffer,
@@ -125,11 +126,21 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     steps = list(plan.steps)
     paired = {i: i + 1 for i in plan.pairs} if probe is None else {}
     seconds = set(paired.values())
+    # pairs that run the epilogue of the step before them (not in a long entry's shared pair functions)
+    deferred = set(plan.deferred) if probe is None and not calls.apart else set()
+    # the step before such a pair: whether its epilogue is still to run (it ran already when the product
+    # before, paired, ran its epilogue in its item or one after the other), an i64 on the stack
+    pending: dict[int, ir.Value] = {i - 1: entry.slot(I64) for i in deferred}
     for i, step in enumerate(steps if probe is None else probe.wrap(entry, table, steps)):
         if i in seconds:
             continue  # ran with the first product of its pair
         if i in paired:
-            calls.pair((step, steps[paired[i]]))
+            calls.pair((step, steps[paired[i]]), steps[i - 1].epilogue if i in deferred else None,
+                       pending.get(i - 1), pending.get(i + 1))
+            continue
+        if i in pending:  # its epilogue runs with the pair that follows
+            calls.gemm(step, epilogue=False)
+            b.store(ir.Constant(I64, 1), pending[i])
             continue
         if isinstance(step, Kernel):
             calls.kernel(step)
@@ -211,19 +222,22 @@ class _Calls:
             self.emitted[key] = [gemm_function(self.module, step, block)]
         return self.emitted[key][0]
 
-    def gemm(self, step: Gemm) -> None:
+    def gemm(self, step: Gemm, epilogue: bool = True) -> None:
         fn = self.gemm_fn(step)
         if fn is not None:
             self.b.call(fn, [self.pointer(x) for x in gemm_buffers(step)] + [self.parallel_for])
         split = _split(step)
         self.idle = 0.0 if split else self.idle + work_ns(step)
-        if step.epilogue is not None:  # in place over the whole product, right after the BLAS call(s)
+        if step.epilogue is not None and epilogue:  # in place over the whole product, right after the product
             self.kernel(step.epilogue, WARM_PARALLEL_NS if split or self.warm() else MIN_PARALLEL_NS)
 
-    def pair(self, pair: tuple[Gemm, Gemm]) -> None:
+    def pair(self, pair: tuple[Gemm, Gemm], late: Kernel | None = None, pending: ir.Value | None = None,
+             after: ir.Value | None = None) -> None:
         """Both products on the pool at once when there is one (one per thread, or in blocks:
-        `pairs.pair_items`), else one after the other."""
-        items = pair_items(pair)
+        `pairs.pair_items`), else one after the other. `late`: the epilogue of the step before
+        (`pairs.deferred_epilogues`), to run if the i64 at `pending` is not 0; `after`: where to
+        say whether the second product's epilogue is still to run (the next pair runs it)."""
+        items = pair_items(pair, epilogue_ns(late))
         if self.apart:
             bufs = _pair_buffers(pair)
             fn = _pair_run_function(self.module, pair, items, bufs, self.emitted, self.idle)
@@ -231,19 +245,25 @@ class _Calls:
             self.idle = 0.0
             return
         b = self.b
-        fns = [[self.gemm_fn(g, block) for g, block in item] for item in items]
-        pair_pointers = [self.pointer(x) for x in _pair_buffers(pair)]
         # a template's pair runs as one when both products are worth a thread at the fed sizes
         both = b.and_(self.threaded, _emit_pair_check(self.fb, pair, items)) if templating() else self.threaded
         with b.if_else(both) as (then, otherwise):
             with then:
-                _pair_call(self.fb, pair, items, fns, self.emitted, pair_pointers, self.parallel_for)
+                _pair_call(self.fb, pair, pair_ops(items, late), self.emitted, self.pointer, self.parallel_for,
+                           self.gemm_fn, pending)
+                if after is not None:  # the second product's epilogue: in its item, after both blocks, or later
+                    b.store(ir.Constant(I64, int(pair[1].epilogue is not None and blocked(pair[1], items))), after)
                 for g in pair:  # the epilogue of a product cut in blocks, once both blocks ran
-                    if g.epilogue is not None and blocked(g, items):
+                    if g.epilogue is not None and blocked(g, items) and not (g is pair[1] and after is not None):
                         self.kernel(g.epilogue, WARM_PARALLEL_NS)
             with otherwise:
+                if late is not None:
+                    with b.if_then(b.icmp_signed("!=", b.load(pending, typ=I64), ir.Constant(I64, 0))):
+                        self.kernel(late)
                 for g in pair:
                     self.gemm(g)
+                if after is not None:
+                    b.store(ir.Constant(I64, 0), after)
         self.idle = 0.0
 
 
@@ -304,27 +324,37 @@ def _emit_pair_check(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], items: Ite
     return ok
 
 
-def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], items: Items,
-               fns: list[list[ir.Function | None]], emitted: dict[tuple, list], pointers: list[ir.Value],
-               parallel_for: ir.Value) -> None:
-    """Hand the pair to the pool as a range of two items: item j runs the products (or blocks)
-    of `items[j]`, each whole product followed by its epilogue.
-
-    `pointers` are those of `_pair_buffers(pair)`, in order.
-    """
+def _pair_call(entry: FunctionBuilder, pair: tuple[Gemm, Gemm], ops: list[list[Op]], emitted: dict[tuple, list],
+               pointer: Callable[[Buffer], ir.Value], parallel_for: ir.Value,
+               gemm_fn: Callable[[Gemm, Block | None], ir.Function | None], pending: ir.Value | None) -> None:
+    """Hand the pair to the pool as a range of two items: item j runs `ops[j]` (`pairs.pair_ops`),
+    each whole product followed by its epilogue; a deferred epilogue runs if the i64 at `pending`
+    is not 0, then its thread raises a flag (on the entry's stack, cleared here) that the other
+    thread waits for."""
     b = entry.b
     module = entry.fn.module
-    bufs = _pair_buffers(pair)
+    late = [op[1] for item in ops for op in item if op[0] == "epilogue"]
+    bufs = list(dict.fromkeys(_pair_buffers(pair) + [x for k in late for x in kernel_buffers(k)]))
     position = {buf: i for i, buf in enumerate(bufs)}
-    layout = [[([position[x] for x in gemm_buffers(g)],
-                g.epilogue and block is None and [position[x] for x in kernel_buffers(g.epilogue)])
-               for g, block in item] for item in items]
-    key = ("pair", *(gemm_key(g) for g in pair), *(g.epilogue and kernel_key(g.epilogue) for g in pair),
-           repr([[block for _, block in item] for item in items]), repr(layout))
+
+    def layout(op: Op) -> tuple:
+        if op[0] == "gemm":
+            g, block = op[1], op[2]
+            return ("gemm", gemm_key(g), block, [position[x] for x in gemm_buffers(g)],
+                    g.epilogue and block is None and (kernel_key(g.epilogue), [position[x] for x in
+                                                                                kernel_buffers(g.epilogue)]))
+        if op[0] == "epilogue":
+            return ("epilogue", kernel_key(op[1]), [position[x] for x in kernel_buffers(op[1])])
+        return op
+
+    shape = [[layout(op) for op in item] for item in ops]
+    key = ("pair", repr(shape))
     if key not in emitted:
-        emitted[key] = [_pair_function(module, pair, items, fns, emitted, layout, len(bufs))]
-    table = entry.slot(ir.ArrayType(PTR, len(bufs)))
-    for i, p in enumerate(pointers):
+        emitted[key] = [_pair_function(module, pair, ops, emitted, shape, len(bufs), gemm_fn)]
+    table = entry.slot(ir.ArrayType(PTR, len(bufs) + 2))
+    flag = entry.slot(I64)
+    b.store(ir.Constant(I64, 0), flag)
+    for i, p in enumerate([pointer(x) for x in bufs] + [flag, pending or ir.Constant(PTR, None)]):
         b.store(p, b.gep(table, [ir.Constant(I32, 0), ir.Constant(I32, i)]))
     fn = b.inttoptr(b.ptrtoint(parallel_for, I64), PARALLEL_FOR_TYPE.as_pointer())
     b.call(fn, [emitted[key][0], table, ir.Constant(I64, 2), ir.Constant(I64, 1)])
@@ -335,29 +365,62 @@ def _pair_buffers(pair: tuple[Gemm, Gemm]) -> list[Buffer]:
         kernel_buffers(g.epilogue) if g.epilogue is not None else [])))
 
 
-def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], items: Items,
-                   fns: list[list[ir.Function | None]], emitted: dict[tuple, list], layout: list,
-                   count: int) -> ir.Function:
-    """``void pair(void** buffers, i64 begin, i64 end)``: item j runs what `items[j]` lists."""
+def _pair_function(module: ir.Module, pair: tuple[Gemm, Gemm], ops: list[list[Op]], emitted: dict[tuple, list],
+                   shape: list[list[tuple]], count: int,
+                   gemm_fn: Callable[[Gemm, Block | None], ir.Function | None]) -> ir.Function:
+    """``void pair(void** buffers, i64 begin, i64 end)``: item j runs what `ops[j]` lists; the
+    table's last two slots are the deferred epilogue's flag and whether it is still to run."""
     f = FunctionBuilder(module, f"pair_{pair[0].name}_{pair[1].name}", [PTR, I64, I64])
     table, begin, end = f.args
     b = f.b
-    args = [b.load(b.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(count)]
-    with f.loop(begin, end, "item") as at:
-        for j, item in enumerate(items):
-            with b.if_then(b.icmp_signed("==", at, ir.Constant(I64, j))):
-                for (g, _), fn, (gemm_at, epilogue_at) in zip(item, fns[j], layout[j]):
-                    if fn is not None:  # serial: the pool is busy with this pair
-                        b.call(fn, [args[i] for i in gemm_at] + [ir.Constant(PTR, None)])
-                    if epilogue_at and not empty(g.epilogue.shape):
-                        key = kernel_key(g.epilogue)
-                        if key not in emitted:
-                            emitted[key] = KernelCodegen(module, g.epilogue).emit()
-                        for call in emitted[key]:
-                            b.call(call.fn, [args[i] for i in epilogue_at] + [ir.Constant(I64, 0),
-                                                                              ir.Constant(I64, call.rows)])
+    args = [b.load(b.gep(table, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(count + 2)]
+    flag, pending = args[count:]
+
+    def run(k: Kernel, at: list[int]) -> None:
+        if empty(k.shape):
+            return
+        key = kernel_key(k)
+        if key not in emitted:
+            emitted[key] = KernelCodegen(module, k).emit()
+        for call in emitted[key]:
+            b.call(call.fn, [args[i] for i in at] + [ir.Constant(I64, 0), ir.Constant(I64, call.rows)])
+
+    with f.loop(begin, end, "item") as item_at:
+        for j, item in enumerate(ops):
+            with b.if_then(b.icmp_signed("==", item_at, ir.Constant(I64, j))):
+                for op, place in zip(item, shape[j]):
+                    if op[0] == "gemm":
+                        fn = gemm_fn(op[1], op[2])
+                        if fn is not None:  # serial: the pool is busy with this pair
+                            b.call(fn, [args[i] for i in place[3]] + [ir.Constant(PTR, None)])
+                        if place[4]:
+                            run(op[1].epilogue, place[4][1])
+                    elif op[0] == "epilogue":
+                        with b.if_then(b.icmp_signed("!=", b.load(pending, typ=I64), ir.Constant(I64, 0))):
+                            run(op[1], place[2])
+                    elif op[0] == "signal":
+                        b.atomic_rmw("xchg", flag, ir.Constant(I64, 1), "release")
+                    else:
+                        _emit_wait(f, flag)
     f.finish()
     return f.fn
+
+
+def _emit_wait(f: FunctionBuilder, flag: ir.Value) -> None:
+    """Spin until the i64 at `flag` is nonzero (a pause between looks on x86)."""
+    b = f.b
+    look = f.fn.append_basic_block("wait.look")
+    pause = f.fn.append_basic_block("wait.pause")
+    done = f.fn.append_basic_block("wait.done")
+    b.branch(look)
+    b.position_at_end(look)
+    ready = b.icmp_signed("!=", b.load_atomic(flag, "acquire", 8, typ=I64), ir.Constant(I64, 0))
+    b.cbranch(ready, done, pause)
+    b.position_at_end(pause)
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        b.call(intrinsic(f.fn.module, "llvm.x86.sse2.pause", ir.VoidType(), []), [])
+    b.branch(look)
+    b.position_at_end(done)
 
 
 def _split(g: Gemm) -> bool:

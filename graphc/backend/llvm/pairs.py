@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ...passes.sizing import decide, templating
 from . import blas
-from .steps import Buffer, Gemm, Kernel, Step, numel
+from .steps import Buffer, Gemm, Kernel, KernelMode, Step, numel
 
 # The least work (at blas.GEMM_GFLOPS) of each product of a pair that runs on two threads.
 PAIR_MIN_NS = 20_000
@@ -40,9 +40,10 @@ Block = tuple[bool, int, int]  # (rows, start, stop): rows (else columns) [start
 Items = list[list[tuple[Gemm, Block | None]]]
 
 
-def pair_steps(steps: Sequence[Step]) -> tuple[tuple[Step, ...], tuple[int, ...]]:
-    """`steps` with the second product of each pair moved up right after the first, and the
-    index of the first of each pair (its second is the next step)."""
+def pair_steps(steps: Sequence[Step]) -> tuple[tuple[Step, ...], tuple[int, ...], tuple[int, ...]]:
+    """`steps` with the second product of each pair moved up right after the first, the index of
+    the first of each pair (its second is the next step), and those of the pairs that run the
+    epilogue of the step before them (`deferred_epilogues`)."""
     pairs = concurrent_pairs(steps)
     seconds = set(pairs.values())
     out: list[Step] = []
@@ -54,7 +55,24 @@ def pair_steps(steps: Sequence[Step]) -> tuple[tuple[Step, ...], tuple[int, ...]
         if i in pairs:
             firsts.append(len(out) - 1)
             out.append(steps[pairs[i]])
-    return tuple(out), tuple(firsts)
+    return tuple(out), tuple(firsts), deferred_epilogues(out, firsts)
+
+
+def deferred_epilogues(steps: Sequence[Step], firsts: Sequence[int]) -> tuple[int, ...]:
+    """The pairs (index of the first product) that run the epilogue of the product just before
+    them (`pair_ops`): its epilogue is a reduce-outer kernel (a bias gradient's column sum, which
+    runs on one thread), and at least one product of the pair neither reads nor writes what the
+    epilogue writes, nor writes what it reads. That product may be the second of a pair itself:
+    its epilogue, when it runs after that pair (the product cut in blocks), runs in this one.
+    W2: `d3 @ W3.T`'s mask and bias gradient beside the last layer's folded update, and `d2 @
+    W2.T`'s beside W2's. Liveness gives that step the pair's time (`Plan.times`)."""
+    out = []
+    for i in firsts:
+        prev = steps[i - 1] if i > 0 else None
+        if (isinstance(prev, Gemm) and prev.epilogue is not None and prev.epilogue.mode is KernelMode.REDUCE_OUTER
+                and any(_independent(g, prev.epilogue) for g in steps[i:i + 2])):
+            out.append(i)
+    return tuple(out)
 
 
 def concurrent_pairs(steps: Sequence[Step]) -> dict[int, int]:
@@ -130,22 +148,62 @@ def _independent(g: Gemm, step: Gemm | Kernel) -> bool:
         not any(overlap(w, t) for w in _written(step) for t in g.buffers())
 
 
-def pair_items(pair: tuple[Gemm, Gemm]) -> Items:
+def pair_items(pair: tuple[Gemm, Gemm], extra_ns: float = 0.0) -> Items:
     """What each of the pair's two threads runs, in order: a product whole, or a block of one.
 
     The products whole, one per thread, unless the larger has more than `PAIR_BALANCE` times
     the other's work and can be cut (`_cut`): then the first block goes after the smaller
-    product and the second to the other thread, so that both get about half the work.
+    product and the second to the other thread, so that both get about half the work, counting
+    `extra_ns` of other work before the second block (a deferred epilogue, `pair_ops`).
     """
     small, large = pair[::-1] if decide("pair order", work_ns(pair[1]) < work_ns(pair[0])) else pair
-    cut = decide("pair cut", _cut(small, large))
+    cut = decide("pair cut", _cut(small, large, extra_ns))
     if cut is None:
         return [[(pair[0], None)], [(pair[1], None)]]
     rows, at, stop = cut
     return [[(small, None), (large, (rows, 0, at))], [(large, (rows, at, stop))]]
 
 
-def _cut(small: Gemm, large: Gemm) -> Block | None:
+# What one of a pair's threads runs, in order: ("gemm", product, block), ("epilogue", kernel), ("signal",)
+# (the deferred epilogue is done) or ("wait",) (until it is).
+Op = tuple
+# The estimated cost of a deferred epilogue per element of its input (W2's mask, bias gradient and
+# update over 256 x 512: 45-49 us on one thread).
+EPILOGUE_NS_PER_ELEMENT = 0.35
+
+
+def epilogue_ns(epilogue: Kernel | None) -> float:
+    """The estimated one-thread time of a deferred epilogue (0 for none)."""
+    return 0.0 if epilogue is None else EPILOGUE_NS_PER_ELEMENT * numel(epilogue.reduction.inputs[0].shape)
+
+
+def pair_ops(items: Items, epilogue: Kernel | None) -> list[list[Op]]:
+    """What each of a pair's two threads runs (`items`, from `pair_items` with the epilogue's
+    `epilogue_ns`), with a deferred `epilogue` (of the step before the pair:
+    `deferred_epilogues`) first on the thread of a product that depends on it (after a cut, the
+    thread of the second block, unless the smaller product depends on it), and on the other
+    thread a wait for it before the first product or block that depends on it.
+
+    The epilogue's thread is item 0, which the pool's caller claims first and which runs first
+    when the pool runs both items on one thread: a wait never waits for an item not started."""
+    ops = [[("gemm", g, block) for g, block in item] for item in items]
+    if epilogue is None:
+        return ops
+    bound = [not _independent(item[0][0], epilogue) for item in items]  # the first product of each thread
+    if len(items[0]) == 2:  # cut: [smaller, first block], [second block]
+        own = 0 if bound[0] else 1
+    else:
+        own = 0 if bound[0] and not bound[1] else 1
+    other: list[Op] = []
+    for op in ops[1 - own]:
+        if not _independent(op[1], epilogue) and ("wait",) not in other:
+            other.append(("wait",))
+        other.append(op)
+    first: list[Op] = [("epilogue", epilogue)] + ([("signal",)] if ("wait",) in other else [])
+    return [first + ops[own], other]
+
+
+def _cut(small: Gemm, large: Gemm, extra_ns: float = 0.0) -> Block | None:
     """(rows, cut, size): the larger product's rows (columns) [0, cut) go with the smaller one,
     or None when its work is not more than `PAIR_BALANCE` times the smaller's, is less than
     `PAIR_CUT_MIN_NS` or it has no cut.
@@ -155,7 +213,7 @@ def _cut(small: Gemm, large: Gemm) -> Block | None:
     size the nominal build's cut would not fit, so along the other dim or not at all.
     """
     node = large.node
-    share = work_ns(small) / max(work_ns(large), 1.0)  # the smaller's work in units of the larger's
+    share = (work_ns(small) - extra_ns) / max(work_ns(large), 1.0)  # the smaller's work net of the other side's extra
     if node.shape[:-2] or share * PAIR_BALANCE >= 1.0 or work_ns(large) < PAIR_CUT_MIN_NS:
         return None
     m, n = node.shape

@@ -109,9 +109,9 @@ def build_steps(units: Units, lower: LowerFn) -> Steps:
         var = a.inputs[0]
         if stoppable or not b.assign_in_place(a):
             b.copy(a, View.dense(b.var_buffer[var], var.shape))
-    steps, pairs = pair_steps(place_waits(fold_updates(b.steps)))
+    steps, pairs, deferred = pair_steps(place_waits(fold_updates(b.steps)))
     draft = Plan(tuple(b.feeds), tuple(b.variables), nodes.outputs, tuple(b.consts), 0, steps, tuple(b.buffers),
-                 pairs=pairs)
+                 pairs=pairs, deferred=deferred)
     return Steps(units, draft)
 
 
@@ -150,7 +150,7 @@ def place_arena(steps: Steps) -> Plan:
     placed = {buf: replace(buf, slot=offset) for buf, offset in offsets.items()}
     plan = Plan(draft.feeds, draft.variables, draft.outputs, draft.consts, arena,
                 tuple(s.with_buffers(placed) for s in draft.steps), tuple(placed.get(b, b) for b in draft.buffers),
-                steps.node_count(), pairs=draft.pairs)
+                steps.node_count(), pairs=draft.pairs, deferred=draft.deferred)
     plan.check()
     return plan
 

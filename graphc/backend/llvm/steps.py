@@ -299,14 +299,16 @@ class Plan:
     nodes: int = 0  # how many nodes the program was lowered from (the late stages' node count)
     records: tuple = ()  # the late passes that built it (PassRecord)
     pairs: tuple[int, ...] = ()  # steps i that run at the same time as step i + 1 (`pairs.py`)
+    deferred: tuple[int, ...] = ()  # pairs i that run the epilogue of step i - 1 (`pairs.deferred_epilogues`)
 
     def times(self) -> list[int]:
         """The liveness time of each step: its index, but the second step of a pair has the
-        first's, so that no buffer of one shares arena bytes with a buffer of the other."""
-        seconds = {i + 1 for i in self.pairs}
+        first's, and a pair that runs the epilogue of the step before it has that step's, so
+        that no buffer of one shares arena bytes with a buffer of another that runs with it."""
+        joined = {i + 1 for i in self.pairs} | set(self.deferred)
         out: list[int] = []
         for i in range(len(self.steps)):
-            out.append(out[-1] if i in seconds else i)
+            out.append(out[-1] if i in joined else i)
         return out
 
     def node_count(self) -> int:

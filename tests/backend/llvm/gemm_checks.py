@@ -43,3 +43,13 @@ def symbolic_sgd_steps_agree(threads: int, width: int, batches, fetches_of, seed
                                            rtol=1e-4, atol=1e-4)
         assert sess.stats() == {"compiles": 2, "symbolic": 2, "specialized": 0, "first_sizes": 0, "not_symbolic": []}
         return sess.compile(train, feeds).ir_text
+
+
+def train_step_agrees(sess, ref, sides, feeds, values) -> None:
+    """One training step on both backends: `sides` holds (variables, loss, train op) for `sess`
+    (fed `feeds`) and for the reference session `ref` (fed `values`); the losses and every
+    variable after the step agree."""
+    mine, theirs = sess.run(sides[0][1:], feeds)[0], ref.run(sides[1][1:], values)[0]
+    np.testing.assert_allclose(mine, theirs, rtol=1e-4)
+    for a, b in zip(sides[0][0], sides[1][0]):
+        np.testing.assert_allclose(sess.variable_value(a), ref.variable_value(b), rtol=1e-4, atol=1e-5)

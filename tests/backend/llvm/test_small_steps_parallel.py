@@ -1,18 +1,19 @@
 """The small steps between a network's forward and backward products on both threads
 (docs/backend.md, "Threads"): a narrow product (one panel of the tiled kernel) split in blocks
-of row tiles, a short-k product split by its stores' cost, and a kernel that soon follows a job
-on the pool cut in pieces (the pool is warm). Against the reference backend, odd sizes, feeds
-against guard pages, and the traced run's pieces (which thread ran what)."""
+of row tiles, a short-k product split by its stores' cost, a kernel that soon follows a job on
+the pool cut in pieces (the pool is warm), and a bias gradient's epilogue deferred into the
+pair that follows. Against the reference backend, odd sizes, feeds against guard pages, and
+the traced run's pieces (which thread ran what)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from gemm_checks import close
+from gemm_checks import close, train_step_agrees
 from test_llvm_memory import Guarded
 
 import graphc as gc
-from graphc.backend.llvm import tiled
+from graphc.backend.llvm import pairs, tiled
 
 pytestmark = pytest.mark.skipif(tiled.blocking(np.float32) is None, reason="host has no AVX2/FMA kernel")
 
@@ -124,3 +125,110 @@ def test_kernel_after_a_job_on_the_pool_runs_in_pieces():
         kernels = [p for name, p in _pieces(sess, [after], values).items() if name.startswith("k")]
         assert max(kernels) >= 2, kernels
         assert max(_pieces(sess, [alone], values).values()) == 0
+
+
+def _mlp_sides(rng, sizes, biases: bool = True):
+    """Two copies (variables, loss, SGD step) of a ReLU MLP with biases, softmax cross-entropy on
+    int labels: one for the LLVM backend, one for the reference."""
+    x = gc.placeholder(gc.float32, (None, sizes[0]), name="x")
+    y = gc.placeholder(gc.int32, (None,), name="y")
+    inits = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in zip(sizes[:-1], sizes[1:])]
+    inits += [rng.standard_normal(s).astype(np.float32) * 0.1 for s in sizes[1:]]
+    sides = []
+    for _ in range(2):
+        ws = [gc.Variable(w) for w in inits]
+        h = x
+        for i in range(len(sizes) - 1):
+            h = h @ ws[i] + ws[len(sizes) - 1 + i]
+            h = h if i == len(sizes) - 2 else gc.relu(h)
+        loss = gc.nn.softmax_cross_entropy(h, y)
+        sides.append((ws, loss, gc.group(*[gc.assign_sub(w, 0.1 * g) for w, g in zip(ws, gc.gradients(loss, ws))])))
+    return x, y, sides
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_deferred_epilogues_match_reference(monkeypatch, threads):
+    """W2's shape in small, a symbolic batch: each bias gradient (a column sum in the epilogue of
+    an input-gradient product) runs inside the pair that follows, beside the product that does
+    not read its output, and the other product waits for it (`pairs.deferred_epilogues`). The
+    pairs are taken at some batches and not at others (the code's checks), so the epilogue runs
+    in the pair, before it, or with the products before it; each once: variables and loss
+    against the reference after every step, feeds against guard pages; one program whose
+    deferred steps share no arena bytes with the pair's."""
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    monkeypatch.setattr(pairs, "PAIR_MIN_NS", 30)  # m * n * k of at least 900 per product
+    monkeypatch.setattr(pairs, "PAIR_CUT_MIN_NS", 30)
+    monkeypatch.setattr(pairs, "PAIR_CUT_ALIGN", 1)
+    monkeypatch.setattr(pairs, "PAIR_MIN_BLOCK", 4)
+    rng = np.random.default_rng(17)
+    x, y, sides = _mlp_sides(rng, (30, 70, 70, 6))
+    guard = Guarded()
+    with gc.Session(threads=threads, options=gc.CompileOptions(specialize=False)) as sess, \
+            gc.Session(backend="reference") as ref:  # the template from the first batch on
+        for n in (1, 3, 40, 301, 2, 131):
+            values = {x: rng.standard_normal((n, 30)).astype(np.float32), y: rng.integers(0, 6, n).astype(np.int32)}
+            for at_end in (True, False):
+                feeds = {p: guard.array(v, at_end) for p, v in values.items()}
+                train_step_agrees(sess, ref, sides, feeds, values)
+        assert sess.stats()["symbolic"] == 1 and sess.stats()["specialized"] == 0
+        plan = sess.compile(sides[0][1:], feeds).plan
+    assert len(plan.deferred) == 2, plan.deferred  # both input gradients' bias sums
+    def end(buf):
+        return buf.slot + buf.size * buf.dtype.itemsize
+
+    for i in plan.deferred:
+        assert plan.times()[i - 1] == plan.times()[i] == plan.times()[i + 1]
+        late = [b for b in plan.steps[i - 1].buffers() if b.kind == "arena"]
+        for b in (b for s in plan.steps[i:i + 2] for b in s.buffers() if b.kind == "arena"):
+            assert all(a is b or end(a) <= b.slot or end(b) <= a.slot for a in late)
+
+
+def test_pair_ops_put_the_epilogue_first_and_wait_for_it():
+    """The deferred epilogue's thread is item 0 (the caller's, and the first when one thread runs
+    both), and a product that reads what the epilogue writes waits for it on the other thread."""
+    rng = np.random.default_rng(2)
+    x, y, sides = _mlp_sides(rng, (30, 70, 70, 6))
+    with gc.Session(threads=2) as sess:
+        values = {x: rng.standard_normal((40, 30)).astype(np.float32), y: rng.integers(0, 6, 40).astype(np.int32)}
+        plan = sess.compile(sides[0][1:], values).plan
+    for i in plan.deferred:
+        late = plan.steps[i - 1].epilogue
+        pair = (plan.steps[i], plan.steps[i + 1])
+        ops = pairs.pair_ops(pairs.pair_items(pair, pairs.epilogue_ns(late)), late)
+        assert ops[0][0] == ("epilogue", late) and ("epilogue", late) not in ops[1]
+        waits = ops[1].index(("wait",)) if ("wait",) in ops[1] else len(ops[1])
+        assert all(pairs._independent(op[1], late) for op in ops[1][:waits])  # before the wait: free products
+        assert (("signal",) in ops[0]) == (waits < len(ops[1]))
+
+
+def test_deferred_epilogues_from_two_threads_at_once():
+    """Two Python threads run training steps on one shared pool at once: a pair that finds the
+    workers busy runs both items on its own thread (the epilogue's first), never waiting for
+    itself; each session's variables match the reference's after the same steps."""
+    import threading
+
+    rng = np.random.default_rng(23)
+    x, y, sides = _mlp_sides(rng, (30, 70, 70, 6))
+    values = {x: rng.standard_normal((301, 30)).astype(np.float32), y: rng.integers(0, 6, 301).astype(np.int32)}
+    with gc.Session(backend="reference") as ref:
+        for _ in range(5):
+            ref.run(sides[1][2], values)
+        want = [ref.variable_value(w) for w in sides[1][0]]
+    results = {}
+    graph = gc.get_default_graph()
+
+    def train(name: str) -> None:
+        with gc.Session(graph, threads=2) as sess:
+            for _ in range(5):
+                sess.run(sides[0][2], values)
+            results[name] = [sess.variable_value(w) for w in sides[0][0]]
+
+    workers = [threading.Thread(target=train, args=(f"t{i}",)) for i in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert sorted(results) == ["t0", "t1"]
+    for got in results.values():
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
