@@ -104,6 +104,7 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
     table = entry.args[0]
     bases = table_bases(plan)
     pointers: dict[Buffer, ir.Value] = {}
+    arena: list[ir.Value] = []  # the arena's base, loaded once
 
     def table_entry(i: int) -> ir.Value:  # loaded in the entry block, which dominates every use
         top = entry.top
@@ -111,9 +112,10 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
 
     def pointer(buf: Buffer) -> ir.Value:
         if buf not in pointers:
-            if buf.kind == "arena":
-                base = table_entry(bases["arena"])
-                pointers[buf] = entry.top.gep(base, [ir.Constant(I64, buf.slot)], inbounds=True, source_etype=I8)
+            if buf.kind == "arena":  # an offset from the arena's base
+                if not arena:
+                    arena.append(table_entry(bases["arena"]))
+                pointers[buf] = entry.top.gep(arena[0], [ir.Constant(I64, buf.slot)], inbounds=True, source_etype=I8)
             else:
                 pointers[buf] = table_entry(bases[buf.kind] + buf.slot)
         return pointers[buf]
