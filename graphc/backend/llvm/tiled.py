@@ -361,7 +361,37 @@ class _Kernel:
                 # the piece's first panel reads op(A) first: a plain A is fetched ahead there
                 ahead = b.and_(b.icmp_signed("==", p, begin), b.icmp_signed("==", self.a_k, self.const(1)))
                 with f.loop(0, tiles, "tile") as t:
-                    self.tile(a, panel, c, b.mul(t, self.const(self.mr)), j0, cols, masks, k0, depth, first, ahead)
+                    i0 = b.mul(t, self.const(self.mr))
+                    with b.if_then(ahead):
+                        b.call(self.ahead_fn, [a, i0, k0, depth, self.m, self.a_row])
+                    self.tile(a, panel, c, i0, j0, cols, masks, k0, depth, first)
+
+    @property
+    def ahead_fn(self) -> ir.Function:
+        """``void ahead(A, i0, k0, depth, m, a_row)`` (plain A, not inlined, so the kernel's loops
+        are as without it): prefetch into L2 the next tile's rows of op(A) (rows i0 + mr ..; past
+        m-1: row m-1) at columns k0 .. k0 + depth, one prefetch per cache line (a prefetch may pass
+        A's end and touches no memory)."""
+        module = self.f.fn.module
+        name = self.f.fn.name + "_ahead"
+        if name in module.globals:
+            return module.globals[name]
+        g = FunctionBuilder(module, name, [PTR, I64, I64, I64, I64, I64])
+        g.fn.attributes.add("noinline")
+        a, i0, k0, depth, m, a_row = g.args
+        b, mr, line = g.b, self.mr, 64 // self.elem_bytes
+        last = b.sub(m, self.const(1))
+        starts = []
+        for i in range(mr):
+            r = b.add(i0, self.const(mr + i))
+            r = b.select(b.icmp_signed(">", r, last), last, r)
+            starts.append(b.gep(a, [b.add(b.mul(r, a_row), k0)], inbounds=True, source_etype=self.elem))
+        with g.loop(0, b.udiv(b.add(depth, self.const(line - 1)), self.const(line)), "ahead") as at:
+            for start in starts:
+                ahead_at = b.gep(start, [b.mul(at, self.const(line))], source_etype=self.elem)
+                b.call(self.prefetch, [ahead_at, ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
+        g.finish()
+        return g.fn
 
     def smin(self, value: ir.Value, bound: int) -> ir.Value:
         b = self.b
@@ -437,11 +467,9 @@ class _Kernel:
         return 4 if isinstance(self.elem, ir.FloatType) else 8
 
     def tile(self, a: ir.Value, panel: ir.Value, c: ir.Value, i0: ir.Value, j0: ir.Value, cols: ir.Value,
-             masks: list[ir.Value], k0: ir.Value, depth: ir.Value, first: ir.Value, ahead: ir.Value) -> None:
+             masks: list[ir.Value], k0: ir.Value, depth: ir.Value, first: ir.Value) -> None:
         """C[i0:i0+mr, j0:j0+cols] from rows i0.. of op(A), columns k0..k0+depth, and the packed
-        panel: written as the caller asked for the first block of k, added to C after it. With
-        `ahead` (a plain A, the piece's first panel), the next tile's rows of A are fetched into
-        L2 as this tile runs."""
+        panel: written as the caller asked for the first block of k, added to C after it."""
         f, b, mr, nr, lanes = self.f, self.b, self.mr, self.nr, self.lanes
         vectors = nr // lanes
         last = b.sub(self.m, self.const(1))
@@ -453,17 +481,6 @@ class _Kernel:
         step = self.a_k
         zero = ir.Constant(self.vec, [ir.Constant(self.elem, 0.0)] * lanes)
         accs = [[f.slot(self.vec, zero) for _ in range(vectors)] for _ in range(mr)]
-        with b.if_then(ahead):  # the next tile's rows of this block of k (past m-1: row m-1), into L2
-            per_line = self.const(64 // self.elem_bytes)
-            lines = b.udiv(b.add(depth, self.const(64 // self.elem_bytes - 1)), per_line)
-            starts = []
-            for i in range(mr):
-                r = b.add(i0, self.const(mr + i))
-                starts.append(self.at(a, b.add(b.mul(b.select(b.icmp_signed(">", r, last), last, r), self.a_row), k0)))
-            with f.loop(0, lines, "ahead") as at:
-                for start in starts:
-                    ahead_at = b.gep(start, [b.mul(at, per_line)], source_etype=self.elem)  # may pass A's end
-                    b.call(self.prefetch, [ahead_at, ir.Constant(I32, 0), ir.Constant(I32, 2), ir.Constant(I32, 1)])
         with f.loop(0, depth, "k") as kk:
             pk = self.at(panel, b.mul(kk, self.const(nr)))
             bv = [b.load(self.vat(pk, self.const(v * lanes)), typ=self.vec, align=self.vec_align(v))
