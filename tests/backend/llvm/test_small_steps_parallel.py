@@ -183,14 +183,19 @@ def test_deferred_epilogues_match_reference(monkeypatch, threads):
             assert all(a is b or end(a) <= b.slot or end(b) <= a.slot for a in late)
 
 
-def test_pair_ops_put_the_epilogue_first_and_wait_for_it():
+def test_pair_ops_put_the_epilogue_first_and_wait_for_it(monkeypatch):
     """The deferred epilogue's thread is item 0 (the caller's, and the first when one thread runs
     both), and a product that reads what the epilogue writes waits for it on the other thread."""
+    monkeypatch.setattr(pairs, "PAIR_MIN_NS", 30)  # pairs at these small sizes
+    monkeypatch.setattr(pairs, "PAIR_CUT_MIN_NS", 30)
+    monkeypatch.setattr(pairs, "PAIR_CUT_ALIGN", 1)
+    monkeypatch.setattr(pairs, "PAIR_MIN_BLOCK", 4)
     rng = np.random.default_rng(2)
     x, y, sides = _mlp_sides(rng, (30, 70, 70, 6))
     with gc.Session(threads=2) as sess:
         values = {x: rng.standard_normal((40, 30)).astype(np.float32), y: rng.integers(0, 6, 40).astype(np.int32)}
         plan = sess.compile(sides[0][1:], values).plan
+    assert plan.deferred, "no deferred epilogue: the test checks nothing"
     for i in plan.deferred:
         late = plan.steps[i - 1].epilogue
         pair = (plan.steps[i], plan.steps[i + 1])
