@@ -16,7 +16,8 @@
   packed panel, broadcasts one element of each of the mr rows of op(A) (read in place,
   either layout; op(A) is prefetched `PREFETCH_K` ahead, for a transposed A, whose tile
   steps a whole row of A per k) and issues 2*mr FMAs. The first block writes C (with no
-  read when beta is 0), the others add to it.
+  read when beta is 0), the others add to it. In a piece's first panel, which reads op(A)
+  first, a plain A's next tile is prefetched into L2 before each tile (`_Kernel.ahead_fn`).
 - Edges: rows past m read row m-1 (in bounds) and are not stored; columns past n are
   zeros in the packed panel and are not stored (masked stores). Masked lanes of loads,
   gathers and stores touch no memory (a prefetch past the end of A touches none either).
