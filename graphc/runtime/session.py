@@ -260,9 +260,10 @@ class Session:
         if self.backend == "reference":
             bind_shapes(req.outputs + req.assigns, {p: feeds[p].shape for p in req.placeholders})  # type checks
             return _ReferenceRun(req, self.options.check_numerics)
-        from ..backend.llvm.program import LLVMProgram
+        from ..backend.llvm.template_cache import specialized_program
 
-        return LLVMProgram(req.outputs, req.assigns, {p: feeds[p].shape for p in req.placeholders}, self.options)
+        return specialized_program(req.outputs, req.assigns, {p: feeds[p].shape for p in req.placeholders},
+                                   self.options)
 
     def variable_value(self, var: Tensor) -> np.ndarray:
         """A copy of a variable's current value in this session."""

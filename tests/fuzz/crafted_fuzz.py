@@ -5,10 +5,10 @@ Kinds of file, each with a valid original made first:
 * ``graph``: a saved graph (`gc.save`), loaded with `gc.load` and, when it loads, run on
   both backends;
 * ``checkpoint``: a `gc.train.Saver` file, restored into a session;
-* ``cache``: a compile-cache entry, read back by graphc's cache reader, which must refuse it
-  or return it intact; every entry it accepts, and 2% of those it refuses, also by a compile
-  of the same program, whose result must not change (the program is compiled once, not per
-  case);
+* ``cache``: a compile-cache entry (a program's object code or its description), read back by
+  graphc's cache reader, which must refuse it or return it intact; every entry it accepts,
+  and 2% of those it refuses, also by a compile of the same program, whose result must not
+  change (the program is compiled once, not per case);
 * ``export``: an export's manifest, state file and library, loaded with `gc.load_exported`
   and, when it loads, called (its result must not change).
 
@@ -288,13 +288,14 @@ class CheckpointFile(Kind):
 
 
 class CacheEntry(Kind):
-    """A program is compiled once (its entry written by graphc); each case writes a damaged copy
-    of that entry and reads it back through `cache.load`, the only reader of program entries
-    (`jit.compile_ir`). A refused entry (None) is recompiled from the IR, so nothing of it can
-    reach the result: a share `FULL` of those cases, and every entry the reader accepts, also
-    run the program end to end through a Session (the result must not change, and a refused
-    entry must be replaced by a good one). So a case costs a file write and a checksum, not an
-    LLVM compile (about 0.8 s under load)."""
+    """A program is compiled once (its entries written by graphc: the object code, and the
+    program's description that lets a later process skip planning, `template_cache`); each case
+    writes a damaged copy of one of them and reads it back through `cache.load`, the only reader
+    of cache entries. A refused entry (None) is a miss (the program is planned or compiled
+    again), so nothing of it can reach the result: a share `FULL` of those cases, and every
+    entry the reader accepts, also run the program end to end through a Session (the result
+    must not change, and a refused entry must be replaced by a good one). So a case costs a
+    file write and a checksum, not an LLVM compile (about 0.8 s under load)."""
 
     FULL = 0.02
 
@@ -305,12 +306,14 @@ class CacheEntry(Kind):
         os.environ["GRAPHC_CACHE"] = "1"
         os.environ["GRAPHC_CACHE_DIR"] = str(work / "cache")
         self.want = self.run()
-        # the program's entry (a repeated Session.run also caches graphc's array-call routine)
-        (self.entry,) = [p for p in (work / "cache").rglob("*.o") if b"graphc_array_call" not in p.read_bytes()]
-        self.original = self.entry.read_bytes()
-        self.key = self.entry.stem
-        self.payload = cache.load(self.key)
-        assert self.payload is not None and self.entry.read_bytes() == self.original
+        # the program's entries, object code first (a repeated Session.run also caches graphc's
+        # array-call routine)
+        found = [p for p in (work / "cache").rglob("*.o") if b"graphc_array_call" not in p.read_bytes()]
+        self.entries = sorted(found, key=lambda p: b'"ir": ' in p.read_bytes())
+        assert len(self.entries) == 2 and b'"ir": ' in self.entries[1].read_bytes()
+        self.originals = [p.read_bytes() for p in self.entries]
+        self.payloads = [cache.load(p.stem) for p in self.entries]
+        assert None not in self.payloads and [p.read_bytes() for p in self.entries] == self.originals
 
     def run(self) -> Any:
         gc = _graphc()
@@ -323,23 +326,27 @@ class CacheEntry(Kind):
                 return sess.run(y, {x: np.linspace(-1, 1, 5, dtype=np.float32)})
 
     def case(self, rng: random.Random) -> tuple[str, Callable[[], str]]:
-        data, what = mutate_bytes(rng, self.original)
+        which = rng.randrange(len(self.entries))
+        data, what = mutate_bytes(rng, self.originals[which])
         full = rng.random() < self.FULL
-        return f"cache entry: {what}{' (end to end)' if full else ''}", lambda: self.check(data, full)
+        name = ("object code", "program description")[which]
+        return (f"cache entry ({name}): {what}{' (end to end)' if full else ''}",
+                lambda: self.check(data, full, which))
 
-    def check(self, data: bytes, full: bool) -> str:
+    def check(self, data: bytes, full: bool, which: int = 0) -> str:
         from graphc.backend.llvm import cache
 
-        self.entry.write_bytes(data)
-        payload = cache.load(self.key)
-        if payload is not None and payload != self.payload:
+        entry = self.entries[which]
+        entry.write_bytes(data)
+        payload = cache.load(entry.stem)
+        if payload is not None and payload != self.payloads[which]:
             raise FindingError("the cache returned a damaged payload")
         if payload is None and not full:
             return "refused"
         got = self.run()
         if got != self.want:
             raise FindingError(f"the damaged cache entry changed the result: {got} != {self.want}")
-        repaired = self.entry.read_bytes() == self.original
+        repaired = entry.read_bytes() == self.originals[which]
         if payload is None and not repaired:
             raise FindingError("the refused entry was not replaced by a good one")
         return "recompiled" if payload is None else "ignored"

@@ -34,17 +34,20 @@ def test_mutations_are_deterministic():
     assert data != bytes(range(64)) or "truncate to 64" in what
 
 
-def test_cache_kind_catches_a_reader_that_accepts_damage(tmp_path, monkeypatch):
+@pytest.mark.parametrize("which", [0, 1])
+def test_cache_kind_catches_a_reader_that_accepts_damage(tmp_path, monkeypatch, which):
     """The cache kind checks most cases at graphc's cache reader instead of recompiling: a reader
-    that returned a damaged payload (no checksum) is still a finding."""
+    that returned a damaged payload (no checksum) is still a finding, for the program's object
+    code (0) and its description (1)."""
     from graphc.backend.llvm import cache
 
     monkeypatch.setenv("GRAPHC_CACHE", "1")
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
     kind = crafted_fuzz.CacheEntry(tmp_path)
-    damaged = bytearray(kind.original)
+    damaged = bytearray(kind.originals[which])
     damaged[-8] ^= 1
-    assert kind.check(bytes(damaged), full=False) == "refused"
+    assert kind.check(bytes(damaged), full=False, which=which) == "refused"
+    assert kind.check(bytes(damaged), full=True, which=which) == "recompiled"
     monkeypatch.setattr(cache, "load", lambda key: cache.entry_path(key).read_bytes()[cache._HEADER.size:])
     with pytest.raises(crafted_fuzz.FindingError, match="damaged payload"):
-        kind.check(bytes(damaged), full=False)
+        kind.check(bytes(damaged), full=False, which=which)

@@ -72,7 +72,7 @@ def test_first_size_specialized_then_one_template_for_every_later_size(cache_dir
         assert sess.stats() == {"compiles": 4, "symbolic": 2, "specialized": 2, "first_sizes": 2, "not_symbolic": []}
         assert not isinstance(sess.compile(fetches, _feeds(x, y, SIZES[0])), SymbolicAt)  # still its own program
     assert gc.compile_count() - before == 4
-    assert _delta(counts) == {"probed": 2, "loaded": 0, "first_loaded": 0}
+    assert _delta(counts) == {"probed": 2, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
 
 
 def test_gc_function_first_size_then_template(cache_dir):
@@ -101,7 +101,7 @@ def test_warm_cache_loads_the_template_on_first_use(cache_dir):
         got = [sess.run(fetches, _feeds(x, y, n)) for n in SIZES[:2]]
         assert isinstance(sess.compile(fetches, _feeds(x, y, SIZES[0])), SymbolicAt)
         assert sess.stats() == {"compiles": 1, "symbolic": 1, "specialized": 0, "first_sizes": 0, "not_symbolic": []}
-    assert _delta(counts) == {"probed": 0, "loaded": 1, "first_loaded": 0}
+    assert _delta(counts) == {"probed": 0, "loaded": 1, "first_loaded": 0, "specialized_loaded": 0}
     for g, w in zip(got, want):
         for a, b in zip(g, w):
             np.testing.assert_array_equal(a, b)
@@ -112,7 +112,7 @@ def test_warm_cache_loads_the_template_on_first_use(cache_dir):
             value = sess.run(fetches[0], _feeds(x, y, 9))
             assert sess.stats()["first_sizes"] == 1
             report = sess.compile(fetches[0], _feeds(x, y, 9)).report()  # the plan, built on demand
-        assert _delta(counts) == {"probed": 0, "loaded": 0, "first_loaded": k}
+        assert _delta(counts) == {"probed": 0, "loaded": 0, "first_loaded": k, "specialized_loaded": 0}
         assert "planned peak (arena)" in report
         if k == 0:
             first_value, first_report = value, report
@@ -148,9 +148,9 @@ def test_fresh_processes_one_size_then_two_then_warm(cache_dir):
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     runs = [child(4), child(4, 11), child(11, 4)]
-    assert [r["counts"] for r in runs] == [{"probed": 0, "loaded": 0, "first_loaded": 0},
-                                           {"probed": 1, "loaded": 0, "first_loaded": 1},
-                                           {"probed": 0, "loaded": 1, "first_loaded": 0}]
+    assert [r["counts"] for r in runs] == [{"probed": 0, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0},
+                                           {"probed": 1, "loaded": 0, "first_loaded": 1, "specialized_loaded": 0},
+                                           {"probed": 0, "loaded": 1, "first_loaded": 0, "specialized_loaded": 0}]
     assert [(r["stats"]["symbolic"], r["stats"]["first_sizes"]) for r in runs] == [(0, 1), (1, 1), (1, 0)]
     assert runs[0]["out"][0] == runs[1]["out"][0] == runs[2]["out"][1]
     assert runs[1]["out"][1] == runs[2]["out"][0]
@@ -169,7 +169,7 @@ def test_a_loaded_first_size_program_profiles_and_exports(cache_dir, tmp_path_fa
     counts = template_cache.counts()
     f = gc.function([x], y)
     got, meta = f.profile(a)
-    assert _delta(counts) == {"probed": 0, "loaded": 0, "first_loaded": 1} and meta.step_stats
+    assert _delta(counts) == {"probed": 0, "loaded": 0, "first_loaded": 1, "specialized_loaded": 0} and meta.step_stats
     out = tmp_path_factory.mktemp("export")
     f.export(out, "first", signatures=[[(4, 6)]])
     for value in (got, gc.load_exported(out, "first")(a)):

@@ -18,12 +18,15 @@ atomic writes, ``GRAPHC_CACHE=0`` turns it off). The payload is a little-endian 
 a JSON document and the constants' bytes; anything that does not decode into a consistent
 entry is a miss. `counts()` says how many templates were probed and how many loaded.
 
-A symbolic pattern's first size runs a program specialized to it while no template is
-cached (`graphc.runtime.symbolic`: the template comes with a second size). `first_program`
-caches that program the same way, keyed by the same encoding with the feed shapes in place
-of the probes' signature, so a fresh process that again runs one size plans nothing either
-(`counts()["first_loaded"]`). Programs with LAPACK, collective or host-callback steps are
-not stored (a template cannot have them either).
+Every program specialized to its feed shapes (a symbolic pattern's first size while no
+template is cached, `graphc.runtime.symbolic`; a graph without None dims; a traced call) is
+cached the same way by `specialized_program`, keyed by the same encoding with the feed
+shapes in place of the probes' signature, so a fresh process that runs it again plans
+nothing either (`counts()["first_loaded"]`, `counts()["specialized_loaded"]`). Programs with
+LAPACK, collective or host-callback steps are not stored (a template cannot have them
+either). Keys also hold ``GRAPHC_GEMM`` and the thresholds of `pairs`, `tiled` and
+`ops.selection` (upper-case module settings that choose code besides the graph, the options
+and the source).
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from ...compiler import optimize
 from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...ir.serialize import encode_program
+from ...ops import selection
 from ...options import CompileOptions
 from ...runtime.counters import count_compile
-from . import blas, cache, shared
+from . import blas, cache, pairs, shared, tiled
 from .backend import LLVM
 from .codegen import ENTRY
 from .collector import fewer_collections
@@ -53,17 +57,18 @@ from .steps import Gemm, Lapack
 from .symbolic import SymbolicProgram, build_template
 from .template import MAX_SYMBOLS, Affine, ArenaFormula, probes, small_probes
 
-__all__ = ["counts", "first_program", "symbolic_program"]
+__all__ = ["counts", "specialized_program", "symbolic_program"]
 
 _VERSION = "graphc-symbolic-template-v1"
-_FIRST_VERSION = "graphc-first-size-program-v1"
+_SPECIALIZED_VERSION = "graphc-specialized-program-v1"
 _LENGTH = struct.Struct("<Q")
-_counts = {"probed": 0, "loaded": 0, "first_loaded": 0}
+_counts = {"probed": 0, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
 
 
 def counts() -> dict[str, int]:
     """Templates built by probing (`build_template`) and loaded from the disk cache in this
-    process, and first-size programs loaded from it (`first_program`)."""
+    process, and specialized programs loaded from it (`specialized_program`): those of a
+    symbolic pattern's first size, and the others."""
     return dict(_counts)
 
 
@@ -91,19 +96,22 @@ def symbolic_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where
 
 
 @fewer_collections
-def first_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], shapes: Mapping[Tensor, tuple[int, ...]],
-                  options: CompileOptions | None = None) -> LLVMProgram:
-    """`LLVMProgram(fetches, assigns, shapes, options)` for a symbolic pattern's first size,
-    loaded from the disk cache when an entry for it is there (else compiled and stored)."""
+def specialized_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
+                        shapes: Mapping[Tensor, tuple[int, ...]], options: CompileOptions | None = None,
+                        first: bool = False) -> LLVMProgram:
+    """`LLVMProgram(fetches, assigns, shapes, options)`, loaded from the disk cache when an entry
+    for it is there (else compiled and stored); `first`: a symbolic pattern's first size (which
+    count a load goes to)."""
     options = options or CompileOptions()
     fetches, assigns = list(fetches), list(assigns)
     order, key = _key(fetches, assigns, lambda index: {"shapes": sorted((index[ph], list(shape))
                                                                         for ph, shape in shapes.items()
-                                                                        if ph in index)}, options, _FIRST_VERSION)
+                                                                        if ph in index)}, options,
+                      _SPECIALIZED_VERSION)
     entry = _entry(key, order)
     if entry is not None:
-        _counts["first_loaded"] += 1
-        return _LoadedFirst(fetches, assigns, shapes, options, entry)
+        _counts["first_loaded" if first else "specialized_loaded"] += 1
+        return _LoadedSpecialized(fetches, assigns, shapes, options, entry)
     program = LLVMProgram(fetches, assigns, shapes, options)
     if key is not None and not (program.hosts or program.uses_mpi
                                 or any(isinstance(s, Lapack) for s in program.plan.all_steps())):
@@ -146,8 +154,19 @@ def _key(fetches: list[Tensor], assigns: list[Tensor], fields: Callable[[dict], 
         return [], None
     index = {n: i for i, n in enumerate(order)}
     doc = {"nodes": nodes, "fetches": [index[f] for f in fetches], "assigns": [index[a] for a in assigns],
-           **fields(index), "options": repr(replace(options, specialize=False)), "source": cache.source_digest()}
+           **fields(index), "options": repr(replace(options, specialize=False)), "source": cache.source_digest(),
+           "settings": _settings()}
     return order, cache.cache_key(json.dumps(doc, sort_keys=True), version)
+
+
+def _settings() -> list:
+    """``GRAPHC_GEMM`` and the upper-case number and string settings of the modules whose
+    thresholds choose code (products, pairs, rank sorts; tests set some), sorted."""
+    found = [["GRAPHC_GEMM", tiled.gemm_mode()]]
+    for module in (pairs, tiled, selection):
+        found += sorted([f"{module.__name__}.{k}", v] for k, v in vars(module).items()
+                        if k.isupper() and isinstance(v, (int, float, str)))
+    return found
 
 
 def _affine(a: Any) -> Any:
@@ -260,8 +279,8 @@ class _Loaded(SymbolicProgram):
         return _PlanAt(lambda: self.plan, arena)
 
 
-class _LoadedFirst(LLVMProgram):
-    """A first-size `LLVMProgram` made from a cache entry: compiled (object code from `cache`)
+class _LoadedSpecialized(LLVMProgram):
+    """A specialized `LLVMProgram` made from a cache entry: compiled (object code from `cache`)
     without planning; `plan` knows its arena size, the rest of the plan and the optimized graph
     are built on first use."""
 

@@ -46,8 +46,8 @@ def _child(cache_dir: Path) -> dict:
 def test_second_process_loads_the_template(tmp_path):
     """A second process with the same cache does not probe and gets the same values at every size."""
     first, second = _child(tmp_path), _child(tmp_path)
-    assert first["counts"] == {"probed": 1, "loaded": 0, "first_loaded": 0}
-    assert second["counts"] == {"probed": 0, "loaded": 1, "first_loaded": 0}
+    assert first["counts"] == {"probed": 1, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
+    assert second["counts"] == {"probed": 0, "loaded": 1, "first_loaded": 0, "specialized_loaded": 0}
     assert first["stats"]["symbolic"] == second["stats"]["symbolic"] == 1
     assert second["out"] == first["out"]
     w = np.arange(18, dtype=np.float32).reshape(6, 3) / 10
@@ -93,31 +93,31 @@ def test_hits_misses_and_damaged_entries(tmp_path, monkeypatch):
     initial = rng.standard_normal((4, 16)).astype(np.float32)
     x, y = _model(BIG, initial)
     got, feeds, delta = _run(x, y)
-    assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0}
+    assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
     _check(got, feeds, BIG, initial)
     got, feeds, delta = _run(x, y)
-    assert delta == {"probed": 0, "loaded": 1, "first_loaded": 0}
+    assert delta == {"probed": 0, "loaded": 1, "first_loaded": 0, "specialized_loaded": 0}
     _check(got, feeds, BIG, initial)
     # another constant (printed alike), other options: other keys; other initial values: the same key
     other = BIG[::-1].copy()
     x2, y2 = _model(other, initial)
     got, feeds, delta = _run(x2, y2)
-    assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0}
+    assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
     _check(got, feeds, other, initial)
     got, feeds, delta = _run(x, y, gc.CompileOptions(opt_level=1))
-    assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0}
+    assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
     _check(got, feeds, BIG, initial)
     initial2 = initial * -0.5
     x3, y3 = _model(BIG, initial2)
     got, feeds, delta = _run(x3, y3)
-    assert delta == {"probed": 0, "loaded": 1, "first_loaded": 0}
+    assert delta == {"probed": 0, "loaded": 1, "first_loaded": 0, "specialized_loaded": 0}
     _check(got, feeds, BIG, initial2)
     # every entry truncated, then every entry with a flipped payload byte: recompiled, right values
     for damage in (lambda b: b[:len(b) // 2], lambda b: b[:-1] + bytes([b[-1] ^ 1])):
         for path in tmp_path.rglob("*.o"):
             path.write_bytes(damage(path.read_bytes()))
         got, feeds, delta = _run(x, y)
-        assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0}
+        assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
         _check(got, feeds, BIG, initial)
 
 
@@ -135,7 +135,8 @@ def test_loaded_program_reports_and_prints(tmp_path, monkeypatch):
         deltas.append({k: template_cache.counts()[k] - before[k] for k in before})
         texts.append([program.report(), *(program.as_text(stage) for stage in ("graph", "kernels", "llvm"))])
         assert program.arena_at((1,)) <= program.arena_at((100,))
-    assert deltas == [{"probed": 1, "loaded": 0, "first_loaded": 0}, {"probed": 0, "loaded": 1, "first_loaded": 0}]
+    assert deltas == [{"probed": 1, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0},
+                      {"probed": 0, "loaded": 1, "first_loaded": 0, "specialized_loaded": 0}]
     assert texts[0] == texts[1]
 
 
@@ -146,6 +147,6 @@ def test_cache_off_probes_every_time(tmp_path, monkeypatch, value):
     x, y = _model(CONST, np.eye(4, 5, dtype=np.float32))
     for _ in range(2):
         got, feeds, delta = _run(x, y)
-        assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0}
+        assert delta == {"probed": 1, "loaded": 0, "first_loaded": 0, "specialized_loaded": 0}
         _check(got, feeds, CONST, np.eye(4, 5, dtype=np.float32))
     assert not list(tmp_path.rglob("*.o"))
