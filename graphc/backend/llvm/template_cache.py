@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import struct
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -288,7 +289,8 @@ class _LoadedSpecialized(LLVMProgram):
                  options: CompileOptions, entry: dict):
         self._rebuild = (fetches, assigns, shapes)
         _load(self, assigns, options, entry)
-        self.plan = _PlanAt(lambda: self.full_plan, int(entry["arena"]))
+        this = weakref.ref(self)  # no cycle through the plan: the program is freed when unused
+        self.plan = _PlanAt(lambda: this().full_plan, int(entry["arena"]))
 
     def __getattr__(self, name: str) -> Any:
         if name not in ("optimized", "full_plan", "fetches", "assigns"):
