@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import struct
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -287,20 +286,35 @@ class _LoadedSpecialized(LLVMProgram):
 
     def __init__(self, fetches: list[Tensor], assigns: list[Tensor], shapes: Mapping[Tensor, tuple[int, ...]],
                  options: CompileOptions, entry: dict):
-        self._rebuild = (fetches, assigns, shapes)
         _load(self, assigns, options, entry)
-        this = weakref.ref(self)  # no cycle through the plan: the program is freed when unused
-        self.plan = _PlanAt(lambda: this().full_plan, int(entry["arena"]))
+        # the plan outlives the program where a caller keeps it alone, and refers to it not at
+        # all (no cycle: the program is freed when unused, as a compiled one)
+        self._rebuild = rebuild = _Rebuild(fetches, assigns, shapes, options)
+        self.plan = _PlanAt(lambda: rebuild()[1], int(entry["arena"]))
 
     def __getattr__(self, name: str) -> Any:
-        if name not in ("optimized", "full_plan", "fetches", "assigns"):
+        if name not in ("optimized", "fetches", "assigns"):
             raise AttributeError(name)
-        fetches, assigns, shapes = self._rebuild
-        self.optimized = optimize(fetches + assigns, shapes, self.options, backend=LLVM)
-        bound = list(self.optimized.module.outputs)
-        self.full_plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
-        self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
+        self.optimized, _, self.fetches, self.assigns = self._rebuild()
         return getattr(self, name)
+
+
+class _Rebuild:
+    """A loaded specialized program's (optimized graph, plan, bound fetches, bound assigns), built
+    on the first call."""
+
+    def __init__(self, fetches: list[Tensor], assigns: list[Tensor], shapes: Mapping[Tensor, tuple[int, ...]],
+                 options: CompileOptions):
+        self.args, self.built = (fetches, assigns, shapes, options), None
+
+    def __call__(self) -> tuple:
+        if self.built is None:
+            fetches, assigns, shapes, options = self.args
+            optimized = optimize(fetches + assigns, shapes, options, backend=LLVM)
+            bound = list(optimized.module.outputs)
+            plan, _ = LLVM.lower(bound[:len(fetches)], bound[len(fetches):])
+            self.built = (optimized, plan, bound[:len(fetches)], bound[len(fetches):])
+        return self.built
 
 
 class _PlanAt:
