@@ -311,8 +311,8 @@ def _update_nodes(updates: Sequence[tuple[Tensor, Any]] | Mapping[Tensor, Any] |
 def compile_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
                     shapes: Mapping[Tensor, tuple[int, ...]], options: CompileOptions) -> Any:
     """An LLVM program for `fetches` and `assigns` at these placeholder shapes (from the disk
-    cache when there: `template_cache.specialized_program`)."""
-    from .backend.llvm.template_cache import specialized_program
+    cache when there: `program_entries.specialized_program`)."""
+    from .backend.llvm.program_entries import specialized_program
 
     return specialized_program(fetches, assigns, shapes, options)
 

@@ -260,7 +260,7 @@ class Session:
         if self.backend == "reference":
             bind_shapes(req.outputs + req.assigns, {p: feeds[p].shape for p in req.placeholders})  # type checks
             return _ReferenceRun(req, self.options.check_numerics)
-        from ..backend.llvm.template_cache import specialized_program
+        from ..backend.llvm.program_entries import specialized_program
 
         return specialized_program(req.outputs, req.assigns, {p: feeds[p].shape for p in req.placeholders},
                                    self.options)

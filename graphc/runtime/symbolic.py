@@ -88,7 +88,7 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
 
     `first` (pattern -> the symbol values first fed), when given, defers the template
     (docs/runtime.md): unless the disk cache holds it, a pattern's first values get a program
-    specialized to them (`template_cache.specialized_program`; returned as it is, not made, nor kept
+    specialized to them (`program_entries.specialized_program`; returned as it is, not made, nor kept
     in `cache`: the caller keeps it per shapes), and the template is built when other values
     come. `cache` (an LRU) keeps what `make` made, or the NotSymbolicRecord, per ("symbolic", pattern).
     """
@@ -108,7 +108,7 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
                             and first.setdefault(pattern, values) == values)
                 program = _compile(fetches, assigns, where, at, options, stats, build=not deferred)
                 if program is None:  # the first values, and no template on disk
-                    from ..backend.llvm.template_cache import specialized_program
+                    from ..backend.llvm.program_entries import specialized_program
 
                     program = specialized_program(fetches, assigns, at(values), options, first=True)
                     stats.count(symbolic=False)

@@ -1,4 +1,4 @@
-"""Programs specialized to their feed shapes in the disk cache (`template_cache.specialized_program`):
+"""Programs specialized to their feed shapes in the disk cache (`program_entries.specialized_program`):
 a fresh process with a warm cache runs them without optimizing, planning or generating code."""
 
 import json
