@@ -77,9 +77,15 @@ def test_trace_records_and_chrome_json(backend, tmp_path):
         ends = [s.end_ns for s in run.steps]
         assert ends == sorted(ends) and run.start_ns <= run.steps[0].start_ns and ends[-1] <= run.end_ns
         assert sum(s.duration_ns for s in run.steps) <= run.wall_ns
-    # the steps account for a run's wall time (Session.run's table filling is all that is left out);
-    # the best of the runs is taken, since a busy machine may preempt the thread between two steps
-    coverage = max(sum(s.duration_ns for s in run.steps) / run.wall_ns for run in prof.runs)
+    # the steps account for a run's wall time (Session.run's table filling is all that is left out;
+    # on the reference backend, so is what follows its last step: copying the outputs and writing
+    # the assigned variables back, 0.5-0.7 ms of this MLP's 4 ms); the best of the runs is taken,
+    # since a busy machine may preempt the thread between two steps
+    def covered(run):
+        end = run.steps[-1].end_ns if backend == "reference" else run.end_ns
+        return sum(s.duration_ns for s in run.steps) / (end - run.start_ns)
+
+    coverage = max(covered(run) for run in prof.runs)
     assert coverage >= 0.9, f"the steps cover {coverage:.0%} of the best run's wall time"
     named = [n.name for s in prof.steps for n in s.nodes]
     user = {n.name for n in gc.get_default_graph().nodes}
