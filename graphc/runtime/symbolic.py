@@ -92,7 +92,7 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
     in `cache`: the caller keeps it per shapes), and the template is built when other values
     come. `cache` (an LRU) keeps what `make` made, or the NotSymbolicRecord, per ("symbolic", pattern).
     """
-    from ..backend.llvm.template import LIMIT, MAX_SYMBOLS
+    from ..backend.llvm.probes import LIMIT, MAX_SYMBOLS
 
     pattern, values, where = pattern_of(placeholders, shapes)
     if not values or not all(1 <= v <= LIMIT for v in values):
@@ -125,7 +125,7 @@ def symbolic_program(cache: Any, lock: threading.Lock, stats: CompileStats, plac
 def _compile(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where: list, at: Any, options: Any,
              stats: CompileStats, build: bool = True) -> Any:
     """The template (loaded, or with `build` built), a NotSymbolicRecord, or None (not on disk, not built)."""
-    from ..backend.llvm.template import NotSymbolicError
+    from ..backend.llvm.probes import NotSymbolicError
     from ..backend.llvm.template_cache import symbolic_program as cached_program
 
     try:

@@ -214,7 +214,8 @@ def test_exported_library_takes_any_batch_size_and_checks_dims(tmp_path):
 def test_template_arena_shares_bytes_only_where_buffers_are_apart_at_every_size():
     """Affine first fit: a 1 MB buffer fits in the gap between two batch-sized buffers at a large
     batch only, so it must not go there; buffers live at different steps share bytes."""
-    from graphc.backend.llvm.template import LIMIT, Affine, _reuse
+    from graphc.backend.llvm.probes import LIMIT
+    from graphc.backend.llvm.template import Affine, _reuse
 
     sizes = [Affine((2048,), 0), Affine((2048,), 0), Affine((0,), 1 << 20), Affine((2048,), 0), Affine((64,), 64)]
     lives = [(0, 1), (0, 5), (3, 5), (6, 8), (6, 6)]  # buffer 2 would fit where buffer 0 was
@@ -295,7 +296,7 @@ def test_the_template_compiles_while_the_small_probes_are_built(monkeypatch):
     mean's 1/N, a float literal that any two probes fit as a line: the guess takes the
     reciprocal): one compile, started before the small probes are planned."""
     from graphc.backend.llvm import symbolic
-    from graphc.backend.llvm.template import small_probes
+    from graphc.backend.llvm.probes import small_probes
 
     events, plan_at = [], symbolic._plan_at
 
@@ -320,7 +321,8 @@ def test_a_template_the_small_probes_change_is_compiled_again(monkeypatch):
 def test_the_guess_fits_a_reciprocal_that_the_large_probes_alone_fit_as_a_line():
     """`fit_ir` on the large probes: without the guess, 1/N fits a real line there (which the small
     probes refute); with it, 1/N, as every probe gives."""
-    from graphc.backend.llvm.template import _double_hex, fit_ir, probes, small_probes
+    from graphc.backend.llvm.probes import probes, small_probes
+    from graphc.backend.llvm.template import _double_hex, fit_ir
 
     def text(n):
         return f"\ndefine double @f() {{\nentry:\n  %a = fadd double 1.0, {_double_hex(1.0 / n)}\n  ret double %a\n}}\n"

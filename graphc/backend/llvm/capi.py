@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...passes.memory import ALIGNMENT
-from .template import LIMIT as SYMBOL_LIMIT
+from .probes import LIMIT as SYMBOL_LIMIT
 
 __all__ = ["ERRORS", "Arg", "Variant", "c_identifier", "header", "source"]
 

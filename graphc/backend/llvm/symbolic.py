@@ -25,25 +25,15 @@ from ...ir.graph import Tensor
 from ...ir.traverse import toposort
 from ...options import CompileOptions
 from ...passes.sizing import SizesDivergedError, Tape, taping
+from . import program_entries as entries
 from . import shared
 from .backend import LLVM
 from .codegen import ENTRY, module_text
 from .jit import Compiling, compile_ir
+from .probes import LIMIT, MAX_SYMBOLS, NotSymbolicError, probes, small_probes
 from .program import LLVMProgram, link_symbols
 from .steps import Collective, Lapack, Plan, host_nodes
-from .template import (
-    DIMS,
-    LIMIT,
-    MAX_SYMBOLS,
-    NotSymbolicError,
-    affine_arena,
-    check_shapes,
-    fit_ir,
-    fit_shapes,
-    probes,
-    same_consts,
-    small_probes,
-)
+from .template import DIMS, ArenaFormula, affine_arena, check_shapes, fit_ir, fit_shapes, same_consts
 
 
 def build_template(fetches: Sequence[Tensor], assigns: Sequence[Tensor],
@@ -275,3 +265,28 @@ def _decisions(report: Any) -> tuple:
     """What a checkpoint report decided, apart from sizes: residuals, recomputations, loops."""
     return ([name for name, *_ in report.saved], [(name, op) for name, op, _ in report.recomputed],
             [(x.name, x.iterations, x.segment, x.recomputed) for x in report.loops])
+
+
+class LoadedTemplate(SymbolicProgram):
+    """A `SymbolicProgram` made from a `template_cache` entry: compiled (object code from `cache`)
+    without probing; the optimized graph and plan are built on first use."""
+
+    def __init__(self, fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
+                 shapes_at: Callable, options: CompileOptions, entry: dict):
+        self._rebuild = (fetches, assigns, shapes_at, len(where), options)
+        self.arena_formula, self.out_shapes = ArenaFormula(entry["arena"]), entry["out_shapes"]
+        entries.load_into(self, assigns, options, entry)
+        self._init_symbolic(where, fetches, assigns)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("optimized", "plan", "fetches", "assigns"):
+            raise AttributeError(name)
+        fetches, assigns, shapes_at, k, options = self._rebuild
+        (optimized, plan, _), _, _ = build_template(fetches, assigns, shapes_at, k, options)
+        bound = list(optimized.module.outputs)
+        self.optimized, self.plan = optimized, plan
+        self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
+        return getattr(self, name)
+
+    def plan_at(self, arena: int) -> Any:
+        return entries.PlanAt(lambda: self.plan, arena)

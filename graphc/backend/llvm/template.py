@@ -49,38 +49,16 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import GraphcError
 from ...ir.graph import Tensor
 from ...passes.memory import ALIGNMENT
+from .probes import LIMIT, STEPS, NotSymbolicError, small_probes
 from .steps import Plan
 
 DIMS = "graphc_dims"
-LIMIT = 1 << 20  # a template serves symbol values 1..LIMIT; others compile a specialized program
-_BASE = (1048583, 1048601, 1048609, 1048627)  # per symbol; > LIMIT, different residues
-_STEP = (263, 419, 541, 653)  # the fit probes move one symbol by its step
-MAX_SYMBOLS = len(_BASE)
 MAX_REUSE = 256  # arena buffers a template places with reuse (the search is quadratic)
 _INT_TYPES = {"i64": 64, "i32": 32, "i16": 16, "i8": 8, "i1": 1}
 _TOKEN = re.compile(r'(?P<glob>@"[^"]*"|@[\w.$]+)|(?<![\w."%@$-])(?P<lit>0x[0-9A-Fa-f]{16}|-?\d+)(?![\w.])')
 _TYPE = re.compile(r"\b(i64|i32|i16|i8|i1|float|double)\b")
-
-
-class NotSymbolicError(GraphcError):
-    """The program cannot be a symbolic-dim template; compile it for the fed shapes."""
-
-
-def small_probes(k: int) -> list[tuple[int, ...]]:
-    """Small values every fit is checked at: the bound shapes (clamps such as ``x[:5]`` show
-    there) and the template's code, built there under the nominal build's decisions."""
-    return [(1,) * k, (2, 3, 5, 7)[:k], (37, 41, 43, 47)[:k]]
-
-
-def probes(k: int) -> list[tuple[int, ...]]:
-    """The large probe values of `k` symbols: the base (the nominal build), then one per
-    symbol moved by its step; the affine fits are taken there."""
-    base = _BASE[:k]
-    moved = [tuple(b + (_STEP[j] if j == i else 0) for j, b in enumerate(base)) for i in range(k)]
-    return [base, *moved]
 
 
 @dataclass(frozen=True)
@@ -111,9 +89,9 @@ def fit(values: Sequence[int | float], points: Sequence[tuple[int, ...]], exact:
         base, coefs = values[0], []
         for i in range(len(points[0])):
             diff = values[1 + i] - base
-            if diff % _STEP[i]:
+            if diff % STEPS[i]:
                 return None
-            coefs.append(diff // _STEP[i])
+            coefs.append(diff // STEPS[i])
         f = Affine(tuple(coefs), base - sum(c * p for c, p in zip(coefs, points[0])))
     for point, value in zip(points, values):
         got = f.at(point)

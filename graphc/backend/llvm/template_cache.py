@@ -12,16 +12,18 @@ says how many templates were probed and loaded, and how many specialized program
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...ir.graph import Tensor
 from ...options import CompileOptions
 from . import cache
 from . import program_entries as entries
 from .collector import fewer_collections
-from .program_entries import COUNTS, PlanAt, counts, specialized_program
-from .symbolic import SymbolicProgram, build_template
-from .template import MAX_SYMBOLS, Affine, ArenaFormula, probes, small_probes
+from .probes import MAX_SYMBOLS, probes, small_probes
+from .program_entries import COUNTS, counts, specialized_program
+
+if TYPE_CHECKING:
+    from .symbolic import SymbolicProgram
 
 __all__ = ["counts", "specialized_program", "symbolic_program"]
 
@@ -38,12 +40,14 @@ def symbolic_program(fetches: Sequence[Tensor], assigns: Sequence[Tensor], where
     options = options or CompileOptions()
     fetches, assigns = list(fetches), list(assigns)
     order, key = _template_key(fetches, assigns, where, shapes_at, options)
-    entry = entries.read_entry(key, order, Affine)
+    entry = entries.read_entry(key, order, _affine)
+    if not build and entry is None:
+        return None
+    from .symbolic import LoadedTemplate, SymbolicProgram  # the template machinery: not for a first size
+
     if entry is not None:
         COUNTS["loaded"] += 1
-        return _Loaded(fetches, assigns, where, shapes_at, options, entry)
-    if not build:
-        return None
+        return LoadedTemplate(fetches, assigns, where, shapes_at, options, entry)
     COUNTS["probed"] += 1
     program = SymbolicProgram(fetches, assigns, where, shapes_at, options)
     if key is not None:
@@ -66,28 +70,8 @@ def _template_key(fetches: list[Tensor], assigns: list[Tensor], where: Sequence[
     return entries.entry_key(fetches, assigns, fields, options, _VERSION)
 
 
-class _Loaded(SymbolicProgram):
-    """A `SymbolicProgram` made from a cache entry: compiled (object code from `cache`) without
-    probing; the optimized graph and plan are built on first use."""
+def _affine(coefs: tuple, const: int | float) -> Any:
+    """A symbolic size of an entry read from disk: `template.Affine` (imported with an entry)."""
+    from .template import Affine
 
-    def __init__(self, fetches: list[Tensor], assigns: list[Tensor], where: Sequence[tuple[Tensor, int]],
-                 shapes_at: Callable, options: CompileOptions, entry: dict):
-        self._rebuild = (fetches, assigns, shapes_at, len(where), options)
-        self.arena_formula, self.out_shapes = ArenaFormula(entry["arena"]), entry["out_shapes"]
-        entries.load_into(self, assigns, options, entry)
-        self._init_symbolic(where, fetches, assigns)
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in ("optimized", "plan", "fetches", "assigns"):
-            raise AttributeError(name)
-        fetches, assigns, shapes_at, k, options = self._rebuild
-        (optimized, plan, _), _, _ = build_template(fetches, assigns, shapes_at, k, options)
-        bound = list(optimized.module.outputs)
-        self.optimized, self.plan = optimized, plan
-        self.fetches, self.assigns = bound[:len(fetches)], bound[len(fetches):]
-        return getattr(self, name)
-
-    def plan_at(self, arena: int) -> Any:
-        return PlanAt(lambda: self.plan, arena)
-
-
+    return Affine(coefs, const)
