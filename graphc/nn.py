@@ -15,15 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .attention import embedding, scaled_dot_product_attention
 from .dtypes import bool_, is_float, is_int, normalize_axes, shape_str
 from .errors import ShapeError
 from .ir.composite import composite
 from .ir.graph import Tensor
 from .ir.naming import add_names
-from .layers import dense  # creates variables, so it lives in graphc/layers.py
-from .layers_conv import batch_norm, update_ops
-from .normalization import layer_norm, rms_norm
 from .ops import elementwise as ew
 from .ops import shape as shp
 from .ops.conv import conv1d, conv2d, conv2d_transpose
@@ -32,12 +28,13 @@ from .ops.pool import avg_pool2d, global_avg_pool2d, max_pool2d
 from .ops.reduce import max as reduce_max
 from .ops.reduce import mean, sum
 from .ops.state import stop_gradient
-from .regularize import dropout  # in-graph randomness (graphc/random.py)
 
-__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mse", "dense",
-           "conv1d", "conv2d", "conv2d_transpose", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
-           "batch_norm", "update_ops"]
-__all__ += ["dropout", "layer_norm", "rms_norm", "scaled_dot_product_attention", "embedding"]
+# Builders defined in other modules, loaded on first use (`__getattr__`, PEP 562): gc.nn's own
+# functions do not need those modules (docs/architecture.md, "What `import graphc` loads").
+_ELSEWHERE = ("dense", "batch_norm", "update_ops", "dropout", "layer_norm", "rms_norm", "scaled_dot_product_attention",
+              "embedding")
+__all__ = ["softmax", "log_softmax", "softmax_cross_entropy", "sigmoid_cross_entropy", "mse", "conv1d", "conv2d",
+           "conv2d_transpose", "max_pool2d", "avg_pool2d", "global_avg_pool2d", *_ELSEWHERE]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -160,4 +157,27 @@ def mse(pred: Any, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce_loss(d * d, reduction)
 
 
-add_names(globals(), __all__)  # name= on every builder (graphc/ir/naming.py)
+add_names(globals(), [n for n in __all__ if n not in _ELSEWHERE])  # name= on every builder (graphc/ir/naming.py)
+
+
+def __getattr__(name: str) -> Any:
+    """A builder of `_ELSEWHERE`, imported (and given ``name=``) on first use."""
+    if name in ("scaled_dot_product_attention", "embedding"):
+        from . import attention as module
+    elif name == "dense":  # creates variables, so it lives in graphc/layers.py
+        from . import layers as module
+    elif name in ("batch_norm", "update_ops"):
+        from . import layers_conv as module
+    elif name in ("layer_norm", "rms_norm"):
+        from . import normalization as module
+    elif name == "dropout":  # in-graph randomness (graphc/random.py)
+        from . import regularize as module
+    else:
+        raise AttributeError(f"module 'graphc.nn' has no attribute {name!r}")
+    globals()[name] = getattr(module, name)
+    add_names(globals(), [name])
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -27,7 +27,6 @@ from ..ir.graph import Tensor
 from ..ops.registry import OpKind
 from .cost import flops, is_source, nbytes
 from .loop_checkpoint import LoopReport, checkpoint_loops, share_forward
-from .loop_revolve import revolve_loops
 from .manager import register_pass
 from .memory import arena_peak
 from .mincut import keep_by_min_cut
@@ -210,6 +209,8 @@ def loop_policy(module: Module, policy: str, slots: int | None = None) -> tuple[
     if policy == "sqrt":
         return checkpoint_loops(module)
     if policy == "revolve":
+        from .loop_revolve import revolve_loops  # loaded by the policy that uses it (docs/architecture.md)
+
         return revolve_loops(module, slots or 1)
     return module, []
 
@@ -219,6 +220,7 @@ def _candidates(module: Module, parts: Split) -> Iterator[tuple[str, Module, lis
     segments and loops on revolve's schedule (for LOOP_REVOLVE_SLOTS) when the module has
     differentiated scans, mincut, keep-every-k, and revolve for 1, 2, 3, 4, 6, 8, ... slots
     when the residuals form a chain."""
+    from .loop_revolve import revolve_loops
     from .revolve import chain_steps, revolve
 
     n = len(parts.residuals)
