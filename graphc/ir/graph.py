@@ -31,21 +31,33 @@ from .composite import composite_stack
 
 
 class Const:
-    """A hashable, read-only wrapper of a numpy array used as an attribute value."""
+    """A hashable, read-only wrapper of a numpy array used as an attribute value.
 
-    __slots__ = ("array", "_key")
+    Equal means the same dtype, shape and bytes. The hash is a CRC-32 of the bytes, read in
+    place: a copy of them (``tobytes``) and Python's hash of it took about 20 of the 50 ms W4's
+    graph (64 weights of 256 KB) took to build; the bytes are compared only when hashes agree.
+    """
+
+    __slots__ = ("array", "_hash")
 
     def __init__(self, array: np.ndarray):
+        import zlib  # here, not at the top: `import graphc` does not need it (docs/benchmarks.md)
+
         arr = np.array(array, copy=True, order="C")
         arr.setflags(write=False)
         self.array = arr
-        self._key = (arr.dtype.str, arr.shape, arr.tobytes())
+        data = arr.tobytes() if arr.dtype.hasobject else arr.reshape(-1).view(np.uint8)
+        self._hash = hash((arr.dtype.str, arr.shape, zlib.crc32(data)))
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Const) and self._key == other._key
+        if not isinstance(other, Const):
+            return False
+        a, b = self.array, other.array
+        return (self._hash == other._hash and a.dtype.str == b.dtype.str and a.shape == b.shape
+                and a.tobytes() == b.tobytes())
 
     def __repr__(self) -> str:
         return np.array2string(self.array, separator=", ", threshold=8, precision=8)
