@@ -1,7 +1,7 @@
 """Composite functions (public functions built from primitives): their names, for error messages.
 
 `@composite` marks such a function; nodes built inside it are recorded as its parts
-(`Graph.composite`), and type errors raised inside name it (`ops.registry.located_errors`).
+(`Graph.composite`), and type errors raised inside name it (`ops.registry.located`).
 """
 
 from __future__ import annotations

@@ -32,8 +32,7 @@ Rule signatures (fixed; autodiff and the backends rely on them):
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -165,31 +164,34 @@ def describe_operands(inputs: tuple) -> str:
     return ", ".join(f"{t.name}: {t.dtype}{shape_str(t.shape)}" for t in inputs)
 
 
-@contextlib.contextmanager
-def located_errors(opdef: OpDef, inputs: tuple, loc: str) -> Iterator[None]:
-    """Re-raise ShapeError/DTypeError naming the op, its operands and the user's line."""
-    try:
-        yield
-    except (ShapeError, DTypeError) as exc:
-        detail = f" with operands {describe_operands(inputs)}" if inputs else ""
-        outer = current_composite()
-        name = opdef.name if outer is None or outer == opdef.name else f"{outer}: its {opdef.name}"
-        raise type(exc)(f"{name}{detail}: {exc}\n  at {loc}") from None
+def located(opdef: OpDef, inputs: tuple, loc: str, exc: ShapeError | DTypeError) -> ShapeError | DTypeError:
+    """`exc` again, naming the op, its operands and the user's line."""
+    detail = f" with operands {describe_operands(inputs)}" if inputs else ""
+    outer = current_composite()
+    name = opdef.name if outer is None or outer == opdef.name else f"{outer}: its {opdef.name}"
+    return type(exc)(f"{name}{detail}: {exc}\n  at {loc}")
 
 
 def canonical_attrs(opdef: OpDef, inputs: tuple, attrs: dict, loc: str) -> dict:
     """The op's attributes in canonical form (so equal ops intern to one node)."""
     if opdef.canon is None:
         return attrs
-    with located_errors(opdef, inputs, loc):
+    try:
         return opdef.canon(inputs, dict(attrs))
+    except (ShapeError, DTypeError) as exc:
+        raise located(opdef, inputs, loc, exc) from None
 
 
 def infer_type(opdef: OpDef, inputs: tuple, attrs: dict, loc: str) -> tuple[Shape, np.dtype | None]:
-    """Run the op's type rule; errors name the op, its operands and the user's line."""
-    with located_errors(opdef, inputs, loc):
+    """Run the op's type rule; errors name the op, its operands and the user's line.
+
+    (Every node made runs it, and the verifier again: a try statement, not a context manager,
+    which cost about 2 us a call.)"""
+    try:
         shape, dtype = opdef.infer(inputs, attrs)
         check_size(shape, dtype)
+    except (ShapeError, DTypeError) as exc:
+        raise located(opdef, inputs, loc, exc) from None
     if dtype is not None and dtype not in SUPPORTED:
         raise DTypeError(f"{opdef.name}: result dtype {dtype} is not supported\n  at {loc}")
     return tuple(shape), dtype
