@@ -26,6 +26,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from ..ir.graph import Tensor
 from ..ir.traverse import toposort
 from ..ops.registry import OpKind
@@ -49,10 +51,12 @@ def schedule(outputs: Sequence[Tensor], size: SizeFn | None = None, view_of: Bas
     if size is None:
         out = set(roots)
         size = lambda n: 0 if is_source(n) or n in out else nbytes(n)  # noqa: E731
-    base = _bases(toposort(roots), view_of)
+    order = toposort(roots)
+    base = _bases(order, view_of)
     first = depth_first(roots)
     if size_free(first):  # collectives (ranks with shards of other shapes), symbolic-dim templates (`sizing`)
         return readers_of_collectives_last(first)  # no size-driven order
+    size = {n: size(n) for n in order}.__getitem__  # once per node: the list order and the peaks ask often
     second = list_order(first, size, base)
     return second if live_peak(second, size, base) < live_peak(first, size, base) else first
 
@@ -95,26 +99,24 @@ def depth_first(roots: list[Tensor]) -> list[Tensor]:
     for n in reversed(order):
         for i in n.inputs:
             needed_by[i] |= needed_by[n]
-    remaining = [0] * len(roots)
-    for mask in needed_by.values():
-        while mask:
-            low = mask & -mask
-            remaining[low.bit_length() - 1] += 1
-            mask ^= low
+    remaining = _bit_counts(list(needed_by.values()), len(roots))  # [k]: unscheduled nodes roots[k] needs
     done: set[Tensor] = set()
     result: list[Tensor] = []
-    pending = list(range(len(roots)))
+    pending = list(range(len(roots)))  # ascending: the first of the fewest is the lowest k
     while pending:
-        best = min(pending, key=lambda k: (remaining[k], k))
-        pending.remove(best)
-        for node in toposort([roots[best]], done):
-            result.append(node)
-            mask = needed_by[node]
-            while mask:
-                low = mask & -mask
-                remaining[low.bit_length() - 1] -= 1
-                mask ^= low
+        best = pending.pop(int(np.argmin(remaining[pending])))
+        batch = toposort([roots[best]], done)
+        result += batch
+        remaining -= _bit_counts([needed_by[n] for n in batch], len(roots))
     return result
+
+
+def _bit_counts(masks: list[int], width: int) -> np.ndarray:
+    """How many of `masks` have bit k set, for each k < width (numpy: a loop over the set bits
+    of W4's masks took 10 of its 30 ms of scheduling)."""
+    size = (width + 7) // 8
+    raw = np.frombuffer(b"".join(m.to_bytes(size, "little") for m in masks), np.uint8).reshape(len(masks), size)
+    return np.unpackbits(raw, axis=1, count=width, bitorder="little").sum(axis=0, dtype=np.int64)
 
 
 def list_order(order: list[Tensor], size: SizeFn, base: dict[Tensor, Tensor]) -> list[Tensor]:
