@@ -291,28 +291,17 @@ def _reshaped(nodes: Nodes, group: Mapping[Tensor, Tensor], n: Tensor) -> Tensor
 
 
 class _Merger:
-    """Kernels being merged: union-find over kernel keys, with each kernel's nodes."""
+    """Kernels being merged: each member's kernel key (`unit`), and each kernel's nodes (`sets`)."""
 
     def __init__(self, nodes: Nodes, group: dict[Tensor, Tensor], probes: Probes,
                  keeps_alive: Callable[[Tensor, Tensor], bool], members: dict[Tensor, int]):
         self.nodes, self.group, self.probes, self.outer = nodes, group, probes, False
         self.keeps_alive, self.members = keeps_alive, members
-        self.parent: dict[Tensor, Tensor] = {}
+        self.unit: dict[Tensor, Tensor] = dict(group)  # member -> the key of the kernel it is in now
         self.sets = _sets(nodes, group)
 
-    def find(self, r: Tensor) -> Tensor:
-        root = r
-        while self.parent.get(root, root) is not root:
-            root = self.parent[root]
-        while r is not root:  # path compression
-            self.parent[r], r = root, self.parent[r]
-        return root
-
     def unit_of(self, m: Tensor) -> Tensor:
-        key = self.group.get(m)
-        if key is None:
-            return m
-        return key if key not in self.parent else self.find(key)  # (most keys are roots)
+        return self.unit.get(m, m)
 
     def try_merge(self, a: Tensor, b: Tensor) -> bool:
         """Merge the kernels of members `a` and `b` (and the views linking them) when one
@@ -330,15 +319,15 @@ class _Merger:
         if not _fusable(union, self.probes, self.outer) or self._holds_inputs(reps):
             return False
         for v in views:  # the views belong to the merged kernel for the cycle check
-            self.group[v] = reps[0]
+            self.group[v] = self.unit[v] = reps[0]
         self.sets[reps[0]], kept = union, self.sets[reps[0]]
-        if _joins_a_cycle(self.nodes, reps, self.sets, self.unit_of):
+        if _joins_a_cycle(self.nodes, reps, self.sets, self.unit):
             for v in views:
-                del self.group[v]
+                del self.group[v], self.unit[v]
             self.sets[reps[0]] = kept
             return False
-        self.parent[reps[1]] = reps[0]
-        del self.sets[reps[1]]
+        for m in self.sets.pop(reps[1]):
+            self.unit[m] = reps[0]
         return True
 
     def _holds_inputs(self, reps: list[Tensor]) -> bool:
@@ -382,7 +371,7 @@ class _Merger:
 
     def finish(self) -> None:
         for n in self.group:
-            self.group[n] = self.find(self.group[n])
+            self.group[n] = self.unit[n]
 
 
 def _merge_siblings(merger: _Merger) -> None:
@@ -423,33 +412,35 @@ def _merge_rows(merger: _Merger) -> None:
 
 
 def _joins_a_cycle(nodes: Nodes, reps: list[Tensor], sets: dict[Tensor, list[Tensor]],
-                   unit_of: Callable[[Tensor], Tensor]) -> bool:
+                   unit: Mapping[Tensor, Tensor]) -> bool:
     """Would merging the kernels `reps` make the kernel graph cyclic (a path from one of
     them through other kernels or nodes back into another)? Other kernels count as
-    whole units: reaching any member makes every member's consumers reachable. A search
-    that grows past `MERGE_SEARCH` units, or `8 * MERGE_SEARCH` of their nodes, answers yes
-    (no merge), bounding compile time."""
-    targets, users = set(reps), nodes.users
-    frontier = [unit_of(u) for r in reps for m in sets[r] for u in users[m]]
-    frontier = [u for u in frontier if u not in targets]
+    whole units (`unit`: a member's kernel key; a node in none is its own unit): reaching
+    any member makes every member's consumers reachable. A search that grows past
+    `MERGE_SEARCH` units, or `8 * MERGE_SEARCH` of their nodes, answers yes (no merge),
+    bounding compile time. (The answer does not depend on the order of the search: no, exactly
+    when the units reachable from the kernels' readers are at most that many, and none reads
+    a member of theirs.)"""
+    targets, users, owner = set(reps), nodes.users, unit.get
+    frontier = list({owner(u, u) for r in reps for m in sets[r] for u in users[m]} - targets)
     seen: set[Tensor] = set()
     visited = 0
     while frontier:
-        unit = frontier.pop()
-        if unit in seen:
+        current = frontier.pop()
+        if current in seen:
             continue
-        members = sets.get(unit, (unit,))
+        members = sets.get(current, (current,))
         visited += len(members)
         if len(seen) >= MERGE_SEARCH or visited > MERGE_SEARCH * 8:
             return True
-        seen.add(unit)
+        seen.add(current)
         for m in members:
             for u in users[m]:
-                owner = unit_of(u)
-                if owner in targets:
+                o = owner(u, u)
+                if o in targets:
                     return True
-                if owner not in seen:  # (a seen unit would be skipped when popped)
-                    frontier.append(owner)
+                if o not in seen:  # (a seen unit would be skipped when popped)
+                    frontier.append(o)
     return False
 
 
