@@ -10,21 +10,25 @@ cache when an entry for the same IR, toolchain and CPU exists) is loaded into it
 MCJIT engine, which stays alive as long as the `Compiled` that holds it. llvmlite
 serializes LLVM calls behind one global lock, so threads do not compile in parallel; a
 `Compiling` compiles on a thread of its own while the caller's thread runs Python (a
-symbolic template's small probes, `symbolic.build_template`).
+symbolic template's small probes, `symbolic.build_template`), and a shared kernel
+(`compile_shared`) that is not in the disk cache compiles in a forked child
+(`optimizer.Forked`), on another core, while the program that calls it compiles here: a
+program's symbols are resolved after its object code is made (on a thread of their own while
+it is: loading scipy's BLAS for them is Python), so it waits for the kernel only to link.
 """
 
 from __future__ import annotations
 
 import atexit
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from llvmlite import binding as llvm
 
 from . import cache
 from .once import once
-from .optimizer import SPEED_LEVEL, Process, host_target_machine, optimize_module
+from .optimizer import SPEED_LEVEL, Forked, Process, host_target_machine, may_fork, optimize_module
 
 __all__ = ["Compiled", "Compiling", "compile_ir", "compile_shared", "optimize_ir", "optimize_module", "target_machine"]
 
@@ -94,39 +98,59 @@ class Compiled:
             return target_machine().emit_assembly(mod)
 
 
-def compile_ir(ir_text: str, entry: str, symbols: dict[str, int]) -> Compiled:
-    """Compile (or load from the disk cache) and link `ir_text`; `symbols` resolve externals."""
+Symbols = Mapping[str, int] | Callable[[], Mapping[str, int]]
+
+
+def compile_ir(ir_text: str, entry: str, symbols: Symbols) -> Compiled:
+    """Compile (or load from the disk cache) and link `ir_text`; `symbols` resolve externals (or a
+    function giving them, called once the object code is made, before linking: a program's shared
+    kernels may still be compiling while it compiles)."""
     return _compile(cache.cache_key(ir_text, _target_description()), ir_text, entry, symbols)
 
 
-def compile_shared(name: str, ir_text: Callable[[], str]) -> Compiled:
-    """Compile (or load) a module defining the function `name`, whose name ends in a digest of its
-    IR (`shared`): the disk cache keys it by that name, so a hit needs no IR (`ir_text()` is
-    called on a miss only; the returned `Compiled` then has it, else an empty text)."""
-    return _compile(cache.cache_key(name, _target_description() + "\nshared function"), ir_text, name, {})
+def compile_shared(name: str, ir_text: Callable[[], str]) -> Compiling:
+    """Start compiling (or loading) a module defining the function `name`, whose name ends in a digest
+    of its IR (`shared`): the disk cache keys it by that name, so a hit needs no IR (`ir_text()` is
+    called on a miss only; the `Compiled` then has it, else an empty text). It runs on a thread of
+    its own; on a cache miss, when the process may fork (`optimizer.may_fork`), the IR is made and
+    compiled in a forked child (`optimizer.Forked`), so that it compiles on another core while this
+    process compiles its programs (the `Compiled` then has no IR either)."""
+    key = cache.cache_key(name, _target_description() + "\nshared function")
+    path = cache.entry_path(key)
+    forked = None
+    if (path is None or not path.exists()) and may_fork():
+        forked = Forked(ir_text, target_machine())
+    return Compiling(lambda: _compile(key, ir_text, name, {}, forked))
 
 
-def _compile(key: str, source: str | Callable[[], str], entry: str, symbols: dict[str, int]) -> Compiled:
-    """`source`: the IR text, or a function making it (called on a cache miss only)."""
+def _compile(key: str, source: str | Callable[[], str], entry: str, symbols: Symbols,
+             forked: Forked | None = None) -> Compiled:
+    """`source`: the IR text, or a function making it (called on a cache miss only, when `forked`,
+    a child compiling it, gives no object code)."""
     global _misses
     obj = cache.load(key)
     optimized, ir_text = None, source if isinstance(source, str) else ""
-    with _lock:
-        tm = target_machine()
-        if obj is None:
-            if not isinstance(source, str):
-                ir_text = source()
+    from_cache = obj is not None
+    # on a miss, the symbols are resolved on a thread while this compiles (LLVM runs without the GIL):
+    # loading scipy's BLAS for them takes about 70 ms of Python
+    resolving = Compiling(symbols) if obj is None and callable(symbols) else None
+    if obj is None and forked is not None and (obj := forked.object_code()) is not None:
+        cache.store(key, obj)
+    if obj is None:
+        if not isinstance(source, str):
+            ir_text = source()
+        with _lock:
             _misses += 1
             obj = _optimizer.object_code(ir_text) if _misses > IN_PROCESS_FIRST else None
             if obj is None:  # one of the first misses, or no optimizer process: optimize here
                 mod = optimize_ir(ir_text)
                 optimized = str(mod)
-                obj = tm.emit_object(mod)
-            cache.store(key, obj)
-            from_cache = False
-        else:
-            from_cache = True
-        for name, address in symbols.items():
+                obj = target_machine().emit_object(mod)
+        cache.store(key, obj)
+    # may wait for a shared kernel: not under the lock
+    links = resolving.result() if resolving is not None else symbols() if callable(symbols) else symbols
+    with _lock:
+        for name, address in links.items():
             llvm.add_symbol(name, address)
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
         objref = llvm.ObjectFileRef.from_data(obj)

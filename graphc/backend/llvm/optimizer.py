@@ -12,14 +12,26 @@ keeps them in process.
 Protocol over the child's stdin/stdout: a request is a frame of IR text; a reply is a frame
 of ``b"O"`` plus object code, or ``b"E"`` plus an error message. A frame is a
 little-endian uint64 length and that many bytes. EOF on stdin ends the child.
+
+`Forked` compiles one module in a child forked from this process (no interpreter to start:
+about 1 ms), whose IR the child makes too, so that a module compiles on another core while
+this process compiles its own (llvmlite runs one LLVM call at a time per process). The
+child sends one frame back over a pipe and exits with ``os._exit``; anything else (no
+fork, a child that fails, dies or takes longer than `FORK_TIMEOUT_S`) gives None, and the
+caller compiles in process. `may_fork` says when forking is safe.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import struct
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 if TYPE_CHECKING:
     import subprocess
@@ -27,6 +39,7 @@ if TYPE_CHECKING:
 SPEED_LEVEL = 3
 RARE_CALL_PREFIX = "graphc.rare."  # functions of rarecall.py (imported lazily here: a child imports llvmlite only)
 REQUESTS_PER_PROCESS = 200
+FORK_TIMEOUT_S = 120.0  # a forked compile taking longer is killed (the caller compiles in process)
 _LENGTH = struct.Struct("<Q")
 
 
@@ -93,8 +106,7 @@ class Process:
         self._proc: subprocess.Popen | None = None
         self._pid = 0
         self._served = 0
-        self.broken = (not sys.executable  # embedded interpreters may have no executable to start
-                       or os.environ.get("GRAPHC_OPT_PROCESS", "1").strip().lower() in ("0", "false", "off", "no"))
+        self.broken = not sys.executable or in_process_only()  # embedded interpreters may have no executable
 
     def object_code(self, ir_text: str) -> bytes | None:
         """The object code of `ir_text` from the child; None when the child is unavailable."""
@@ -137,6 +149,88 @@ class Process:
                 except OSError:  # a dead child: its pipe is broken
                     pass
             proc.wait()
+
+
+def in_process_only() -> bool:
+    """``GRAPHC_OPT_PROCESS=0``: compiles run in this process only (no optimizer process, no fork)."""
+    return os.environ.get("GRAPHC_OPT_PROCESS", "1").strip().lower() in ("0", "false", "off", "no")
+
+
+def may_fork() -> bool:
+    """Whether `Forked` may fork now: on Linux, with one Python thread (a lock that another thread
+    holds at the fork, an import's or llvmlite's, would stay held in the child), MPI not loaded
+    (MPI libraries do not support fork), and compiles not kept in process."""
+    return (sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
+            and "mpi4py.MPI" not in sys.modules and not in_process_only())
+
+
+class Forked:
+    """The object code of the IR `text()` makes, compiled for `tm` in a child forked now (the
+    caller checks `may_fork`); `object_code()` waits for it."""
+
+    def __init__(self, text: Callable[[], str], tm: Any):
+        self._parent = os.getpid()
+        self._pid, self._fd = 0, -1
+        self._reply: bytes | None = None
+        self._done = False
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            return
+        if pid == 0:
+            _child(read, write, text, tm)
+        os.close(write)
+        self._pid, self._fd = pid, read
+
+    def object_code(self) -> bytes | None:
+        """The child's object code, or None (no child, it failed, died or timed out); the first
+        call waits for the child and reaps it, later calls return the same."""
+        if self._done or os.getpid() != self._parent:  # a fork of this process has no such child
+            return self._reply
+        self._done = True
+        if not self._pid:
+            return None
+        blob, deadline = bytearray(), time.monotonic() + FORK_TIMEOUT_S
+        try:
+            while (left := deadline - time.monotonic()) > 0 and select.select([self._fd], [], [], left)[0]:
+                chunk = os.read(self._fd, 1 << 20)
+                if not chunk:
+                    break
+                blob += chunk
+            else:  # timed out
+                os.kill(self._pid, signal.SIGKILL)
+                blob.clear()
+        except OSError:
+            blob.clear()
+        finally:
+            os.close(self._fd)
+            try:
+                status = os.waitpid(self._pid, 0)[1]
+            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): the frame's length tells
+                status = 0
+        if status == 0 and len(blob) > _LENGTH.size and _LENGTH.unpack_from(blob)[0] == len(blob) - _LENGTH.size:
+            if blob[_LENGTH.size:_LENGTH.size + 1] == b"O":
+                self._reply = bytes(blob[_LENGTH.size + 1:])
+        return self._reply
+
+
+def _child(read: int, write: int, text: Callable[[], str], tm: Any) -> NoReturn:
+    """The forked child: compile, send one frame, exit without running the parent's exit handlers."""
+    status = 1
+    try:
+        os.close(read)
+        reply = b"O" + object_code(text(), tm)
+        view = memoryview(_LENGTH.pack(len(reply)) + reply)
+        while view:
+            view = view[os.write(write, view):]
+        status = 0
+    except BaseException:  # noqa: BLE001, S110 (the parent sees the status and compiles in process)
+        pass
+    finally:
+        os._exit(status)
 
 
 def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:

@@ -94,7 +94,7 @@ class LLVMProgram:
             check_program(collectives)
         self.uses_mpi = bool(collectives)  # gc.distributed collectives: MPI calls
         self.compiled = (compiling.result() if compiling is not None
-                         else compile_ir(self.ir_text, ENTRY, link_symbols(self.plan, self.ir_text)))
+                         else compile_ir(self.ir_text, ENTRY, lambda: link_symbols(self.plan, self.ir_text)))
         count_compile()
         self.entry = self.compiled.address
         original = {new: old for old, new in mapping.items() if old.op in ("placeholder", "variable")}

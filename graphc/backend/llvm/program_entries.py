@@ -196,7 +196,7 @@ def load_into(program: LLVMProgram, assigns: list[Tensor], options: CompileOptio
     program.options = options
     program.ir_text, program.consts = entry["ir"], entry["consts"]
     program.uses_mpi, program.hosts, program._host_key, program.checks_after_run = False, [], 0, False
-    program.compiled = compile_ir(program.ir_text, ENTRY, (blas.gemm_symbols() if entry["gemm"] else {})
+    program.compiled = compile_ir(program.ir_text, ENTRY, lambda: (blas.gemm_symbols() if entry["gemm"] else {})
                                   | shared.symbols(program.ir_text))
     count_compile()
     program.entry = program.compiled.address

@@ -69,5 +69,5 @@ def _start(name: str, text: Callable[[], str] | None = None) -> Compiling:
     makes its IR (on a cache miss only, on the compile's thread; default `definition`)."""
     with _lock:
         if name not in _made:
-            _made[name] = Compiling(lambda: compile_shared(name, text or (lambda: definition(name))))
+            _made[name] = compile_shared(name, text or (lambda: definition(name)))
         return _made[name]

@@ -149,7 +149,7 @@ class SymbolicProgram(LLVMProgram):
         early: list[tuple[str, Compiling]] = []
 
         def compile_early(ir_text: str, plan: Plan) -> None:  # while the small probes are built
-            early.append((ir_text, Compiling(lambda: compile_ir(ir_text, ENTRY, link_symbols(plan, ir_text)))))
+            early.append((ir_text, Compiling(lambda: compile_ir(ir_text, ENTRY, lambda: link_symbols(plan, ir_text)))))
 
         built, self.arena_formula, self.out_shapes = build_template(fetches, assigns, shapes_at, len(where), options,
                                                                     compile_early)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.backend.llvm import cache, shared, tiled
+from graphc.backend.llvm import cache, jit, shared, tiled
 
 pytestmark = pytest.mark.skipif(tiled.blocking(np.float32) is None, reason="host has no AVX2/FMA kernel")
 
@@ -19,6 +19,7 @@ def fresh(monkeypatch, tmp_path):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("GRAPHC_CACHE", raising=False)
     monkeypatch.setattr(shared, "_made", {})
+    monkeypatch.setattr(jit, "may_fork", lambda: False)  # compiled here (test_forked_compile forks)
 
 
 def _product(n: int, scale: float):
