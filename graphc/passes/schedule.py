@@ -24,6 +24,7 @@ Cost: O(E log V) for the list order (a heap with stale entries skipped), linear 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -58,7 +59,8 @@ def schedule(outputs: Sequence[Tensor], size: SizeFn | None = None, view_of: Bas
         return readers_of_collectives_last(first)  # no size-driven order
     size = {n: size(n) for n in order}.__getitem__  # once per node: the list order and the peaks ask often
     second = list_order(first, size, base)
-    return second if live_peak(second, size, base) < live_peak(first, size, base) else first
+    best = second if live_peak(second, size, base) < live_peak(first, size, base) else first
+    return interleave_recomputation(best, size, base) if any("_remat" in n.attrs for n in best) else best
 
 
 def readers_of_collectives_last(order: list[Tensor]) -> list[Tensor]:
@@ -192,6 +194,11 @@ def list_order(order: list[Tensor], size: SizeFn, base: dict[Tensor, Tensor]) ->
 def live_peak(order: Sequence[Tensor], size: SizeFn, base: dict[Tensor, Tensor] | None = None) -> int:
     """The most bytes alive at once when `order` runs (a value lives from its node to its last
     reader; a view's readers read its base)."""
+    return max(live_bytes(order, size, base), default=0)
+
+
+def live_bytes(order: Sequence[Tensor], size: SizeFn, base: dict[Tensor, Tensor] | None = None) -> list[int]:
+    """The bytes alive while each node of `order` runs (as `live_peak` counts them)."""
     step = {n: k for k, n in enumerate(order)}
     last = dict(step)
     read = {}  # a variable's (or any buffer's) last reader other than assignments
@@ -209,8 +216,72 @@ def live_peak(order: Sequence[Tensor], size: SizeFn, base: dict[Tensor, Tensor] 
     for n in order:
         delta[step[n]] += size(n)
         delta[last[n] + 1] -= size(n)
-    peak = live = 0
-    for d in delta:
-        live += d
-        peak = max(peak, live)
-    return peak
+    return list(itertools.accumulate(delta[:-1]))
+
+
+def interleave_recomputation(order: list[Tensor], size: SizeFn, base: dict[Tensor, Tensor]) -> list[Tensor]:
+    """`order` with runs of recomputed products spread over the products before them, each run
+    only where that needs no more bytes alive at once than `order`.
+
+    A run is a stretch of consecutive recomputed nodes (`_remat` clones, the checkpoint
+    pass's) holding n > 1 products (MATMUL nodes); each product starts a *part* (the product
+    and the recomputed nodes after it, such as its activation). The products before the run,
+    back to the previous run, are the backward steps that precede it (under sqrt: the weight
+    and input gradients of the segment above, two per layer). Part j moves up to just before
+    the (2j + 2)-th of the last 2n of them (or later, when an input it reads from outside the
+    run is computed later): one part after each layer's two products. The backend can then
+    run each recomputed product beside a backward one (`pairs.py`) instead of splitting it
+    over the pool alone, and the values of the segment above die as fast as the recomputed
+    ones appear. A run is spread only where that cannot raise the program's peak: a pair's
+    two products run at one time, and pairing moves a product up past a few others, so the
+    bytes are weighed with each part one product earlier still (`_spread(..., early=True)`)
+    plus one part's value, and that must not exceed `order`'s peak anywhere the run moved.
+    """
+    limit = live_peak(order, size, base)
+    out = list(order)
+    first = end = 0  # `before` starts where the previous run ended
+    while end < len(out):
+        start = next((k for k in range(end, len(out)) if "_remat" in out[k].attrs), len(out))
+        end = next((k for k in range(start, len(out)) if "_remat" not in out[k].attrs), len(out))
+        before, run, rest = out[first:start], out[start:end], out[end:]
+        spread = _spread(before, run, early=False)
+        if spread is not None:
+            early = live_bytes(out[:first] + _spread(before, run, early=True) + rest, size, base)
+            if max(early[first:end]) + max(map(size, run)) <= limit:
+                out = out[:first] + spread + rest
+        first = end
+    return out
+
+
+def _spread(before: list[Tensor], run: list[Tensor], early: bool) -> list[Tensor] | None:
+    """`before` + `run` with the run's parts moved up (None when the run has fewer than two
+    products or `before` too few): as `interleave_recomputation` says, or with `early` each
+    part one product earlier (right after the product two before its place)."""
+    parts: list[list[Tensor]] = []
+    for n in run:
+        if n.opdef.kind is OpKind.MATMUL or not parts:
+            parts.append([])
+        parts[-1].append(n)
+    anchors = [k for k, n in enumerate(before) if n.opdef.kind is OpKind.MATMUL]
+    if len(parts) < 2 or len(anchors) < 2 * len(parts):
+        return None
+    anchors = anchors[-2 * len(parts):]
+    position = {n: k for k, n in enumerate(before)}
+    inside = set(run)
+    at: dict[int, list[list[Tensor]]] = {}  # index in `before` -> the parts that go just before it
+    floor = 0  # parts keep their order
+    for j, part in enumerate(parts):
+        a = 2 * j + 2
+        target = anchors[a] if a < len(anchors) else len(before)
+        if early:
+            target = anchors[a - 2] + 1
+        need = max((position[i] + 1 for n in part for i in n.inputs if i not in inside and i in position), default=0)
+        floor = max(target, need, floor)
+        at.setdefault(floor, []).append(part)
+    out: list[Tensor] = []
+    for k in range(len(before) + 1):
+        for part in at.get(k, []):
+            out += part
+        if k < len(before):
+            out.append(before[k])
+    return out

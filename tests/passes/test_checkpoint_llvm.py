@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.backend.llvm.steps import Gemm
 
 
 def _chain(layers=24, width=32, batch=16):
@@ -46,3 +47,51 @@ def test_memory_budget_is_met_by_the_compiled_arena():
     assert fitted.plan.arena_bytes <= budget
     with pytest.raises(gc.GraphcError, match="cannot be met"):
         _arena(gc.CompileOptions(memory_budget=256))
+
+
+def _paired_recomputations(monkeypatch, spread: bool):
+    """(plan, recomputed GEMM steps, those of them in a pair, sqrt's values, reference values) for a
+    25-layer float32 chain whose products are large enough to pair (64x128 @ 128x128)."""
+    from graphc.passes import schedule
+
+    if not spread:
+        monkeypatch.setattr(schedule, "interleave_recomputation", lambda order, size, base: order)
+    rng = np.random.default_rng(3)
+    x = gc.placeholder(gc.float32, (64, 128), name="x")
+    ws = [gc.Variable((rng.standard_normal((128, 128)) / 12).astype(np.float32)) for _ in range(25)]
+    h = x
+    for w in ws:
+        h = gc.tanh(h @ w)
+    fetches = [gc.sum(h), *gc.gradients(gc.sum(h), ws)]
+    feed = {x: rng.standard_normal((64, 128)).astype(np.float32)}
+    with gc.Session(options=gc.CompileOptions(checkpoint="sqrt")) as sess:
+        plan = sess.compile(fetches, feed).plan
+        values = sess.run(fetches, feed)
+    with gc.Session(backend="reference") as ref:
+        want = ref.run(fetches, feed)
+    recomputed = [k for k, s in enumerate(plan.steps) if isinstance(s, Gemm) and "_remat" in s.node.attrs]
+    in_pairs = {k for i in plan.pairs for k in (i, i + 1)}
+    return plan, recomputed, [k for k in recomputed if k in in_pairs], values, want
+
+
+def test_recomputed_products_run_beside_backward_products(monkeypatch):
+    """sqrt (segments of 5, the last kept) recomputes 4 segments of 4 products. Spread over the
+    backward products before them (`schedule.interleave_recomputation`), the recomputed products run
+    in pairs beside backward ones, as the backward's own products do, instead of alone: all but
+    those of the segment next to the arena's peak, whose spreading would raise it. Each still carries
+    its tanh in its epilogue, as the forward's products do; the arena is no larger; values agree
+    with the reference backend."""
+    plan, recomputed, paired, values, want = _paired_recomputations(monkeypatch, spread=True)
+    for got, exp in zip(values, want):
+        np.testing.assert_allclose(got, exp, rtol=2e-4, atol=2e-5)
+    assert len(recomputed) == 16
+    for k in recomputed:
+        epilogue = plan.steps[k].epilogue
+        assert epilogue is not None and any(m.op == "tanh" for m in epilogue.members)
+    with monkeypatch.context() as m:
+        base, base_recomputed, base_paired, _, _ = _paired_recomputations(m, spread=False)
+    print(f"\nrecomputed products paired: {len(paired)} of {len(recomputed)} (not spread: {len(base_paired)}); "
+          f"pairs {len(plan.pairs)} (not spread: {len(base.pairs)}); "
+          f"arena {plan.arena_bytes} B (not spread: {base.arena_bytes} B)")
+    assert len(base_recomputed) == 16 and len(paired) > len(base_paired) and len(plan.pairs) > len(base.pairs)
+    assert plan.arena_bytes <= base.arena_bytes
