@@ -38,8 +38,10 @@ def place(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
     lifetimes intersect its own, largest first: by size, and by size x lifetime; the
     smaller arena wins (neither order is always better). Returns (offsets, arena bytes).
     """
-    by_size = _first_fit(sorted(intervals, key=lambda v: (-v.size, v.start, str(v.key))))
-    by_area = _first_fit(sorted(intervals, key=lambda v: (-v.size * (v.end - v.start + 1), v.start, str(v.key))))
+    named = [(v, str(v.key)) for v in intervals]  # (the names break ties: the order is deterministic)
+    by_size = _first_fit([v for v, _ in sorted(named, key=lambda p: (-p[0].size, p[0].start, p[1]))])
+    by_area = _first_fit([v for v, _ in sorted(named, key=lambda p: (-p[0].size * (p[0].end - p[0].start + 1),
+                                                                      p[0].start, p[1]))])
     return by_area if by_area[1] < by_size[1] else by_size
 
 
@@ -58,20 +60,19 @@ def place_in_order(intervals: Sequence[Interval]) -> tuple[dict[object, int], in
 
 
 def _first_fit(intervals: Sequence[Interval]) -> tuple[dict[object, int], int]:
-    placed: list[tuple[int, int, Interval]] = []  # (offset, aligned size, interval)
+    placed: list[tuple[int, int, int, int]] = []  # (start, end, offset, end of its bytes)
     offsets: dict[object, int] = {}
     for iv in intervals:
-        size = _aligned(max(iv.size, 1))
-        busy = sorted((off, off + sz) for off, sz, other in placed
-                      if other.start <= iv.end and iv.start <= other.end)
+        size, start, end = _aligned(max(iv.size, 1)), iv.start, iv.end
+        busy = sorted((lo, hi) for first, last, lo, hi in placed if first <= end and start <= last)
         offset = 0
         for lo, hi in busy:
             if offset + size <= lo:
                 break
             offset = max(offset, hi)
-        placed.append((offset, size, iv))
+        placed.append((start, end, offset, offset + size))
         offsets[iv.key] = offset
-    peak = max((off + sz for off, sz, _ in placed), default=0)
+    peak = max((hi for _, _, _, hi in placed), default=0)
     return offsets, peak
 
 

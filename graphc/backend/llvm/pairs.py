@@ -93,6 +93,14 @@ def concurrent_pairs(steps: Sequence[Step]) -> dict[int, int]:
     """
     pairs: dict[int, int] = {}
     taken: set[int] = set()
+    touched: dict[int, tuple[set, set]] = {}  # step index -> `_touched` (each step is asked often)
+
+    def apart(j: int, h: int) -> bool:
+        for k in (j, h):
+            if k not in touched:
+                touched[k] = _touched(steps[k])
+        return _apart(touched[j], touched[h])
+
     for i, first in enumerate(steps):
         if i in taken or not isinstance(first, Gemm) or not decide("pair", work_ns(first) >= PAIR_MIN_NS):
             continue
@@ -100,8 +108,7 @@ def concurrent_pairs(steps: Sequence[Step]) -> dict[int, int]:
             second = steps[j]
             if not isinstance(second, (Gemm, Kernel)):  # LAPACK, collectives and host calls stay in place
                 break
-            if j not in taken and isinstance(second, Gemm) and all(
-                    _independent(second, steps[h]) for h in range(i, j)) and decide(
+            if j not in taken and isinstance(second, Gemm) and all(apart(j, h) for h in range(i, j)) and decide(
                     "pair", _balanced(first, second)):
                 pairs[i] = j
                 taken.update((i, j))
@@ -137,15 +144,27 @@ def _written(step: Gemm | Kernel) -> list[Buffer]:
 def overlap(x: Buffer, y: Buffer) -> bool:
     """Whether two buffers of a draft plan are the same memory: arena buffers are distinct until
     placed (by identity), table buffers by kind and slot."""
-    if x is y:
-        return True
-    return x.kind == y.kind and x.kind != "arena" and x.slot == y.slot
+    return _memory(x) == _memory(y)
+
+
+def _memory(buf: Buffer) -> object:
+    """What `overlap` compares: an arena buffer itself, a table buffer's kind and slot."""
+    return id(buf) if buf.kind == "arena" else (buf.kind, buf.slot)
 
 
 def _independent(g: Gemm, step: Gemm | Kernel) -> bool:
     """Neither step writes a buffer the other reads or writes."""
-    return not any(overlap(w, t) for w in _written(g) for t in step.buffers()) and \
-        not any(overlap(w, t) for w in _written(step) for t in g.buffers())
+    return _apart(_touched(g), _touched(step))
+
+
+def _touched(step: Gemm | Kernel) -> tuple[set, set]:
+    """(the memory a step writes, the memory it reads or writes), as `overlap` compares it."""
+    return {_memory(w) for w in _written(step)}, {_memory(b) for b in step.buffers()}
+
+
+def _apart(a: tuple[set, set], b: tuple[set, set]) -> bool:
+    """Neither of two steps' `_touched` writes what the other reads or writes."""
+    return a[0].isdisjoint(b[1]) and b[0].isdisjoint(a[1])
 
 
 def pair_items(pair: tuple[Gemm, Gemm], extra_ns: float = 0.0) -> Items:
