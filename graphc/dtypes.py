@@ -128,6 +128,8 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
 
     Raises ShapeError (without location; callers add it) when two known dims disagree.
     """
+    if all(s == shapes[0] for s in shapes[1:]):  # (most operands of a map: their common shape)
+        return tuple(shapes[0]) if shapes else ()
     ndim = max((len(s) for s in shapes), default=0)
     out: list[int | None] = []
     for axis in range(ndim):
