@@ -13,8 +13,10 @@ serializes LLVM calls behind one global lock, so threads do not compile in paral
 symbolic template's small probes, `symbolic.build_template`), and a shared kernel
 (`compile_shared`) that is not in the disk cache compiles in a forked child
 (`optimizer.Forked`), on another core, while the program that calls it compiles here: a
-program's symbols are resolved after its object code is made (on a thread of their own while
-it is: loading scipy's BLAS for them is Python), so it waits for the kernel only to link.
+program's symbols are resolved on a thread of their own from the moment its O3 pipeline runs
+(loading scipy's BLAS for them is Python, which then runs while LLVM does not need the GIL),
+so it waits for the kernel only to link. The optimized module is printed only when asked for
+(`Compiled.optimized_ir`, which optimizes the IR again).
 """
 
 from __future__ import annotations
@@ -66,13 +68,14 @@ def _target_description() -> str:
     return f"triple={tm.triple}\nopt=O{SPEED_LEVEL}\ncodemodel=jitdefault"
 
 
-def optimize_ir(ir_text: str) -> llvm.ModuleRef:
-    """Parse, verify and optimize IR for the host (O3, loop and SLP vectorization)."""
+def optimize_ir(ir_text: str, running: Callable[[], None] | None = None) -> llvm.ModuleRef:
+    """Parse, verify and optimize IR for the host (O3, loop and SLP vectorization); `running()` is
+    called just before the pipeline runs."""
     tm = target_machine()
     mod = llvm.parse_assembly(ir_text)
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
-    return optimize_module(mod, tm)
+    return optimize_module(mod, tm, running)
 
 
 @dataclass(eq=False)
@@ -103,8 +106,8 @@ Symbols = Mapping[str, int] | Callable[[], Mapping[str, int]]
 
 def compile_ir(ir_text: str, entry: str, symbols: Symbols) -> Compiled:
     """Compile (or load from the disk cache) and link `ir_text`; `symbols` resolve externals (or a
-    function giving them, called once the object code is made, before linking: a program's shared
-    kernels may still be compiling while it compiles)."""
+    function giving them, called once: on a cache miss on a thread of its own while the module
+    compiles, before linking; a program's shared kernels may still be compiling meanwhile)."""
     return _compile(cache.cache_key(ir_text, _target_description()), ir_text, entry, symbols)
 
 
@@ -127,25 +130,26 @@ def _compile(key: str, source: str | Callable[[], str], entry: str, symbols: Sym
              forked: Forked | None = None) -> Compiled:
     """`source`: the IR text, or a function making it (called on a cache miss only, when `forked`,
     a child compiling it, gives no object code)."""
-    global _misses
     obj = cache.load(key)
-    optimized, ir_text = None, source if isinstance(source, str) else ""
+    ir_text = source if isinstance(source, str) else ""
     from_cache = obj is not None
-    # on a miss, the symbols are resolved on a thread while this compiles (LLVM runs without the GIL):
-    # loading scipy's BLAS for them takes about 70 ms of Python
-    resolving = Compiling(symbols) if obj is None and callable(symbols) else None
     if obj is None and forked is not None and (obj := forked.object_code()) is not None:
         cache.store(key, obj)
+    go = resolving = None
+    if obj is None and callable(symbols):
+        # resolved on a thread while LLVM optimizes and emits without the GIL (loading scipy's BLAS for
+        # them is 40-100 ms of Python); it starts once the O3 runs: started before, it would hold the
+        # GIL that this thread needs between its LLVM calls
+        go = threading.Event()
+        resolving = Compiling(lambda: go.wait() and symbols())
     if obj is None:
         if not isinstance(source, str):
             ir_text = source()
-        with _lock:
-            _misses += 1
-            obj = _optimizer.object_code(ir_text) if _misses > IN_PROCESS_FIRST else None
-            if obj is None:  # one of the first misses, or no optimizer process: optimize here
-                mod = optimize_ir(ir_text)
-                optimized = str(mod)
-                obj = target_machine().emit_object(mod)
+        try:
+            obj = _object_code(ir_text, go.set if go is not None else None)
+        finally:
+            if go is not None:
+                go.set()
         cache.store(key, obj)
     # may wait for a shared kernel: not under the lock
     links = resolving.result() if resolving is not None else symbols() if callable(symbols) else symbols
@@ -159,7 +163,23 @@ def _compile(key: str, source: str | Callable[[], str], entry: str, symbols: Sym
         address = engine.get_function_address(entry)
     if not address:
         raise RuntimeError(f"compiled module has no function {entry!r}")
-    return Compiled(ir_text, engine, address, from_cache, [objref], optimized)
+    return Compiled(ir_text, engine, address, from_cache, [objref])
+
+
+def _object_code(ir_text: str, running: Callable[[], None] | None) -> bytes:
+    """The object code of `ir_text`: made here for a process's first `IN_PROCESS_FIRST` misses, then in
+    the optimizer process (here when it is unavailable); `running()` is called once the LLVM work (or
+    the wait for the optimizer process) starts."""
+    global _misses
+    with _lock:
+        _misses += 1
+        if _misses > IN_PROCESS_FIRST:
+            if running is not None:
+                running()
+            obj = _optimizer.object_code(ir_text)
+            if obj is not None:
+                return obj
+        return target_machine().emit_object(optimize_ir(ir_text, running))
 
 
 class Compiling:

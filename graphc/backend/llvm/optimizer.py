@@ -54,8 +54,9 @@ def host_target_machine() -> Any:
                                         features=llvm.get_host_cpu_features().flatten(), opt=3, jit=True)
 
 
-def optimize_module(mod: Any, tm: Any) -> Any:
-    """Verify `mod` (triple and layout already set for `tm`) and run the O3 pipeline on it.
+def optimize_module(mod: Any, tm: Any, running: Callable[[], None] | None = None) -> Any:
+    """Verify `mod` (triple and layout already set for `tm`) and run the O3 pipeline on it (calling
+    `running()` just before: the caller's other threads may take the GIL while it runs).
 
     A module with rare calls (rarecall.py) then gets the always-inliner, which puts their
     vector variants' mask tests, placed by the loop vectorizer, into the loops.
@@ -67,7 +68,10 @@ def optimize_module(mod: Any, tm: Any) -> Any:
     pto.loop_vectorization = True
     pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
+    pipeline = pb.getModulePassManager()
+    if running is not None:
+        running()
+    pipeline.run(mod, pb)
     if any(fn.name.startswith(RARE_CALL_PREFIX) for fn in mod.functions):
         late = llvm.create_new_module_pass_manager()
         late.add_always_inliner_pass()
