@@ -2,15 +2,14 @@
 
 Build a graph with placeholders, variables, constants and ops; differentiate it;
 run it with `Session.run`. The public names of each op family are listed in that
-module's ``__all__`` and re-exported here. The namespaces and names in `_LAZY` load on
+module's ``__all__`` and re-exported here. The namespaces and names in `_LAZY_NAMES` load on
 first use (PEP 562 ``__getattr__``), so ``import graphc`` stays fast (docs/benchmarks.md, W5).
 """
 
 import sys as _sys
 from typing import Any as _Any
 
-from . import train
-from .autodiff import *  # noqa: F403
+from .autodiff import custom_gradient, gradients, jvp
 from .control import *  # noqa: F403
 from .dtypes import bool_, float32, float64, int32, int64
 from .errors import (
@@ -58,7 +57,6 @@ from .ops.ufuncs import *  # noqa: F403
 from .options import CompileOptions
 from .runtime.counters import compile_count
 from .runtime.session import Session
-from .train import global_variables, global_variables_initializer, init, trainable_variables
 from .version import __version__
 
 # Every public op builder takes ``name=`` (graphc/ir/naming.py); the builder namespaces
@@ -69,9 +67,11 @@ for _module in _OP_MODULES:
     _add_names(globals(), _module.__all__)
 del _module
 
-_NAMESPACES = ("distributed", "layers", "linalg", "nn", "random", "special")
-_LAZY_NAMES = (*_NAMESPACES, "ExportedFunction", "load_exported", "LoadedGraph", "load", "save", "Profile",
-               "RunMetadata", "RunOptions", "profile")
+_NAMESPACES = ("distributed", "layers", "linalg", "nn", "random", "special", "train")
+_AUTODIFF = ("jacobian", "hessian", "hessian_vector_product", "clip_by_norm", "clip_by_global_norm", "global_norm")
+_TRAIN = ("init", "global_variables", "global_variables_initializer", "trainable_variables")
+_LAZY_NAMES = (*_NAMESPACES, *_AUTODIFF, *_TRAIN, "ExportedFunction", "load_exported", "LoadedGraph", "load", "save",
+               "Profile", "RunMetadata", "RunOptions", "profile")
 
 
 def __getattr__(name: str) -> _Any:
@@ -93,6 +93,12 @@ def __getattr__(name: str) -> _Any:
         import graphc.random
     elif name == "special":
         import graphc.special
+    elif name == "train":
+        import graphc.train
+    elif name in _AUTODIFF:
+        from . import autodiff as module
+    elif name in _TRAIN:
+        from . import train as module
     elif name in ("ExportedFunction", "load_exported"):
         from . import export as module
     elif name in ("LoadedGraph", "load", "save"):

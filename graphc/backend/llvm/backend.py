@@ -19,7 +19,6 @@ from ...compiler import split_outputs
 from ...ir.graph import Tensor
 from ...passes.manager import Instrumentation, Pass, PassRecord, run_pipeline
 from ...passes.module import Module
-from .control import prefixed
 from .grouping import Groups, Nodes, Units, group_kernels, order_units, program_nodes
 from .plan import Steps, build_steps, place_arena
 from .steps import Plan
@@ -72,6 +71,8 @@ class LLVMBackend:
     def lower_region(self, results: Sequence[Tensor], prefix: str) -> Plan:
         """The `Plan` of a region (a loop body, a branch) computing `results` from its params (its
         feeds): the same late passes, uninstrumented, its step names prefixed."""
+        from .control import prefixed  # loaded with the first region (docs/architecture.md)
+
         plan, _ = run_pipeline(program_nodes(results), self.late_pipeline, passes=self.passes)
         return prefixed(plan, prefix)
 

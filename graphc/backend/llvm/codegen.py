@@ -18,11 +18,9 @@ from typing import Any
 from llvmlite import ir
 
 from ...passes.sizing import decide, empty, templating, unit_dim
-from . import blas, collective, host, pairs, tiled
-from .control import emit_loop
+from . import blas, host, pairs, tiled
 from .emitter import intrinsic, mem_type
 from .kernels import Call, KernelCodegen, kernel_buffers, kernel_key
-from .lapack import lapack_buffers, lapack_function
 from .loops import I8, I32, I64, PARALLEL_FOR_TYPE, PTR, FunctionBuilder, printed
 from .pairs import Block, Items, Op, blocked, epilogue_ns, pair_items, pair_ops, work_ns
 from .parallel import MIN_PARALLEL_NS, WARM_PARALLEL_NS, WARM_SPAN_NS, min_chunk_for
@@ -150,19 +148,27 @@ def emit_entry(module: ir.Module, name: str, plan: Plan, emitted: dict[tuple, li
         if not isinstance(step, Gemm):
             calls.idle = math.inf
         if isinstance(step, Loop):
+            from .control import emit_loop  # loaded with the first program that has one (docs/architecture.md)
+
             emit_loop(entry, step, pointer, parallel_for,
                       lambda nm, body: (emit_entry(module, nm, body, emitted), table_bases(body)))
             continue
         if isinstance(step, Lapack):
+            from .lapack import lapack_buffers, lapack_function  # loaded on first use (docs/architecture.md)
+
             if numel(step.node.shape):
                 b.call(lapack_function(module, step), [pointer(x) for x in lapack_buffers(step)])
             continue
         if isinstance(step, Collective):
+            from . import collective  # loaded with the first program that has one (docs/architecture.md)
+
             requests[step.out.buffer] = entry.slot(ir.ArrayType(I64, collective.REQUEST_BYTES // 8))
             collective.emit_start(module, b, step.node, numel(step.node.inputs[0].shape), pointer(step.src.buffer),
                                   pointer(step.out.buffer), requests[step.out.buffer])
             continue
         if isinstance(step, CollectiveWait):
+            from . import collective
+
             collective.emit_wait(module, b, step.node, requests.pop(step.out.buffer))
             continue
         if isinstance(step, HostCall):

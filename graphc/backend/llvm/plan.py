@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,10 +43,7 @@ from ...ir.graph import Tensor
 from ...ops.registry import OpKind
 from ...passes.memory import ALIGNMENT, Interval, place, place_in_order
 from ...passes.sizing import same, templating
-from . import collective
-from .control import LowerFn, region_step
 from .grouping import Units, _Stage
-from .lapack import workspace
 from .pairs import pair_steps
 from .rows import after_reduction, reduce_mode, single_pass
 from .steps import (
@@ -68,6 +66,9 @@ from .steps import (
 )
 from .updates import fold_updates
 from .views import Flat, Immediate, Loaded
+
+if TYPE_CHECKING:
+    from .control import LowerFn
 
 SPLIT = 64  # parts of a split reduction (fixed, so results do not depend on the thread count)
 SPLIT_MIN = 1 << 16
@@ -122,7 +123,11 @@ def place_waits(steps: Sequence[Step]) -> tuple[Step, ...]:
     op, else at the end (right after the start with ``GRAPHC_MPI_OVERLAP=0``)."""
     out = list(steps)
     starts = [s for s in steps if isinstance(s, Collective)]
-    overlap = bool(starts) and collective.overlap()
+    if not starts:
+        return tuple(out)
+    from . import collective  # loaded with the first program that has one (docs/architecture.md)
+
+    overlap = collective.overlap()
     for start in starts:
         i = out.index(start)
         held = {start.src.buffer, start.out.buffer}
@@ -204,6 +209,8 @@ class _Builder:
         if n in self.groups.group:
             self.kernel(self.groups.members[self.groups.group[n]])  # a GEMM with an epilogue if it has a matmul
         elif kind is OpKind.REGION:
+            from .control import region_step  # loaded with the first program that has one (docs/architecture.md)
+
             region_step(self, n, self.lower)
         elif n.op in ("placeholder", "param"):  # (a region's params are the feeds of its plan)
             self.view[n] = View.dense(self.buffer("feed", n.dtype, numel(n.shape), n.name), n.shape)
@@ -386,6 +393,8 @@ class _Builder:
             if i not in self.view:
                 self.copy(i, View.dense(self.buffer("arena", i.dtype, numel(i.shape), i.name), i.shape))
             inputs.append(self.view[i])
+        from .lapack import workspace  # loaded with the first program that has one (docs/architecture.md)
+
         _, size = workspace(n)
         work = self.buffer("arena", np.float64, size, n.name + ".work")  # LAPACK computes in float64
         out = self.out_buffer(n)

@@ -23,7 +23,7 @@ from ...ir.printer import as_text
 from ...ir.traverse import toposort
 from ...options import CompileOptions
 from ...runtime.counters import count_compile
-from . import blas, collective, host, lapack, shared
+from . import blas, host, shared
 from .backend import LLVM
 from .codegen import ENTRY, module_text, table_bases
 from .collector import fewer_collections
@@ -41,8 +41,12 @@ def external_symbols(plan: Plan) -> dict[str, int]:
     if any(isinstance(s, Gemm) for s in steps):
         symbols.update(blas.gemm_symbols())
     if any(isinstance(s, Lapack) for s in steps):
+        from . import lapack  # loaded with the first program that has one (docs/architecture.md)
+
         symbols.update(lapack.lapack_symbols())
     if any(isinstance(s, Collective) for s in steps):
+        from . import collective  # loaded with the first program that has one (docs/architecture.md)
+
         symbols.update(collective.symbols())
     return symbols
 
@@ -135,6 +139,8 @@ class LLVMProgram:
         if self.hosts:
             host.raise_pending()
         if self.uses_mpi:
+            from . import collective
+
             collective.check_after_run()
 
     def fetch_values(self, outs: list[np.ndarray]) -> list:
