@@ -34,8 +34,12 @@ def bind_shapes(outputs: Sequence[Tensor], feed_shapes: Mapping[Tensor, tuple[in
             attrs["shape"] = tuple(int(d) for d in feed_shapes[node])
         inputs = tuple(mapping[i] for i in node.inputs)
         try:
-            with composite_scope(node.graph.composite.get(node)):  # errors name the function the user called
+            composite = node.graph.composite.get(node)
+            if composite is None:
                 made = new.make(node.op, inputs, attrs, name=node.name, loc=node.loc)
+            else:
+                with composite_scope(composite):  # errors name the function the user called
+                    made = new.make(node.op, inputs, attrs, name=node.name, loc=node.loc)
         except (ShapeError, DTypeError):
             if node not in node.graph.builders:
                 raise

@@ -327,10 +327,16 @@ class Graph:
             check_attrs(opdef, attrs, loc)
             shape, dtype = infer_type(opdef, inputs, attrs, loc)
             node = object.__new__(Tensor)
-            for field, value in (("op", op), ("inputs", inputs), ("attrs", attrs), ("shape", tuple(shape)),
-                                 ("dtype", dtype), ("graph", self), ("loc", loc), ("uid", next(_uids)),
-                                 ("name", self._fresh_name(self._scoped(name or op)))):
-                object.__setattr__(node, field, value)
+            init = object.__setattr__  # (Tensor's own refuses: nodes are immutable)
+            init(node, "op", op)
+            init(node, "inputs", inputs)
+            init(node, "attrs", attrs)
+            init(node, "shape", tuple(shape))
+            init(node, "dtype", dtype)
+            init(node, "graph", self)
+            init(node, "loc", loc)
+            init(node, "uid", next(_uids))
+            init(node, "name", self._fresh_name(self._scoped(name or op)))
             self._table[key] = node
             self._names[node.name] = node
             if op == "variable":
