@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .graph import Tensor
 
@@ -19,16 +19,15 @@ def toposort(outputs: Iterable[Tensor], done: set[Tensor] | None = None) -> list
     for root in outputs:
         if root in done:
             continue
-        stack: list[tuple[Tensor, int]] = [(root, 0)]
+        stack: list[tuple[Tensor, Iterator[Tensor]]] = [(root, iter(root.inputs))]  # each with its inputs to go
         on_stack = {root}
         while stack:
-            node, i = stack[-1]
-            if i < len(node.inputs):
-                stack[-1] = (node, i + 1)
-                child = node.inputs[i]
+            node, inputs = stack[-1]
+            for child in inputs:
                 if child not in done and child not in on_stack:
-                    stack.append((child, 0))
+                    stack.append((child, iter(child.inputs)))
                     on_stack.add(child)
+                    break
             else:
                 stack.pop()
                 on_stack.discard(node)
