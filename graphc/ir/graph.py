@@ -90,10 +90,11 @@ def attr_key(value: Any) -> Any:
 class Tensor:
     """One node of the graph: op name, input nodes, attributes, static shape and dtype."""
 
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "graph", "name", "loc", "uid", "__weakref__")
+    __slots__ = ("op", "opdef", "inputs", "attrs", "shape", "dtype", "graph", "name", "loc", "uid", "__weakref__")
     __array_ufunc__ = None  # make numpy defer to our reflected operators
 
     op: str
+    opdef: OpDef  # the op's declaration (read for every node by every pass: a field, not a registry lookup)
     inputs: tuple[Tensor, ...]
     attrs: dict[str, Any]
     shape: Shape
@@ -114,10 +115,6 @@ class Tensor:
     def params(self) -> dict[str, Any]:
         """The attributes an op's rules receive: all but identities and compiler annotations ("_...")."""
         return {k: v for k, v in self.attrs.items() if k != "uid" and not k.startswith("_")}
-
-    @property
-    def opdef(self) -> OpDef:
-        return get_op(self.op)
 
     def __repr__(self) -> str:
         dt = "op" if self.dtype is None else self.dtype.name
@@ -329,6 +326,7 @@ class Graph:
             node = object.__new__(Tensor)
             init = object.__setattr__  # (Tensor's own refuses: nodes are immutable)
             init(node, "op", op)
+            init(node, "opdef", opdef)
             init(node, "inputs", inputs)
             init(node, "attrs", attrs)
             init(node, "shape", tuple(shape))
