@@ -235,7 +235,8 @@ def interleave_recomputation(order: list[Tensor], size: SizeFn, base: dict[Tenso
     ones appear. A run is spread only where that cannot raise the program's peak: a pair's
     two products run at one time, and pairing moves a product up past a few others, so the
     bytes are weighed with each part one product earlier still (`_spread(..., early=True)`)
-    plus one part's value, and that must not exceed `order`'s peak anywhere the run moved.
+    plus a part's values and a product's (`_margin`), and that must not exceed `order`'s peak
+    anywhere the run moved.
     """
     limit = live_peak(order, size, base)
     out = list(order)
@@ -247,21 +248,34 @@ def interleave_recomputation(order: list[Tensor], size: SizeFn, base: dict[Tenso
         spread = _spread(before, run, early=False)
         if spread is not None:
             early = live_bytes(out[:first] + _spread(before, run, early=True) + rest, size, base)
-            if max(early[first:end]) + max(map(size, run)) <= limit:
+            if max(early[first:end]) + _margin(run, before, size) <= limit:
                 out = out[:first] + spread + rest
         first = end
     return out
+
+
+def _parts(run: list[Tensor]) -> list[list[Tensor]]:
+    """A run's parts: each product with the recomputed nodes after it."""
+    parts: list[list[Tensor]] = []
+    for n in run:
+        if n.opdef.kind is OpKind.MATMUL or not parts:
+            parts.append([])
+        parts[-1].append(n)
+    return parts
+
+
+def _margin(run: list[Tensor], before: list[Tensor], size: SizeFn) -> int:
+    """The bytes a spread run may hold beyond what its order counts: a part's values (its product's
+    and the clones' after it) and a product's (one that pairing moves up past others)."""
+    return max(sum(map(size, part)) for part in _parts(run)) + \
+        max((size(n) for n in before if n.opdef.kind is OpKind.MATMUL), default=0)
 
 
 def _spread(before: list[Tensor], run: list[Tensor], early: bool) -> list[Tensor] | None:
     """`before` + `run` with the run's parts moved up (None when the run has fewer than two
     products or `before` too few): as `interleave_recomputation` says, or with `early` each
     part one product earlier (right after the product two before its place)."""
-    parts: list[list[Tensor]] = []
-    for n in run:
-        if n.opdef.kind is OpKind.MATMUL or not parts:
-            parts.append([])
-        parts[-1].append(n)
+    parts = _parts(run)
     anchors = [k for k, n in enumerate(before) if n.opdef.kind is OpKind.MATMUL]
     if len(parts) < 2 or len(anchors) < 2 * len(parts):
         return None
