@@ -307,8 +307,10 @@ class CacheEntry(Kind):
         os.environ["GRAPHC_CACHE_DIR"] = str(work / "cache")
         self.want = self.run()
         # the program's entries, object code first (a repeated Session.run also caches graphc's
-        # array-call routine)
-        found = [p for p in (work / "cache").rglob("*.o") if b"graphc_array_call" not in p.read_bytes()]
+        # array-call routine, and the cache keeps graphc's source digest)
+        digest = cache.source_digest().encode()
+        found = [p for p in (work / "cache").rglob("*.o")
+                 if b"graphc_array_call" not in p.read_bytes() and not p.read_bytes().endswith(digest)]
         self.entries = sorted(found, key=lambda p: b'"ir": ' in p.read_bytes())
         assert len(self.entries) == 2 and b'"ir": ' in self.entries[1].read_bytes()
         self.originals = [p.read_bytes() for p in self.entries]

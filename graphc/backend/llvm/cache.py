@@ -32,8 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["FORMAT_VERSION", "TRIM_EVERY", "cache_dir", "cache_key", "enabled", "entry_path", "load", "max_bytes",
-           "source_digest", "store", "trim"]
+__all__ = ["FORMAT_VERSION", "TRIM_EVERY", "cache_dir", "cache_key", "digest_of", "enabled", "entry_path", "load",
+           "max_bytes", "source_digest", "store", "trim"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"GRAPHCO\x00"
@@ -60,13 +60,45 @@ def cache_dir() -> Path | None:
 
 @functools.cache
 def source_digest() -> str:
-    """SHA-256 of graphc's Python source (about 5 ms): what keys derived from it (template
-    entries, the tiled kernel's name) change with whenever the compiler changes."""
-    root = Path(__file__).resolve().parents[2]
+    """SHA-256 of graphc's Python source: what keys derived from it (program and template entries,
+    the tiled kernel's name) change with whenever the compiler changes (`digest_of`)."""
+    return digest_of(Path(__file__).resolve().parents[2])
+
+
+def digest_of(root: Path) -> str:
+    """SHA-256 of the paths and contents of the ``.py`` files below `root`. Reading and hashing them
+    takes 4-5 ms (more under load), so the digest is kept in the cache under a key made of the
+    files' paths, sizes and modification times (the rule by which Python reuses their bytecode):
+    a process whose files are unchanged reads one entry instead."""
+    files = _python_files(root)
+    stamp = hashlib.sha256(f"graphc-source-digest-v1\0{root}\0{files!r}".encode()).hexdigest()
+    known = load(stamp)
+    if known is not None and len(known) == 64 and all(c in b"0123456789abcdef" for c in known):
+        return known.decode()
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for rel, _, _ in files:
+        digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    store(stamp, digest.hexdigest().encode())
     return digest.hexdigest()
+
+
+def _python_files(root: Path) -> list[tuple[str, int, int]]:
+    """(path relative to `root`, modification time in ns, size) of each ``.py`` file below it, in
+    path order (``__pycache__`` folders skipped)."""
+    found = []
+
+    def walk(folder: str, rel: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        walk(entry.path, rel + entry.name + os.sep)
+                elif entry.name.endswith(".py"):
+                    st = entry.stat()
+                    found.append((rel + entry.name, st.st_mtime_ns, st.st_size))
+
+    walk(str(root), "")
+    return sorted(found, key=lambda f: f[0].split(os.sep))
 
 
 @functools.cache

@@ -275,3 +275,40 @@ def test_max_bytes(monkeypatch):
     assert cache.max_bytes() == int(1.5 * 2**20)
     monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "lots")
     assert cache.max_bytes() == 2**30
+
+
+def test_source_digest_is_kept_until_a_file_changes(cache_dir, tmp_path, monkeypatch):
+    """`digest_of` hashes the .py files' paths and contents, and keeps the digest in the cache under
+    their paths, sizes and times: unchanged files are not read again; a changed file, a damaged
+    entry or the cache turned off give the digest of the contents as they are."""
+    import hashlib
+
+    src = tmp_path / "src"
+    (src / "sub" / "__pycache__").mkdir(parents=True)
+    files = {"a.py": "x = 1\n", "sub/b.py": "y = 2\n"}
+    for rel, text in files.items():
+        (src / rel).write_text(text)
+    (src / "notes.txt").write_text("not source")
+    (src / "sub" / "__pycache__" / "c.py").write_text("skipped")
+
+    def direct() -> str:
+        digest = hashlib.sha256()
+        for rel in sorted(files):
+            digest.update(rel.encode() + b"\0" + (src / rel).read_bytes() + b"\0")
+        return digest.hexdigest()
+
+    first = cache.digest_of(src)
+    assert first == direct()
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_bytes", lambda self: pytest.fail(f"{self} read again"))
+        assert cache.digest_of(src) == first
+    files["a.py"] = "x = 3\n"  # same size; its time moves on
+    (src / "a.py").write_text(files["a.py"])
+    stat = (src / "a.py").stat()
+    os.utime(src / "a.py", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert cache.digest_of(src) == direct() != first
+    for entry in Path(cache_dir).rglob("*.o"):
+        entry.write_bytes(entry.read_bytes()[:-1] + b"!")
+    assert cache.digest_of(src) == direct()
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    assert cache.digest_of(src) == direct()
