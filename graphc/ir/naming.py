@@ -58,8 +58,9 @@ def accepts_name(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _takes_name(fn: Callable[..., Any]) -> bool:
-    if inspect.isfunction(fn) and not hasattr(fn, "__wrapped__") and not hasattr(fn, "__signature__"):
-        code = fn.__code__  # a plain function: its code lists its parameters (faster than a Signature)
+    inner = inspect.unwrap(fn, stop=lambda f: hasattr(f, "__signature__"))  # what inspect.signature reads
+    if inspect.isfunction(inner) and not hasattr(inner, "__signature__"):
+        code = inner.__code__  # a plain function: its code lists its parameters (faster than a Signature)
         count = code.co_argcount + code.co_kwonlyargcount
         count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
         return "name" in code.co_varnames[:count]
