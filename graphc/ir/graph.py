@@ -38,7 +38,7 @@ class Const:
     graph (64 weights of 256 KB) took to build; the bytes are compared only when hashes agree.
     """
 
-    __slots__ = ("array", "_hash")
+    __slots__ = ("array", "_kind", "_hash")
 
     def __init__(self, array: np.ndarray):
         import zlib  # here, not at the top: `import graphc` does not need it (docs/benchmarks.md)
@@ -46,18 +46,15 @@ class Const:
         arr = np.array(array, copy=True, order="C")
         arr.setflags(write=False)
         self.array = arr
-        data = arr.tobytes() if arr.dtype.hasobject else arr.reshape(-1).view(np.uint8)
-        self._hash = hash((arr.dtype.str, arr.shape, zlib.crc32(data)))
+        self._kind = (arr.dtype.str, arr.shape)
+        self._hash = hash((self._kind, zlib.crc32(arr.tobytes() if arr.dtype.hasobject else arr)))
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Const):
-            return False
-        a, b = self.array, other.array
-        return (self._hash == other._hash and a.dtype.str == b.dtype.str and a.shape == b.shape
-                and a.tobytes() == b.tobytes())
+        return (isinstance(other, Const) and self._hash == other._hash and self._kind == other._kind
+                and self.array.tobytes() == other.array.tobytes())
 
     def __repr__(self) -> str:
         return np.array2string(self.array, separator=", ", threshold=8, precision=8)
