@@ -30,6 +30,7 @@ import struct
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
@@ -160,12 +161,15 @@ def in_process_only() -> bool:
     return os.environ.get("GRAPHC_OPT_PROCESS", "1").strip().lower() in ("0", "false", "off", "no")
 
 
+_NO_FORK_WITH = ("mpi4py.MPI", "jax")  # MPI libraries do not support fork; JAX warns at every fork
+
+
 def may_fork() -> bool:
     """Whether `Forked` may fork now: on Linux, with one Python thread (a lock that another thread
-    holds at the fork, an import's or llvmlite's, would stay held in the child), MPI not loaded
-    (MPI libraries do not support fork), and compiles not kept in process."""
+    holds at the fork, an import's or llvmlite's, would stay held in the child), none of
+    `_NO_FORK_WITH` loaded, and compiles not kept in process."""
     return (sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
-            and "mpi4py.MPI" not in sys.modules and not in_process_only())
+            and not any(name in sys.modules for name in _NO_FORK_WITH) and not in_process_only())
 
 
 class Forked:
@@ -179,7 +183,11 @@ class Forked:
         self._done = False
         read, write = os.pipe()
         try:
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12+ warns at a fork while native threads (OpenBLAS's) exist; the child
+                # runs only this thread's LLVM compile and leaves by os._exit.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
         except OSError:
             os.close(read)
             os.close(write)

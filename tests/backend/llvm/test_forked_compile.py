@@ -69,13 +69,14 @@ print(json.dumps({"forked": len(forks), "from_cache": kernel.from_cache, "has_ir
 """
 
 
-def _run(script: str, *args: str, cache_dir: Path | None = None) -> dict:
+def _run(script: str, *args: str, cache_dir: Path | None = None, python_flags: tuple[str, ...] = ()) -> dict:
     env = {**os.environ, "PYTHONPATH": str(_ROOT), "GRAPHC_GEMM": "tiled"}
     for name in ("GRAPHC_CACHE", "GRAPHC_OPT_PROCESS"):
         env.pop(name, None)
     if cache_dir is not None:
         env["GRAPHC_CACHE_DIR"] = str(cache_dir)
-    run = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, *python_flags, "-c", script, *args], env=env, capture_output=True,
+                         text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -110,3 +111,29 @@ def test_no_fork_with_other_threads_or_compiles_kept_in_process(monkeypatch):
         other.join()
     monkeypatch.setenv("GRAPHC_OPT_PROCESS", "0")
     assert not optimizer.may_fork()
+
+
+@pytest.mark.parametrize("module", ["jax", "mpi4py.MPI"])
+def test_no_fork_with_jax_or_mpi_loaded(monkeypatch, module):
+    monkeypatch.delenv("GRAPHC_OPT_PROCESS", raising=False)
+    monkeypatch.setitem(sys.modules, module, sys)  # any module object: only its name is looked up
+    assert not optimizer.may_fork()
+
+
+_WARNING_FORK = """
+import json, os, warnings
+from graphc.backend.llvm import jit, optimizer, tiled
+
+fork = os.fork
+def warning_fork():  # as Python 3.12+ does in a process with native threads
+    warnings.warn("This process is multi-threaded, use of fork() may lead to deadlocks", DeprecationWarning)
+    return fork()
+os.fork = warning_fork
+tm = jit.target_machine()
+_, text = tiled.kernel(__import__("numpy").float32)
+print(json.dumps({"same": optimizer.Forked(lambda: text, tm).object_code() == optimizer.object_code(text, tm)}))
+"""
+
+
+def test_a_fork_warning_made_an_error_does_not_stop_the_compile(tmp_path):
+    assert _run(_WARNING_FORK, cache_dir=tmp_path, python_flags=("-W", "error")) == {"same": True}
