@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ...dtypes import shape_str
 from ...errors import GraphcError
 from ...ir.graph import Tensor
+from ...ir.traverse import toposort
 from ...ops.registry import OpKind
 from ...passes.schedule import schedule
 from ...passes.sizing import same, size_free
@@ -95,6 +96,7 @@ def _memory_model(roots: Sequence[Tensor]) -> tuple[Callable[[Tensor], int], Cal
     """(bytes of a node's own buffer, the node a view reads) for `schedule`: sources, outputs,
     views and immediates own no arena bytes, and a view keeps its base alive."""
     outputs = {r for r in roots if r.op != "assign"}  # (an assignment's value needs a buffer unless in place)
+    updates = _update_chains(roots)
     probes: dict[Tensor, Loaded | Immediate | None] = {}
 
     def probe(n: Tensor) -> Loaded | Immediate | None:
@@ -103,7 +105,7 @@ def _memory_model(roots: Sequence[Tensor]) -> tuple[Callable[[Tensor], int], Cal
         return probes[n]
 
     def size(n: Tensor) -> int:
-        if n.dtype is None or n in outputs or n.opdef.kind is OpKind.SOURCE or probe(n) is not None:
+        if n.dtype is None or n in outputs or n in updates or n.opdef.kind is OpKind.SOURCE or probe(n) is not None:
             return 0
         return numel(n.shape) * n.dtype.itemsize
 
@@ -111,6 +113,31 @@ def _memory_model(roots: Sequence[Tensor]) -> tuple[Callable[[Tensor], int], Cal
         p = probe(n)
         return n.inputs[p.i] if isinstance(p, Loaded) else None
     return size, view_of
+
+
+def _update_chains(roots: Sequence[Tensor]) -> set[Tensor]:
+    """The assignments and, back from each, the maps read by nothing else, down to one product:
+    `W - lr * (a @ b)` becomes one kernel writing the variable in place (`assign_in_place`),
+    or a product that updates it (`updates.fold_updates`), so the chain needs no arena bytes.
+    Counted at full size, an SGD step's weight-gradient products looked dearer than the
+    input gradients they free, and the schedule put them all last, every layer's output
+    gradient alive until then (a 64-layer chain's arena doubled, and checkpointing could
+    not lower it)."""
+    readers: dict[Tensor, int] = {}
+    for n in toposort(roots):
+        for i in set(n.inputs):
+            readers[i] = readers.get(i, 0) + 1
+    chains: set[Tensor] = set()
+    stack = [r.inputs[1] for r in roots if r.op == "assign" and len(r.inputs) > 1]
+    chains.update(r for r in roots if r.op == "assign")
+    while stack:
+        n = stack.pop()
+        if n in chains or readers.get(n, 0) != 1 or n.opdef.kind not in (OpKind.ELEMENTWISE, OpKind.MATMUL):
+            continue
+        chains.add(n)
+        if n.opdef.kind is OpKind.ELEMENTWISE:
+            stack.extend(n.inputs)
+    return chains
 
 
 def _needed(roots: Sequence[Tensor]) -> set[Tensor]:
