@@ -229,3 +229,31 @@ def test_recomputed_segments_are_spread_over_the_backward_products_before_them(m
     assert sched.live_peak(order, size) <= sched.live_peak(plain, size)
     for want, got in zip(evaluate(module.outputs, feed), evaluate(sqrt.outputs, feed)):
         np.testing.assert_array_equal(got, want)
+
+
+def _sgd_chain_arena(policy: str, train: bool) -> int:
+    """Planned arena bytes of a 16-layer dense tanh chain (weights larger than activations):
+    a training step under SGD, or the loss and its gradients fetched."""
+    rng = np.random.default_rng(0)
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, (16, 128), name="x")
+        h = x
+        for i in range(16):
+            h = gc.nn.dense(h, 128, activation=gc.tanh, name=f"layer{i}", seed=i)
+        loss = gc.mean(h ** 2)
+        grads = None if train else gc.gradients(loss, gc.trainable_variables())
+        fetches = [loss, gc.train.SGD(0.1).minimize(loss)] if train else [loss, *grads]
+        feed = {x: rng.standard_normal((16, 128)).astype(np.float32)}
+        with gc.Session(options=gc.CompileOptions(checkpoint=policy)) as sess:
+            program = sess.compile(fetches, feed)
+            assert not program.optimized.checkpoint_report(policy).note  # the policy was used
+            return program.plan.arena_bytes
+
+
+def test_sgd_updates_in_place_need_no_more_arena_than_fetched_gradients_and_sqrt_lowers_it(monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE", "0")
+    none = _sgd_chain_arena("none", train=True)
+    # Each update runs when its gradient exists: at most one activation (8 KB) more than
+    # fetching the gradients (before: every layer's output gradient alive until the end).
+    assert none <= _sgd_chain_arena("none", train=False) + 16 * 128 * 4
+    assert _sgd_chain_arena("sqrt", train=True) < none / 2
