@@ -167,6 +167,7 @@ def test_singular_and_not_positive_definite_give_nan_and_numpy_det():
             {a: singular}):
         assert np.isnan(solved).all() and np.isnan(inverse).all() and np.isnan(chol).all()
         assert det == 0.0 and sign == 0.0 and logdet == -np.inf
+        assert not np.signbit(sign) and not np.signbit(det)  # +0.0 as numpy's (LU swaps rows here)
 
 
 def test_one_bad_matrix_leaves_the_rest_of_the_batch_alone():

@@ -335,7 +335,8 @@ def _slogdet(ctx: Ctx) -> None:
         absd = b.call(intrinsic(b.module, f"llvm.fabs.{_suffix(elem)}", elem, [elem]), [d])
         b.store(b.fadd(b.load(logabs, typ=elem), mathlib.MATH_FUNCTIONS["log"](b, absd)), logabs)
     finite, nan = b.load(ctx.finite, typ=I1), ir.Constant(ctx.out_elem, float("nan"))
-    b.store(b.select(finite, ctx.narrow(b.load(sign, typ=elem)), nan), ctx.out)
+    signed = b.fadd(b.load(sign, typ=elem), zero)  # a zero pivot after a swap gave -0.0: numpy's is +0.0
+    b.store(b.select(finite, ctx.narrow(signed), nan), ctx.out)
     b.store(b.select(finite, ctx.narrow(b.load(logabs, typ=elem)), nan), ctx.out_at(ir.Constant(I64, 1)))
 
 
